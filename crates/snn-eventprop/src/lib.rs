@@ -1,4 +1,15 @@
-//! EventProp adjoint engine: exact gradients with respect to weights and delays, losses, optimisers, training.
+//! EventProp with delays: exact gradients of spiking-network losses with respect to
+//! weights **and** delays, from an adjoint pass that keeps only spike records.
 //!
-//! This crate is being filled by its issue; until then it exports nothing.
+//! This crate implements spec `eventprop-delays.md` §2–4: the backward passes of both
+//! engines of `snn-core` (the [`Adjoint`] trait), the losses of the paper's tasks
+//! ([`Loss`]), optimisers and a training loop.
 #![warn(missing_docs)]
+
+pub mod error;
+pub mod gradients;
+pub mod loss;
+
+pub use error::{EventPropError, Result};
+pub use gradients::{Adjoint, Gradients};
+pub use loss::{FirstSpikeParams, Loss, LossValue};

@@ -1,0 +1,455 @@
+//! Network description: populations and connections with per-synapse weights and delays.
+//!
+//! Neurons are numbered globally: population `p` owns the global indices
+//! `offset(p) .. offset(p) + size(p)`, in the order the populations were added.
+//! Weight and delay matrices are `post x pre` (nalgebra, column-major), so the fan-out
+//! of presynaptic neuron `i` — what a spike of `i` touches — is the contiguous column `i`.
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::neuron::{Leak, LiParams, LifParams};
+
+/// Index of a population in its [`Network`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PopulationId(pub usize);
+
+/// Index of a connection in its [`Network`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConnectionId(pub usize);
+
+/// What kind of neurons a population holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum NeuronKind {
+    /// Spike sources driven by the input spike trains.
+    Input,
+    /// Leaky integrate-and-fire neurons.
+    Lif(LifParams),
+    /// Leaky integrators (no threshold): readout neurons.
+    Li(LiParams),
+}
+
+impl NeuronKind {
+    /// The time constants, if the neurons integrate (LIF or LI).
+    pub fn leak(&self) -> Option<&Leak> {
+        match self {
+            NeuronKind::Input => None,
+            NeuronKind::Lif(p) => Some(p.leak()),
+            NeuronKind::Li(p) => Some(p.leak()),
+        }
+    }
+
+    /// Whether neurons of this kind emit spikes.
+    pub fn spikes(&self) -> bool {
+        !matches!(self, NeuronKind::Li(_))
+    }
+}
+
+/// A group of neurons of one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Population {
+    name: String,
+    size: usize,
+    kind: NeuronKind,
+}
+
+impl Population {
+    /// Name given when the population was added.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of neurons.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Neuron kind and parameters.
+    pub fn kind(&self) -> &NeuronKind {
+        &self.kind
+    }
+}
+
+/// Synapses from every neuron of `pre` to every neuron of `post` (dense), each with a
+/// weight and a delay in ms. A connection with `pre == post` is recurrent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pre: PopulationId,
+    post: PopulationId,
+    weights: DMatrix<f64>,
+    delays: DMatrix<f64>,
+}
+
+impl Connection {
+    /// Presynaptic population.
+    pub fn pre(&self) -> PopulationId {
+        self.pre
+    }
+
+    /// Postsynaptic population.
+    pub fn post(&self) -> PopulationId {
+        self.post
+    }
+
+    /// Whether the connection maps a population onto itself.
+    pub fn is_recurrent(&self) -> bool {
+        self.pre == self.post
+    }
+
+    /// Weights, `post x pre`.
+    pub fn weights(&self) -> &DMatrix<f64> {
+        &self.weights
+    }
+
+    /// Delays in ms, `post x pre`.
+    pub fn delays(&self) -> &DMatrix<f64> {
+        &self.delays
+    }
+
+    /// Largest delay of the connection (0 for an empty matrix).
+    pub fn max_delay(&self) -> f64 {
+        self.delays.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// A validated spiking network: exactly one input population, at least one output.
+///
+/// Build it with [`NetworkBuilder`].
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use snn_core::{LiParams, LifParams, NetworkBuilder};
+///
+/// let mut b = NetworkBuilder::new();
+/// let inp = b.input("in", 2);
+/// let hid = b.lif("hidden", 3, LifParams::default());
+/// let out = b.li("out", 2, LiParams::default());
+/// b.connect(inp, hid, DMatrix::from_element(3, 2, 0.5), DMatrix::zeros(3, 2));
+/// b.connect(hid, hid, DMatrix::from_element(3, 3, 0.1), DMatrix::from_element(3, 3, 2.0));
+/// b.connect(hid, out, DMatrix::from_element(2, 3, 0.2), DMatrix::from_element(2, 3, 1.0));
+/// let net = b.output(out).build().unwrap();
+/// assert_eq!(net.num_neurons(), 7);
+/// assert!(net.connection(snn_core::ConnectionId(1)).is_recurrent());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    populations: Vec<Population>,
+    connections: Vec<Connection>,
+    offsets: Vec<usize>,
+    input: PopulationId,
+    output: PopulationId,
+    /// `outgoing[p]`: connections whose presynaptic population is `p`.
+    outgoing: Vec<Vec<ConnectionId>>,
+    /// `incoming[p]`: connections whose postsynaptic population is `p`.
+    incoming: Vec<Vec<ConnectionId>>,
+}
+
+impl Network {
+    /// All populations, in the order they were added.
+    pub fn populations(&self) -> &[Population] {
+        &self.populations
+    }
+
+    /// One population.
+    pub fn population(&self, id: PopulationId) -> &Population {
+        &self.populations[id.0]
+    }
+
+    /// All connections, in the order they were added.
+    pub fn connections(&self) -> &[Connection] {
+        &self.connections
+    }
+
+    /// One connection.
+    pub fn connection(&self, id: ConnectionId) -> &Connection {
+        &self.connections[id.0]
+    }
+
+    /// Mutable weights of a connection, `post x pre`, for optimisers.
+    ///
+    /// Unchecked: call [`Network::check`] after writing if the values come from user input.
+    pub fn weights_mut(&mut self, id: ConnectionId) -> &mut DMatrix<f64> {
+        &mut self.connections[id.0].weights
+    }
+
+    /// Mutable delays (ms) of a connection, `post x pre`, for optimisers.
+    ///
+    /// Unchecked: call [`Network::check`] after writing (delays must stay finite and `>= 0`).
+    pub fn delays_mut(&mut self, id: ConnectionId) -> &mut DMatrix<f64> {
+        &mut self.connections[id.0].delays
+    }
+
+    /// The input population.
+    pub fn input(&self) -> PopulationId {
+        self.input
+    }
+
+    /// The readout population.
+    pub fn output(&self) -> PopulationId {
+        self.output
+    }
+
+    /// First global neuron index of a population.
+    pub fn offset(&self, id: PopulationId) -> usize {
+        self.offsets[id.0]
+    }
+
+    /// Total number of neurons, input neurons included.
+    pub fn num_neurons(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0)
+    }
+
+    /// Population and local index of a global neuron index.
+    pub fn locate(&self, global: usize) -> (PopulationId, usize) {
+        // offsets is sorted; partition_point gives the first offset > global.
+        let p = self.offsets.partition_point(|&o| o <= global) - 1;
+        (PopulationId(p), global - self.offsets[p])
+    }
+
+    /// Connections leaving population `id`.
+    pub fn outgoing(&self, id: PopulationId) -> &[ConnectionId] {
+        &self.outgoing[id.0]
+    }
+
+    /// Connections entering population `id`.
+    pub fn incoming(&self, id: PopulationId) -> &[ConnectionId] {
+        &self.incoming[id.0]
+    }
+
+    /// Largest delay over all connections (ms).
+    pub fn max_delay(&self) -> f64 {
+        self.connections.iter().map(Connection::max_delay).fold(0.0, f64::max)
+    }
+
+    /// Total number of synapses (each has one weight and one delay).
+    pub fn num_synapses(&self) -> usize {
+        self.connections.iter().map(|c| c.weights.len()).sum()
+    }
+
+    /// Re-validates every weight and delay (finite; delays `>= 0`).
+    pub fn check(&self) -> Result<()> {
+        for c in &self.connections {
+            check_values(&self.populations, c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Builder of a [`Network`]; all checks happen in [`NetworkBuilder::build`].
+#[derive(Debug, Clone, Default)]
+pub struct NetworkBuilder {
+    populations: Vec<Population>,
+    connections: Vec<Connection>,
+    output: Option<PopulationId>,
+}
+
+impl NetworkBuilder {
+    /// An empty network.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add(&mut self, name: &str, size: usize, kind: NeuronKind) -> PopulationId {
+        self.populations.push(Population { name: name.to_owned(), size, kind });
+        PopulationId(self.populations.len() - 1)
+    }
+
+    /// Adds the input population (spike sources).
+    pub fn input(&mut self, name: &str, size: usize) -> PopulationId {
+        self.add(name, size, NeuronKind::Input)
+    }
+
+    /// Adds a LIF population.
+    pub fn lif(&mut self, name: &str, size: usize, params: LifParams) -> PopulationId {
+        self.add(name, size, NeuronKind::Lif(params))
+    }
+
+    /// Adds a LI (readout) population.
+    pub fn li(&mut self, name: &str, size: usize, params: LiParams) -> PopulationId {
+        self.add(name, size, NeuronKind::Li(params))
+    }
+
+    /// Adds a dense connection; `weights` and `delays` (ms) are `post x pre`.
+    pub fn connect(
+        &mut self,
+        pre: PopulationId,
+        post: PopulationId,
+        weights: DMatrix<f64>,
+        delays: DMatrix<f64>,
+    ) -> ConnectionId {
+        self.connections.push(Connection { pre, post, weights, delays });
+        ConnectionId(self.connections.len() - 1)
+    }
+
+    /// Marks the readout population (default: the last population added).
+    pub fn output(&mut self, id: PopulationId) -> &mut Self {
+        self.output = Some(id);
+        self
+    }
+
+    /// Validates and builds the network.
+    ///
+    /// Errors: no or several input populations, empty or duplicate-named populations,
+    /// connections into an input population or out of a LI population, unknown
+    /// population ids, shape mismatches, non-finite weights, negative or non-finite delays.
+    pub fn build(&self) -> Result<Network> {
+        let pops = &self.populations;
+        let mut input = None;
+        for (i, p) in pops.iter().enumerate() {
+            if p.size == 0 {
+                return Err(CoreError::InvalidPopulation { name: p.name.clone(), reason: "size is zero" });
+            }
+            if pops[..i].iter().any(|q| q.name == p.name) {
+                return Err(CoreError::InvalidPopulation { name: p.name.clone(), reason: "duplicate name" });
+            }
+            if matches!(p.kind, NeuronKind::Input) {
+                if input.is_some() {
+                    return Err(CoreError::InvalidNetwork("more than one input population"));
+                }
+                input = Some(PopulationId(i));
+            }
+        }
+        let input = input.ok_or(CoreError::InvalidNetwork("no input population"))?;
+        let output = self.output.unwrap_or(PopulationId(pops.len().saturating_sub(1)));
+        match pops.get(output.0).map(|p| p.kind) {
+            None => return Err(CoreError::InvalidNetwork("output population does not exist")),
+            Some(NeuronKind::Input) => return Err(CoreError::InvalidNetwork("output population is the input")),
+            Some(_) => {}
+        }
+
+        let mut outgoing = vec![Vec::new(); pops.len()];
+        let mut incoming = vec![Vec::new(); pops.len()];
+        for (ci, c) in self.connections.iter().enumerate() {
+            let name = |id: PopulationId| pops.get(id.0).map_or_else(|| format!("#{}", id.0), |p| p.name.clone());
+            let invalid = |reason| CoreError::InvalidConnection { pre: name(c.pre), post: name(c.post), reason };
+            let (Some(pre), Some(post)) = (pops.get(c.pre.0), pops.get(c.post.0)) else {
+                return Err(invalid("population does not exist"));
+            };
+            if !pre.kind.spikes() {
+                return Err(invalid("presynaptic population is a leaky integrator and never spikes"));
+            }
+            if matches!(post.kind, NeuronKind::Input) {
+                return Err(invalid("postsynaptic population is an input population"));
+            }
+            for (what, m) in [("weight", &c.weights), ("delay", &c.delays)] {
+                if m.nrows() != post.size || m.ncols() != pre.size {
+                    return Err(CoreError::ShapeMismatch {
+                        pre: pre.name.clone(),
+                        post: post.name.clone(),
+                        what,
+                        rows: post.size,
+                        cols: pre.size,
+                        got_rows: m.nrows(),
+                        got_cols: m.ncols(),
+                    });
+                }
+            }
+            check_values(pops, c)?;
+            outgoing[c.pre.0].push(ConnectionId(ci));
+            incoming[c.post.0].push(ConnectionId(ci));
+        }
+
+        let mut offsets = Vec::with_capacity(pops.len() + 1);
+        offsets.push(0);
+        for p in pops {
+            offsets.push(offsets.last().copied().unwrap_or(0) + p.size);
+        }
+        Ok(Network {
+            populations: pops.clone(),
+            connections: self.connections.clone(),
+            offsets,
+            input,
+            output,
+            outgoing,
+            incoming,
+        })
+    }
+}
+
+fn check_values(pops: &[Population], c: &Connection) -> Result<()> {
+    let names = || (pops[c.pre.0].name.clone(), pops[c.post.0].name.clone());
+    if let Some((k, &value)) = c.weights.iter().enumerate().find(|(_, w)| !w.is_finite()) {
+        let (pre, post) = names();
+        let (row, col) = (k % c.weights.nrows(), k / c.weights.nrows());
+        return Err(CoreError::NonFiniteWeight { pre, post, row, col, value });
+    }
+    if let Some((k, &value)) = c.delays.iter().enumerate().find(|(_, d)| !(d.is_finite() && **d >= 0.0)) {
+        let (pre, post) = names();
+        let (row, col) = (k % c.delays.nrows(), k / c.delays.nrows());
+        return Err(CoreError::InvalidDelay { pre, post, row, col, value });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_layer(w: DMatrix<f64>, d: DMatrix<f64>) -> Result<Network> {
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 2);
+        let o = b.li("out", 3, LiParams::default());
+        b.connect(i, o, w, d);
+        b.build()
+    }
+
+    #[test]
+    fn shapes_and_values_are_checked() {
+        assert!(two_layer(DMatrix::zeros(3, 2), DMatrix::zeros(3, 2)).is_ok());
+        assert!(matches!(
+            two_layer(DMatrix::zeros(2, 3), DMatrix::zeros(3, 2)),
+            Err(CoreError::ShapeMismatch { what: "weight", rows: 3, cols: 2, .. })
+        ));
+        assert!(matches!(
+            two_layer(DMatrix::zeros(3, 2), DMatrix::zeros(3, 3)),
+            Err(CoreError::ShapeMismatch { what: "delay", .. })
+        ));
+        let mut w = DMatrix::zeros(3, 2);
+        w[(2, 1)] = f64::NAN;
+        assert!(matches!(two_layer(w, DMatrix::zeros(3, 2)), Err(CoreError::NonFiniteWeight { row: 2, col: 1, .. })));
+        let mut d = DMatrix::zeros(3, 2);
+        d[(1, 0)] = -0.5;
+        assert!(matches!(
+            two_layer(DMatrix::zeros(3, 2), d.clone()),
+            Err(CoreError::InvalidDelay { row: 1, col: 0, .. })
+        ));
+        d[(1, 0)] = f64::INFINITY;
+        assert!(matches!(two_layer(DMatrix::zeros(3, 2), d), Err(CoreError::InvalidDelay { .. })));
+    }
+
+    #[test]
+    fn topology_errors_are_typed() {
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 2);
+        let o = b.li("out", 1, LiParams::default());
+        b.connect(o, o, DMatrix::zeros(1, 1), DMatrix::zeros(1, 1));
+        assert!(matches!(b.build(), Err(CoreError::InvalidConnection { .. })));
+
+        let mut b = NetworkBuilder::new();
+        b.input("in", 2);
+        b.input("in2", 2);
+        assert!(matches!(b.build(), Err(CoreError::InvalidNetwork(_))));
+
+        let mut b = NetworkBuilder::new();
+        let i2 = b.input("in", 2);
+        b.connect(i2, i, DMatrix::zeros(2, 2), DMatrix::zeros(2, 2));
+        assert!(b.build().is_err());
+    }
+
+    #[test]
+    fn global_indexing() {
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 4);
+        let h = b.lif("h", 5, LifParams::default());
+        let o = b.li("o", 2, LiParams::default());
+        b.connect(i, h, DMatrix::zeros(5, 4), DMatrix::zeros(5, 4));
+        b.connect(h, o, DMatrix::zeros(2, 5), DMatrix::zeros(2, 5));
+        let net = b.build().unwrap();
+        assert_eq!(net.offset(h), 4);
+        assert_eq!(net.locate(4), (h, 0));
+        assert_eq!(net.locate(10), (o, 1));
+        assert_eq!(net.outgoing(h), &[ConnectionId(1)]);
+        assert_eq!(net.output(), o);
+    }
+}

@@ -1,0 +1,83 @@
+//! The error type of `snn-eventprop`.
+
+use thiserror::Error;
+
+/// Everything that can go wrong when computing gradients or training.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum EventPropError {
+    /// An error of the forward model.
+    #[error(transparent)]
+    Core(#[from] snn_core::CoreError),
+    /// An error of the delay parameterisation.
+    #[error(transparent)]
+    Delays(#[from] snn_delays::DelayError),
+    /// A class label is not a valid output index.
+    #[error("label {label} of sample {sample} is out of range (the output population has {classes} neurons)")]
+    LabelOutOfRange {
+        /// Sample index.
+        sample: usize,
+        /// The label.
+        label: usize,
+        /// Number of output neurons.
+        classes: usize,
+    },
+    /// The readout does not fit the loss (wrong kind or wrong length).
+    #[error("loss `{loss}` needs readout {expected}, got {got}")]
+    ReadoutMismatch {
+        /// Loss name.
+        loss: &'static str,
+        /// What the loss needs.
+        expected: &'static str,
+        /// What was given.
+        got: String,
+    },
+    /// A batch has no sample.
+    #[error("empty batch")]
+    EmptyBatch,
+    /// The number of labels differs from the number of samples.
+    #[error("{samples} samples but {labels} labels")]
+    LabelCountMismatch {
+        /// Samples in the batch.
+        samples: usize,
+        /// Labels given.
+        labels: usize,
+    },
+    /// No parameter is trainable.
+    #[error("nothing to train: no connection has trainable weights or delays")]
+    NothingToTrain,
+    /// A gradient came out NaN or infinite.
+    #[error("non-finite {what} gradient in connection {connection} at [{row}, {col}] (sample {sample})")]
+    NonFiniteGradient {
+        /// `"weight"` or `"delay"`.
+        what: &'static str,
+        /// Connection index.
+        connection: usize,
+        /// Postsynaptic neuron.
+        row: usize,
+        /// Presynaptic neuron.
+        col: usize,
+        /// Sample index in the batch, if known.
+        sample: usize,
+    },
+    /// A hyperparameter is invalid.
+    #[error("hyperparameter `{param}` = {value}: {reason}")]
+    InvalidHyperparameter {
+        /// Name.
+        param: &'static str,
+        /// Value.
+        value: f64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Reading or writing a checkpoint failed.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// File.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, EventPropError>;
