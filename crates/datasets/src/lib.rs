@@ -1,4 +1,40 @@
-//! Data sets: Yin-Yang, sequence detection, SHD/SSC (HDF5), MNIST (IDX), synthetic group-sparse data.
+//! Data sets for the two papers of this workspace.
 //!
-//! This crate is being filled by its issue; until then it exports nothing.
+//! * Event-based learning with delays (spec `eventprop-delays.md` §6): Yin-Yang,
+//!   sequence detection, SHD / SSC (HDF5), synthetic SHD-like data whose classes
+//!   differ only in timing, time-to-first-spike encoding, binning and SHD augmentations.
+//! * Group Basis Pursuit (spec `sparse-bp.md` §4): synthetic group-sparse data with a
+//!   Grassmannian dictionary, MNIST (IDX).
+//!
+//! Units: event times in [`SpikeDataset`] are **seconds** (`f32`); TTFS encodings
+//! ([`TtfsDataset`]) are **milliseconds** (`f64`).
+//!
+//! ```
+//! use datasets::{SyntheticShdParams, yin_yang, YinYangEncoder};
+//!
+//! // Yin-Yang, encoded as spike times in ms.
+//! let train = yin_yang(300, 42).unwrap();
+//! let enc = YinYangEncoder::default().encode(&train);
+//! assert_eq!(enc.inputs, 4);
+//! assert!(enc.sample(0).0.iter().all(|&t| (1.5..=20.0).contains(&t)));
+//!
+//! // Synthetic SHD-like spike trains (classes differ in timing only).
+//! let p = SyntheticShdParams::small().seed(7).check().unwrap();
+//! let d = datasets::synthetic_shd(&p);
+//! assert_eq!(d.len(), p.samples);
+//! println!("{:?}", d.stats());
+//! ```
 #![warn(missing_docs)]
+
+mod error;
+mod mnist;
+mod shd;
+mod spikes;
+
+pub use error::{DatasetError, Result};
+pub use mnist::{IDX_MAX_BYTES, IdxArray, LabelStats, Mnist, MnistSplit, encode_idx, load_mnist, parse_idx, read_idx};
+pub use shd::{
+    SHD_CLASSES, SHD_DOWNLOAD_HINT, SHD_UNITS, SSC_CLASSES, SpikeExtra, SpikeLoadOptions, load_shd, load_spike_h5,
+    load_spike_h5_bytes, load_ssc,
+};
+pub use spikes::{SpikeDataset, SpikeSample, SpikeStats};

@@ -1,0 +1,419 @@
+//! SHD / SSC loader: the Spiking Heidelberg Digits / Spiking Speech Commands HDF5 layout.
+//!
+//! Layout read (as written by h5py): `/spikes/times` — variable-length float arrays
+//! (float16, float32 or float64), seconds; `/spikes/units` — variable-length unsigned
+//! integer arrays; `/labels` — unsigned integers of any width; `/extra/speaker` —
+//! optional. Contiguous, chunked + gzip and newest-format files are read by the pure-Rust
+//! [`hdf5_reader`]; no system HDF5 library is needed.
+
+use std::path::{Path, PathBuf};
+
+use hdf5_reader::messages::datatype::VarLenKind;
+use hdf5_reader::{ByteOrder, Dataset, Datatype, Hdf5File};
+
+use crate::error::{DatasetError, Result};
+use crate::spikes::SpikeDataset;
+
+/// Where to get the real files (printed when a file is missing).
+pub const SHD_DOWNLOAD_HINT: &str = "the SHD/SSC HDF5 files (shd_train.h5, shd_test.h5, ssc_train.h5, ...) can be downloaded from https://zenkelab.org/datasets/ (gunzip them after download)";
+
+/// Number of input channels in SHD and SSC.
+pub const SHD_UNITS: usize = 700;
+/// Number of classes of SHD.
+pub const SHD_CLASSES: usize = 20;
+/// Number of classes of SSC.
+pub const SSC_CLASSES: usize = 35;
+
+/// Options of the SHD/SSC loader.
+///
+/// | field | default | meaning | valid |
+/// |---|---|---|---|
+/// | `t_end` | 1.0 s | events at or after this time are dropped | finite, > 0 |
+/// | `num_units` | 700 | channels; a unit `>= num_units` is an error | 1..=65536 |
+/// | `num_classes` | `None` | classes; `None` = largest label + 1 | a label `>=` it is an error |
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpikeLoadOptions {
+    /// Events at or after this time (seconds) are dropped. Default 1.0.
+    pub t_end: f32,
+    /// Number of channels. Default 700.
+    pub num_units: usize,
+    /// Number of classes; `None` infers largest label + 1.
+    pub num_classes: Option<usize>,
+}
+
+impl Default for SpikeLoadOptions {
+    fn default() -> Self {
+        SpikeLoadOptions { t_end: 1.0, num_units: SHD_UNITS, num_classes: None }
+    }
+}
+
+impl SpikeLoadOptions {
+    /// Options for SHD: 700 units, 20 classes, events before 1 s.
+    #[must_use]
+    pub fn shd() -> Self {
+        SpikeLoadOptions { num_classes: Some(SHD_CLASSES), ..Self::default() }
+    }
+    /// Options for SSC: 700 units, 35 classes, events before 1 s.
+    #[must_use]
+    pub fn ssc() -> Self {
+        SpikeLoadOptions { num_classes: Some(SSC_CLASSES), ..Self::default() }
+    }
+    /// Sets `t_end` (seconds).
+    #[must_use]
+    pub fn t_end(mut self, t_end: f32) -> Self {
+        self.t_end = t_end;
+        self
+    }
+    /// Checks the ranges in the table above.
+    pub fn check(&self) -> Result<()> {
+        if !(self.t_end.is_finite() && self.t_end > 0.0) {
+            return Err(DatasetError::param("t_end", self.t_end, "must be finite and > 0"));
+        }
+        if self.num_units == 0 || self.num_units > usize::from(u16::MAX) + 1 {
+            return Err(DatasetError::param("num_units", self.num_units, "must be in 1..=65536"));
+        }
+        if self.num_classes == Some(0) {
+            return Err(DatasetError::param("num_classes", 0, "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Optional per-sample metadata from `/extra`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpikeExtra {
+    /// `/extra/speaker`, when present and an unsigned integer data set of the right length.
+    pub speaker: Option<Vec<u32>>,
+}
+
+/// Loads an SHD file (20 classes, 700 units, events before 1 s).
+///
+/// A missing file gives [`DatasetError::NotFound`] with a download hint.
+///
+/// ```
+/// let err = datasets::load_shd("/no/such/shd_train.h5").unwrap_err();
+/// assert!(err.to_string().contains("zenkelab.org"));
+/// ```
+pub fn load_shd(path: impl AsRef<Path>) -> Result<SpikeDataset> {
+    load_spike_h5(path, &SpikeLoadOptions::shd()).map(|(d, _)| d)
+}
+
+/// Loads an SSC file (35 classes, 700 units, events before 1 s).
+pub fn load_ssc(path: impl AsRef<Path>) -> Result<SpikeDataset> {
+    load_spike_h5(path, &SpikeLoadOptions::ssc()).map(|(d, _)| d)
+}
+
+/// Loads a file of the SHD/SSC layout with explicit options; also returns `/extra` data.
+pub fn load_spike_h5(path: impl AsRef<Path>, opts: &SpikeLoadOptions) -> Result<(SpikeDataset, SpikeExtra)> {
+    let path = path.as_ref();
+    opts.check()?;
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DatasetError::NotFound { path: path.to_path_buf(), hint: SHD_DOWNLOAD_HINT });
+        }
+        Err(source) => {
+            return Err(DatasetError::Io { path: path.to_path_buf(), source });
+        }
+    };
+    load_spike_h5_bytes(bytes, path, opts)
+}
+
+/// Parses the bytes of an SHD/SSC-layout HDF5 file; `path` is only used in errors.
+///
+/// Never panics on any input: malformed bytes give a typed error naming `path`.
+pub fn load_spike_h5_bytes(bytes: Vec<u8>, path: &Path, opts: &SpikeLoadOptions) -> Result<(SpikeDataset, SpikeExtra)> {
+    opts.check()?;
+    // The reader is designed not to panic on corrupt input; this is a second line of
+    // defence so that a bug there still becomes an error naming the file.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(bytes, path, opts)));
+    match result {
+        Ok(r) => r,
+        Err(_) => Err(DatasetError::InvalidValue {
+            path: path.to_path_buf(),
+            what: "HDF5 structure",
+            value: "the HDF5 reader panicked on this file".to_string(),
+            valid: "a well-formed HDF5 file",
+        }),
+    }
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn p(&self) -> PathBuf {
+        self.path.to_path_buf()
+    }
+    fn h5(&self, source: hdf5_reader::error::Error) -> DatasetError {
+        DatasetError::Hdf5 { path: self.p(), source }
+    }
+    fn dataset(&self, file: &Hdf5File, name: &'static str) -> Result<Dataset> {
+        file.dataset(name).map_err(|e| {
+            if is_absent(file, name) { DatasetError::MissingDataset { path: self.p(), name } } else { self.h5(e) }
+        })
+    }
+}
+
+/// Whether `name` (an absolute path like `/spikes/units`) is absent from a readable file.
+fn is_absent(file: &Hdf5File, name: &str) -> bool {
+    let mut group = match file.root_group() {
+        Ok(g) => g,
+        Err(_) => return false,
+    };
+    let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+    for (k, part) in parts.iter().enumerate() {
+        let Ok((groups, sets)) = group.member_names() else {
+            return false;
+        };
+        let last = k + 1 == parts.len();
+        if last {
+            return !sets.iter().any(|s| s == part) && !groups.iter().any(|s| s == part);
+        }
+        if !groups.iter().any(|g| g == part) {
+            return true;
+        }
+        group = match group.group(part) {
+            Ok(g) => g,
+            Err(_) => return false,
+        };
+    }
+    false
+}
+
+fn describe(dt: &Datatype) -> String {
+    format!("{dt:?}")
+}
+
+/// Decodes unsigned integers of width 1, 2, 4 or 8 bytes.
+fn decode_uint(bytes: &[u8], size: usize, order: ByteOrder, out: &mut Vec<u64>) {
+    for c in bytes.chunks_exact(size) {
+        let mut buf = [0u8; 8];
+        match order {
+            ByteOrder::LittleEndian => {
+                buf[..size].copy_from_slice(c);
+                out.push(u64::from_le_bytes(buf));
+            }
+            ByteOrder::BigEndian => {
+                buf[8 - size..].copy_from_slice(c);
+                out.push(u64::from_be_bytes(buf));
+            }
+        }
+    }
+}
+
+fn decode_float(bytes: &[u8], size: usize, order: ByteOrder, out: &mut Vec<f32>) {
+    let le = matches!(order, ByteOrder::LittleEndian);
+    match size {
+        2 => out.extend(bytes.chunks_exact(2).map(|c| {
+            let b = [c[0], c[1]];
+            let bits = if le { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) };
+            half::f16::from_bits(bits).to_f32()
+        })),
+        4 => out.extend(bytes.chunks_exact(4).map(|c| {
+            let b = [c[0], c[1], c[2], c[3]];
+            if le { f32::from_le_bytes(b) } else { f32::from_be_bytes(b) }
+        })),
+        _ => out.extend(bytes.chunks_exact(8).map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            (if le { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) }) as f32
+        })),
+    }
+}
+
+fn uint_type(ctx: &Ctx, dt: &Datatype, name: &'static str) -> Result<(usize, ByteOrder)> {
+    match dt {
+        Datatype::FixedPoint { size, signed, byte_order } if matches!(size, 1 | 2 | 4 | 8) => {
+            // h5py writes non-negative labels; accept signed integer types and refuse negatives later.
+            let _ = signed;
+            Ok((usize::from(*size), *byte_order))
+        }
+        other => Err(DatasetError::UnsupportedType {
+            path: ctx.p(),
+            name,
+            found: describe(other),
+            expected: "integers of 1, 2, 4 or 8 bytes",
+        }),
+    }
+}
+
+fn is_signed(dt: &Datatype) -> bool {
+    matches!(dt, Datatype::FixedPoint { signed: true, .. })
+}
+
+/// Reads a 1-D data set of (unsigned) integers.
+fn read_uints(ctx: &Ctx, ds: &Dataset, name: &'static str) -> Result<Vec<u64>> {
+    let (size, order) = uint_type(ctx, ds.dtype(), name)?;
+    let raw = ds.read_raw_bytes().map_err(|e| ctx.h5(e))?;
+    let mut out = Vec::with_capacity(raw.len() / size);
+    decode_uint(&raw, size, order, &mut out);
+    if is_signed(ds.dtype()) {
+        let bits = 8 * size as u32;
+        if let Some(&v) = out.iter().find(|&&v| bits < 64 && (v >> (bits - 1)) & 1 == 1 || bits == 64 && (v as i64) < 0)
+        {
+            return Err(DatasetError::InvalidValue {
+                path: ctx.p(),
+                what: name,
+                value: format!("negative (raw {v:#x})"),
+                valid: "non-negative integers",
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The base type of a variable-length sequence data set.
+fn vlen_base<'d>(ctx: &Ctx, ds: &'d Dataset, name: &'static str) -> Result<&'d Datatype> {
+    match ds.dtype() {
+        Datatype::VarLen { base, kind: VarLenKind::Sequence, .. } => Ok(base),
+        other => Err(DatasetError::UnsupportedType {
+            path: ctx.p(),
+            name,
+            found: describe(other),
+            expected: "a variable-length sequence",
+        }),
+    }
+}
+
+fn parse(bytes: Vec<u8>, path: &Path, opts: &SpikeLoadOptions) -> Result<(SpikeDataset, SpikeExtra)> {
+    let ctx = Ctx { path };
+    let file = Hdf5File::from_vec(bytes).map_err(|e| ctx.h5(e))?;
+    let times_ds = ctx.dataset(&file, "/spikes/times")?;
+    let units_ds = ctx.dataset(&file, "/spikes/units")?;
+    let labels_ds = ctx.dataset(&file, "/labels")?;
+
+    // Types first, so that a wrong type is reported before anything large is read.
+    let (t_size, t_order) = match vlen_base(&ctx, &times_ds, "/spikes/times")? {
+        Datatype::FloatingPoint { size, byte_order } if matches!(size, 2 | 4 | 8) => (usize::from(*size), *byte_order),
+        other => {
+            return Err(DatasetError::UnsupportedType {
+                path: ctx.p(),
+                name: "/spikes/times",
+                found: describe(other),
+                expected: "variable-length float16, float32 or float64",
+            });
+        }
+    };
+    let units_base = vlen_base(&ctx, &units_ds, "/spikes/units")?.clone();
+    let (u_size, u_order) = uint_type(&ctx, &units_base, "/spikes/units")?;
+    let u_signed = is_signed(&units_base);
+
+    let labels = read_uints(&ctx, &labels_ds, "/labels")?;
+    let n = labels.len();
+    let n_times = times_ds.num_elements().map_err(|e| ctx.h5(e))?;
+    let n_units = units_ds.num_elements().map_err(|e| ctx.h5(e))?;
+    if n_times != n as u64 {
+        return Err(DatasetError::LengthMismatch {
+            path: ctx.p(),
+            what: "number of samples in /spikes/times vs /labels",
+            expected: n as u64,
+            found: n_times,
+        });
+    }
+    if n_units != n as u64 {
+        return Err(DatasetError::LengthMismatch {
+            path: ctx.p(),
+            what: "number of samples in /spikes/units vs /labels",
+            expected: n as u64,
+            found: n_units,
+        });
+    }
+    let num_classes = match opts.num_classes {
+        Some(c) => c,
+        None => labels.iter().max().map_or(1, |&m| (m as usize).saturating_add(1)),
+    };
+    if let Some(&l) = labels.iter().find(|&&l| l >= num_classes as u64) {
+        return Err(DatasetError::InvalidValue {
+            path: ctx.p(),
+            what: "/labels",
+            value: l.to_string(),
+            valid: "labels < number of classes",
+        });
+    }
+
+    let t_refs = times_ds.read_raw_bytes().map_err(|e| ctx.h5(e))?;
+    let u_refs = units_ds.read_raw_bytes().map_err(|e| ctx.h5(e))?;
+    let rs_t = times_ds.vlen_reference_size();
+    let rs_u = units_ds.vlen_reference_size();
+    if t_refs.len() != n * rs_t || u_refs.len() != n * rs_u {
+        return Err(DatasetError::LengthMismatch {
+            path: ctx.p(),
+            what: "bytes of variable-length references",
+            expected: (n * rs_t) as u64,
+            found: t_refs.len() as u64,
+        });
+    }
+
+    let mut out = SpikeDataset::empty(opts.num_units, num_classes);
+    out.labels.reserve(n);
+    out.offsets.reserve(n);
+    let mut t_buf: Vec<f32> = Vec::new();
+    let mut u_buf: Vec<u64> = Vec::new();
+    for i in 0..n {
+        let tb =
+            times_ds.resolve_vlen_reference_bytes(&t_refs[i * rs_t..(i + 1) * rs_t], t_size).map_err(|e| ctx.h5(e))?;
+        let ub =
+            units_ds.resolve_vlen_reference_bytes(&u_refs[i * rs_u..(i + 1) * rs_u], u_size).map_err(|e| ctx.h5(e))?;
+        let (nt, nu) = (tb.len() / t_size, ub.len() / u_size);
+        if nt != nu {
+            return Err(DatasetError::LengthMismatch {
+                path: ctx.p(),
+                what: "events in /spikes/times vs /spikes/units of one sample",
+                expected: nt as u64,
+                found: nu as u64,
+            });
+        }
+        t_buf.clear();
+        u_buf.clear();
+        decode_float(&tb, t_size, t_order, &mut t_buf);
+        decode_uint(&ub, u_size, u_order, &mut u_buf);
+        let start = out.times.len();
+        for (&t, &u) in t_buf.iter().zip(&u_buf) {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(DatasetError::InvalidValue {
+                    path: ctx.p(),
+                    what: "/spikes/times",
+                    value: format!("{t} (sample {i})"),
+                    valid: "finite times >= 0 s",
+                });
+            }
+            let bad_sign = u_signed && (u >> (8 * u_size as u32 - 1)) & 1 == 1;
+            if bad_sign || u >= opts.num_units as u64 {
+                return Err(DatasetError::InvalidValue {
+                    path: ctx.p(),
+                    what: "/spikes/units",
+                    value: format!("{u} (sample {i})"),
+                    valid: "units < num_units (700 for SHD/SSC)",
+                });
+            }
+            if t < opts.t_end {
+                out.times.push(t);
+                out.units.push(u as u16);
+            }
+        }
+        let s = &mut out.times[start..];
+        if !s.is_sorted() {
+            let mut idx: Vec<usize> = (0..s.len()).collect();
+            idx.sort_by(|&a, &b| s[a].total_cmp(&s[b]));
+            let ts: Vec<f32> = idx.iter().map(|&k| out.times[start + k]).collect();
+            let us: Vec<u16> = idx.iter().map(|&k| out.units[start + k]).collect();
+            out.times[start..].copy_from_slice(&ts);
+            out.units[start..].copy_from_slice(&us);
+        }
+        out.labels.push(labels[i] as u32);
+        out.offsets.push(out.times.len());
+    }
+
+    let mut extra = SpikeExtra::default();
+    if let Ok(v) =
+        file.dataset("/extra/speaker").map_err(|e| ctx.h5(e)).and_then(|sp| read_uints(&ctx, &sp, "/extra/speaker"))
+    {
+        if v.len() == n {
+            extra.speaker = Some(v.into_iter().map(|x| x as u32).collect());
+        }
+    }
+    tracing::debug!(path = %path.display(), samples = n, events = out.times.len(), "loaded spike file");
+    Ok((out, extra))
+}
