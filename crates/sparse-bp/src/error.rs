@@ -1,0 +1,138 @@
+//! The crate's single error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in `sparse-bp`. Every variant carries typed data that
+/// says what was wrong and where.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum SparseBpError {
+    /// Two matrices/vectors that must agree in size do not.
+    #[error("shape mismatch in {what}: expected {expected:?}, got {got:?}")]
+    ShapeMismatch {
+        /// Which argument.
+        what: &'static str,
+        /// Expected `(rows, cols)`.
+        expected: (usize, usize),
+        /// Actual `(rows, cols)`.
+        got: (usize, usize),
+    },
+    /// A NaN or infinite value was found in an input.
+    #[error("non-finite value in {what} at index {index}")]
+    NonFinite {
+        /// Which argument.
+        what: &'static str,
+        /// Linear (column-major) index of the first bad entry.
+        index: usize,
+    },
+    /// An input that must be non-empty is empty.
+    #[error("{what} is empty")]
+    Empty {
+        /// Which argument.
+        what: &'static str,
+    },
+    /// A parameter lies outside its documented valid range.
+    #[error("parameter `{name}` = {value} out of range: {expected}")]
+    InvalidParam {
+        /// Parameter name.
+        name: &'static str,
+        /// The offending value.
+        value: f64,
+        /// Human-readable valid range.
+        expected: &'static str,
+    },
+    /// A group weight (or a per-atom weight of a weighted-l1 group) is not strictly positive and finite.
+    #[error("group {group}: weight {weight} must be finite and > 0")]
+    NonPositiveWeight {
+        /// Group index.
+        group: usize,
+        /// The offending weight.
+        weight: f64,
+    },
+    /// An atom appears in two groups.
+    #[error("atom {atom} belongs to groups {first} and {second}: groups must be disjoint")]
+    OverlappingGroups {
+        /// Atom index.
+        atom: usize,
+        /// First group containing it.
+        first: usize,
+        /// Second group containing it.
+        second: usize,
+    },
+    /// An atom is in no group.
+    #[error("atom {atom} belongs to no group: groups must cover every atom")]
+    MissingAtom {
+        /// Atom index.
+        atom: usize,
+    },
+    /// A group refers to an atom index beyond the dictionary.
+    #[error("group {group} refers to atom {atom} but the dictionary has {n_atoms} atoms")]
+    AtomOutOfRange {
+        /// Group index.
+        group: usize,
+        /// Atom index.
+        atom: usize,
+        /// Number of atoms.
+        n_atoms: usize,
+    },
+    /// A group has no atoms.
+    #[error("group {group} is empty")]
+    EmptyGroup {
+        /// Group index.
+        group: usize,
+    },
+    /// The theorem needs unit-norm atoms and this one is not.
+    #[error("atom {atom} has norm {norm}, the theorem needs unit-norm atoms (tolerance {tol})")]
+    NonUnitAtom {
+        /// Atom index.
+        atom: usize,
+        /// Its l2 norm.
+        norm: f64,
+        /// Allowed deviation from 1.
+        tol: f64,
+    },
+    /// The operation needs every group to have the same size.
+    #[error("group {group} has size {size}, expected {expected} (equal block sizes required)")]
+    UnequalGroupSize {
+        /// Group index.
+        group: usize,
+        /// Its size.
+        size: usize,
+        /// The required size.
+        expected: usize,
+    },
+    /// The operation is not defined for this group norm.
+    #[error("operation `{operation}` is not supported for the norm of group {group}")]
+    UnsupportedNorm {
+        /// What was attempted.
+        operation: &'static str,
+        /// Group index.
+        group: usize,
+    },
+    /// A sub-matrix that must be invertible (e.g. `D_S^T D_S`) is singular.
+    #[error("{what} is singular or numerically rank deficient")]
+    Singular {
+        /// Which matrix.
+        what: &'static str,
+    },
+    /// Multi-layer dictionaries do not chain (`D_j` columns vs `D_{j+1}` rows).
+    #[error("layer {layer}: dictionary has {rows} rows but the previous layer has {expected} atoms")]
+    LayerMismatch {
+        /// Layer index (0-based).
+        layer: usize,
+        /// Rows of `D_layer`.
+        rows: usize,
+        /// Atoms of the previous layer (or signal dimension for layer 0).
+        expected: usize,
+    },
+}
+
+/// `Result` with [`SparseBpError`].
+pub type Result<T> = std::result::Result<T, SparseBpError>;
+
+/// Return the first non-finite entry of a slice as an error.
+pub(crate) fn check_finite(what: &'static str, data: &[f64]) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(SparseBpError::NonFinite { what, index }),
+        None => Ok(()),
+    }
+}
