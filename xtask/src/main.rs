@@ -2,6 +2,10 @@
 
 use std::process::{Command, ExitCode};
 
+mod plot;
+mod report;
+mod reproduce;
+
 const TASKS: &str = "\
 cargo xtask <task>
 
@@ -19,6 +23,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("ci") => ci(),
+        Some("reproduce") => reproduce::main(&args[1..]),
         Some(other) => {
             eprintln!("unknown task `{other}`\n\n{TASKS}");
             ExitCode::from(2)
@@ -30,22 +35,12 @@ fn main() -> ExitCode {
 fn ci() -> ExitCode {
     let steps: [&[&str]; 3] = [
         &["fmt", "--all", "--", "--check"],
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         &["test", "--workspace", "--release"],
     ];
     for step in steps {
         eprintln!("$ cargo {}", step.join(" "));
-        let ok = Command::new(env!("CARGO"))
-            .args(step)
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = Command::new(env!("CARGO")).args(step).status().is_ok_and(|s| s.success());
         if !ok {
             eprintln!("step failed: cargo {}", step.join(" "));
             return ExitCode::FAILURE;

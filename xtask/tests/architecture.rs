@@ -31,11 +31,7 @@ fn workspace_edges() -> Vec<(String, String)> {
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
     let packages = meta["packages"].as_array().expect("packages array");
     let names: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
@@ -57,14 +53,8 @@ fn workspace_edges() -> Vec<(String, String)> {
 fn every_workspace_crate_has_a_layer() {
     let layers = layers();
     for (from, to) in workspace_edges() {
-        assert!(
-            layers.contains_key(from.as_str()),
-            "crate `{from}` has no layer in this test"
-        );
-        assert!(
-            layers.contains_key(to.as_str()),
-            "crate `{to}` has no layer in this test"
-        );
+        assert!(layers.contains_key(from.as_str()), "crate `{from}` has no layer in this test");
+        assert!(layers.contains_key(to.as_str()), "crate `{to}` has no layer in this test");
     }
 }
 
@@ -81,24 +71,14 @@ fn dependencies_point_down() {
         })
         .map(|(from, to)| format!("{from} -> {to}"))
         .collect();
-    assert!(
-        violations.is_empty(),
-        "upward or sideways dependencies: {violations:?}\nrules: {RULES}"
-    );
+    assert!(violations.is_empty(), "upward or sideways dependencies: {violations:?}\nrules: {RULES}");
 }
 
 #[test]
 fn the_checker_catches_an_upward_edge() {
     // The rule itself, applied to edges that must be refused.
     let layers = layers();
-    for (from, to) in [
-        ("snn-core", "snn-eventprop"),
-        ("datasets", "snn-core"),
-        ("sparse-bp", "datasets"),
-    ] {
-        assert!(
-            layers[to] >= layers[from],
-            "{from} -> {to} would not be caught"
-        );
+    for (from, to) in [("snn-core", "snn-eventprop"), ("datasets", "snn-core"), ("sparse-bp", "datasets")] {
+        assert!(layers[to] >= layers[from], "{from} -> {to} would not be caught");
     }
 }

@@ -1,0 +1,196 @@
+//! `cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value, json};
+
+use crate::report::{self, LogFile, RunDir};
+
+/// Options shared by every experiment.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Reduced sizes that finish in minutes.
+    pub quick: bool,
+    /// Seed of every random choice of the run.
+    pub seed: u64,
+    /// Output root; each experiment writes to `out/<experiment>/`.
+    pub out: PathBuf,
+    /// Data file or folder, for experiments that read real data.
+    pub data: Option<PathBuf>,
+    /// Use synthetic data instead of real files (SHD/SSC).
+    pub synthetic: bool,
+}
+
+/// What an experiment hands back to the harness.
+pub struct Outcome {
+    /// Experiment-specific keys of `results.json` (`final`, `sweep`, `curves`, ...).
+    pub results: Map<String, Value>,
+    /// Markdown body of `summary.md` (tables with the paper's numbers beside ours).
+    pub summary: String,
+}
+
+/// An experiment's entry point.
+pub type Run = fn(&Options, &RunDir) -> Result<Outcome, Box<dyn std::error::Error>>;
+
+/// A registered experiment.
+pub struct Experiment {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// One line of description.
+    pub about: &'static str,
+    /// Entry point.
+    pub run: Run,
+}
+
+/// Every experiment `reproduce` knows, in the order `--quick` runs them.
+pub fn experiments() -> Vec<Experiment> {
+    vec![]
+}
+
+fn usage() -> String {
+    let mut s = String::from(
+        "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\n\
+         With no EXPERIMENT and --quick, runs the quick version of every experiment.\n\nexperiments:\n",
+    );
+    for e in experiments() {
+        s.push_str(&format!("  {:<20} {}\n", e.name, e.about));
+    }
+    s
+}
+
+/// A progress bar for epochs or batches, drawn on stderr.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(what.to_owned());
+    bar
+}
+
+/// Parses the arguments and runs the chosen experiments.
+pub fn main(args: &[String]) -> ExitCode {
+    let mut opts = Options { quick: false, seed: 0, out: PathBuf::from("results"), data: None, synthetic: false };
+    let mut chosen: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let parsed: Result<(), String> = match a.as_str() {
+            "--quick" => {
+                opts.quick = true;
+                Ok(())
+            }
+            "--synthetic" => {
+                opts.synthetic = true;
+                Ok(())
+            }
+            "--seed" => value("--seed").and_then(|v| {
+                v.parse().map(|s| opts.seed = s).map_err(|_| format!("--seed expects an integer, got `{v}`"))
+            }),
+            "--out" => value("--out").map(|v| opts.out = PathBuf::from(v)),
+            "--data" => value("--data").map(|v| opts.data = Some(PathBuf::from(v))),
+            "-h" | "--help" => {
+                print!("{}", usage());
+                return ExitCode::SUCCESS;
+            }
+            s if s.starts_with('-') => Err(format!("unknown option `{s}`")),
+            s if chosen.is_none() => {
+                chosen = Some(s.to_owned());
+                Ok(())
+            }
+            s => Err(format!("unexpected argument `{s}`")),
+        };
+        if let Err(e) = parsed {
+            eprintln!("error: {e}\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+    }
+
+    let all = experiments();
+    let selected: Vec<&Experiment> = match &chosen {
+        Some(name) => match all.iter().find(|e| e.name == name) {
+            Some(e) => vec![e],
+            None => {
+                eprintln!("error: unknown experiment `{name}`\n\n{}", usage());
+                return ExitCode::from(2);
+            }
+        },
+        None if opts.quick => all.iter().collect(),
+        None => {
+            eprintln!("error: name an experiment, or pass --quick to run the quick version of all\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    if selected.is_empty() {
+        eprintln!("no experiment is implemented yet");
+        return ExitCode::FAILURE;
+    }
+
+    let log = LogFile::default();
+    report::init_tracing(&log);
+    let mut failed = Vec::new();
+    let mut index = Vec::new();
+    for e in selected {
+        eprintln!(
+            "== {} ({}) -> {}",
+            e.name,
+            if opts.quick { "quick" } else { "full" },
+            opts.out.join(e.name).display()
+        );
+        match run_one(e, &opts, &log) {
+            Ok(summary) => index.push(summary),
+            Err(err) => {
+                eprintln!("error: experiment {} failed: {err}", e.name);
+                failed.push(e.name);
+            }
+        }
+    }
+    if !index.is_empty() {
+        let text = format!(
+            "# Reproduction runs\n\nseed {}, {}\n\n{}",
+            opts.seed,
+            if opts.quick { "quick" } else { "full" },
+            index.join("\n")
+        );
+        if let Err(e) = report::write_atomic(&opts.out.join("SUMMARY.md"), text.as_bytes()) {
+            eprintln!("error: cannot write {}: {e}", opts.out.join("SUMMARY.md").display());
+        }
+        eprintln!("summary: {}", opts.out.join("SUMMARY.md").display());
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("failed: {}", failed.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> Result<String, Box<dyn std::error::Error>> {
+    let dir = RunDir::create(&opts.out, e.name, log)?;
+    let span = tracing::info_span!("experiment", name = e.name, seed = opts.seed, quick = opts.quick);
+    let _g = span.enter();
+    let outcome = (e.run)(opts, &dir)?;
+    let wall = dir.wall_seconds();
+    let rss = report::peak_rss_bytes();
+    let mut results = Map::new();
+    results.insert("experiment".into(), json!(e.name));
+    results.insert("seed".into(), json!(opts.seed));
+    results.insert("quick".into(), json!(opts.quick));
+    results.extend(outcome.results);
+    results.insert("wall_seconds".into(), json!(wall));
+    results.insert("peak_rss_bytes".into(), json!(rss));
+    report::write_json(&dir.path("results.json"), &Value::Object(results))?;
+    let rss_mib = rss.map_or("n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
+    let md = format!(
+        "## {}\n\n{}\n\nwall time {wall:.1} s, peak resident memory {rss_mib}; files in `{}`\n",
+        e.name,
+        outcome.summary,
+        dir.dir.display()
+    );
+    report::write_atomic(&dir.path("summary.md"), md.as_bytes())?;
+    eprintln!("{md}");
+    Ok(md)
+}
