@@ -14,12 +14,7 @@ fn manifest() -> serde_json::Value {
     serde_json::from_str(&s).unwrap()
 }
 
-const GOOD: [&str; 4] = [
-    "shd_tiny_f16.h5",
-    "shd_tiny_f32_gzip.h5",
-    "shd_tiny_f64_latest.h5",
-    "ssc_tiny_f16.h5",
-];
+const GOOD: [&str; 4] = ["shd_tiny_f16.h5", "shd_tiny_f32_gzip.h5", "shd_tiny_f64_latest.h5", "ssc_tiny_f16.h5"];
 
 /// Options that keep every event (the manifest counts all of them).
 fn keep_all() -> SpikeLoadOptions {
@@ -78,12 +73,7 @@ fn shd_and_ssc_class_counts() {
 
 #[test]
 fn bad_files_are_refused_with_the_file_name() {
-    for name in [
-        "damaged_truncated.h5",
-        "damaged_header.h5",
-        "bad_missing_units.h5",
-        "bad_length_mismatch.h5",
-    ] {
+    for name in ["damaged_truncated.h5", "damaged_header.h5", "bad_missing_units.h5", "bad_length_mismatch.h5"] {
         let err = load_spike_h5(fixture(name), &SpikeLoadOptions::default()).unwrap_err();
         let msg = err.to_string();
         eprintln!("{name}: {msg}");
