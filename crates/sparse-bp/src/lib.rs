@@ -1,7 +1,12 @@
 //! Group Basis Pursuit: solvers, coherence, stability guarantees, certificates.
 #![warn(missing_docs)]
 
+pub mod coherence;
 pub mod error;
+pub mod implicit;
+pub mod multilayer;
+pub mod stability;
+pub mod synthetic;
 pub mod groups;
 pub mod prox;
 pub mod solver;
