@@ -1,0 +1,280 @@
+//! Solvers: validation, hand-computed solutions, FISTA vs ISTA vs coordinate descent,
+//! optimality (duality gap and KKT residual), batching, serialisation.
+
+use nalgebra::{DMatrix, DVector};
+use proptest::prelude::*;
+use rand::{SeedableRng, rngs::StdRng};
+use sparse_bp::synthetic::gaussian_dictionary;
+use sparse_bp::*;
+
+fn params(alg: Algorithm, tol: f64) -> SolverParams {
+    SolverParams::builder()
+        .algorithm(alg)
+        .tol(tol)
+        .max_iter(200_000)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn models_are_send_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Solver>();
+    assert_send_sync::<GroupSpec>();
+    assert_send_sync::<stability::LocalCertificate>();
+    assert_send_sync::<multilayer::MultiLayer>();
+    assert_send_sync::<SparseBpError>();
+}
+
+#[test]
+fn invalid_params_are_rejected() {
+    assert!(matches!(
+        SolverParams::builder().tol(f64::NAN).build(),
+        Err(SparseBpError::InvalidParam { name: "tol", .. })
+    ));
+    assert!(SolverParams::builder().tol(0.0).build().is_err());
+    assert!(SolverParams::builder().max_iter(0).build().is_err());
+    assert!(SolverParams::builder().check_every(0).build().is_err());
+    assert!(SolverParams::builder().lipschitz(-1.0).build().is_err());
+    assert!(SolverParams::builder().lipschitz_safety(0.5).build().is_err());
+    assert!(SolverParams::builder().chunk_size(0).build().is_err());
+    let p = SolverParams { tol: -1.0, ..Default::default() };
+    let d = DMatrix::<f64>::identity(2, 2);
+    assert!(Solver::new(d, GroupSpec::lasso(2, 1.0).unwrap(), p).is_err());
+}
+
+#[test]
+fn invalid_groups_are_rejected() {
+    use sparse_bp::{Group, GroupNorm};
+    let g = |a: Vec<usize>, w: f64| Group::new(a, w, GroupNorm::L2);
+    assert!(matches!(
+        GroupSpec::new(3, vec![g(vec![0, 1], 1.0), g(vec![1, 2], 1.0)]),
+        Err(SparseBpError::OverlappingGroups { atom: 1, first: 0, second: 1 })
+    ));
+    assert!(matches!(
+        GroupSpec::new(3, vec![g(vec![0, 1], 1.0)]),
+        Err(SparseBpError::MissingAtom { atom: 2 })
+    ));
+    assert!(matches!(
+        GroupSpec::new(2, vec![g(vec![0], 0.0), g(vec![1], 1.0)]),
+        Err(SparseBpError::NonPositiveWeight { group: 0, .. })
+    ));
+    assert!(GroupSpec::new(2, vec![g(vec![0], f64::NAN), g(vec![1], 1.0)]).is_err());
+    assert!(matches!(
+        GroupSpec::new(2, vec![g(vec![0, 5], 1.0)]),
+        Err(SparseBpError::AtomOutOfRange { atom: 5, .. })
+    ));
+    assert!(matches!(
+        GroupSpec::new(2, vec![g(vec![], 1.0), g(vec![0, 1], 1.0)]),
+        Err(SparseBpError::EmptyGroup { group: 0 })
+    ));
+    assert!(
+        GroupSpec::new(1, vec![Group::new(vec![0], 1.0, GroupNorm::SparseGroup { beta: 1.5 })])
+            .is_err()
+    );
+    assert!(
+        GroupSpec::new(2, vec![Group::new(vec![0, 1], 1.0, GroupNorm::WeightedL1(vec![1.0]))])
+            .is_err()
+    );
+    assert!(
+        GroupSpec::new(2, vec![Group::new(vec![0, 1], 1.0, GroupNorm::WeightedL1(vec![1.0, -1.0]))])
+            .is_err()
+    );
+    assert!(GroupSpec::contiguous_blocks(10, 3, 1.0, GroupNorm::L2).is_err());
+}
+
+#[test]
+fn bad_inputs_give_errors_not_panics() {
+    let d = DMatrix::<f64>::identity(3, 3);
+    let s = Solver::new(d.clone(), GroupSpec::lasso(3, 1.0).unwrap(), SolverParams::default())
+        .unwrap();
+    assert!(matches!(
+        s.solve(&DMatrix::zeros(4, 2)),
+        Err(SparseBpError::ShapeMismatch { .. })
+    ));
+    let mut x = DMatrix::zeros(3, 2);
+    x[(1, 1)] = f64::NAN;
+    assert!(matches!(s.solve(&x), Err(SparseBpError::NonFinite { index: 4, .. })));
+    assert!(s.solve_warm(&DMatrix::zeros(3, 2), &DMatrix::zeros(2, 2)).is_err());
+    assert!(Solver::new(d.clone(), GroupSpec::lasso(4, 1.0).unwrap(), SolverParams::default())
+        .is_err());
+    let mut dn = d.clone();
+    dn[(0, 0)] = f64::INFINITY;
+    assert!(Solver::new(dn, GroupSpec::lasso(3, 1.0).unwrap(), SolverParams::default()).is_err());
+    assert!(Solver::new(DMatrix::zeros(0, 0), GroupSpec::lasso(1, 1.0).unwrap(), SolverParams::default()).is_err());
+    // zero signal is solved exactly by zero
+    let sol = s.solve(&DMatrix::zeros(3, 1)).unwrap();
+    assert!(sol.all_converged() && sol.codes.iter().all(|v| *v == 0.0));
+}
+
+/// With an orthonormal dictionary the solution is the prox of `D^T x`.
+#[test]
+fn orthonormal_dictionary_hand_solution() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let q = sparse_bp::synthetic::random_orthogonal(4, &mut rng);
+    let x = DVector::from_vec(vec![1.0, -2.0, 0.3, 4.0]);
+    let b = q.tr_mul(&x);
+    for alg in [Algorithm::Fista, Algorithm::Ista, Algorithm::CoordinateDescent] {
+        let s = Solver::new(q.clone(), GroupSpec::lasso(4, 0.5).unwrap(), params(alg, 1e-12)).unwrap();
+        let z = s.solve_vector(&x).unwrap().codes.column(0).into_owned();
+        for i in 0..4 {
+            assert!((z[i] - sparse_bp::prox::soft_threshold(b[i], 0.5)).abs() < 1e-6, "{alg:?}");
+        }
+        let gs = GroupSpec::contiguous_blocks(4, 2, 1.0, GroupNorm::L2).unwrap();
+        let s = Solver::new(q.clone(), gs, params(alg, 1e-12)).unwrap();
+        let z = s.solve_vector(&x).unwrap().codes.column(0).into_owned();
+        for gi in 0..2 {
+            let mut v = [b[2 * gi], b[2 * gi + 1]];
+            sparse_bp::prox::block_soft_threshold_mut(&mut v, 1.0, false);
+            assert!((z[2 * gi] - v[0]).abs() < 1e-6 && (z[2 * gi + 1] - v[1]).abs() < 1e-6);
+        }
+    }
+}
+
+/// Reference values from scikit-learn 1.9.1 `Lasso(alpha = lambda / m, fit_intercept=False,
+/// tol=1e-12, max_iter=10**6)` on `D = [[1, 0.5, 0], [0, 0.5, 1], [0, 0.5, 0.5]]`
+/// (columns not normalised), `x = [1, 2, 0.5]`, `lambda = 0.3` (alpha = 0.1).
+#[test]
+fn matches_scikit_learn_lasso_reference() {
+    let d = DMatrix::from_row_slice(3, 3, &[1.0, 0.5, 0.0, 0.0, 0.5, 1.0, 0.0, 0.5, 0.5]);
+    let x = DVector::from_vec(vec![1.0, 2.0, 0.5]);
+    let s = Solver::new(d, GroupSpec::lasso(3, 0.3).unwrap(), params(Algorithm::CoordinateDescent, 1e-14)).unwrap();
+    let z = s.solve_vector(&x).unwrap().codes.column(0).into_owned();
+    let sk = SKLEARN_REF;
+    for i in 0..3 {
+        assert!((z[i] - sk[i]).abs() < 1e-6, "{z} vs {sk:?}");
+    }
+}
+const SKLEARN_REF: [f64; 3] = [0.7, 0.0, 1.56];
+
+/// KKT residual `||z - prox(z - grad f(z))||_2` (unit step) — independent of the gap code.
+fn kkt_residual(s: &Solver, x: &DVector<f64>, z: &DVector<f64>) -> f64 {
+    let d = s.dictionary();
+    let grad = d.tr_mul(&(d * z - x));
+    let mut u = z - grad;
+    let mut scratch = Vec::new();
+    s.groups().prox_mut(u.as_mut_slice(), 1.0, &mut scratch);
+    (z - u).norm()
+}
+
+fn random_groups(kind: u8, big_m: usize, w: f64, nonneg: bool) -> GroupSpec {
+    let g = match kind {
+        0 => GroupSpec::lasso(big_m, w).unwrap(),
+        1 => GroupSpec::contiguous_blocks(big_m, 4, w, GroupNorm::L2).unwrap(),
+        2 => GroupSpec::contiguous_blocks(big_m, 4, w, GroupNorm::SparseGroup { beta: 0.4 }).unwrap(),
+        3 => GroupSpec::weighted_lasso(&(0..big_m).map(|i| w * (0.5 + (i % 3) as f64 * 0.5)).collect::<Vec<_>>()).unwrap(),
+        _ => {
+            // mixed sizes and norms
+            let mut groups = Vec::new();
+            let mut a = 0;
+            let mut i = 0;
+            while a < big_m {
+                let size = (1 + i % 3).min(big_m - a);
+                let norm = match i % 3 {
+                    0 => GroupNorm::L1,
+                    1 => GroupNorm::L2,
+                    _ => GroupNorm::WeightedL1(vec![1.5; size]),
+                };
+                groups.push(Group::new((a..a + size).collect(), w * (1.0 + 0.1 * (i % 4) as f64), norm));
+                a += size;
+                i += 1;
+            }
+            GroupSpec::new(big_m, groups).unwrap()
+        }
+    };
+    g.with_nonneg(nonneg)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// FISTA, ISTA and coordinate descent reach the same minimiser; each reports a
+    /// relative duality gap below tolerance and has a small KKT residual.
+    #[test]
+    fn solvers_agree_and_are_optimal(
+        seed in 0u64..10_000,
+        kind in 0u8..5,
+        w in 0.05f64..0.5,
+        nonneg in any::<bool>(),
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (m, big_m, n) = (20, 40, 3);
+        let d = gaussian_dictionary(m, big_m, &mut rng);
+        let x = gaussian_dictionary(m, n, &mut rng) * 2.0;
+        let groups = random_groups(kind, big_m, w, nonneg);
+        let mut sols = Vec::new();
+        for alg in [Algorithm::Fista, Algorithm::Ista, Algorithm::CoordinateDescent] {
+            let s = Solver::new(d.clone(), groups.clone(), params(alg, 1e-11)).unwrap();
+            let sol = s.solve(&x).unwrap();
+            prop_assert!(sol.all_converged(), "{alg:?} did not converge");
+            prop_assert!(sol.max_gap() <= 1e-11);
+            for j in 0..n {
+                let xj = x.column(j).into_owned();
+                let zj = sol.codes.column(j).into_owned();
+                // independent gap recomputation (absolute) and KKT residual
+                let gap = s.duality_gap(&xj, &zj).unwrap();
+                prop_assert!(gap <= 1e-11 * 0.5 * xj.norm_squared() * 1.0001 + 1e-15);
+                prop_assert!(kkt_residual(&s, &xj, &zj) < 1e-4, "kkt {}", kkt_residual(&s, &xj, &zj));
+            }
+            sols.push((s, sol));
+        }
+        // objectives agree to the gap; codes agree (the problems are strongly convex on
+        // the support here, so minimisers are unique in practice)
+        for j in 0..n {
+            let xj = x.column(j).into_owned();
+            let objs: Vec<f64> = sols.iter().map(|(s, sol)| s.objective(&xj, &sol.codes.column(j).into_owned()).unwrap()).collect();
+            let scale = 0.5 * xj.norm_squared();
+            for o in &objs { prop_assert!((o - objs[0]).abs() <= 3e-11 * scale); }
+            let z0 = sols[0].1.codes.column(j);
+            for (_, sol) in &sols[1..] {
+                prop_assert!((sol.codes.column(j) - z0).amax() < 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_equals_one_by_one_and_chunks_and_warm_start() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let d = gaussian_dictionary(30, 60, &mut rng);
+    let x = gaussian_dictionary(30, 23, &mut rng);
+    let g = GroupSpec::contiguous_blocks(60, 3, 0.1, GroupNorm::L2).unwrap();
+    let p = SolverParams::builder().tol(1e-12).chunk_size(5).build().unwrap();
+    let s = Solver::new(d, g, p).unwrap();
+    let all = s.solve(&x).unwrap();
+    for j in [0, 7, 22] {
+        let one = s.solve_vector(&x.column(j).into_owned()).unwrap();
+        assert!((one.codes.column(0) - all.codes.column(j)).amax() < 1e-6);
+    }
+    let warm = s.solve_warm(&x, &all.codes).unwrap();
+    assert!(warm.all_converged());
+    assert!(warm.iterations.iter().sum::<usize>() <= all.iterations.iter().sum::<usize>());
+    let seq = s.with_params(SolverParams::builder().tol(1e-12).parallel(false).build().unwrap()).unwrap();
+    let all2 = seq.solve(&x).unwrap();
+    assert!((all2.codes - &all.codes).amax() < 1e-6);
+}
+
+#[test]
+fn prox_gradient_stopping_rule_works() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let d = gaussian_dictionary(20, 50, &mut rng);
+    let x = gaussian_dictionary(20, 4, &mut rng);
+    for alg in [Algorithm::Fista, Algorithm::CoordinateDescent] {
+        let p = SolverParams::builder().algorithm(alg).stopping(StoppingRule::ProxGradient).tol(1e-10).build().unwrap();
+        let s = Solver::new(d.clone(), GroupSpec::lasso(50, 0.1).unwrap(), p).unwrap();
+        let sol = s.solve(&x).unwrap();
+        assert!(sol.all_converged());
+        assert!(sol.max_gap() < 1e-8, "{alg:?} gap {}", sol.max_gap());
+    }
+}
+
+#[test]
+fn serde_bincode_roundtrip() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let d = gaussian_dictionary(5, 8, &mut rng);
+    let s = Solver::new(d, GroupSpec::contiguous_blocks(8, 2, 0.3, GroupNorm::L2).unwrap(), SolverParams::default()).unwrap();
+    let bytes = bincode::serde::encode_to_vec(&s, bincode::config::standard()).unwrap();
+    let (back, _): (Solver, usize) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+    assert_eq!(back.groups(), s.groups());
+    assert_eq!(back.dictionary(), s.dictionary());
+}
