@@ -13,9 +13,11 @@
 //! - [`network`]: populations, connections (weights and delays, `post x pre`), checks;
 //! - [`spikes`]: batches of input spike trains (flat, CSR-like);
 //! - [`record`]: what a forward pass keeps;
-//! - [`engine`]: the [`Simulator`] trait and shared settings.
+//! - [`engine`]: the [`Simulator`] trait and shared settings;
+//! - [`clocked`]: the clocked (time-stepped) engine [`ClockedEngine`].
 #![warn(missing_docs)]
 
+pub mod clocked;
 pub mod engine;
 pub mod error;
 pub mod network;
@@ -23,6 +25,7 @@ pub mod neuron;
 pub mod record;
 pub mod spikes;
 
+pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState};
 pub use engine::{SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem};
 pub use network::{Connection, ConnectionId, Network, NetworkBuilder, NeuronKind, Population, PopulationId};
