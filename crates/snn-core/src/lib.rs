@@ -14,9 +14,11 @@
 //! - [`spikes`]: batches of input spike trains (flat, CSR-like);
 //! - [`record`]: what a forward pass keeps;
 //! - [`engine`]: the [`Simulator`] trait and shared settings;
+//! - [`clocked`]: the clocked (time-stepped) engine [`ClockedEngine`];
 //! - [`exact`]: the exact event-driven engine [`ExactEngine`].
 #![warn(missing_docs)]
 
+pub mod clocked;
 pub mod engine;
 pub mod error;
 pub mod exact;
@@ -25,6 +27,7 @@ pub mod neuron;
 pub mod record;
 pub mod spikes;
 
+pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState};
 pub use engine::{SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem};
 pub use exact::{DelayOrder, ExactEngine, ExactScratch};

@@ -6,10 +6,12 @@
 //! ([`Loss`]), optimisers and a training loop.
 #![warn(missing_docs)]
 
+pub mod clocked;
 pub mod error;
 pub mod gradients;
 pub mod loss;
 
+pub use clocked::ClockedAdjointScratch;
 pub use error::{EventPropError, Result};
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
