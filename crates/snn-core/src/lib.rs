@@ -28,7 +28,7 @@ pub mod record;
 pub mod spikes;
 
 pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState};
-pub use engine::{SimConfig, Simulator, check_input};
+pub use engine::{Engine, EngineScratch, SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem};
 pub use exact::{DelayOrder, ExactEngine, ExactScratch};
 pub use network::{Connection, ConnectionId, Network, NetworkBuilder, NeuronKind, Population, PopulationId};
