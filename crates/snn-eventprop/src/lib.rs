@@ -8,8 +8,16 @@
 
 pub mod error;
 pub mod gradients;
+pub mod init;
 pub mod loss;
+pub mod optim;
+pub mod train;
 
 pub use error::{EventPropError, Result};
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
+pub use optim::{Adam, AdamParams, LrSchedule, Optimiser, Trainable};
+pub use train::{
+    EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, Trainer, TrainableParams, evaluate,
+    loss_and_gradients,
+};
