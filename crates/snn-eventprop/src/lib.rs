@@ -9,9 +9,17 @@
 pub mod clocked;
 pub mod error;
 pub mod gradients;
+pub mod init;
 pub mod loss;
+pub mod optim;
+pub mod train;
 
 pub use clocked::ClockedAdjointScratch;
 pub use error::{EventPropError, Result};
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
+pub use optim::{Adam, AdamParams, LrSchedule, Optimiser, Trainable};
+pub use train::{
+    EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, Trainer, TrainableParams, evaluate,
+    loss_and_gradients,
+};
