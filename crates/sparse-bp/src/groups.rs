@@ -68,13 +68,7 @@ impl GroupNorm {
             // by min of both, hence Lipschitz with that constant.
             GroupNorm::SparseGroup { beta } => {
                 let b = *beta;
-                if b >= 1.0 {
-                    1.0
-                } else if b <= 0.0 {
-                    1.0
-                } else {
-                    (1.0 / (1.0 - b)).min(1.0 / b)
-                }
+                if b <= 0.0 || b >= 1.0 { 1.0 } else { (1.0 / (1.0 - b)).min(1.0 / b) }
             }
             _ => 1.0,
         }
@@ -188,14 +182,8 @@ impl GroupSpec {
                 return Err(SparseBpError::NonPositiveWeight { group: gi, weight: g.weight });
             }
             match &g.norm {
-                GroupNorm::SparseGroup { beta } => {
-                    if !(beta.is_finite() && (0.0..=1.0).contains(beta)) {
-                        return Err(SparseBpError::InvalidParam {
-                            name: "beta",
-                            value: *beta,
-                            expected: "0 <= beta <= 1",
-                        });
-                    }
+                GroupNorm::SparseGroup { beta } if !(beta.is_finite() && (0.0..=1.0).contains(beta)) => {
+                    return Err(SparseBpError::InvalidParam { name: "beta", value: *beta, expected: "0 <= beta <= 1" });
                 }
                 GroupNorm::WeightedL1(w) => {
                     if w.len() != g.atoms.len() {

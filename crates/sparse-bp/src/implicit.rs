@@ -49,9 +49,7 @@ fn active_system(solver: &Solver, z: &[f64]) -> (Vec<usize>, DMatrix<f64>) {
         }
     }
     let gram = solver.gram();
-    let mut a = DMatrix::from_fn(support.len(), support.len(), |i, j| {
-        gram[(support[i], support[j])]
-    });
+    let mut a = DMatrix::from_fn(support.len(), support.len(), |i, j| gram[(support[i], support[j])]);
     for (start, vals, w) in curv {
         let n = vals.iter().map(|v| v * v).sum::<f64>().sqrt();
         let c = w / n;
@@ -68,11 +66,7 @@ fn active_system(solver: &Solver, z: &[f64]) -> (Vec<usize>, DMatrix<f64>) {
 fn check_code(solver: &Solver, z: &DVector<f64>) -> Result<()> {
     let m = solver.dictionary().ncols();
     if z.len() != m {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "code",
-            expected: (m, 1),
-            got: (z.len(), 1),
-        });
+        return Err(SparseBpError::ShapeMismatch { what: "code", expected: (m, 1), got: (z.len(), 1) });
     }
     check_finite("code", z.as_slice())
 }
@@ -99,20 +93,14 @@ pub fn vjp(solver: &Solver, z: &DVector<f64>, v: &DVector<f64>) -> Result<DVecto
     if support.is_empty() {
         return Ok(DVector::zeros(d.nrows()));
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular {
-        what: "D_S^T D_S + H",
-    })?;
+    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
     let y = chol.solve(&vs);
     Ok(d.select_columns(&support) * y)
 }
 
 /// [`vjp`] for every column of `codes` / `cotangents` (`M x n`), in parallel; `m x n` result.
-pub fn vjp_batch(
-    solver: &Solver,
-    codes: &DMatrix<f64>,
-    cotangents: &DMatrix<f64>,
-) -> Result<DMatrix<f64>> {
+pub fn vjp_batch(solver: &Solver, codes: &DMatrix<f64>, cotangents: &DMatrix<f64>) -> Result<DMatrix<f64>> {
     let m_atoms = solver.dictionary().ncols();
     if codes.nrows() != m_atoms || cotangents.shape() != codes.shape() {
         return Err(SparseBpError::ShapeMismatch {
@@ -123,13 +111,7 @@ pub fn vjp_batch(
     }
     let cols: Vec<Result<DVector<f64>>> = (0..codes.ncols())
         .into_par_iter()
-        .map(|j| {
-            vjp(
-                solver,
-                &codes.column(j).into_owned(),
-                &cotangents.column(j).into_owned(),
-            )
-        })
+        .map(|j| vjp(solver, &codes.column(j).into_owned(), &cotangents.column(j).into_owned()))
         .collect();
     let mut out = DMatrix::zeros(solver.dictionary().nrows(), codes.ncols());
     for (j, c) in cols.into_iter().enumerate() {
@@ -147,9 +129,7 @@ pub fn jacobian(solver: &Solver, z: &DVector<f64>) -> Result<DMatrix<f64>> {
     if support.is_empty() {
         return Ok(j);
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular {
-        what: "D_S^T D_S + H",
-    })?;
+    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
     let js = chol.solve(&d.select_columns(&support).transpose());
     for (k, &s) in support.iter().enumerate() {
         j.row_mut(s).copy_from(&js.row(k));
@@ -181,24 +161,17 @@ fn prox_jacobian(norm: &GroupNorm, v: &[f64], t: f64, nonneg: bool) -> DMatrix<f
     };
     match norm {
         GroupNorm::L1 => DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], t))),
-        GroupNorm::WeightedL1(w) => {
-            DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], t * w[i])))
-        }
+        GroupNorm::WeightedL1(w) => DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], t * w[i]))),
         GroupNorm::L2 => {
-            let u: Vec<f64> = v
-                .iter()
-                .map(|&x| if nonneg { x.max(0.0) } else { x })
-                .collect();
-            let gate = DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| {
-                if nonneg && v[i] <= 0.0 { 0.0 } else { 1.0 }
-            }));
+            let u: Vec<f64> = v.iter().map(|&x| if nonneg { x.max(0.0) } else { x }).collect();
+            let gate =
+                DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| if nonneg && v[i] <= 0.0 { 0.0 } else { 1.0 }));
             block(&u, t) * gate
         }
         GroupNorm::SparseGroup { beta } => {
             let mut u = v.to_vec();
             crate::prox::soft_threshold_mut(&mut u, beta * t, nonneg);
-            let gate =
-                DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], beta * t)));
+            let gate = DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], beta * t)));
             block(&u, (1.0 - beta) * t) * gate
         }
     }
@@ -213,11 +186,7 @@ pub fn unrolled_fista_jacobian(
 ) -> Result<(DVector<f64>, DMatrix<f64>)> {
     let d = solver.dictionary();
     if x.len() != d.nrows() {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "signal",
-            expected: (d.nrows(), 1),
-            got: (x.len(), 1),
-        });
+        return Err(SparseBpError::ShapeMismatch { what: "signal", expected: (d.nrows(), 1), got: (x.len(), 1) });
     }
     check_finite("signal", x.as_slice())?;
     let (m, big_m) = d.shape();

@@ -626,6 +626,7 @@ impl Solver {
     }
 
     /// Coordinate descent on one chunk, parallel-free (chunks are the parallel unit).
+    #[allow(clippy::needless_range_loop)]
     fn cd_chunk(&self, b: &DMatrix<f64>, xx: &[f64], init: Option<DMatrix<f64>>) -> ChunkOut {
         let (big_m, c) = b.shape();
         let mut out = ChunkOut::new(big_m, c, self.params.max_iter);

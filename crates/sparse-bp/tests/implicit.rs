@@ -24,12 +24,8 @@ fn solver(seed: u64, kind: u8) -> (Solver, DVector<f64>) {
     let (m, big_m) = (12, 24);
     let d = gaussian_dictionary(m, big_m, &mut rng);
     let x = sphere_vector(m, 2.0, &mut rng);
-    let p = SolverParams::builder()
-        .algorithm(Algorithm::CoordinateDescent)
-        .tol(1e-15)
-        .max_iter(1_000_000)
-        .build()
-        .unwrap();
+    let p =
+        SolverParams::builder().algorithm(Algorithm::CoordinateDescent).tol(1e-15).max_iter(1_000_000).build().unwrap();
     (Solver::new(d, groups_for(kind, big_m), p).unwrap(), x)
 }
 
@@ -123,7 +119,8 @@ fn jacobian_hand_case_l1_orthonormal() {
 fn jacobian_hand_case_group_identity() {
     let d = nalgebra::DMatrix::<f64>::identity(2, 2);
     let t = 1.0;
-    let s = Solver::new(d, GroupSpec::contiguous_blocks(2, 2, t, GroupNorm::L2).unwrap(), SolverParams::default()).unwrap();
+    let s =
+        Solver::new(d, GroupSpec::contiguous_blocks(2, 2, t, GroupNorm::L2).unwrap(), SolverParams::default()).unwrap();
     let x = DVector::from_vec(vec![3.0, 4.0]);
     let z = code(&s, &x);
     let j = jacobian(&s, &z).unwrap();

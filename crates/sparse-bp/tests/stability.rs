@@ -11,12 +11,7 @@ use sparse_bp::synthetic::*;
 use sparse_bp::*;
 
 fn tight(alg: Algorithm) -> SolverParams {
-    SolverParams::builder()
-        .algorithm(alg)
-        .tol(1e-14)
-        .max_iter(100_000)
-        .build()
-        .unwrap()
+    SolverParams::builder().algorithm(alg).tol(1e-14).max_iter(100_000).build().unwrap()
 }
 
 fn solve(s: &Solver, y: &DVector<f64>) -> DVector<f64> {
@@ -27,13 +22,7 @@ fn solve(s: &Solver, y: &DVector<f64>) -> DVector<f64> {
 /// `(I - P_S) d_j` for the atoms most correlated with the residual, and `steps` of
 /// projected gradient ascent on `1/2 ||Gamma_hat(D Gamma + E) - Gamma||^2` (gradient by
 /// the implicit-differentiation VJP), started from the random one.
-fn perturbations(
-    s: &Solver,
-    gamma: &DVector<f64>,
-    eps: f64,
-    steps: usize,
-    rng: &mut StdRng,
-) -> Vec<DVector<f64>> {
+fn perturbations(s: &Solver, gamma: &DVector<f64>, eps: f64, steps: usize, rng: &mut StdRng) -> Vec<DVector<f64>> {
     let d = s.dictionary();
     let m = d.nrows();
     let x0 = d * gamma;
@@ -144,7 +133,7 @@ proptest! {
         for e in perturbations(&solver, &gamma, eps, 4, &mut rng) {
             let y = &d * &gamma + &e;
             let z = solve(&solver, &y);
-            let c = thm.check(&d, &groups, &gamma, &y, &z, eps, 0.0).unwrap();
+            let c = thm.check(&solver, &gamma, &y, &z, eps, 0.0).unwrap();
             prop_assert!(c.all_hold(1e-7), "conclusions failed: {c:?} {thm:?}");
         }
         // theorem certificate: below certified eps the active group set is exactly `active`
@@ -242,7 +231,8 @@ fn search_large_eps_counterexample(seed: u64) -> Option<Conclusions> {
     let eps = 0.1;
     let thm = BpStability::new(&d, &gamma, eps).unwrap();
     assert!(thm.hypotheses_hold());
-    let solver = Solver::new(d.clone(), GroupSpec::lasso(64, eps / 2.0).unwrap(), tight(Algorithm::CoordinateDescent)).unwrap();
+    let solver =
+        Solver::new(d.clone(), GroupSpec::lasso(64, eps / 2.0).unwrap(), tight(Algorithm::CoordinateDescent)).unwrap();
     let support: Vec<usize> = (0..64).filter(|&i| gamma[i] != 0.0).collect();
     let ds = d.select_columns(&support);
     for j in (0..64).filter(|j| !support.contains(j)) {
@@ -283,7 +273,8 @@ fn search_dense_counterexample(seed: u64) -> bool {
     let eps = 0.01;
     let thm = BpStability::new(&d, &gamma, eps).unwrap();
     assert!(!thm.hypotheses_hold());
-    let solver = Solver::new(d.clone(), GroupSpec::lasso(40, thm.xi()).unwrap(), tight(Algorithm::CoordinateDescent)).unwrap();
+    let solver =
+        Solver::new(d.clone(), GroupSpec::lasso(40, thm.xi()).unwrap(), tight(Algorithm::CoordinateDescent)).unwrap();
     let y = &d * &gamma;
     let z = solve(&solver, &y);
     !thm.check(&d, &gamma, &y, &z, 1e-10).unwrap().all_hold(1e-9)
