@@ -1035,6 +1035,11 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         self.state.epochs_done
     }
 
+    /// Whether early stopping has ended the run.
+    pub fn stopped_early(&self) -> bool {
+        self.state.stopped_early
+    }
+
     /// The optimiser state.
     pub fn optimiser(&self) -> &Optimiser {
         &self.state.optimiser
