@@ -7,9 +7,11 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod exact;
 pub mod gradients;
 pub mod loss;
 
 pub use error::{EventPropError, Result};
+pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
