@@ -303,3 +303,87 @@ fn gradcheck_recurrent_max_voltage() {
 fn gradcheck_recurrent_first_spike() {
     run_property(&REC, FIRST_SPIKE);
 }
+
+// ---------------------------------------------------------------- hand-derived case
+
+/// One input spike at `t0` -> one LIF (weight `w1`, delay `d0`) -> one LI (weight `w2`, delay `d`).
+///
+/// With `K(u) = c (e^{-u/ts} - e^{-u/tm})`, `c = ts/(ts - tm)` (the voltage after a unit
+/// arrival at rest), the LIF spikes once at `t1 = t0 + d0 + s1`, `w1 K(s1) = 1`, and the
+/// output receives `w2` at `a = t1 + d`. Implicit differentiation: `ds1/dw1 = -K(s1)/(w1 K'(s1))`.
+/// - exp-integral readout `R = (1/T) ∫ e^{-t/T} V dt = (w2/T) e^{-a/T} J(T - a)` with
+///   `J(x) = c [(1 - e^{-x r_s})/r_s - (1 - e^{-x r_m})/r_m]`:
+///   `dR/dw2 = R/w2`, `dR/da = -R/T - (w2/T) e^{-1} K(T - a)`;
+/// - voltage readout `R = V(t_r) = w2 K(t_r - a)`: `dR/dw2 = K(t_r - a)`, `dR/da = -w2 K'(t_r - a)`;
+///
+/// and in both `dR/dd = dR/dd0 = dR/da`, `dR/dw1 = dR/da ds1/dw1`.
+#[test]
+fn hand_derived_single_chain() {
+    let (tm, ts) = (20.0, 5.0);
+    let c = ts / (ts - tm);
+    let k = |u: f64| c * ((-u / ts).exp() - (-u / tm).exp());
+    let dk = |u: f64| c * (-(-u / ts).exp() / ts + (-u / tm).exp() / tm);
+    let (t0, w1, d0, w2, d, t_end, t_r) = (1.5, 9.0, 2.0, 0.7, 3.5, 30.0, 17.0);
+    // s1 by bisection on the rising branch (peak at ln(4)/0.15 ms).
+    let (mut lo, mut hi) = (0.0, 4f64.ln() / (1.0 / ts - 1.0 / tm));
+    for _ in 0..200 {
+        let m = 0.5 * (lo + hi);
+        if w1 * k(m) < 1.0 { lo = m } else { hi = m }
+    }
+    let s1 = 0.5 * (lo + hi);
+    let a = t0 + d0 + s1 + d;
+    let ds1_dw1 = -k(s1) / (w1 * dk(s1));
+
+    let mut b = NetworkBuilder::new();
+    let i = b.input("in", 1);
+    let h = b.lif("h", 1, LifParams::default());
+    let o = b.li("out", 1, LiParams::default());
+    b.connect(i, h, DMatrix::from_element(1, 1, w1), DMatrix::from_element(1, 1, d0));
+    b.connect(h, o, DMatrix::from_element(1, 1, w2), DMatrix::from_element(1, 1, d));
+    let net = b.build().unwrap();
+    let mut input = SpikeTrains::new(1);
+    input.push_sample(&[t0], &[0]).unwrap();
+
+    let (rm, rs) = (1.0 / tm + 1.0 / t_end, 1.0 / ts + 1.0 / t_end);
+    let x = t_end - a;
+    let j = c * (-(-x * rs).exp_m1() / rs + (-x * rm).exp_m1() / rm);
+    let r_int = w2 / t_end * (-a / t_end).exp() * j;
+    let da_int = -r_int / t_end - w2 / t_end * (-1f64).exp() * k(t_end - a);
+    let r_at = w2 * k(t_r - a);
+    let da_at = -w2 * dk(t_r - a);
+
+    for (kind, r, dw2, da) in [
+        (snn_core::ReadoutKind::ExpIntegral, r_int, r_int / w2, da_int),
+        (snn_core::ReadoutKind::VoltageAt(vec![t_r]), r_at, k(t_r - a), da_at),
+    ] {
+        let engine = ExactEngine::new(SimConfig::new(t_end, kind)).unwrap();
+        let rec = engine.run(&net, input.sample(0)).unwrap();
+        assert_eq!(rec.spikes.len(), 1);
+        assert!((rec.spikes.times[0] - (t0 + d0 + s1)).abs() < 1e-12);
+        assert!((rec.readout.values[0] - r).abs() < 1e-13, "{} vs {r}", rec.readout.values[0]);
+        let mut g = Gradients::zeros(&net);
+        let mut sc = engine.adjoint_scratch(&net);
+        engine.backward_into(&net, input.sample(0), &rec, &[1.0], &mut sc, &mut g).unwrap();
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-10 * y.abs().max(1e-3);
+        assert!(close(g.weights[1][(0, 0)], dw2), "dR/dw2 {} vs {dw2}", g.weights[1][(0, 0)]);
+        assert!(close(g.delays[1][(0, 0)], da), "dR/dd {} vs {da}", g.delays[1][(0, 0)]);
+        assert!(close(g.delays[0][(0, 0)], da), "dR/dd0 {} vs {da}", g.delays[0][(0, 0)]);
+        let dw1 = da * ds1_dw1;
+        assert!(close(g.weights[0][(0, 0)], dw1), "dR/dw1 {} vs {dw1}", g.weights[0][(0, 0)]);
+    }
+}
+
+/// Wrong-shaped inputs to the backward pass are typed errors.
+#[test]
+fn backward_rejects_mismatched_inputs() {
+    let net = FF1.build(&[0.5; 30], &[1.0; 30], false);
+    let engine = ExactEngine::new(SimConfig::new(T_END, snn_core::ReadoutKind::ExpIntegral)).unwrap();
+    let mut input = SpikeTrains::new(N_IN);
+    input.push_sample(&[1.0], &[0]).unwrap();
+    let rec = engine.run(&net, input.sample(0)).unwrap();
+    let mut g = Gradients::zeros(&net);
+    let mut sc = engine.adjoint_scratch(&net);
+    let e = engine.backward_into(&net, input.sample(0), &rec, &[1.0], &mut sc, &mut g);
+    assert!(matches!(e, Err(snn_eventprop::EventPropError::ReadoutMismatch { .. })));
+    assert!(engine.backward_into(&net, input.sample(0), &rec, &[1.0, 0.0, 0.0], &mut sc, &mut g).is_ok());
+}
