@@ -8,6 +8,7 @@
 
 pub mod clocked;
 pub mod error;
+pub mod exact;
 pub mod gradients;
 pub mod init;
 pub mod loss;
@@ -16,6 +17,7 @@ pub mod train;
 
 pub use clocked::ClockedAdjointScratch;
 pub use error::{EventPropError, Result};
+pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
 pub use optim::{Adam, AdamParams, LrSchedule, Optimiser, Trainable};
