@@ -89,9 +89,7 @@ impl DelayConstraint {
     pub fn check_values(&self, delays: &[f64]) -> Result<()> {
         match delays.iter().find(|&&d| !self.contains(d)) {
             None => Ok(()),
-            Some(&value) => {
-                Err(DelayError::InvalidSetting { param: "delay", value, reason: "outside [0, max_delay]" })
-            }
+            Some(&value) => Err(DelayError::InvalidSetting { param: "delay", value, reason: "outside [0, max_delay]" }),
         }
     }
 }

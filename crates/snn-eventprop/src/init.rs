@@ -157,7 +157,12 @@ pub fn init_weights_paper<R: Rng + ?Sized>(net: &mut Network, rng: &mut R) -> Re
 }
 
 /// Draws the weights of one connection from `init`.
-pub fn init_weights<R: Rng + ?Sized>(net: &mut Network, id: ConnectionId, init: &NormalInit, rng: &mut R) -> Result<()> {
+pub fn init_weights<R: Rng + ?Sized>(
+    net: &mut Network,
+    id: ConnectionId,
+    init: &NormalInit,
+    rng: &mut R,
+) -> Result<()> {
     check_id(net, id)?;
     init.fill(net.weights_mut(id).as_mut_slice(), rng)
 }

@@ -22,6 +22,6 @@ pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
 pub use optim::{Adam, AdamParams, LrSchedule, Optimiser, Trainable};
 pub use train::{
-    EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, Trainer, TrainableParams, evaluate,
+    EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, TrainableParams, Trainer, evaluate,
     loss_and_gradients,
 };

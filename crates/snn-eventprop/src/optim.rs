@@ -212,8 +212,7 @@ impl Adam {
     pub fn new(params: AdamParams, schedule: LrSchedule, slot_lens: &[Option<usize>]) -> Result<Self> {
         params.check()?;
         schedule.check()?;
-        let slots =
-            slot_lens.iter().map(|l| l.map(|n| Moments { m: vec![0.0; n], v: vec![0.0; n] })).collect();
+        let slots = slot_lens.iter().map(|l| l.map(|n| Moments { m: vec![0.0; n], v: vec![0.0; n] })).collect();
         Ok(Self { params, schedule, steps: 0, slots })
     }
 
@@ -421,7 +420,12 @@ impl Optimiser {
         for k in 0..n {
             let t = self.trainable[k];
             if t.weights {
-                self.weights.update(k, net.weights_mut(ConnectionId(k)).as_mut_slice(), grads.weights[k].as_slice(), weight_lr)?;
+                self.weights.update(
+                    k,
+                    net.weights_mut(ConnectionId(k)).as_mut_slice(),
+                    grads.weights[k].as_slice(),
+                    weight_lr,
+                )?;
             }
             if t.delays {
                 let d = net.delays_mut(ConnectionId(k));

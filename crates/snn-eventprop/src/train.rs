@@ -115,7 +115,13 @@ pub struct TrainData<'a> {
 }
 
 /// Checks a batch against the network, the engine's readout and the loss.
-fn check_batch<S: Simulator>(engine: &S, net: &Network, spikes: &SpikeTrains, labels: &[usize], loss: &Loss) -> Result<()> {
+fn check_batch<S: Simulator>(
+    engine: &S,
+    net: &Network,
+    spikes: &SpikeTrains,
+    labels: &[usize],
+    loss: &Loss,
+) -> Result<()> {
     if spikes.is_empty() {
         return Err(EventPropError::EmptyBatch);
     }
@@ -274,7 +280,10 @@ pub struct BatchWorkspace<E: Adjoint> {
 
 impl<E: Adjoint> std::fmt::Debug for BatchWorkspace<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchWorkspace").field("chunk_size", &self.chunk_size).field("workers", &self.workers.len()).finish()
+        f.debug_struct("BatchWorkspace")
+            .field("chunk_size", &self.chunk_size)
+            .field("workers", &self.workers.len())
+            .finish()
     }
 }
 
@@ -282,7 +291,11 @@ impl<E: Adjoint> BatchWorkspace<E> {
     /// Buffers for `net`; `chunk_size >= 1` samples per chunk.
     pub fn new(net: &Network, chunk_size: usize) -> Result<Self> {
         if chunk_size == 0 {
-            return Err(EventPropError::InvalidHyperparameter { param: "chunk_size", value: 0.0, reason: "must be >= 1" });
+            return Err(EventPropError::InvalidHyperparameter {
+                param: "chunk_size",
+                value: 0.0,
+                reason: "must be >= 1",
+            });
         }
         Ok(Self { chunk_size, workers: Vec::new(), total: Gradients::zeros(net), spikes: vec![0; net.num_neurons()] })
     }
@@ -325,21 +338,18 @@ impl<E: Adjoint> BatchWorkspace<E> {
             return Err(EventPropError::EmptyBatch);
         }
         if let Some(&s) = indices.iter().find(|&&s| s >= spikes.len() || s >= labels.len()) {
-            return Err(EventPropError::ShapeMismatch { what: "sample index (samples in data)", expected: spikes.len(), got: s });
+            return Err(EventPropError::ShapeMismatch {
+                what: "sample index (samples in data)",
+                expected: spikes.len(),
+                got: s,
+            });
         }
         if !self.fits(net) {
             *self = Self::new(net, self.chunk_size)?;
         }
         let all = vec![Trainable::BOTH; net.connections().len()];
-        let job = ChunkJob {
-            engine,
-            net,
-            spikes,
-            labels,
-            loss,
-            mask: mask.unwrap_or(&all),
-            t_end: engine.config().t_end,
-        };
+        let job =
+            ChunkJob { engine, net, spikes, labels, loss, mask: mask.unwrap_or(&all), t_end: engine.config().t_end };
         let chunks: Vec<&[usize]> = indices.chunks(self.chunk_size).collect();
         let threads = rayon::current_num_threads().clamp(1, chunks.len());
         while self.workers.len() < threads {
@@ -431,7 +441,13 @@ fn per_population(net: &Network, counts: &[u64], input_spikes: usize, samples: u
 
 /// Forward passes only: loss, accuracy and spike counts of `net` on `data`, in parallel,
 /// deterministic (chunk sums added in order).
-pub fn evaluate<S: Simulator>(engine: &S, net: &Network, data: &Labelled, loss: &Loss, chunk_size: usize) -> Result<EvalMetrics> {
+pub fn evaluate<S: Simulator>(
+    engine: &S,
+    net: &Network,
+    data: &Labelled,
+    loss: &Loss,
+    chunk_size: usize,
+) -> Result<EvalMetrics> {
     check_batch(engine, net, &data.spikes, &data.labels, loss)?;
     let chunk_size = chunk_size.max(1);
     let t_end = engine.config().t_end;
@@ -981,9 +997,13 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         let opt = &state.optimiser;
         let mismatch = if opt.trainable() != config.trainable.resolve(&state.network)?.as_slice() {
             Some("trainable flags")
-        } else if opt.weight_adam().params() != &config.weight_adam || opt.weight_adam().schedule() != &config.weight_schedule {
+        } else if opt.weight_adam().params() != &config.weight_adam
+            || opt.weight_adam().schedule() != &config.weight_schedule
+        {
             Some("weight optimiser")
-        } else if opt.delay_adam().params() != &config.delay_adam || opt.delay_adam().schedule() != &config.delay_schedule {
+        } else if opt.delay_adam().params() != &config.delay_adam
+            || opt.delay_adam().schedule() != &config.delay_schedule
+        {
             Some("delay optimiser")
         } else if opt.constraint().max_delay() != config.max_delay {
             Some("max_delay")
@@ -1058,7 +1078,8 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
     /// Writes the resumable state to `path` atomically.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let file = CheckpointFile { magic: CHECKPOINT_MAGIC.into(), version: CHECKPOINT_VERSION, state: self.state.clone() };
+        let file =
+            CheckpointFile { magic: CHECKPOINT_MAGIC.into(), version: CHECKPOINT_VERSION, state: self.state.clone() };
         let bytes = bincode::serde::encode_to_vec(&file, bincode::config::standard()).map_err(|e| ckpt_err(path, e))?;
         write_atomic(path, &bytes)
     }
@@ -1071,7 +1092,10 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         }
         let needs_validation = self.config.early_stopping.is_some_and(|es| es.monitor.needs_validation());
         if needs_validation && data.validation.is_none() {
-            return Err(EventPropError::MissingData { what: "a validation set", needed_by: "early stopping on validation" });
+            return Err(EventPropError::MissingData {
+                what: "a validation set",
+                needed_by: "early stopping on validation",
+            });
         }
         Ok(())
     }
@@ -1082,7 +1106,11 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
     }
 
     /// [`Trainer::fit`] reporting every batch and epoch to `progress`.
-    pub fn fit_with_progress(&mut self, data: &TrainData<'_>, mut progress: impl FnMut(Progress<'_>)) -> Result<TrainSummary> {
+    pub fn fit_with_progress(
+        &mut self,
+        data: &TrainData<'_>,
+        mut progress: impl FnMut(Progress<'_>),
+    ) -> Result<TrainSummary> {
         self.check_data(data)?;
         while self.state.epochs_done < self.config.epochs && !self.state.stopped_early {
             self.epoch_unchecked(data, &mut progress)?;
@@ -1124,7 +1152,15 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         let (mut weight_lr, mut delay_lr) = (0.0, 0.0);
         for (b, idx) in order.chunks(self.config.batch_size).enumerate() {
             let _batch = tracing::debug_span!("batch", batch = b, samples = idx.len()).entered();
-            let s = ws.compute(self.engine, &self.state.network, &train.spikes, &train.labels, idx, &self.loss, Some(&mask))?;
+            let s = ws.compute(
+                self.engine,
+                &self.state.network,
+                &train.spikes,
+                &train.labels,
+                idx,
+                &self.loss,
+                Some(&mask),
+            )?;
             let info = self.state.optimiser.step(&mut self.state.network, ws.gradients(), epoch)?;
             loss_sum += s.loss * s.samples as f64;
             correct += s.correct;
