@@ -318,6 +318,12 @@ impl GroupSpec {
     pub fn nonneg(&self) -> bool {
         self.nonneg
     }
+    /// Per-atom thresholds if every group is a single atom with `L1` (plain or weighted lasso).
+    #[must_use]
+    pub(crate) fn singleton_thresholds(&self) -> Option<&[f64]> {
+        self.singleton_l1.as_deref()
+    }
+
     /// Smallest and largest group weight.
     #[must_use]
     pub fn weight_range(&self) -> (f64, f64) {
