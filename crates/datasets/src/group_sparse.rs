@@ -130,12 +130,7 @@ pub fn grassmannian_dictionary(d: usize, n: usize, iters: usize, seed: u64) -> R
             best = (c, atoms.clone());
         }
     }
-    Ok(Dictionary {
-        atoms: best.1,
-        coherence: best.0,
-        welch_bound: welch,
-        initial_coherence: initial,
-    })
+    Ok(Dictionary { atoms: best.1, coherence: best.0, welch_bound: welch, initial_coherence: initial })
 }
 
 /// Which classifier's margin a sample must meet to be kept.
@@ -299,9 +294,7 @@ impl GroupSparseData {
     /// The `l2` norms of the groups of a code vector.
     #[must_use]
     pub fn group_norms(code: &[f64], group_size: usize) -> Vec<f64> {
-        code.chunks(group_size.max(1))
-            .map(|g| g.iter().map(|v| v * v).sum::<f64>().sqrt())
-            .collect()
+        code.chunks(group_size.max(1)).map(|g| g.iter().map(|v| v * v).sum::<f64>().sqrt()).collect()
     }
 }
 
@@ -368,8 +361,8 @@ pub fn group_sparse_data_with(params: &GroupSparseParams, dictionary: Dictionary
         act.sort_unstable();
         code.fill(0.0);
         for &g in &act {
-            for a in g * p.group_size..(g + 1) * p.group_size {
-                code[a] = lo + (hi - lo) * rng.random::<f64>();
+            for v in &mut code[g * p.group_size..(g + 1) * p.group_size] {
+                *v = lo + (hi - lo) * rng.random::<f64>();
             }
         }
         let sc: f64 = code.iter().zip(w_code.iter()).map(|(a, b)| a * b).sum();
