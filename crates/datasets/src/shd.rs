@@ -231,8 +231,13 @@ fn decode_units(
             }
         }
         (2, true) => {
-            for c in bytes.chunks_exact(2) {
-                out.push(check(u64::from(u16::from_le_bytes([c[0], c[1]])))?);
+            // The SHD case: decode without branches (vectorises), then check the maximum.
+            let start = out.len();
+            out.extend(bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])));
+            let max = out[start..].iter().copied().fold(0u16, u16::max);
+            if u64::from(max) >= limit || (signed && max & 0x8000 != 0) {
+                let bad = out[start..].iter().find(|&&u| check(u64::from(u)).is_err()).copied().unwrap_or(max);
+                return Err(u64::from(bad));
             }
         }
         (2, false) => {
@@ -466,7 +471,9 @@ fn parse(bytes: Vec<u8>, path: &Path, opts: &SpikeLoadOptions) -> Result<(SpikeD
                 valid: "units < num_units (700 for SHD/SSC)",
             });
         }
-        if let Some(t) = t_buf.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
+        // Branch-free test first (vectorises); look for the culprit only on failure.
+        let all_ok = t_buf.iter().fold(true, |ok, &t| ok & (t.is_finite() & (t >= 0.0)));
+        if let Some(t) = (!all_ok).then(|| t_buf.iter().find(|t| !(t.is_finite() && **t >= 0.0))).flatten() {
             return Err(DatasetError::InvalidValue {
                 path: ctx.p(),
                 what: "/spikes/times",

@@ -285,3 +285,50 @@ fn synthetic_shd_timing_classifies_counts_do_not() {
     assert!(acc_counts < 0.25, "counts should be uninformative: {acc_counts}");
     assert!(acc_timing > 0.9, "timing should be informative: {acc_timing}");
 }
+
+/// Strategy: a random data set of up to 12 samples, with unsorted event times.
+fn arb_events() -> impl Strategy<Value = Vec<(Vec<(f32, u16)>, u32)>> {
+    proptest::collection::vec((proptest::collection::vec((0.0f32..2.0, 0u16..50), 0..40), 0u32..5), 0..12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// `push` sorts each sample; `select`, `truncate_time` and `stats` agree with a
+    /// direct computation on the raw events.
+    #[test]
+    fn spike_dataset_ops(samples in arb_events(), t_end in 0.0f32..2.5, pick in proptest::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+        let mut d = SpikeDataset::empty(50, 5);
+        for (ev, l) in &samples {
+            let (t, u): (Vec<f32>, Vec<u16>) = ev.iter().copied().unzip();
+            d.push(&t, &u, *l).unwrap();
+        }
+        d.check().unwrap();
+        for (i, (ev, l)) in samples.iter().enumerate() {
+            let s = d.sample(i);
+            let mut want = ev.clone();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0));
+            prop_assert_eq!(s.times.iter().copied().zip(s.units.iter().copied()).collect::<Vec<_>>(), want);
+            prop_assert_eq!(s.label, *l);
+        }
+        if !samples.is_empty() {
+            let idx: Vec<usize> = pick.iter().map(|p| p.index(samples.len())).collect();
+            let sel = d.select(&idx);
+            sel.check().unwrap();
+            for (k, &i) in idx.iter().enumerate() {
+                prop_assert_eq!(sel.sample(k), d.sample(i));
+            }
+        }
+        let mut cut = d.clone();
+        cut.truncate_time(t_end);
+        cut.check().unwrap();
+        for i in 0..d.len() {
+            let kept: Vec<f32> = d.sample(i).times.iter().copied().filter(|&t| t < t_end).collect();
+            prop_assert_eq!(cut.sample(i).times, &kept[..]);
+        }
+        let st = d.stats();
+        prop_assert_eq!(st.samples, samples.len());
+        prop_assert_eq!(st.events_max, samples.iter().map(|s| s.0.len()).max().unwrap_or(0));
+        prop_assert_eq!(st.label_counts.iter().sum::<usize>(), samples.len());
+    }
+}
