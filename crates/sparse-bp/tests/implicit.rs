@@ -133,3 +133,56 @@ fn jacobian_hand_case_group_identity() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Dictionary and weight cotangents of `vjp_full` against central differences of
+    /// `L(z) = <v, z>`.
+    #[test]
+    fn full_vjp_matches_central_differences(seed in 0u64..100_000, kind in 0u8..6, v in proptest::collection::vec(-1.0f64..1.0, 24)) {
+        let (s, x) = solver(seed, kind);
+        let z = code(&s, &x);
+        prop_assume!(!support(&z).is_empty());
+        let v = DVector::from_vec(v);
+        let full = vjp_full(&s, &x, &z, &v).unwrap();
+        prop_assert!((&full.x - vjp(&s, &z, &v).unwrap()).amax() < 1e-12);
+        let h = 1e-6;
+        let loss = |s2: &Solver| -> Option<f64> {
+            let z2 = code(s2, &x);
+            (support(&z2) == support(&z)).then(|| v.dot(&z2))
+        };
+        // dictionary: a few entries of active and inactive columns
+        let d = s.dictionary().clone();
+        let sup = support(&z);
+        let mut checked = 0;
+        for &(i, a) in &[(0usize, sup[0]), (3, sup[sup.len() - 1]), (5, (sup[0] + 1) % 24)] {
+            let mut dp = d.clone(); dp[(i, a)] += h;
+            let mut dm = d.clone(); dm[(i, a)] -= h;
+            let sp = Solver::new(dp, s.groups().clone(), s.params().clone()).unwrap();
+            let sm = Solver::new(dm, s.groups().clone(), s.params().clone()).unwrap();
+            if let (Some(lp), Some(lm)) = (loss(&sp), loss(&sm)) {
+                let fd = (lp - lm) / (2.0 * h);
+                prop_assert!((fd - full.dictionary[(i, a)]).abs() < 1e-5 * (1.0 + fd.abs()), "D[{i},{a}]: fd {fd} vs {}", full.dictionary[(i, a)]);
+                checked += 1;
+            }
+        }
+        // weights: every active group
+        for gi in s.groups().active_groups(z.as_slice(), 0.0) {
+            let scale = |f: f64| {
+                let gs: Vec<Group> = s.groups().groups().iter().enumerate().map(|(k, g)| {
+                    Group::new(g.atoms.clone(), if k == gi { g.weight + f } else { g.weight }, g.norm.clone())
+                }).collect();
+                GroupSpec::new(24, gs).unwrap().with_nonneg(s.groups().nonneg())
+            };
+            let sp = s.with_groups(scale(h)).unwrap();
+            let sm = s.with_groups(scale(-h)).unwrap();
+            if let (Some(lp), Some(lm)) = (loss(&sp), loss(&sm)) {
+                let fd = (lp - lm) / (2.0 * h);
+                prop_assert!((fd - full.weights[gi]).abs() < 1e-5 * (1.0 + fd.abs()), "gamma[{gi}]: fd {fd} vs {}", full.weights[gi]);
+                checked += 1;
+            }
+        }
+        prop_assert!(checked > 0);
+    }
+}
