@@ -45,8 +45,8 @@ pub use mnist::{
     read_idx,
 };
 pub use shd::{
-    SHD_CLASSES, SHD_DOWNLOAD_HINT, SHD_UNITS, SSC_CLASSES, SpikeExtra, SpikeLoadOptions, load_shd, load_spike_h5,
-    load_spike_h5_bytes, load_ssc,
+    MAX_READ_BYTES, SHD_CLASSES, SHD_DOWNLOAD_HINT, SHD_UNITS, SSC_CLASSES, SpikeExtra, SpikeLoadOptions, load_shd,
+    load_spike_h5, load_spike_h5_bytes, load_ssc,
 };
 pub use spikes::{SpikeDataset, SpikeSample, SpikeStats};
 pub use synthetic_shd::{SyntheticShdParams, synthetic_shd};

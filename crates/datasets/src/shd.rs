@@ -20,6 +20,11 @@ use crate::spikes::SpikeDataset;
 /// Where to get the real files (printed when a file is missing).
 pub const SHD_DOWNLOAD_HINT: &str = "the SHD/SSC HDF5 files (shd_train.h5, shd_test.h5, ssc_train.h5, ...) can be downloaded from https://zenkelab.org/datasets/ (gunzip them after download)";
 
+/// Largest single read (labels, or the table of variable-length references) the loader
+/// lets the HDF5 reader allocate: 1 GiB, i.e. 67 million samples. A header that claims
+/// more is refused before allocating.
+pub const MAX_READ_BYTES: usize = 1 << 30;
+
 /// Number of input channels in SHD and SSC.
 pub const SHD_UNITS: usize = 700;
 /// Number of classes of SHD.
@@ -352,7 +357,8 @@ fn parse(bytes: Vec<u8>, path: &Path, opts: &SpikeLoadOptions) -> Result<(SpikeD
     let ctx = Ctx { path };
     let file_len = bytes.len();
     let shared = SharedBytes(Arc::new(bytes));
-    let file = Hdf5File::from_owner(shared.clone(), OpenOptions::default()).map_err(|e| ctx.h5(e))?;
+    let file = Hdf5File::from_owner(shared.clone(), OpenOptions::default().with_max_read_bytes(MAX_READ_BYTES))
+        .map_err(|e| ctx.h5(e))?;
     let sb = file.superblock();
     let mut heap = HeapIndex {
         bytes: shared.as_ref(),
