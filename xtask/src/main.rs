@@ -3,6 +3,7 @@
 use std::process::{Command, ExitCode};
 
 mod dataset_info;
+mod exp_snn;
 mod plot;
 mod report;
 mod reproduce;
