@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use datasets::{SpikeLoadOptions, SyntheticShdParams};
 
 fn bench_file() -> PathBuf {
@@ -37,9 +37,11 @@ fn load(c: &mut Criterion) {
     // Parsing alone, from bytes already in memory.
     let bytes = std::fs::read(&path).expect("read");
     g.bench_with_input(BenchmarkId::new("parse_bytes", &name), &bytes, |b, bytes| {
-        b.iter(|| {
-            datasets::load_spike_h5_bytes(bytes.clone(), &path, &SpikeLoadOptions::shd()).expect("load").0.num_events()
-        });
+        b.iter_batched(
+            || bytes.clone(),
+            |copy| datasets::load_spike_h5_bytes(copy, &path, &SpikeLoadOptions::shd()).expect("load").0.num_events(),
+            BatchSize::LargeInput,
+        );
     });
     // The whole loader: read + parse.
     g.bench_with_input(BenchmarkId::new("load_shd", &name), &path, |b, p| {

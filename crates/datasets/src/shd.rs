@@ -25,6 +25,9 @@ pub const SHD_DOWNLOAD_HINT: &str = "the SHD/SSC HDF5 files (shd_train.h5, shd_t
 /// more is refused before allocating.
 pub const MAX_READ_BYTES: usize = 1 << 30;
 
+/// Largest number of classes the loader accepts (labels must be below it).
+pub const MAX_CLASSES: usize = 65536;
+
 /// Number of input channels in SHD and SSC.
 pub const SHD_UNITS: usize = 700;
 /// Number of classes of SHD.
@@ -38,7 +41,7 @@ pub const SSC_CLASSES: usize = 35;
 /// |---|---|---|---|
 /// | `t_end` | 1.0 s | events at or after this time are dropped | finite, > 0 |
 /// | `num_units` | 700 | channels; a unit `>= num_units` is an error | 1..=65536 |
-/// | `num_classes` | `None` | classes; `None` = largest label + 1 | a label `>=` it is an error |
+/// | `num_classes` | `None` | classes; `None` = largest label + 1 | `1..=65536`; a label `>=` it is an error |
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpikeLoadOptions {
     /// Events at or after this time (seconds) are dropped. Default 1.0.
@@ -80,8 +83,8 @@ impl SpikeLoadOptions {
         if self.num_units == 0 || self.num_units > usize::from(u16::MAX) + 1 {
             return Err(DatasetError::param("num_units", self.num_units, "must be in 1..=65536"));
         }
-        if self.num_classes == Some(0) {
-            return Err(DatasetError::param("num_classes", 0, "must be >= 1"));
+        if let Some(c) = self.num_classes.filter(|&c| c == 0 || c > MAX_CLASSES) {
+            return Err(DatasetError::param("num_classes", c, "must be in 1..=65536"));
         }
         Ok(())
     }
@@ -409,7 +412,18 @@ fn parse(bytes: Vec<u8>, path: &Path, opts: &SpikeLoadOptions) -> Result<(SpikeD
     }
     let num_classes = match opts.num_classes {
         Some(c) => c,
-        None => labels.iter().max().map_or(1, |&m| (m as usize).saturating_add(1)),
+        None => match labels.iter().max() {
+            None => 1,
+            Some(&m) if m < MAX_CLASSES as u64 => m as usize + 1,
+            Some(&m) => {
+                return Err(DatasetError::InvalidValue {
+                    path: ctx.p(),
+                    what: "/labels",
+                    value: m.to_string(),
+                    valid: "labels < 65536",
+                });
+            }
+        },
     };
     if let Some(&l) = labels.iter().find(|&&l| l >= num_classes as u64) {
         return Err(DatasetError::InvalidValue {
