@@ -812,6 +812,7 @@ impl Solver {
         refresh(z, grad);
         let mut active: Vec<usize> = Vec::new();
         let mut gap = f64::INFINITY;
+        let mut last_sig = (usize::MAX, 0u64);
         for epoch in 1..=p.max_iter {
             for a in 0..big_m {
                 if gram[a * big_m + a] <= 0.0 {
@@ -830,6 +831,14 @@ impl Solver {
             if gap <= p.tol {
                 return (epoch, gap, true);
             }
+            // if the signed support did not move in this sweep, try the closed form first
+            let sig = support_signature(z);
+            if p.polish && sig == last_sig && sig.0 > 0 {
+                if let Some(g2) = self.polish_l1(b, xx, z, t, grad, v, scratch) {
+                    return (epoch, g2, true);
+                }
+            }
+            last_sig = sig;
             active.clear();
             active.extend((0..big_m).filter(|&a| z[a] != 0.0));
             if active.is_empty() {
