@@ -149,7 +149,8 @@ impl Group {
 /// // 12 atoms, blocks of 4, group-l2 with weight 0.5
 /// let g = GroupSpec::contiguous_blocks(12, 4, 0.5, GroupNorm::L2).unwrap();
 /// assert_eq!(g.n_groups(), 3);
-/// assert_eq!(g.group_of(5), 1);
+/// assert_eq!(g.group_of(5), Some(1));
+/// assert_eq!(g.group_of(12), None);
 /// // overlapping groups are rejected
 /// use sparse_bp::Group;
 /// let bad = GroupSpec::new(3, vec![Group::new(vec![0, 1], 1.0, GroupNorm::L2),
@@ -308,10 +309,10 @@ impl GroupSpec {
     pub fn n_groups(&self) -> usize {
         self.groups.len()
     }
-    /// Index of the group that holds `atom` (panics if `atom >= n_atoms`).
+    /// Index of the group that holds `atom` (`None` if `atom >= n_atoms`).
     #[must_use]
-    pub fn group_of(&self, atom: usize) -> usize {
-        self.atom_group[atom]
+    pub fn group_of(&self, atom: usize) -> Option<usize> {
+        self.atom_group.get(atom).copied()
     }
     /// Whether `Gamma >= 0` is imposed.
     #[must_use]

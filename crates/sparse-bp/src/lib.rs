@@ -19,6 +19,39 @@
 //!
 //! Architecture invariant: `sparse-bp` depends on no other workspace crate.
 //!
+//! # Entry points for models and attacks (spec §4)
+//!
+//! * [`Solver::new`]`(D, GroupSpec, SolverParams)` then [`Solver::solve`]`(&X)` for a batch
+//!   (columns of `X`), [`Solver::solve_warm`], [`Solver::solve_vector`]; the [`Solution`]
+//!   carries codes, per-signal gaps and convergence flags. `Solver` is `Send + Sync` and
+//!   serde-serialisable; [`Solver::with_groups`] reuses `D^T D` for new weights.
+//! * [`GroupSpec`]: [`GroupSpec::lasso`], [`GroupSpec::contiguous_blocks`],
+//!   [`GroupSpec::from_sizes`], [`GroupSpec::new`]; [`GroupSpec::group_norms`] is the pooled
+//!   code of PGBP.
+//! * [`implicit::vjp`] / [`implicit::vjp_batch`] (gradient w.r.t. the input for I-FGSM),
+//!   [`implicit::vjp_full`] (also w.r.t. the dictionary and the group weights, for training).
+//! * [`stability::local_certificate`] and [`stability::LocalCertificate::class_radius`]
+//!   (per-sample certified radius of the support / of a linear classifier on the code or
+//!   on group norms); [`stability::GroupStability::certified_eps`] (theorem-based, needs the
+//!   generating code).
+//!
+//! # Choosing a solver
+//!
+//! Coordinate descent is the fastest for the lasso (an active-set inner loop plus *support
+//! polishing*: the closed-form solution on a stable signed support, accepted only when its
+//! duality gap meets the tolerance) and for small groups; FISTA is the batched
+//! matrix–matrix method and the better choice when many atoms are active or the Gram
+//! matrix is well conditioned. Measured on this (shared, heavily loaded: load average
+//! 10–12 on 2 cores) machine, 10,000 signals, 100 × 300 Gaussian unit-norm dictionary,
+//! codes with 8 active groups of 4 (entries U[1, 2]), relative gap `1e-8`
+//! (`cargo run --release -p sparse-bp --example lasso_throughput 10000 <lambda>`):
+//!
+//! | lambda | coordinate descent | FISTA | scikit-learn `Lasso` (one call per signal, same data) |
+//! | --- | --- | --- | --- |
+//! | 1.0 | 2,500–3,450 signals/s | ~530 signals/s | ~215 signals/s |
+//! | 0.5 | 1,000–1,500 signals/s | ~260 signals/s | 150–270 signals/s |
+//! | 0.1 | ~100 signals/s | ~120 signals/s | 40–47 signals/s |
+//!
 //! # Example
 //!
 //! Solve a group-l2 problem for a batch of signals, then certify one of them.

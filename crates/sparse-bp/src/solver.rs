@@ -207,6 +207,9 @@ impl SolverParamsBuilder {
 }
 
 /// Codes for a batch of signals plus per-signal diagnostics.
+///
+/// `iterations` counts FISTA/ISTA iterations, or coordinate-descent full sweeps (for the
+/// lasso fast path: outer sweeps, each followed by at most 10 active-set sweeps).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Solution {
     /// `M x n` codes, one column per signal.
@@ -269,6 +272,9 @@ pub(crate) fn check_matrix(what: &'static str, a: &DMatrix<f64>) -> Result<()> {
 #[must_use]
 pub fn power_iteration(a: &DMatrix<f64>, max_iter: usize, tol: f64) -> f64 {
     let n = a.nrows();
+    if n == 0 || a.ncols() != n {
+        return 0.0;
+    }
     // deterministic start with all directions present
     let mut v = DVector::from_fn(n, |i, _| 1.0 + 0.1 * ((i * 7919 % 97) as f64 / 97.0));
     v /= v.norm();
