@@ -92,3 +92,13 @@ fn multilayer_validation() {
     assert!(ml.deep_pursuit(&DMatrix::zeros(2, 1), &DeepPursuitParams::default()).is_err());
     assert!(ml.deep_pursuit(&DMatrix::zeros(3, 1), &DeepPursuitParams { tol: 0.0, ..Default::default() }).is_err());
 }
+
+/// The Deep-Pursuit block dictionary has `-I` blocks, so its columns are not unit-norm
+/// atoms: the group theorem refuses it (we make no claim there, see `stability` docs).
+#[test]
+fn stacked_dictionary_is_outside_the_theorem() {
+    let (ml, _) = model(1, false, 0.1);
+    let a = ml.stacked_dictionary();
+    let g = ml.stacked_groups(LayerGrouping::Layers).unwrap();
+    assert!(matches!(sparse_bp::stability::GroupStability::new(&a, &g, &[0]), Err(SparseBpError::NonUnitAtom { .. })));
+}

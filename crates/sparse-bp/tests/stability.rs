@@ -151,14 +151,15 @@ proptest! {
     /// the binding constraints, and gradient-ascent on the smallest active group) leave the
     /// active group set, and a linear classifier on group norms, unchanged.
     #[test]
-    fn local_certificate_holds(seed in 0u64..1_000_000, kind in 0u8..3) {
+    fn local_certificate_holds(seed in 0u64..1_000_000, kind in 0u8..4) {
         let mut rng = StdRng::seed_from_u64(seed);
         let (m, big_m) = (24, 48);
         let d = gaussian_dictionary(m, big_m, &mut rng);
         let groups = match kind {
             0 => GroupSpec::lasso(big_m, 0.3).unwrap(),
             1 => GroupSpec::contiguous_blocks(big_m, 4, 0.4, GroupNorm::L2).unwrap(),
-            _ => GroupSpec::contiguous_blocks(big_m, 4, 0.4, GroupNorm::L2).unwrap().with_nonneg(true),
+            2 => GroupSpec::contiguous_blocks(big_m, 4, 0.4, GroupNorm::L2).unwrap().with_nonneg(true),
+            _ => GroupSpec::contiguous_blocks(big_m, 4, 0.4, GroupNorm::SparseGroup { beta: 0.5 }).unwrap(),
         };
         let solver = Solver::new(d.clone(), groups.clone(), tight(Algorithm::CoordinateDescent)).unwrap();
         let (g0, _) = group_sparse_code(&groups, 2, 0.5, 1.5, kind == 2, &mut rng).unwrap();
