@@ -177,6 +177,19 @@ fn last_test(h: &[EpochMetrics]) -> f64 {
     h.last().and_then(|m| m.test.as_ref()).map_or(f64::NAN, |t| t.accuracy)
 }
 
+/// Test accuracy at the epoch of best validation accuracy (model selection on validation data);
+/// the last epoch's when there is no validation set.
+fn selected_test(h: &[EpochMetrics]) -> f64 {
+    let best = h.iter().filter_map(|m| Some((m.validation.as_ref()?.accuracy, m.test.as_ref()?.accuracy))).fold(
+        None,
+        |acc: Option<(f64, f64)>, (v, t)| match acc {
+            Some((bv, _)) if bv >= v => acc,
+            _ => Some((v, t)),
+        },
+    );
+    best.map_or_else(|| last_test(h), |(_, t)| t)
+}
+
 fn last_train(h: &[EpochMetrics]) -> f64 {
     h.last().map_or(f64::NAN, |m| m.train.accuracy)
 }
@@ -315,7 +328,7 @@ fn yin_yang_net(hidden: usize, seed: u64) -> DynResult<(Network, [ConnectionId; 
     // (a unit weight lifts V by at most ~0.157 with tau_m = 20 ms, tau_s = 5 ms).
     init_weights(&mut net, c0, &NormalInit { mean: 1.5, sd: 0.9 }, &mut rng)?;
     let h = hidden as f64;
-    init_weights(&mut net, c1, &NormalInit { mean: 15.0 / h, sd: 8.0 / h }, &mut rng)?;
+    init_weights(&mut net, c1, &NormalInit { mean: 25.0 / h, sd: 10.0 / h }, &mut rng)?;
     Ok((net, [c0, c1]))
 }
 
@@ -323,7 +336,7 @@ fn yin_yang_net(hidden: usize, seed: u64) -> DynResult<(Network, [ConnectionId; 
 pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let (train_set, valid_set, test_set) = datasets::yin_yang_splits()?;
     let (n_train, hidden_sizes, epochs): (usize, &[usize], usize) =
-        if opts.quick { (1000, &[10, 30], 8) } else { (5000, &[5, 10, 15, 30], 300) };
+        if opts.quick { (1000, &[10, 30], 60) } else { (5000, &[5, 10, 15, 30], 300) };
     let enc = datasets::YinYangEncoder::default().with_bias(0.0);
     let sub = |d: &datasets::YinYang, n: usize| -> DynResult<Labelled> {
         let enc_d = enc.encode(d);
@@ -355,7 +368,7 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                 .epochs(epochs)
                 .batch_size(150)
                 .trainable(trainable)
-                .weight_adam(AdamParams::with_lr(5e-3))
+                .weight_adam(AdamParams::with_lr(2e-3))
                 .weight_schedule(LrSchedule::constant())
                 .delay_adam(AdamParams::with_lr(0.5))
                 .delay_schedule(LrSchedule::epoch_decay(0.9975))
@@ -371,8 +384,9 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             let run = train(&engine, net, loss, config, &label, false, |_| {
                 Ok((train_l.clone(), Some(valid_l.clone()), Some(test_l.clone())))
             })?;
-            let acc = last_test(&run.history);
+            let acc = selected_test(&run.history);
             sweep.push(json!({"hidden": hidden, "delays": learn_delays, "test_accuracy": acc,
+                              "last_epoch_test_accuracy": last_test(&run.history),
                               "train_accuracy": last_train(&run.history), "epochs": run.history.len()}));
             if learn_delays && Some(&hidden) == hidden_sizes.last() {
                 delay_hist = Some((before, delays_of(&run.net, &conns)));
@@ -407,7 +421,7 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         "config".into(),
         json!({"t_end_ms": YY_T_END, "max_delay_ms": YY_MAX_DELAY, "epochs": epochs, "train_samples": n_train,
                "hidden_sizes": hidden_sizes, "encoding": "t = 1.5 + 18.5 v ms of (x, y, 1-x, 1-y) + bias at 0 ms",
-               "weight_lr": 5e-3, "delay_lr": 0.5, "delay_lr_decay": 0.9975, "batch_size": 150, "engine": "exact"}),
+               "weight_lr": 2e-3, "delay_lr": 0.5, "model_selection": "test accuracy at the epoch of best validation accuracy", "delay_lr_decay": 0.9975, "batch_size": 150, "engine": "exact"}),
     );
     results.insert("sweep".into(), Value::Array(sweep.clone()));
     results.insert("final".into(), json!({"test_accuracy": final_acc, "train_accuracy": final_train}));

@@ -589,7 +589,7 @@ impl EarlyStopping {
 /// | `max_delay` | 150 ms | delays are clamped to `[0, max_delay]` after each step | finite, >= 0 |
 /// | `trainable` | all | which weights and delays learn | at least one parameter |
 /// | `early_stopping` | none | see [`EarlyStopping`] (the paper: 15 epochs) | patience >= 1 |
-/// | `silent_boost` | 0.002 | added to the incoming weights (trainable ones) of hidden LIF neurons that did not spike in an epoch; `None` disables | finite, >= 0 |
+/// | `silent_boost` | 0.002 | added to the incoming weights (trainable ones) of LIF neurons (hidden or output) that did not spike in an epoch; `None` disables | finite, >= 0 |
 /// | `seed` | 0 | seeds the per-epoch shuffling | any |
 /// | `shuffle` | true | reshuffle the training set every epoch | — |
 /// | `checkpoint` | none | file written atomically after every epoch | a path in an existing directory |
@@ -1235,14 +1235,15 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         Ok(())
     }
 
-    /// Adds `silent_boost` to the trainable incoming weights of every hidden LIF neuron with
-    /// no spike in `counts`; returns the number of such neurons.
+    /// Adds `silent_boost` to the trainable incoming weights of every LIF neuron (hidden, and
+    /// LIF outputs, which a first-spike-time loss cannot revive: a silent output has no spike
+    /// time to differentiate) with no spike in `counts`; returns the number of such neurons.
     fn boost_silent(&mut self, counts: &[u64], mask: &[Trainable]) -> usize {
         let net = &mut self.state.network;
         let mut silent = 0;
         for p in 0..net.populations().len() {
             let id = PopulationId(p);
-            if id == net.output() || !matches!(net.population(id).kind(), NeuronKind::Lif(_)) {
+            if !matches!(net.population(id).kind(), NeuronKind::Lif(_)) {
                 continue;
             }
             let (offset, size) = (net.offset(id), net.population(id).size());
