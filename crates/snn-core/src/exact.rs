@@ -17,7 +17,11 @@
 //!   queue holds one entry per (spike in flight, connection) — not one per synapse — and
 //!   fan-out is enumerated lazily;
 //! - **threshold crossing** of a LIF neuron, predicted after every change of its state and
-//!   invalidated by a per-neuron version counter when another arrival comes first.
+//!   invalidated by a per-neuron version counter when another arrival comes first. Prediction
+//!   is two-stage: an arrival queues only a *candidate* at a closed-form lower bound of the
+//!   crossing time ([`crossing_lower_bound`], no transcendental function); the root finder
+//!   ([`next_crossing`]) runs when a still-valid candidate is popped, and queues the exact
+//!   crossing. Predictions spoiled by a later arrival thus cost no root finding.
 //!
 //! # Crossings are unique in their bracket
 //!
@@ -30,8 +34,8 @@
 //!   vanishes) and decreasing after it, so a crossing exists before the horizon `H` iff
 //!   `V(min(s*, H)) >= theta`, and it is the unique root of the strictly increasing
 //!   function `V - theta` on `[0, min(s*, H)]`. It is found by Newton's method safeguarded
-//!   by bisection on that bracket, to a relative step of `1e-15` (absolute spike-time
-//!   error ~1e-13 ms for times of order 100 ms; tested against a 200-step bisection).
+//!   by bisection on that bracket, until `|V - theta|` is at rounding level (4 ulp of `theta`)
+//!   or the step is below `1e-15 max(1, s)` ms (tested against a 200-step bisection to 1e-12 ms).
 //!
 //! # Conventions
 //! - Events at or after `t_end` are ignored: an input spike, an arrival or a crossing at
@@ -146,6 +150,8 @@ fn sort_column(p: &mut [u32], col: &[f64]) {
 
 /// Marker of a threshold-crossing event in [`Event::conn`].
 const CROSSING: u32 = u32::MAX;
+/// Marker of a crossing *candidate* (a lower bound of a possible crossing) in [`Event::conn`].
+const CANDIDATE: u32 = u32::MAX - 1;
 
 /// A queued event. Ordered so that `BinaryHeap` pops the smallest `(t, seq)` first.
 #[derive(Debug, Clone, Copy)]
@@ -156,7 +162,7 @@ struct Event {
     seq: u64,
     /// Delivery: emission time of the spike. Crossing: unused.
     t_spike: f64,
-    /// Connection index, or [`CROSSING`].
+    /// Connection index, or [`CROSSING`] / [`CANDIDATE`].
     conn: u32,
     /// Delivery: presynaptic local index. Crossing: global neuron.
     pre: u32,
@@ -248,7 +254,7 @@ pub fn next_crossing(leak: &Leak, theta: f64, v0: f64, i0: f64, horizon: f64) ->
     if v0 >= theta {
         return Some(0.0);
     }
-    if slope(leak, v0, i0) <= 0.0 || horizon <= 0.0 {
+    if slope(leak, v0, i0) <= 0.0 || i0 <= theta || horizon <= 0.0 {
         return None;
     }
     let s_hi = peak_offset(leak, v0, i0).min(horizon);
@@ -258,8 +264,9 @@ pub fn next_crossing(leak: &Leak, theta: f64, v0: f64, i0: f64, horizon: f64) ->
     }
     // V - theta is strictly increasing on [0, s_hi], negative at 0, >= 0 at s_hi.
     let (mut lo, mut hi) = (0.0_f64, s_hi);
-    // Start from the linear interpolation of the bracket.
-    let mut s = s_hi * (theta - v0) / (v_hi - v0);
+    // Start from the first Newton step from 0: V is concave on the rising branch, so Newton
+    // iterates from the left stay left of the root and converge monotonically.
+    let mut s = (theta - v0) / slope(leak, v0, i0);
     if !(s > lo && s < hi) {
         s = 0.5 * (lo + hi);
     }
@@ -271,7 +278,8 @@ pub fn next_crossing(leak: &Leak, theta: f64, v0: f64, i0: f64, horizon: f64) ->
         } else {
             hi = s;
         }
-        if f == 0.0 {
+        // Converged to rounding level of V (|f| of a few ulp of theta).
+        if f.abs() <= 4.0 * f64::EPSILON * theta {
             return Some(s);
         }
         let df = slope(leak, v, i);
@@ -279,12 +287,33 @@ pub fn next_crossing(leak: &Leak, theta: f64, v0: f64, i0: f64, horizon: f64) ->
         if !(next > lo && next < hi) {
             next = 0.5 * (lo + hi);
         }
-        if (next - s).abs() <= 1e-15 * s.max(1e-3) || hi - lo <= 1e-15 * hi.max(1e-3) {
+        if (next - s).abs() <= 1e-15 * s.max(1.0) || hi - lo <= 1e-15 * hi.max(1.0) {
             return Some(if f < 0.0 { next } else { s }.min(hi));
         }
         s = next;
     }
     Some(hi)
+}
+
+/// A cheap lower bound `s_lo < horizon` of the offset of the next threshold crossing from
+/// `(v0, i0)`, or `None` when there is certainly no crossing before `horizon`.
+///
+/// No crossing unless `I0 > theta` and `V'(0) > 0`: `I` decays (for `I0 > 0`) and `V` can only
+/// rise while `V < I`, so `V <= max(V0, I0)`. On the rising branch `V' = (I - V)/tau_m` decreases
+/// (`I` falls, `V` rises), so `V` is concave there and `V(s) <= V0 + V'(0) s`: the crossing is
+/// at or after `(theta - V0)/V'(0)`. The engine queues a candidate at this bound and runs the
+/// root finder only when the candidate is reached without an intervening arrival.
+#[inline]
+pub fn crossing_lower_bound(leak: &Leak, theta: f64, v0: f64, i0: f64, horizon: f64) -> Option<f64> {
+    if v0 >= theta {
+        return Some(0.0);
+    }
+    let sl = slope(leak, v0, i0);
+    if sl <= 0.0 || i0 <= theta {
+        return None;
+    }
+    let s = (theta - v0) / sl;
+    (s < horizon).then_some(s)
 }
 
 /// Integral `∫_0^dt e^{-(t0+s)/T} V(s) ds` of the free trajectory from `(v0, i0)` at `t0`.
@@ -478,6 +507,21 @@ impl Simulator for ExactEngine {
                 break;
             }
             let t = ev.t;
+            if ev.conn == CANDIDATE {
+                let g = ev.pre as usize;
+                if sc.version[g] != ev.spike {
+                    continue; // an arrival came first
+                }
+                let (pid, _) = net.locate(g);
+                let NeuronKind::Lif(p) = pops[pid.0].kind() else { continue };
+                let t0 = sc.t[g];
+                if let Some(s) = next_crossing(p.leak(), p.theta(), sc.v[g], sc.i[g], t_end - t0) {
+                    seq += 1;
+                    // The crossing is at or after its lower bound; `max` only guards rounding.
+                    sc.heap.push(Event { t: (t0 + s).max(t), seq, conn: CROSSING, ..ev });
+                }
+                continue;
+            }
             if ev.conn == CROSSING {
                 let g = ev.pre as usize;
                 if sc.version[g] != ev.spike {
@@ -504,13 +548,13 @@ impl Simulator for ExactEngine {
                     out.readout.times[local] = t;
                 }
                 emit!(pid, local, spike_idx, t);
-                if let Some(s) = next_crossing(leak, p.theta(), 0.0, i, t_end - t) {
+                if let Some(s) = crossing_lower_bound(leak, p.theta(), 0.0, i, t_end - t) {
                     seq += 1;
                     sc.heap.push(Event {
                         t: t + s,
                         seq,
                         t_spike: t,
-                        conn: CROSSING,
+                        conn: CANDIDATE,
                         pre: g as u32,
                         spike: sc.version[g],
                         pos: 0,
@@ -561,13 +605,13 @@ impl Simulator for ExactEngine {
             sc.t[g] = t;
             if let NeuronKind::Lif(p) = pops[post.0].kind() {
                 sc.version[g] = sc.version[g].wrapping_add(1);
-                if let Some(s) = next_crossing(&leak, p.theta(), v, i + w, t_end - t) {
+                if let Some(s) = crossing_lower_bound(&leak, p.theta(), v, i + w, t_end - t) {
                     seq += 1;
                     sc.heap.push(Event {
                         t: t + s,
                         seq,
                         t_spike: t,
-                        conn: CROSSING,
+                        conn: CANDIDATE,
                         pre: g as u32,
                         spike: sc.version[g],
                         pos: 0,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use nalgebra::DMatrix;
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{FileFailurePersistence, RngSeed, TestCaseError, TestRunner};
 use snn_core::{
     ConnectionId, ExactEngine, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, SimConfig, Simulator,
     SpikeTrains,
@@ -18,6 +18,8 @@ const T_END: f64 = 40.0;
 
 /// Components that needed a finite difference with a step below 1e-5.
 static REFINED: AtomicUsize = AtomicUsize::new(0);
+/// Checked max-voltage cases in which some output's maximum sits on a kink (all properties).
+static KINK_CASES: AtomicUsize = AtomicUsize::new(0);
 const N_IN: usize = 3;
 
 /// Population sizes (input first, output last) and connections `(pre, post, w_lo, w_hi)`.
@@ -83,7 +85,10 @@ const REC: Layout = Layout {
 };
 
 /// What must not change under a perturbation for the loss to be differentiable there.
-fn signature(rec: &ForwardRecord, n_neurons: usize) -> (Vec<u32>, Vec<bool>, Vec<Option<(usize, u32, u32)>>) {
+/// Spike count per neuron, which outputs spiked, which arrival each max sits on (if a kink).
+type Signature = (Vec<u32>, Vec<bool>, Vec<Option<(usize, u32, u32)>>);
+
+fn signature(rec: &ForwardRecord, n_neurons: usize) -> Signature {
     let counts = rec.spike_counts(0..n_neurons);
     let finite = rec.readout.values.iter().map(|v| v.is_finite()).collect();
     let kinks = rec.readout.kinks.iter().map(|k| k.map(|k| (k.connection.0, k.pre, k.spike))).collect();
@@ -210,6 +215,9 @@ fn check(ctx: &Ctx<'_>, net: &Network) -> std::result::Result<Outcome, String> {
             }
         }
     }
+    if rec.readout.kinks.iter().any(Option::is_some) {
+        KINK_CASES.fetch_add(1, Relaxed);
+    }
     Ok(Outcome::Checked)
 }
 
@@ -220,6 +228,8 @@ fn run_property(layout: &Layout, loss: Loss) {
     config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions")));
     config.source_file = Some(file!());
     config.max_global_rejects = 100_000;
+    // Fixed seed: the same networks on every run (house rule); regressions still replay first.
+    config.rng_seed = RngSeed::Fixed(0x5eed_e7e7);
     let mut runner = TestRunner::new(config);
     let checked = AtomicUsize::new(0);
     let skipped = AtomicUsize::new(0);
@@ -252,11 +262,12 @@ fn run_property(layout: &Layout, loss: Loss) {
     let (c, s) = (checked.load(Relaxed), skipped.load(Relaxed));
     eprintln!(
         "{} / {}: {c} cases checked, {s} skipped; {:.1} spikes per checked case; \
-         {} components so far (all properties) needed a step below 1e-5",
+         so far (all properties) {} components needed a step below 1e-5 and {} checked cases had a max-voltage kink",
         layout.name,
         loss.name(),
         spikes.load(Relaxed) as f64 / c.max(1) as f64,
-        REFINED.load(Relaxed)
+        REFINED.load(Relaxed),
+        KINK_CASES.load(Relaxed)
     );
     if let Err(e) = result {
         panic!("{} / {}: {e}", layout.name, loss.name());

@@ -482,3 +482,19 @@ pub fn local_certificate(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>) ->
         code: z.clone(),
     })
 }
+
+/// [`local_certificate`] for every column of `x` / `codes` (`m x n`, `M x n`), in parallel.
+pub fn local_certificates(solver: &Solver, x: &DMatrix<f64>, codes: &DMatrix<f64>) -> Result<Vec<LocalCertificate>> {
+    use rayon::prelude::*;
+    if x.ncols() != codes.ncols() {
+        return Err(SparseBpError::ShapeMismatch {
+            what: "signals vs codes (columns)",
+            expected: (x.nrows(), codes.ncols()),
+            got: x.shape(),
+        });
+    }
+    (0..x.ncols())
+        .into_par_iter()
+        .map(|j| local_certificate(solver, &x.column(j).into_owned(), &codes.column(j).into_owned()))
+        .collect()
+}

@@ -334,3 +334,20 @@ fn theorem_inputs_are_validated() {
     let unequal = GroupSpec::from_sizes(&[1, 2], &[1.0, 1.0], GroupNorm::L2).unwrap();
     assert!(block_coherence(&DMatrix::<f64>::identity(3, 3), &unequal).is_err());
 }
+
+#[test]
+fn batched_certificates_match_single() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let d = gaussian_dictionary(20, 40, &mut rng);
+    let groups = GroupSpec::contiguous_blocks(40, 4, 0.3, GroupNorm::L2).unwrap();
+    let (_, x) = group_sparse_signals(&d, &groups, 2, 5, 0.5, 1.5, &mut rng).unwrap();
+    let solver = Solver::new(d, groups, tight(Algorithm::Fista)).unwrap();
+    let codes = solver.solve(&x).unwrap().codes;
+    let all = local_certificates(&solver, &x, &codes).unwrap();
+    assert_eq!(all.len(), 5);
+    for (j, c) in all.iter().enumerate() {
+        let single = local_certificate(&solver, &x.column(j).into_owned(), &codes.column(j).into_owned()).unwrap();
+        assert_eq!(c, &single);
+    }
+    assert!(local_certificates(&solver, &x, &codes.columns(0, 2).into_owned()).is_err());
+}
