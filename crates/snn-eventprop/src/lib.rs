@@ -11,7 +11,7 @@ pub mod error;
 pub mod gradients;
 pub mod loss;
 
-pub use clocked::ClockedAdjointScratch;
+pub use clocked::{ClockedAdjointScratch, backward_planned};
 pub use error::{EventPropError, Result};
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
