@@ -14,12 +14,14 @@
 //! - [`spikes`]: batches of input spike trains (flat, CSR-like);
 //! - [`record`]: what a forward pass keeps;
 //! - [`engine`]: the [`Simulator`] trait and shared settings;
+//! - [`exact`]: the exact event-driven engine [`ExactEngine`];
 //! - [`clocked`]: the clocked (time-stepped) engine [`ClockedEngine`].
 #![warn(missing_docs)]
 
 pub mod clocked;
 pub mod engine;
 pub mod error;
+pub mod exact;
 pub mod network;
 pub mod neuron;
 pub mod record;
@@ -28,6 +30,7 @@ pub mod spikes;
 pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState};
 pub use engine::{SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem};
+pub use exact::{DelayOrder, ExactEngine, ExactScratch};
 pub use network::{Connection, ConnectionId, Network, NetworkBuilder, NeuronKind, Population, PopulationId};
 pub use neuron::{Leak, LiParams, LifParams, Reset};
 pub use record::{ForwardRecord, MaxKink, ReadoutKind, ReadoutValues, SpikeRecord};

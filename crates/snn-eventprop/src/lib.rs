@@ -8,10 +8,12 @@
 
 pub mod clocked;
 pub mod error;
+pub mod exact;
 pub mod gradients;
 pub mod loss;
 
 pub use clocked::{ClockedAdjointScratch, backward_planned};
 pub use error::{EventPropError, Result};
+pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
