@@ -86,7 +86,7 @@ impl ClockedEngine {
             return Err(CoreError::InvalidSetting { param: "dt", value: dt, reason: "must be finite and > 0" });
         }
         let ratio = (config.t_end / dt).round();
-        if !(ratio >= 1.0 && ratio <= MAX_STEPS) {
+        if !(1.0..=MAX_STEPS).contains(&ratio) {
             return Err(CoreError::InvalidSetting {
                 param: "dt",
                 value: dt,
@@ -363,6 +363,8 @@ impl Simulator for ClockedEngine {
     }
 }
 
+// Index loops touch several parallel arrays (state, accumulators, record) at once.
+#[allow(clippy::needless_range_loop)]
 fn forward(
     engine: &ClockedEngine,
     net: &Network,
