@@ -59,7 +59,7 @@ const MAX_STEPS: f64 = 1e9;
 /// let inp = b.input("in", 1);
 /// let hid = b.lif("hidden", 1, LifParams::default());
 /// let out = b.li("out", 1, LiParams::default());
-/// b.connect(inp, hid, DMatrix::from_element(1, 1, 5.0), DMatrix::from_element(1, 1, 1.0));
+/// b.connect(inp, hid, DMatrix::from_element(1, 1, 10.0), DMatrix::from_element(1, 1, 1.0));
 /// b.connect(hid, out, DMatrix::from_element(1, 1, 1.0), DMatrix::zeros(1, 1));
 /// let net = b.build().unwrap();
 ///

@@ -133,6 +133,32 @@ impl Adjoint for ClockedEngine {
 /// [`Adjoint::backward_into`] with a prebuilt plan (see [`ClockedEngine::plan`]): skips the
 /// re-quantisation of the delays, for batches over one network. `plan` must come from `net`
 /// (same delays) on `engine`'s grid; the plan kept in `scratch` is not used.
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use snn_core::{ClockedEngine, ClockedState, ForwardRecord, LiParams, NetworkBuilder, SimConfig, SpikeTrains};
+/// use snn_eventprop::{Adjoint, Gradients, Loss, backward_planned};
+///
+/// let mut b = NetworkBuilder::new();
+/// let inp = b.input("in", 2);
+/// let out = b.li("out", 2, LiParams::default());
+/// b.connect(inp, out, DMatrix::from_element(2, 2, 0.5), DMatrix::from_element(2, 2, 3.0));
+/// let net = b.build().unwrap();
+/// let loss = Loss::ExpIntegralCrossEntropy;
+/// let engine = ClockedEngine::new(SimConfig::new(50.0, loss.readout_kind()), 1.0).unwrap();
+/// let mut batch = SpikeTrains::new(2);
+/// batch.push_sample(&[1.0, 5.0], &[0, 1]).unwrap();
+///
+/// let plan = engine.plan(&net).unwrap();
+/// let (mut state, mut rec) = (ClockedState::default(), ForwardRecord::default());
+/// engine.run_planned(&net, &plan, batch.sample(0), &mut state, &mut rec).unwrap();
+/// let v = loss.evaluate(&rec.readout, 0, 0, 50.0).unwrap();
+/// let mut grads = Gradients::zeros(&net);
+/// let mut scratch = engine.adjoint_scratch(&net);
+/// backward_planned(&engine, &net, &plan, batch.sample(0), &rec, &v.d_readout, &mut scratch, &mut grads).unwrap();
+/// // Raising the weights into the correct output lowers the loss.
+/// assert!(grads.weights[0][(0, 0)] < 0.0 && grads.weights[0][(1, 0)] > 0.0);
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn backward_planned(
     engine: &ClockedEngine,
