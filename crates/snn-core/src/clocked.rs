@@ -59,7 +59,7 @@ const MAX_STEPS: f64 = 1e9;
 /// let inp = b.input("in", 1);
 /// let hid = b.lif("hidden", 1, LifParams::default());
 /// let out = b.li("out", 1, LiParams::default());
-/// b.connect(inp, hid, DMatrix::from_element(1, 1, 5.0), DMatrix::from_element(1, 1, 1.0));
+/// b.connect(inp, hid, DMatrix::from_element(1, 1, 10.0), DMatrix::from_element(1, 1, 1.0));
 /// b.connect(hid, out, DMatrix::from_element(1, 1, 1.0), DMatrix::zeros(1, 1));
 /// let net = b.build().unwrap();
 ///
@@ -86,7 +86,7 @@ impl ClockedEngine {
             return Err(CoreError::InvalidSetting { param: "dt", value: dt, reason: "must be finite and > 0" });
         }
         let ratio = (config.t_end / dt).round();
-        if !(ratio >= 1.0 && ratio <= MAX_STEPS) {
+        if !(1.0..=MAX_STEPS).contains(&ratio) {
             return Err(CoreError::InvalidSetting {
                 param: "dt",
                 value: dt,
@@ -363,6 +363,8 @@ impl Simulator for ClockedEngine {
     }
 }
 
+// Index loops touch several parallel arrays (state, accumulators, record) at once.
+#[allow(clippy::needless_range_loop)]
 fn forward(
     engine: &ClockedEngine,
     net: &Network,

@@ -120,12 +120,68 @@ impl Adjoint for ClockedEngine {
         scratch: &mut ClockedAdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()> {
-        scratch.plan.rebuild(net, self)?;
-        let ClockedAdjointScratch { plan, lambda_v, lambda_i, hist, first_spike, readout_steps } = scratch;
-        let plan: &ClockedPlan = plan;
-        let cfg = self.config();
-        let steps = self.num_steps();
-        let dt = self.dt();
+        let mut plan = std::mem::take(&mut scratch.plan);
+        let result = plan
+            .rebuild(net, self)
+            .map_err(EventPropError::from)
+            .and_then(|()| backward_planned(self, net, &plan, input, record, d_readout, scratch, grads));
+        scratch.plan = plan;
+        result
+    }
+}
+
+/// [`Adjoint::backward_into`] with a prebuilt plan (see [`ClockedEngine::plan`]): skips the
+/// re-quantisation of the delays, for batches over one network. `plan` must come from `net`
+/// (same delays) on `engine`'s grid; the plan kept in `scratch` is not used.
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use snn_core::{ClockedEngine, ClockedState, ForwardRecord, LiParams, NetworkBuilder, SimConfig, SpikeTrains};
+/// use snn_eventprop::{Adjoint, Gradients, Loss, backward_planned};
+///
+/// let mut b = NetworkBuilder::new();
+/// let inp = b.input("in", 2);
+/// let out = b.li("out", 2, LiParams::default());
+/// b.connect(inp, out, DMatrix::from_element(2, 2, 0.5), DMatrix::from_element(2, 2, 3.0));
+/// let net = b.build().unwrap();
+/// let loss = Loss::ExpIntegralCrossEntropy;
+/// let engine = ClockedEngine::new(SimConfig::new(50.0, loss.readout_kind()), 1.0).unwrap();
+/// let mut batch = SpikeTrains::new(2);
+/// batch.push_sample(&[1.0, 5.0], &[0, 1]).unwrap();
+///
+/// let plan = engine.plan(&net).unwrap();
+/// let (mut state, mut rec) = (ClockedState::default(), ForwardRecord::default());
+/// engine.run_planned(&net, &plan, batch.sample(0), &mut state, &mut rec).unwrap();
+/// let v = loss.evaluate(&rec.readout, 0, 0, 50.0).unwrap();
+/// let mut grads = Gradients::zeros(&net);
+/// let mut scratch = engine.adjoint_scratch(&net);
+/// backward_planned(&engine, &net, &plan, batch.sample(0), &rec, &v.d_readout, &mut scratch, &mut grads).unwrap();
+/// // Raising the weights into the correct output lowers the loss.
+/// assert!(grads.weights[0][(0, 0)] < 0.0 && grads.weights[0][(1, 0)] > 0.0);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn backward_planned(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    record: &ForwardRecord,
+    d_readout: &[f64],
+    scratch: &mut ClockedAdjointScratch,
+    grads: &mut Gradients,
+) -> Result<()> {
+    {
+        let this = engine;
+        if plan.pops.len() != net.populations().len()
+            || plan.conns.len() != net.connections().len()
+            || plan.conns.iter().zip(net.connections()).any(|(cp, c)| cp.offsets.len() != c.weights().len())
+        {
+            return Err(CoreError::InvalidNetwork("clocked plan was built for another network").into());
+        }
+        let ClockedAdjointScratch { lambda_v, lambda_i, hist, first_spike, readout_steps, .. } = scratch;
+        let cfg = this.config();
+        let steps = this.num_steps();
+        let dt = this.dt();
         let t_end = cfg.t_end;
         let n_state = plan.n_state;
         let in_pop = net.input().0;
@@ -184,8 +240,8 @@ impl Adjoint for ClockedEngine {
                     }
                 }
             }
-            ReadoutKind::MaxVoltage => readout_steps.extend(record.readout.times.iter().map(|&t| self.step_of(t))),
-            ReadoutKind::VoltageAt(ts) => readout_steps.extend(ts.iter().map(|&t| self.step_of(t).min(steps))),
+            ReadoutKind::MaxVoltage => readout_steps.extend(record.readout.times.iter().map(|&t| this.step_of(t))),
+            ReadoutKind::VoltageAt(ts) => readout_steps.extend(ts.iter().map(|&t| this.step_of(t).min(steps))),
             ReadoutKind::ExpIntegral => {}
         }
 
@@ -233,10 +289,10 @@ impl Adjoint for ClockedEngine {
                 *h = [lv, li];
             }
             // 3a. recorded spikes of this step
-            while next_spike > 0 && self.step_of(spikes.times[next_spike - 1]) >= n {
+            while next_spike > 0 && this.step_of(spikes.times[next_spike - 1]) >= n {
                 let k = next_spike - 1;
                 next_spike = k;
-                let ks = self.step_of(spikes.times[k]);
+                let ks = this.step_of(spikes.times[k]);
                 if ks != n {
                     // A spike at or after the last step cannot come from this engine's forward pass.
                     return Err(mismatch(
@@ -278,7 +334,7 @@ impl Adjoint for ClockedEngine {
                 }
             }
             // 3b. input spikes binned to this step
-            while next_input > 0 && self.step_of(input.times[next_input - 1]) >= n {
+            while next_input > 0 && this.step_of(input.times[next_input - 1]) >= n {
                 next_input -= 1;
                 let j = input.neurons[next_input] as usize;
                 if j >= n_in_neurons {

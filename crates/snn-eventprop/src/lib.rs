@@ -15,7 +15,7 @@ pub mod loss;
 pub mod optim;
 pub mod train;
 
-pub use clocked::ClockedAdjointScratch;
+pub use clocked::{ClockedAdjointScratch, backward_planned};
 pub use error::{EventPropError, Result};
 pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};
