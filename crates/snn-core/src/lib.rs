@@ -13,11 +13,13 @@
 //! - [`network`]: populations, connections (weights and delays, `post x pre`), checks;
 //! - [`spikes`]: batches of input spike trains (flat, CSR-like);
 //! - [`record`]: what a forward pass keeps;
-//! - [`engine`]: the [`Simulator`] trait and shared settings.
+//! - [`engine`]: the [`Simulator`] trait and shared settings;
+//! - [`exact`]: the exact event-driven engine [`ExactEngine`].
 #![warn(missing_docs)]
 
 pub mod engine;
 pub mod error;
+pub mod exact;
 pub mod network;
 pub mod neuron;
 pub mod record;
@@ -25,6 +27,7 @@ pub mod spikes;
 
 pub use engine::{SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem};
+pub use exact::{DelayOrder, ExactEngine, ExactScratch};
 pub use network::{Connection, ConnectionId, Network, NetworkBuilder, NeuronKind, Population, PopulationId};
 pub use neuron::{Leak, LiParams, LifParams, Reset};
 pub use record::{ForwardRecord, MaxKink, ReadoutKind, ReadoutValues, SpikeRecord};

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod exact;
 pub mod gradients;
 pub mod init;
 pub mod loss;
@@ -14,6 +15,7 @@ pub mod optim;
 pub mod train;
 
 pub use error::{EventPropError, Result};
+pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
 pub use optim::{Adam, AdamParams, LrSchedule, Optimiser, Trainable};
