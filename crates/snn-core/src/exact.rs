@@ -30,8 +30,8 @@
 //!   vanishes) and decreasing after it, so a crossing exists before the horizon `H` iff
 //!   `V(min(s*, H)) >= theta`, and it is the unique root of the strictly increasing
 //!   function `V - theta` on `[0, min(s*, H)]`. It is found by Newton's method safeguarded
-//!   by bisection on that bracket, to a relative step of `1e-15` (absolute spike-time
-//!   error ~1e-13 ms for times of order 100 ms; tested against a 200-step bisection).
+//!   by bisection on that bracket, until `|V - theta|` is at rounding level (4 ulp of `theta`)
+//!   or the step is below `1e-15 max(1, s)` ms (tested against a 200-step bisection to 1e-12 ms).
 //!
 //! # Conventions
 //! - Events at or after `t_end` are ignored: an input spike, an arrival or a crossing at
@@ -271,7 +271,8 @@ pub fn next_crossing(leak: &Leak, theta: f64, v0: f64, i0: f64, horizon: f64) ->
         } else {
             hi = s;
         }
-        if f == 0.0 {
+        // Converged to rounding level of V (|f| of a few ulp of theta).
+        if f.abs() <= 4.0 * f64::EPSILON * theta {
             return Some(s);
         }
         let df = slope(leak, v, i);
@@ -279,7 +280,7 @@ pub fn next_crossing(leak: &Leak, theta: f64, v0: f64, i0: f64, horizon: f64) ->
         if !(next > lo && next < hi) {
             next = 0.5 * (lo + hi);
         }
-        if (next - s).abs() <= 1e-15 * s.max(1e-3) || hi - lo <= 1e-15 * hi.max(1e-3) {
+        if (next - s).abs() <= 1e-15 * s.max(1.0) || hi - lo <= 1e-15 * hi.max(1.0) {
             return Some(if f < 0.0 { next } else { s }.min(hi));
         }
         s = next;

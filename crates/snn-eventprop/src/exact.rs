@@ -224,8 +224,7 @@ impl Adjoint for ExactEngine {
                 if readout.times.len() != n_out || readout.kinks.len() != n_out {
                     return Err(mismatch("max times and kinks per output", format!("{}", readout.times.len())));
                 }
-                for k in 0..n_out {
-                    let g = d_readout[k];
+                for (k, &g) in d_readout.iter().enumerate() {
                     sc.jumps.push((readout.times[k], k as u32, g));
                     if let Some(kink) = readout.kinks[k] {
                         let ConnectionId(c) = kink.connection;

@@ -83,7 +83,10 @@ const REC: Layout = Layout {
 };
 
 /// What must not change under a perturbation for the loss to be differentiable there.
-fn signature(rec: &ForwardRecord, n_neurons: usize) -> (Vec<u32>, Vec<bool>, Vec<Option<(usize, u32, u32)>>) {
+/// Spike count per neuron, which outputs spiked, which arrival each max sits on (if a kink).
+type Signature = (Vec<u32>, Vec<bool>, Vec<Option<(usize, u32, u32)>>);
+
+fn signature(rec: &ForwardRecord, n_neurons: usize) -> Signature {
     let counts = rec.spike_counts(0..n_neurons);
     let finite = rec.readout.values.iter().map(|v| v.is_finite()).collect();
     let kinks = rec.readout.kinks.iter().map(|k| k.map(|k| (k.connection.0, k.pre, k.spike))).collect();

@@ -11,7 +11,7 @@ use nalgebra::DMatrix;
 use snn_core::{ExactEngine, LiParams, Network, NetworkBuilder, ReadoutKind, SimConfig, SpikeTrains};
 use snn_eventprop::Loss;
 use snn_eventprop::optim::{AdamParams, LrSchedule};
-use snn_eventprop::train::{Labelled, TrainConfig, TrainData, Trainer, TrainableParams, evaluate};
+use snn_eventprop::train::{Labelled, TrainConfig, TrainData, TrainableParams, Trainer, evaluate};
 
 fn network() -> Network {
     let mut b = NetworkBuilder::new();
