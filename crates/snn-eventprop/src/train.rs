@@ -263,6 +263,34 @@ fn check_finite_masked(g: &Gradients, mask: &[Trainable], sample: usize) -> Resu
     Ok(())
 }
 
+/// `total += parts[0]; total += parts[1]; ...` element by element, in parallel over elements.
+///
+/// Every element sees the same additions in the same order as the sequential loop, so the
+/// result is bitwise that of `parts.iter().for_each(|p| total.add_assign(p))` — but in one
+/// pass over `total`, spread over the rayon threads.
+fn add_in_order(total: &mut Gradients, parts: &[&Gradients]) {
+    const BLOCK: usize = 4096;
+    let mats = total.weights.len();
+    for which in 0..2 {
+        for k in 0..mats {
+            let dst = if which == 0 { total.weights[k].as_mut_slice() } else { total.delays[k].as_mut_slice() };
+            let srcs: Vec<&[f64]> = parts
+                .iter()
+                .map(|p| if which == 0 { p.weights[k].as_slice() } else { p.delays[k].as_slice() })
+                .collect();
+            dst.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
+                let off = b * BLOCK;
+                for src in &srcs {
+                    let len = d.len();
+                    for (a, x) in d.iter_mut().zip(&src[off..off + len]) {
+                        *a += x;
+                    }
+                }
+            });
+        }
+    }
+}
+
 /// Reusable memory for computing batch gradients of one network shape with engine `E`.
 ///
 /// **Determinism.** The batch is cut into chunks of `chunk_size` consecutive samples — a
@@ -365,11 +393,12 @@ impl<E: Adjoint> BatchWorkspace<E> {
             // In chunk order: the first error wins, sums are added in a fixed order.
             for w in &mut self.workers[..wave.len()] {
                 std::mem::replace(&mut w.result, Ok(()))?;
-                self.total.add_assign(&w.grads);
                 loss_sum += w.loss;
                 correct += w.correct;
                 self.spikes.iter_mut().zip(&w.spikes).for_each(|(a, b)| *a += b);
             }
+            let parts: Vec<&Gradients> = self.workers[..wave.len()].iter().map(|w| &w.grads).collect();
+            add_in_order(&mut self.total, &parts);
         }
         let n = indices.len();
         self.total.scale_mut(1.0 / n as f64);
@@ -1261,5 +1290,37 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             }
         }
         silent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::DMatrix;
+    use rand::RngExt;
+
+    #[test]
+    fn parallel_in_order_sum_is_bitwise_the_sequential_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut random =
+            |r, c| DMatrix::from_fn(r, c, |_, _| rng.random_range(-1.0..1.0) * 10f64.powi(rng.random_range(-8..8)));
+        // 100 x 50 = 5000 elements: crosses a block boundary.
+        let mut mk =
+            || Gradients { weights: vec![random(100, 50), random(3, 2)], delays: vec![random(100, 50), random(3, 2)] };
+        let parts: Vec<Gradients> = (0..5).map(|_| mk()).collect();
+        let start = mk();
+        let mut seq = start.clone();
+        parts.iter().for_each(|p| seq.add_assign(p));
+        let mut par = start;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| add_in_order(&mut par, &parts.iter().collect::<Vec<_>>()));
+        let bits = |g: &Gradients| {
+            g.weights
+                .iter()
+                .chain(&g.delays)
+                .flat_map(|m| m.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&seq), bits(&par));
     }
 }
