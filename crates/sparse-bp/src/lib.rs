@@ -10,6 +10,11 @@ pub mod synthetic;
 pub mod groups;
 pub mod prox;
 pub mod solver;
+// robust classifiers, attacks and training (issue 7)
+pub mod attack;
+pub mod models;
+pub mod nn;
+pub mod train;
 
 pub use error::{Result, SparseBpError};
 pub use groups::{Group, GroupNorm, GroupSpec};
