@@ -2,6 +2,7 @@
 
 use std::process::{Command, ExitCode};
 
+mod exp_sparse;
 mod plot;
 mod report;
 mod reproduce;
