@@ -75,6 +75,31 @@ impl TaskLoss {
         Ok((total / n, g))
     }
 
+    /// The objective an attack ascends, summed over the batch, and its gradient with
+    /// respect to the logits: the cross-entropy itself, or for the hinge task the margin
+    /// loss `-y s` (the hinge without its flat part, so that samples beyond the margin
+    /// still have a gradient).
+    pub fn attack_objective(&self, logits: &DMatrix<f64>, labels: &[usize]) -> Result<(f64, DMatrix<f64>)> {
+        match self {
+            TaskLoss::CrossEntropy => {
+                let (v, g) = self.value_and_grad(logits, labels)?;
+                let n = labels.len() as f64;
+                Ok((v * n, g * n))
+            }
+            TaskLoss::Hinge => {
+                check_labels(labels, logits.ncols(), 2)?;
+                let mut g = DMatrix::zeros(logits.nrows(), logits.ncols());
+                let mut total = 0.0;
+                for (j, &l) in labels.iter().enumerate() {
+                    let y = if l == 1 { 1.0 } else { -1.0 };
+                    total -= y * logits[(0, j)];
+                    g[(0, j)] = -y;
+                }
+                Ok((total, g))
+            }
+        }
+    }
+
     /// Predicted classes from logits.
     #[must_use]
     pub fn predict(&self, logits: &DMatrix<f64>) -> Vec<usize> {
@@ -144,7 +169,8 @@ pub trait Classifier: Sync {
     fn logits(&self, x: &DMatrix<f64>) -> Result<DMatrix<f64>>;
     /// The task loss.
     fn loss(&self) -> TaskLoss;
-    /// Gradient of the summed task loss with respect to each input column.
+    /// Gradient of the summed attack objective ([`TaskLoss::attack_objective`]) with
+    /// respect to each input column.
     fn input_gradient(&self, x: &DMatrix<f64>, labels: &[usize]) -> Result<DMatrix<f64>>;
     /// Predicted classes.
     fn predict(&self, x: &DMatrix<f64>) -> Result<Vec<usize>> {
@@ -291,9 +317,7 @@ impl Classifier for PursuitClassifier {
         let z = self.codes(x)?;
         let f = self.features_from_codes(&z);
         let logits = self.classifier.logits(&f)?;
-        let (_, dl) = self.task.value_and_grad(&logits, labels)?;
-        // summed (not mean) loss
-        let dl = dl * labels.len() as f64;
+        let (_, dl) = self.task.attack_objective(&logits, labels)?;
         let df = self.classifier.w.tr_mul(&dl);
         let cols: Vec<Result<DVector<f64>>> = (0..x.ncols())
             .into_par_iter()
@@ -360,8 +384,8 @@ impl Classifier for Approximator {
         let mut tmp = net.clone();
         let (y, tape) = tmp.forward_train(x)?;
         let logits = self.classifier.logits(&y)?;
-        let (_, dl) = self.task.value_and_grad(&logits, labels)?;
-        let dy = self.classifier.w.tr_mul(&(dl * labels.len() as f64));
+        let (_, dl) = self.task.attack_objective(&logits, labels)?;
+        let dy = self.classifier.w.tr_mul(&dl);
         let mut grads = net.zero_grads();
         net.backward(&tape, &dy, &mut grads)
     }
@@ -440,7 +464,7 @@ mod tests {
         let g = m.input_gradient(&x, &labels).unwrap();
         let f = |x: &DMatrix<f64>| {
             let l = m.logits(x).unwrap();
-            task.value_and_grad(&l, &labels).unwrap().0 * labels.len() as f64
+            task.attack_objective(&l, &labels).unwrap().0
         };
         fd_check(&f, &x, &g, 1e-5);
     }
@@ -470,7 +494,7 @@ mod tests {
         let labels = vec![0, 1, 2];
         let g = a.input_gradient(&x, &labels).unwrap();
         let f = |x: &DMatrix<f64>| {
-            TaskLoss::CrossEntropy.value_and_grad(&a.logits(x).unwrap(), &labels).unwrap().0 * 3.0
+            TaskLoss::CrossEntropy.attack_objective(&a.logits(x).unwrap(), &labels).unwrap().0
         };
         fd_check(&f, &x, &g, 1e-5);
     }
