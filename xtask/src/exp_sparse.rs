@@ -39,7 +39,7 @@ fn columns(x: &DMatrix<f64>, range: std::ops::Range<usize>) -> DMatrix<f64> {
 /// Everything measured for one trained model family.
 struct Family {
     pursuit: Vec<(&'static str, PursuitClassifier)>,
-    approx: Vec<(&'static str, Approximator)>,
+    approx: Approximators,
 }
 
 /// Per-model labels (BP/GBP on the code task, PGBP and approximators on the norm task on
@@ -193,7 +193,11 @@ fn lookup(curves: &[Value], model: &str, attack: &str, eps: f64, margin: Option<
 fn plots(dir: &RunDir, curves: &[Value], family_names: &[&str], margin: Option<f64>, eps_unit: &str) -> DynResult<()> {
     let suffix = margin.map_or(String::new(), |m| format!("_eta{m}"));
     for (stem, title, attacks) in [
-        ("accuracy_linf", "I-FGSM l_inf (white-box; approximators: transfer from PGBP)", ["ifgsm-linf", "transfer-linf"]),
+        (
+            "accuracy_linf",
+            "I-FGSM l_inf (white-box; approximators: transfer from PGBP)",
+            ["ifgsm-linf", "transfer-linf"],
+        ),
         ("accuracy_l2", "I-FGSM l2 (white-box), eps = l2 radius", ["ifgsm-l2", "ifgsm-l2"]),
     ] {
         let mut series = Vec::new();
@@ -248,6 +252,10 @@ fn group_recovery(norms: &DMatrix<f64>, truth: &[Vec<usize>], tol: f64) -> (f64,
     (inactive_found / n, acc / n, exact / n)
 }
 
+/// The three trained approximators, named.
+type Approximators = Vec<(&'static str, Approximator)>;
+
+#[allow(clippy::too_many_arguments)] // one call site per experiment; a struct would only rename them
 fn approximators(
     x_train: &DMatrix<f64>,
     targets: &DMatrix<f64>,
@@ -257,7 +265,7 @@ fn approximators(
     width: usize,
     fit: &FitParams,
     seed: u64,
-) -> DynResult<(Vec<(&'static str, Approximator)>, Vec<Value>)> {
+) -> DynResult<(Approximators, Vec<Value>)> {
     let (n_in, k) = (x_train.nrows(), targets.nrows());
     let lt = Network::linear_transformer(n_in, k, patch, width, seed)?;
     let nets = vec![
@@ -281,7 +289,7 @@ fn approximators(
 
 /// `cargo xtask reproduce sparse-synthetic`.
 pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
-    use datasets::{GroupSparseParams, group_sparse_data_with, grassmannian_dictionary};
+    use datasets::{GroupSparseParams, grassmannian_dictionary, group_sparse_data_with};
     let sz = if opts.quick {
         Sizes {
             n_train: 1500,
@@ -310,7 +318,12 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let base = GroupSparseParams::default().seed(opts.seed).samples(sz.n_train + sz.n_test);
     let t0 = Instant::now();
     let dict = grassmannian_dictionary(base.signal_dim, base.num_atoms(), base.grassmann_iters, opts.seed)?;
-    tracing::info!(coherence = dict.coherence, welch = dict.welch_bound, secs = t0.elapsed().as_secs_f64(), "dictionary");
+    tracing::info!(
+        coherence = dict.coherence,
+        welch = dict.welch_bound,
+        secs = t0.elapsed().as_secs_f64(),
+        "dictionary"
+    );
     let mut curves = Vec::new();
     let mut certified = Vec::new();
     let mut recovery_rows = Vec::new();
@@ -527,7 +540,7 @@ fn mnist_dir(opts: &Options) -> DynResult<PathBuf> {
 /// Standardised images (one column each) and labels of the first `n` samples.
 fn mnist_matrix(split: &datasets::MnistSplit, n: usize, mean: f64, sd: f64) -> (DMatrix<f64>, Vec<usize>) {
     let n = n.min(split.len());
-    let px = split.rows as usize * split.cols as usize;
+    let px = split.rows * split.cols;
     let x = DMatrix::from_fn(px, n, |i, j| (f64::from(split.image(j)[i]) / 255.0 - mean) / sd);
     let labels = split.labels[..n].iter().map(|&l| l as usize).collect();
     (x, labels)
@@ -561,7 +574,8 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let (lambda_bp, gamma_gbp) = (2.0, 2.0);
     let (atoms, group) = (256, 8);
     // global pixel standardisation from the training images used
-    let px: Vec<f64> = (0..sz.n_train).flat_map(|j| data.train.image(j).iter().map(|&p| f64::from(p) / 255.0)).collect();
+    let px: Vec<f64> =
+        (0..sz.n_train).flat_map(|j| data.train.image(j).iter().map(|&p| f64::from(p) / 255.0)).collect();
     let mean = px.iter().sum::<f64>() / px.len() as f64;
     let sd = (px.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / px.len() as f64).sqrt();
     let (x_train, l_train) = mnist_matrix(&data.train, sz.n_train, mean, sd);
@@ -634,8 +648,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let (gbp, _) = mk(CodeKind::Gbp, &d_g, gamma_gbp)?;
     let (pgbp, norms_train) = mk(CodeKind::Pgbp, &d_g, gamma_gbp)?;
     let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed: opts.seed };
-    let (approx, approx_info) =
-        approximators(&x_train, &norms_train, &pgbp.classifier, ce, 28, 16, &afit, opts.seed)?;
+    let (approx, approx_info) = approximators(&x_train, &norms_train, &pgbp.classifier, ce, 28, 16, &afit, opts.seed)?;
     let fam = Family { pursuit: vec![("bp", bp), ("gbp", gbp), ("pgbp", pgbp)], approx };
     for (n, m) in &fam.pursuit {
         save_model(&models_dir.join(format!("{n}.bin")), m)?;
@@ -646,7 +659,13 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let labels_for = |_: &str| -> &[usize] { &l_test };
     let task = Task { x_test: &x_test, labels_for: &labels_for, bounds, eps_scale: 1.0 / sd };
     let curves = attack_all(&fam, &task, &sz, None, "mnist")?;
-    plots(dir, &curves, &["bp", "gbp", "pgbp", "dense", "deep-dense", "linear-transformer"], None, "pixel units [0,1]")?;
+    plots(
+        dir,
+        &curves,
+        &["bp", "gbp", "pgbp", "dense", "deep-dense", "linear-transformer"],
+        None,
+        "pixel units [0,1]",
+    )?;
     let cert_eps = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
     let (certified, radii) = certify(&fam, &task, &cert_eps, None)?;
     let thr = throughput(&fam, &x_test)?;

@@ -47,8 +47,16 @@ pub struct Experiment {
 /// Every experiment `reproduce` knows, in the order `--quick` runs them.
 pub fn experiments() -> Vec<Experiment> {
     vec![
-        Experiment { name: "sparse-synthetic", about: "BP/GBP/PGBP + approximators under I-FGSM, synthetic group-sparse task", run: crate::exp_sparse::synthetic },
-        Experiment { name: "sparse-mnist", about: "BP/GBP/PGBP + approximators under I-FGSM on MNIST", run: crate::exp_sparse::mnist },
+        Experiment {
+            name: "sparse-synthetic",
+            about: "BP/GBP/PGBP + approximators under I-FGSM, synthetic group-sparse task",
+            run: crate::exp_sparse::synthetic,
+        },
+        Experiment {
+            name: "sparse-mnist",
+            about: "BP/GBP/PGBP + approximators under I-FGSM on MNIST",
+            run: crate::exp_sparse::mnist,
+        },
     ]
 }
 

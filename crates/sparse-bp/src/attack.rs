@@ -86,7 +86,7 @@ impl Ifgsm {
             return Err(SparseBpError::InvalidParam { name: "steps", value: 0.0, expected: ">= 1" });
         }
         if let Some((lo, hi)) = self.bounds
-            && !(lo <= hi)
+            && (lo > hi || lo.is_nan() || hi.is_nan())
         {
             return Err(SparseBpError::InvalidParam { name: "bounds", value: lo, expected: "lo <= hi" });
         }

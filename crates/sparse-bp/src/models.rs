@@ -401,8 +401,7 @@ fn eval_affine(net: &Network) -> Network {
         .map(|l| match &l.kind {
             LayerKind::BatchNorm { running_mean, running_var, .. } => {
                 let n = l.n_in;
-                let scale: Vec<f64> =
-                    (0..n).map(|i| l.params[0][(i, 0)] / (running_var[i] + 1e-5).sqrt()).collect();
+                let scale: Vec<f64> = (0..n).map(|i| l.params[0][(i, 0)] / (running_var[i] + 1e-5).sqrt()).collect();
                 let w = DMatrix::from_fn(n, n, |i, j| if i == j { scale[i] } else { 0.0 });
                 let b = DMatrix::from_fn(n, 1, |i, _| l.params[1][(i, 0)] - scale[i] * running_mean[i]);
                 Layer { kind: LayerKind::Linear, params: vec![w, b], n_in: n, n_out: n }
@@ -416,7 +415,11 @@ fn eval_affine(net: &Network) -> Network {
 /// Checks an input batch against a classifier (shape and finiteness).
 pub fn check_batch(c: &impl Classifier, x: &DMatrix<f64>) -> Result<()> {
     if x.nrows() != c.n_inputs() {
-        return Err(SparseBpError::ShapeMismatch { what: "input batch", expected: (c.n_inputs(), x.ncols()), got: x.shape() });
+        return Err(SparseBpError::ShapeMismatch {
+            what: "input batch",
+            expected: (c.n_inputs(), x.ncols()),
+            got: x.shape(),
+        });
     }
     check_finite("input batch", x.as_slice())
 }
@@ -493,9 +496,7 @@ mod tests {
         let x = rand_mat(9, 3, &mut rng);
         let labels = vec![0, 1, 2];
         let g = a.input_gradient(&x, &labels).unwrap();
-        let f = |x: &DMatrix<f64>| {
-            TaskLoss::CrossEntropy.attack_objective(&a.logits(x).unwrap(), &labels).unwrap().0
-        };
+        let f = |x: &DMatrix<f64>| TaskLoss::CrossEntropy.attack_objective(&a.logits(x).unwrap(), &labels).unwrap().0;
         fd_check(&f, &x, &g, 1e-5);
     }
 

@@ -353,11 +353,7 @@ impl Network {
     /// `n_out`, batch norm, ReLU.
     pub fn linear_transformer(n_in: usize, n_out: usize, patch: usize, width: usize, seed: u64) -> Result<Self> {
         if patch == 0 || width == 0 {
-            return Err(SparseBpError::InvalidParam {
-                name: "patch/width",
-                value: 0.0,
-                expected: ">= 1",
-            });
+            return Err(SparseBpError::InvalidParam { name: "patch/width", value: 0.0, expected: ">= 1" });
         }
         let tokens = n_in.div_ceil(patch);
         let mut rng = StdRng::seed_from_u64(seed);
@@ -507,6 +503,7 @@ mod tests {
 
     /// Central finite differences of `L = sum(r .* net(x))` (training mode) against
     /// the hand-written backward pass, for inputs and every parameter.
+    #[allow(clippy::needless_range_loop)] // index-based perturbation is the point here
     fn grad_check(mut net: Network, n_in: usize, batch: usize) {
         let mut rng = StdRng::seed_from_u64(7);
         let x = randn(&mut rng, n_in, batch, 1.0);

@@ -355,8 +355,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sparse-bp-train-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let clf = LinearClassifier { w: DMatrix::from_fn(2, 3, |i, j| (i + j) as f64), b: nalgebra::DVector::zeros(2) };
-        let m = PursuitClassifier::new(CodeKind::Pgbp, DMatrix::identity(5, 6), 2, 0.2, clf.clone(), TaskLoss::CrossEntropy)
-            .unwrap();
+        let m = PursuitClassifier::new(
+            CodeKind::Pgbp,
+            DMatrix::identity(5, 6),
+            2,
+            0.2,
+            clf.clone(),
+            TaskLoss::CrossEntropy,
+        )
+        .unwrap();
         let path = dir.join("pgbp.bin");
         save_model(&path, &m).unwrap();
         let back: PursuitClassifier = load_model(&path).unwrap();
