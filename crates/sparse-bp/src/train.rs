@@ -316,7 +316,9 @@ pub fn learn_dictionary(x: &DMatrix<f64>, p: &DictParams) -> Result<(DMatrix<f64
 pub fn save_model<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|e| SparseBpError::ModelCodec { path: path.to_owned(), reason: e.to_string() })?;
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let io = |e: std::io::Error| SparseBpError::Io { path: path.to_owned(), kind: e.kind() };
     std::fs::write(&tmp, &bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
