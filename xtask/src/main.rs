@@ -2,6 +2,8 @@
 
 use std::process::{Command, ExitCode};
 
+mod dataset_info;
+mod exp_snn;
 mod exp_sparse;
 mod plot;
 mod report;
@@ -14,6 +16,8 @@ tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
   reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH]
                           reproduce an experiment of the papers
+  dataset-info <shd|ssc|mnist> PATH
+                          print a data set's statistics as one JSON object
 ";
 
 fn main() -> ExitCode {
@@ -25,6 +29,7 @@ fn main() -> ExitCode {
         }
         Some("ci") => ci(),
         Some("reproduce") => reproduce::main(&args[1..]),
+        Some("dataset-info") => dataset_info::run(&args[1..]),
         Some(other) => {
             eprintln!("unknown task `{other}`\n\n{TASKS}");
             ExitCode::from(2)

@@ -46,7 +46,28 @@ pub struct Experiment {
 
 /// Every experiment `reproduce` knows, in the order `--quick` runs them.
 pub fn experiments() -> Vec<Experiment> {
+    use crate::exp_snn;
     vec![
+        Experiment {
+            name: "sequence-detection",
+            about: "2 inputs -> 2 LI outputs, only delays learn (exact engine)",
+            run: exp_snn::sequence_detection,
+        },
+        Experiment {
+            name: "yin-yang",
+            about: "Yin-Yang, hidden-size sweep with and without delays (exact engine)",
+            run: exp_snn::yin_yang,
+        },
+        Experiment {
+            name: "shd",
+            about: "SHD: 1 recurrent layer with delays vs no delays (clocked engine)",
+            run: exp_snn::shd,
+        },
+        Experiment {
+            name: "ssc",
+            about: "SSC: 2 feedforward layers with delays vs no delays (clocked engine)",
+            run: exp_snn::ssc,
+        },
         Experiment {
             name: "sparse-synthetic",
             about: "BP/GBP/PGBP + approximators under I-FGSM, synthetic group-sparse task",

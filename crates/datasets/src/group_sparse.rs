@@ -72,6 +72,12 @@ fn random_unit_columns(d: usize, n: usize, rng: &mut StdRng) -> DMatrix<f64> {
 /// semidefinite matrices of rank `d` (top `d` eigenpairs), factor it back into atoms and
 /// renormalise. The atoms of the best iterate are returned. Deterministic for `seed`.
 ///
+/// Measured for the paper's size (100 x 300, seed 0; Welch bound 0.0818): random unit
+/// atoms have coherence 0.40; after 30 iterations 0.128, after 100 iterations 0.112
+/// (about 0.1-0.2 s per iteration: one 300 x 300 symmetric eigendecomposition). The
+/// midpoint schedule for `mu` beat a fixed `1.05 x Welch` clip (0.117 at 100 iterations)
+/// and geometric shrinking (0.119).
+///
 /// ```
 /// let dict = datasets::grassmannian_dictionary(10, 20, 20, 1).unwrap();
 /// assert_eq!(dict.atoms.shape(), (10, 20));
@@ -130,12 +136,7 @@ pub fn grassmannian_dictionary(d: usize, n: usize, iters: usize, seed: u64) -> R
             best = (c, atoms.clone());
         }
     }
-    Ok(Dictionary {
-        atoms: best.1,
-        coherence: best.0,
-        welch_bound: welch,
-        initial_coherence: initial,
-    })
+    Ok(Dictionary { atoms: best.1, coherence: best.0, welch_bound: welch, initial_coherence: initial })
 }
 
 /// Which classifier's margin a sample must meet to be kept.
@@ -299,9 +300,7 @@ impl GroupSparseData {
     /// The `l2` norms of the groups of a code vector.
     #[must_use]
     pub fn group_norms(code: &[f64], group_size: usize) -> Vec<f64> {
-        code.chunks(group_size.max(1))
-            .map(|g| g.iter().map(|v| v * v).sum::<f64>().sqrt())
-            .collect()
+        code.chunks(group_size.max(1)).map(|g| g.iter().map(|v| v * v).sum::<f64>().sqrt()).collect()
     }
 }
 
@@ -368,8 +367,8 @@ pub fn group_sparse_data_with(params: &GroupSparseParams, dictionary: Dictionary
         act.sort_unstable();
         code.fill(0.0);
         for &g in &act {
-            for a in g * p.group_size..(g + 1) * p.group_size {
-                code[a] = lo + (hi - lo) * rng.random::<f64>();
+            for v in &mut code[g * p.group_size..(g + 1) * p.group_size] {
+                *v = lo + (hi - lo) * rng.random::<f64>();
             }
         }
         let sc: f64 = code.iter().zip(w_code.iter()).map(|(a, b)| a * b).sum();

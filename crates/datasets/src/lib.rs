@@ -36,22 +36,22 @@ mod transform;
 mod ttfs;
 
 pub use error::{DatasetError, Result};
-pub use mnist::{IDX_MAX_BYTES, IdxArray, LabelStats, Mnist, MnistSplit, encode_idx, load_mnist, parse_idx, read_idx};
-pub use shd::{
-    SHD_CLASSES, SHD_DOWNLOAD_HINT, SHD_UNITS, SSC_CLASSES, SpikeExtra, SpikeLoadOptions, load_shd, load_spike_h5,
-    load_spike_h5_bytes, load_ssc,
-};
 pub use group_sparse::{
-    Dictionary, GroupSparseData, GroupSparseParams, MarginOn, coherence, grassmannian_dictionary,
-    group_sparse_data, group_sparse_data_with, welch_bound,
+    Dictionary, GroupSparseData, GroupSparseParams, MarginOn, coherence, grassmannian_dictionary, group_sparse_data,
+    group_sparse_data_with, welch_bound,
+};
+pub use mnist::{
+    IDX_MAX_BYTES, IdxArray, LabelStats, Mnist, MnistSplit, default_mnist_dir, encode_idx, load_mnist, parse_idx,
+    read_idx,
+};
+pub use shd::{
+    MAX_READ_BYTES, SHD_CLASSES, SHD_DOWNLOAD_HINT, SHD_UNITS, SSC_CLASSES, SpikeExtra, SpikeLoadOptions, load_shd,
+    load_spike_h5, load_spike_h5_bytes, load_ssc,
 };
 pub use spikes::{SpikeDataset, SpikeSample, SpikeStats};
 pub use synthetic_shd::{SyntheticShdParams, synthetic_shd};
-pub use transform::{
-    MiniBatches, bin_counts, bin_counts_into, blend, blend_augment, channel_shift, quantize_times,
-};
+pub use transform::{MiniBatches, bin_counts, bin_counts_into, blend, blend_augment, channel_shift, quantize_times};
 pub use ttfs::{
-    SEQUENCE_INTERVAL_MS, TtfsDataset, YIN_YANG_R_BIG, YIN_YANG_R_SMALL, YIN_YANG_SEEDS, YinYang,
-    YinYangEncoder, sequence_detection, sequence_detection_both, sequence_pattern, yin_yang,
-    yin_yang_class, yin_yang_splits,
+    SEQUENCE_INTERVAL_MS, TtfsDataset, YIN_YANG_R_BIG, YIN_YANG_R_SMALL, YIN_YANG_SEEDS, YinYang, YinYangEncoder,
+    sequence_detection, sequence_detection_both, sequence_pattern, yin_yang, yin_yang_class, yin_yang_splits,
 };

@@ -247,6 +247,17 @@ pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Mnist> {
     Ok(Mnist { train: load_split(&f[0], &f[1])?, test: load_split(&f[2], &f[3])? })
 }
 
+/// The development copy of MNIST, `../shared/data/mnist` relative to the current
+/// directory or one of its ancestors, **only if it exists** (a user's clone has none):
+/// experiments take the directory as an argument and fall back to this.
+#[must_use]
+pub fn default_mnist_dir() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|a| a.join("../shared/data/mnist"))
+        .find(|d| d.join("train-labels-idx1-ubyte.gz").is_file() || d.join("train-labels-idx1-ubyte").is_file())
+}
+
 /// Encodes an IDX array of unsigned bytes (for tests and fixtures).
 #[must_use]
 pub fn encode_idx(dims: &[u32], data: &[u8]) -> Vec<u8> {

@@ -134,11 +134,7 @@ impl SyntheticShdParams {
         }
         let perms = (1..=p.num_groups).try_fold(1usize, |a, k| a.checked_mul(k)).unwrap_or(usize::MAX);
         if p.num_classes == 0 || p.num_classes > perms || p.num_classes > 10_000 {
-            return Err(DatasetError::param(
-                "num_classes",
-                p.num_classes,
-                "must be in 1..=min(num_groups!, 10000)",
-            ));
+            return Err(DatasetError::param("num_classes", p.num_classes, "must be in 1..=min(num_groups!, 10000)"));
         }
         if p.events_per_sample == 0 {
             return Err(DatasetError::param("events_per_sample", 0, "must be >= 1"));
@@ -181,16 +177,13 @@ impl SyntheticShdParams {
     /// (distinct permutations of `0..num_groups`, fixed by `structure_seed`).
     pub fn class_slots(&self) -> Result<Vec<Vec<usize>>> {
         let p = self.clone().check()?;
-        let mut rng = StdRng::seed_from_u64(p.structure_seed ^ 0x5EED_C1A5_5E5);
+        let mut rng = StdRng::seed_from_u64(p.structure_seed ^ 0x05EE_DC1A_55E5);
         let mut out: Vec<Vec<usize>> = Vec::with_capacity(p.num_classes);
         let mut attempts = 0u64;
         while out.len() < p.num_classes {
             attempts += 1;
             if attempts > 1_000_000 {
-                return Err(DatasetError::SamplingFailed {
-                    what: "distinct class permutations",
-                    attempts,
-                });
+                return Err(DatasetError::SamplingFailed { what: "distinct class permutations", attempts });
             }
             let mut perm: Vec<usize> = (0..p.num_groups).collect();
             for i in (1..perm.len()).rev() {

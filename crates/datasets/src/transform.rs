@@ -28,7 +28,7 @@ pub fn bin_counts(sample: SpikeSample<'_>, num_units: usize, dt: f32, steps: usi
 /// with `steps = out.len() / num_units`.
 pub fn bin_counts_into(sample: SpikeSample<'_>, num_units: usize, dt: f32, out: &mut [f32]) {
     out.fill(0.0);
-    if num_units == 0 || !(dt > 0.0) {
+    if num_units == 0 || dt.is_nan() || dt <= 0.0 {
         return;
     }
     let steps = out.len() / num_units;
@@ -175,12 +175,7 @@ impl MiniBatches {
             let j = rng.random_range(0..=i);
             order.swap(i, j);
         }
-        MiniBatches {
-            order,
-            batch_size: batch_size.max(1),
-            pos: 0,
-            drop_last: false,
-        }
+        MiniBatches { order, batch_size: batch_size.max(1), pos: 0, drop_last: false }
     }
     /// Whether to skip a final batch smaller than `batch_size`.
     #[must_use]

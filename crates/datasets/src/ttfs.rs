@@ -31,11 +31,7 @@ pub fn yin_yang_class(x: f64, y: f64) -> u32 {
     let criterion3 = y > r_big && d_right > 0.5 * r_big;
     let is_yin = criterion1 || criterion2 || criterion3;
     let is_circles = d_right < r_small || d_left < r_small;
-    if is_circles {
-        2
-    } else {
-        u32::from(is_yin)
-    }
+    if is_circles { 2 } else { u32::from(is_yin) }
 }
 
 /// Yin-Yang points and labels.
@@ -99,10 +95,7 @@ pub fn yin_yang(n: usize, seed: u64) -> Result<YinYang> {
             }
         }
         if !found {
-            return Err(DatasetError::SamplingFailed {
-                what: "Yin-Yang point of the drawn class",
-                attempts: 100_000,
-            });
+            return Err(DatasetError::SamplingFailed { what: "Yin-Yang point of the drawn class", attempts: 100_000 });
         }
     }
     Ok(YinYang { points, labels })
@@ -114,11 +107,7 @@ pub const YIN_YANG_SEEDS: [u64; 3] = [42, 41, 40];
 /// The standard splits: 5000 training, 1000 validation and 1000 test points,
 /// each from a different seed ([`YIN_YANG_SEEDS`]).
 pub fn yin_yang_splits() -> Result<(YinYang, YinYang, YinYang)> {
-    Ok((
-        yin_yang(5000, YIN_YANG_SEEDS[0])?,
-        yin_yang(1000, YIN_YANG_SEEDS[1])?,
-        yin_yang(1000, YIN_YANG_SEEDS[2])?,
-    ))
+    Ok((yin_yang(5000, YIN_YANG_SEEDS[0])?, yin_yang(1000, YIN_YANG_SEEDS[1])?, yin_yang(1000, YIN_YANG_SEEDS[2])?))
 }
 
 /// Samples of one spike per input neuron: times in **milliseconds** (`f64`).
@@ -182,11 +171,7 @@ pub struct YinYangEncoder {
 
 impl Default for YinYangEncoder {
     fn default() -> Self {
-        YinYangEncoder {
-            t_early: 1.5,
-            t_late: 20.0,
-            bias: None,
-        }
+        YinYangEncoder { t_early: 1.5, t_late: 20.0, bias: None }
     }
 }
 
@@ -213,10 +198,7 @@ impl YinYangEncoder {
     /// Spike times (ms) of `values`, plus the bias spike if any.
     #[must_use]
     pub fn encode_values(&self, values: &[f64]) -> Vec<f64> {
-        let mut out: Vec<f64> = values
-            .iter()
-            .map(|&v| self.t_early + (self.t_late - self.t_early) * v)
-            .collect();
+        let mut out: Vec<f64> = values.iter().map(|&v| self.t_early + (self.t_late - self.t_early) * v).collect();
         out.extend(self.bias);
         out
     }
@@ -232,12 +214,7 @@ impl YinYangEncoder {
         for i in 0..data.len() {
             times.extend(self.encode_values(&data.inputs(i)));
         }
-        TtfsDataset {
-            inputs: self.inputs(),
-            classes: 3,
-            times,
-            labels: data.labels.clone(),
-        }
+        TtfsDataset { inputs: self.inputs(), classes: 3, times, labels: data.labels.clone() }
     }
 }
 
@@ -253,11 +230,7 @@ pub const SEQUENCE_INTERVAL_MS: f64 = 10.0;
 /// ```
 #[must_use]
 pub fn sequence_pattern(class: u32) -> [f64; 2] {
-    if class == 0 {
-        [0.0, SEQUENCE_INTERVAL_MS]
-    } else {
-        [SEQUENCE_INTERVAL_MS, 0.0]
-    }
+    if class == 0 { [0.0, SEQUENCE_INTERVAL_MS] } else { [SEQUENCE_INTERVAL_MS, 0.0] }
 }
 
 /// The sequence-detection task: `n` samples with labels drawn uniformly from {0, 1}
@@ -268,12 +241,7 @@ pub fn sequence_detection(n: usize, seed: u64) -> TtfsDataset {
     let mut rng = StdRng::seed_from_u64(seed);
     let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..2u32)).collect();
     let times = labels.iter().flat_map(|&c| sequence_pattern(c)).collect();
-    TtfsDataset {
-        inputs: 2,
-        classes: 2,
-        times,
-        labels,
-    }
+    TtfsDataset { inputs: 2, classes: 2, times, labels }
 }
 
 /// The two canonical sequence-detection samples, class 0 then class 1.

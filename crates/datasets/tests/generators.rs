@@ -1,9 +1,9 @@
 //! Generators: Yin-Yang, sequence detection, synthetic SHD-like data, transforms, batches.
 
 use datasets::{
-    MiniBatches, SpikeDataset, SyntheticShdParams, YinYangEncoder, bin_counts, blend_augment,
-    channel_shift, quantize_times, sequence_detection, sequence_detection_both, synthetic_shd,
-    yin_yang, yin_yang_class, yin_yang_splits,
+    MiniBatches, SpikeDataset, SyntheticShdParams, YinYangEncoder, bin_counts, blend_augment, channel_shift,
+    quantize_times, sequence_detection, sequence_detection_both, synthetic_shd, yin_yang, yin_yang_class,
+    yin_yang_splits,
 };
 use proptest::prelude::*;
 
@@ -149,7 +149,13 @@ fn synthetic_shd_only_timing_is_informative() {
         for (&t, &u) in s.times.iter().zip(s.units) {
             med[usize::from(u) * p.num_groups / p.num_units].push(t);
         }
-        let m: Vec<f32> = med.iter_mut().map(|v| { v.sort_by(f32::total_cmp); v[v.len() / 2] }).collect();
+        let m: Vec<f32> = med
+            .iter_mut()
+            .map(|v| {
+                v.sort_by(f32::total_cmp);
+                v[v.len() / 2]
+            })
+            .collect();
         let mut order: Vec<usize> = (0..p.num_groups).collect();
         order.sort_by(|&a, &b| m[a].total_cmp(&m[b]));
         let mut want: Vec<usize> = (0..p.num_groups).collect();
@@ -214,4 +220,115 @@ fn spike_dataset_invariants_and_truncation() {
     assert!(SpikeDataset::new(10, 3, vec![0], vec![0, 2], vec![0.2, 0.1], vec![0, 0]).is_err());
     let st = d.stats();
     assert_eq!((st.samples, st.events_min, st.events_max, st.label_counts.clone()), (2, 0, 2, vec![1, 0, 1]));
+}
+
+/// Per-group features of a sample: (share of events per group, median time per group
+/// relative to the mean of the medians).
+fn features(s: datasets::SpikeSample<'_>, p: &SyntheticShdParams) -> (Vec<f64>, Vec<f64>) {
+    let mut times = vec![Vec::new(); p.num_groups];
+    for (&t, &u) in s.times.iter().zip(s.units) {
+        times[usize::from(u) * p.num_groups / p.num_units].push(f64::from(t));
+    }
+    let n = s.len().max(1) as f64;
+    let counts = times.iter().map(|v| v.len() as f64 / n).collect();
+    let med: Vec<f64> = times
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        })
+        .collect();
+    let mean = med.iter().sum::<f64>() / med.len() as f64;
+    (counts, med.iter().map(|m| m - mean).collect())
+}
+
+fn nearest_centroid_accuracy(train: &[(Vec<f64>, u32)], test: &[(Vec<f64>, u32)], classes: usize) -> f64 {
+    let dim = train[0].0.len();
+    let mut c = vec![vec![0.0f64; dim]; classes];
+    let mut k = vec![0.0f64; classes];
+    for (x, l) in train {
+        k[*l as usize] += 1.0;
+        for (a, b) in c[*l as usize].iter_mut().zip(x) {
+            *a += b;
+        }
+    }
+    for (row, n) in c.iter_mut().zip(&k) {
+        row.iter_mut().for_each(|v| *v /= n.max(1.0));
+    }
+    let dist = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
+    let correct = test
+        .iter()
+        .filter(|(x, l)| (0..classes).min_by(|&i, &j| dist(&c[i], x).total_cmp(&dist(&c[j], x))) == Some(*l as usize))
+        .count();
+    correct as f64 / test.len() as f64
+}
+
+/// The class is readable from relative timing (a nearest-centroid classifier on per-group
+/// relative burst times is nearly perfect) but not from counts (chance level).
+#[test]
+fn synthetic_shd_timing_classifies_counts_do_not() {
+    let p = SyntheticShdParams::default().num_classes(10).samples(500).events_per_sample(300).seed(1);
+    let (train, test) = (synthetic_shd(&p).unwrap(), synthetic_shd(&p.clone().seed(2).samples(300)).unwrap());
+    type Labelled = Vec<(Vec<f64>, u32)>;
+    let split = |d: &SpikeDataset| -> (Labelled, Labelled) {
+        d.iter()
+            .map(|s| {
+                let (c, t) = features(s, &p);
+                ((c, s.label), (t, s.label))
+            })
+            .unzip()
+    };
+    let ((tr_c, tr_t), (te_c, te_t)) = (split(&train), split(&test));
+    let acc_counts = nearest_centroid_accuracy(&tr_c, &te_c, 10);
+    let acc_timing = nearest_centroid_accuracy(&tr_t, &te_t, 10);
+    eprintln!("nearest centroid: counts {acc_counts:.3}, timing {acc_timing:.3} (chance 0.1)");
+    assert!(acc_counts < 0.25, "counts should be uninformative: {acc_counts}");
+    assert!(acc_timing > 0.9, "timing should be informative: {acc_timing}");
+}
+
+/// Strategy: a random data set of up to 12 samples, with unsorted event times.
+fn arb_events() -> impl Strategy<Value = Vec<(Vec<(f32, u16)>, u32)>> {
+    proptest::collection::vec((proptest::collection::vec((0.0f32..2.0, 0u16..50), 0..40), 0u32..5), 0..12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// `push` sorts each sample; `select`, `truncate_time` and `stats` agree with a
+    /// direct computation on the raw events.
+    #[test]
+    fn spike_dataset_ops(samples in arb_events(), t_end in 0.0f32..2.5, pick in proptest::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+        let mut d = SpikeDataset::empty(50, 5);
+        for (ev, l) in &samples {
+            let (t, u): (Vec<f32>, Vec<u16>) = ev.iter().copied().unzip();
+            d.push(&t, &u, *l).unwrap();
+        }
+        d.check().unwrap();
+        for (i, (ev, l)) in samples.iter().enumerate() {
+            let s = d.sample(i);
+            let mut want = ev.clone();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0));
+            prop_assert_eq!(s.times.iter().copied().zip(s.units.iter().copied()).collect::<Vec<_>>(), want);
+            prop_assert_eq!(s.label, *l);
+        }
+        if !samples.is_empty() {
+            let idx: Vec<usize> = pick.iter().map(|p| p.index(samples.len())).collect();
+            let sel = d.select(&idx);
+            sel.check().unwrap();
+            for (k, &i) in idx.iter().enumerate() {
+                prop_assert_eq!(sel.sample(k), d.sample(i));
+            }
+        }
+        let mut cut = d.clone();
+        cut.truncate_time(t_end);
+        cut.check().unwrap();
+        for i in 0..d.len() {
+            let kept: Vec<f32> = d.sample(i).times.iter().copied().filter(|&t| t < t_end).collect();
+            prop_assert_eq!(cut.sample(i).times, &kept[..]);
+        }
+        let st = d.stats();
+        prop_assert_eq!(st.samples, samples.len());
+        prop_assert_eq!(st.events_max, samples.iter().map(|s| s.0.len()).max().unwrap_or(0));
+        prop_assert_eq!(st.label_counts.iter().sum::<usize>(), samples.len());
+    }
 }

@@ -1,6 +1,9 @@
 //! Synthetic group-sparse data and the Grassmannian dictionary.
 
-use datasets::{GroupSparseParams, MarginOn, coherence, grassmannian_dictionary, group_sparse_data, group_sparse_data_with, welch_bound};
+use datasets::{
+    GroupSparseParams, MarginOn, coherence, grassmannian_dictionary, group_sparse_data, group_sparse_data_with,
+    welch_bound,
+};
 
 /// The full-size 100 x 300 dictionary: alternating projection lowers the coherence
 /// well below that of random atoms. Prints the numbers for the report.
@@ -54,6 +57,13 @@ fn params_are_checked_and_small_sizes_work() {
     assert!(group_sparse_data(&GroupSparseParams::default().eta(f64::NAN)).is_err());
     assert!(group_sparse_data(&GroupSparseParams::default().coef_range((2.0, 1.0))).is_err());
     // an impossible margin gives up with an error instead of looping forever
-    let p = GroupSparseParams::default().signal_dim(5).num_groups(3).group_size(2).active_groups(1).samples(5).eta(100.0).margin_on(MarginOn::Code);
+    let p = GroupSparseParams::default()
+        .signal_dim(5)
+        .num_groups(3)
+        .group_size(2)
+        .active_groups(1)
+        .samples(5)
+        .eta(100.0)
+        .margin_on(MarginOn::Code);
     assert!(matches!(group_sparse_data(&p), Err(datasets::DatasetError::SamplingFailed { .. })));
 }

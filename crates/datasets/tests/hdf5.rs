@@ -135,3 +135,30 @@ proptest! {
         prop_assert!(r.unwrap_err().to_string().contains("rand.h5"));
     }
 }
+
+/// Every place where the file stores the sample count as an 8-byte length (the dataspace
+/// dimensions among them) is patched to claim 10^12 samples: the loader must refuse the
+/// file (or ignore the field) without trying to allocate for 10^12 samples.
+#[test]
+fn lying_dimension_is_refused_before_allocating() {
+    for name in GOOD {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let n = manifest()[name]["n_samples"].as_u64().unwrap();
+        let pattern = n.to_le_bytes();
+        let hits: Vec<usize> = (0..bytes.len() - 8).filter(|&i| bytes[i..i + 8] == pattern).collect();
+        assert!(!hits.is_empty(), "{name}");
+        let mut refused = 0;
+        for &i in &hits {
+            let mut b = bytes.clone();
+            b[i..i + 8].copy_from_slice(&1_000_000_000_000u64.to_le_bytes());
+            match load_spike_h5_bytes(b, Path::new("lying.h5"), &SpikeLoadOptions::default()) {
+                Ok((d, _)) => assert!(d.len() as u64 <= n),
+                Err(e) => {
+                    assert!(e.to_string().contains("lying.h5"));
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused >= 1, "{name}: no patched dimension was refused");
+    }
+}

@@ -21,7 +21,10 @@ fn tmp_dir(tag: &str) -> PathBuf {
 /// Writes a tiny MNIST-like directory: `n_train`/`n_test` images of 4x3, label i % 10.
 fn write_mnist(dir: &Path, n_train: u32, n_test: u32, gzip: bool) {
     let files = [
-        ("train-images-idx3-ubyte", encode_idx(&[n_train, 4, 3], &(0..n_train * 12).map(|v| v as u8).collect::<Vec<_>>())),
+        (
+            "train-images-idx3-ubyte",
+            encode_idx(&[n_train, 4, 3], &(0..n_train * 12).map(|v| v as u8).collect::<Vec<_>>()),
+        ),
         ("train-labels-idx1-ubyte", encode_idx(&[n_train], &(0..n_train).map(|v| (v % 10) as u8).collect::<Vec<_>>())),
         ("t10k-images-idx3-ubyte", encode_idx(&[n_test, 4, 3], &vec![7u8; (n_test * 12) as usize])),
         ("t10k-labels-idx1-ubyte", encode_idx(&[n_test], &(0..n_test).map(|v| (v % 3) as u8).collect::<Vec<_>>())),

@@ -121,3 +121,85 @@ pub fn check_input(net: &Network, batch: &SpikeTrains) -> Result<()> {
     }
     Ok(())
 }
+
+/// Either engine, chosen at run time (e.g. from a command-line flag).
+///
+/// ```
+/// use snn_core::{Engine, ReadoutKind, SimConfig, Simulator};
+/// let cfg = SimConfig::new(50.0, ReadoutKind::MaxVoltage);
+/// let exact = Engine::exact(cfg.clone()).unwrap();
+/// let clocked = Engine::clocked(cfg, 0.1).unwrap();
+/// assert_eq!(exact.config().t_end, clocked.config().t_end);
+/// assert_eq!(clocked.dt(), Some(0.1));
+/// ```
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// The exact event-driven engine.
+    Exact(crate::ExactEngine),
+    /// The clocked engine.
+    Clocked(crate::ClockedEngine),
+}
+
+/// Working buffers of an [`Engine`].
+pub enum EngineScratch {
+    /// Buffers of the exact engine.
+    Exact(crate::ExactScratch),
+    /// Buffers of the clocked engine.
+    Clocked(crate::ClockedScratch),
+}
+
+impl Engine {
+    /// The exact engine with these settings.
+    pub fn exact(config: SimConfig) -> Result<Self> {
+        crate::ExactEngine::new(config).map(Engine::Exact)
+    }
+
+    /// The clocked engine with these settings and time step `dt` (ms).
+    pub fn clocked(config: SimConfig, dt: f64) -> Result<Self> {
+        crate::ClockedEngine::new(config, dt).map(Engine::Clocked)
+    }
+
+    /// Time step of the clocked engine; `None` for the exact engine.
+    pub fn dt(&self) -> Option<f64> {
+        match self {
+            Engine::Exact(_) => None,
+            Engine::Clocked(e) => Some(e.dt()),
+        }
+    }
+}
+
+impl Simulator for Engine {
+    type Scratch = EngineScratch;
+
+    fn config(&self) -> &SimConfig {
+        match self {
+            Engine::Exact(e) => e.config(),
+            Engine::Clocked(e) => e.config(),
+        }
+    }
+
+    fn scratch(&self, net: &Network) -> EngineScratch {
+        match self {
+            Engine::Exact(e) => EngineScratch::Exact(e.scratch(net)),
+            Engine::Clocked(e) => EngineScratch::Clocked(e.scratch(net)),
+        }
+    }
+
+    fn run_into(
+        &self,
+        net: &Network,
+        input: SpikeTrain<'_>,
+        scratch: &mut EngineScratch,
+        out: &mut ForwardRecord,
+    ) -> Result<()> {
+        // A scratch made by the other engine is replaced rather than refused.
+        match (self, &mut *scratch) {
+            (Engine::Exact(e), EngineScratch::Exact(s)) => e.run_into(net, input, s, out),
+            (Engine::Clocked(e), EngineScratch::Clocked(s)) => e.run_into(net, input, s, out),
+            _ => {
+                *scratch = self.scratch(net);
+                self.run_into(net, input, scratch, out)
+            }
+        }
+    }
+}

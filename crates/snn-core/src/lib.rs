@@ -13,18 +13,24 @@
 //! - [`network`]: populations, connections (weights and delays, `post x pre`), checks;
 //! - [`spikes`]: batches of input spike trains (flat, CSR-like);
 //! - [`record`]: what a forward pass keeps;
-//! - [`engine`]: the [`Simulator`] trait and shared settings.
+//! - [`engine`]: the [`Simulator`] trait and shared settings;
+//! - [`clocked`]: the clocked (time-stepped) engine [`ClockedEngine`];
+//! - [`exact`]: the exact event-driven engine [`ExactEngine`].
 #![warn(missing_docs)]
 
+pub mod clocked;
 pub mod engine;
 pub mod error;
+pub mod exact;
 pub mod network;
 pub mod neuron;
 pub mod record;
 pub mod spikes;
 
-pub use engine::{SimConfig, Simulator, check_input};
+pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState};
+pub use engine::{Engine, EngineScratch, SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem};
+pub use exact::{DelayOrder, ExactEngine, ExactScratch};
 pub use network::{Connection, ConnectionId, Network, NetworkBuilder, NeuronKind, Population, PopulationId};
 pub use neuron::{Leak, LiParams, LifParams, Reset};
 pub use record::{ForwardRecord, MaxKink, ReadoutKind, ReadoutValues, SpikeRecord};

@@ -56,8 +56,35 @@ pub enum EventPropError {
         row: usize,
         /// Presynaptic neuron.
         col: usize,
-        /// Sample index in the batch, if known.
+        /// Index of the sample in the spike data given (for the training loop: in the training set).
         sample: usize,
+    },
+    /// The number of per-connection `Trainable` flags differs from the number of connections.
+    #[error("{flags} trainable flags given for {connections} connections")]
+    TrainableCountMismatch {
+        /// Connections of the network.
+        connections: usize,
+        /// Flags given.
+        flags: usize,
+    },
+    /// Buffers that must have the same shape do not (e.g. gradients of another network).
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// What was compared.
+        what: &'static str,
+        /// Expected size.
+        expected: usize,
+        /// Size found.
+        got: usize,
+    },
+    /// A setting needs data that was not given (e.g. early stopping on validation accuracy
+    /// without a validation set).
+    #[error("{what} is required by {needed_by}")]
+    MissingData {
+        /// The missing data.
+        what: &'static str,
+        /// The setting that needs it.
+        needed_by: &'static str,
     },
     /// A hyperparameter is invalid.
     #[error("hyperparameter `{param}` = {value}: {reason}")]

@@ -6,10 +6,22 @@
 //! ([`Loss`]), optimisers and a training loop.
 #![warn(missing_docs)]
 
+pub mod clocked;
 pub mod error;
+pub mod exact;
 pub mod gradients;
+pub mod init;
 pub mod loss;
+pub mod optim;
+pub mod train;
 
+pub use clocked::ClockedAdjointScratch;
 pub use error::{EventPropError, Result};
+pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
+pub use optim::{Adam, AdamParams, LrSchedule, Optimiser, Trainable};
+pub use train::{
+    EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, TrainableParams, Trainer, evaluate,
+    loss_and_gradients,
+};

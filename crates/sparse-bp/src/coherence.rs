@@ -135,11 +135,7 @@ fn equal_size(groups: &GroupSpec) -> Result<usize> {
     let b = groups.groups()[0].atoms.len();
     for (gi, g) in groups.groups().iter().enumerate() {
         if g.atoms.len() != b {
-            return Err(SparseBpError::UnequalGroupSize {
-                group: gi,
-                size: g.atoms.len(),
-                expected: b,
-            });
+            return Err(SparseBpError::UnequalGroupSize { group: gi, size: g.atoms.len(), expected: b });
         }
     }
     Ok(b)
@@ -183,9 +179,7 @@ pub fn intra_group_deviation(d: &DMatrix<f64>, groups: &GroupSpec) -> Result<f64
 pub(crate) fn support_pinv(d: &DMatrix<f64>, support: &[usize]) -> Result<DMatrix<f64>> {
     let ds = d.select_columns(support);
     let gram = ds.tr_mul(&ds);
-    let chol = gram.cholesky().ok_or(SparseBpError::Singular {
-        what: "D_S^T D_S",
-    })?;
+    let chol = gram.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S" })?;
     Ok(chol.solve(&ds.transpose()))
 }
 
@@ -213,36 +207,21 @@ fn check_support(n: usize, support: &[usize]) -> Result<()> {
         return Err(SparseBpError::Empty { what: "support" });
     }
     if let Some(&atom) = support.iter().find(|&&a| a >= n) {
-        return Err(SparseBpError::AtomOutOfRange {
-            group: 0,
-            atom,
-            n_atoms: n,
-        });
+        return Err(SparseBpError::AtomOutOfRange { group: 0, atom, n_atoms: n });
     }
     Ok(())
 }
 
 /// Group ERC of a set of active groups:
 /// `1 - max_{h inactive} sum_{g active} ||(D_S^+ D_h)_g||_2`, `S` the union of the active groups.
-pub fn group_exact_recovery_coefficient(
-    d: &DMatrix<f64>,
-    groups: &GroupSpec,
-    active: &[usize],
-) -> Result<f64> {
+pub fn group_exact_recovery_coefficient(d: &DMatrix<f64>, groups: &GroupSpec, active: &[usize]) -> Result<f64> {
     check_matrix("dictionary", d)?;
     check_groups(d, groups)?;
     let gs = groups.groups();
     if let Some(&g) = active.iter().find(|&&g| g >= gs.len()) {
-        return Err(SparseBpError::InvalidParam {
-            name: "active group",
-            value: g as f64,
-            expected: "< n_groups",
-        });
+        return Err(SparseBpError::InvalidParam { name: "active group", value: g as f64, expected: "< n_groups" });
     }
-    let support: Vec<usize> = active
-        .iter()
-        .flat_map(|&g| gs[g].atoms.iter().copied())
-        .collect();
+    let support: Vec<usize> = active.iter().flat_map(|&g| gs[g].atoms.iter().copied()).collect();
     check_support(d.ncols(), &support)?;
     let pinv = support_pinv(d, &support)?;
     let mut worst: f64 = 0.0;

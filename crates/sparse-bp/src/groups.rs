@@ -68,13 +68,7 @@ impl GroupNorm {
             // by min of both, hence Lipschitz with that constant.
             GroupNorm::SparseGroup { beta } => {
                 let b = *beta;
-                if b >= 1.0 {
-                    1.0
-                } else if b <= 0.0 {
-                    1.0
-                } else {
-                    (1.0 / (1.0 - b)).min(1.0 / b)
-                }
+                if b <= 0.0 || b >= 1.0 { 1.0 } else { (1.0 / (1.0 - b)).min(1.0 / b) }
             }
             _ => 1.0,
         }
@@ -155,7 +149,8 @@ impl Group {
 /// // 12 atoms, blocks of 4, group-l2 with weight 0.5
 /// let g = GroupSpec::contiguous_blocks(12, 4, 0.5, GroupNorm::L2).unwrap();
 /// assert_eq!(g.n_groups(), 3);
-/// assert_eq!(g.group_of(5), 1);
+/// assert_eq!(g.group_of(5), Some(1));
+/// assert_eq!(g.group_of(12), None);
 /// // overlapping groups are rejected
 /// use sparse_bp::Group;
 /// let bad = GroupSpec::new(3, vec![Group::new(vec![0, 1], 1.0, GroupNorm::L2),
@@ -188,14 +183,8 @@ impl GroupSpec {
                 return Err(SparseBpError::NonPositiveWeight { group: gi, weight: g.weight });
             }
             match &g.norm {
-                GroupNorm::SparseGroup { beta } => {
-                    if !(beta.is_finite() && (0.0..=1.0).contains(beta)) {
-                        return Err(SparseBpError::InvalidParam {
-                            name: "beta",
-                            value: *beta,
-                            expected: "0 <= beta <= 1",
-                        });
-                    }
+                GroupNorm::SparseGroup { beta } if !(beta.is_finite() && (0.0..=1.0).contains(beta)) => {
+                    return Err(SparseBpError::InvalidParam { name: "beta", value: *beta, expected: "0 <= beta <= 1" });
                 }
                 GroupNorm::WeightedL1(w) => {
                     if w.len() != g.atoms.len() {
@@ -320,16 +309,22 @@ impl GroupSpec {
     pub fn n_groups(&self) -> usize {
         self.groups.len()
     }
-    /// Index of the group that holds `atom` (panics if `atom >= n_atoms`).
+    /// Index of the group that holds `atom` (`None` if `atom >= n_atoms`).
     #[must_use]
-    pub fn group_of(&self, atom: usize) -> usize {
-        self.atom_group[atom]
+    pub fn group_of(&self, atom: usize) -> Option<usize> {
+        self.atom_group.get(atom).copied()
     }
     /// Whether `Gamma >= 0` is imposed.
     #[must_use]
     pub fn nonneg(&self) -> bool {
         self.nonneg
     }
+    /// Per-atom thresholds if every group is a single atom with `L1` (plain or weighted lasso).
+    #[must_use]
+    pub(crate) fn singleton_thresholds(&self) -> Option<&[f64]> {
+        self.singleton_l1.as_deref()
+    }
+
     /// Smallest and largest group weight.
     #[must_use]
     pub fn weight_range(&self) -> (f64, f64) {

@@ -49,9 +49,7 @@ fn active_system(solver: &Solver, z: &[f64]) -> (Vec<usize>, DMatrix<f64>) {
         }
     }
     let gram = solver.gram();
-    let mut a = DMatrix::from_fn(support.len(), support.len(), |i, j| {
-        gram[(support[i], support[j])]
-    });
+    let mut a = DMatrix::from_fn(support.len(), support.len(), |i, j| gram[(support[i], support[j])]);
     for (start, vals, w) in curv {
         let n = vals.iter().map(|v| v * v).sum::<f64>().sqrt();
         let c = w / n;
@@ -68,11 +66,7 @@ fn active_system(solver: &Solver, z: &[f64]) -> (Vec<usize>, DMatrix<f64>) {
 fn check_code(solver: &Solver, z: &DVector<f64>) -> Result<()> {
     let m = solver.dictionary().ncols();
     if z.len() != m {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "code",
-            expected: (m, 1),
-            got: (z.len(), 1),
-        });
+        return Err(SparseBpError::ShapeMismatch { what: "code", expected: (m, 1), got: (z.len(), 1) });
     }
     check_finite("code", z.as_slice())
 }
@@ -99,20 +93,14 @@ pub fn vjp(solver: &Solver, z: &DVector<f64>, v: &DVector<f64>) -> Result<DVecto
     if support.is_empty() {
         return Ok(DVector::zeros(d.nrows()));
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular {
-        what: "D_S^T D_S + H",
-    })?;
+    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
     let y = chol.solve(&vs);
     Ok(d.select_columns(&support) * y)
 }
 
 /// [`vjp`] for every column of `codes` / `cotangents` (`M x n`), in parallel; `m x n` result.
-pub fn vjp_batch(
-    solver: &Solver,
-    codes: &DMatrix<f64>,
-    cotangents: &DMatrix<f64>,
-) -> Result<DMatrix<f64>> {
+pub fn vjp_batch(solver: &Solver, codes: &DMatrix<f64>, cotangents: &DMatrix<f64>) -> Result<DMatrix<f64>> {
     let m_atoms = solver.dictionary().ncols();
     if codes.nrows() != m_atoms || cotangents.shape() != codes.shape() {
         return Err(SparseBpError::ShapeMismatch {
@@ -123,13 +111,7 @@ pub fn vjp_batch(
     }
     let cols: Vec<Result<DVector<f64>>> = (0..codes.ncols())
         .into_par_iter()
-        .map(|j| {
-            vjp(
-                solver,
-                &codes.column(j).into_owned(),
-                &cotangents.column(j).into_owned(),
-            )
-        })
+        .map(|j| vjp(solver, &codes.column(j).into_owned(), &cotangents.column(j).into_owned()))
         .collect();
     let mut out = DMatrix::zeros(solver.dictionary().nrows(), codes.ncols());
     for (j, c) in cols.into_iter().enumerate() {
@@ -147,9 +129,7 @@ pub fn jacobian(solver: &Solver, z: &DVector<f64>) -> Result<DMatrix<f64>> {
     if support.is_empty() {
         return Ok(j);
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular {
-        what: "D_S^T D_S + H",
-    })?;
+    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
     let js = chol.solve(&d.select_columns(&support).transpose());
     for (k, &s) in support.iter().enumerate() {
         j.row_mut(s).copy_from(&js.row(k));
@@ -181,24 +161,17 @@ fn prox_jacobian(norm: &GroupNorm, v: &[f64], t: f64, nonneg: bool) -> DMatrix<f
     };
     match norm {
         GroupNorm::L1 => DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], t))),
-        GroupNorm::WeightedL1(w) => {
-            DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], t * w[i])))
-        }
+        GroupNorm::WeightedL1(w) => DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], t * w[i]))),
         GroupNorm::L2 => {
-            let u: Vec<f64> = v
-                .iter()
-                .map(|&x| if nonneg { x.max(0.0) } else { x })
-                .collect();
-            let gate = DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| {
-                if nonneg && v[i] <= 0.0 { 0.0 } else { 1.0 }
-            }));
+            let u: Vec<f64> = v.iter().map(|&x| if nonneg { x.max(0.0) } else { x }).collect();
+            let gate =
+                DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| if nonneg && v[i] <= 0.0 { 0.0 } else { 1.0 }));
             block(&u, t) * gate
         }
         GroupNorm::SparseGroup { beta } => {
             let mut u = v.to_vec();
             crate::prox::soft_threshold_mut(&mut u, beta * t, nonneg);
-            let gate =
-                DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], beta * t)));
+            let gate = DMatrix::from_diagonal(&DVector::from_fn(n, |i, _| soft_gate(v[i], beta * t)));
             block(&u, (1.0 - beta) * t) * gate
         }
     }
@@ -213,11 +186,7 @@ pub fn unrolled_fista_jacobian(
 ) -> Result<(DVector<f64>, DMatrix<f64>)> {
     let d = solver.dictionary();
     if x.len() != d.nrows() {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "signal",
-            expected: (d.nrows(), 1),
-            got: (x.len(), 1),
-        });
+        return Err(SparseBpError::ShapeMismatch { what: "signal", expected: (d.nrows(), 1), got: (x.len(), 1) });
     }
     check_finite("signal", x.as_slice())?;
     let (m, big_m) = d.shape();
@@ -258,4 +227,81 @@ pub fn unrolled_fista_jacobian(
         t = tn;
     }
     Ok((z, jz))
+}
+
+/// Cotangents of the input, the dictionary and the group weights (see [`vjp_full`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FullVjp {
+    /// `(dz/dx)^T v`, length `m`.
+    pub x: DVector<f64>,
+    /// `dL/dD` (`m x M`, zero outside the active columns): `r y^T - (D_S y) z_S^T` on `S`.
+    pub dictionary: DMatrix<f64>,
+    /// `dL/dgamma_g` per group: `-<y_g, dl_g/dz_g>` (zero for inactive groups).
+    pub weights: DVector<f64>,
+}
+
+/// Vector–Jacobian products of the code with respect to the input `x`, the dictionary
+/// `D` and the group weights, at the solution `z` for `x`, for the cotangent `v`.
+///
+/// With `A = D_S^T D_S + H`, `y = A^{-1} v_S` and `r = x - D z`, differentiating the
+/// optimality condition `D_S^T (x - D_S z_S) = grad R(z_S)` gives
+/// `dL/dx = D_S y`, `dL/dD_S = r y^T - (D_S y) z_S^T`, and `dL/dgamma_g = -<y_g, grad l_g(z_g)>`.
+/// Used for dictionary learning and threshold learning through the code.
+pub fn vjp_full(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>, v: &DVector<f64>) -> Result<FullVjp> {
+    check_code(solver, z)?;
+    check_code(solver, v)?;
+    let d = solver.dictionary();
+    if x.len() != d.nrows() {
+        return Err(SparseBpError::ShapeMismatch { what: "signal", expected: (d.nrows(), 1), got: (x.len(), 1) });
+    }
+    check_finite("signal", x.as_slice())?;
+    let groups = solver.groups();
+    let (support, a) = active_system(solver, z.as_slice());
+    let mut out = FullVjp {
+        x: DVector::zeros(d.nrows()),
+        dictionary: DMatrix::zeros(d.nrows(), d.ncols()),
+        weights: DVector::zeros(groups.n_groups()),
+    };
+    if support.is_empty() {
+        return Ok(out);
+    }
+    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
+    let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
+    let y = chol.solve(&vs);
+    let ds = d.select_columns(&support);
+    let dy = &ds * &y;
+    let r = x - d * z;
+    for (k, &s) in support.iter().enumerate() {
+        let col = &r * y[k] - &dy * z[s];
+        out.dictionary.set_column(s, &col);
+    }
+    // y indexed by atom
+    let mut y_atom = vec![0.0; d.ncols()];
+    for (k, &s) in support.iter().enumerate() {
+        y_atom[s] = y[k];
+    }
+    for (gi, g) in groups.groups().iter().enumerate() {
+        let act: Vec<usize> = g.atoms.iter().copied().filter(|&a| z[a] != 0.0).collect();
+        if act.is_empty() {
+            continue;
+        }
+        let norm2 = act.iter().map(|&a| z[a] * z[a]).sum::<f64>().sqrt();
+        let mut acc = 0.0;
+        for (k, &a) in g.atoms.iter().enumerate() {
+            if z[a] == 0.0 {
+                continue;
+            }
+            let sgn = z[a].signum();
+            let grad_l = match &g.norm {
+                GroupNorm::L1 => sgn,
+                GroupNorm::WeightedL1(w) => w[k] * sgn,
+                GroupNorm::L2 => z[a] / norm2,
+                GroupNorm::SparseGroup { beta } => beta * sgn + (1.0 - beta) * z[a] / norm2,
+            };
+            acc += y_atom[a] * grad_l;
+        }
+        out.weights[gi] = -acc;
+    }
+    out.x = dy;
+    Ok(out)
 }

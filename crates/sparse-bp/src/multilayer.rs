@@ -51,12 +51,7 @@ pub struct DeepPursuitParams {
 
 impl Default for DeepPursuitParams {
     fn default() -> Self {
-        Self {
-            tol: 1e-8,
-            max_iter: 20_000,
-            restart: true,
-            feedforward_init: true,
-        }
+        Self { tol: 1e-8, max_iter: 20_000, restart: true, feedforward_init: true }
     }
 }
 
@@ -64,18 +59,10 @@ impl DeepPursuitParams {
     /// Check the fields against the table.
     pub fn check(&self) -> Result<()> {
         if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(SparseBpError::InvalidParam {
-                name: "tol",
-                value: self.tol,
-                expected: "finite and > 0",
-            });
+            return Err(SparseBpError::InvalidParam { name: "tol", value: self.tol, expected: "finite and > 0" });
         }
         if self.max_iter == 0 {
-            return Err(SparseBpError::InvalidParam {
-                name: "max_iter",
-                value: 0.0,
-                expected: ">= 1",
-            });
+            return Err(SparseBpError::InvalidParam { name: "max_iter", value: 0.0, expected: ">= 1" });
         }
         Ok(())
     }
@@ -127,24 +114,13 @@ impl MultiLayer {
         for (j, d) in dicts.iter().enumerate() {
             check_matrix("layer dictionary", d)?;
             if j > 0 && d.nrows() != dicts[j - 1].ncols() {
-                return Err(SparseBpError::LayerMismatch {
-                    layer: j,
-                    rows: d.nrows(),
-                    expected: dicts[j - 1].ncols(),
-                });
+                return Err(SparseBpError::LayerMismatch { layer: j, rows: d.nrows(), expected: dicts[j - 1].ncols() });
             }
             if !(weights[j].is_finite() && weights[j] > 0.0) {
-                return Err(SparseBpError::NonPositiveWeight {
-                    group: j,
-                    weight: weights[j],
-                });
+                return Err(SparseBpError::NonPositiveWeight { group: j, weight: weights[j] });
             }
         }
-        Ok(Self {
-            dicts,
-            weights,
-            nonneg,
-        })
+        Ok(Self { dicts, weights, nonneg })
     }
 
     /// The layer dictionaries.
@@ -270,21 +246,13 @@ impl MultiLayer {
     /// Deep Pursuit by FISTA over all layers at once (batched over the columns of `x`).
     /// Stops when the prox-gradient norm of the whole stacked code, relative to
     /// `||D_1^T x||_2`, is below `tol` for every column.
-    pub fn deep_pursuit(
-        &self,
-        x: &DMatrix<f64>,
-        params: &DeepPursuitParams,
-    ) -> Result<DeepPursuitSolution> {
+    pub fn deep_pursuit(&self, x: &DMatrix<f64>, params: &DeepPursuitParams) -> Result<DeepPursuitSolution> {
         params.check()?;
         self.check_x(x)?;
         let n = x.ncols();
         let nl = self.dicts.len();
         let a = self.stacked_dictionary();
-        let ata = if a.nrows() < a.ncols() {
-            &a * a.transpose()
-        } else {
-            a.tr_mul(&a)
-        };
+        let ata = if a.nrows() < a.ncols() { &a * a.transpose() } else { a.tr_mul(&a) };
         let l = power_iteration(&ata, 1000, 1e-12) * 1.01;
         let step = 1.0 / l.max(f64::MIN_POSITIVE);
         let mut z = if params.feedforward_init {
@@ -294,11 +262,7 @@ impl MultiLayer {
         };
         let mut y = z.clone();
         let mut t: Vec<f64> = vec![1.0; n];
-        let bnorm: Vec<f64> = self.dicts[0]
-            .tr_mul(x)
-            .column_iter()
-            .map(|c| c.norm().max(1e-300))
-            .collect();
+        let bnorm: Vec<f64> = self.dicts[0].tr_mul(x).column_iter().map(|c| c.norm().max(1e-300)).collect();
         for k in 1..=params.max_iter {
             // residuals R_j = Y_{j-1} - D_j Y_j
             let res: Vec<DMatrix<f64>> = (0..nl)
@@ -348,17 +312,9 @@ impl MultiLayer {
             }
             z = w;
             if done {
-                return Ok(DeepPursuitSolution {
-                    codes: z,
-                    iterations: k,
-                    converged: true,
-                });
+                return Ok(DeepPursuitSolution { codes: z, iterations: k, converged: true });
             }
         }
-        Ok(DeepPursuitSolution {
-            codes: z,
-            iterations: params.max_iter,
-            converged: false,
-        })
+        Ok(DeepPursuitSolution { codes: z, iterations: params.max_iter, converged: false })
     }
 }

@@ -92,9 +92,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use crate::coherence::{
-    UNIT_TOL, check_unit_atoms, group_coherence, intra_group_deviation, mutual_coherence,
-};
+use crate::coherence::{UNIT_TOL, check_unit_atoms, group_coherence, intra_group_deviation, mutual_coherence};
 use crate::error::{Result, SparseBpError, check_finite};
 use crate::groups::{GroupNorm, GroupSpec};
 use crate::solver::Solver;
@@ -132,10 +130,7 @@ impl Conclusions {
     /// All four conclusions hold (error within bound up to `slack`).
     #[must_use]
     pub fn all_hold(&self, slack: f64) -> bool {
-        self.support_inclusion
-            && self.error <= self.error_bound + slack
-            && self.large_recovered
-            && self.unique
+        self.support_inclusion && self.error <= self.error_bound + slack && self.large_recovered && self.unique
     }
 }
 
@@ -146,12 +141,7 @@ impl BpStability {
         check_code(d, gamma)?;
         let mu = mutual_coherence(d)?;
         let sparsity = gamma.iter().filter(|v| **v != 0.0).count();
-        Ok(Self {
-            mu,
-            sparsity,
-            sparsity_bound: (1.0 + 1.0 / mu) / 3.0,
-            eps,
-        })
+        Ok(Self { mu, sparsity, sparsity_bound: (1.0 + 1.0 / mu) / 3.0, eps })
     }
 
     /// Whether the hypotheses hold (`||Gamma||_0 < (1 + 1/mu)/3`).
@@ -194,34 +184,20 @@ impl BpStability {
         }
         let groups = GroupSpec::lasso(d.ncols(), self.xi().max(f64::MIN_POSITIVE))?;
         let unique = uniqueness_holds(d, &groups, y, gamma_bp, zero_tol)?;
-        Ok(Conclusions {
-            support_inclusion: inclusion,
-            error: err,
-            error_bound: bound,
-            large_recovered: large,
-            unique,
-        })
+        Ok(Conclusions { support_inclusion: inclusion, error: err, error_bound: bound, large_recovered: large, unique })
     }
 }
 
 fn check_eps(eps: f64) -> Result<()> {
     if !(eps.is_finite() && eps >= 0.0) {
-        return Err(SparseBpError::InvalidParam {
-            name: "eps",
-            value: eps,
-            expected: "finite and >= 0",
-        });
+        return Err(SparseBpError::InvalidParam { name: "eps", value: eps, expected: "finite and >= 0" });
     }
     Ok(())
 }
 
 fn check_code(d: &DMatrix<f64>, z: &DVector<f64>) -> Result<()> {
     if z.len() != d.ncols() {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "code",
-            expected: (d.ncols(), 1),
-            got: (z.len(), 1),
-        });
+        return Err(SparseBpError::ShapeMismatch { what: "code", expected: (d.ncols(), 1), got: (z.len(), 1) });
     }
     check_finite("code", z.as_slice())
 }
@@ -238,11 +214,7 @@ pub fn uniqueness_holds(
 ) -> Result<bool> {
     check_code(d, z)?;
     if y.len() != d.nrows() {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "signal",
-            expected: (d.nrows(), 1),
-            got: (y.len(), 1),
-        });
+        return Err(SparseBpError::ShapeMismatch { what: "signal", expected: (d.nrows(), 1), got: (y.len(), 1) });
     }
     let r = y - d * z;
     let v = d.tr_mul(&r);
@@ -291,13 +263,9 @@ impl GroupStability {
     pub fn new(d: &DMatrix<f64>, groups: &GroupSpec, active: &[usize]) -> Result<Self> {
         check_unit_atoms(d, UNIT_TOL)?;
         for (gi, g) in groups.groups().iter().enumerate() {
-            let ok = matches!(g.norm, GroupNorm::L2)
-                || (g.atoms.len() == 1 && matches!(g.norm, GroupNorm::L1));
+            let ok = matches!(g.norm, GroupNorm::L2) || (g.atoms.len() == 1 && matches!(g.norm, GroupNorm::L1));
             if !ok {
-                return Err(SparseBpError::UnsupportedNorm {
-                    operation: "group stability theorem",
-                    group: gi,
-                });
+                return Err(SparseBpError::UnsupportedNorm { operation: "group stability theorem", group: gi });
             }
         }
         let mu_g = group_coherence(d, groups)?;
@@ -305,22 +273,10 @@ impl GroupStability {
         let (lo, hi) = groups.weight_range();
         let rho = hi / lo;
         let k = active.len();
-        let group_bound = if mu_g > 0.0 {
-            (1.0 - delta + mu_g) / ((2.0 * rho + 1.0) * mu_g)
-        } else {
-            f64::INFINITY
-        };
+        let group_bound = if mu_g > 0.0 { (1.0 - delta + mu_g) / ((2.0 * rho + 1.0) * mu_g) } else { f64::INFINITY };
         let den = 1.0 - delta - (k.saturating_sub(1)) as f64 * mu_g;
         let kappa = if den > 0.0 { 1.0 / den } else { f64::INFINITY };
-        Ok(Self {
-            mu_g,
-            delta,
-            rho,
-            gamma_min: lo,
-            k,
-            group_bound,
-            kappa,
-        })
+        Ok(Self { mu_g, delta, rho, gamma_min: lo, k, group_bound, kappa })
     }
 
     /// (H1): `k < (1 - delta + mu_G)/((2 rho + 1) mu_G)`.
@@ -350,22 +306,22 @@ impl GroupStability {
         if !self.sparsity_hypothesis() {
             return 0.0;
         }
-        let e = (min_active_norm / self.kappa - self.rho * self.gamma_min)
-            / (1.0 + self.delta).sqrt();
+        let e = (min_active_norm / self.kappa - self.rho * self.gamma_min) / (1.0 + self.delta).sqrt();
         e.min(self.gamma_min / 4.0).max(0.0)
     }
 
-    /// Measure every conclusion for the solution `z` for `y = D Gamma + E`.
+    /// Measure every conclusion for the solution `z` for `y = D Gamma + E`, computed by
+    /// `solver` (whose dictionary and groups/weights define the problem).
     pub fn check(
         &self,
-        d: &DMatrix<f64>,
-        groups: &GroupSpec,
+        solver: &Solver,
         gamma: &DVector<f64>,
         y: &DVector<f64>,
         z: &DVector<f64>,
         eps: f64,
         zero_tol: f64,
     ) -> Result<Conclusions> {
+        let (d, groups) = (solver.dictionary(), solver.groups());
         check_eps(eps)?;
         check_code(d, gamma)?;
         check_code(d, z)?;
@@ -436,9 +392,7 @@ impl LocalCertificate {
     ) -> Result<f64> {
         let f = match features {
             Features::Code => self.code.clone(),
-            Features::GroupNorms => {
-                DVector::from_vec(groups.group_norms(self.code.as_slice()))
-            }
+            Features::GroupNorms => DVector::from_vec(groups.group_norms(self.code.as_slice())),
         };
         if w.ncols() != f.len() || bias.len() != w.nrows() || w.nrows() == 0 {
             return Err(SparseBpError::ShapeMismatch {
@@ -454,21 +408,11 @@ impl LocalCertificate {
             Features::Code => self.support.clone(),
             Features::GroupNorms => self.active_groups.clone(),
         };
-        let restricted_norm = |row: DVector<f64>| {
-            movable.iter().map(|&i| row[i] * row[i]).sum::<f64>().sqrt()
-        };
-        let lip = if self.sigma_min > 0.0 {
-            1.0 / self.sigma_min
-        } else {
-            f64::INFINITY
-        };
+        let restricted_norm = |row: DVector<f64>| movable.iter().map(|&i| row[i] * row[i]).sum::<f64>().sqrt();
+        let lip = if self.sigma_min > 0.0 { 1.0 / self.sigma_min } else { f64::INFINITY };
         let margin_radius = if w.nrows() == 1 {
             let n = restricted_norm(w.row(0).transpose());
-            if n == 0.0 {
-                f64::INFINITY
-            } else {
-                scores[0].abs() / (n * lip)
-            }
+            if n == 0.0 { f64::INFINITY } else { scores[0].abs() / (n * lip) }
         } else {
             let top = scores.imax();
             let mut best = f64::INFINITY;
@@ -491,20 +435,12 @@ impl LocalCertificate {
 
 /// Certificate for one signal `x` and its (accurately solved) code `z` under the solver's
 /// dictionary and groups. Any norm, non-negative or not.
-pub fn local_certificate(
-    solver: &Solver,
-    x: &DVector<f64>,
-    z: &DVector<f64>,
-) -> Result<LocalCertificate> {
+pub fn local_certificate(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>) -> Result<LocalCertificate> {
     let d = solver.dictionary();
     let groups = solver.groups();
     check_code(d, z)?;
     if x.len() != d.nrows() {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "signal",
-            expected: (d.nrows(), 1),
-            got: (x.len(), 1),
-        });
+        return Err(SparseBpError::ShapeMismatch { what: "signal", expected: (d.nrows(), 1), got: (x.len(), 1) });
     }
     check_finite("signal", x.as_slice())?;
     let r = x - d * z;
@@ -522,17 +458,9 @@ pub fn local_certificate(
             crate::groups::gather(v.as_slice(), &g.atoms, &mut buf);
             let slack = g.weight - g.norm.dual(&buf, groups.nonneg());
             let dg = d.select_columns(&g.atoms);
-            let op = if g.atoms.len() == 1 {
-                dg.norm()
-            } else {
-                dg.singular_values().max()
-            };
+            let op = if g.atoms.len() == 1 { dg.norm() } else { dg.singular_values().max() };
             let denom = g.norm.dual_lipschitz() * op;
-            let m = if denom > 0.0 {
-                slack.max(0.0) / denom
-            } else {
-                f64::INFINITY
-            };
+            let m = if denom > 0.0 { slack.max(0.0) / denom } else { f64::INFINITY };
             inactive_margin = inactive_margin.min(m);
         }
     }
@@ -540,15 +468,8 @@ pub fn local_certificate(
         (1.0, f64::INFINITY)
     } else {
         let ds = d.select_columns(&support);
-        let s = if ds.ncols() > ds.nrows() {
-            0.0
-        } else {
-            ds.singular_values().min()
-        };
-        let min_norm = active_groups
-            .iter()
-            .map(|&g| norms[g])
-            .fold(f64::INFINITY, f64::min);
+        let s = if ds.ncols() > ds.nrows() { 0.0 } else { ds.singular_values().min() };
+        let min_norm = active_groups.iter().map(|&g| norms[g]).fold(f64::INFINITY, f64::min);
         (s, s * min_norm)
     };
     Ok(LocalCertificate {

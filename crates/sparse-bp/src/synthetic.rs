@@ -46,11 +46,7 @@ pub fn random_orthogonal<R: Rng + ?Sized>(m: usize, rng: &mut R) -> DMatrix<f64>
 /// permuted within each basis. Mutual coherence exactly `1/sqrt(m)`. `m` must be a power of 2.
 pub fn two_ortho_dictionary<R: Rng + ?Sized>(m: usize, rng: &mut R) -> Result<DMatrix<f64>> {
     if m == 0 || !m.is_power_of_two() {
-        return Err(SparseBpError::InvalidParam {
-            name: "m",
-            value: m as f64,
-            expected: "a power of two",
-        });
+        return Err(SparseBpError::InvalidParam { name: "m", value: m as f64, expected: "a power of two" });
     }
     let mut h = DMatrix::from_element(1, 1, 1.0);
     while h.nrows() < m {
@@ -89,18 +85,10 @@ pub fn group_sparse_code<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<(DVector<f64>, Vec<usize>)> {
     if k_active > groups.n_groups() {
-        return Err(SparseBpError::InvalidParam {
-            name: "k_active",
-            value: k_active as f64,
-            expected: "<= n_groups",
-        });
+        return Err(SparseBpError::InvalidParam { name: "k_active", value: k_active as f64, expected: "<= n_groups" });
     }
     if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-        return Err(SparseBpError::InvalidParam {
-            name: "lo/hi",
-            value: lo,
-            expected: "finite, lo <= hi",
-        });
+        return Err(SparseBpError::InvalidParam { name: "lo/hi", value: lo, expected: "finite, lo <= hi" });
     }
     let mut ids: Vec<usize> = (0..groups.n_groups()).collect();
     for i in 0..k_active {
@@ -128,4 +116,31 @@ pub fn sphere_vector<R: Rng + ?Sized>(m: usize, eps: f64, rng: &mut R) -> DVecto
     });
     let n = v.norm();
     if n == 0.0 { v } else { v * (eps / n) }
+}
+
+/// `n` signals `X = D Gamma` whose codes each have `k_active` random active groups with
+/// entries of magnitude `U[lo, hi]` (random signs). Returns `(Gamma, X)`.
+pub fn group_sparse_signals<R: Rng + ?Sized>(
+    d: &DMatrix<f64>,
+    groups: &GroupSpec,
+    k_active: usize,
+    n: usize,
+    lo: f64,
+    hi: f64,
+    rng: &mut R,
+) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
+    if d.ncols() != groups.n_atoms() {
+        return Err(SparseBpError::ShapeMismatch {
+            what: "dictionary columns vs group atoms",
+            expected: (d.nrows(), groups.n_atoms()),
+            got: d.shape(),
+        });
+    }
+    let mut codes = DMatrix::zeros(groups.n_atoms(), n);
+    for j in 0..n {
+        let (z, _) = group_sparse_code(groups, k_active, lo, hi, false, rng)?;
+        codes.set_column(j, &z);
+    }
+    let x = d * &codes;
+    Ok((codes, x))
 }

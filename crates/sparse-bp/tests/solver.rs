@@ -8,12 +8,7 @@ use sparse_bp::synthetic::gaussian_dictionary;
 use sparse_bp::*;
 
 fn params(alg: Algorithm, tol: f64) -> SolverParams {
-    SolverParams::builder()
-        .algorithm(alg)
-        .tol(tol)
-        .max_iter(200_000)
-        .build()
-        .unwrap()
+    SolverParams::builder().algorithm(alg).tol(tol).max_iter(200_000).build().unwrap()
 }
 
 #[test]
@@ -51,53 +46,33 @@ fn invalid_groups_are_rejected() {
         GroupSpec::new(3, vec![g(vec![0, 1], 1.0), g(vec![1, 2], 1.0)]),
         Err(SparseBpError::OverlappingGroups { atom: 1, first: 0, second: 1 })
     ));
-    assert!(matches!(
-        GroupSpec::new(3, vec![g(vec![0, 1], 1.0)]),
-        Err(SparseBpError::MissingAtom { atom: 2 })
-    ));
+    assert!(matches!(GroupSpec::new(3, vec![g(vec![0, 1], 1.0)]), Err(SparseBpError::MissingAtom { atom: 2 })));
     assert!(matches!(
         GroupSpec::new(2, vec![g(vec![0], 0.0), g(vec![1], 1.0)]),
         Err(SparseBpError::NonPositiveWeight { group: 0, .. })
     ));
     assert!(GroupSpec::new(2, vec![g(vec![0], f64::NAN), g(vec![1], 1.0)]).is_err());
-    assert!(matches!(
-        GroupSpec::new(2, vec![g(vec![0, 5], 1.0)]),
-        Err(SparseBpError::AtomOutOfRange { atom: 5, .. })
-    ));
+    assert!(matches!(GroupSpec::new(2, vec![g(vec![0, 5], 1.0)]), Err(SparseBpError::AtomOutOfRange { atom: 5, .. })));
     assert!(matches!(
         GroupSpec::new(2, vec![g(vec![], 1.0), g(vec![0, 1], 1.0)]),
         Err(SparseBpError::EmptyGroup { group: 0 })
     ));
-    assert!(
-        GroupSpec::new(1, vec![Group::new(vec![0], 1.0, GroupNorm::SparseGroup { beta: 1.5 })])
-            .is_err()
-    );
-    assert!(
-        GroupSpec::new(2, vec![Group::new(vec![0, 1], 1.0, GroupNorm::WeightedL1(vec![1.0]))])
-            .is_err()
-    );
-    assert!(
-        GroupSpec::new(2, vec![Group::new(vec![0, 1], 1.0, GroupNorm::WeightedL1(vec![1.0, -1.0]))])
-            .is_err()
-    );
+    assert!(GroupSpec::new(1, vec![Group::new(vec![0], 1.0, GroupNorm::SparseGroup { beta: 1.5 })]).is_err());
+    assert!(GroupSpec::new(2, vec![Group::new(vec![0, 1], 1.0, GroupNorm::WeightedL1(vec![1.0]))]).is_err());
+    assert!(GroupSpec::new(2, vec![Group::new(vec![0, 1], 1.0, GroupNorm::WeightedL1(vec![1.0, -1.0]))]).is_err());
     assert!(GroupSpec::contiguous_blocks(10, 3, 1.0, GroupNorm::L2).is_err());
 }
 
 #[test]
 fn bad_inputs_give_errors_not_panics() {
     let d = DMatrix::<f64>::identity(3, 3);
-    let s = Solver::new(d.clone(), GroupSpec::lasso(3, 1.0).unwrap(), SolverParams::default())
-        .unwrap();
-    assert!(matches!(
-        s.solve(&DMatrix::zeros(4, 2)),
-        Err(SparseBpError::ShapeMismatch { .. })
-    ));
+    let s = Solver::new(d.clone(), GroupSpec::lasso(3, 1.0).unwrap(), SolverParams::default()).unwrap();
+    assert!(matches!(s.solve(&DMatrix::zeros(4, 2)), Err(SparseBpError::ShapeMismatch { .. })));
     let mut x = DMatrix::zeros(3, 2);
     x[(1, 1)] = f64::NAN;
     assert!(matches!(s.solve(&x), Err(SparseBpError::NonFinite { index: 4, .. })));
     assert!(s.solve_warm(&DMatrix::zeros(3, 2), &DMatrix::zeros(2, 2)).is_err());
-    assert!(Solver::new(d.clone(), GroupSpec::lasso(4, 1.0).unwrap(), SolverParams::default())
-        .is_err());
+    assert!(Solver::new(d.clone(), GroupSpec::lasso(4, 1.0).unwrap(), SolverParams::default()).is_err());
     let mut dn = d.clone();
     dn[(0, 0)] = f64::INFINITY;
     assert!(Solver::new(dn, GroupSpec::lasso(3, 1.0).unwrap(), SolverParams::default()).is_err());
@@ -162,7 +137,8 @@ fn random_groups(kind: u8, big_m: usize, w: f64, nonneg: bool) -> GroupSpec {
         0 => GroupSpec::lasso(big_m, w).unwrap(),
         1 => GroupSpec::contiguous_blocks(big_m, 4, w, GroupNorm::L2).unwrap(),
         2 => GroupSpec::contiguous_blocks(big_m, 4, w, GroupNorm::SparseGroup { beta: 0.4 }).unwrap(),
-        3 => GroupSpec::weighted_lasso(&(0..big_m).map(|i| w * (0.5 + (i % 3) as f64 * 0.5)).collect::<Vec<_>>()).unwrap(),
+        3 => GroupSpec::weighted_lasso(&(0..big_m).map(|i| w * (0.5 + (i % 3) as f64 * 0.5)).collect::<Vec<_>>())
+            .unwrap(),
         _ => {
             // mixed sizes and norms
             let mut groups = Vec::new();
@@ -272,9 +248,43 @@ fn prox_gradient_stopping_rule_works() {
 fn serde_bincode_roundtrip() {
     let mut rng = StdRng::seed_from_u64(1);
     let d = gaussian_dictionary(5, 8, &mut rng);
-    let s = Solver::new(d, GroupSpec::contiguous_blocks(8, 2, 0.3, GroupNorm::L2).unwrap(), SolverParams::default()).unwrap();
+    let s = Solver::new(d, GroupSpec::contiguous_blocks(8, 2, 0.3, GroupNorm::L2).unwrap(), SolverParams::default())
+        .unwrap();
     let bytes = bincode::serde::encode_to_vec(&s, bincode::config::standard()).unwrap();
     let (back, _): (Solver, usize) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
     assert_eq!(back.groups(), s.groups());
     assert_eq!(back.dictionary(), s.dictionary());
+}
+
+/// The lasso coordinate-descent fast path (active set + support polishing) and the plain
+/// sweep path reach the same codes, including non-negative and weighted lasso.
+#[test]
+fn polishing_matches_plain_coordinate_descent() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let d = gaussian_dictionary(30, 90, &mut rng);
+    let x = gaussian_dictionary(30, 12, &mut rng) * 3.0;
+    let weights: Vec<f64> = (0..90).map(|i| 0.05 + 0.01 * (i % 7) as f64).collect();
+    for groups in [
+        GroupSpec::lasso(90, 0.1).unwrap(),
+        GroupSpec::lasso(90, 0.1).unwrap().with_nonneg(true),
+        GroupSpec::weighted_lasso(&weights).unwrap(),
+    ] {
+        let mk = |polish: bool, stopping: StoppingRule| {
+            let p = SolverParams::builder()
+                .algorithm(Algorithm::CoordinateDescent)
+                .tol(1e-12)
+                .polish(polish)
+                .stopping(stopping)
+                .max_iter(1_000_000)
+                .build()
+                .unwrap();
+            Solver::new(d.clone(), groups.clone(), p).unwrap().solve(&x).unwrap()
+        };
+        let fast = mk(true, StoppingRule::DualityGap);
+        let plain = mk(false, StoppingRule::DualityGap);
+        let sweep = mk(true, StoppingRule::ProxGradient);
+        assert!(fast.all_converged() && plain.all_converged() && sweep.all_converged());
+        assert!((&fast.codes - &plain.codes).amax() < 1e-5);
+        assert!((&fast.codes - &sweep.codes).amax() < 1e-5);
+    }
 }

@@ -1,0 +1,707 @@
+//! The clocked (time-stepped) forward engine (spec §1, "Clocked engine").
+//!
+//! # Time grid and conventions
+//!
+//! With `N = round(t_end / dt)` the grid is `t_n = n dt`, `n = 0 ..= N`. Step `n` does, in order:
+//!
+//! 1. **propagate** every non-input neuron from `t_{n-1}` to `t_n` with the exact one-step
+//!    propagator of the linear dynamics (`alpha = e^{-dt/tau_m}`, `beta = e^{-dt/tau_s}`,
+//!    `c = tau_s/(tau_s - tau_m)`):
+//!    `V <- alpha V + c (beta - alpha) I`, `I <- beta I` — without spikes this is
+//!    [`Leak::propagate`](crate::Leak::propagate) over `dt`, step after step;
+//! 2. **spikes** (steps `1 ..= N-1` only; `t_N ≈ t_end` counts as "at the end" and events at or
+//!    after `t_end` are ignored): every LIF neuron with `V >= theta` spikes at `t_n`; the record
+//!    gets `(t_n, global neuron, I - V)` with `I`, `V` as they are now, then `V := 0`;
+//! 3. **emission**: a spike of neuron `i` at step `n` (a LIF spike from 2., or an input spike
+//!    binned to step `n`) is written to the postsynaptic ring buffers at step
+//!    `n + round(d_ji / dt)`; arrivals after step `N` are dropped;
+//! 4. **absorption**: every neuron's ring slot of step `n` is added to its `I` and cleared
+//!    (so zero-delay arrivals of spikes emitted at step `n` land in the same step, as in
+//!    continuous time: `I` jumps, `V` is continuous);
+//! 5. **readout** of the output population at `t_n`.
+//!
+//! **Input binning**: an input spike at time `t < t_end` is emitted at step `round(t / dt)`
+//! (nearest grid point, so the arrival is off by at most `dt/2`); inputs at or after `t_end` are
+//! ignored. A LIF spike detected at `t_n` crossed the threshold in `(t_{n-1}, t_n]`. Both errors
+//! are `O(dt)`, so the clocked engine converges to the exact one as `dt -> 0`.
+//!
+//! **Readouts** on the grid: `ExpIntegral` is `(1/N) Σ_{n=0}^{N} e^{-t_n/T} V_k(t_n)`
+//! (`V(t_0) = 0`), `MaxVoltage` the grid maximum (first arg-max; time `t_n`; `kinks` all `None`,
+//! the clocked engine does not detect them), `FirstSpike` the grid time of the first spike,
+//! `VoltageAt(t)` the voltage at the nearest grid point `round(t/dt)`.
+//!
+//! # Memory layout
+//!
+//! Non-input neurons have a dense "state index" (population order, input population skipped).
+//! The ring buffer is `slots x n_state` with `slots = max_delay_steps + 1`, a slot being one row:
+//! a spike of `i` does `ring[(n + D_ji) % slots][j] += w_ji` down the contiguous weight column
+//! of `i`, with the flat offsets `D_ji * n_state + j` precomputed per connection in a
+//! [`ClockedPlan`] (rebuilt at each `run_into`, once per batch in `run_batch`).
+
+use rayon::prelude::*;
+
+use crate::engine::{SimConfig, Simulator, check_input};
+use crate::error::{CoreError, Result};
+use crate::network::{Network, NeuronKind, PopulationId};
+use crate::record::{ForwardRecord, ReadoutKind};
+use crate::spikes::{SpikeTrain, SpikeTrains, validate};
+
+/// Largest number of grid steps of one run.
+const MAX_STEPS: f64 = 1e9;
+
+/// The clocked engine: a time grid of step `dt` (see the [module docs](self) for conventions).
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use snn_core::{ClockedEngine, LiParams, LifParams, NetworkBuilder, ReadoutKind, SimConfig, Simulator, SpikeTrains};
+///
+/// let mut b = NetworkBuilder::new();
+/// let inp = b.input("in", 1);
+/// let hid = b.lif("hidden", 1, LifParams::default());
+/// let out = b.li("out", 1, LiParams::default());
+/// b.connect(inp, hid, DMatrix::from_element(1, 1, 5.0), DMatrix::from_element(1, 1, 1.0));
+/// b.connect(hid, out, DMatrix::from_element(1, 1, 1.0), DMatrix::zeros(1, 1));
+/// let net = b.build().unwrap();
+///
+/// let engine = ClockedEngine::new(SimConfig::new(50.0, ReadoutKind::MaxVoltage), 0.1).unwrap();
+/// let mut batch = SpikeTrains::new(1);
+/// batch.push_sample(&[2.0], &[0]).unwrap();
+/// let rec = engine.run(&net, batch.sample(0)).unwrap();
+/// assert_eq!(rec.spikes.len(), 1);
+/// assert!(rec.spikes.times[0] > 3.0 && rec.readout.values[0] > 0.0);
+/// assert!(ClockedEngine::new(SimConfig::default(), 0.0).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockedEngine {
+    config: SimConfig,
+    dt: f64,
+    steps: usize,
+}
+
+impl ClockedEngine {
+    /// Checked constructor: `config` valid, `dt` finite and `> 0`, `1 <= round(t_end/dt) <= 1e9`.
+    pub fn new(config: SimConfig, dt: f64) -> Result<Self> {
+        config.check()?;
+        if !(dt.is_finite() && dt > 0.0) {
+            return Err(CoreError::InvalidSetting { param: "dt", value: dt, reason: "must be finite and > 0" });
+        }
+        let ratio = (config.t_end / dt).round();
+        if !(ratio >= 1.0 && ratio <= MAX_STEPS) {
+            return Err(CoreError::InvalidSetting {
+                param: "dt",
+                value: dt,
+                reason: "round(t_end / dt) must be between 1 and 1e9 steps",
+            });
+        }
+        Ok(Self { config, dt, steps: ratio as usize })
+    }
+
+    /// Time step (ms).
+    pub fn dt(&self) -> f64 {
+        self.dt
+    }
+
+    /// Number of steps `N = round(t_end/dt)`; the grid is `0 ..= N`.
+    pub fn num_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Grid step of time `t >= 0` (nearest grid point, `round(t/dt)`), not clamped.
+    #[inline]
+    pub fn step_of(&self, t: f64) -> usize {
+        (t / self.dt + 0.5).floor() as usize
+    }
+
+    /// The delivery plan of `net` on this grid (quantised delays, ring geometry).
+    pub fn plan(&self, net: &Network) -> Result<ClockedPlan> {
+        let mut plan = ClockedPlan::default();
+        plan.rebuild(net, self)?;
+        Ok(plan)
+    }
+
+    /// Forward pass of one sample with a prebuilt plan (see [`ClockedEngine::plan`]); `plan` must
+    /// have been built from the same `net` (its weights may have changed, its delays not).
+    pub fn run_planned(
+        &self,
+        net: &Network,
+        plan: &ClockedPlan,
+        input: SpikeTrain<'_>,
+        state: &mut ClockedState,
+        out: &mut ForwardRecord,
+    ) -> Result<()> {
+        forward(self, net, plan, input, state, out)
+    }
+}
+
+/// Per-population constants of the clocked engine.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PopPlan {
+    /// First state index (non-input neurons only; meaningless for the input population).
+    pub state_off: usize,
+    /// First global neuron index.
+    pub global_off: usize,
+    /// Number of neurons.
+    pub size: usize,
+    /// Whether this is the input population.
+    pub is_input: bool,
+    /// Threshold of a LIF population, `None` for LI and input.
+    pub theta: Option<f64>,
+    /// `tau_m` (ms; 0 for the input population).
+    pub tau_m: f64,
+    /// `tau_s` (ms; 0 for the input population).
+    pub tau_s: f64,
+    /// `alpha = e^{-dt/tau_m}`.
+    pub alpha: f64,
+    /// `beta = e^{-dt/tau_s}`.
+    pub beta: f64,
+    /// `c (beta - alpha)`: the `I -> V` entry of the one-step propagator.
+    pub coupling: f64,
+}
+
+/// Per-connection delivery data of the clocked engine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConnPlan {
+    /// Presynaptic population index.
+    pub pre: usize,
+    /// Postsynaptic population index.
+    pub post: usize,
+    /// Postsynaptic population size (rows of the matrices).
+    pub n_post: usize,
+    /// `round(d_ji/dt) * n_state + state(j)` per synapse, `post x pre` column-major like the weights.
+    pub offsets: Vec<u32>,
+}
+
+/// What the clocked engine precomputes from a network: population constants, quantised
+/// delays as flat ring offsets, ring geometry. Rebuilt with allocations reused.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClockedPlan {
+    /// Number of non-input neurons (row length of the ring buffer).
+    pub n_state: usize,
+    /// Ring slots: `max_delay_steps + 1`.
+    pub slots: usize,
+    /// Populations, in network order.
+    pub pops: Vec<PopPlan>,
+    /// Connections, in network order.
+    pub conns: Vec<ConnPlan>,
+}
+
+impl ClockedPlan {
+    /// `slots * n_state`, the ring length.
+    pub fn ring_len(&self) -> usize {
+        self.slots * self.n_state
+    }
+
+    /// Rebuilds the plan for `net` on `engine`'s grid, reusing allocations.
+    pub fn rebuild(&mut self, net: &Network, engine: &ClockedEngine) -> Result<()> {
+        let dt = engine.dt;
+        self.pops.clear();
+        let mut state = 0;
+        for (p, pop) in net.populations().iter().enumerate() {
+            let global_off = net.offset(PopulationId(p));
+            let mut pp = PopPlan { state_off: state, global_off, size: pop.size(), ..PopPlan::default() };
+            match pop.kind() {
+                NeuronKind::Input => pp.is_input = true,
+                kind => {
+                    let leak = kind.leak().expect("integrating population");
+                    if let NeuronKind::Lif(l) = kind {
+                        pp.theta = Some(l.theta());
+                    }
+                    pp.tau_m = leak.tau_m();
+                    pp.tau_s = leak.tau_s();
+                    pp.alpha = (-dt / pp.tau_m).exp();
+                    pp.beta = (-dt / pp.tau_s).exp();
+                    pp.coupling = leak.coupling() * (pp.beta - pp.alpha);
+                    state += pop.size();
+                }
+            }
+            self.pops.push(pp);
+        }
+        self.n_state = state;
+
+        let inv_dt = 1.0 / dt;
+        let mut max_steps = 0usize;
+        for c in net.connections() {
+            for &d in c.delays().iter() {
+                if !(d.is_finite() && d >= 0.0) {
+                    return Err(CoreError::InvalidSetting {
+                        param: "delay",
+                        value: d,
+                        reason: "delays must be finite and >= 0 (run Network::check after delays_mut)",
+                    });
+                }
+                max_steps = max_steps.max((d * inv_dt + 0.5) as usize);
+            }
+        }
+        self.slots = max_steps + 1;
+        if (self.slots as u128) * (state as u128) >= u32::MAX as u128 {
+            return Err(CoreError::InvalidSetting {
+                param: "dt",
+                value: dt,
+                reason: "max_delay/dt x number of neurons is too large for the ring buffer",
+            });
+        }
+
+        let n_state = state;
+        self.conns.resize_with(net.connections().len(), ConnPlan::default);
+        for (c, cp) in net.connections().iter().zip(&mut self.conns) {
+            cp.pre = c.pre().0;
+            cp.post = c.post().0;
+            cp.n_post = c.delays().nrows();
+            let post_off = self.pops[cp.post].state_off;
+            cp.offsets.clear();
+            cp.offsets.reserve(c.delays().len());
+            for col in c.delays().column_iter() {
+                cp.offsets.extend(
+                    col.iter().enumerate().map(|(j, &d)| ((d * inv_dt + 0.5) as usize * n_state + post_off + j) as u32),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Population index of a global neuron, `None` if out of range.
+    pub fn locate(&self, global: usize) -> Option<usize> {
+        self.pops.iter().position(|p| (p.global_off..p.global_off + p.size).contains(&global))
+    }
+}
+
+/// Adds `w` into the ring at `base_off + offs` (wrapping once): the fan-out of one spike.
+///
+/// Requires `base_off < ring.len()` and every offset `< ring.len()` (true for offsets of a
+/// [`ClockedPlan`] and `ring.len() == plan.ring_len()`); checked, panicking, otherwise.
+#[inline]
+pub fn scatter(ring: &mut [f64], base_off: usize, w: &[f64], offs: &[u32]) {
+    let rn = ring.len();
+    assert!(base_off < rn || w.is_empty(), "ring base out of range");
+    for (&wj, &o) in w.iter().zip(offs) {
+        let o = o as usize;
+        debug_assert!(o < rn);
+        let mut idx = base_off + o;
+        if idx >= rn {
+            idx -= rn;
+        }
+        // idx < 2 rn before the wrap only if o < rn; otherwise fall back to a checked access.
+        if o < rn {
+            // SAFETY: base_off < rn and o < rn, so idx < 2 rn, and after one wrap idx < rn.
+            unsafe { *ring.get_unchecked_mut(idx) += wj };
+        } else {
+            ring[idx % rn] += wj;
+        }
+    }
+}
+
+/// Working state of one forward pass (per thread): voltages, currents, ring buffer, readout accumulators.
+#[derive(Debug, Clone, Default)]
+pub struct ClockedState {
+    v: Vec<f64>,
+    i: Vec<f64>,
+    ring: Vec<f64>,
+    acc: Vec<f64>,
+    acc_t: Vec<f64>,
+    readout_steps: Vec<usize>,
+}
+
+impl ClockedState {
+    fn reset(&mut self, plan: &ClockedPlan) {
+        for b in [&mut self.v, &mut self.i] {
+            b.clear();
+            b.resize(plan.n_state, 0.0);
+        }
+        self.ring.clear();
+        self.ring.resize(plan.ring_len(), 0.0);
+    }
+
+    /// Bytes held by the buffers (capacity).
+    pub fn heap_bytes(&self) -> usize {
+        8 * (self.v.capacity() + self.i.capacity() + self.ring.capacity() + self.acc.capacity() + self.acc_t.capacity())
+            + std::mem::size_of::<usize>() * self.readout_steps.capacity()
+    }
+}
+
+/// Working buffers of [`ClockedEngine`]: its plan (rebuilt at every `run_into`) and its state.
+#[derive(Debug, Clone, Default)]
+pub struct ClockedScratch {
+    /// Plan of the last network run.
+    pub plan: ClockedPlan,
+    /// Forward state.
+    pub state: ClockedState,
+}
+
+impl Simulator for ClockedEngine {
+    type Scratch = ClockedScratch;
+
+    fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    fn scratch(&self, _net: &Network) -> ClockedScratch {
+        ClockedScratch::default()
+    }
+
+    fn run_into(
+        &self,
+        net: &Network,
+        input: SpikeTrain<'_>,
+        scratch: &mut ClockedScratch,
+        out: &mut ForwardRecord,
+    ) -> Result<()> {
+        scratch.plan.rebuild(net, self)?;
+        forward(self, net, &scratch.plan, input, &mut scratch.state, out)
+    }
+
+    /// Builds the plan once, then runs the samples in parallel (one [`ClockedState`] per rayon job).
+    fn run_batch(&self, net: &Network, batch: &SpikeTrains) -> Result<Vec<ForwardRecord>> {
+        check_input(net, batch)?;
+        let plan = self.plan(net)?;
+        (0..batch.len())
+            .into_par_iter()
+            .map_init(ClockedState::default, |state, s| {
+                let mut out = ForwardRecord::default();
+                forward(self, net, &plan, batch.sample(s), state, &mut out).map(|()| out)
+            })
+            .collect()
+    }
+}
+
+fn forward(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    st: &mut ClockedState,
+    out: &mut ForwardRecord,
+) -> Result<()> {
+    out.clear();
+    let cfg = &engine.config;
+    let in_pop = net.input().0;
+    let out_pop = net.output().0;
+    if plan.pops.len() != net.populations().len() || plan.conns.len() != net.connections().len() {
+        return Err(CoreError::InvalidNetwork("clocked plan was built for another network"));
+    }
+    for (cp, c) in plan.conns.iter().zip(net.connections()) {
+        if cp.offsets.len() != c.weights().len() || cp.n_post != c.weights().nrows() {
+            return Err(CoreError::InvalidNetwork("clocked plan was built for another network"));
+        }
+    }
+    validate(plan.pops[in_pop].size, 0, input.times, input.neurons)?;
+    let op = plan.pops[out_pop];
+    if matches!(cfg.readout, ReadoutKind::FirstSpike) && op.theta.is_none() {
+        return Err(CoreError::InvalidNetwork("FirstSpike readout needs a LIF output population"));
+    }
+    st.reset(plan);
+    let n_out = op.size;
+    let steps = engine.steps;
+    let dt = engine.dt;
+    let t_end = cfg.t_end;
+    let n_state = plan.n_state;
+
+    // Readout accumulators.
+    st.acc.clear();
+    st.acc_t.clear();
+    st.readout_steps.clear();
+    match &cfg.readout {
+        ReadoutKind::ExpIntegral => st.acc.resize(n_out, 0.0),
+        ReadoutKind::MaxVoltage => {
+            st.acc.resize(n_out, f64::NEG_INFINITY);
+            st.acc_t.resize(n_out, 0.0);
+        }
+        ReadoutKind::FirstSpike => st.acc.resize(n_out, f64::INFINITY),
+        ReadoutKind::VoltageAt(ts) => {
+            st.acc.resize(n_out * ts.len(), 0.0);
+            st.readout_steps.extend(ts.iter().map(|&t| engine.step_of(t).min(steps)));
+        }
+    }
+    let mut next_readout = 0usize;
+
+    let ClockedState { v, i, ring, acc, acc_t, readout_steps } = st;
+    let mut next_input = 0usize;
+    let n_input = input.times.iter().position(|&t| t >= t_end).unwrap_or(input.len());
+
+    for n in 0..=steps {
+        let base_off = (n % plan.slots) * n_state;
+        // 1. propagate
+        if n > 0 {
+            for p in plan.pops.iter().filter(|p| !p.is_input) {
+                let r = p.state_off..p.state_off + p.size;
+                let (a, b, c) = (p.alpha, p.beta, p.coupling);
+                for (vj, ij) in v[r.clone()].iter_mut().zip(&mut i[r]) {
+                    *vj = a * *vj + c * *ij;
+                    *ij *= b;
+                }
+            }
+        }
+        // 2.-3. spikes of LIF neurons and their emission
+        if n > 0 && n < steps {
+            let t = n as f64 * dt;
+            for (pi, p) in plan.pops.iter().enumerate() {
+                let Some(theta) = p.theta else { continue };
+                for j in 0..p.size {
+                    let s = p.state_off + j;
+                    if v[s] < theta {
+                        continue;
+                    }
+                    if out.spikes.len() >= cfg.max_spikes {
+                        return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
+                    }
+                    out.spikes.push(t, (p.global_off + j) as u32, i[s] - v[s]);
+                    v[s] = 0.0;
+                    if pi == out_pop && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
+                        acc[j] = t;
+                    }
+                    for &cid in net.outgoing(PopulationId(pi)) {
+                        let cp = &plan.conns[cid.0];
+                        let w = net.connection(cid).weights();
+                        let col = j * cp.n_post..(j + 1) * cp.n_post;
+                        scatter(ring, base_off, &w.as_slice()[col.clone()], &cp.offsets[col]);
+                    }
+                }
+            }
+        }
+        // 3. input spikes binned to this step
+        while next_input < n_input && engine.step_of(input.times[next_input]) <= n {
+            let j = input.neurons[next_input] as usize;
+            for &cid in net.outgoing(PopulationId(in_pop)) {
+                let cp = &plan.conns[cid.0];
+                let w = net.connection(cid).weights();
+                let col = j * cp.n_post..(j + 1) * cp.n_post;
+                scatter(ring, base_off, &w.as_slice()[col.clone()], &cp.offsets[col]);
+            }
+            next_input += 1;
+        }
+        // 4. absorb this step's arrivals
+        for (ij, rj) in i.iter_mut().zip(&mut ring[base_off..base_off + n_state]) {
+            *ij += *rj;
+            *rj = 0.0;
+        }
+        // 5. readout
+        let vo = &v[op.state_off..op.state_off + n_out];
+        match &cfg.readout {
+            ReadoutKind::ExpIntegral => {
+                let f = (-(n as f64 * dt) / t_end).exp();
+                for (a, &x) in acc.iter_mut().zip(vo) {
+                    *a += f * x;
+                }
+            }
+            ReadoutKind::MaxVoltage => {
+                for k in 0..n_out {
+                    if vo[k] > acc[k] {
+                        acc[k] = vo[k];
+                        acc_t[k] = n as f64 * dt;
+                    }
+                }
+            }
+            ReadoutKind::FirstSpike => {}
+            ReadoutKind::VoltageAt(_) => {
+                let nt = readout_steps.len();
+                while next_readout < nt && readout_steps[next_readout] == n {
+                    for k in 0..n_out {
+                        acc[k * nt + next_readout] = vo[k];
+                    }
+                    next_readout += 1;
+                }
+            }
+        }
+    }
+
+    let r = &mut out.readout;
+    match &cfg.readout {
+        ReadoutKind::ExpIntegral => r.values.extend(acc.iter().map(|a| a / steps as f64)),
+        ReadoutKind::MaxVoltage => {
+            r.values.extend_from_slice(acc);
+            r.times.extend_from_slice(acc_t);
+            r.kinks.resize(n_out, None);
+        }
+        ReadoutKind::FirstSpike => {
+            r.values.extend_from_slice(acc);
+            r.times.extend_from_slice(acc);
+        }
+        ReadoutKind::VoltageAt(_) => r.values.extend_from_slice(acc),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LiParams, LifParams, NetworkBuilder};
+    use nalgebra::DMatrix;
+
+    fn engine(t_end: f64, readout: ReadoutKind, dt: f64) -> ClockedEngine {
+        ClockedEngine::new(SimConfig::new(t_end, readout), dt).unwrap()
+    }
+
+    fn train(times: &[f64], neurons: &[u32], n: usize) -> SpikeTrains {
+        let mut b = SpikeTrains::new(n);
+        b.push_sample(times, neurons).unwrap();
+        b
+    }
+
+    /// in(1) -> out(1) LI, weight w, delay d.
+    fn li_net(w: f64, d: f64) -> Network {
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 1);
+        let o = b.li("out", 1, LiParams::new(20.0, 5.0).unwrap());
+        b.connect(i, o, DMatrix::from_element(1, 1, w), DMatrix::from_element(1, 1, d));
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn bad_dt_is_a_typed_error() {
+        for dt in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-12] {
+            assert!(
+                matches!(
+                    ClockedEngine::new(SimConfig::default(), dt),
+                    Err(CoreError::InvalidSetting { param: "dt", .. })
+                ),
+                "dt = {dt}"
+            );
+        }
+        // dt much larger than t_end: zero steps.
+        assert!(ClockedEngine::new(SimConfig::new(1.0, ReadoutKind::ExpIntegral), 5.0).is_err());
+        assert!(ClockedEngine::new(SimConfig::new(f64::NAN, ReadoutKind::ExpIntegral), 1.0).is_err());
+        let e = engine(10.0, ReadoutKind::ExpIntegral, 0.5);
+        assert_eq!(e.num_steps(), 20);
+        assert_eq!(e.step_of(0.74), 1);
+        assert_eq!(e.step_of(0.76), 2);
+    }
+
+    #[test]
+    fn free_dynamics_match_the_closed_form() {
+        // One input spike at t=0, no delay: I(0) = w, V(0) = 0; then free decay.
+        let net = li_net(1.3, 0.0);
+        let leak = *LiParams::new(20.0, 5.0).unwrap().leak();
+        let dt = 0.25;
+        let ts: Vec<f64> = (0..=40).map(|k| k as f64 * 0.25).collect();
+        let e = engine(10.0, ReadoutKind::VoltageAt(ts.clone()), dt);
+        let rec = e.run(&net, train(&[0.0], &[0], 1).sample(0)).unwrap();
+        for (q, &t) in ts.iter().enumerate() {
+            let (v, _) = leak.propagate(0.0, 1.3, t);
+            assert!((rec.readout.values[q] - v).abs() < 1e-13, "t={t}: {} vs {v}", rec.readout.values[q]);
+        }
+        // Max voltage: the closed-form peak is at t* = ln(tau_m/tau_s) tau_m tau_s/(tau_m - tau_s).
+        let e = engine(40.0, ReadoutKind::MaxVoltage, 0.01);
+        let rec = e.run(&net, train(&[0.0], &[0], 1).sample(0)).unwrap();
+        let tstar = (20.0f64 / 5.0).ln() * 100.0 / 15.0;
+        assert!((rec.readout.times[0] - tstar).abs() <= 0.01);
+        assert!((rec.readout.values[0] - leak.propagate(0.0, 1.3, tstar).0).abs() < 1e-6);
+        // ExpIntegral: Riemann sum of the exact integral.
+        let t_end = 100.0;
+        let e = engine(t_end, ReadoutKind::ExpIntegral, 0.01);
+        let rec = e.run(&net, train(&[0.0], &[0], 1).sample(0)).unwrap();
+        // (1/T) ∫ e^{-t/T} c w (e^{-t/tau_s} - e^{-t/tau_m}) dt over [0, T]
+        let c = leak.coupling();
+        let int = |tau: f64| {
+            let k = 1.0 / t_end + 1.0 / tau;
+            (1.0 - (-k * t_end).exp()) / k
+        };
+        let exact = c * 1.3 * (int(5.0) - int(20.0)) / t_end;
+        assert!((rec.readout.values[0] - exact).abs() < 1e-4 * exact.abs(), "{} vs {exact}", rec.readout.values[0]);
+    }
+
+    #[test]
+    fn delays_deliver_at_rounded_steps() {
+        let dt = 0.5;
+        for (d, steps) in [(0.0, 0usize), (0.2, 0), (0.26, 1), (1.0, 2), (3.7, 7), (3.76, 8)] {
+            let net = li_net(1.0, d);
+            let ts: Vec<f64> = (0..=30).map(|k| k as f64 * dt).collect();
+            let e = engine(15.0, ReadoutKind::VoltageAt(ts), dt);
+            let rec = e.run(&net, train(&[1.0], &[0], 1).sample(0)).unwrap();
+            // Arrival at step 2 + steps: V is zero up to and including that step, positive after.
+            let arrive = 2 + steps;
+            for (k, &v) in rec.readout.values.iter().enumerate() {
+                if k <= arrive {
+                    assert_eq!(v, 0.0, "d={d}, step {k}");
+                } else {
+                    assert!(v > 0.0, "d={d}, step {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn single_neuron_spike_time_within_dt_of_closed_form() {
+        // I(0) = w at t0 = 1 ms (delay 0): V(t) = c w (e^{-s/tau_s} - e^{-s/tau_m}); crossing by bisection.
+        let lif = LifParams::new(20.0, 5.0, 1.0).unwrap();
+        let w = 10.0;
+        let t0 = 1.0;
+        let leak = *lif.leak();
+        let (mut lo, mut hi) = (0.0, 9.0);
+        assert!(leak.propagate(0.0, w, hi).0 > 1.0);
+        for _ in 0..200 {
+            let mid = 0.5 * (lo + hi);
+            if leak.propagate(0.0, w, mid).0 >= 1.0 { hi = mid } else { lo = mid }
+        }
+        let exact = t0 + hi;
+        for dt in [0.5, 0.1, 0.01, 0.001] {
+            let mut b = NetworkBuilder::new();
+            let i = b.input("in", 1);
+            let h = b.lif("h", 1, lif);
+            b.connect(i, h, DMatrix::from_element(1, 1, w), DMatrix::zeros(1, 1));
+            let net = b.build().unwrap();
+            let e = engine(10.0, ReadoutKind::FirstSpike, dt);
+            let rec = e.run(&net, train(&[t0], &[0], 1).sample(0)).unwrap();
+            let t = rec.readout.values[0];
+            assert!(t >= exact - 1e-12 && t < exact + dt, "dt={dt}: {t} vs {exact}");
+            assert_eq!(rec.spikes.times[0], t);
+            assert!(rec.spikes.i_minus_v[0] > 0.0);
+        }
+    }
+
+    #[test]
+    fn zero_delay_recurrent_loop_and_multiple_spikes() {
+        // Two LIF neurons exciting each other with zero delay after one strong kick.
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 1);
+        let h = b.lif("h", 2, LifParams::default());
+        let o = b.li("o", 1, LiParams::default());
+        b.connect(i, h, DMatrix::from_column_slice(2, 1, &[12.0, 0.0]), DMatrix::zeros(2, 1));
+        b.connect(h, h, DMatrix::from_row_slice(2, 2, &[0.0, 10.0, 10.0, 0.0]), DMatrix::zeros(2, 2));
+        b.connect(h, o, DMatrix::from_element(1, 2, 1.0), DMatrix::zeros(1, 2));
+        let net = b.build().unwrap();
+        let e = engine(60.0, ReadoutKind::ExpIntegral, 0.1);
+        let rec = e.run(&net, train(&[0.0], &[0], 1).sample(0)).unwrap();
+        let counts = rec.spike_counts(1..3);
+        assert!(counts[0] >= 2 && counts[1] >= 2, "{counts:?}");
+        // Neuron 1 is driven only through the zero-delay loop: it spikes after neuron 0.
+        let first = |n: u32| rec.spikes.times[rec.spikes.neurons.iter().position(|&m| m == n).unwrap()];
+        assert!(first(2) > first(1));
+        assert!(rec.spikes.times.windows(2).all(|w| w[0] <= w[1]));
+        // The cap is a typed error.
+        let mut cfg = SimConfig::new(60.0, ReadoutKind::ExpIntegral);
+        cfg.max_spikes = 2;
+        let e = ClockedEngine::new(cfg, 0.1).unwrap();
+        assert!(matches!(e.run(&net, train(&[0.0], &[0], 1).sample(0)), Err(CoreError::SpikeCapExceeded { cap: 2 })));
+    }
+
+    #[test]
+    fn inputs_at_the_end_of_the_run() {
+        let net = li_net(1.0, 0.0);
+        let e = engine(10.0, ReadoutKind::VoltageAt(vec![10.0]), 1.0);
+        // At exactly t_end: ignored. Just before: binned to the last step, no voltage yet.
+        let rec = e.run(&net, train(&[9.9, 10.0], &[0, 0], 1).sample(0)).unwrap();
+        assert_eq!(rec.readout.values, vec![0.0]);
+        let rec = e.run(&net, train(&[8.6, 10.0, 12.0], &[0, 0, 0], 1).sample(0)).unwrap();
+        assert!(rec.readout.values[0] > 0.0);
+        // With a delay past the end: dropped.
+        let net = li_net(1.0, 5.0);
+        let rec = e.run(&net, train(&[8.0], &[0], 1).sample(0)).unwrap();
+        assert_eq!(rec.readout.values, vec![0.0]);
+    }
+
+    #[test]
+    fn batch_equals_single_runs_and_bad_input_is_refused() {
+        let net = li_net(0.7, 2.3);
+        let e = engine(30.0, ReadoutKind::MaxVoltage, 0.1);
+        let mut batch = SpikeTrains::new(1);
+        for s in 0..5 {
+            batch.push_sample(&[s as f64, 3.0 + s as f64], &[0, 0]).unwrap();
+        }
+        let all = e.run_batch(&net, &batch).unwrap();
+        for (s, r) in all.iter().enumerate() {
+            assert_eq!(r, &e.run(&net, batch.sample(s)).unwrap());
+        }
+        let bad = SpikeTrain { times: &[1.0], neurons: &[3] };
+        assert!(matches!(e.run(&net, bad), Err(CoreError::InvalidSpikes { .. })));
+        assert!(e.run_batch(&net, &SpikeTrains::new(2)).is_err());
+    }
+}

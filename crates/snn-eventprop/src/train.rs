@@ -1,0 +1,1264 @@
+//! A training loop over any differentiable engine ([`Adjoint`]) and any [`Loss`] (spec §4).
+//!
+//! Pieces, from the bottom up:
+//!
+//! - [`loss_and_gradients`] / [`BatchWorkspace`]: one batch, forward and backward in parallel
+//!   (rayon) with gradients summed **deterministically** — the same numbers whatever the
+//!   number of threads (see [`BatchWorkspace`] for how);
+//! - [`evaluate`]: forward passes only, for validation and test sets;
+//! - [`TrainConfig`]: validated settings (epochs, batch size, optimisers, which connections
+//!   learn, early stopping, silent-neuron boost, seed, checkpoint path);
+//! - [`Trainer`]: the epoch loop with shuffling from the seed, per-epoch [`EpochMetrics`],
+//!   `tracing` spans, an optional [`Progress`] callback, early stopping and atomic
+//!   checkpoints that resume bit for bit.
+//!
+//! ```no_run
+//! # fn demo<E: snn_eventprop::Adjoint>(engine: &E, net: snn_core::Network,
+//! #         train: snn_eventprop::train::Labelled, val: snn_eventprop::train::Labelled) -> snn_eventprop::Result<()> {
+//! use snn_eventprop::Loss;
+//! use snn_eventprop::train::{EarlyStopping, TrainConfig, TrainData, Trainer};
+//!
+//! let config = TrainConfig::builder()
+//!     .epochs(500)
+//!     .batch_size(256)
+//!     .delay_lr(0.1)
+//!     .max_delay(150.0)
+//!     .early_stopping(EarlyStopping::paper())
+//!     .checkpoint("runs/shd.ckpt")
+//!     .build()?;
+//! let mut trainer = Trainer::new(engine, Loss::ExpIntegralCrossEntropy, config, net)?;
+//! let data = TrainData { train: &train, validation: Some(&val), test: None };
+//! let summary = trainer.fit_with_progress(&data, |p| eprintln!("{p:?}"))?;
+//! println!("best epoch {:?}", summary.best_epoch);
+//! # Ok(()) }
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use snn_core::{ForwardRecord, Network, NeuronKind, PopulationId, ReadoutKind, Simulator, SpikeTrains};
+use snn_delays::{DelayConstraint, DelayStats};
+
+use crate::error::{EventPropError, Result};
+use crate::gradients::{Adjoint, Gradients};
+use crate::loss::Loss;
+use crate::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
+
+/// Samples per chunk of the deterministic batch reduction, unless configured otherwise.
+pub const DEFAULT_CHUNK_SIZE: usize = 8;
+
+// ---------------------------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------------------------
+
+/// Spike trains with one class label per sample.
+///
+/// ```
+/// use snn_core::SpikeTrains;
+/// use snn_eventprop::train::Labelled;
+/// let mut x = SpikeTrains::new(2);
+/// x.push_sample(&[0.0, 10.0], &[0, 1]).unwrap();
+/// assert!(Labelled::new(x.clone(), vec![0]).is_ok());
+/// assert!(Labelled::new(x, vec![0, 1]).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Labelled {
+    spikes: SpikeTrains,
+    labels: Vec<usize>,
+}
+
+impl Labelled {
+    /// Pairs spike trains with labels; the counts must agree.
+    pub fn new(spikes: SpikeTrains, labels: Vec<usize>) -> Result<Self> {
+        if spikes.len() != labels.len() {
+            return Err(EventPropError::LabelCountMismatch { samples: spikes.len(), labels: labels.len() });
+        }
+        Ok(Self { spikes, labels })
+    }
+
+    /// The spike trains.
+    pub fn spikes(&self) -> &SpikeTrains {
+        &self.spikes
+    }
+
+    /// The labels.
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// The data sets of a training run (borrowed; nothing is copied).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainData<'a> {
+    /// Training set (shuffled every epoch).
+    pub train: &'a Labelled,
+    /// Validation set, evaluated after every epoch (drives early stopping by default).
+    pub validation: Option<&'a Labelled>,
+    /// Test set, evaluated after every epoch (reported only).
+    pub test: Option<&'a Labelled>,
+}
+
+/// Checks a batch against the network, the engine's readout and the loss.
+fn check_batch<S: Simulator>(
+    engine: &S,
+    net: &Network,
+    spikes: &SpikeTrains,
+    labels: &[usize],
+    loss: &Loss,
+) -> Result<()> {
+    if spikes.is_empty() {
+        return Err(EventPropError::EmptyBatch);
+    }
+    if spikes.len() != labels.len() {
+        return Err(EventPropError::LabelCountMismatch { samples: spikes.len(), labels: labels.len() });
+    }
+    snn_core::check_input(net, spikes)?;
+    let want = loss.readout_kind();
+    if engine.config().readout != want {
+        return Err(EventPropError::ReadoutMismatch {
+            loss: loss.name(),
+            expected: readout_name(&want),
+            got: format!("an engine configured for {:?}", engine.config().readout),
+        });
+    }
+    let classes = net.population(net.output()).size();
+    if let Some((sample, &label)) = labels.iter().enumerate().find(|&(_, &l)| l >= classes) {
+        return Err(EventPropError::LabelOutOfRange { sample, label, classes });
+    }
+    Ok(())
+}
+
+fn readout_name(kind: &ReadoutKind) -> &'static str {
+    match kind {
+        ReadoutKind::ExpIntegral => "ExpIntegral",
+        ReadoutKind::MaxVoltage => "MaxVoltage",
+        ReadoutKind::FirstSpike => "FirstSpike",
+        ReadoutKind::VoltageAt(_) => "VoltageAt",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One batch: deterministic parallel gradients
+// ---------------------------------------------------------------------------------------------
+
+/// Mean loss, correct predictions and sample count of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    /// Mean loss over the batch.
+    pub loss: f64,
+    /// Correct predictions.
+    pub correct: usize,
+    /// Samples in the batch.
+    pub samples: usize,
+}
+
+/// Per-thread working memory of one chunk: engine scratches, a record and a gradient accumulator.
+struct Worker<E: Adjoint> {
+    sim: E::Scratch,
+    adj: E::AdjointScratch,
+    record: ForwardRecord,
+    grads: Gradients,
+    loss: f64,
+    correct: usize,
+    spikes: Vec<u64>,
+    result: Result<()>,
+}
+
+/// Everything a chunk needs to read.
+struct ChunkJob<'a, E> {
+    engine: &'a E,
+    net: &'a Network,
+    spikes: &'a SpikeTrains,
+    labels: &'a [usize],
+    loss: &'a Loss,
+    mask: &'a [Trainable],
+    t_end: f64,
+}
+
+impl<E: Adjoint> Worker<E> {
+    fn new(engine: &E, net: &Network) -> Self {
+        Self {
+            sim: engine.scratch(net),
+            adj: engine.adjoint_scratch(net),
+            record: ForwardRecord::default(),
+            grads: Gradients::zeros(net),
+            loss: 0.0,
+            correct: 0,
+            spikes: vec![0; net.num_neurons()],
+            result: Ok(()),
+        }
+    }
+
+    /// Forward, loss and backward of one sample, adding into `self.grads`.
+    fn sample(&mut self, job: &ChunkJob<'_, E>, s: usize) -> Result<()> {
+        let input = job.spikes.sample(s);
+        job.engine.run_into(job.net, input, &mut self.sim, &mut self.record)?;
+        let lv = job.loss.evaluate(&self.record.readout, job.labels[s], s, job.t_end)?;
+        job.engine.backward_into(job.net, input, &self.record, &lv.d_readout, &mut self.adj, &mut self.grads)?;
+        self.loss += lv.loss;
+        self.correct += usize::from(lv.correct(job.labels[s]));
+        for &n in &self.record.spikes.neurons {
+            if let Some(c) = self.spikes.get_mut(n as usize) {
+                *c += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The samples `indices`, summed in order from zero.
+    fn chunk(&mut self, job: &ChunkJob<'_, E>, indices: &[usize]) -> Result<()> {
+        self.grads.fill_zero();
+        self.loss = 0.0;
+        self.correct = 0;
+        self.spikes.fill(0);
+        for &s in indices {
+            self.sample(job, s)?;
+        }
+        if check_finite_masked(&self.grads, job.mask, indices.first().copied().unwrap_or(0)).is_ok() {
+            return Ok(());
+        }
+        // Rare path: replay the chunk, checking after every sample, to name the culprit.
+        self.grads.fill_zero();
+        for &s in indices {
+            self.sample(job, s)?;
+            check_finite_masked(&self.grads, job.mask, s)?;
+        }
+        // The replay did not reproduce it (engine not deterministic?): blame the chunk's first sample.
+        check_finite_masked(&self.grads, job.mask, indices[0])
+    }
+}
+
+/// The first non-finite gradient of a trained parameter, as a typed error.
+fn check_finite_masked(g: &Gradients, mask: &[Trainable], sample: usize) -> Result<()> {
+    for (what, mats, pick) in [
+        ("weight", &g.weights, (|t: &Trainable| t.weights) as fn(&Trainable) -> bool),
+        ("delay", &g.delays, |t: &Trainable| t.delays),
+    ] {
+        for (connection, m) in mats.iter().enumerate() {
+            if !mask.get(connection).is_none_or(pick) {
+                continue;
+            }
+            if let Some(k) = m.iter().position(|x| !x.is_finite()) {
+                let (row, col) = (k % m.nrows().max(1), k / m.nrows().max(1));
+                return Err(EventPropError::NonFiniteGradient { what, connection, row, col, sample });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reusable memory for computing batch gradients of one network shape with engine `E`.
+///
+/// **Determinism.** The batch is cut into chunks of `chunk_size` consecutive samples — a
+/// number fixed by the configuration, not by the thread count. Each chunk is summed
+/// sequentially, from zero, by one worker; the chunk sums are then added to the total in
+/// chunk order. Workers run in waves of as many chunks as there are rayon threads, so only
+/// `threads` gradient accumulators exist (never one per sample), and the floating-point
+/// additions happen in the same order whatever `RAYON_NUM_THREADS` is.
+pub struct BatchWorkspace<E: Adjoint> {
+    chunk_size: usize,
+    workers: Vec<Worker<E>>,
+    total: Gradients,
+    spikes: Vec<u64>,
+}
+
+impl<E: Adjoint> std::fmt::Debug for BatchWorkspace<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchWorkspace")
+            .field("chunk_size", &self.chunk_size)
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl<E: Adjoint> BatchWorkspace<E> {
+    /// Buffers for `net`; `chunk_size >= 1` samples per chunk.
+    pub fn new(net: &Network, chunk_size: usize) -> Result<Self> {
+        if chunk_size == 0 {
+            return Err(EventPropError::InvalidHyperparameter {
+                param: "chunk_size",
+                value: 0.0,
+                reason: "must be >= 1",
+            });
+        }
+        Ok(Self { chunk_size, workers: Vec::new(), total: Gradients::zeros(net), spikes: vec![0; net.num_neurons()] })
+    }
+
+    /// Mean gradients of the last batch.
+    pub fn gradients(&self) -> &Gradients {
+        &self.total
+    }
+
+    /// Spikes per global neuron during the last batch (summed over its samples).
+    pub fn spike_counts(&self) -> &[u64] {
+        &self.spikes
+    }
+
+    fn fits(&self, net: &Network) -> bool {
+        let shapes = |g: &Gradients| {
+            g.weights.len() == net.connections().len()
+                && g.weights.iter().zip(net.connections()).all(|(m, c)| m.shape() == c.weights().shape())
+        };
+        shapes(&self.total) && self.spikes.len() == net.num_neurons()
+    }
+
+    /// Loss and mean gradients of the samples `indices` of `spikes`/`labels`.
+    ///
+    /// Only gradients of parameters flagged in `mask` (one entry per connection) are checked
+    /// for NaN/infinity; `None` checks all. The gradients are left in
+    /// [`BatchWorkspace::gradients`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute(
+        &mut self,
+        engine: &E,
+        net: &Network,
+        spikes: &SpikeTrains,
+        labels: &[usize],
+        indices: &[usize],
+        loss: &Loss,
+        mask: Option<&[Trainable]>,
+    ) -> Result<BatchSummary> {
+        if indices.is_empty() {
+            return Err(EventPropError::EmptyBatch);
+        }
+        if let Some(&s) = indices.iter().find(|&&s| s >= spikes.len() || s >= labels.len()) {
+            return Err(EventPropError::ShapeMismatch {
+                what: "sample index (samples in data)",
+                expected: spikes.len(),
+                got: s,
+            });
+        }
+        if !self.fits(net) {
+            *self = Self::new(net, self.chunk_size)?;
+        }
+        let all = vec![Trainable::BOTH; net.connections().len()];
+        let job =
+            ChunkJob { engine, net, spikes, labels, loss, mask: mask.unwrap_or(&all), t_end: engine.config().t_end };
+        let chunks: Vec<&[usize]> = indices.chunks(self.chunk_size).collect();
+        let threads = rayon::current_num_threads().clamp(1, chunks.len());
+        while self.workers.len() < threads {
+            self.workers.push(Worker::new(engine, net));
+        }
+        self.total.fill_zero();
+        self.spikes.fill(0);
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for wave in chunks.chunks(threads) {
+            self.workers[..wave.len()].par_iter_mut().zip(wave.par_iter()).for_each(|(w, idx)| {
+                w.result = w.chunk(&job, idx);
+            });
+            // In chunk order: the first error wins, sums are added in a fixed order.
+            for w in &mut self.workers[..wave.len()] {
+                std::mem::replace(&mut w.result, Ok(()))?;
+                self.total.add_assign(&w.grads);
+                loss_sum += w.loss;
+                correct += w.correct;
+                self.spikes.iter_mut().zip(&w.spikes).for_each(|(a, b)| *a += b);
+            }
+        }
+        let n = indices.len();
+        self.total.scale_mut(1.0 / n as f64);
+        Ok(BatchSummary { loss: loss_sum / n as f64, correct, samples: n })
+    }
+}
+
+/// Mean loss, mean gradients and correct predictions of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchGradients {
+    /// Mean loss and accuracy counts.
+    pub summary: BatchSummary,
+    /// `dL/dw`, `dL/dd` of the mean loss.
+    pub gradients: Gradients,
+}
+
+/// Loss and gradients of the mean loss over `batch`, computed in parallel and summed
+/// deterministically (chunks of [`DEFAULT_CHUNK_SIZE`]; see [`BatchWorkspace`]).
+///
+/// Errors: empty batch, label/sample count mismatch, label out of range, input size
+/// mismatch, engine readout not the loss's, any forward/backward error, and a non-finite
+/// gradient (naming the parameter and the sample index in `batch`).
+pub fn loss_and_gradients<E: Adjoint>(
+    engine: &E,
+    net: &Network,
+    batch: &SpikeTrains,
+    labels: &[usize],
+    loss: &Loss,
+) -> Result<BatchGradients> {
+    check_batch(engine, net, batch, labels, loss)?;
+    let mut ws = BatchWorkspace::<E>::new(net, DEFAULT_CHUNK_SIZE)?;
+    let indices: Vec<usize> = (0..batch.len()).collect();
+    let summary = ws.compute(engine, net, batch, labels, &indices, loss, None)?;
+    Ok(BatchGradients { summary, gradients: ws.total })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+// ---------------------------------------------------------------------------------------------
+
+/// Loss, accuracy and activity of a network on a data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// Mean loss.
+    pub loss: f64,
+    /// Fraction of correct predictions.
+    pub accuracy: f64,
+    /// Number of samples.
+    pub samples: usize,
+    /// Mean spikes per sample of each population (input population: input spikes).
+    pub spikes_per_sample: Vec<f64>,
+}
+
+/// Mean spikes per sample per population from per-neuron counts.
+fn per_population(net: &Network, counts: &[u64], input_spikes: usize, samples: usize) -> Vec<f64> {
+    let n = samples.max(1) as f64;
+    (0..net.populations().len())
+        .map(|p| {
+            let id = PopulationId(p);
+            if id == net.input() {
+                input_spikes as f64 / n
+            } else {
+                let o = net.offset(id);
+                counts[o..o + net.population(id).size()].iter().sum::<u64>() as f64 / n
+            }
+        })
+        .collect()
+}
+
+/// Forward passes only: loss, accuracy and spike counts of `net` on `data`, in parallel,
+/// deterministic (chunk sums added in order).
+pub fn evaluate<S: Simulator>(
+    engine: &S,
+    net: &Network,
+    data: &Labelled,
+    loss: &Loss,
+    chunk_size: usize,
+) -> Result<EvalMetrics> {
+    check_batch(engine, net, &data.spikes, &data.labels, loss)?;
+    let chunk_size = chunk_size.max(1);
+    let t_end = engine.config().t_end;
+    let n = data.len();
+    let num_chunks = n.div_ceil(chunk_size);
+    let parts: Vec<(f64, usize, Vec<u64>)> = (0..num_chunks)
+        .into_par_iter()
+        .map_init(
+            || (engine.scratch(net), ForwardRecord::default()),
+            |(scratch, record), c| {
+                let (mut l, mut correct, mut counts) = (0.0, 0, vec![0u64; net.num_neurons()]);
+                for s in c * chunk_size..((c + 1) * chunk_size).min(n) {
+                    engine.run_into(net, data.spikes.sample(s), scratch, record)?;
+                    let lv = loss.evaluate(&record.readout, data.labels[s], s, t_end)?;
+                    l += lv.loss;
+                    correct += usize::from(lv.correct(data.labels[s]));
+                    for &k in &record.spikes.neurons {
+                        if let Some(x) = counts.get_mut(k as usize) {
+                            *x += 1;
+                        }
+                    }
+                }
+                Ok((l, correct, counts))
+            },
+        )
+        .collect::<Result<_>>()?;
+    let (mut l, mut correct, mut counts) = (0.0, 0, vec![0u64; net.num_neurons()]);
+    for (pl, pc, pcounts) in parts {
+        l += pl;
+        correct += pc;
+        counts.iter_mut().zip(pcounts).for_each(|(a, b)| *a += b);
+    }
+    Ok(EvalMetrics {
+        loss: l / n as f64,
+        accuracy: correct as f64 / n as f64,
+        samples: n,
+        spikes_per_sample: per_population(net, &counts, data.spikes.num_spikes(), n),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Which parameters learn.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub enum TrainableParams {
+    /// Every weight and delay.
+    #[default]
+    All,
+    /// Every weight; delays fixed.
+    WeightsOnly,
+    /// Every delay; weights fixed.
+    DelaysOnly,
+    /// One flag pair per connection, in connection order.
+    PerConnection(Vec<Trainable>),
+}
+
+impl TrainableParams {
+    /// The per-connection flags for `net`.
+    pub fn resolve(&self, net: &Network) -> Result<Vec<Trainable>> {
+        let n = net.connections().len();
+        let flags = match self {
+            TrainableParams::All => vec![Trainable::BOTH; n],
+            TrainableParams::WeightsOnly => vec![Trainable::WEIGHTS; n],
+            TrainableParams::DelaysOnly => vec![Trainable::DELAYS; n],
+            TrainableParams::PerConnection(v) => {
+                if v.len() != n {
+                    return Err(EventPropError::TrainableCountMismatch { connections: n, flags: v.len() });
+                }
+                v.clone()
+            }
+        };
+        if !flags.iter().any(Trainable::any) {
+            return Err(EventPropError::NothingToTrain);
+        }
+        Ok(flags)
+    }
+}
+
+/// The quantity early stopping watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Monitor {
+    /// Validation accuracy (higher is better); needs a validation set.
+    #[default]
+    ValidationAccuracy,
+    /// Validation loss (lower is better); needs a validation set.
+    ValidationLoss,
+    /// Training accuracy, measured during the epoch (higher is better).
+    TrainAccuracy,
+    /// Training loss, measured during the epoch (lower is better).
+    TrainLoss,
+}
+
+impl Monitor {
+    /// The score of an epoch, higher is better; `None` if the needed set is missing.
+    fn score(&self, m: &EpochMetrics) -> Option<f64> {
+        match self {
+            Monitor::ValidationAccuracy => m.validation.as_ref().map(|v| v.accuracy),
+            Monitor::ValidationLoss => m.validation.as_ref().map(|v| -v.loss),
+            Monitor::TrainAccuracy => Some(m.train.accuracy),
+            Monitor::TrainLoss => Some(-m.train.loss),
+        }
+    }
+
+    fn needs_validation(&self) -> bool {
+        matches!(self, Monitor::ValidationAccuracy | Monitor::ValidationLoss)
+    }
+}
+
+/// Stop after `patience` epochs without a strict improvement of `monitor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// Epochs without improvement before stopping (>= 1).
+    pub patience: usize,
+    /// What is watched.
+    pub monitor: Monitor,
+}
+
+impl EarlyStopping {
+    /// The paper's: 15 epochs on validation accuracy.
+    pub fn paper() -> Self {
+        Self { patience: 15, monitor: Monitor::ValidationAccuracy }
+    }
+}
+
+/// Settings of a training run. Build with [`TrainConfig::builder`] or struct-update syntax
+/// from [`TrainConfig::default`]; [`Trainer`] runs [`TrainConfig::check`].
+///
+/// | field | default | meaning | valid range |
+/// | --- | --- | --- | --- |
+/// | `epochs` | 100 | epochs to run (upper bound with early stopping) | >= 1 |
+/// | `batch_size` | 32 | samples per optimiser step (the paper: 256 SHD/SSC, 150 Yin-Yang); the last batch of an epoch may be smaller | >= 1 |
+/// | `chunk_size` | 8 | samples per chunk of the deterministic gradient sum; part of the numerics (changing it changes the rounding), not of the speed contract | >= 1 |
+/// | `weight_adam` | Adam, lr 1e-3 | weight optimiser | see [`AdamParams`] |
+/// | `weight_schedule` | warm-up ×1.05/batch from 0.001× | weight learning-rate schedule | see [`LrSchedule`] |
+/// | `delay_adam` | Adam, lr 0.1 | delay optimiser (the paper: 0.1 SHD/SSC, 1 sequence detection, 10 Yin-Yang) | see [`AdamParams`] |
+/// | `delay_schedule` | constant | delay schedule (Yin-Yang: ×0.9975 per epoch) | see [`LrSchedule`] |
+/// | `max_delay` | 150 ms | delays are clamped to `[0, max_delay]` after each step | finite, >= 0 |
+/// | `trainable` | all | which weights and delays learn | at least one parameter |
+/// | `early_stopping` | none | see [`EarlyStopping`] (the paper: 15 epochs) | patience >= 1 |
+/// | `silent_boost` | 0.002 | added to the incoming weights (trainable ones) of hidden LIF neurons that did not spike in an epoch; `None` disables | finite, >= 0 |
+/// | `seed` | 0 | seeds the per-epoch shuffling | any |
+/// | `shuffle` | true | reshuffle the training set every epoch | — |
+/// | `checkpoint` | none | file written atomically after every epoch | a path in an existing directory |
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Epochs to run.
+    pub epochs: usize,
+    /// Samples per optimiser step.
+    pub batch_size: usize,
+    /// Samples per chunk of the deterministic reduction.
+    pub chunk_size: usize,
+    /// Weight optimiser.
+    pub weight_adam: AdamParams,
+    /// Weight schedule.
+    pub weight_schedule: LrSchedule,
+    /// Delay optimiser.
+    pub delay_adam: AdamParams,
+    /// Delay schedule.
+    pub delay_schedule: LrSchedule,
+    /// Upper bound of every delay (ms).
+    pub max_delay: f64,
+    /// Which parameters learn.
+    pub trainable: TrainableParams,
+    /// Early stopping, if any.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Boost of silent hidden neurons' incoming weights per epoch.
+    pub silent_boost: Option<f64>,
+    /// Seed of the shuffling.
+    pub seed: u64,
+    /// Reshuffle every epoch.
+    pub shuffle: bool,
+    /// Checkpoint file.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch_size: 32,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            weight_adam: AdamParams::with_lr(1e-3),
+            weight_schedule: LrSchedule::paper_warmup(),
+            delay_adam: AdamParams::with_lr(0.1),
+            delay_schedule: LrSchedule::constant(),
+            max_delay: 150.0,
+            trainable: TrainableParams::All,
+            early_stopping: None,
+            silent_boost: Some(0.002),
+            seed: 0,
+            shuffle: true,
+            checkpoint: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> TrainConfigBuilder {
+        TrainConfigBuilder { config: Self::default() }
+    }
+
+    /// Validates the settings on their own (the network is checked by [`Trainer::new`]).
+    pub fn check(&self) -> Result<()> {
+        let at_least_one = |param, v: usize| {
+            if v == 0 {
+                Err(EventPropError::InvalidHyperparameter { param, value: 0.0, reason: "must be >= 1" })
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("epochs", self.epochs)?;
+        at_least_one("batch_size", self.batch_size)?;
+        at_least_one("chunk_size", self.chunk_size)?;
+        self.weight_adam.check()?;
+        self.weight_schedule.check()?;
+        self.delay_adam.check()?;
+        self.delay_schedule.check()?;
+        DelayConstraint::new(self.max_delay)?;
+        if let Some(es) = self.early_stopping {
+            at_least_one("early_stopping.patience", es.patience)?;
+        }
+        if let Some(b) = self.silent_boost {
+            if !(b.is_finite() && b >= 0.0) {
+                return Err(EventPropError::InvalidHyperparameter {
+                    param: "silent_boost",
+                    value: b,
+                    reason: "must be finite and >= 0",
+                });
+            }
+        }
+        if let TrainableParams::PerConnection(v) = &self.trainable {
+            if !v.iter().any(Trainable::any) {
+                return Err(EventPropError::NothingToTrain);
+            }
+        }
+        Ok(())
+    }
+
+    fn constraint(&self) -> Result<DelayConstraint> {
+        Ok(DelayConstraint::new(self.max_delay)?)
+    }
+}
+
+/// Builder of [`TrainConfig`]; [`TrainConfigBuilder::build`] runs [`TrainConfig::check`].
+///
+/// ```
+/// use snn_eventprop::optim::{LrSchedule, Trainable};
+/// use snn_eventprop::train::{TrainConfig, TrainableParams};
+/// let c = TrainConfig::builder()
+///     .epochs(20)
+///     .batch_size(2)
+///     .delay_lr(1.0)
+///     .max_delay(15.0)
+///     .trainable(TrainableParams::PerConnection(vec![Trainable::DELAYS]))
+///     .build()
+///     .unwrap();
+/// assert_eq!(c.delay_adam.lr, 1.0);
+/// assert!(TrainConfig::builder().batch_size(0).build().is_err());
+/// assert!(TrainConfig::builder().delay_schedule(LrSchedule::epoch_decay(1.5)).build().is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct TrainConfigBuilder {
+    config: TrainConfig,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta] $name:ident: $ty:ty),* $(,)?) => {$(
+        #[$doc]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    )*};
+}
+
+impl TrainConfigBuilder {
+    setter! {
+        /// Epochs to run.
+        epochs: usize,
+        /// Samples per optimiser step.
+        batch_size: usize,
+        /// Samples per chunk of the deterministic reduction.
+        chunk_size: usize,
+        /// Weight optimiser.
+        weight_adam: AdamParams,
+        /// Weight schedule.
+        weight_schedule: LrSchedule,
+        /// Delay optimiser.
+        delay_adam: AdamParams,
+        /// Delay schedule.
+        delay_schedule: LrSchedule,
+        /// Upper bound of delays (ms).
+        max_delay: f64,
+        /// Which parameters learn.
+        trainable: TrainableParams,
+        /// Seed of the shuffling.
+        seed: u64,
+        /// Reshuffle every epoch.
+        shuffle: bool,
+        /// Silent-neuron boost (`None` disables).
+        silent_boost: Option<f64>,
+    }
+
+    /// Weight learning rate (other Adam settings unchanged).
+    pub fn weight_lr(mut self, lr: f64) -> Self {
+        self.config.weight_adam.lr = lr;
+        self
+    }
+
+    /// Delay learning rate (other Adam settings unchanged).
+    pub fn delay_lr(mut self, lr: f64) -> Self {
+        self.config.delay_adam.lr = lr;
+        self
+    }
+
+    /// Enables early stopping.
+    pub fn early_stopping(mut self, es: EarlyStopping) -> Self {
+        self.config.early_stopping = Some(es);
+        self
+    }
+
+    /// Writes a checkpoint to `path` after every epoch.
+    pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.checkpoint = Some(path.into());
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<TrainConfig> {
+        self.config.check()?;
+        Ok(self.config)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics, progress, state
+// ---------------------------------------------------------------------------------------------
+
+/// What happened in one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch index (0-based).
+    pub epoch: usize,
+    /// Training loss and accuracy, measured on the fly during the epoch (the network changes
+    /// between batches), and hidden activity.
+    pub train: EvalMetrics,
+    /// Validation set after the epoch.
+    pub validation: Option<EvalMetrics>,
+    /// Test set after the epoch.
+    pub test: Option<EvalMetrics>,
+    /// Hidden LIF neurons that did not spike during the epoch (boosted if enabled).
+    pub silent_neurons: usize,
+    /// Delay statistics of each connection whose delays learn (`None` for the others).
+    pub delay_stats: Vec<Option<DelayStats>>,
+    /// Weight learning rate of the epoch's last step.
+    pub weight_lr: f64,
+    /// Delay learning rate of the epoch's last step.
+    pub delay_lr: f64,
+    /// Delays moved back into `[0, max_delay]` by the clamp during the epoch.
+    pub clamped_delays: usize,
+    /// Wall-clock seconds of the epoch (not reproducible, unlike everything else).
+    pub seconds: f64,
+}
+
+/// Reported to the progress callback.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A batch finished.
+    Batch {
+        /// Epoch index (0-based).
+        epoch: usize,
+        /// Batch index within the epoch (0-based).
+        batch: usize,
+        /// Batches in the epoch.
+        batches: usize,
+        /// The batch's mean loss.
+        loss: f64,
+    },
+    /// An epoch finished.
+    Epoch(&'a EpochMetrics),
+}
+
+/// The best epoch so far under the early-stopping monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestSoFar {
+    /// Epoch index.
+    pub epoch: usize,
+    /// Its score (higher is better: losses are negated).
+    pub score: f64,
+    /// The network after that epoch.
+    pub network: Network,
+}
+
+/// Everything needed to continue a run exactly: what a checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    network: Network,
+    optimiser: Optimiser,
+    epochs_done: usize,
+    rng: ChaCha8Rng,
+    history: Vec<EpochMetrics>,
+    best: Option<BestSoFar>,
+    stopped_early: bool,
+}
+
+const CHECKPOINT_MAGIC: &str = "snn-eventprop checkpoint";
+const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointFile {
+    magic: String,
+    version: u32,
+    state: TrainState,
+}
+
+fn ckpt_err(path: &Path, reason: impl std::fmt::Display) -> EventPropError {
+    EventPropError::Checkpoint { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync,
+/// rename over the target, fsync of the directory (Unix).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| ckpt_err(path, "path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ckpt_err(path, e)
+    })
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Epochs completed in total (including those before a resume).
+    pub epochs_done: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Best epoch under the early-stopping monitor (`None` without early stopping).
+    pub best_epoch: Option<usize>,
+    /// Metrics of the last epoch.
+    pub last: Option<EpochMetrics>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trainer
+// ---------------------------------------------------------------------------------------------
+
+/// The training loop: owns the network being trained, the optimisers and the run's history.
+///
+/// Every epoch: shuffle the training set from the seeded generator; for each batch compute
+/// the mean gradients ([`BatchWorkspace`]) and take one optimiser step (Adam on weights,
+/// Adam on delays, clamp); then boost silent hidden neurons, evaluate validation and test
+/// sets, record [`EpochMetrics`], update early stopping and write the checkpoint.
+///
+/// On an error in the middle of an epoch (e.g. a NaN gradient) the loop stops at once and
+/// returns the error; the checkpoint on disk is still that of the last completed epoch, and
+/// the in-memory network is left as it was at the failing batch (for inspection).
+pub struct Trainer<'e, E: Adjoint> {
+    engine: &'e E,
+    loss: Loss,
+    config: TrainConfig,
+    state: TrainState,
+    workspace: Option<BatchWorkspace<E>>,
+}
+
+impl<'e, E: Adjoint> std::fmt::Debug for Trainer<'e, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("loss", &self.loss)
+            .field("config", &self.config)
+            .field("epochs_done", &self.state.epochs_done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'e, E: Adjoint> Trainer<'e, E> {
+    /// A fresh run training `net`.
+    ///
+    /// Errors: invalid configuration, no trainable parameter, trainable flags not matching the
+    /// connections, delays of a delay-trained connection outside `[0, max_delay]`, engine
+    /// readout not the one the loss needs.
+    pub fn new(engine: &'e E, loss: Loss, config: TrainConfig, net: Network) -> Result<Self> {
+        config.check()?;
+        net.check()?;
+        let flags = config.trainable.resolve(&net)?;
+        let constraint = config.constraint()?;
+        for (c, t) in net.connections().iter().zip(&flags) {
+            if t.delays {
+                constraint.check_values(c.delays().as_slice())?;
+            }
+        }
+        let optimiser = Optimiser::new(
+            &net,
+            &flags,
+            (config.weight_adam, config.weight_schedule),
+            (config.delay_adam, config.delay_schedule),
+            constraint,
+        )?;
+        let state = TrainState {
+            network: net,
+            optimiser,
+            epochs_done: 0,
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            history: Vec::new(),
+            best: None,
+            stopped_early: false,
+        };
+        let t = Self { engine, loss, config, state, workspace: None };
+        t.check_engine()?;
+        Ok(t)
+    }
+
+    /// Continues the run saved in the checkpoint at `path`.
+    ///
+    /// `config` may differ from the original run only in `epochs`, `early_stopping`'s
+    /// patience, the test/validation reporting and the checkpoint path; optimiser settings,
+    /// trainable flags, `max_delay`, batch and chunk sizes must match (the continued run would
+    /// not be the same run otherwise) — a mismatch is a [`EventPropError::Checkpoint`] error.
+    pub fn resume(engine: &'e E, loss: Loss, config: TrainConfig, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        config.check()?;
+        let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e))?;
+        let (file, _): (CheckpointFile, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).map_err(|e| ckpt_err(path, e))?;
+        if file.magic != CHECKPOINT_MAGIC || file.version != CHECKPOINT_VERSION {
+            return Err(ckpt_err(path, format!("not a version-{CHECKPOINT_VERSION} checkpoint of snn-eventprop")));
+        }
+        let state = file.state;
+        state.network.check()?;
+        let opt = &state.optimiser;
+        let mismatch = if opt.trainable() != config.trainable.resolve(&state.network)?.as_slice() {
+            Some("trainable flags")
+        } else if opt.weight_adam().params() != &config.weight_adam
+            || opt.weight_adam().schedule() != &config.weight_schedule
+        {
+            Some("weight optimiser")
+        } else if opt.delay_adam().params() != &config.delay_adam
+            || opt.delay_adam().schedule() != &config.delay_schedule
+        {
+            Some("delay optimiser")
+        } else if opt.constraint().max_delay() != config.max_delay {
+            Some("max_delay")
+        } else {
+            None
+        };
+        if let Some(what) = mismatch {
+            return Err(ckpt_err(path, format!("configuration differs from the checkpoint in its {what}")));
+        }
+        let t = Self { engine, loss, config, state, workspace: None };
+        t.check_engine()?;
+        Ok(t)
+    }
+
+    fn check_engine(&self) -> Result<()> {
+        let want = self.loss.readout_kind();
+        if self.engine.config().readout != want {
+            return Err(EventPropError::ReadoutMismatch {
+                loss: self.loss.name(),
+                expected: readout_name(&want),
+                got: format!("an engine configured for {:?}", self.engine.config().readout),
+            });
+        }
+        Ok(())
+    }
+
+    /// The network being trained.
+    pub fn network(&self) -> &Network {
+        &self.state.network
+    }
+
+    /// Takes the trained network.
+    pub fn into_network(self) -> Network {
+        self.state.network
+    }
+
+    /// The best network so far under the early-stopping monitor.
+    pub fn best(&self) -> Option<&BestSoFar> {
+        self.state.best.as_ref()
+    }
+
+    /// Metrics of every completed epoch.
+    pub fn history(&self) -> &[EpochMetrics] {
+        &self.state.history
+    }
+
+    /// Completed epochs.
+    pub fn epochs_done(&self) -> usize {
+        self.state.epochs_done
+    }
+
+    /// Whether early stopping has ended the run.
+    pub fn stopped_early(&self) -> bool {
+        self.state.stopped_early
+    }
+
+    /// The optimiser state.
+    pub fn optimiser(&self) -> &Optimiser {
+        &self.state.optimiser
+    }
+
+    /// The full resumable state.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Writes the resumable state to `path` atomically.
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file =
+            CheckpointFile { magic: CHECKPOINT_MAGIC.into(), version: CHECKPOINT_VERSION, state: self.state.clone() };
+        let bytes = bincode::serde::encode_to_vec(&file, bincode::config::standard()).map_err(|e| ckpt_err(path, e))?;
+        write_atomic(path, &bytes)
+    }
+
+    fn check_data(&self, data: &TrainData<'_>) -> Result<()> {
+        let net = &self.state.network;
+        check_batch(self.engine, net, &data.train.spikes, &data.train.labels, &self.loss)?;
+        for set in [data.validation, data.test].into_iter().flatten() {
+            check_batch(self.engine, net, &set.spikes, &set.labels, &self.loss)?;
+        }
+        let needs_validation = self.config.early_stopping.is_some_and(|es| es.monitor.needs_validation());
+        if needs_validation && data.validation.is_none() {
+            return Err(EventPropError::MissingData {
+                what: "a validation set",
+                needed_by: "early stopping on validation",
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs epochs until `config.epochs` are done or early stopping triggers.
+    pub fn fit(&mut self, data: &TrainData<'_>) -> Result<TrainSummary> {
+        self.fit_with_progress(data, |_| {})
+    }
+
+    /// [`Trainer::fit`] reporting every batch and epoch to `progress`.
+    pub fn fit_with_progress(
+        &mut self,
+        data: &TrainData<'_>,
+        mut progress: impl FnMut(Progress<'_>),
+    ) -> Result<TrainSummary> {
+        self.check_data(data)?;
+        while self.state.epochs_done < self.config.epochs && !self.state.stopped_early {
+            self.epoch_unchecked(data, &mut progress)?;
+        }
+        Ok(TrainSummary {
+            epochs_done: self.state.epochs_done,
+            stopped_early: self.state.stopped_early,
+            best_epoch: self.state.best.as_ref().map(|b| b.epoch),
+            last: self.state.history.last().cloned(),
+        })
+    }
+
+    /// Runs exactly one epoch (ignoring `config.epochs` and early stopping) and returns its metrics.
+    pub fn run_epoch(&mut self, data: &TrainData<'_>, mut progress: impl FnMut(Progress<'_>)) -> Result<&EpochMetrics> {
+        self.check_data(data)?;
+        self.epoch_unchecked(data, &mut progress)?;
+        Ok(self.state.history.last().expect("an epoch was just recorded"))
+    }
+
+    fn epoch_unchecked(&mut self, data: &TrainData<'_>, progress: &mut dyn FnMut(Progress<'_>)) -> Result<()> {
+        let start = Instant::now();
+        let epoch = self.state.epochs_done;
+        let span = tracing::info_span!("epoch", epoch);
+        let _guard = span.enter();
+        let train = data.train;
+        let n = train.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        if self.config.shuffle {
+            order.shuffle(&mut self.state.rng);
+        }
+        let ws = match &mut self.workspace {
+            Some(ws) => ws,
+            None => self.workspace.insert(BatchWorkspace::new(&self.state.network, self.config.chunk_size)?),
+        };
+        let batches = n.div_ceil(self.config.batch_size);
+        let mask = self.state.optimiser.trainable().to_vec();
+        let mut counts = vec![0u64; self.state.network.num_neurons()];
+        let (mut loss_sum, mut correct, mut clamped) = (0.0, 0usize, 0usize);
+        let (mut weight_lr, mut delay_lr) = (0.0, 0.0);
+        for (b, idx) in order.chunks(self.config.batch_size).enumerate() {
+            let _batch = tracing::debug_span!("batch", batch = b, samples = idx.len()).entered();
+            let s = ws.compute(
+                self.engine,
+                &self.state.network,
+                &train.spikes,
+                &train.labels,
+                idx,
+                &self.loss,
+                Some(&mask),
+            )?;
+            let info = self.state.optimiser.step(&mut self.state.network, ws.gradients(), epoch)?;
+            loss_sum += s.loss * s.samples as f64;
+            correct += s.correct;
+            clamped += info.clamped;
+            (weight_lr, delay_lr) = (info.weight_lr, info.delay_lr);
+            counts.iter_mut().zip(ws.spike_counts()).for_each(|(a, b)| *a += b);
+            tracing::debug!(loss = s.loss, correct = s.correct, "batch done");
+            progress(Progress::Batch { epoch, batch: b, batches, loss: s.loss });
+        }
+        let silent_neurons = self.boost_silent(&counts, &mask);
+        let net = &self.state.network;
+        let eval = |set: Option<&Labelled>| -> Result<Option<EvalMetrics>> {
+            set.map(|d| evaluate(self.engine, net, d, &self.loss, self.config.chunk_size)).transpose()
+        };
+        let validation = eval(data.validation)?;
+        let test = eval(data.test)?;
+        let constraint = *self.state.optimiser.constraint();
+        let delay_stats = net
+            .connections()
+            .iter()
+            .zip(&mask)
+            .map(|(c, t)| if t.delays { DelayStats::of(c.delays().iter().copied(), &constraint).ok() } else { None })
+            .collect();
+        let metrics = EpochMetrics {
+            epoch,
+            train: EvalMetrics {
+                loss: loss_sum / n as f64,
+                accuracy: correct as f64 / n as f64,
+                samples: n,
+                spikes_per_sample: per_population(net, &counts, train.spikes.num_spikes(), n),
+            },
+            validation,
+            test,
+            silent_neurons,
+            delay_stats,
+            weight_lr,
+            delay_lr,
+            clamped_delays: clamped,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            train_loss = metrics.train.loss,
+            train_accuracy = metrics.train.accuracy,
+            validation_accuracy = metrics.validation.as_ref().map(|v| v.accuracy),
+            test_accuracy = metrics.test.as_ref().map(|v| v.accuracy),
+            silent = silent_neurons,
+            seconds = metrics.seconds,
+            "epoch done"
+        );
+        let watched = self.config.early_stopping.and_then(|es| es.monitor.score(&metrics).map(|score| (es, score)));
+        if let Some((es, score)) = watched {
+            let improved = match &self.state.best {
+                None => !score.is_nan(),
+                Some(b) => score > b.score,
+            };
+            if improved {
+                self.state.best = Some(BestSoFar { epoch, score, network: self.state.network.clone() });
+            }
+            if let Some(b) = &self.state.best {
+                if epoch - b.epoch >= es.patience {
+                    self.state.stopped_early = true;
+                    tracing::info!(best_epoch = b.epoch, "early stopping");
+                }
+            }
+        }
+        self.state.history.push(metrics);
+        self.state.epochs_done += 1;
+        if let Some(path) = &self.config.checkpoint {
+            self.save_checkpoint(path)?;
+        }
+        progress(Progress::Epoch(self.state.history.last().expect("just pushed")));
+        Ok(())
+    }
+
+    /// Adds `silent_boost` to the trainable incoming weights of every hidden LIF neuron with
+    /// no spike in `counts`; returns the number of such neurons.
+    fn boost_silent(&mut self, counts: &[u64], mask: &[Trainable]) -> usize {
+        let net = &mut self.state.network;
+        let mut silent = 0;
+        for p in 0..net.populations().len() {
+            let id = PopulationId(p);
+            if id == net.output() || !matches!(net.population(id).kind(), NeuronKind::Lif(_)) {
+                continue;
+            }
+            let (offset, size) = (net.offset(id), net.population(id).size());
+            let rows: Vec<usize> = (0..size).filter(|&j| counts[offset + j] == 0).collect();
+            silent += rows.len();
+            let Some(boost) = self.config.silent_boost else { continue };
+            for c in net.incoming(id).to_vec() {
+                if !mask[c.0].weights {
+                    continue;
+                }
+                let w = net.weights_mut(c);
+                for &j in &rows {
+                    w.row_mut(j).add_scalar_mut(boost);
+                }
+            }
+        }
+        silent
+    }
+}
