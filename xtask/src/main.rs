@@ -4,6 +4,7 @@ use std::process::{Command, ExitCode};
 
 mod dataset_info;
 mod exp_snn;
+mod exp_sparse;
 mod plot;
 mod report;
 mod reproduce;

@@ -68,6 +68,16 @@ pub fn experiments() -> Vec<Experiment> {
             about: "SSC: 2 feedforward layers with delays vs no delays (clocked engine)",
             run: exp_snn::ssc,
         },
+        Experiment {
+            name: "sparse-synthetic",
+            about: "BP/GBP/PGBP + approximators under I-FGSM, synthetic group-sparse task",
+            run: crate::exp_sparse::synthetic,
+        },
+        Experiment {
+            name: "sparse-mnist",
+            about: "BP/GBP/PGBP + approximators under I-FGSM on MNIST",
+            run: crate::exp_sparse::mnist,
+        },
     ]
 }
 

@@ -124,6 +124,32 @@ pub enum SparseBpError {
         /// Atoms of the previous layer (or signal dimension for layer 0).
         expected: usize,
     },
+    /// A class label is not smaller than the number of classes (robust classifiers).
+    #[error("label {label} at sample {index} is out of range for {n_classes} classes")]
+    LabelOutOfRange {
+        /// Sample index.
+        index: usize,
+        /// The offending label.
+        label: usize,
+        /// Number of classes.
+        n_classes: usize,
+    },
+    /// Reading or writing a model file failed.
+    #[error("i/o error ({kind:?}) on model file {path}")]
+    Io {
+        /// File path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        kind: std::io::ErrorKind,
+    },
+    /// A model file could not be encoded or decoded (bincode).
+    #[error("cannot encode/decode model file {path}: {reason}")]
+    ModelCodec {
+        /// File path.
+        path: std::path::PathBuf,
+        /// The codec's message.
+        reason: String,
+    },
 }
 
 /// `Result` with [`SparseBpError`].

@@ -89,6 +89,11 @@ pub mod prox;
 pub mod solver;
 pub mod stability;
 pub mod synthetic;
+// robust classifiers, attacks and training (issue 7, spec section 4)
+pub mod attack;
+pub mod models;
+pub mod nn;
+pub mod train;
 
 pub use error::{Result, SparseBpError};
 pub use groups::{Group, GroupNorm, GroupSpec};
