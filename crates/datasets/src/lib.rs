@@ -9,6 +9,18 @@
 //! Units: event times in [`SpikeDataset`] are **seconds** (`f32`); TTFS encodings
 //! ([`TtfsDataset`]) are **milliseconds** (`f64`).
 //!
+//! | what | entry points |
+//! |---|---|
+//! | SHD / SSC (HDF5, pure Rust) | [`load_shd`], [`load_ssc`], [`load_spike_h5`], [`load_spike_h5_bytes`] → [`SpikeDataset`] |
+//! | MNIST (IDX, gzipped or raw) | [`load_mnist`], [`read_idx`], [`parse_idx`] |
+//! | Yin-Yang, sequence detection | [`yin_yang`], [`yin_yang_splits`], [`YinYangEncoder`], [`sequence_detection`] → [`TtfsDataset`] |
+//! | synthetic SHD-like data | [`SyntheticShdParams`], [`synthetic_shd`] |
+//! | synthetic group-sparse data | [`GroupSparseParams`], [`group_sparse_data`], [`grassmannian_dictionary`] |
+//! | encodings, augmentations | [`bin_counts`], [`quantize_times`], [`channel_shift`], [`blend_augment`], [`MiniBatches`] |
+//!
+//! Every fallible function returns [`Result`] with the one error type [`DatasetError`];
+//! file errors name the file. No input bytes make the loaders panic.
+//!
 //! ```
 //! use datasets::{SyntheticShdParams, yin_yang, YinYangEncoder};
 //!
@@ -45,8 +57,8 @@ pub use mnist::{
     read_idx,
 };
 pub use shd::{
-    MAX_READ_BYTES, SHD_CLASSES, SHD_DOWNLOAD_HINT, SHD_UNITS, SSC_CLASSES, SpikeExtra, SpikeLoadOptions, load_shd,
-    load_spike_h5, load_spike_h5_bytes, load_ssc,
+    MAX_CLASSES, MAX_READ_BYTES, SHD_CLASSES, SHD_DOWNLOAD_HINT, SHD_UNITS, SSC_CLASSES, SpikeExtra, SpikeLoadOptions,
+    load_shd, load_spike_h5, load_spike_h5_bytes, load_ssc,
 };
 pub use spikes::{SpikeDataset, SpikeSample, SpikeStats};
 pub use synthetic_shd::{SyntheticShdParams, synthetic_shd};
