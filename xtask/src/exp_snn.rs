@@ -637,7 +637,7 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             .batch_size(batch)
             .trainable(trainable)
             .weight_adam(AdamParams::with_lr(weight_lr))
-            .weight_schedule(weight_schedule.clone())
+            .weight_schedule(weight_schedule)
             .delay_adam(AdamParams::with_lr(delay_lr))
             .delay_schedule(LrSchedule::constant())
             .max_delay(max_delay)
