@@ -98,7 +98,7 @@ fn good_bytes() -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn truncated_files_give_errors_not_panics(which in 0usize..4, frac in 0.0f64..1.0) {
@@ -120,6 +120,21 @@ proptest! {
         match load_spike_h5_bytes(b, Path::new("flip.h5"), &SpikeLoadOptions::default()) {
             Ok((d, _)) => prop_assert!(d.check().is_ok()),
             Err(e) => prop_assert!(e.to_string().contains("flip.h5")),
+        }
+    }
+
+    /// Flips land in the part of the file that holds the global heap (the event data),
+    /// which exercises the loader's own heap parser, not only the HDF5 metadata.
+    #[test]
+    fn bit_flips_in_heap_region(which in 0usize..4, flips in proptest::collection::vec((0.3f64..1.0, 0u8..8), 1..16)) {
+        let mut b = good_bytes()[which].clone();
+        let n = b.len();
+        for (pos, bit) in flips {
+            b[((n as f64 * pos) as usize).min(n - 1)] ^= 1 << bit;
+        }
+        match load_spike_h5_bytes(b, Path::new("heap.h5"), &SpikeLoadOptions::default()) {
+            Ok((d, _)) => prop_assert!(d.check().is_ok()),
+            Err(e) => prop_assert!(e.to_string().contains("heap.h5")),
         }
     }
 
