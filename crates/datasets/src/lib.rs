@@ -62,8 +62,11 @@ pub use shd::{
 };
 pub use spikes::{SpikeDataset, SpikeSample, SpikeStats};
 pub use synthetic_shd::{SyntheticShdParams, synthetic_shd};
-pub use transform::{MiniBatches, bin_counts, bin_counts_into, blend, blend_augment, channel_shift, quantize_times};
+pub use transform::{
+    MiniBatches, SHD_MAX_SHIFT, bin_counts, bin_counts_into, blend, blend_augment, channel_shift, quantize_times,
+};
 pub use ttfs::{
-    SEQUENCE_INTERVAL_MS, TtfsDataset, YIN_YANG_R_BIG, YIN_YANG_R_SMALL, YIN_YANG_SEEDS, YinYang, YinYangEncoder,
-    sequence_detection, sequence_detection_both, sequence_pattern, yin_yang, yin_yang_class, yin_yang_splits,
+    SEQUENCE_DURATION_MS, SEQUENCE_INTERVAL_MS, TtfsDataset, YIN_YANG_R_BIG, YIN_YANG_R_SMALL, YIN_YANG_SEEDS, YinYang,
+    YinYangEncoder, sequence_detection, sequence_detection_both, sequence_pattern, yin_yang, yin_yang_class,
+    yin_yang_splits,
 };

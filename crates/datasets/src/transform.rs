@@ -53,6 +53,9 @@ pub fn quantize_times(data: &SpikeDataset, dt: f32) -> Result<SpikeDataset> {
     Ok(out)
 }
 
+/// The SHD channel-shift range of the paper: shifts in `-40..=40` channels.
+pub const SHD_MAX_SHIFT: u16 = 40;
+
 /// SHD channel shift: every sample gets its own shift drawn uniformly from
 /// `-max_shift..=max_shift` (40 in the paper) and each unit `u` becomes
 /// `clamp(u + shift, 0, num_units - 1)`. Deterministic for `seed`.

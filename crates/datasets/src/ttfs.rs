@@ -221,6 +221,9 @@ impl YinYangEncoder {
 /// Interval (ms) between the two input spikes of the sequence-detection task.
 pub const SEQUENCE_INTERVAL_MS: f64 = 10.0;
 
+/// Length (ms) of one sequence-detection run in the paper's setup (`max_delay` is 15 ms).
+pub const SEQUENCE_DURATION_MS: f64 = 25.0;
+
 /// Spike times (ms) of the two inputs for a sequence-detection class:
 /// class 0 = input 0 at 0 ms then input 1 at 10 ms; class 1 = the reverse.
 ///
