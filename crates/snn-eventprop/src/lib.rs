@@ -25,3 +25,8 @@ pub use train::{
     EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, TrainableParams, Trainer, evaluate,
     loss_and_gradients,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -74,6 +74,9 @@ proptest! {
         prop_assume!(!support(&z).is_empty());
         let (zu, ju) = unrolled_fista_jacobian(&s, &x, 4000).unwrap();
         prop_assume!(support(&zu) == support(&z));
+        // Unrolled FISTA converges linearly at a rate set by the conditioning of D_S; where
+        // 4000 iterations have not reached the solver's code, its Jacobian has not converged either.
+        prop_assume!((&zu - &z).amax() < 1e-9 * (1.0 + z.amax()));
         let j = jacobian(&s, &z).unwrap();
         let err = (&ju - &j).amax();
         prop_assert!(err < 1e-4 * (1.0 + j.amax()), "err {err}");
