@@ -17,17 +17,12 @@ fn data(n: usize) -> (DMatrix<f64>, DMatrix<f64>) {
     let mut rng = StdRng::seed_from_u64(42);
     let d = synthetic::gaussian_dictionary(100, 300, &mut rng);
     let blocks = GroupSpec::contiguous_blocks(300, 4, 1.0, GroupNorm::L2).expect("blocks");
-    let (_, x) =
-        synthetic::group_sparse_signals(&d, &blocks, 8, n, 1.0, 2.0, &mut rng).expect("signals");
+    let (_, x) = synthetic::group_sparse_signals(&d, &blocks, 8, n, 1.0, 2.0, &mut rng).expect("signals");
     (d, x)
 }
 
 fn solver(d: &DMatrix<f64>, groups: GroupSpec, alg: Algorithm) -> Solver {
-    let p = SolverParams::builder()
-        .algorithm(alg)
-        .tol(1e-8)
-        .build()
-        .expect("params");
+    let p = SolverParams::builder().algorithm(alg).tol(1e-8).build().expect("params");
     Solver::new(d.clone(), groups, p).expect("solver")
 }
 
@@ -42,11 +37,9 @@ fn lasso(c: &mut Criterion) {
         let (d, x) = data(n);
         let s = solver(&d, GroupSpec::lasso(300, lambda).expect("lasso"), alg);
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(
-            BenchmarkId::new(format!("{alg:?}/lambda={lambda}"), n),
-            &x,
-            |b, x| b.iter(|| std::hint::black_box(s.solve(x).expect("solve"))),
-        );
+        group.bench_with_input(BenchmarkId::new(format!("{alg:?}/lambda={lambda}"), n), &x, |b, x| {
+            b.iter(|| std::hint::black_box(s.solve(x).expect("solve")))
+        });
     }
     group.finish();
 }
