@@ -1,10 +1,10 @@
-//! Clocked engine: SHD-shaped forward pass, and forward + backward passes (issue 2, issue 3).
+//! CPU time per sample of the clocked engine on the workloads of `benches/clocked_engine.rs`
+//! (same data generators, batch of 64): process CPU seconds from `/proc/self/stat` divided by
+//! samples, which stays meaningful when the shared machine is loaded and wall-clock figures are not.
 //!
-//! Data are built outside the timed closures with a seeded splitmix64 generator: 700 input
-//! channels with about 8000 spikes per 1 s sample, `dt = 1 ms`. Before timing, each group prints
-//! the hidden firing rate and the bytes a `ForwardRecord` retains per sample.
-//!
-//! `cargo bench -p bench-suite --bench clocked_engine -- --sample-size 10`
+//! `cargo run --release -p bench-suite --example clocked_profile [fwd|ff]`
+//! (no argument: recurrent 700-512r-20 forward and forward+backward; `fwd`: forward only;
+//! `ff`: 700-256-256-20 feedforward).
 
 use nalgebra::DMatrix;
 use rayon::prelude::*;
