@@ -1,8 +1,8 @@
 //! Optimiser cost per training step on the paper's network shapes (the part of a training
 //! step that is neither forward nor backward pass): Adam on weights + Adam on delays + clamp,
 //! and the in-order sum of per-thread gradient buffers of the deterministic batch reduction;
-//! and one whole training step (forward + backward + optimiser) of a small batch on the exact
-//! engine with SHD-shaped input.
+//! and one whole training step (forward + backward + optimiser) of a batch of 2 SHD-shaped
+//! samples on the exact engine (slow: seconds per sample).
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::RngExt;
@@ -64,7 +64,7 @@ fn shd_like(n: usize) -> (SpikeTrains, Vec<usize>) {
 fn train_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("train_step_exact");
     g.sample_size(10);
-    let batch = 8;
+    let batch = 2;
     let (x, y) = shd_like(batch);
     let engine = ExactEngine::new(SimConfig::new(1000.0, ReadoutKind::ExpIntegral)).unwrap();
     for shape in ["efficiency", "shd"] {
@@ -81,7 +81,7 @@ fn train_step(c: &mut Criterion) {
         let mut ws = BatchWorkspace::<ExactEngine>::new(&net, 8).unwrap();
         let idx: Vec<usize> = (0..batch).collect();
         g.throughput(criterion::Throughput::Elements(batch as u64));
-        g.bench_with_input(BenchmarkId::new("batch8", shape), &shape, |b, _| {
+        g.bench_with_input(BenchmarkId::new("batch2", shape), &shape, |b, _| {
             b.iter(|| {
                 ws.compute(&engine, &net, &x, &y, &idx, &Loss::ExpIntegralCrossEntropy, Some(&flags)).unwrap();
                 opt.step(&mut net, ws.gradients(), 0).unwrap()
