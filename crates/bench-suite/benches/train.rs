@@ -1,15 +1,21 @@
 //! Optimiser cost per training step on the paper's network shapes (the part of a training
 //! step that is neither forward nor backward pass): Adam on weights + Adam on delays + clamp,
-//! and the in-order sum of per-thread gradient buffers of the deterministic batch reduction.
+//! and the in-order sum of per-thread gradient buffers of the deterministic batch reduction;
+//! and one whole training step (forward + backward + optimiser) of a batch of 2 SHD-shaped
+//! samples on the exact engine (slow: seconds per sample).
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use rand::RngExt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use snn_core::{ConnectionId, LiParams, LifParams, Network, NetworkBuilder};
+use snn_core::{
+    ConnectionId, ExactEngine, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig, SpikeTrains,
+};
 use snn_delays::{DelayConstraint, DelayInit};
-use snn_eventprop::Gradients;
 use snn_eventprop::init::{init_delays, init_weights_paper};
 use snn_eventprop::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
+use snn_eventprop::train::BatchWorkspace;
+use snn_eventprop::{Gradients, Loss};
 
 /// `700 - 512 (recurrent) - 20` (SHD) or `700 - 256 - 256 - 20` (efficiency configuration).
 fn network(shape: &str) -> Network {
@@ -37,7 +43,52 @@ fn network(shape: &str) -> Network {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     init_weights_paper(&mut net, &mut rng).unwrap();
     init_delays(&mut net, ConnectionId(0), &DelayInit::SHD, &mut rng).unwrap();
+    if shape != "shd" {
+        init_delays(&mut net, ConnectionId(1), &DelayInit::SHD, &mut rng).unwrap();
+    }
     net
+}
+
+/// `n` samples of about 8,000 spikes over 1 s on 700 channels, uniformly at random.
+fn shd_like(n: usize) -> (SpikeTrains, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut x = SpikeTrains::new(700);
+    for _ in 0..n {
+        let t: Vec<f64> = (0..8000).map(|_| rng.random_range(0.0..1000.0)).collect();
+        let k: Vec<u32> = (0..8000).map(|_| rng.random_range(0..700u32)).collect();
+        x.push_unsorted(&t, &k).unwrap();
+    }
+    (x, (0..n).map(|s| s % 20).collect())
+}
+
+fn train_step(c: &mut Criterion) {
+    let mut g = c.benchmark_group("train_step_exact");
+    g.sample_size(10);
+    let batch = 2;
+    let (x, y) = shd_like(batch);
+    let engine = ExactEngine::new(SimConfig::new(1000.0, ReadoutKind::ExpIntegral)).unwrap();
+    for shape in ["efficiency", "shd"] {
+        let mut net = network(shape);
+        let flags = vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
+        let mut opt = Optimiser::new(
+            &net,
+            &flags,
+            (AdamParams::with_lr(1e-3), LrSchedule::paper_warmup()),
+            (AdamParams::with_lr(0.1), LrSchedule::constant()),
+            DelayConstraint::new(250.0).unwrap(),
+        )
+        .unwrap();
+        let mut ws = BatchWorkspace::<ExactEngine>::new(&net, 8).unwrap();
+        let idx: Vec<usize> = (0..batch).collect();
+        g.throughput(criterion::Throughput::Elements(batch as u64));
+        g.bench_with_input(BenchmarkId::new("batch2", shape), &shape, |b, _| {
+            b.iter(|| {
+                ws.compute(&engine, &net, &x, &y, &idx, &Loss::ExpIntegralCrossEntropy, Some(&flags)).unwrap();
+                opt.step(&mut net, ws.gradients(), 0).unwrap()
+            })
+        });
+    }
+    g.finish();
 }
 
 fn bench(c: &mut Criterion) {
@@ -71,5 +122,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, train_step);
 criterion_main!(benches);

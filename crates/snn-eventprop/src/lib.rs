@@ -4,6 +4,15 @@
 //! This crate implements spec `eventprop-delays.md` §2–4: the backward passes of both
 //! engines of `snn-core` (the [`Adjoint`] trait), the losses of the paper's tasks
 //! ([`Loss`]), optimisers and a training loop.
+//!
+//! Module map:
+//! - [`gradients`]: [`Gradients`] and the [`Adjoint`] trait of the backward passes;
+//! - [`exact`]: the backward pass of the exact engine;
+//! - [`loss`]: the losses on the readout;
+//! - [`optim`]: Adam for weights and a separate Adam for delays, schedules, delay clamp;
+//! - [`init`]: the paper's weight and delay initialisation;
+//! - [`train`]: deterministic parallel batch gradients, the epoch loop, metrics, early
+//!   stopping and checkpoints (see its example: sequence detection).
 #![warn(missing_docs)]
 
 pub mod clocked;

@@ -12,25 +12,42 @@
 //!   `tracing` spans, an optional [`Progress`] callback, early stopping and atomic
 //!   checkpoints that resume bit for bit.
 //!
-//! ```no_run
-//! # fn demo<E: snn_eventprop::Adjoint>(engine: &E, net: snn_core::Network,
-//! #         train: snn_eventprop::train::Labelled, val: snn_eventprop::train::Labelled) -> snn_eventprop::Result<()> {
-//! use snn_eventprop::Loss;
-//! use snn_eventprop::train::{EarlyStopping, TrainConfig, TrainData, Trainer};
+//! The paper's sequence-detection task, where only delays learn (runs in milliseconds):
 //!
+//! ```
+//! use nalgebra::DMatrix;
+//! use snn_core::{ExactEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig, SpikeTrains};
+//! use snn_eventprop::Loss;
+//! use snn_eventprop::train::{Labelled, TrainConfig, TrainData, Trainer, TrainableParams};
+//!
+//! let mut b = NetworkBuilder::new();
+//! let i = b.input("in", 2);
+//! let o = b.li("out", 2, LiParams::new(10.0, 5.0).unwrap());
+//! // Worst-case start: delays (post x pre) [[0, 10], [10, 0]] ms, weights fixed at 1.
+//! b.connect(i, o, DMatrix::from_element(2, 2, 1.0), DMatrix::from_row_slice(2, 2, &[0.0, 10.0, 10.0, 0.0]));
+//! let net = b.build().unwrap();
+//! let mut x = SpikeTrains::new(2);
+//! x.push_sample(&[0.0, 10.0], &[0, 1]).unwrap(); // class 0: input 0 first
+//! x.push_sample(&[0.0, 10.0], &[1, 0]).unwrap(); // class 1: input 1 first
+//! let set = Labelled::new(x, vec![0, 1]).unwrap();
+//!
+//! let engine = ExactEngine::new(SimConfig::new(25.0, ReadoutKind::MaxVoltage)).unwrap();
 //! let config = TrainConfig::builder()
-//!     .epochs(500)
-//!     .batch_size(256)
-//!     .delay_lr(0.1)
-//!     .max_delay(150.0)
-//!     .early_stopping(EarlyStopping::paper())
-//!     .checkpoint("runs/shd.ckpt")
-//!     .build()?;
-//! let mut trainer = Trainer::new(engine, Loss::ExpIntegralCrossEntropy, config, net)?;
-//! let data = TrainData { train: &train, validation: Some(&val), test: None };
-//! let summary = trainer.fit_with_progress(&data, |p| eprintln!("{p:?}"))?;
-//! println!("best epoch {:?}", summary.best_epoch);
-//! # Ok(()) }
+//!     .epochs(10)
+//!     .batch_size(2)
+//!     .delay_lr(1.0)
+//!     .max_delay(15.0)
+//!     .trainable(TrainableParams::DelaysOnly)
+//!     .build()
+//!     .unwrap();
+//! let mut trainer = Trainer::new(&engine, Loss::MaxVoltageCrossEntropy, config, net).unwrap();
+//! let data = TrainData { train: &set, validation: None, test: Some(&set) };
+//! let mut batches = 0;
+//! trainer.fit_with_progress(&data, |_progress| batches += 1).unwrap();
+//! let last = trainer.history().last().unwrap();
+//! assert_eq!(last.test.as_ref().unwrap().accuracy, 1.0);
+//! let d = trainer.network().connections()[0].delays();
+//! assert!(d[(0, 0)] > d[(0, 1)] + 5.0); // the diagonal delays grew, the others shrank
 //! ```
 
 use std::io::Write;
@@ -421,6 +438,27 @@ pub struct BatchGradients {
 /// Errors: empty batch, label/sample count mismatch, label out of range, input size
 /// mismatch, engine readout not the loss's, any forward/backward error, and a non-finite
 /// gradient (naming the parameter and the sample index in `batch`).
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use snn_core::{ExactEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig, SpikeTrains};
+/// use snn_eventprop::{EventPropError, Loss, loss_and_gradients};
+///
+/// let mut b = NetworkBuilder::new();
+/// let i = b.input("in", 2);
+/// let o = b.li("out", 2, LiParams::new(10.0, 5.0).unwrap());
+/// b.connect(i, o, DMatrix::from_element(2, 2, 1.0), DMatrix::zeros(2, 2));
+/// let net = b.build().unwrap();
+/// let engine = ExactEngine::new(SimConfig::new(25.0, ReadoutKind::MaxVoltage)).unwrap();
+/// let mut x = SpikeTrains::new(2);
+/// x.push_sample(&[0.0, 10.0], &[0, 1]).unwrap();
+/// let loss = Loss::MaxVoltageCrossEntropy;
+/// let g = loss_and_gradients(&engine, &net, &x, &[0], &loss).unwrap();
+/// // Symmetric network: both outputs read the same maximum, the loss is ln 2.
+/// assert!((g.summary.loss - 2f64.ln()).abs() < 1e-12);
+/// assert_eq!(g.gradients.delays[0].shape(), (2, 2));
+/// assert!(matches!(loss_and_gradients(&engine, &net, &x, &[2], &loss), Err(EventPropError::LabelOutOfRange { .. })));
+/// ```
 pub fn loss_and_gradients<E: Adjoint>(
     engine: &E,
     net: &Network,
