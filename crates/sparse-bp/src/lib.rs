@@ -16,6 +16,10 @@
 //! | [`implicit`] | §4 (used by attacks) Jacobian / VJP of the code w.r.t. the input by implicit differentiation; unrolled-FISTA reference |
 //! | [`multilayer`] | §3 layered BP, Deep Pursuit, the stacked shallow group-BP form |
 //! | [`synthetic`] | random instances: Gaussian and two-orthobasis dictionaries, group-sparse codes |
+//! | [`models`] | §4 BP / GBP / pooled-GBP classifiers and the approximators' [`models::Classifier`] interface |
+//! | [`nn`] | §4 dense, deep dense and linear-transformer approximators, hand-written backward, Adam |
+//! | [`attack`] | §4 I-FGSM (`l_inf`, `l2`) and the dual-projection certified radius |
+//! | [`train`] | §4 dictionary learning, classifier / approximator training, bincode model files |
 //!
 //! Architecture invariant: `sparse-bp` depends on no other workspace crate.
 //!

@@ -353,6 +353,17 @@ mod tests {
     }
 
     #[test]
+    fn coherence_loss_lowers_off_diagonal_gram() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let x = DMatrix::from_fn(6, 120, |_, _| rng.sample::<f64, _>(StandardNormal));
+        let base = DictParams { atoms: 10, lambda: 0.3, epochs: 10, batch_size: 40, lr: 1e-2, ..DictParams::default() };
+        let off = |d: &DMatrix<f64>| (d.tr_mul(d) - DMatrix::<f64>::identity(10, 10)).norm();
+        let (d0, _) = learn_dictionary(&x, &base).unwrap();
+        let (d1, _) = learn_dictionary(&x, &DictParams { coherence_weight: 1.0, ..base }).unwrap();
+        assert!(off(&d1) < off(&d0), "{} !< {}", off(&d1), off(&d0));
+    }
+
+    #[test]
     fn model_save_load_round_trip() {
         let dir = std::env::temp_dir().join(format!("sparse-bp-train-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
