@@ -1,4 +1,5 @@
-//! Shared configuration for the criterion benchmarks of the workspace (see `benches/`).
-//!
-//! This crate is being filled by its issue; until then it exports nothing.
+//! Shared workloads of the benchmarks (`benches/`) and profiling examples (`examples/`):
+//! seeded SHD-shaped input, the paper's network shapes, and one training step.
 #![warn(missing_docs)]
+
+pub mod workload;

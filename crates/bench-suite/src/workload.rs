@@ -1,0 +1,156 @@
+//! SHD-shaped workloads for the clocked engine (issues 2 and 3): 700 input channels with about
+//! 8000 spikes per 1 s sample, the 700-512(recurrent)-20 and 700-256-256-20 networks, `dt = 1 ms`.
+#![allow(missing_docs)]
+
+use nalgebra::DMatrix;
+use rayon::prelude::*;
+use snn_core::{
+    ClockedEngine, ClockedState, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
+    Simulator, SpikeTrains,
+};
+use snn_eventprop::{Adjoint, Gradients, Loss, backward_planned};
+
+pub const N_IN: usize = 700;
+pub const SPIKES_PER_SAMPLE: usize = 8000;
+pub const T_END: f64 = 1000.0;
+pub const DT: f64 = 1.0;
+/// Mean input weight, set for ~10-20 hidden spikes per neuron per second.
+pub const W_IN: f64 = 0.027;
+/// Mean h1 -> h2 weight of the feedforward network.
+pub const W_HH: f64 = 0.05;
+
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+        let (u, v) = (self.uniform().max(1e-300), self.uniform());
+        mean + sd * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+    pub fn matrix(&mut self, rows: usize, cols: usize, f: impl Fn(&mut Self) -> f64) -> DMatrix<f64> {
+        DMatrix::from_fn(rows, cols, |_, _| f(self))
+    }
+}
+
+/// `n` samples of SHD-like input: 700 channels, ~8000 spikes over 1 s, channel rates varying smoothly.
+pub fn shd_like_batch(n: usize, rng: &mut Rng) -> SpikeTrains {
+    let mut batch = SpikeTrains::new(N_IN);
+    for _ in 0..n {
+        let count = SPIKES_PER_SAMPLE - 500 + (rng.uniform() * 1000.0) as usize;
+        let centre = rng.uniform() * N_IN as f64;
+        let mut times = Vec::with_capacity(count);
+        let mut neurons = Vec::with_capacity(count);
+        for _ in 0..count {
+            times.push(rng.uniform() * 0.95 * T_END);
+            let ch = (centre + rng.normal(0.0, 150.0)).rem_euclid(N_IN as f64) as u32;
+            neurons.push(ch.min(N_IN as u32 - 1));
+        }
+        batch.push_unsorted(&times, &neurons).unwrap();
+    }
+    batch
+}
+
+/// 700 -> 512 LIF (recurrent) -> 20 LI; input->hidden and recurrent delays U(0, max_delay).
+pub fn recurrent_net(rng: &mut Rng, max_delay: f64) -> Network {
+    let mut b = NetworkBuilder::new();
+    let i = b.input("in", N_IN);
+    let h = b.lif("hidden", 512, LifParams::default());
+    let o = b.li("out", 20, LiParams::default());
+    b.connect(
+        i,
+        h,
+        rng.matrix(512, N_IN, |r| r.normal(W_IN, 0.01)),
+        rng.matrix(512, N_IN, |r| r.uniform() * max_delay),
+    );
+    b.connect(h, h, rng.matrix(512, 512, |r| r.normal(0.0, 0.02)), rng.matrix(512, 512, |r| r.uniform() * max_delay));
+    b.connect(h, o, rng.matrix(20, 512, |r| r.normal(0.0, 0.03)), DMatrix::zeros(20, 512));
+    b.build().unwrap()
+}
+
+/// 700 -> 256 -> 256 -> 20 feedforward, delays U(0, max_delay) on the two hidden connections.
+pub fn feedforward_net(rng: &mut Rng, max_delay: f64) -> Network {
+    let mut b = NetworkBuilder::new();
+    let i = b.input("in", N_IN);
+    let h1 = b.lif("h1", 256, LifParams::default());
+    let h2 = b.lif("h2", 256, LifParams::default());
+    let o = b.li("out", 20, LiParams::default());
+    b.connect(
+        i,
+        h1,
+        rng.matrix(256, N_IN, |r| r.normal(W_IN, 0.01)),
+        rng.matrix(256, N_IN, |r| r.uniform() * max_delay),
+    );
+    b.connect(
+        h1,
+        h2,
+        rng.matrix(256, 256, |r| r.normal(W_HH, 0.04)),
+        rng.matrix(256, 256, |r| r.uniform() * max_delay),
+    );
+    b.connect(h2, o, rng.matrix(20, 256, |r| r.normal(0.0, 0.03)), DMatrix::zeros(20, 256));
+    b.build().unwrap()
+}
+
+/// Prints spikes per hidden neuron per second and record bytes per sample.
+pub fn describe(name: &str, engine: &ClockedEngine, net: &Network, batch: &SpikeTrains) {
+    let recs = engine.run_batch(net, batch).unwrap();
+    let hidden: usize =
+        net.populations().iter().filter(|p| matches!(p.kind(), snn_core::NeuronKind::Lif(_))).map(|p| p.size()).sum();
+    let spikes: usize = recs.iter().map(|r| r.spikes.len()).sum();
+    let bytes: usize = recs.iter().map(record_bytes).sum();
+    let n = recs.len() as f64;
+    eprintln!(
+        "[{name}] {:.1} spikes/hidden neuron/s, {:.0} recorded spikes/sample, {:.0} bytes retained per sample \
+         (T x N x 16 would be {} bytes)",
+        spikes as f64 / n / hidden as f64 / (T_END / 1000.0),
+        spikes as f64 / n,
+        bytes as f64 / n,
+        engine.num_steps() * net.num_neurons() * 16,
+    );
+}
+
+pub fn record_bytes(r: &ForwardRecord) -> usize {
+    r.spikes.heap_bytes() + 8 * (r.readout.values.capacity() + r.readout.times.capacity())
+}
+
+/// One training step's worth of work: forward, loss, backward for every sample; gradients
+/// summed per thread (one chunk of the batch per rayon thread), then reduced.
+pub fn train_step(engine: &ClockedEngine, net: &Network, batch: &SpikeTrains) -> Gradients {
+    let plan = engine.plan(net).unwrap();
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = batch.len().div_ceil(threads);
+    let loss = Loss::ExpIntegralCrossEntropy;
+    (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let mut state = ClockedState::default();
+            let mut adj = engine.adjoint_scratch(net);
+            let mut grads = Gradients::zeros(net);
+            let mut rec = ForwardRecord::default();
+            for s in t * chunk..((t + 1) * chunk).min(batch.len()) {
+                engine.run_planned(net, &plan, batch.sample(s), &mut state, &mut rec).unwrap();
+                let v = loss.evaluate(&rec.readout, s % 20, s, T_END).unwrap();
+                backward_planned(engine, net, &plan, batch.sample(s), &rec, &v.d_readout, &mut adj, &mut grads)
+                    .unwrap();
+            }
+            grads
+        })
+        .reduce_with(|mut a, b| {
+            a.add_assign(&b);
+            a
+        })
+        .unwrap()
+}
+
+/// The clocked engine of the workloads: `T = 1 s`, `dt = 1 ms`, exp-integral readout.
+pub fn engine() -> ClockedEngine {
+    ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), DT).expect("valid settings")
+}
