@@ -313,6 +313,10 @@ pub fn sequence_detection(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
 
 const YY_T_END: f64 = 40.0;
 const YY_MAX_DELAY: f64 = 10.0;
+/// Adam rate of the weights (ours; the paper does not state it for Yin-Yang).
+const YY_WEIGHT_LR: f64 = 1e-3;
+/// Adam rate of the delays in ms per step (the paper's 10 is in its own units; ours is tuned).
+const YY_DELAY_LR: f64 = 0.2;
 
 /// 5 inputs (x, y, 1-x, 1-y, bias) → `hidden` LIF → 3 LIF outputs, first-spike-time loss.
 fn yin_yang_net(hidden: usize, seed: u64) -> DynResult<(Network, [ConnectionId; 2])> {
@@ -368,14 +372,14 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                 .epochs(epochs)
                 .batch_size(150)
                 .trainable(trainable)
-                .weight_adam(AdamParams::with_lr(2e-3))
+                .weight_adam(AdamParams::with_lr(YY_WEIGHT_LR))
                 .weight_schedule(LrSchedule::constant())
-                .delay_adam(AdamParams::with_lr(0.5))
+                .delay_adam(AdamParams::with_lr(YY_DELAY_LR))
                 .delay_schedule(LrSchedule::epoch_decay(0.9975))
                 .max_delay(YY_MAX_DELAY)
                 .silent_boost(Some(0.002))
                 .early_stopping(EarlyStopping {
-                    patience: if opts.quick { epochs } else { 30 },
+                    patience: if opts.quick { epochs } else { 60 },
                     monitor: Monitor::ValidationAccuracy,
                 })
                 .seed(opts.seed)
@@ -421,7 +425,7 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         "config".into(),
         json!({"t_end_ms": YY_T_END, "max_delay_ms": YY_MAX_DELAY, "epochs": epochs, "train_samples": n_train,
                "hidden_sizes": hidden_sizes, "encoding": "t = 1.5 + 18.5 v ms of (x, y, 1-x, 1-y) + bias at 0 ms",
-               "weight_lr": 2e-3, "delay_lr": 0.5, "model_selection": "test accuracy at the epoch of best validation accuracy", "delay_lr_decay": 0.9975, "batch_size": 150, "engine": "exact"}),
+               "weight_lr": YY_WEIGHT_LR, "delay_lr": YY_DELAY_LR, "model_selection": "test accuracy at the epoch of best validation accuracy", "delay_lr_decay": 0.9975, "batch_size": 150, "engine": "exact"}),
     );
     results.insert("sweep".into(), Value::Array(sweep.clone()));
     results.insert("final".into(), json!({"test_accuracy": final_acc, "train_accuracy": final_train}));
