@@ -172,6 +172,13 @@ struct Event {
     pos: u32,
 }
 
+impl Event {
+    /// A crossing candidate of global neuron `g` at `t + s`, valid while its `version` is current.
+    fn candidate(t: f64, s: f64, seq: u64, g: usize, version: u32) -> Self {
+        Event { t: t + s, seq, t_spike: t, conn: CANDIDATE, pre: g as u32, spike: version, pos: 0 }
+    }
+}
+
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
@@ -550,15 +557,7 @@ impl Simulator for ExactEngine {
                 emit!(pid, local, spike_idx, t);
                 if let Some(s) = crossing_lower_bound(leak, p.theta(), 0.0, i, t_end - t) {
                     seq += 1;
-                    sc.heap.push(Event {
-                        t: t + s,
-                        seq,
-                        t_spike: t,
-                        conn: CANDIDATE,
-                        pre: g as u32,
-                        spike: sc.version[g],
-                        pos: 0,
-                    });
+                    sc.heap.push(Event::candidate(t, s, seq, g, sc.version[g]));
                 }
                 continue;
             }
@@ -607,15 +606,7 @@ impl Simulator for ExactEngine {
                 sc.version[g] = sc.version[g].wrapping_add(1);
                 if let Some(s) = crossing_lower_bound(&leak, p.theta(), v, i + w, t_end - t) {
                     seq += 1;
-                    sc.heap.push(Event {
-                        t: t + s,
-                        seq,
-                        t_spike: t,
-                        conn: CANDIDATE,
-                        pre: g as u32,
-                        spike: sc.version[g],
-                        pos: 0,
-                    });
+                    sc.heap.push(Event::candidate(t, s, seq, g, sc.version[g]));
                 }
             }
         }
