@@ -69,6 +69,11 @@ pub fn experiments() -> Vec<Experiment> {
             run: exp_snn::ssc,
         },
         Experiment {
+            name: "epoch-time",
+            about: "training speed: one epoch of 700-512r-20 and 700-256-256-20 on SHD-shaped data",
+            run: exp_snn::epoch_time,
+        },
+        Experiment {
             name: "sparse-synthetic",
             about: "BP/GBP/PGBP + approximators under I-FGSM, synthetic group-sparse task",
             run: crate::exp_sparse::synthetic,
