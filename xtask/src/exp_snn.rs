@@ -146,6 +146,7 @@ fn epoch_json(history: &[EpochMetrics]) -> Value {
                     "test_accuracy": m.test.as_ref().map(|v| v.accuracy),
                     "spikes_per_sample": m.train.spikes_per_sample,
                     "silent_neurons": m.silent_neurons,
+                    "hidden_spikes_per_neuron": m.hidden_spikes_per_neuron,
                     "delay_stats": m.delay_stats,
                     "weight_lr": m.weight_lr,
                     "delay_lr": m.delay_lr,

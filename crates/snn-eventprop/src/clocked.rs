@@ -38,7 +38,7 @@ use snn_core::clocked::{ClockedPlan, PopPlan};
 use snn_core::{ClockedEngine, CoreError, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
 
 use crate::error::{EventPropError, Result};
-use crate::gradients::{Adjoint, Gradients};
+use crate::gradients::{Adjoint, Gradients, check_jump_bias};
 
 /// Recorded `I - V` at or below this gets no adjoint jump.
 const MIN_I_MINUS_V: f64 = 1e-9;
@@ -120,11 +120,23 @@ impl Adjoint for ClockedEngine {
         scratch: &mut ClockedAdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()> {
+        self.backward_into_with(net, input, record, d_readout, None, scratch, grads)
+    }
+
+    fn backward_into_with(
+        &self,
+        net: &Network,
+        input: SpikeTrain<'_>,
+        record: &ForwardRecord,
+        d_readout: &[f64],
+        jump_bias: Option<&[f64]>,
+        scratch: &mut ClockedAdjointScratch,
+        grads: &mut Gradients,
+    ) -> Result<()> {
         let mut plan = std::mem::take(&mut scratch.plan);
-        let result = plan
-            .rebuild(net, self)
-            .map_err(EventPropError::from)
-            .and_then(|()| backward_planned(self, net, &plan, input, record, d_readout, scratch, grads));
+        let result = plan.rebuild(net, self).map_err(EventPropError::from).and_then(|()| {
+            backward_planned_with(self, net, &plan, input, record, d_readout, jump_bias, scratch, grads)
+        });
         scratch.plan = plan;
         result
     }
@@ -170,6 +182,25 @@ pub fn backward_planned(
     scratch: &mut ClockedAdjointScratch,
     grads: &mut Gradients,
 ) -> Result<()> {
+    backward_planned_with(engine, net, plan, input, record, d_readout, None, scratch, grads)
+}
+
+/// [`backward_planned`] with an optional jump bias (see [`Adjoint::backward_into_with`]):
+/// `jump_bias[g]` is added to `lambda_V` of neuron `g` after the jump of each of its spikes
+/// (also for spikes whose recorded `I - V` is too small for the EventProp jump).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_planned_with(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    record: &ForwardRecord,
+    d_readout: &[f64],
+    jump_bias: Option<&[f64]>,
+    scratch: &mut ClockedAdjointScratch,
+    grads: &mut Gradients,
+) -> Result<()> {
+    check_jump_bias(net, jump_bias)?;
     {
         let this = engine;
         if plan.pops.len() != net.populations().len()
@@ -331,6 +362,9 @@ pub fn backward_planned(
                     let theta = pp.theta.unwrap_or(1.0);
                     let lv = &mut lambda_v[pp.state_off + j];
                     *lv += (theta * *lv + dlp + s) / imv;
+                }
+                if let Some(b) = jump_bias {
+                    lambda_v[pp.state_off + j] += b[g];
                 }
             }
             // 3b. input spikes binned to this step
