@@ -21,7 +21,8 @@
 //!    for a LIF spike, `S = Σ_j w_ji (lambda_V,j - lambda_I,j)(t_n + D)` and the jump
 //!    `lambda_V,i <- lambda_V,i + (theta lambda_V,i + dl_p/dt + S) / (I - V)` with the recorded
 //!    `I - V` (spikes whose recorded `I - V <= 1e-9` — a grid artefact where the voltage peaked
-//!    within the step — get no jump).
+//!    within the step — get no jump). An optional jump bias `b_i` ([`Adjoint::backward_into_with`],
+//!    the spike-count regulariser) is then added: `lambda_V,i += b_i`.
 //! 4. **propagation** from `t_n` to `t_{n-1}` with the transpose of the exact one-step
 //!    propagator: `lambda_V <- alpha lambda_V`,
 //!    `lambda_I <- beta lambda_I + c (beta - alpha) (tau_m/tau_s) lambda_V`.
