@@ -614,7 +614,7 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let spike_reg = match opts.spike_reg {
         None if opts.quick => None,
         None => Some(SpikeCountReg::paper()),
-        Some(k) if k == 0.0 => None,
+        Some(0.0) => None,
         Some(k) => Some(SpikeCountReg { strength_upper: k, strength_lower: k, ..SpikeCountReg::paper() }),
     };
     let engine = ClockedEngine::new(SimConfig::new(t_end, ReadoutKind::ExpIntegral), 1.0)?;

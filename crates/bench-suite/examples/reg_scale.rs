@@ -34,16 +34,22 @@ fn main() {
     let t0 = std::time::Instant::now();
     ws.compute(&engine, &net, &batch, &labels, &idx, &loss, None).unwrap();
     let secs_on = t0.elapsed().as_secs_f64();
-    println!("batch gradient: {secs_off:.2} s without the regulariser, {secs_on:.2} s with it (batch-mean counts: one extra forward pass)");
+    println!(
+        "batch gradient: {secs_off:.2} s without the regulariser, {secs_on:.2} s with it (batch-mean counts: one extra forward pass)"
+    );
     let mut reg_part = ws.gradients().clone();
     let mut neg = task.clone();
     neg.scale_mut(-1.0);
     reg_part.add_assign(&neg);
     let per_neuron: Vec<f64> = counts[700..700 + 512].iter().map(|&c| c as f64 / samples as f64).collect();
     let above = per_neuron.iter().filter(|&&n| n > reg.target).count();
-    println!("{samples} samples; hidden spikes per neuron per sample: mean {nbar:.2}, {above}/512 neurons above the target 14");
+    println!(
+        "{samples} samples; hidden spikes per neuron per sample: mean {nbar:.2}, {above}/512 neurons above the target 14"
+    );
     for (c, name) in [(0, "input->hidden"), (1, "recurrent")] {
-        for (what, t, r) in [("weights", &task.weights[c], &reg_part.weights[c]), ("delays", &task.delays[c], &reg_part.delays[c])] {
+        for (what, t, r) in
+            [("weights", &task.weights[c], &reg_part.weights[c]), ("delays", &task.delays[c], &reg_part.delays[c])]
+        {
             let mut ratios: Vec<f64> =
                 t.iter().zip(r.iter()).filter(|(a, _)| **a != 0.0).map(|(a, b)| (b / a).abs()).collect();
             ratios.sort_by(f64::total_cmp);

@@ -222,7 +222,15 @@ pub fn backward_planned_with(
             return Err(CoreError::InvalidNetwork("clocked plan was built for another network").into());
         }
         let ClockedAdjointScratch {
-            lambda_v, lambda_i, hist, first_spike, readout_steps, kink_i, kink_arrivals, kink_s, ..
+            lambda_v,
+            lambda_i,
+            hist,
+            first_spike,
+            readout_steps,
+            kink_i,
+            kink_arrivals,
+            kink_s,
+            ..
         } = scratch;
         let cfg = this.config();
         let steps = this.num_steps();
@@ -273,6 +281,7 @@ pub fn backward_planned_with(
         hist.resize(plan.ring_len(), [0.0; 2]);
         first_spike.clear();
         readout_steps.clear();
+        kink_s.clear();
         match &cfg.readout {
             ReadoutKind::FirstSpike => {
                 first_spike.resize(n_out, usize::MAX);
@@ -287,7 +296,19 @@ pub fn backward_planned_with(
             }
             ReadoutKind::MaxVoltage => {
                 readout_steps.extend(record.readout.times.iter().map(|&t| this.step_of(t)));
-                grid_kinks(this, net, plan, input, record, readout_steps, d_readout, grads, kink_i, kink_arrivals, kink_s);
+                grid_kinks(
+                    this,
+                    net,
+                    plan,
+                    input,
+                    record,
+                    readout_steps,
+                    d_readout,
+                    grads,
+                    kink_i,
+                    kink_arrivals,
+                    kink_s,
+                )?;
             }
             ReadoutKind::VoltageAt(ts) => readout_steps.extend(ts.iter().map(|&t| this.step_of(t).min(steps))),
             ReadoutKind::ExpIntegral => {}
@@ -499,7 +520,7 @@ fn grid_kinks(
     cur: &mut Vec<f64>,
     arrivals: &mut Vec<KinkArrival>,
     kink_s: &mut Vec<(usize, f64)>,
-) {
+) -> Result<()> {
     let out = net.output();
     let op = plan.pops[out.0];
     let n_out = op.size;
@@ -529,6 +550,9 @@ fn grid_kinks(
         let pre_pop = plan.conns[c].pre;
         if pre_pop == net.input().0 {
             for (s, (t, j)) in input.iter().enumerate() {
+                if j as usize >= plan.pops[pre_pop].size {
+                    return Err(CoreError::InvalidNetwork("input neuron index out of range").into());
+                }
                 if t < t_end {
                     visit(c, j as usize, s, t, true);
                 }
@@ -576,4 +600,5 @@ fn grid_kinks(
             }
         }
     }
+    Ok(())
 }

@@ -168,8 +168,8 @@ impl SpikeCountReg {
                 continue;
             }
             let (o, n) = (net.offset(id), net.population(id).size());
-            for g in o..o + n {
-                out[g] = self.bias(counts.get(g).copied().unwrap_or(0) as f64 * per);
+            for (g, b) in out.iter_mut().enumerate().skip(o).take(n) {
+                *b = self.bias(counts.get(g).copied().unwrap_or(0) as f64 * per);
             }
         }
     }

@@ -259,14 +259,9 @@ impl<E: Adjoint> Worker<E> {
             }
         };
         match bias {
-            None => job.engine.backward_into(
-                job.net,
-                input,
-                &self.record,
-                &lv.d_readout,
-                &mut self.adj,
-                &mut self.grads,
-            )?,
+            None => {
+                job.engine.backward_into(job.net, input, &self.record, &lv.d_readout, &mut self.adj, &mut self.grads)?
+            }
             Some(b) => job.engine.backward_into_with(
                 job.net,
                 input,

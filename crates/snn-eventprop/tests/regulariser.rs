@@ -61,7 +61,10 @@ fn check_hand_case<E: Adjoint>(engine: &E, what: &str) {
     let want_d = -w * (dli - dlv);
     let got_w = g1.weights[0][(0, 0)] - g0.weights[0][(0, 0)];
     let got_d = g1.delays[0][(0, 0)] - g0.delays[0][(0, 0)];
-    println!("{what}: t_k {} Δw {got_w:.12e} (hand {want_w:.12e}) Δd {got_d:.12e} (hand {want_d:.12e})", rec.spikes.times[0]);
+    println!(
+        "{what}: t_k {} Δw {got_w:.12e} (hand {want_w:.12e}) Δd {got_d:.12e} (hand {want_d:.12e})",
+        rec.spikes.times[0]
+    );
     assert!((got_w - want_w).abs() <= 1e-10 * want_w.abs(), "{what}: Δ dL/dw {got_w} vs {want_w}");
     assert!((got_d - want_d).abs() <= 1e-10 * want_d.abs(), "{what}: Δ dL/dd {got_d} vs {want_d}");
     assert_eq!(g1.weights[1], g0.weights[1], "{what}: output weights must not change");
@@ -219,10 +222,10 @@ fn off_is_unchanged<E: Adjoint>(engine: &E) {
     let mut manual = Gradients::zeros(&net);
     let mut zero_bias = Gradients::zeros(&net);
     let mut spikes = 0;
-    for s in 0..x.len() {
+    for (s, &label) in labels.iter().enumerate() {
         let rec = engine.run(&net, x.sample(s)).unwrap();
         spikes += rec.spikes.len();
-        let v = loss.evaluate(&rec.readout, labels[s], s, T_END).unwrap();
+        let v = loss.evaluate(&rec.readout, label, s, T_END).unwrap();
         let mut sc = engine.adjoint_scratch(&net);
         engine.backward_into(&net, x.sample(s), &rec, &v.d_readout, &mut sc, &mut manual).unwrap();
         let mut with_none = Gradients::zeros(&net);
