@@ -27,12 +27,20 @@
 //! b_i = -k (nbar_i - nu),   k = strength_upper if nbar_i > nu, else strength_lower
 //! ```
 //!
-//! in Wunderlich–Pehle scaling (`lambda_V = -(1/tau_m) dL/dV`, `dL/dw = -tau_s Σ lambda_I`),
-//! which is the scaling of the reference's LIF code (`Gradient -= LambdaI * TauSyn`, the jump
-//! above) and of this crate. So [`SpikeCountReg::strength_upper`] / `strength_lower` are the
-//! reference's `reg_lambda_upper` / `reg_lambda_lower` one to one, and [`SpikeCountReg::target`]
-//! is `reg_nu_upper` (spikes per neuron per example). The engines apply `b_i` through
-//! [`crate::Adjoint::backward_into_with`]'s jump bias.
+//! in Wunderlich–Pehle scaling (`lambda_V = -(1/tau_m) dL/dV`, `dL/dw = -tau_s Σ lambda_I`).
+//! That is the scaling of the reference's code of that version (hidden jump as above,
+//! `Gradient -= LambdaI * TauSyn`, and the exp-weighted readout's forcing
+//! `drive = g e^{-t/T} / (TauM num_batch T)`, i.e. our `Vbar = (1/T) ∫ e^{-t/T} V dt` with a
+//! batch-mean loss) and of this crate. So [`SpikeCountReg::strength_upper`] / `strength_lower`
+//! are the reference's `reg_lambda_upper` / `reg_lambda_lower` one to one, and
+//! [`SpikeCountReg::target`] is `reg_nu_upper` (spikes per neuron per example). The engines apply
+//! `b_i` through [`crate::Adjoint::backward_into_with`]'s jump bias.
+//!
+//! Note on the spec's wording ("enters as an `l_p`-type term"): in the version above the term
+//! is *not* a `dl_p/dt_k` in the numerator of the jump (it would then be divided by `I - V`);
+//! it is added to `lambda_V^-` after the jump — equivalently `b_i (I - V)` in the numerator.
+//! Later mlGeNN versions (the generic "auto" neuron compiler) put a time-scaled term inside the
+//! numerator instead (`drive_reg / (t + dt)`); this module follows the version of the paper.
 //!
 //! **Two-sided.** With both strengths positive, neurons firing more than `nu` per example are
 //! pushed down and those firing less are pushed up. A neuron that does not fire at all has no
