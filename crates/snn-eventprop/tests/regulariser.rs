@@ -300,3 +300,26 @@ fn bad_settings_are_typed_errors() {
     let e = clocked.backward_into_with(&net, x.sample(0), &rec, &[0.1], Some(&[0.0; 4]), &mut sc, &mut g);
     assert!(matches!(e, Err(EventPropError::ShapeMismatch { expected: 3, got: 4, .. })), "{e:?}");
 }
+
+#[test]
+fn regularised_batch_gradients_do_not_depend_on_the_thread_count() {
+    let mut seed = 5;
+    let net = isolated_hidden(2.0, &mut seed);
+    let set = data(12, &mut seed);
+    let idx: Vec<usize> = (0..12).collect();
+    let engine = ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), 1.0).unwrap();
+    for average in [CountAverage::Batch, CountAverage::Sample] {
+        let reg = SpikeCountReg { target: 3.0, strength_upper: 1e-3, strength_lower: 2e-3, average };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut ws = BatchWorkspace::<ClockedEngine>::new(&net, 2).unwrap();
+                ws.set_regulariser(Some(reg)).unwrap();
+                ws.compute(&engine, &net, set.spikes(), set.labels(), &idx, &Loss::ExpIntegralCrossEntropy, None)
+                    .unwrap();
+                bits(ws.gradients())
+            })
+        };
+        assert_eq!(run(1), run(3), "{average:?}");
+    }
+}
