@@ -612,7 +612,7 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     // it only matters if activity runs far away from the target; it costs one extra forward pass
     // per batch. Full runs use the paper's setting, --quick runs leave it off; --spike-reg overrides.
     // Quick synthetic run, seed 0, delays (test accuracy, hidden spikes/neuron in the last epoch):
-    // off 90.6 %, 20.9; paper 90.6 %, 29.4; 4e-6: 59.4 %, 13.3 (held near 14); 4e-5: 32.8 %, 10.5.
+    // off 90.6 %, 22.1; paper 90.6 %, 29.7; 4e-6: 59.4 %, 13.3 (held near 14); 4e-5: 32.8 %, 12.4.
     let spike_reg = match opts.spike_reg {
         None if opts.quick => None,
         None => Some(SpikeCountReg::paper()),
