@@ -28,7 +28,7 @@ fn main() {
     let secs_off = t0.elapsed().as_secs_f64();
     let task: Gradients = ws.gradients().clone();
     let counts = ws.spike_counts().to_vec();
-    let nbar = mean_hidden_spikes(&net, &counts, samples);
+    let nbar = mean_hidden_spikes(&net, &counts, samples).unwrap_or(f64::NAN);
     let reg = SpikeCountReg::paper();
     ws.set_regulariser(Some(reg)).unwrap();
     let t0 = std::time::Instant::now();

@@ -189,16 +189,16 @@ pub fn regularised(net: &Network, id: PopulationId) -> bool {
 }
 
 /// Mean spikes per regularised (hidden LIF) neuron per sample, from per-neuron spike counts
-/// summed over `samples` samples; `NaN` if the network has no hidden LIF neuron.
-pub fn mean_hidden_spikes(net: &Network, counts: &[u64], samples: usize) -> f64 {
+/// summed over `samples` samples; `None` if the network has no hidden LIF neuron.
+pub fn mean_hidden_spikes(net: &Network, counts: &[u64], samples: usize) -> Option<f64> {
     let (mut spikes, mut neurons) = (0u64, 0usize);
     for p in 0..net.populations().len() {
         let id = PopulationId(p);
         if regularised(net, id) {
             let (o, n) = (net.offset(id), net.population(id).size());
-            spikes += counts[o..o + n].iter().sum::<u64>();
+            spikes += counts.get(o..o + n).map_or(0, |c| c.iter().sum::<u64>());
             neurons += n;
         }
     }
-    if neurons == 0 { f64::NAN } else { spikes as f64 / (neurons * samples.max(1)) as f64 }
+    (neurons > 0).then(|| spikes as f64 / (neurons * samples.max(1)) as f64)
 }

@@ -994,8 +994,8 @@ pub struct EpochMetrics {
     pub silent_neurons: usize,
     /// Mean spikes per hidden LIF neuron (LIF populations other than the output) per training
     /// sample during the epoch — the quantity the spike-count regulariser
-    /// ([`TrainConfig::spike_count_reg`]) pulls towards its target; `NaN` without hidden LIF neurons.
-    pub hidden_spikes_per_neuron: f64,
+    /// ([`TrainConfig::spike_count_reg`]) pulls towards its target; `None` without hidden LIF neurons.
+    pub hidden_spikes_per_neuron: Option<f64>,
     /// Delay statistics of each connection whose delays learn (`None` for the others).
     pub delay_stats: Vec<Option<DelayStats>>,
     /// Weight learning rate of the epoch's last step.

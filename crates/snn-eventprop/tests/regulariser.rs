@@ -134,7 +134,7 @@ fn train_reg_only<E: Adjoint>(engine: &E, w_scale: f64, reg: SpikeCountReg) -> (
     let mut t = Trainer::new(engine, Loss::ExpIntegralCrossEntropy, config, net).unwrap();
     t.fit(&TrainData { train: &set, validation: None, test: None }).unwrap();
     let after = mean_hidden(engine, t.network(), &set);
-    (before, after, t.history().iter().map(|m| m.hidden_spikes_per_neuron).collect())
+    (before, after, t.history().iter().map(|m| m.hidden_spikes_per_neuron.unwrap()).collect())
 }
 
 #[test]

@@ -501,5 +501,5 @@ fn a_regulariser_on_an_engine_without_jump_bias_is_a_typed_error() {
     let mut t =
         Trainer::new(&engine, Loss::MaxVoltageCrossEntropy, TrainConfig { epochs: 1, ..config() }, toy_net(1)).unwrap();
     assert!(t.fit(&TrainData { train: &data, validation: None, test: None }).is_ok());
-    assert!(t.history()[0].hidden_spikes_per_neuron > 0.0);
+    assert!(t.history()[0].hidden_spikes_per_neuron.unwrap() > 0.0);
 }
