@@ -132,7 +132,13 @@ impl Adjoint for ClockedEngine {
         scratch: &mut ClockedAdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()> {
-        self.backward_into_with(net, input, record, d_readout, None, scratch, grads)
+        let mut plan = std::mem::take(&mut scratch.plan);
+        let result = plan
+            .rebuild(net, self)
+            .map_err(EventPropError::from)
+            .and_then(|()| backward_planned(self, net, &plan, input, record, d_readout, scratch, grads));
+        scratch.plan = plan;
+        result
     }
 
     fn backward_into_with(
@@ -145,9 +151,13 @@ impl Adjoint for ClockedEngine {
         scratch: &mut ClockedAdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()> {
+        let Some(bias) = jump_bias else {
+            return self.backward_into(net, input, record, d_readout, scratch, grads);
+        };
+        // Plan handling as in `backward_into`.
         let mut plan = std::mem::take(&mut scratch.plan);
         let result = plan.rebuild(net, self).map_err(EventPropError::from).and_then(|()| {
-            backward_planned_with(self, net, &plan, input, record, d_readout, jump_bias, scratch, grads)
+            backward_planned_with(self, net, &plan, input, record, d_readout, Some(bias), scratch, grads)
         });
         scratch.plan = plan;
         result
