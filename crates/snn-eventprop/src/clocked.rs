@@ -10,7 +10,7 @@
 //!      `g_k e^{-t_n/T} / N`, i.e. `lambda_V,k -= g_k e^{-t_n/T} / (N tau_m)`. Since `N dt = T`
 //!      this is the continuous forcing `g_k e^{-t/T}/T` integrated over one step: the limit
 //!      `dt -> 0` is the continuous adjoint;
-//!    - `MaxVoltage`: `lambda_V,k -= g_k / tau_m` at the arg-max step (no kink term, see below);
+//!    - `MaxVoltage`: `lambda_V,k -= g_k / tau_m` at the arg-max step (kink term: see below);
 //!    - `VoltageAt`: `lambda_V,k -= g_kq / tau_m` at each readout step;
 //!    - `FirstSpike`: no forcing; `dl_p/dt = g_k` enters the jump of output `k`'s first spike.
 //! 2. **history**: the adjoints are stored in a ring of `max_delay_steps + 1` slots; a spike at
@@ -21,7 +21,8 @@
 //!    for a LIF spike, `S = Σ_j w_ji (lambda_V,j - lambda_I,j)(t_n + D)` and the jump
 //!    `lambda_V,i <- lambda_V,i + (theta lambda_V,i + dl_p/dt + S) / (I - V)` with the recorded
 //!    `I - V` (spikes whose recorded `I - V <= 1e-9` — a grid artefact where the voltage peaked
-//!    within the step — get no jump).
+//!    within the step — get no jump). An optional jump bias `b_i` ([`Adjoint::backward_into_with`],
+//!    the spike-count regulariser) is then added: `lambda_V,i += b_i`.
 //! 4. **propagation** from `t_n` to `t_{n-1}` with the transpose of the exact one-step
 //!    propagator: `lambda_V <- alpha lambda_V`,
 //!    `lambda_I <- beta lambda_I + c (beta - alpha) (tau_m/tau_s) lambda_V`.
@@ -32,13 +33,17 @@
 //! forward pass and the jumps are the continuous-time ones: the gradients approach the exact
 //! engine's as `dt -> 0`. Memory: `O(neurons x max_delay_steps)` plus the forward record.
 //!
-//! Not done: the max-voltage "kink" term of spec §3 at grid level.
+//! **Max-voltage readout: the kink.** When the grid maximum of an output sits on an arrival that
+//! turns its rising voltage into a falling one (spec §3), and for the other arrivals that share
+//! the arg-max step, a correction is added to those synapses' `dL/dd` and to the causing spikes'
+//! `S` before the sweep (see [`grid_kinks`] for what is differentiated and why it converges to the
+//! exact engine's term).
 
 use snn_core::clocked::{ClockedPlan, PopPlan};
 use snn_core::{ClockedEngine, CoreError, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
 
 use crate::error::{EventPropError, Result};
-use crate::gradients::{Adjoint, Gradients};
+use crate::gradients::{Adjoint, Gradients, check_jump_bias};
 
 /// Recorded `I - V` at or below this gets no adjoint jump.
 const MIN_I_MINUS_V: f64 = 1e-9;
@@ -55,13 +60,20 @@ pub struct ClockedAdjointScratch {
     first_spike: Vec<usize>,
     /// Readout steps (`VoltageAt`), sorted as the readout times.
     readout_steps: Vec<usize>,
+    /// Grid-level max-voltage kinks (see [`grid_kinks`]): output currents before the arg-max
+    /// step, arrivals at it, and the kink terms owed to recorded spikes' jumps.
+    kink_i: Vec<f64>,
+    kink_arrivals: Vec<KinkArrival>,
+    kink_s: Vec<(usize, f64)>,
 }
 
 impl ClockedAdjointScratch {
     /// Bytes held by the buffers (capacity), plan included.
     pub fn heap_bytes(&self) -> usize {
         8 * (self.lambda_v.capacity() + self.lambda_i.capacity() + 2 * self.hist.capacity())
-            + 8 * (self.first_spike.capacity() + self.readout_steps.capacity())
+            + 8 * (self.first_spike.capacity() + self.readout_steps.capacity() + self.kink_i.capacity())
+            + std::mem::size_of::<KinkArrival>() * self.kink_arrivals.capacity()
+            + 16 * self.kink_s.capacity()
             + self.plan.conns.iter().map(|c| 4 * c.offsets.capacity()).sum::<usize>()
     }
 }
@@ -128,6 +140,28 @@ impl Adjoint for ClockedEngine {
         scratch.plan = plan;
         result
     }
+
+    fn backward_into_with(
+        &self,
+        net: &Network,
+        input: SpikeTrain<'_>,
+        record: &ForwardRecord,
+        d_readout: &[f64],
+        jump_bias: Option<&[f64]>,
+        scratch: &mut ClockedAdjointScratch,
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        let Some(bias) = jump_bias else {
+            return self.backward_into(net, input, record, d_readout, scratch, grads);
+        };
+        // Plan handling as in `backward_into`.
+        let mut plan = std::mem::take(&mut scratch.plan);
+        let result = plan.rebuild(net, self).map_err(EventPropError::from).and_then(|()| {
+            backward_planned_with(self, net, &plan, input, record, d_readout, Some(bias), scratch, grads)
+        });
+        scratch.plan = plan;
+        result
+    }
 }
 
 /// [`Adjoint::backward_into`] with a prebuilt plan (see [`ClockedEngine::plan`]): skips the
@@ -170,6 +204,25 @@ pub fn backward_planned(
     scratch: &mut ClockedAdjointScratch,
     grads: &mut Gradients,
 ) -> Result<()> {
+    backward_planned_with(engine, net, plan, input, record, d_readout, None, scratch, grads)
+}
+
+/// [`backward_planned`] with an optional jump bias (see [`Adjoint::backward_into_with`]):
+/// `jump_bias[g]` is added to `lambda_V` of neuron `g` after the jump of each of its spikes
+/// (also for spikes whose recorded `I - V` is too small for the EventProp jump).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_planned_with(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    record: &ForwardRecord,
+    d_readout: &[f64],
+    jump_bias: Option<&[f64]>,
+    scratch: &mut ClockedAdjointScratch,
+    grads: &mut Gradients,
+) -> Result<()> {
+    check_jump_bias(net, jump_bias)?;
     {
         let this = engine;
         if plan.pops.len() != net.populations().len()
@@ -178,7 +231,17 @@ pub fn backward_planned(
         {
             return Err(CoreError::InvalidNetwork("clocked plan was built for another network").into());
         }
-        let ClockedAdjointScratch { lambda_v, lambda_i, hist, first_spike, readout_steps, .. } = scratch;
+        let ClockedAdjointScratch {
+            lambda_v,
+            lambda_i,
+            hist,
+            first_spike,
+            readout_steps,
+            kink_i,
+            kink_arrivals,
+            kink_s,
+            ..
+        } = scratch;
         let cfg = this.config();
         let steps = this.num_steps();
         let dt = this.dt();
@@ -228,6 +291,7 @@ pub fn backward_planned(
         hist.resize(plan.ring_len(), [0.0; 2]);
         first_spike.clear();
         readout_steps.clear();
+        kink_s.clear();
         match &cfg.readout {
             ReadoutKind::FirstSpike => {
                 first_spike.resize(n_out, usize::MAX);
@@ -240,7 +304,22 @@ pub fn backward_planned(
                     }
                 }
             }
-            ReadoutKind::MaxVoltage => readout_steps.extend(record.readout.times.iter().map(|&t| this.step_of(t))),
+            ReadoutKind::MaxVoltage => {
+                readout_steps.extend(record.readout.times.iter().map(|&t| this.step_of(t)));
+                grid_kinks(
+                    this,
+                    net,
+                    plan,
+                    input,
+                    record,
+                    readout_steps,
+                    d_readout,
+                    grads,
+                    kink_i,
+                    kink_arrivals,
+                    kink_s,
+                )?;
+            }
             ReadoutKind::VoltageAt(ts) => readout_steps.extend(ts.iter().map(|&t| this.step_of(t).min(steps))),
             ReadoutKind::ExpIntegral => {}
         }
@@ -322,6 +401,11 @@ pub fn backward_planned(
                         &mut grads.delays[cid.0].as_mut_slice()[col],
                     );
                 }
+                for &(spike, term) in kink_s.iter() {
+                    if spike == k {
+                        s += term; // grid-level max-voltage kink caused by this spike
+                    }
+                }
                 let mut dlp = 0.0;
                 if p == net.output().0 && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
                     dlp = d_readout[j];
@@ -331,6 +415,9 @@ pub fn backward_planned(
                     let theta = pp.theta.unwrap_or(1.0);
                     let lv = &mut lambda_v[pp.state_off + j];
                     *lv += (theta * *lv + dlp + s) / imv;
+                }
+                if let Some(b) = jump_bias {
+                    lambda_v[pp.state_off + j] += b[g];
                 }
             }
             // 3b. input spikes binned to this step
@@ -370,4 +457,158 @@ pub fn backward_planned(
         }
         Ok(())
     }
+}
+
+/// An arrival at an output's arg-max step (see [`grid_kinks`]).
+#[derive(Debug, Clone, Copy)]
+struct KinkArrival {
+    /// Output neuron.
+    k: usize,
+    /// Unquantised arrival time `t_spike + d` (orders the arrivals within the step).
+    t: f64,
+    conn: usize,
+    pre: usize,
+    /// Index in the input train (input population) or in the spike record.
+    spike: usize,
+    /// Whether the presynaptic population is the input.
+    from_input: bool,
+    w: f64,
+}
+
+/// The max-voltage kink term of spec §3 on the grid, and the ordering of the arrivals that share
+/// the arg-max step with the maximum. Adds to `dL/dd` of each such synapse, and leaves in `kink_s`
+/// for the jump of the causing recorded spike (`S` is this spike's share of the delay gradients),
+///
+/// ```text
+/// g_k * slope_after   for the arrival at which the maximum sits (the kink),
+/// g_k * w / tau_m     for arrivals after the maximum,
+/// 0                   for arrivals before it,
+/// ```
+///
+/// with `slope_after = (I^+ - V)/tau_m` the slope just after the kink arrival.
+///
+/// **What it differentiates.** On the grid, `max_n V_k(t_n)` is attained at step `n*`. The
+/// clocked loss is piecewise constant in the delays (they are rounded to steps), so its literal
+/// derivative is zero; like the rest of this backward pass, the delay gradient is that of the
+/// clocked model with arrival times treated as continuous (an arrival moved by `δ` moves where
+/// the clocked trajectory's current jumps), evaluated with the grid's state. Between grid points
+/// the clocked trajectory is the exact free solution, so:
+///
+/// - if the arrivals at `t_{n*}` turn `dV/dt` from positive to negative, `V(t_{n*})` is the
+///   trajectory's true, kinked maximum, and moving that arrival later by `δ` raises it by
+///   `slope_before δ` (spec §3: `g_k * slope_before`, `slope_before = (I^- - V)/tau_m`);
+/// - the history read of every arrival at step `n*` already holds the readout forcing
+///   `lambda_V -= g_k / tau_m` of that step (the step's arrivals are treated as coming before the
+///   readout), i.e. `-g_k w / tau_m` in its `dL/dd`. That is right for an arrival before the
+///   maximum and wrong for one at or after it, for which the exact sweep reads the adjoint
+///   without the forcing (reads before readout jumps at equal times). Removing it (`+g w/tau_m`)
+///   and adding the kink term gives `g (slope_before + w/tau_m) = g slope_after` at the kink.
+///
+/// As `dt -> 0` the grid state, the arg-max step and the arrivals in it converge to the exact
+/// engine's, and so do these terms (shown in `tests/clocked_vs_exact.rs` for `dt` = 1 … 0.001).
+///
+/// **Order within the step.** The arrivals at `n*` are taken in the order of their unquantised
+/// times `t_spike + d` (ties: connection, presynaptic neuron, spike), with the current accumulated
+/// from `I^-`: while the slope before an arrival is positive the maximum is still ahead; the
+/// first arrival with `slope before > 0`, `slope after < 0` is the kink (the exact engine's test);
+/// from the first arrival with `slope before <= 0` on (a smooth peak inside the previous step, or
+/// after the kink) the arrivals come after the maximum. At the last step `N` every arrival is
+/// after the maximum (it cannot change `V(t_N)`).
+///
+/// `I^-_k(t_{n*})` is rebuilt from the arrivals before `n*` (`Σ w beta^{n* - a}`); `V` is the
+/// readout value. Cost `O(spikes into the output x outputs)` per sample, `MaxVoltage` only.
+#[allow(clippy::too_many_arguments)]
+fn grid_kinks(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    record: &ForwardRecord,
+    readout_steps: &[usize],
+    d_readout: &[f64],
+    grads: &mut Gradients,
+    cur: &mut Vec<f64>,
+    arrivals: &mut Vec<KinkArrival>,
+    kink_s: &mut Vec<(usize, f64)>,
+) -> Result<()> {
+    let out = net.output();
+    let op = plan.pops[out.0];
+    let n_out = op.size;
+    let steps = engine.num_steps();
+    let t_end = engine.config().t_end;
+    cur.clear();
+    cur.resize(n_out, 0.0);
+    arrivals.clear();
+    kink_s.clear();
+    let mut visit = |c: usize, pre: usize, spike: usize, t: f64, from_input: bool| {
+        let cp = &plan.conns[c];
+        let conn = net.connection(snn_core::ConnectionId(c));
+        let m = engine.step_of(t);
+        for k in 0..n_out {
+            let a = m + cp.offsets[pre * cp.n_post + k] as usize / plan.n_state;
+            let n_star = readout_steps[k];
+            let w = conn.weights()[(k, pre)];
+            if a < n_star {
+                cur[k] += w * op.beta.powi((n_star - a) as i32);
+            } else if a == n_star {
+                arrivals.push(KinkArrival { k, t: t + conn.delays()[(k, pre)], conn: c, pre, spike, from_input, w });
+            }
+        }
+    };
+    for &cid in net.incoming(out) {
+        let c = cid.0;
+        let pre_pop = plan.conns[c].pre;
+        if pre_pop == net.input().0 {
+            for (s, (t, j)) in input.iter().enumerate() {
+                if j as usize >= plan.pops[pre_pop].size {
+                    return Err(CoreError::InvalidNetwork("input neuron index out of range").into());
+                }
+                if t < t_end {
+                    visit(c, j as usize, s, t, true);
+                }
+            }
+        } else {
+            let pp = plan.pops[pre_pop];
+            for (s, (&t, &g)) in record.spikes.times.iter().zip(&record.spikes.neurons).enumerate() {
+                let g = g as usize;
+                if (pp.global_off..pp.global_off + pp.size).contains(&g) {
+                    visit(c, g - pp.global_off, s, t, false);
+                }
+            }
+        }
+    }
+    arrivals.sort_by(|a, b| {
+        (a.k, a.t, a.conn, a.pre, a.spike)
+            .partial_cmp(&(b.k, b.t, b.conn, b.pre, b.spike))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut next = 0;
+    while next < arrivals.len() {
+        let k = arrivals[next].k;
+        let (v, g) = (record.readout.values[k], d_readout[k]);
+        let mut i = cur[k];
+        let mut past_max = readout_steps[k] >= steps;
+        while next < arrivals.len() && arrivals[next].k == k {
+            let a = arrivals[next];
+            next += 1;
+            let (before, after) = ((i - v) / op.tau_m, (i + a.w - v) / op.tau_m);
+            let term = if past_max || before <= 0.0 {
+                past_max = true;
+                g * a.w / op.tau_m
+            } else if after < 0.0 {
+                past_max = true;
+                g * after
+            } else {
+                0.0
+            };
+            i += a.w;
+            if term != 0.0 {
+                grads.delays[a.conn][(k, a.pre)] += term;
+                if !a.from_input {
+                    kink_s.push((a.spike, term));
+                }
+            }
+        }
+    }
+    Ok(())
 }

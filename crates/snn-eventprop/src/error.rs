@@ -96,6 +96,12 @@ pub enum EventPropError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The engine (or adjoint) does not support a requested feature.
+    #[error("not supported by this engine: {what}")]
+    Unsupported {
+        /// The feature.
+        what: &'static str,
+    },
     /// Reading or writing a checkpoint failed.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {

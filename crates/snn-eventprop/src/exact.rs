@@ -30,7 +30,9 @@
 //!   `p_V^- = (I p_V^+ - tau_m (S_k + dl_p/dt_k)) / (I - theta)`; `p_I` is continuous.
 //!   In Wunderlich & Pehle's scaling this is the spec's `lambda_V^- = (I lambda_V^+ + S)/(I - theta)`
 //!   with `S = sum w (lambda_V - lambda_I)`; the loss term `dl_p/dt_k` is the `FirstSpike`
-//!   readout's `d_readout` at the first spike of an output.
+//!   readout's `d_readout` at the first spike of an output. An optional jump bias `b_n`
+//!   ([`Adjoint::backward_into_with`], the spike-count regulariser) adds `-tau_m b_n` to `p_V^-`
+//!   (`+b_n` to `lambda_V^-`).
 //! - **readout jumps**: `MaxVoltage` adds `g_k` to `p_V,k` at the time of the maximum;
 //!   `VoltageAt` adds `g_{k,c}` at each reading time. When the maximum sits on a kink
 //!   (see [`snn_core::MaxKink`]) the arrival time itself moves the maximum:
@@ -50,7 +52,7 @@ use snn_core::{
 };
 
 use crate::error::{EventPropError, Result};
-use crate::gradients::{Adjoint, Gradients};
+use crate::gradients::{Adjoint, Gradients, check_jump_bias};
 
 /// A read cursor: the arrivals of one (spike, connection) pair, visited by decreasing delay.
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +164,20 @@ impl Adjoint for ExactEngine {
         sc: &mut ExactAdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()> {
+        self.backward_into_with(net, input, record, d_readout, None, sc, grads)
+    }
+
+    fn backward_into_with(
+        &self,
+        net: &Network,
+        input: SpikeTrain<'_>,
+        record: &ForwardRecord,
+        d_readout: &[f64],
+        jump_bias: Option<&[f64]>,
+        sc: &mut ExactAdjointScratch,
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        check_jump_bias(net, jump_bias)?;
         let cfg = self.config();
         let t_end = cfg.t_end;
         let out_id = net.output();
@@ -348,7 +364,11 @@ impl Adjoint for ExactEngine {
                 if first_spike && pid == out_id && readout.values.get(local) == Some(&t) {
                     source += d_readout[local];
                 }
-                let pv_minus = (i * pv_plus - tm * source) / (i - theta);
+                let mut pv_minus = (i * pv_plus - tm * source) / (i - theta);
+                if let Some(b) = jump_bias {
+                    // lambda_V^- += b  <=>  p_V^- -= tau_m b  (p_V = -tau_m lambda_V).
+                    pv_minus -= tm * b[g];
+                }
                 sc.hv[g] += pv_minus - pv_plus;
             }
         }

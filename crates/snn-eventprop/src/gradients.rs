@@ -80,4 +80,57 @@ pub trait Adjoint: Simulator {
         scratch: &mut Self::AdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()>;
+
+    /// [`Adjoint::backward_into`] with an optional **jump bias**: `jump_bias[g]` (one entry per
+    /// global neuron, [`Network::num_neurons`] long) is added to `lambda_V` of neuron `g` just
+    /// before each of its spikes, after the EventProp jump, in Wunderlich–Pehle scaling
+    /// (`lambda_V = -(1/tau_m) dL/dV`):
+    ///
+    /// ```text
+    /// lambda_V^- = lambda_V^+ + (theta lambda_V^+ + dl_p/dt_k + S) / (I - V) + jump_bias[g]
+    /// ```
+    ///
+    /// (equivalently, `jump_bias[g] (I - V)` added to the numerator). This is the hook of the
+    /// spike-count regulariser ([`crate::regularise`]); entries of non-spiking neurons are never
+    /// read. With `None` the result is bit for bit that of [`Adjoint::backward_into`].
+    ///
+    /// The default implementation supports only `None` and returns
+    /// [`EventPropError::Unsupported`] for a bias; both engines of `snn-core` override it.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_into_with(
+        &self,
+        net: &Network,
+        input: SpikeTrain<'_>,
+        record: &ForwardRecord,
+        d_readout: &[f64],
+        jump_bias: Option<&[f64]>,
+        scratch: &mut Self::AdjointScratch,
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        match jump_bias {
+            None => self.backward_into(net, input, record, d_readout, scratch, grads),
+            Some(_) => Err(EventPropError::Unsupported { what: "a jump bias (spike-count regulariser)" }),
+        }
+    }
+}
+
+/// Checks a jump bias against the network (one finite entry per global neuron).
+pub(crate) fn check_jump_bias(net: &Network, jump_bias: Option<&[f64]>) -> Result<()> {
+    if let Some(b) = jump_bias {
+        if b.len() != net.num_neurons() {
+            return Err(EventPropError::ShapeMismatch {
+                what: "jump bias (one entry per neuron)",
+                expected: net.num_neurons(),
+                got: b.len(),
+            });
+        }
+        if let Some(&v) = b.iter().find(|v| !v.is_finite()) {
+            return Err(EventPropError::InvalidHyperparameter {
+                param: "jump_bias",
+                value: v,
+                reason: "must be finite",
+            });
+        }
+    }
+    Ok(())
 }

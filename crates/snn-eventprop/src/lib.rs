@@ -11,6 +11,8 @@
 //! - [`loss`]: the losses on the readout;
 //! - [`optim`]: Adam for weights and a separate Adam for delays, schedules, delay clamp;
 //! - [`init`]: the paper's weight and delay initialisation;
+//! - [`regularise`]: the optional spike-count regulariser of hidden neurons (a surrogate term
+//!   in the adjoint jumps, as in the reference);
 //! - [`train`]: deterministic parallel batch gradients, the epoch loop, metrics, early
 //!   stopping and checkpoints (see its example: sequence detection).
 #![warn(missing_docs)]
@@ -22,14 +24,16 @@ pub mod gradients;
 pub mod init;
 pub mod loss;
 pub mod optim;
+pub mod regularise;
 pub mod train;
 
-pub use clocked::{ClockedAdjointScratch, backward_planned};
+pub use clocked::{ClockedAdjointScratch, backward_planned, backward_planned_with};
 pub use error::{EventPropError, Result};
 pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};
 pub use loss::{FirstSpikeParams, Loss, LossValue};
 pub use optim::{Adam, AdamParams, LrSchedule, Optimiser, Trainable};
+pub use regularise::{CountAverage, SpikeCountReg};
 pub use train::{
     EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, TrainableParams, Trainer, evaluate,
     loss_and_gradients,

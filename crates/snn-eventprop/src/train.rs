@@ -66,6 +66,7 @@ use crate::error::{EventPropError, Result};
 use crate::gradients::{Adjoint, Gradients};
 use crate::loss::Loss;
 use crate::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
+use crate::regularise::{CountAverage, SpikeCountReg, mean_hidden_spikes};
 
 /// Samples per chunk of the deterministic batch reduction, unless configured otherwise.
 pub const DEFAULT_CHUNK_SIZE: usize = 8;
@@ -194,7 +195,19 @@ struct Worker<E: Adjoint> {
     loss: f64,
     correct: usize,
     spikes: Vec<u64>,
+    /// Per-sample spike counts and jump bias (regulariser with [`CountAverage::Sample`]).
+    sample_counts: Vec<u64>,
+    bias: Vec<f64>,
     result: Result<()>,
+}
+
+/// The regulariser's input to the backward passes of a batch.
+#[derive(Clone, Copy)]
+enum RegJob<'a> {
+    /// One jump bias for the whole batch (batch-mean counts).
+    Fixed(&'a [f64]),
+    /// A jump bias from each sample's own counts.
+    PerSample(&'a SpikeCountReg),
 }
 
 /// Everything a chunk needs to read.
@@ -206,6 +219,7 @@ struct ChunkJob<'a, E> {
     loss: &'a Loss,
     mask: &'a [Trainable],
     t_end: f64,
+    reg: Option<RegJob<'a>>,
 }
 
 impl<E: Adjoint> Worker<E> {
@@ -218,6 +232,8 @@ impl<E: Adjoint> Worker<E> {
             loss: 0.0,
             correct: 0,
             spikes: vec![0; net.num_neurons()],
+            sample_counts: Vec::new(),
+            bias: Vec::new(),
             result: Ok(()),
         }
     }
@@ -227,12 +243,54 @@ impl<E: Adjoint> Worker<E> {
         let input = job.spikes.sample(s);
         job.engine.run_into(job.net, input, &mut self.sim, &mut self.record)?;
         let lv = job.loss.evaluate(&self.record.readout, job.labels[s], s, job.t_end)?;
-        job.engine.backward_into(job.net, input, &self.record, &lv.d_readout, &mut self.adj, &mut self.grads)?;
+        let bias = match job.reg {
+            None => None,
+            Some(RegJob::Fixed(b)) => Some(b),
+            Some(RegJob::PerSample(reg)) => {
+                self.sample_counts.clear();
+                self.sample_counts.resize(job.net.num_neurons(), 0);
+                for &n in &self.record.spikes.neurons {
+                    if let Some(c) = self.sample_counts.get_mut(n as usize) {
+                        *c += 1;
+                    }
+                }
+                reg.jump_bias_into(job.net, &self.sample_counts, 1, &mut self.bias);
+                Some(self.bias.as_slice())
+            }
+        };
+        match bias {
+            None => {
+                job.engine.backward_into(job.net, input, &self.record, &lv.d_readout, &mut self.adj, &mut self.grads)?
+            }
+            Some(b) => job.engine.backward_into_with(
+                job.net,
+                input,
+                &self.record,
+                &lv.d_readout,
+                Some(b),
+                &mut self.adj,
+                &mut self.grads,
+            )?,
+        }
         self.loss += lv.loss;
         self.correct += usize::from(lv.correct(job.labels[s]));
         for &n in &self.record.spikes.neurons {
             if let Some(c) = self.spikes.get_mut(n as usize) {
                 *c += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward passes only: spikes per neuron of the samples `indices`, into `self.spikes`.
+    fn count_spikes(&mut self, engine: &E, net: &Network, spikes: &SpikeTrains, indices: &[usize]) -> Result<()> {
+        self.spikes.fill(0);
+        for &s in indices {
+            engine.run_into(net, spikes.sample(s), &mut self.sim, &mut self.record)?;
+            for &n in &self.record.spikes.neurons {
+                if let Some(c) = self.spikes.get_mut(n as usize) {
+                    *c += 1;
+                }
             }
         }
         Ok(())
@@ -321,6 +379,9 @@ pub struct BatchWorkspace<E: Adjoint> {
     workers: Vec<Worker<E>>,
     total: Gradients,
     spikes: Vec<u64>,
+    regulariser: Option<SpikeCountReg>,
+    /// Batch-mean jump bias of the regulariser ([`CountAverage::Batch`]).
+    bias: Vec<f64>,
 }
 
 impl<E: Adjoint> std::fmt::Debug for BatchWorkspace<E> {
@@ -342,7 +403,29 @@ impl<E: Adjoint> BatchWorkspace<E> {
                 reason: "must be >= 1",
             });
         }
-        Ok(Self { chunk_size, workers: Vec::new(), total: Gradients::zeros(net), spikes: vec![0; net.num_neurons()] })
+        Ok(Self {
+            chunk_size,
+            workers: Vec::new(),
+            total: Gradients::zeros(net),
+            spikes: vec![0; net.num_neurons()],
+            regulariser: None,
+            bias: Vec::new(),
+        })
+    }
+
+    /// Adds the spike-count regulariser to the gradients of every following batch (`None`:
+    /// off, the default). Errors: invalid parameters.
+    pub fn set_regulariser(&mut self, regulariser: Option<SpikeCountReg>) -> Result<()> {
+        if let Some(r) = &regulariser {
+            r.check()?;
+        }
+        self.regulariser = regulariser;
+        Ok(())
+    }
+
+    /// The regulariser in use.
+    pub fn regulariser(&self) -> Option<&SpikeCountReg> {
+        self.regulariser.as_ref()
     }
 
     /// Mean gradients of the last batch.
@@ -390,16 +473,46 @@ impl<E: Adjoint> BatchWorkspace<E> {
             });
         }
         if !self.fits(net) {
+            let reg = self.regulariser;
             *self = Self::new(net, self.chunk_size)?;
+            self.regulariser = reg;
         }
         let all = vec![Trainable::BOTH; net.connections().len()];
-        let job =
-            ChunkJob { engine, net, spikes, labels, loss, mask: mask.unwrap_or(&all), t_end: engine.config().t_end };
         let chunks: Vec<&[usize]> = indices.chunks(self.chunk_size).collect();
         let threads = rayon::current_num_threads().clamp(1, chunks.len());
         while self.workers.len() < threads {
             self.workers.push(Worker::new(engine, net));
         }
+        let reg = match &self.regulariser {
+            None => None,
+            Some(r) if r.average == CountAverage::Sample => Some(RegJob::PerSample(r)),
+            Some(r) => {
+                // Batch-mean counts of this batch: a forward-only pass (integer sums, so the
+                // result does not depend on the order or the thread count).
+                self.spikes.fill(0);
+                for wave in chunks.chunks(threads) {
+                    self.workers[..wave.len()].par_iter_mut().zip(wave.par_iter()).for_each(|(w, idx)| {
+                        w.result = w.count_spikes(engine, net, spikes, idx);
+                    });
+                    for w in &mut self.workers[..wave.len()] {
+                        std::mem::replace(&mut w.result, Ok(()))?;
+                        self.spikes.iter_mut().zip(&w.spikes).for_each(|(a, b)| *a += b);
+                    }
+                }
+                r.jump_bias_into(net, &self.spikes, indices.len(), &mut self.bias);
+                Some(RegJob::Fixed(&self.bias))
+            }
+        };
+        let job = ChunkJob {
+            engine,
+            net,
+            spikes,
+            labels,
+            loss,
+            mask: mask.unwrap_or(&all),
+            t_end: engine.config().t_end,
+            reg,
+        };
         self.total.fill_zero();
         self.spikes.fill(0);
         let (mut loss_sum, mut correct) = (0.0, 0);
@@ -656,6 +769,7 @@ impl EarlyStopping {
 /// | `max_delay` | 150 ms | delays are clamped to `[0, max_delay]` after each step | finite, >= 0 |
 /// | `trainable` | all | which weights and delays learn | at least one parameter |
 /// | `early_stopping` | none | see [`EarlyStopping`] (the paper: 15 epochs) | patience >= 1 |
+/// | `spike_count_reg` | none | spike-count regulariser of hidden LIF neurons (the paper: [`SpikeCountReg::paper`], target 14, strength 5e-11); a surrogate term, see [`crate::regularise`] | see [`SpikeCountReg`] |
 /// | `silent_boost` | 0.002 | added to the incoming weights (trainable ones) of LIF neurons (hidden or output) that did not spike in an epoch; `None` disables | finite, >= 0 |
 /// | `seed` | 0 | seeds the per-epoch shuffling | any |
 /// | `shuffle` | true | reshuffle the training set every epoch | — |
@@ -684,6 +798,8 @@ pub struct TrainConfig {
     pub early_stopping: Option<EarlyStopping>,
     /// Boost of silent hidden neurons' incoming weights per epoch.
     pub silent_boost: Option<f64>,
+    /// Spike-count regulariser of hidden neurons (`None`: off).
+    pub spike_count_reg: Option<SpikeCountReg>,
     /// Seed of the shuffling.
     pub seed: u64,
     /// Reshuffle every epoch.
@@ -706,6 +822,7 @@ impl Default for TrainConfig {
             trainable: TrainableParams::All,
             early_stopping: None,
             silent_boost: Some(0.002),
+            spike_count_reg: None,
             seed: 0,
             shuffle: true,
             checkpoint: None,
@@ -747,6 +864,9 @@ impl TrainConfig {
                     reason: "must be finite and >= 0",
                 });
             }
+        }
+        if let Some(r) = &self.spike_count_reg {
+            r.check()?;
         }
         if let TrainableParams::PerConnection(v) = &self.trainable {
             if !v.iter().any(Trainable::any) {
@@ -819,6 +939,8 @@ impl TrainConfigBuilder {
         shuffle: bool,
         /// Silent-neuron boost (`None` disables).
         silent_boost: Option<f64>,
+        /// Spike-count regulariser (`None` disables).
+        spike_count_reg: Option<SpikeCountReg>,
     }
 
     /// Weight learning rate (other Adam settings unchanged).
@@ -870,6 +992,10 @@ pub struct EpochMetrics {
     pub test: Option<EvalMetrics>,
     /// Hidden LIF neurons that did not spike during the epoch (boosted if enabled).
     pub silent_neurons: usize,
+    /// Mean spikes per hidden LIF neuron (LIF populations other than the output) per training
+    /// sample during the epoch — the quantity the spike-count regulariser
+    /// ([`TrainConfig::spike_count_reg`]) pulls towards its target; `None` without hidden LIF neurons.
+    pub hidden_spikes_per_neuron: Option<f64>,
     /// Delay statistics of each connection whose delays learn (`None` for the others).
     pub delay_stats: Vec<Option<DelayStats>>,
     /// Weight learning rate of the epoch's last step.
@@ -924,7 +1050,8 @@ pub struct TrainState {
 }
 
 const CHECKPOINT_MAGIC: &str = "snn-eventprop checkpoint";
-const CHECKPOINT_VERSION: u32 = 1;
+/// Version 2: [`EpochMetrics::hidden_spikes_per_neuron`] added (version-1 files are refused).
+const CHECKPOINT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointFile {
@@ -1212,6 +1339,7 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             Some(ws) => ws,
             None => self.workspace.insert(BatchWorkspace::new(&self.state.network, self.config.chunk_size)?),
         };
+        ws.set_regulariser(self.config.spike_count_reg)?;
         let batches = n.div_ceil(self.config.batch_size);
         let mask = self.state.optimiser.trainable().to_vec();
         let mut counts = vec![0u64; self.state.network.num_neurons()];
@@ -1262,6 +1390,7 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             validation,
             test,
             silent_neurons,
+            hidden_spikes_per_neuron: mean_hidden_spikes(net, &counts, n),
             delay_stats,
             weight_lr,
             delay_lr,
@@ -1274,6 +1403,7 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             validation_accuracy = metrics.validation.as_ref().map(|v| v.accuracy),
             test_accuracy = metrics.test.as_ref().map(|v| v.accuracy),
             silent = silent_neurons,
+            hidden_spikes_per_neuron = metrics.hidden_spikes_per_neuron,
             seconds = metrics.seconds,
             "epoch done"
         );

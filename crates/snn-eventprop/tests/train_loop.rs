@@ -486,3 +486,20 @@ fn silent_hidden_neurons_get_their_incoming_weights_boosted() {
     assert_eq!(m.silent_neurons, 2);
     assert_eq!(t.network().connections()[1].weights(), &before);
 }
+
+#[test]
+fn a_regulariser_on_an_engine_without_jump_bias_is_a_typed_error() {
+    // Toy implements only `backward_into`: the trait's default `backward_into_with` refuses a bias.
+    let engine = Toy::new();
+    let data = toy_data(8, 1);
+    let reg = snn_eventprop::SpikeCountReg::paper();
+    let with_reg = TrainConfig { spike_count_reg: Some(reg), epochs: 1, ..config() };
+    let mut t = Trainer::new(&engine, Loss::MaxVoltageCrossEntropy, with_reg, toy_net(1)).unwrap();
+    let e = t.fit(&TrainData { train: &data, validation: None, test: None });
+    assert!(matches!(e, Err(EventPropError::Unsupported { .. })), "{e:?}");
+    // Off: trains as before.
+    let mut t =
+        Trainer::new(&engine, Loss::MaxVoltageCrossEntropy, TrainConfig { epochs: 1, ..config() }, toy_net(1)).unwrap();
+    assert!(t.fit(&TrainData { train: &data, validation: None, test: None }).is_ok());
+    assert!(t.history()[0].hidden_spikes_per_neuron.unwrap() > 0.0);
+}
