@@ -122,9 +122,9 @@ impl Adjoint for ClockedEngine {
     ) -> Result<()> {
         let mut plan = std::mem::take(&mut scratch.plan);
         let result = plan
-            .rebuild(net, self)
+            .refresh(net, self)
             .map_err(EventPropError::from)
-            .and_then(|()| backward_planned(self, net, &plan, input, record, d_readout, scratch, grads));
+            .and_then(|_rebuilt| backward_planned(self, net, &plan, input, record, d_readout, scratch, grads));
         scratch.plan = plan;
         result
     }
