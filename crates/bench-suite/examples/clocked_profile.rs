@@ -41,11 +41,8 @@ fn main() {
     let batch = shd_like_batch(64, &mut rng);
     let n = batch.len() as f64;
     describe(if ff { "ff" } else { "recurrent" }, &engine, &net, &batch);
-    let flags = if ff {
-        vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS]
-    } else {
-        vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS]
-    };
+    // Both configurations learn the delays of their two hidden connections, not of the readout.
+    let flags = vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
     let mut opt = Optimiser::new(
         &net,
         &flags,
@@ -76,9 +73,8 @@ fn main() {
         );
         if trainer {
             let (c0, w0) = (cpu_seconds(), std::time::Instant::now());
-            let s = ws
-                .compute(&engine, &net, &batch, &labels, &idx, &Loss::ExpIntegralCrossEntropy, Some(&flags))
-                .unwrap();
+            let s =
+                ws.compute(&engine, &net, &batch, &labels, &idx, &Loss::ExpIntegralCrossEntropy, Some(&flags)).unwrap();
             opt.step(&mut net, ws.gradients(), 0).unwrap();
             let (c1, w1) = (cpu_seconds(), w0.elapsed().as_secs_f64());
             eprintln!(
