@@ -32,6 +32,13 @@
 //! forward pass and the jumps are the continuous-time ones: the gradients approach the exact
 //! engine's as `dt -> 0`. Memory: `O(neurons x max_delay_steps)` plus the forward record.
 //!
+//! Cost: per synaptic event (a spike times its fan-out) one random 16-byte read of the history
+//! ring and a read-modify-write of `dL/dw` and `dL/dd` down the presynaptic column — about 2.3x
+//! the forward pass's one random read-modify-write, and memory-bound (on the SHD workload of
+//! `bench-suite`, skipping the two gradient updates halves the backward time). The plan comes from
+//! the scratch and is rebuilt only when the network's delays change ([`ClockedPlan::refresh`]).
+//! Everything stays `f64`: the finite-difference tests of this pass hold to 1e-12.
+//!
 //! Not done: the max-voltage "kink" term of spec §3 at grid level.
 
 use snn_core::clocked::{ClockedPlan, PopPlan};
