@@ -45,13 +45,15 @@
 //! Per sample: `O(steps x n_state)` for the dynamics (about 0.7 ms for 1001 steps x 532
 //! neurons) plus one random read-modify-write of the ring per synaptic event — the dominant
 //! term: the SHD workload of `bench-suite` (700-512r-20, 150 ms delays) delivers about 9.2 M
-//! events per sample into a 643 KB ring, which lives in L2, not L1, so each event costs an L1
-//! miss (about 1.4-1.9 ns on the 2-core development machine; `cargo run --release -p bench-suite
-//! --example ring_floor` measures it). Sorting a fan-out by ring offset, AVX-512
-//! gather/scatter, a ring without the wrap test and 2 MiB pages were measured and do not
-//! change this; an `f32` ring would save about 15 % but changes the numbers at the 1e-7 level,
-//! which the finite-difference tests of the clocked adjoint (tolerance 1e-12) rightly reject,
-//! so the ring stays `f64`.
+//! events per sample into a 643 KB ring, which lives in L2, not L1, and streams 12 bytes of
+//! weight and offset per event from L3, so each event costs about 1.5-2.5 ns on the shared
+//! 2-core development machine (`cargo run --release -p bench-suite --example ring_floor` measures
+//! the loop alone; an L1-sized ring is only ~30 % faster, the rest is the weight stream). Sorting
+//! a fan-out by ring offset, AVX-512 gather/scatter, a ring without the wrap test, delay steps as
+//! `u8`/`u16` with a row table, 2 MiB pages (and, in the backward pass, software prefetch) were
+//! measured and do not change this beyond the noise; an `f32` ring saved 5-25 % in `ring_floor`
+//! but changes the numbers at the 1e-7 level, which the finite-difference tests of the clocked
+//! adjoint (tolerance 1e-12) rightly reject, so the ring stays `f64`.
 
 use rayon::prelude::*;
 
