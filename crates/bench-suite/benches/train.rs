@@ -2,14 +2,23 @@
 //! step that is neither forward nor backward pass): Adam on weights + Adam on delays + clamp,
 //! and the in-order sum of per-thread gradient buffers of the deterministic batch reduction;
 //! and one whole training step (forward + backward + optimiser) of a batch of 2 SHD-shaped
-//! samples on the exact engine (slow: seconds per sample).
+//! samples on the exact engine (slow: seconds per sample); and one whole training step of a batch
+//! of 256 SHD-shaped samples on the clocked engine (`dt = 1 ms`) through the real training path
+//! (`BatchWorkspace::compute` + Adam on weights and delays, what `Trainer` does per batch), for
+//! the paper's two configurations (issue 3): 700-512(recurrent)-20 with delays on input->hidden
+//! and recurrent connections (max 150 ms), and 700-256-256-20 with delays on both hidden
+//! connections (max 250 ms). Data and networks are `bench_suite::workload`'s (~8000 input
+//! spikes per sample, ~19 hidden spikes per neuron per second). Each clocked iteration takes
+//! seconds: `cargo bench -p bench-suite --bench train -- train_step_clocked`.
 
+use bench_suite::workload;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::RngExt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use snn_core::{
-    ConnectionId, ExactEngine, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig, SpikeTrains,
+    ClockedEngine, ConnectionId, ExactEngine, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
+    SpikeTrains,
 };
 use snn_delays::{DelayConstraint, DelayInit};
 use snn_eventprop::init::{init_delays, init_weights_paper};
@@ -122,5 +131,41 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, train_step);
+fn train_step_clocked(c: &mut Criterion) {
+    let mut g = c.benchmark_group("train_step_clocked");
+    g.sample_size(10);
+    let engine = workload::engine();
+    let batch = 256;
+    for (name, max_delay, build) in [
+        ("700-512r-20_d150", 150.0, workload::recurrent_net as fn(&mut workload::Rng, f64) -> Network),
+        ("700-256-256-20_d250", 250.0, workload::feedforward_net),
+    ] {
+        let mut rng = workload::Rng(11);
+        let mut net = build(&mut rng, max_delay);
+        let x = workload::shd_like_batch(batch, &mut rng);
+        let y: Vec<usize> = (0..batch).map(|s| s % 20).collect();
+        workload::describe(name, &engine, &net, &x);
+        let flags = vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
+        let mut opt = Optimiser::new(
+            &net,
+            &flags,
+            (AdamParams::with_lr(1e-3), LrSchedule::constant()),
+            (AdamParams::with_lr(0.1), LrSchedule::constant()),
+            DelayConstraint::new(max_delay).unwrap(),
+        )
+        .unwrap();
+        let mut ws = BatchWorkspace::<ClockedEngine>::new(&net, 8).unwrap();
+        let idx: Vec<usize> = (0..batch).collect();
+        g.throughput(criterion::Throughput::Elements(batch as u64));
+        g.bench_with_input(BenchmarkId::new("batch256", name), &name, |b, _| {
+            b.iter(|| {
+                ws.compute(&engine, &net, &x, &y, &idx, &Loss::ExpIntegralCrossEntropy, Some(&flags)).unwrap();
+                opt.step(&mut net, ws.gradients(), 0).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, train_step, train_step_clocked);
 criterion_main!(benches);

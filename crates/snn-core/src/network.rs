@@ -143,6 +143,36 @@ pub struct Network {
     outgoing: Vec<Vec<ConnectionId>>,
     /// `incoming[p]`: connections whose postsynaptic population is `p`.
     incoming: Vec<Vec<ConnectionId>>,
+    /// Changes whenever the delays may have changed; not serialised, not compared.
+    #[serde(skip)]
+    delay_stamp: DelayStamp,
+}
+
+/// Process-wide source of [`Network::delay_stamp`] values (0 is never handed out).
+static NEXT_DELAY_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh stamp from a process-wide counter on creation (build, deserialisation) and at every
+/// [`Network::delays_mut`]; copied by `Clone` (a clone has the same delays). Equal for
+/// `PartialEq`, so it never makes two otherwise equal networks differ.
+#[derive(Debug, Clone, Copy)]
+struct DelayStamp(u64);
+
+impl DelayStamp {
+    fn fresh() -> Self {
+        Self(NEXT_DELAY_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Default for DelayStamp {
+    fn default() -> Self {
+        Self::fresh()
+    }
+}
+
+impl PartialEq for DelayStamp {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Network {
@@ -176,8 +206,39 @@ impl Network {
     /// Mutable delays (ms) of a connection, `post x pre`, for optimisers.
     ///
     /// Unchecked: call [`Network::check`] after writing (delays must stay finite and `>= 0`).
+    /// Renews [`Network::delay_stamp`].
     pub fn delays_mut(&mut self, id: ConnectionId) -> &mut DMatrix<f64> {
+        self.delay_stamp = DelayStamp::fresh();
         &mut self.connections[id.0].delays
+    }
+
+    /// A number identifying the current delays of this network, for caches of what engines derive
+    /// from them (e.g. the clocked engine's quantised delivery plan).
+    ///
+    /// It is drawn from a process-wide counter when the network is built or deserialised and
+    /// again at every [`Network::delays_mut`] call, and copied by `Clone`. So two networks with
+    /// the same stamp are clones of one another whose delays (and populations and connection
+    /// shapes, which never change after [`NetworkBuilder::build`] except through `*_mut`) have not
+    /// been handed out mutably since: their delays are equal. The converse does not hold (equal
+    /// delays may carry different stamps). Not part of `PartialEq` or of the serialised form.
+    ///
+    /// ```
+    /// # use nalgebra::DMatrix;
+    /// # use snn_core::{ConnectionId, LiParams, NetworkBuilder};
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 1);
+    /// let o = b.li("out", 1, LiParams::default());
+    /// b.connect(i, o, DMatrix::from_element(1, 1, 1.0), DMatrix::zeros(1, 1));
+    /// let mut net = b.build().unwrap();
+    /// let copy = net.clone();
+    /// assert_eq!(copy.delay_stamp(), net.delay_stamp());
+    /// net.weights_mut(ConnectionId(0))[0] = 2.0; // weights do not matter
+    /// assert_eq!(copy.delay_stamp(), net.delay_stamp());
+    /// net.delays_mut(ConnectionId(0))[0] = 1.0;
+    /// assert_ne!(copy.delay_stamp(), net.delay_stamp());
+    /// ```
+    pub fn delay_stamp(&self) -> u64 {
+        self.delay_stamp.0
     }
 
     /// The input population.
@@ -363,6 +424,7 @@ impl NetworkBuilder {
             output,
             outgoing,
             incoming,
+            delay_stamp: DelayStamp::fresh(),
         })
     }
 }

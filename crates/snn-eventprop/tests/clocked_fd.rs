@@ -176,3 +176,33 @@ fn spiking_network_gradients_approach_finite_differences_on_a_fine_grid() {
         assert!(worst < 0.15 * scale, "delays of connection {c}: worst {worst} vs scale {scale}");
     }
 }
+
+#[test]
+fn reused_scratches_follow_delay_changes() {
+    // One forward scratch and one adjoint scratch for a sequence of networks, as the trainer
+    // uses them: the cached delivery plans must be rebuilt when the delays change (and only
+    // then may they be reused), so every result equals that of fresh scratches.
+    let mut seed = 3;
+    let mut net = recurrent_net(&mut seed);
+    let batch = inputs(net.population(net.input()).size(), 12, 30.0, &mut seed);
+    let engine = ClockedEngine::new(SimConfig::new(60.0, ReadoutKind::ExpIntegral), 0.5).unwrap();
+    let loss = Loss::ExpIntegralCrossEntropy;
+    let mut sim = engine.scratch(&net);
+    let mut adj = engine.adjoint_scratch(&net);
+    let mut rec = ForwardRecord::default();
+    for round in 0..4 {
+        match round {
+            1 => net.weights_mut(snn_core::ConnectionId(0)).iter_mut().for_each(|w| *w *= 1.1),
+            2 | 3 => net.delays_mut(snn_core::ConnectionId(1)).iter_mut().for_each(|d| *d += 2.6),
+            _ => {}
+        }
+        engine.run_into(&net, batch.sample(0), &mut sim, &mut rec).unwrap();
+        let v = loss.evaluate(&rec.readout, 1, 0, 60.0).unwrap();
+        let mut grads = Gradients::zeros(&net);
+        engine.backward_into(&net, batch.sample(0), &rec, &v.d_readout, &mut adj, &mut grads).unwrap();
+        let (fresh_loss, fresh_grads, fresh_rec) = loss_and_grads(&engine, &net, &batch, loss, 1);
+        assert_eq!(rec, fresh_rec, "round {round}");
+        assert_eq!(v.loss, fresh_loss, "round {round}");
+        assert_eq!(grads, fresh_grads, "round {round}");
+    }
+}
