@@ -1,6 +1,7 @@
 //! Throughput of the batched lasso solvers on the spec's synthetic problem size:
 //! 10,000 signals, 100 x 300 unit-norm Gaussian dictionary, codes with 8 active groups of
-//! 4 (entries U[1, 2]), lambda = 0.1, relative duality gap 1e-8.
+//! 4 (entries U[1, 2]), lambda = 0.1 by default, relative duality gap 1e-8; homotopy, coordinate
+//! descent and FISTA (choose with `ALGS=homotopy,cd,fista`).
 //!
 //! `cargo run --release -p sparse-bp --example lasso_throughput [n_signals] [lambda]`
 //! (the criterion version is `cargo bench -p bench-suite --bench sparse_bp`).
@@ -28,7 +29,21 @@ fn main() -> sparse_bp::Result<()> {
         dump("X.f64", &x);
     }
     println!("n = {n}, lambda = {lambda}, rayon threads = {}", rayon::current_num_threads());
-    for alg in [Algorithm::CoordinateDescent, Algorithm::Fista] {
+    let algs: Vec<Algorithm> = match std::env::var("ALGS") {
+        // e.g. ALGS=homotopy,cd  (default: homotopy, coordinate descent, FISTA)
+        Ok(list) => list
+            .split(',')
+            .filter_map(|a| match a.trim() {
+                "homotopy" => Some(Algorithm::Homotopy),
+                "cd" => Some(Algorithm::CoordinateDescent),
+                "fista" => Some(Algorithm::Fista),
+                "ista" => Some(Algorithm::Ista),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => vec![Algorithm::Homotopy, Algorithm::CoordinateDescent, Algorithm::Fista],
+    };
+    for alg in algs {
         let p = SolverParams::builder().algorithm(alg).tol(1e-8).build()?;
         let s = Solver::new(d.clone(), GroupSpec::lasso(300, lambda)?, p)?;
         let t = Instant::now();

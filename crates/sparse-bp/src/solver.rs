@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SparseBpError, check_finite};
 use crate::groups::{GroupNorm, GroupSpec, gather};
 
+mod homotopy;
+
 /// Which algorithm [`Solver`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Algorithm {
@@ -35,6 +37,20 @@ pub enum Algorithm {
     /// minimisation for single-atom l1 groups, a block proximal-gradient step with the
     /// block Lipschitz constant `lambda_max(D_G^T D_G)` otherwise. Parallel over signals.
     CoordinateDescent,
+    /// Exact homotopy / LARS-lasso path (Osborne, Presnell & Turlach 2000; Efron et al.
+    /// 2004) for the plain, weighted and non-negative lasso (every group one atom with
+    /// `L1`): follows the piecewise-linear solution path from `lambda_max` down to the
+    /// given weights with a Cholesky factor of the active Gram block kept by rank-one
+    /// updates and downdates, then checks the duality gap; a signal whose gap misses `tol`
+    /// (ties, rank-deficient active blocks) is finished by coordinate descent from the
+    /// homotopy code. Warm starts are ignored (the path starts at zero). Other group
+    /// structures run [`Algorithm::CoordinateDescent`]. `iterations` counts path events
+    /// (plus coordinate-descent epochs of a fallback). Parallel over signals.
+    Homotopy,
+    /// Pick per problem: [`Algorithm::Homotopy`] for the (weighted, non-negative) lasso
+    /// when no warm start is given, [`Algorithm::CoordinateDescent`] otherwise (see the
+    /// crate docs, "Choosing a solver").
+    Auto,
 }
 
 /// Which optimality measure stops the iterations.
@@ -511,6 +527,14 @@ impl Solver {
                 Algorithm::Fista => self.prox_grad_chunk(&b, &xx[s..e], z0, true),
                 Algorithm::Ista => self.prox_grad_chunk(&b, &xx[s..e], z0, false),
                 Algorithm::CoordinateDescent => self.cd_chunk(&b, &xx[s..e], z0),
+                Algorithm::Homotopy => self.homotopy_chunk(&b, &xx[s..e]),
+                Algorithm::Auto => {
+                    if z0.is_none() && self.groups.singleton_thresholds().is_some() {
+                        self.homotopy_chunk(&b, &xx[s..e])
+                    } else {
+                        self.cd_chunk(&b, &xx[s..e], z0)
+                    }
+                }
             }
         };
         let parts: Vec<ChunkOut> = if self.params.parallel && ranges.len() > 1 {

@@ -1,0 +1,360 @@
+//! Exact homotopy (LARS-lasso) for the plain, weighted and non-negative lasso
+//! (Osborne, Presnell & Turlach 2000; Efron, Hastie, Johnstone & Tibshirani 2004).
+//!
+//! Per signal, with `b = D^T x`, per-atom thresholds `t_i` (`lambda` or `lambda w_i`) and
+//! the scaled problem `min 1/2 ||x - D z||^2 + s sum_i t_i |z_i|`, the minimiser `z(s)` is
+//! piecewise linear in `s`. The path starts at `s_max = max_i |b_i| / t_i` (where
+//! `z = 0`) and goes down to `s = 1`. With `c = b - G z` (the correlations) the
+//! optimality conditions are `c_A = s t_A sign(z_A)` on the active set `A` and
+//! `|c_j| <= s t_j` off it (`c_j <= s t_j` for the non-negative lasso). Decreasing `s` by
+//! `delta` moves `z_A` by `delta u`, `u = G_AA^{-1} (t_A sign(z_A))`, and `c` by
+//! `-delta a`, `a = G_{:,A} u`, until the next event: an inactive atom reaches the
+//! boundary (enters), an active coefficient reaches zero (leaves), or `s = 1`.
+//!
+//! The Cholesky factor of `G_AA` is kept up to date: a new atom appends one row (one
+//! triangular solve), a leaving atom deletes one row and re-triangularises the trailing
+//! block with Givens rotations. One step costs `O(M k + k^2)` for `k` active atoms.
+//!
+//! At `s = 1` the code is recomputed in closed form on the final signed support and its
+//! relative duality gap is checked. When it misses the tolerance (ties, a rank-deficient
+//! active Gram block such as duplicated atoms, more than `max(8 M, 64)` events), the
+//! signal is finished by coordinate descent warm-started from the homotopy code, so the
+//! solver's stopping rule is always the one that decides convergence.
+
+use super::{ChunkOut, Solver, StoppingRule};
+use nalgebra::DMatrix;
+
+/// Smallest accepted squared pivot of a new Cholesky row, relative to `G_jj`.
+const PIVOT_TOL: f64 = 1e-10;
+
+/// Per-chunk workspace; nothing is allocated per path step.
+struct Work {
+    /// Row stride of `l` (largest possible active set: `min(m, M)`).
+    stride: usize,
+    /// Row-major lower-triangular Cholesky factor of `G_AA` (`stride x stride`).
+    l: Vec<f64>,
+    /// Active atoms, in factor order.
+    active: Vec<usize>,
+    /// `sign(z_a)` per active slot.
+    sign: Vec<f64>,
+    /// Membership per atom.
+    in_active: Vec<bool>,
+    /// Correlations `c = b - G z` per atom.
+    c: Vec<f64>,
+    /// `G_{:,A} u` per atom.
+    a: Vec<f64>,
+    /// Direction on the active set.
+    u: Vec<f64>,
+    /// Solve buffer.
+    y: Vec<f64>,
+}
+
+impl Work {
+    fn new(m: usize, big_m: usize) -> Self {
+        let stride = m.min(big_m).max(1);
+        Self {
+            stride,
+            l: vec![0.0; stride * stride],
+            active: Vec::with_capacity(stride),
+            sign: Vec::with_capacity(stride),
+            in_active: vec![false; big_m],
+            c: vec![0.0; big_m],
+            a: vec![0.0; big_m],
+            u: vec![0.0; stride],
+            y: vec![0.0; stride],
+        }
+    }
+
+    /// Solve `L L^T u = rhs` for the current `k x k` factor; `rhs` is read from `u`.
+    /// Forward: dot products along the rows of `L`; backward: `L^T u = y` column by
+    /// column as axpys over the rows of `L` (contiguous, no dependency chain).
+    fn chol_solve_in_place(&mut self, k: usize) {
+        let s = self.stride;
+        let (l, u, y) = (&self.l, &mut self.u, &mut self.y);
+        for i in 0..k {
+            let acc = dot(&l[i * s..i * s + i], &y[..i]);
+            y[i] = (u[i] - acc) / l[i * s + i];
+        }
+        for i in (0..k).rev() {
+            let ui = y[i] / l[i * s + i];
+            u[i] = ui;
+            y[..i].iter_mut().zip(&l[i * s..i * s + i]).for_each(|(yj, lij)| *yj -= lij * ui);
+        }
+    }
+
+    /// Append atom `j` to the factor. `false` if the new pivot is too small (the atom is
+    /// numerically in the span of the active atoms) or the factor is full.
+    fn chol_add(&mut self, gram: &[f64], big_m: usize, j: usize) -> bool {
+        let k = self.active.len();
+        if k >= self.stride {
+            return false;
+        }
+        let s = self.stride;
+        let gcol = &gram[j * big_m..(j + 1) * big_m];
+        // forward solve L l = G_{A, j} into row k
+        let (head, tail) = self.l.split_at_mut(k * s);
+        let row = &mut tail[..k];
+        for i in 0..k {
+            let acc = gcol[self.active[i]] - dot(&head[i * s..i * s + i], &row[..i]);
+            row[i] = acc / head[i * s + i];
+        }
+        let sq = dot(row, row);
+        let gjj = gcol[j];
+        let d2 = gjj - sq;
+        if !(d2 > PIVOT_TOL * gjj) {
+            return false;
+        }
+        self.l[k * s + k] = d2.sqrt();
+        true
+    }
+
+    /// Delete slot `p` (row and column) from the `k x k` factor.
+    fn chol_remove(&mut self, k: usize, p: usize) {
+        let s = self.stride;
+        let l = &mut self.l;
+        for i in p + 1..k {
+            for j in 0..=i {
+                l[(i - 1) * s + j] = l[i * s + j];
+            }
+        }
+        // rows p..k-1 now carry one entry above the diagonal: rotate it away
+        for i in p..k - 1 {
+            let x = l[i * s + i];
+            let y = l[i * s + i + 1];
+            let r = x.hypot(y);
+            if r == 0.0 {
+                continue;
+            }
+            let (cs, sn) = (x / r, y / r);
+            for ii in i..k - 1 {
+                let a = l[ii * s + i];
+                let b = l[ii * s + i + 1];
+                l[ii * s + i] = cs * a + sn * b;
+                l[ii * s + i + 1] = -sn * a + cs * b;
+            }
+        }
+    }
+}
+
+/// Dot product with four independent accumulators (no loop-carried latency chain).
+#[inline]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        acc[0] += x[0] * y[0];
+        acc[1] += x[1] * y[1];
+        acc[2] += x[2] * y[2];
+        acc[3] += x[3] * y[3];
+    }
+    let rest: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + rest
+}
+
+/// `out = G_{:, active} u`, four Gram columns per pass over `out`.
+#[inline]
+fn gram_combination(gram: &[f64], big_m: usize, active: &[usize], u: &[f64], out: &mut [f64]) {
+    let col = |a: usize| &gram[a * big_m..(a + 1) * big_m];
+    out.iter_mut().for_each(|v| *v = 0.0);
+    let mut ia = active.chunks_exact(4);
+    let mut iu = u.chunks_exact(4);
+    for (a4, u4) in (&mut ia).zip(&mut iu) {
+        let (g0, g1, g2, g3) = (col(a4[0]), col(a4[1]), col(a4[2]), col(a4[3]));
+        let (u0, u1, u2, u3) = (u4[0], u4[1], u4[2], u4[3]);
+        for ((((o, x0), x1), x2), x3) in out.iter_mut().zip(g0).zip(g1).zip(g2).zip(g3) {
+            *o += (x0 * u0 + x1 * u1) + (x2 * u2 + x3 * u3);
+        }
+    }
+    for (&a, &ui) in ia.remainder().iter().zip(iu.remainder()) {
+        out.iter_mut().zip(col(a)).for_each(|(o, g)| *o += g * ui);
+    }
+}
+
+enum Event {
+    Target,
+    Drop(usize),
+    Add(usize, f64),
+}
+
+impl Solver {
+    /// Homotopy on one chunk (`b = D^T X_chunk`). Non-lasso groups: coordinate descent.
+    pub(super) fn homotopy_chunk(&self, b: &DMatrix<f64>, xx: &[f64]) -> ChunkOut {
+        let Some(t) = self.groups.singleton_thresholds() else {
+            return self.cd_chunk(b, xx, None);
+        };
+        let (big_m, c) = b.shape();
+        let mut out = ChunkOut::new(big_m, c, self.params.max_iter);
+        let mut w = Work::new(self.d.nrows(), big_m);
+        let mut z = vec![0.0; big_m];
+        let mut grad = vec![0.0; big_m];
+        let mut v = vec![0.0; big_m];
+        let mut scratch = Vec::new();
+        let mut zg = Vec::new();
+        for j in 0..c {
+            let bs = b.column(j);
+            let bs = bs.as_slice();
+            let (steps, reached) = self.homotopy_path(bs, t, &mut z, &mut w);
+            let mut gap = f64::INFINITY;
+            if reached {
+                // v = b - G z, exactly, for the gap
+                v.copy_from_slice(bs);
+                let gram = self.gram.as_slice();
+                for &a in &w.active {
+                    let za = z[a];
+                    let col = &gram[a * big_m..(a + 1) * big_m];
+                    v.iter_mut().zip(col).for_each(|(vi, g)| *vi -= g * za);
+                }
+                gap = self.gap_rel(&z, &v, bs, xx[j], &mut scratch);
+            }
+            let (iters, gap, ok) = if reached && gap <= self.params.tol {
+                (steps, gap, true)
+            } else {
+                let (it, g2, ok) = if self.params.stopping == StoppingRule::DualityGap {
+                    self.cd_lasso_column(bs, xx[j], &mut z, t, &mut grad, &mut v, &mut scratch)
+                } else {
+                    self.cd_column(bs, xx[j], &mut z, &mut grad, &mut v, &mut zg, &mut scratch)
+                };
+                (steps + it, g2, ok)
+            };
+            out.codes.column_mut(j).copy_from_slice(&z);
+            out.iterations[j] = iters;
+            out.gaps[j] = gap;
+            out.converged[j] = ok;
+        }
+        out
+    }
+
+    /// Follow the path for one signal. Leaves the code in `z` (length `M`) and its support
+    /// in `w.active`. Returns `(events, reached)`: `reached = false` means the path was
+    /// abandoned (rank-deficient active block or too many events); `z` is then the exact
+    /// path point at the last `s > 1`, a good warm start.
+    fn homotopy_path(&self, b: &[f64], t: &[f64], z: &mut [f64], w: &mut Work) -> (usize, bool) {
+        let big_m = b.len();
+        let gram = self.gram.as_slice();
+        let nonneg = self.groups.nonneg();
+        z.iter_mut().for_each(|v| *v = 0.0);
+        for &a in &w.active {
+            w.in_active[a] = false;
+        }
+        w.active.clear();
+        w.sign.clear();
+        w.c.copy_from_slice(b);
+        // s_max and the first atom
+        let mut s = 0.0;
+        let mut first = None;
+        for (i, (&ci, &ti)) in w.c.iter().zip(t).enumerate() {
+            let r = if nonneg { ci.max(0.0) } else { ci.abs() } / ti;
+            if r > s {
+                s = r;
+                first = Some(i);
+            }
+        }
+        let Some(j0) = first else { return (0, true) };
+        if s <= 1.0 {
+            return (0, true);
+        }
+        if !w.chol_add(gram, big_m, j0) {
+            return (0, false);
+        }
+        w.active.push(j0);
+        w.sign.push(w.c[j0].signum());
+        w.in_active[j0] = true;
+        let max_events = (8 * big_m).max(64);
+        let mut just_dropped = usize::MAX;
+        for step in 1..=max_events {
+            let k = w.active.len();
+            // u = G_AA^{-1} (t_A sign_A), a = G_{:,A} u
+            for i in 0..k {
+                w.u[i] = t[w.active[i]] * w.sign[i];
+            }
+            w.chol_solve_in_place(k);
+            gram_combination(gram, big_m, &w.active, &w.u[..k], &mut w.a);
+            // next event
+            let mut delta = s - 1.0;
+            let mut event = Event::Target;
+            for i in 0..k {
+                let zi = z[w.active[i]];
+                let ui = w.u[i];
+                if zi * ui < 0.0 {
+                    let d = -zi / ui;
+                    if d < delta {
+                        delta = d;
+                        event = Event::Drop(i);
+                    }
+                }
+            }
+            for jj in 0..big_m {
+                if w.in_active[jj] || jj == just_dropped {
+                    continue;
+                }
+                // boundary c_j - d a_j = +-(s - d) t_j; num / den < delta tested without dividing
+                let (cj, aj, tj) = (w.c[jj], w.a[jj], t[jj]);
+                let den = tj - aj;
+                let num = (s * tj - cj).max(0.0);
+                if den > 0.0 && num < delta * den {
+                    delta = num / den;
+                    event = Event::Add(jj, 1.0);
+                }
+                if !nonneg {
+                    let den = tj + aj;
+                    let num = (s * tj + cj).max(0.0);
+                    if den > 0.0 && num < delta * den {
+                        delta = num / den;
+                        event = Event::Add(jj, -1.0);
+                    }
+                }
+            }
+            // move along the segment
+            for i in 0..k {
+                z[w.active[i]] += delta * w.u[i];
+            }
+            w.c.iter_mut().zip(&w.a).for_each(|(c, a)| *c -= delta * a);
+            s -= delta;
+            just_dropped = usize::MAX;
+            match event {
+                Event::Target => {
+                    self.homotopy_finish(b, t, z, w);
+                    return (step, true);
+                }
+                Event::Drop(p) => {
+                    let a = w.active[p];
+                    z[a] = 0.0;
+                    w.chol_remove(k, p);
+                    w.active.remove(p);
+                    w.sign.remove(p);
+                    w.in_active[a] = false;
+                    just_dropped = a;
+                }
+                Event::Add(jj, sg) => {
+                    if !w.chol_add(gram, big_m, jj) {
+                        return (step, false);
+                    }
+                    w.active.push(jj);
+                    w.sign.push(sg);
+                    w.in_active[jj] = true;
+                }
+            }
+        }
+        (max_events, false)
+    }
+
+    /// At `s = 1`: recompute the active coefficients in closed form,
+    /// `z_A = G_AA^{-1} (b_A - t_A sign_A)`, to remove the drift of the incremental updates.
+    /// Kept only if every sign is preserved.
+    fn homotopy_finish(&self, b: &[f64], t: &[f64], z: &mut [f64], w: &mut Work) {
+        let k = w.active.len();
+        for i in 0..k {
+            let a = w.active[i];
+            w.u[i] = b[a] - t[a] * w.sign[i];
+        }
+        w.chol_solve_in_place(k);
+        if (0..k).all(|i| w.u[i] * w.sign[i] > 0.0) {
+            for i in 0..k {
+                z[w.active[i]] = w.u[i];
+            }
+        }
+    }
+}
