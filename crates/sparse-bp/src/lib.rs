@@ -10,9 +10,9 @@
 //! | --- | --- |
 //! | [`groups`] | §1 the regulariser `sum_i gamma_i l_i(Gamma_{G_i})`: disjoint groups, per-group weights and norms (l1, weighted l1, group l2, sparse-group `beta l1 + (1-beta) l2` — our reading of `l_{beta,1,2}`), non-negative variants |
 //! | [`prox`] | §1 soft, block-soft and sparse-group proximal operators |
-//! | [`solver`] | §1 FISTA (restart), ISTA, coordinate descent; batched over signals; duality-gap stopping |
+//! | [`solver`] | §1 FISTA (restart), ISTA, coordinate descent, exact homotopy (LARS-lasso) for the lasso; batched over signals; duality-gap stopping |
 //! | [`coherence`] | §2 mutual coherence, Welch bound, block and sub-coherence, ERC, group ERC |
-//! | [`stability`] | §2 the BP stability theorem, **our derived group version** (statement, proof and what is/ isn't proven are in that module's docs), certificates |
+//! | [`stability`] | §2 the BP stability theorem, **our derived group version** for l2, l1, weighted-l1 and sparse-group group norms (statement, proof and what is/ isn't proven are in that module's docs), certificates |
 //! | [`implicit`] | §4 (used by attacks) Jacobian / VJP of the code w.r.t. the input by implicit differentiation; unrolled-FISTA reference |
 //! | [`multilayer`] | §3 layered BP, Deep Pursuit, the stacked shallow group-BP form |
 //! | [`synthetic`] | random instances: Gaussian and two-orthobasis dictionaries, group-sparse codes |

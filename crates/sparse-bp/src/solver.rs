@@ -1,6 +1,6 @@
 //! Batched solvers for group Basis Pursuit (spec section 1): FISTA (with adaptive
-//! restart), ISTA and (block) coordinate descent, all stopping on a real optimality
-//! measure.
+//! restart), ISTA, (block) coordinate descent, and for the (weighted, non-negative) lasso
+//! the exact homotopy / LARS-lasso path, all stopping on a real optimality measure.
 //!
 //! The objective, per signal (column `x` of `X`):
 //!

@@ -37,8 +37,6 @@ struct Work {
     active: Vec<usize>,
     /// `sign(z_a)` per active slot.
     sign: Vec<f64>,
-    /// Membership per atom.
-    in_active: Vec<bool>,
     /// Correlations `c = b - G z` per atom.
     c: Vec<f64>,
     /// `G_{:,A} u` per atom.
@@ -64,7 +62,6 @@ impl Work {
             l: vec![0.0; stride * stride],
             active: Vec::with_capacity(stride),
             sign: Vec::with_capacity(stride),
-            in_active: vec![false; big_m],
             c: vec![0.0; big_m],
             a: vec![0.0; big_m],
             u: vec![0.0; stride],
@@ -175,13 +172,24 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + rest
 }
 
-/// `out = G_{:, active} u`, four Gram columns per pass over `out`.
+/// `out = G_{:, active} u`, eight (then four, then one) Gram columns per pass over `out`.
 #[inline(always)]
 fn gram_combination(gram: &[f64], big_m: usize, active: &[usize], u: &[f64], out: &mut [f64]) {
     let col = |a: usize| &gram[a * big_m..(a + 1) * big_m];
     out.iter_mut().for_each(|v| *v = 0.0);
-    let mut ia = active.chunks_exact(4);
-    let mut iu = u.chunks_exact(4);
+    let mut ia = active.chunks_exact(8);
+    let mut iu = u.chunks_exact(8);
+    for (a8, u8) in (&mut ia).zip(&mut iu) {
+        let n = out.len();
+        let g: [&[f64]; 8] = std::array::from_fn(|i| &col(a8[i])[..n]);
+        for (r, o) in out.iter_mut().enumerate() {
+            let lo = (g[0][r] * u8[0] + g[1][r] * u8[1]) + (g[2][r] * u8[2] + g[3][r] * u8[3]);
+            let hi = (g[4][r] * u8[4] + g[5][r] * u8[5]) + (g[6][r] * u8[6] + g[7][r] * u8[7]);
+            *o += lo + hi;
+        }
+    }
+    let mut ia = ia.remainder().chunks_exact(4);
+    let mut iu = iu.remainder().chunks_exact(4);
     for (a4, u4) in (&mut ia).zip(&mut iu) {
         let (g0, g1, g2, g3) = (col(a4[0]), col(a4[1]), col(a4[2]), col(a4[3]));
         let (u0, u1, u2, u3) = (u4[0], u4[1], u4[2], u4[3]);
@@ -192,6 +200,25 @@ fn gram_combination(gram: &[f64], big_m: usize, active: &[usize], u: &[f64], out
     for (&a, &ui) in ia.remainder().iter().zip(iu.remainder()) {
         out.iter_mut().zip(col(a)).for_each(|(o, g)| *o += g * ui);
     }
+}
+
+/// Smallest entry of `v` (`+inf` for an empty slice); four lanes, no NaN in `v`.
+#[inline(always)]
+fn min_value(v: &[f64]) -> f64 {
+    let mut acc = [f64::INFINITY; 4];
+    let mut ch = v.chunks_exact(4);
+    for x in &mut ch {
+        for l in 0..4 {
+            acc[l] = if x[l] < acc[l] { x[l] } else { acc[l] };
+        }
+    }
+    let mut m = acc[0].min(acc[1]).min(acc[2].min(acc[3]));
+    for &x in ch.remainder() {
+        if x < m {
+            m = x;
+        }
+    }
+    m
 }
 
 enum Event {
@@ -286,9 +313,6 @@ impl Solver {
         let gram = self.gram.as_slice();
         let nonneg = self.groups.nonneg();
         z.iter_mut().for_each(|v| *v = 0.0);
-        for &a in &w.active {
-            w.in_active[a] = false;
-        }
         w.active.clear();
         w.sign.clear();
         w.c.copy_from_slice(b);
@@ -311,7 +335,6 @@ impl Solver {
         }
         w.active.push(j0);
         w.sign.push(w.c[j0].signum());
-        w.in_active[j0] = true;
         let max_events = (8 * big_m).max(64);
         let mut just_dropped = usize::MAX;
         for step in 1..=max_events {
@@ -362,14 +385,11 @@ impl Solver {
             if just_dropped != usize::MAX {
                 w.ev[just_dropped] = inf;
             }
-            let mut enter = usize::MAX;
-            for (jj, &e) in w.ev.iter().enumerate() {
-                if e < delta {
-                    delta = e;
-                    enter = jj;
-                }
-            }
-            if enter != usize::MAX {
+            // first index of the smallest entry step (two vectorisable passes)
+            let emin = min_value(&w.ev);
+            if emin < delta {
+                let enter = w.ev.iter().position(|&e| e == emin).unwrap_or(0);
+                delta = emin;
                 let (cj, aj, tj) = (w.c[enter], w.a[enter], t[enter]);
                 // the same comparison as above decides the sign
                 let (dp, dm) = (tj - aj, tj + aj);
@@ -395,7 +415,6 @@ impl Solver {
                     w.chol_remove(k, p);
                     w.active.remove(p);
                     w.sign.remove(p);
-                    w.in_active[a] = false;
                     just_dropped = a;
                 }
                 Event::Add(jj, sg) => {
@@ -404,7 +423,6 @@ impl Solver {
                     }
                     w.active.push(jj);
                     w.sign.push(sg);
-                    w.in_active[jj] = true;
                 }
             }
         }
