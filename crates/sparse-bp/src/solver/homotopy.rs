@@ -45,6 +45,9 @@ struct Work {
     u: Vec<f64>,
     /// Solve buffer.
     y: Vec<f64>,
+    /// `L^{-1} (t_A sign_A)`, kept up to date through adds and removals, so that one path
+    /// step needs only the backward solve.
+    yf: Vec<f64>,
     /// `1 / L_ii` per slot.
     dinv: Vec<f64>,
     /// Entry step per atom (event search buffer).
@@ -66,6 +69,7 @@ impl Work {
             a: vec![0.0; big_m],
             u: vec![0.0; stride],
             y: vec![0.0; stride],
+            yf: vec![0.0; stride],
             dinv: vec![0.0; stride],
             ev: vec![0.0; big_m],
             #[cfg(target_arch = "x86_64")]
@@ -86,6 +90,20 @@ impl Work {
             let acc = dot(&l[i * s..i * s + i], &y[..i]);
             y[i] = (u[i] - acc) * dinv[i];
         }
+        for i in (0..k).rev() {
+            let ui = y[i] * dinv[i];
+            u[i] = ui;
+            y[..i].iter_mut().zip(&l[i * s..i * s + i]).for_each(|(yj, lij)| *yj -= lij * ui);
+        }
+    }
+
+    /// `u = L^{-T} yf` (the path direction `G_AA^{-1} t_A sign_A`), backward substitution as
+    /// axpys over the rows of `L`.
+    #[inline(always)]
+    fn direction(&mut self, k: usize) {
+        let s = self.stride;
+        let (l, u, y, dinv) = (&self.l, &mut self.u, &mut self.y, &self.dinv);
+        y[..k].copy_from_slice(&self.yf[..k]);
         for i in (0..k).rev() {
             let ui = y[i] * dinv[i];
             u[i] = ui;
@@ -122,7 +140,15 @@ impl Work {
         true
     }
 
-    /// Delete slot `p` (row and column) from the `k x k` factor.
+    /// After [`Work::chol_add`] put slot `k`: extend `yf` by the new right-hand side entry `r`.
+    #[inline(always)]
+    fn extend_forward(&mut self, k: usize, r: f64) {
+        let s = self.stride;
+        self.yf[k] = (r - dot(&self.l[k * s..k * s + k], &self.yf[..k])) * self.dinv[k];
+    }
+
+    /// Delete slot `p` (row and column) from the `k x k` factor; `yf` follows (the same
+    /// rotations, then its last entry is dropped).
     #[inline(always)]
     fn chol_remove(&mut self, k: usize, p: usize) {
         let s = self.stride;
@@ -141,6 +167,9 @@ impl Work {
                 continue;
             }
             let (cs, sn) = (x / r, y / r);
+            let (ya, yb) = (self.yf[i], self.yf[i + 1]);
+            self.yf[i] = cs * ya + sn * yb;
+            self.yf[i + 1] = -sn * ya + cs * yb;
             for ii in i..k - 1 {
                 let a = l[ii * s + i];
                 let b = l[ii * s + i + 1];
@@ -333,17 +362,16 @@ impl Solver {
         if !w.chol_add(gram, big_m, j0) {
             return (0, false);
         }
+        let sg0 = w.c[j0].signum();
+        w.extend_forward(0, t[j0] * sg0);
         w.active.push(j0);
-        w.sign.push(w.c[j0].signum());
+        w.sign.push(sg0);
         let max_events = (8 * big_m).max(64);
         let mut just_dropped = usize::MAX;
         for step in 1..=max_events {
             let k = w.active.len();
             // u = G_AA^{-1} (t_A sign_A), a = G_{:,A} u
-            for i in 0..k {
-                w.u[i] = t[w.active[i]] * w.sign[i];
-            }
-            w.chol_solve_in_place(k);
+            w.direction(k);
             gram_combination(gram, big_m, &w.active, &w.u[..k], &mut w.a);
             // next event
             let mut delta = s - 1.0;
@@ -421,6 +449,7 @@ impl Solver {
                     if !w.chol_add(gram, big_m, jj) {
                         return (step, false);
                     }
+                    w.extend_forward(k, t[jj] * sg);
                     w.active.push(jj);
                     w.sign.push(sg);
                 }
