@@ -516,7 +516,8 @@ impl Solver {
                 converged: vec![],
             });
         }
-        let b_all = self.d.tr_mul(x);
+        // D^T X as a matrix product (the blocked, SIMD gemm path of nalgebra / matrixmultiply)
+        let b_all = self.d.transpose() * x;
         let xx: Vec<f64> = x.column_iter().map(|c| c.norm_squared()).collect();
         let cs = self.params.chunk_size;
         let ranges: Vec<(usize, usize)> = (0..n).step_by(cs).map(|s| (s, (s + cs).min(n))).collect();

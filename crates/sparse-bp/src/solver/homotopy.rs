@@ -131,7 +131,8 @@ impl Work {
         let sq = dot(row, row);
         let gjj = gcol[j];
         let d2 = gjj - sq;
-        if !(d2 > PIVOT_TOL * gjj) {
+        // also rejects a NaN pivot
+        if d2.is_nan() || d2 <= PIVOT_TOL * gjj {
             return false;
         }
         let dk = d2.sqrt();
@@ -277,7 +278,7 @@ impl Solver {
         let mut v = vec![0.0; big_m];
         let mut scratch = Vec::new();
         let mut zg = Vec::new();
-        for j in 0..c {
+        for (j, &xxj) in xx.iter().enumerate().take(c) {
             let bs = b.column(j);
             let bs = bs.as_slice();
             let (steps, reached) = self.homotopy_path(bs, t, &mut z, &mut w);
@@ -291,15 +292,15 @@ impl Solver {
                     let col = &gram[a * big_m..(a + 1) * big_m];
                     v.iter_mut().zip(col).for_each(|(vi, g)| *vi -= g * za);
                 }
-                gap = self.gap_rel(&z, &v, bs, xx[j], &mut scratch);
+                gap = self.gap_rel(&z, &v, bs, xxj, &mut scratch);
             }
             let (iters, gap, ok) = if reached && gap <= self.params.tol {
                 (steps, gap, true)
             } else {
                 let (it, g2, ok) = if self.params.stopping == StoppingRule::DualityGap {
-                    self.cd_lasso_column(bs, xx[j], &mut z, t, &mut grad, &mut v, &mut scratch)
+                    self.cd_lasso_column(bs, xxj, &mut z, t, &mut grad, &mut v, &mut scratch)
                 } else {
-                    self.cd_column(bs, xx[j], &mut z, &mut grad, &mut v, &mut zg, &mut scratch)
+                    self.cd_column(bs, xxj, &mut z, &mut grad, &mut v, &mut zg, &mut scratch)
                 };
                 (steps + it, g2, ok)
             };
@@ -548,7 +549,8 @@ mod tests {
         let out = s.homotopy_chunk_with(&b, &xx, 3);
         assert!(out.converged.iter().all(|&c| c));
         assert!(out.gaps.iter().all(|&g| g <= 1e-12));
-        let cd = s.with_params(SolverParams::builder().algorithm(Algorithm::CoordinateDescent).tol(1e-12).build().unwrap())
+        let cd = s
+            .with_params(SolverParams::builder().algorithm(Algorithm::CoordinateDescent).tol(1e-12).build().unwrap())
             .unwrap()
             .solve(&x)
             .unwrap();
