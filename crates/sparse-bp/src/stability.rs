@@ -32,7 +32,7 @@
 //! | --- | --- | --- |
 //! | `L2` | `1` | `1` |
 //! | `L1` | `1` | `sqrt(b)` |
-//! | weighted `L1`, weights `w` | `min_i w_i` | `||w||_2` |
+//! | weighted `L1`, weights `w` | `min_i w_i` | `sqrt(sum_i w_i^2)` (the l2 norm of `w`) |
 //! | sparse-group `beta` | `1` | `beta sqrt(b) + 1 - beta` |
 //!
 //! Derivation: `||v||_2 <= ||v||_1 <= sqrt(b) ||v||_2` (triangle inequality on
