@@ -3,8 +3,12 @@
 //! 4 (entries U[1, 2]), lambda = 0.1 by default, relative duality gap 1e-8; homotopy, coordinate
 //! descent and FISTA (choose with `ALGS=homotopy,cd,fista`).
 //!
+//! Prints signals per second (wall clock) and signals per CPU-second (all threads).
+//!
 //! `cargo run --release -p sparse-bp --example lasso_throughput [n_signals] [lambda]`
 //! (the criterion version is `cargo bench -p bench-suite --bench sparse_bp`).
+//! `DUMP_DIR=dir` writes `D` and `X` for `examples/sklearn_lasso.py` (scikit-learn on the
+//! same data); `ALGS=none` only writes them.
 
 use std::time::Instant;
 
