@@ -45,7 +45,9 @@ pub enum Algorithm {
     /// (ties, rank-deficient active blocks) is finished by coordinate descent from the
     /// homotopy code. Warm starts are ignored (the path starts at zero). Other group
     /// structures run [`Algorithm::CoordinateDescent`]. `iterations` counts path events
-    /// (plus coordinate-descent epochs of a fallback). Parallel over signals.
+    /// (plus coordinate-descent epochs of a fallback); `max_iter` bounds only the fallback
+    /// (the path itself stops after at most `max(8 M, 64)` events). Acceptance is always on
+    /// the relative duality gap `<= tol`. Parallel over signals, deterministic.
     Homotopy,
     /// Pick per problem: [`Algorithm::Homotopy`] for the (weighted, non-negative) lasso
     /// when no warm start is given, [`Algorithm::CoordinateDescent`] otherwise (see the
