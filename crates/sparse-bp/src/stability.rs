@@ -315,7 +315,8 @@ pub fn l2_equivalence(norm: &GroupNorm, size: usize) -> (f64, f64) {
         GroupNorm::WeightedL1(w) => {
             (w.iter().copied().fold(f64::INFINITY, f64::min), w.iter().map(|x| x * x).sum::<f64>().sqrt())
         }
-        GroupNorm::SparseGroup { beta } => (1.0, beta * rb + 1.0 - beta),
+        // written as 1 + beta (sqrt(b) - 1) so that b = 1 gives exactly 1
+        GroupNorm::SparseGroup { beta } => (1.0, 1.0 + beta * (rb - 1.0)),
     }
 }
 

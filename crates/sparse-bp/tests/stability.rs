@@ -381,7 +381,7 @@ proptest! {
         let mut rng = StdRng::seed_from_u64(seed);
         let norm = random_norm(kind, size, &mut rng);
         let (c, l) = l2_equivalence(&norm, size);
-        prop_assert!(c > 0.0 && c <= l);
+        prop_assert!(c > 0.0 && c <= l * (1.0 + 1e-12), "{norm:?}: c {c} > L {l}");
         let v = sphere_vector(size, 0.1 + 3.0 * rng.random::<f64>(), &mut rng);
         let n2 = v.norm();
         let val = norm.value(v.as_slice());
