@@ -3,7 +3,8 @@
 //! The lasso for many signals with a 100 x 300 unit-norm dictionary (Gaussian, not
 //! Grassmannian-packed) and codes with 8 active groups of 4 (entries U[1, 2]), solved to
 //! a relative duality gap of 1e-8; criterion reports signals per second (`Throughput::Elements`).
-//! Data are built outside the timed closures. Compare with scikit-learn's `Lasso`
+//! Homotopy (exact LARS-lasso path), coordinate descent and FISTA; fewer signals for the
+//! slow settings (throughput is per signal either way). Data are built outside the timed closures. Compare with scikit-learn's `Lasso`
 //! (`alpha = lambda / 100`, one signal per call) on the same data: dump them with
 //! `DUMP_DIR=... cargo run --release -p sparse-bp --example lasso_throughput`.
 
@@ -30,7 +31,11 @@ fn lasso(c: &mut Criterion) {
     let mut group = c.benchmark_group("sparse_bp_lasso_100x300");
     group.sample_size(10);
     for &(alg, n, lambda) in &[
-        (Algorithm::CoordinateDescent, 10_000usize, 0.5),
+        (Algorithm::Homotopy, 2_000usize, 0.1),
+        (Algorithm::Homotopy, 10_000, 0.5),
+        (Algorithm::Homotopy, 10_000, 1.0),
+        (Algorithm::CoordinateDescent, 1_000, 0.1),
+        (Algorithm::CoordinateDescent, 10_000, 0.5),
         (Algorithm::CoordinateDescent, 10_000, 1.0),
         (Algorithm::Fista, 1_000, 0.5),
     ] {

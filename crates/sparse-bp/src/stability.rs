@@ -18,59 +18,114 @@
 //!
 //! The paper (Szeghy et al. 2022) proves a group extension in its supplement; we have not
 //! read its constants, so we state and prove our own version. Notation: groups `G_1..G_K`
-//! partition the atoms (unit norm), weights `gamma_g`, all groups use the **l2 norm**
-//! (a single-atom group with `L1` is the same thing, so plain and weighted lasso are the
-//! special case `b = 1`). Let
+//! partition the atoms (unit norm), weights `gamma_g > 0`, and each group has its own
+//! norm `l_g`: `L2` (group lasso), `L1`, in-group weighted `L1` (weights `w`), or the
+//! sparse-group norm `beta ||.||_1 + (1 - beta) ||.||_2`, `beta` in `[0, 1]` (our reading
+//! of the paper's `l_{beta,1,2}`). Codes are signed (the non-negative variants are **not**
+//! covered: their normal-cone terms are unbounded and step (a) below fails).
+//!
+//! *Norm constants.* On a group of `b` atoms each of these norms is equivalent to the l2
+//! norm, `c_g ||v||_2 <= l_g(v) <= L_g ||v||_2` for all `v`, with the sharp constants
+//! ([`l2_equivalence`])
+//!
+//! | `l_g` | `c_g` | `L_g` |
+//! | --- | --- | --- |
+//! | `L2` | `1` | `1` |
+//! | `L1` | `1` | `sqrt(b)` |
+//! | weighted `L1`, weights `w` | `min_i w_i` | `sqrt(sum_i w_i^2)` (the l2 norm of `w`) |
+//! | sparse-group `beta` | `1` | `beta sqrt(b) + 1 - beta` |
+//!
+//! Derivation: `||v||_2 <= ||v||_1 <= sqrt(b) ||v||_2` (triangle inequality on
+//! `sum_i |v_i| e_i`, then Cauchy–Schwarz against `(1, .., 1)`), with equality on the left
+//! at a basis vector and on the right at any `v` with all `|v_i|` equal. Weighted:
+//! `min_i w_i ||v||_2 <= min_i w_i ||v||_1 <= sum_i w_i |v_i| <= ||w||_2 ||v||_2`
+//! (Cauchy–Schwarz), with equality at the basis vector of the smallest weight and at
+//! `|v| = w`. Sparse-group: `beta ||v||_1 + (1 - beta) ||v||_2` lies between
+//! `beta ||v||_2 + (1 - beta) ||v||_2` and `beta sqrt(b) ||v||_2 + (1 - beta) ||v||_2`,
+//! and both parts reach their extremes at the same vectors, so the constants are sharp.
+//! Two consequences, for the dual norm `l_g^*(u) = max { <u, x> : l_g(x) <= 1 }`:
+//!
+//! * (N1) `l_g^*(u) <= ||u||_2 / c_g`: the unit ball of `l_g` lies in the l2 ball of radius
+//!   `1 / c_g`, so the maximum of `<u, x>` over it is at most `||u||_2 / c_g`.
+//! * (N2) `||u||_2 <= L_g l_g^*(u)`: `||u||_2 = max_{||x||_2 <= 1} <u, x>
+//!   <= max_{||x||_2 <= 1} l_g^*(u) l_g(x) = L_g l_g^*(u)` (Hölder for a norm and its dual).
+//!   Every subgradient `u` of `l_g` (at any point) has `l_g^*(u) <= 1`, so `||u||_2 <= L_g`.
+//!
+//! Let
 //! * `mu_G = max_{g != h} ||D_g^T D_h||_2` (group coherence, `= b mu_B` for blocks of size `b`),
 //! * `delta = max_g ||D_g^T D_g - I||_2` (intra-group deviation, `<= (b-1) nu`),
-//! * `gamma_min = min_g gamma_g`, `rho = max_g gamma_g / gamma_min >= 1`,
+//! * `gamma_low = min_g c_g gamma_g` (the smallest *effective* weight; `= min_g gamma_g`
+//!   unless in-group weights are below 1), `Lambda = max_g L_g gamma_g`,
+//!   `rho = Lambda / gamma_low >= 1`,
 //! * `S` = the `k` groups active in `Gamma`, `kappa = 1 / (1 - delta - (k-1) mu_G)`.
 //!
-//! **Theorem (group stability).** Let `Y = D Gamma + E`, `||E||_2 <= eps`. If
+//! **Theorem (group stability, any mix of the norms above).** Let `Y = D Gamma + E`,
+//! `||E||_2 <= eps`. If
 //!
-//! * (H1) `k < (1 - delta + mu_G) / ((2 rho + 1) mu_G)` and
-//! * (H2) `gamma_min >= 4 eps`,
+//! * (H1) `k < (1 - delta + mu_G) / ((2 rho + 1) mu_G)` (and `delta < 1` when `mu_G = 0`) and
+//! * (H2) `gamma_low >= 4 eps`,
 //!
-//! then the group-BP solution `Gamma_hat` of `1/2||Y - D Gamma||^2 + sum_g gamma_g ||Gamma_g||_2`
+//! then the group-BP solution `Gamma_hat` of `1/2||Y - D Gamma||^2 + sum_g gamma_g l_g(Gamma_g)`
 //! 1. has its active groups inside `S`;
-//! 2. satisfies `max_g ||Gamma_hat_g - Gamma_g||_2 <= tau := kappa (rho gamma_min + sqrt(1 + delta) eps)`;
+//! 2. satisfies `max_g ||Gamma_hat_g - Gamma_g||_2 <= tau := kappa (rho gamma_low + sqrt(1 + delta) eps)`
+//!    `= kappa (Lambda + sqrt(1 + delta) eps)`;
 //! 3. has every group with `||Gamma_g||_2 > tau` active;
 //! 4. is unique.
 //!
-//! With `b = 1`, `delta = 0`, `mu_G = mu`, `rho = 1`, `gamma_min = 4 eps`, (H1) is
+//! All-l2 groups (`c_g = L_g = 1`): `gamma_low = min gamma_g`, `rho = max gamma_g / min gamma_g`.
+//! With `b = 1`, `delta = 0`, `mu_G = mu`, equal weights `gamma = 4 eps` (`rho = 1`), (H1) is
 //! `k < (1 + 1/mu)/3`, `kappa <= 3/2` and `tau <= 7.5 eps`: section 1 is the special case.
+//! For sparse-group groups the only change is `rho`, which grows by the factor
+//! `beta sqrt(b) + 1 - beta` (at equal weights); the inactive-group test and the
+//! certificates use the exact dual norm ([`GroupNorm::dual`]), the theorem only its bound (N1).
 //!
-//! **Proof.** Write `D_S` for the active columns, `M = (D_S^T D_S)^{-1}` and measure
-//! block matrices by the largest block-row sum of spectral norms, `||A||_b`; this norm is
-//! submultiplicative and `||I - D_S^T D_S||_b <= delta + (k-1) mu_G < 1` by (H1), so by the
-//! Neumann series `D_S` is injective and `||M||_b <= kappa`.
+//! **Proof.** Write `D_S` for the columns of the groups in `S`, `M = (D_S^T D_S)^{-1}`, and
+//! measure block matrices (blocks = groups) by the largest block-row sum of spectral norms,
+//! `||A||_b = max_g sum_l ||A_gl||_2`. It is submultiplicative
+//! (`sum_l ||sum_m A_gm B_ml|| <= sum_m ||A_gm|| sum_l ||B_ml||`). The blocks of
+//! `I - D_S^T D_S` are `I - D_g^T D_g` on the diagonal (norm `<= delta`) and `-D_g^T D_l`
+//! off it (norm `<= mu_G`), so `||I - D_S^T D_S||_b <= delta + (k-1) mu_G`, which is `< 1`
+//! because (H1) is equivalent to `2 rho k mu_G < 1 - delta - (k-1) mu_G` (multiply out
+//! `(2 rho + 1) k mu_G < 1 - delta + mu_G`). By the Neumann series `D_S` is injective and
+//! `||M||_b <= kappa`; `M` is symmetric, so its block-column sums are bounded by `kappa` too.
 //! (a) *Restricted problem.* Let `z` minimise the objective over codes supported on `S`
-//! (unique: strictly convex). With `c = D_S^+ Y` and `r = (I - P_S) Y = (I - P_S) E`,
-//! optimality reads `D_S^T D_S (c - z) = w`, `w_g = gamma_g u_g`, `||u_g||_2 <= 1`, so
-//! `||(z - c)_g|| <= sum_l ||M_gl|| gamma_l <= kappa rho gamma_min`.
-//! (b) *Dual feasibility off `S`.* For `h` not in `S`,
-//! `D_h^T (Y - D_S z) = D_h^T r + B^T w` with `B = M D_S^T D_h`, and
-//! `sum_g ||B_g||_2 <= ||M||_b sum_l ||D_l^T D_h||_2 <= kappa k mu_G`. (H1) is exactly
-//! `rho k mu_G kappa <= 1/2` rearranged (strictly), hence
-//! `||D_h^T (Y - D_S z)||_2 <= sqrt(1+delta) eps + gamma_min / 2 < gamma_min <= gamma_h`
-//! because `sqrt(1+delta) < 2` and (H2). So `z` (padded with zeros) satisfies the full
-//! optimality conditions with *strict* inequality off `S`; since every minimiser has the
-//! same fit `D Gamma`, all minimisers vanish off `S`, and `D_S` injective makes the
-//! minimiser unique (conclusions 1 and 4).
-//! (c) *Error.* `c - Gamma_S = D_S^+ E = M D_S^T E` and `||D_l^T E|| <= sqrt(1+delta) eps`,
-//! so `||(c - Gamma)_g|| <= kappa sqrt(1+delta) eps`; with (a) this gives conclusion 2,
-//! and conclusion 3 follows from the reverse triangle inequality. ∎
+//! (exists, unique: the objective is strictly convex there). With `c = D_S^+ Y` and
+//! `r = (I - P_S) Y = (I - P_S) E`, we have `D_S^T Y = D_S^T D_S c`, so optimality reads
+//! `D_S^T D_S (c - z) = w`, `w_g = gamma_g u_g`, `u_g` a subgradient of `l_g` at `z_g`; by
+//! (N2) `||w_g||_2 <= L_g gamma_g <= Lambda`. Hence
+//! `||(z - c)_g||_2 <= sum_l ||M_gl||_2 ||w_l||_2 <= kappa Lambda = kappa rho gamma_low`.
+//! (b) *Dual feasibility off `S`.* For `h` not in `S`, `Y - D_S z = r + D_S (c - z) = r + D_S M w`,
+//! so `D_h^T (Y - D_S z) = D_h^T r + sum_g B_g^T w_g` with `B_g = sum_l M_gl D_l^T D_h`,
+//! `||B_g||_2 <= mu_G sum_l ||M_gl||_2`, and `sum_g ||B_g||_2 <= mu_G sum_l sum_g ||M_gl||_2
+//! <= kappa k mu_G` (block-column sums, `k` columns). Also `||D_h||_2 <= sqrt(1 + delta)` and
+//! `||r||_2 <= eps`. So `||D_h^T (Y - D_S z)||_2 <= sqrt(1 + delta) eps + kappa k mu_G Lambda
+//! < sqrt(1 + delta) eps + gamma_low / 2` (by (H1): `kappa k mu_G rho < 1/2`)
+//! `< gamma_low` (by (H2) and `sqrt(1 + delta) < 2`, as `delta < 1`). By (N1),
+//! `l_h^*(D_h^T (Y - D_S z)) < gamma_low / c_h <= gamma_h`. So `z` (padded with zeros)
+//! satisfies the full optimality conditions (`0` is optimal for group `h` iff
+//! `l_h^*(D_h^T r) <= gamma_h`) with *strict* inequality off `S`. Every minimiser has the
+//! same fit `D Gamma` (strict convexity of the quadratic in `D Gamma`), hence the same
+//! residual; a group `h` with `Gamma_h != 0` at a minimiser would need
+//! `l_h^*(D_h^T r) = gamma_h`, so all minimisers vanish off `S`, and `D_S` injective makes
+//! the minimiser unique (conclusions 1 and 4).
+//! (c) *Error.* `c - Gamma_S = D_S^+ E = M D_S^T E` and `||D_l^T E||_2 <= sqrt(1 + delta) eps`,
+//! so `||(c - Gamma)_g||_2 <= kappa sqrt(1 + delta) eps`; with (a) and the triangle
+//! inequality this gives conclusion 2 (off `S` both codes vanish), and conclusion 3
+//! follows from the reverse triangle inequality. ∎
 //!
 //! **What is proven and what is not.** The statement above is proven (argument above,
-//! a block version of Tropp's 2006 proof) for l2 groups with arbitrary disjoint sizes and
-//! weights, hence for neurons (single atoms) and for whole layers as groups *of a dictionary
-//! that meets (H1)*. It is *not* claimed for sparse-group (`l_{beta,1,2}`) or in-group
-//! weighted-l1 norms (the property tests only exercise l2 groups and lasso), nor for the
-//! Deep-Pursuit block dictionary of [`crate::multilayer`], whose `-I` blocks are not
-//! unit-norm atoms and whose coherence generally violates (H1). The property tests in
-//! `tests/stability.rs` act as the witness: on random instances inside the hypotheses,
-//! with random and adversarial (projected gradient ascent) perturbations, every
-//! conclusion holds; outside (H1) or (H2) they keep a counterexample.
+//! a block version of Tropp's 2006 proof) for disjoint groups of arbitrary sizes, weights
+//! and norms from the table (mixed freely), hence for neurons (single atoms) and for
+//! whole layers as groups *of a dictionary that meets (H1)*. It is conservative for l1-type
+//! norms on groups of more than one atom (the factor `L_g` can be `sqrt(b)`; atom-level
+//! support inside an active group is not claimed). It is *not* claimed for the
+//! non-negative variants, nor for the Deep-Pursuit block dictionary of
+//! [`crate::multilayer`], whose `-I` blocks are not unit-norm atoms and whose coherence
+//! generally violates (H1). The property tests in `tests/stability.rs` act as the witness:
+//! on random instances inside the hypotheses (l2 groups; sparse-group and mixed norms),
+//! with random and adversarial (projected gradient ascent) perturbations, every conclusion
+//! holds; outside (H1) or (H2) they keep counterexamples. (N1), (N2) and the sharpness of
+//! the constants are checked against the implemented dual norms.
 //!
 //! # 3. Certificates
 //!
@@ -238,6 +293,33 @@ pub fn uniqueness_holds(
     Ok(ds.tr_mul(&ds).cholesky().is_some())
 }
 
+/// The sharp constants `(c, L)` with `c ||v||_2 <= l(v) <= L ||v||_2` for the norm `l` on a
+/// group of `size` atoms (table in section 2 of the module docs).
+///
+/// ```
+/// use sparse_bp::GroupNorm;
+/// use sparse_bp::stability::l2_equivalence;
+/// assert_eq!(l2_equivalence(&GroupNorm::L2, 4), (1.0, 1.0));
+/// assert_eq!(l2_equivalence(&GroupNorm::L1, 4), (1.0, 2.0));
+/// let (c, l) = l2_equivalence(&GroupNorm::SparseGroup { beta: 0.5 }, 4);
+/// assert_eq!((c, l), (1.0, 1.5));
+/// let (c, l) = l2_equivalence(&GroupNorm::WeightedL1(vec![3.0, 4.0]), 2);
+/// assert_eq!((c, l), (3.0, 5.0));
+/// ```
+#[must_use]
+pub fn l2_equivalence(norm: &GroupNorm, size: usize) -> (f64, f64) {
+    let rb = (size as f64).sqrt();
+    match norm {
+        GroupNorm::L2 => (1.0, 1.0),
+        GroupNorm::L1 => (1.0, rb),
+        GroupNorm::WeightedL1(w) => {
+            (w.iter().copied().fold(f64::INFINITY, f64::min), w.iter().map(|x| x * x).sum::<f64>().sqrt())
+        }
+        // written as 1 + beta (sqrt(b) - 1) so that b = 1 gives exactly 1
+        GroupNorm::SparseGroup { beta } => (1.0, 1.0 + beta * (rb - 1.0)),
+    }
+}
+
 /// The group theorem of section 2 for one dictionary, group structure and set of active groups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupStability {
@@ -245,10 +327,13 @@ pub struct GroupStability {
     pub mu_g: f64,
     /// Intra-group deviation `delta`.
     pub delta: f64,
-    /// Weight ratio `rho = gamma_max / gamma_min`.
+    /// `rho = Lambda / gamma_low` (`= gamma_max / gamma_min` for l2 groups).
     pub rho: f64,
-    /// Smallest weight `gamma_min`.
+    /// `gamma_low = min_g c_g gamma_g`, the smallest effective weight (`= gamma_min` for
+    /// l2, l1 and sparse-group norms).
     pub gamma_min: f64,
+    /// `Lambda = max_g L_g gamma_g`.
+    pub lambda: f64,
     /// Number of active groups `k`.
     pub k: usize,
     /// Bound of (H1): `k` must be `<` this.
@@ -258,25 +343,32 @@ pub struct GroupStability {
 }
 
 impl GroupStability {
-    /// Evaluate the theorem's quantities. `groups` carries the weights actually used by the
-    /// solver; every group must use `L2` (or be a single atom with `L1`).
+    /// Evaluate the theorem's quantities. `groups` carries the weights and norms actually
+    /// used by the solver: any mix of `L2`, `L1`, weighted `L1` and sparse-group norms;
+    /// non-negative group specs are rejected ([`SparseBpError::UnsupportedNorm`]), as are
+    /// non-unit atoms.
     pub fn new(d: &DMatrix<f64>, groups: &GroupSpec, active: &[usize]) -> Result<Self> {
         check_unit_atoms(d, UNIT_TOL)?;
-        for (gi, g) in groups.groups().iter().enumerate() {
-            let ok = matches!(g.norm, GroupNorm::L2) || (g.atoms.len() == 1 && matches!(g.norm, GroupNorm::L1));
-            if !ok {
-                return Err(SparseBpError::UnsupportedNorm { operation: "group stability theorem", group: gi });
-            }
+        if groups.nonneg() {
+            return Err(SparseBpError::UnsupportedNorm {
+                operation: "group stability theorem (non-negative codes are not covered)",
+                group: 0,
+            });
         }
         let mu_g = group_coherence(d, groups)?;
         let delta = intra_group_deviation(d, groups)?;
-        let (lo, hi) = groups.weight_range();
-        let rho = hi / lo;
+        let (mut low, mut lambda) = (f64::INFINITY, 0.0f64);
+        for g in groups.groups() {
+            let (c, l) = l2_equivalence(&g.norm, g.atoms.len());
+            low = low.min(c * g.weight);
+            lambda = lambda.max(l * g.weight);
+        }
+        let rho = lambda / low;
         let k = active.len();
         let group_bound = if mu_g > 0.0 { (1.0 - delta + mu_g) / ((2.0 * rho + 1.0) * mu_g) } else { f64::INFINITY };
         let den = 1.0 - delta - (k.saturating_sub(1)) as f64 * mu_g;
         let kappa = if den > 0.0 { 1.0 / den } else { f64::INFINITY };
-        Ok(Self { mu_g, delta, rho, gamma_min: lo, k, group_bound, kappa })
+        Ok(Self { mu_g, delta, rho, gamma_min: low, lambda, k, group_bound, kappa })
     }
 
     /// (H1): `k < (1 - delta + mu_G)/((2 rho + 1) mu_G)`.
@@ -285,13 +377,13 @@ impl GroupStability {
         (self.k as f64) < self.group_bound && self.kappa.is_finite()
     }
 
-    /// (H1) and (H2) `gamma_min >= 4 eps`.
+    /// (H1) and (H2) `gamma_low >= 4 eps`.
     #[must_use]
     pub fn hypotheses_hold(&self, eps: f64) -> bool {
         self.sparsity_hypothesis() && self.gamma_min >= 4.0 * eps
     }
 
-    /// `tau(eps) = kappa (rho gamma_min + sqrt(1 + delta) eps)`.
+    /// `tau(eps) = kappa (rho gamma_low + sqrt(1 + delta) eps)`.
     #[must_use]
     pub fn error_bound(&self, eps: f64) -> f64 {
         self.kappa * (self.rho * self.gamma_min + (1.0 + self.delta).sqrt() * eps)

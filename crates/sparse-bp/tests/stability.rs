@@ -330,7 +330,11 @@ fn theorem_inputs_are_validated() {
     assert!(BpStability::new(&id, &g, f64::NAN).is_err());
     assert!(BpStability::new(&id, &DVector::from_vec(vec![1.0]), 0.1).is_err());
     let sg = GroupSpec::contiguous_blocks(2, 2, 1.0, GroupNorm::SparseGroup { beta: 0.5 }).unwrap();
-    assert!(matches!(GroupStability::new(&id, &sg, &[0]), Err(SparseBpError::UnsupportedNorm { .. })));
+    assert!(GroupStability::new(&id, &sg, &[0]).is_ok());
+    assert!(matches!(
+        GroupStability::new(&id, &sg.clone().with_nonneg(true), &[0]),
+        Err(SparseBpError::UnsupportedNorm { .. })
+    ));
     let unequal = GroupSpec::from_sizes(&[1, 2], &[1.0, 1.0], GroupNorm::L2).unwrap();
     assert!(block_coherence(&DMatrix::<f64>::identity(3, 3), &unequal).is_err());
 }
@@ -350,4 +354,207 @@ fn batched_certificates_match_single() {
         assert_eq!(c, &single);
     }
     assert!(local_certificates(&solver, &x, &codes.columns(0, 2).into_owned()).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// Section 2 for sparse-group and mixed norms.
+
+/// A random norm for a group of `size` atoms: 0 = L2, 1 = L1, 2 = weighted L1 (weights
+/// in [0.8, 1.25]), otherwise sparse-group with `beta` in [0, 1].
+fn random_norm(kind: u8, size: usize, rng: &mut StdRng) -> GroupNorm {
+    match kind {
+        0 => GroupNorm::L2,
+        1 => GroupNorm::L1,
+        2 => GroupNorm::WeightedL1((0..size).map(|_| 0.8 + 0.45 * rng.random::<f64>()).collect()),
+        _ => GroupNorm::SparseGroup { beta: rng.random::<f64>() },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// (N1), (N2) and the norm-equivalence constants of section 2 on random vectors, for
+    /// the implemented norms and dual norms:
+    /// `c ||v|| <= l(v) <= L ||v||` and `||v|| / L <= l^*(v) <= ||v|| / c`.
+    #[test]
+    fn norm_equivalence_and_dual_bounds(seed in 0u64..1_000_000, kind in 0u8..4, size in 1usize..9) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let norm = random_norm(kind, size, &mut rng);
+        let (c, l) = l2_equivalence(&norm, size);
+        prop_assert!(c > 0.0 && c <= l * (1.0 + 1e-12), "{norm:?}: c {c} > L {l}");
+        let v = sphere_vector(size, 0.1 + 3.0 * rng.random::<f64>(), &mut rng);
+        let n2 = v.norm();
+        let val = norm.value(v.as_slice());
+        prop_assert!(c * n2 <= val * (1.0 + 1e-12) && val <= l * n2 * (1.0 + 1e-12), "{norm:?} {c} {l} {val} {n2}");
+        let dual = norm.dual(v.as_slice(), false);
+        prop_assert!(n2 / l <= dual * (1.0 + 1e-9), "(N2) {norm:?}: {} > {dual}", n2 / l);
+        prop_assert!(dual <= n2 / c * (1.0 + 1e-9), "(N1) {norm:?}: {dual} > {}", n2 / c);
+    }
+}
+
+/// The constants are attained (so they are the sharp ones): the lower at a basis vector
+/// (of the smallest in-group weight), the upper at `|v|` constant (or `|v| = w`).
+#[test]
+fn norm_equivalence_constants_are_sharp() {
+    for size in 1..7 {
+        let w: Vec<f64> = (0..size).map(|i| 0.5 + 0.3 * i as f64).collect();
+        for norm in [
+            GroupNorm::L2,
+            GroupNorm::L1,
+            GroupNorm::WeightedL1(w.clone()),
+            GroupNorm::SparseGroup { beta: 0.3 },
+            GroupNorm::SparseGroup { beta: 1.0 },
+        ] {
+            let (c, l) = l2_equivalence(&norm, size);
+            let mut e = vec![0.0; size];
+            e[0] = 1.0; // w[0] is the smallest weight
+            assert!((norm.value(&e) - c).abs() < 1e-12, "{norm:?}");
+            let top: Vec<f64> = match &norm {
+                GroupNorm::WeightedL1(w) => {
+                    let n = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+                    w.iter().map(|x| -x / n).collect()
+                }
+                _ => (0..size).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } / (size as f64).sqrt()).collect(),
+            };
+            assert!((norm.value(&top) - l).abs() < 1e-12, "{norm:?}");
+        }
+    }
+    // hand value of the sparse-group dual norm used by the counterexample below:
+    // beta = 1/2, v = (s, s), s = 1/sqrt2: sqrt2 (s - t/2) = t/2 gives t = 2 / (1 + sqrt2)
+    let s = 0.5f64.sqrt();
+    let t = GroupNorm::SparseGroup { beta: 0.5 }.dual(&[s, s], false);
+    assert!((t - 2.0 / (1.0 + 2f64.sqrt())).abs() < 1e-12, "{t}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Section 2 with sparse-group norms (random `beta`) or a random mix of L2, L1,
+    /// weighted L1 and sparse-group norms, groups of sizes 1 and 2 (some straddle the two
+    /// bases, so `delta > 0`) and per-group weights, on the 256 x 512 two-ortho dictionary:
+    /// on every instance inside (H1), (H2), all four conclusions hold for every
+    /// perturbation tried (random, aligned with off-support atoms, projected gradient
+    /// ascent on the error), and the theorem certificate is respected.
+    #[test]
+    fn sparse_group_stability_theorem_witness(
+        seed in 0u64..1_000_000,
+        eps in 0.005f64..0.1,
+        slack in 1.0f64..1.5,
+        spread in 1.0f64..1.1,
+        mixed in any::<bool>(),
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let d = two_ortho_dictionary(256, &mut rng).unwrap();
+        let mut sizes = Vec::new();
+        let mut total = 0;
+        while total < 512 {
+            let s = [1usize, 2][rng.random_range(0..2usize)].min(512 - total);
+            sizes.push(s);
+            total += s;
+        }
+        let low = 4.0 * eps * slack; // gamma_low: (H2) holds
+        let mut groups_v = Vec::new();
+        let mut a = 0;
+        for (g, &size) in sizes.iter().enumerate() {
+            let norm = if mixed { random_norm(rng.random_range(0..4u8), size, &mut rng) } else {
+                GroupNorm::SparseGroup { beta: rng.random::<f64>() }
+            };
+            let (c, _) = l2_equivalence(&norm, size);
+            // weights with c_g gamma_g in [low, low * spread], the first exactly low
+            let f = if g == 0 { 1.0 } else { 1.0 + (spread - 1.0) * rng.random::<f64>() };
+            groups_v.push(Group::new((a..a + size).collect(), low * f / c, norm));
+            a += size;
+        }
+        let groups = GroupSpec::new(512, groups_v).unwrap();
+        let probe = GroupStability::new(&d, &groups, &[0]).unwrap();
+        prop_assert!((probe.gamma_min - low).abs() <= 1e-12 * low);
+        let kmax = (probe.group_bound.ceil() as usize).saturating_sub(1);
+        prop_assume!(kmax >= 1);
+        let k = 1 + (seed as usize % kmax);
+        let (gamma, active) = group_sparse_code(&groups, k, 0.05, 2.0, false, &mut rng).unwrap();
+        let thm = GroupStability::new(&d, &groups, &active).unwrap();
+        prop_assert!(thm.hypotheses_hold(eps), "{thm:?}");
+        let solver = Solver::new(d.clone(), groups.clone(), tight(Algorithm::CoordinateDescent)).unwrap();
+        for e in perturbations(&solver, &gamma, eps, 3, &mut rng) {
+            let y = &d * &gamma + &e;
+            let z = solve(&solver, &y);
+            let c = thm.check(&solver, &gamma, &y, &z, eps, 0.0).unwrap();
+            prop_assert!(c.all_hold(1e-7), "conclusions failed: {c:?} {thm:?}");
+        }
+        let norms = groups.group_norms(gamma.as_slice());
+        let min_norm = active.iter().map(|&g| norms[g]).fold(f64::INFINITY, f64::min);
+        let ec = thm.certified_eps(min_norm);
+        if ec > 0.0 {
+            for e in perturbations(&solver, &gamma, 0.99 * ec, 2, &mut rng) {
+                let z = solve(&solver, &(&d * &gamma + &e));
+                prop_assert_eq!(groups.active_groups(z.as_slice(), 0.0), active.clone());
+            }
+        }
+    }
+}
+
+/// Kept counterexample outside (H1) for the sparse-group norm:
+/// `D = [e1, e2, (e1+e2)/sqrt2]`, groups `{e1, e2}` (sparse-group, `beta = 1/2`) and
+/// `{d3}`, equal weights `4 eps`; `Gamma = (1, 1, 0)`, no noise. Here `mu_G = 1`, so
+/// (H1) fails already for `k = 1`; the diagonal atom is cheaper
+/// (`sqrt2 < 2 beta + (1 - beta) sqrt2`), the solution is `(0, 0, sqrt2 - gamma)` and
+/// support inclusion fails. (Its optimality: the residual is `gamma d3`, and
+/// `l^*(D_1^T d3) = l^*((s, s)) = 2/(1 + sqrt2) < 1`, hand value checked above.)
+#[test]
+fn counterexample_sparse_group_outside_h1_kept() {
+    let s = 0.5f64.sqrt();
+    let d = DMatrix::from_column_slice(2, 3, &[1.0, 0.0, 0.0, 1.0, s, s]);
+    let eps = 0.01;
+    let gw = 4.0 * eps;
+    let groups = GroupSpec::new(
+        3,
+        vec![Group::new(vec![0, 1], gw, GroupNorm::SparseGroup { beta: 0.5 }), Group::new(vec![2], gw, GroupNorm::L1)],
+    )
+    .unwrap();
+    let thm = GroupStability::new(&d, &groups, &[0]).unwrap();
+    assert!((thm.mu_g - 1.0).abs() < 1e-12);
+    assert!(!thm.sparsity_hypothesis() && !thm.hypotheses_hold(eps), "{thm:?}");
+    let gamma = DVector::from_vec(vec![1.0, 1.0, 0.0]);
+    let y = &d * &gamma;
+    let solver = Solver::new(d.clone(), groups.clone(), tight(Algorithm::CoordinateDescent)).unwrap();
+    let z = solve(&solver, &y);
+    assert!(z[0] == 0.0 && z[1] == 0.0, "{z}");
+    assert!((z[2] - (2f64.sqrt() - gw)).abs() < 1e-9, "{z}");
+    let c = thm.check(&solver, &gamma, &y, &z, eps, 0.0).unwrap();
+    assert!(!c.support_inclusion && !c.all_hold(1e-9), "{c:?}");
+}
+
+/// Search outside (H2) for the sparse-group norm: a dictionary and a one-group code inside
+/// (H1), but weights `eps / 2` (so `gamma_low < 4 eps`) and perturbations of norm `eps`
+/// along off-support atoms: an inactive group becomes active.
+fn search_sparse_group_large_eps(seed: u64) -> Option<Conclusions> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let d = two_ortho_dictionary(32, &mut rng).unwrap();
+    let eps = 0.1;
+    let groups = GroupSpec::contiguous_blocks(64, 2, eps / 2.0, GroupNorm::SparseGroup { beta: 0.5 }).unwrap();
+    let (gamma, active) = group_sparse_code(&groups, 1, 1.0, 2.0, false, &mut rng).unwrap();
+    let thm = GroupStability::new(&d, &groups, &active).unwrap();
+    assert!(thm.sparsity_hypothesis() && !thm.hypotheses_hold(eps), "{thm:?}");
+    let solver = Solver::new(d.clone(), groups.clone(), tight(Algorithm::CoordinateDescent)).unwrap();
+    let support: Vec<usize> = (0..64).filter(|&i| gamma[i] != 0.0).collect();
+    let ds = d.select_columns(&support);
+    for j in (0..64).filter(|j| !support.contains(j)) {
+        let dj = d.column(j).into_owned();
+        let c = ds.tr_mul(&ds).cholesky().unwrap().solve(&ds.tr_mul(&dj));
+        let p = &dj - &ds * c;
+        let y = &d * &gamma + &p * (eps / p.norm());
+        let z = solve(&solver, &y);
+        let concl = thm.check(&solver, &gamma, &y, &z, eps, 0.0).unwrap();
+        if !concl.support_inclusion {
+            return Some(concl);
+        }
+    }
+    None
+}
+
+/// The kept instance: seed 0 of the search above.
+#[test]
+fn counterexample_sparse_group_outside_h2_kept() {
+    let c = search_sparse_group_large_eps(0).expect("seed 0 is a counterexample");
+    assert!(!c.support_inclusion && !c.all_hold(0.0));
 }
