@@ -33,6 +33,8 @@ use crate::groups::{GroupNorm, GroupSpec};
 use crate::nn::Network;
 use crate::solver::{Solver, SolverParams};
 
+pub mod deep;
+
 /// The task loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskLoss {
