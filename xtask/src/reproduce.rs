@@ -1,4 +1,5 @@
-//! `cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]`.
+//! `cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]
+//! [--save-models DIR] [--load-models DIR]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,10 @@ pub struct Options {
     pub data: Option<PathBuf>,
     /// Use synthetic data instead of real files (SHD/SSC).
     pub synthetic: bool,
+    /// Where `sparse-mnist` writes its trained models (default: `<out>/<experiment>/models`).
+    pub save_models: Option<PathBuf>,
+    /// `sparse-mnist`: load the models a previous run saved in this folder instead of training.
+    pub load_models: Option<PathBuf>,
 }
 
 /// What an experiment hands back to the harness.
@@ -83,8 +88,12 @@ pub fn experiments() -> Vec<Experiment> {
 
 fn usage() -> String {
     let mut s = String::from(
-        "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\n\
-         With no EXPERIMENT and --quick, runs the quick version of every experiment.\n\nexperiments:\n",
+        "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
+         \x20                    [--save-models DIR] [--load-models DIR]\n\n\
+         With no EXPERIMENT and --quick, runs the quick version of every experiment.\n\
+         --save-models DIR  sparse-mnist: write the trained models there (default <out>/sparse-mnist/models)\n\
+         --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
+         \nexperiments:\n",
     );
     for e in experiments() {
         s.push_str(&format!("  {:<20} {}\n", e.name, e.about));
@@ -105,7 +114,15 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 
 /// Parses the arguments and runs the chosen experiments.
 pub fn main(args: &[String]) -> ExitCode {
-    let mut opts = Options { quick: false, seed: 0, out: PathBuf::from("results"), data: None, synthetic: false };
+    let mut opts = Options {
+        quick: false,
+        seed: 0,
+        out: PathBuf::from("results"),
+        data: None,
+        synthetic: false,
+        save_models: None,
+        load_models: None,
+    };
     let mut chosen: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -124,6 +141,8 @@ pub fn main(args: &[String]) -> ExitCode {
             }),
             "--out" => value("--out").map(|v| opts.out = PathBuf::from(v)),
             "--data" => value("--data").map(|v| opts.data = Some(PathBuf::from(v))),
+            "--save-models" => value("--save-models").map(|v| opts.save_models = Some(PathBuf::from(v))),
+            "--load-models" => value("--load-models").map(|v| opts.load_models = Some(PathBuf::from(v))),
             "-h" | "--help" => {
                 print!("{}", usage());
                 return ExitCode::SUCCESS;
