@@ -6,8 +6,10 @@
 //! Dictionary learning alternates a sparse-coding step (the batched [`Solver`]) and an
 //! Adam step on `1/(2n) ||X - D Gamma||_F^2 + c ||I - D^T D||_F^2` (optional coherence
 //! loss), then renormalises the atoms. The penalty is warmed up linearly from
-//! `lambda / (warmup + 1)` to `lambda` over the first `warmup` epochs. The task loss is
-//! not back-propagated into `D` and the paper's gap regulariser is not implemented.
+//! `lambda / (warmup + 1)` to `lambda` over the first `warmup` epochs.
+//!
+//! Task-driven learning (the task loss back-propagated into `D` through the code by
+//! implicit differentiation) and the gap regulariser are in [`task_driven`].
 //!
 //! ```
 //! use nalgebra::DMatrix;
@@ -33,6 +35,8 @@ use crate::groups::{GroupNorm, GroupSpec};
 use crate::models::{LinearClassifier, TaskLoss};
 use crate::nn::{Adam, Network};
 use crate::solver::{Solver, SolverParams};
+
+pub mod task_driven;
 
 /// Parameters of a gradient-based fit (classifiers and approximators).
 ///
