@@ -9,10 +9,10 @@ use nalgebra::DMatrix;
 use serde_json::{Map, Value, json};
 use sparse_bp::SolverParams;
 use sparse_bp::attack::{AttackNorm, Ifgsm, certified_accuracy, certified_radius_l2, ifgsm};
+use sparse_bp::models::deep::MultiLayerClassifier;
 use sparse_bp::models::{Approximator, Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use sparse_bp::nn::Network;
 use sparse_bp::stability::{Features, local_certificate};
-use sparse_bp::models::deep::MultiLayerClassifier;
 use sparse_bp::train::{
     DictParams, FitParams, learn_dictionary, load_model, save_model, train_linear, train_regression,
 };

@@ -523,7 +523,9 @@ mod tests {
             let back: MultiLayerClassifier = load_model(&path).unwrap();
             assert_eq!(back.logits(&x).unwrap(), m.logits(&x).unwrap());
             assert_eq!(back.predict(&x).unwrap(), m.predict(&x).unwrap());
-            assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+            assert!(
+                std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            );
 
             let bytes = std::fs::read(&path).unwrap();
             let dec = |b: &[u8]| decode_model::<MultiLayerClassifier>(&path, b);
@@ -543,7 +545,10 @@ mod tests {
             let mut flipped = bytes.clone();
             let at = HEADER_LEN + (bytes.len() - HEADER_LEN) / 3;
             flipped[at] ^= 0x10;
-            assert!(matches!(dec(&flipped), Err(SparseBpError::CorruptModel { fault: ModelFault::Checksum { .. }, .. })));
+            assert!(matches!(
+                dec(&flipped),
+                Err(SparseBpError::CorruptModel { fault: ModelFault::Checksum { .. }, .. })
+            ));
             let mut longer = bytes.clone();
             longer.push(0);
             assert!(matches!(

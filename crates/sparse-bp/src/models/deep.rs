@@ -394,11 +394,7 @@ mod tests {
         for (a, b) in l.codes(&x).unwrap().iter().zip(&lbp) {
             assert!((a - b).amax() < 1e-8);
         }
-        assert_eq!(
-            [l.name(), m.name()],
-            ["lbp", "dp"],
-            "names used in results.json must stay stable"
-        );
+        assert_eq!([l.name(), m.name()], ["lbp", "dp"], "names used in results.json must stay stable");
     }
 
     #[test]

@@ -82,7 +82,11 @@ pub fn gap_regulariser(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>, marg
     let d = solver.dictionary();
     let (m, big_m) = d.shape();
     if x.len() != m || z.len() != big_m {
-        return Err(SparseBpError::ShapeMismatch { what: "gap signal / code", expected: (m, big_m), got: (x.len(), z.len()) });
+        return Err(SparseBpError::ShapeMismatch {
+            what: "gap signal / code",
+            expected: (m, big_m),
+            got: (x.len(), z.len()),
+        });
     }
     check_finite("gap signal", x.as_slice())?;
     check_finite("gap code", z.as_slice())?;
