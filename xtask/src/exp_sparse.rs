@@ -640,7 +640,7 @@ fn mnist_config(quick: bool) -> MnistConfig {
             },
             dict_epochs: 3,
             deep: DeepConfig {
-                n_train: 800,
+                n_train: 500,
                 n_test: 50,
                 eps: vec![0.0, 0.15],
                 steps: 3,
