@@ -14,11 +14,11 @@ use std::time::Instant;
 
 use nalgebra::DMatrix;
 use serde_json::{Value, json};
-use sparse_bp::{Algorithm, SolverParams};
 use sparse_bp::attack::{AttackNorm, Ifgsm, ifgsm};
 use sparse_bp::models::deep::{MultiLayerClassifier, Pursuit};
 use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, TaskLoss};
 use sparse_bp::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear};
+use sparse_bp::{Algorithm, SolverParams};
 
 use crate::reproduce::progress;
 
