@@ -335,7 +335,10 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let mut recovery_json = Vec::new();
     let mut thr = Map::new();
     let mut approx_info = Vec::new();
-    let models_dir = dir.path("models");
+    if opts.load_models.is_some() {
+        return Err("--load-models is implemented for sparse-mnist only (sparse-synthetic always trains)".into());
+    }
+    let models_dir = opts.save_models.clone().unwrap_or_else(|| dir.path("models"));
     std::fs::create_dir_all(&models_dir)?;
     let fit = FitParams { epochs: sz.clf_epochs, lr: 1e-2, batch_size: 64, weight_decay: 1e-4, seed: opts.seed };
     let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 64, weight_decay: 0.0, seed: opts.seed };

@@ -22,7 +22,7 @@ pub struct Options {
     pub data: Option<PathBuf>,
     /// Use synthetic data instead of real files (SHD/SSC).
     pub synthetic: bool,
-    /// Where `sparse-mnist` writes its trained models (default: `<out>/<experiment>/models`).
+    /// Where `sparse-mnist` and `sparse-synthetic` write their trained models (default: `<out>/<experiment>/models`).
     pub save_models: Option<PathBuf>,
     /// `sparse-mnist`: load the models a previous run saved in this folder instead of training.
     pub load_models: Option<PathBuf>,
@@ -91,7 +91,7 @@ fn usage() -> String {
         "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
          \x20                    [--save-models DIR] [--load-models DIR]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment.\n\
-         --save-models DIR  sparse-mnist: write the trained models there (default <out>/sparse-mnist/models)\n\
+         --save-models DIR  sparse-*: write the trained models there (default <out>/<experiment>/models)\n\
          --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
          \nexperiments:\n",
     );
