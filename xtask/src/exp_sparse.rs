@@ -986,3 +986,29 @@ fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
         markdown_table(&h, &rows)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--load-models` refuses a folder without `meta.json`, an unknown format, a run with
+    /// the other `--quick` setting, and a damaged model file — each with a message naming it.
+    #[test]
+    fn load_models_rejects_bad_folders() {
+        let dir = std::env::temp_dir().join(format!("xtask-load-models-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = |quick| load_mnist_models(&dir, quick).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(true).contains("meta.json"), "{}", err(true));
+        let meta = |format: u64, quick: bool| {
+            let m = json!({"format": format, "quick": quick, "pixel_mean": 0.1, "pixel_std": 0.3});
+            crate::report::write_json(&dir.join("meta.json"), &m).unwrap();
+        };
+        meta(99, true);
+        assert!(err(true).contains("unsupported models format"), "{}", err(true));
+        meta(MODELS_FORMAT, false);
+        assert!(err(true).contains("quick = false"), "{}", err(true));
+        std::fs::write(dir.join("bp.bin"), b"SPBPMODL\x01\0\0\0").unwrap();
+        assert!(err(false).contains("bp.bin") && err(false).contains("truncated"), "{}", err(false));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
