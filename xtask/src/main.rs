@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 mod dataset_info;
 mod exp_snn;
 mod exp_sparse;
+mod exp_sparse_deep;
 mod plot;
 mod report;
 mod reproduce;
@@ -14,7 +15,7 @@ cargo xtask <task>
 
 tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
-  reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH]
+  reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR]
                           reproduce an experiment of the papers
   dataset-info <shd|ssc|mnist> PATH
                           print a data set's statistics as one JSON object

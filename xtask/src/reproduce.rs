@@ -1,5 +1,5 @@
 //! `cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]
-//! [--spike-reg off|paper|STRENGTH]`.
+//! [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +26,10 @@ pub struct Options {
     /// paper's target 14 / strength 5e-11 in full runs, off in `--quick`); `Some(0.0)` = off;
     /// `Some(k)` = strength `k` on both sides, target 14.
     pub spike_reg: Option<f64>,
+    /// Where `sparse-mnist` and `sparse-synthetic` write their trained models (default: `<out>/<experiment>/models`).
+    pub save_models: Option<PathBuf>,
+    /// `sparse-mnist`: load the models a previous run saved in this folder instead of training.
+    pub load_models: Option<PathBuf>,
 }
 
 /// What an experiment hands back to the harness.
@@ -94,11 +98,13 @@ pub fn experiments() -> Vec<Experiment> {
 fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
-         \x20                    [--spike-reg off|paper|STRENGTH]\n\n\
+         \x20                    [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment.\n\
          --spike-reg: spike-count regulariser of the SHD/SSC hidden neurons (target 14 spikes per\n\
-         neuron per example; paper strength 5e-11); default: paper in full runs, off in --quick.\n\n\
-         experiments:\n",
+         neuron per example; paper strength 5e-11); default: paper in full runs, off in --quick.\n\
+         --save-models DIR  sparse-*: write the trained models there (default <out>/<experiment>/models)\n\
+         --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
+         \nexperiments:\n",
     );
     for e in experiments() {
         s.push_str(&format!("  {:<20} {}\n", e.name, e.about));
@@ -119,8 +125,16 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 
 /// Parses the arguments and runs the chosen experiments.
 pub fn main(args: &[String]) -> ExitCode {
-    let mut opts =
-        Options { quick: false, seed: 0, out: PathBuf::from("results"), data: None, synthetic: false, spike_reg: None };
+    let mut opts = Options {
+        quick: false,
+        seed: 0,
+        out: PathBuf::from("results"),
+        data: None,
+        synthetic: false,
+        spike_reg: None,
+        save_models: None,
+        load_models: None,
+    };
     let mut chosen: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -151,6 +165,8 @@ pub fn main(args: &[String]) -> ExitCode {
                 opts.spike_reg = Some(k);
                 Ok(())
             }),
+            "--save-models" => value("--save-models").map(|v| opts.save_models = Some(PathBuf::from(v))),
+            "--load-models" => value("--load-models").map(|v| opts.load_models = Some(PathBuf::from(v))),
             "-h" | "--help" => {
                 print!("{}", usage());
                 return ExitCode::SUCCESS;

@@ -8,6 +8,7 @@
 //! | [`CodeKind::Gbp`] | group `l2` | full code (`M`) |
 //! | [`CodeKind::Pgbp`] | group `l2` | per-group `l2` norms (`K`) |
 //! | [`Approximator`] | network output (trained to predict the PGBP norms) | `K` |
+//! | [`deep::MultiLayerClassifier`] | 3-layer codes: layered BP or joint Deep Pursuit (`l1` or group `l2`) | last layer's code or group norms |
 //!
 //! Both implement [`Classifier`]: logits, predictions, and the gradient of the task loss
 //! with respect to the **input** (for attacks); the pursuit models differentiate through
@@ -32,6 +33,8 @@ use crate::error::{Result, SparseBpError, check_finite};
 use crate::groups::{GroupNorm, GroupSpec};
 use crate::nn::Network;
 use crate::solver::{Solver, SolverParams};
+
+pub mod deep;
 
 /// The task loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

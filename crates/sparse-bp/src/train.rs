@@ -6,8 +6,10 @@
 //! Dictionary learning alternates a sparse-coding step (the batched [`Solver`]) and an
 //! Adam step on `1/(2n) ||X - D Gamma||_F^2 + c ||I - D^T D||_F^2` (optional coherence
 //! loss), then renormalises the atoms. The penalty is warmed up linearly from
-//! `lambda / (warmup + 1)` to `lambda` over the first `warmup` epochs. The task loss is
-//! not back-propagated into `D` and the paper's gap regulariser is not implemented.
+//! `lambda / (warmup + 1)` to `lambda` over the first `warmup` epochs.
+//!
+//! Task-driven learning (the task loss back-propagated into `D` through the code by
+//! implicit differentiation) and the gap regulariser are in [`task_driven`].
 //!
 //! ```
 //! use nalgebra::DMatrix;
@@ -28,11 +30,13 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Result, SparseBpError, check_finite};
+use crate::error::{ModelFault, Result, SparseBpError, check_finite};
 use crate::groups::{GroupNorm, GroupSpec};
 use crate::models::{LinearClassifier, TaskLoss};
 use crate::nn::{Adam, Network};
 use crate::solver::{Solver, SolverParams};
+
+pub mod task_driven;
 
 /// Parameters of a gradient-based fit (classifiers and approximators).
 ///
@@ -312,24 +316,111 @@ pub fn learn_dictionary(x: &DMatrix<f64>, p: &DictParams) -> Result<(DMatrix<f64
     Ok((d, last))
 }
 
-/// Writes `value` to `path` with bincode 2 (standard config), atomically (temp + rename).
-pub fn save_model<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| SparseBpError::ModelCodec { path: path.to_owned(), reason: e.to_string() })?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let io = |e: std::io::Error| SparseBpError::Io { path: path.to_owned(), kind: e.kind() };
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+/// Magic bytes at the start of every model file.
+pub const MODEL_MAGIC: [u8; 8] = *b"SPBPMODL";
+/// Model-file format version written by [`save_model`].
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8 + 8;
+
+/// 64-bit FNV-1a hash (the payload checksum of model files).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
-/// Reads a model written by [`save_model`].
+/// Encodes `value` as a model file in memory: header (magic [`MODEL_MAGIC`], format
+/// version, payload length, FNV-1a checksum of the payload; little endian) followed by
+/// the bincode-2 payload (standard configuration).
+pub fn encode_model<T: Serialize>(value: &T) -> std::result::Result<Vec<u8>, bincode::error::EncodeError> {
+    let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())?;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&MODEL_MAGIC);
+    out.extend_from_slice(&MODEL_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&fnv1a64(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes a model file held in memory (`path` only names it in errors); checks the
+/// header, the length and the checksum before decoding.
+pub fn decode_model<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    let corrupt = |fault| SparseBpError::CorruptModel { path: path.to_owned(), fault };
+    if bytes.len() < MODEL_MAGIC.len() || bytes[..MODEL_MAGIC.len()] != MODEL_MAGIC {
+        return Err(corrupt(ModelFault::BadMagic));
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(ModelFault::Truncated { expected: HEADER_LEN as u64, got: bytes.len() as u64 }));
+    }
+    let word = |at: usize, n: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&bytes[at..at + n]);
+        u64::from_le_bytes(b)
+    };
+    let version = word(8, 4) as u32;
+    if version != MODEL_FORMAT_VERSION {
+        return Err(corrupt(ModelFault::Version { found: version, supported: MODEL_FORMAT_VERSION }));
+    }
+    let len = word(12, 8);
+    let sum = word(20, 8);
+    let expected = (HEADER_LEN as u64).saturating_add(len);
+    let got = bytes.len() as u64;
+    if got < expected {
+        return Err(corrupt(ModelFault::Truncated { expected, got }));
+    }
+    if got > expected {
+        return Err(corrupt(ModelFault::TrailingBytes { extra: got - expected }));
+    }
+    let payload = &bytes[HEADER_LEN..];
+    let actual = fnv1a64(payload);
+    if actual != sum {
+        return Err(corrupt(ModelFault::Checksum { expected: sum, got: actual }));
+    }
+    let (v, read) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        .map_err(|e| SparseBpError::ModelCodec { path: path.to_owned(), reason: e.to_string() })?;
+    if read != payload.len() {
+        // a payload of another model type that happens to decode as a prefix
+        return Err(corrupt(ModelFault::TrailingBytes { extra: (payload.len() - read) as u64 }));
+    }
+    Ok(v)
+}
+
+/// Writes `value` to `path` as a model file ([`encode_model`]), atomically: a temporary
+/// file in the same folder, `fsync`, then rename over `path` (a crash leaves either the
+/// old file or the new one, never a partial file).
+pub fn save_model<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    use std::io::Write;
+    let bytes =
+        encode_model(value).map_err(|e| SparseBpError::ModelCodec { path: path.to_owned(), reason: e.to_string() })?;
+    let io = |e: std::io::Error| SparseBpError::Io { path: path.to_owned(), kind: e.kind() };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
+}
+
+/// Reads a model written by [`save_model`]. Errors: [`SparseBpError::Io`] (missing or
+/// unreadable file), [`SparseBpError::CorruptModel`] (bad magic, version, truncation,
+/// trailing bytes, checksum) and [`SparseBpError::ModelCodec`] (the payload is not a `T`).
 pub fn load_model<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| SparseBpError::Io { path: path.to_owned(), kind: e.kind() })?;
-    let (v, _) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-        .map_err(|e| SparseBpError::ModelCodec { path: path.to_owned(), reason: e.to_string() })?;
-    Ok(v)
+    decode_model(path, &bytes)
 }
 
 #[cfg(test)]
@@ -392,7 +483,91 @@ mod tests {
             Err(SparseBpError::Io { kind: std::io::ErrorKind::NotFound, .. })
         ));
         std::fs::write(dir.join("junk.bin"), [1u8, 2, 3]).unwrap();
-        assert!(matches!(load_model::<Approximator>(&dir.join("junk.bin")), Err(SparseBpError::ModelCodec { .. })));
+        assert!(matches!(
+            load_model::<Approximator>(&dir.join("junk.bin")),
+            Err(SparseBpError::CorruptModel { fault: ModelFault::BadMagic, .. })
+        ));
+        // a valid file of another model type
+        assert!(matches!(load_model::<Approximator>(&path), Err(SparseBpError::ModelCodec { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A saved 3-layer model reloads to identical predictions and logits; damaged files
+    /// (truncated anywhere, one flipped bit, trailing bytes, wrong version) give typed errors.
+    #[test]
+    fn multilayer_model_file_round_trip_and_corruption() {
+        use crate::models::deep::{MultiLayerClassifier, Pursuit};
+        let dir = std::env::temp_dir().join(format!("sparse-bp-deep-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut rand = |r: usize, c: usize| DMatrix::from_fn(r, c, |_, _| rng.sample::<f64, _>(StandardNormal));
+        let mut d1 = rand(6, 8);
+        let mut d2 = rand(8, 4);
+        normalise_columns(&mut d1);
+        normalise_columns(&mut d2);
+        let clf = LinearClassifier { w: rand(3, 2), b: nalgebra::DVector::from_element(3, 0.2) };
+        let x = rand(6, 5);
+        for pursuit in [Pursuit::Layered, Pursuit::Deep] {
+            let m = MultiLayerClassifier::new(
+                pursuit,
+                CodeKind::Pgbp,
+                vec![d1.clone(), d2.clone()],
+                2,
+                vec![0.1, 0.05],
+                clf.clone(),
+                TaskLoss::CrossEntropy,
+            )
+            .unwrap();
+            let path = dir.join(format!("{}.bin", m.name()));
+            save_model(&path, &m).unwrap();
+            let back: MultiLayerClassifier = load_model(&path).unwrap();
+            assert_eq!(back.logits(&x).unwrap(), m.logits(&x).unwrap());
+            assert_eq!(back.predict(&x).unwrap(), m.predict(&x).unwrap());
+            assert!(
+                std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            );
+
+            let bytes = std::fs::read(&path).unwrap();
+            let dec = |b: &[u8]| decode_model::<MultiLayerClassifier>(&path, b);
+            for cut in [0, 5, 12, HEADER_LEN - 1, HEADER_LEN, HEADER_LEN + 7, bytes.len() / 2, bytes.len() - 1] {
+                let r = dec(&bytes[..cut]);
+                assert!(
+                    matches!(
+                        r,
+                        Err(SparseBpError::CorruptModel {
+                            fault: ModelFault::Truncated { .. } | ModelFault::BadMagic,
+                            ..
+                        })
+                    ),
+                    "cut {cut}: {r:?}"
+                );
+            }
+            let mut flipped = bytes.clone();
+            let at = HEADER_LEN + (bytes.len() - HEADER_LEN) / 3;
+            flipped[at] ^= 0x10;
+            assert!(matches!(
+                dec(&flipped),
+                Err(SparseBpError::CorruptModel { fault: ModelFault::Checksum { .. }, .. })
+            ));
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(matches!(
+                dec(&longer),
+                Err(SparseBpError::CorruptModel { fault: ModelFault::TrailingBytes { extra: 1 }, .. })
+            ));
+            let mut v2 = bytes.clone();
+            v2[8] = 2;
+            assert!(matches!(
+                dec(&v2),
+                Err(SparseBpError::CorruptModel { fault: ModelFault::Version { found: 2, supported: 1 }, .. })
+            ));
+            // truncated on disk too
+            std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+            assert!(matches!(
+                load_model::<MultiLayerClassifier>(&path),
+                Err(SparseBpError::CorruptModel { fault: ModelFault::Truncated { .. }, .. })
+            ));
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 
