@@ -791,10 +791,16 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
             .max_delay(max_delay)
             .seed(opts.seed)
             .build()?;
-        let run = train(&engine, net, Loss::ExpIntegralCrossEntropy, config, label, false, |_| {
-            Ok((train_l.clone(), None, None))
+        // Driven directly (not through `train`) so the 8156-sample set is borrowed, not copied.
+        let mut trainer = Trainer::new(&engine, Loss::ExpIntegralCrossEntropy, config, net)?;
+        let bar = progress(1, label);
+        let data = TrainData { train: &train_l, validation: None, test: None };
+        let m = trainer.run_epoch(&data, |p| {
+            if let Progress::Batch { batch, batches, loss, .. } = p {
+                bar.set_message(format!("batch {}/{batches} loss {loss:.4}", batch + 1));
+            }
         })?;
-        let m = run.history.last().ok_or("no epoch ran")?;
+        bar.finish();
         let per_sample = m.seconds / samples as f64;
         let epoch_shd = per_sample * SHD_TRAIN_SAMPLES as f64;
         let rss = crate::report::peak_rss_bytes();
