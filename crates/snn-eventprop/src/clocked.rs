@@ -139,13 +139,7 @@ impl Adjoint for ClockedEngine {
         scratch: &mut ClockedAdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()> {
-        let mut plan = std::mem::take(&mut scratch.plan);
-        let result = plan
-            .refresh(net, self)
-            .map_err(EventPropError::from)
-            .and_then(|_rebuilt| backward_planned(self, net, &plan, input, record, d_readout, scratch, grads));
-        scratch.plan = plan;
-        result
+        self.backward_into_with(net, input, record, d_readout, None, scratch, grads)
     }
 
     fn backward_into_with(
@@ -158,13 +152,10 @@ impl Adjoint for ClockedEngine {
         scratch: &mut ClockedAdjointScratch,
         grads: &mut Gradients,
     ) -> Result<()> {
-        let Some(bias) = jump_bias else {
-            return self.backward_into(net, input, record, d_readout, scratch, grads);
-        };
-        // Plan handling as in `backward_into`.
+        // The plan cached in the scratch is rebuilt only when the delays changed.
         let mut plan = std::mem::take(&mut scratch.plan);
         let result = plan.refresh(net, self).map_err(EventPropError::from).and_then(|_rebuilt| {
-            backward_planned_with(self, net, &plan, input, record, d_readout, Some(bias), scratch, grads)
+            backward_planned_with(self, net, &plan, input, record, d_readout, jump_bias, scratch, grads)
         });
         scratch.plan = plan;
         result
