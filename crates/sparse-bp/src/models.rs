@@ -428,17 +428,17 @@ pub fn check_batch(c: &impl Classifier, x: &DMatrix<f64>) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
     use rand_distr::StandardNormal;
 
-    fn rand_mat(r: usize, c: usize, rng: &mut StdRng) -> DMatrix<f64> {
+    pub(crate) fn rand_mat(r: usize, c: usize, rng: &mut StdRng) -> DMatrix<f64> {
         DMatrix::from_fn(r, c, |_, _| rng.sample::<f64, _>(StandardNormal))
     }
 
-    fn unit_cols(mut d: DMatrix<f64>) -> DMatrix<f64> {
+    pub(crate) fn unit_cols(mut d: DMatrix<f64>) -> DMatrix<f64> {
         for mut c in d.column_iter_mut() {
             let n = c.norm();
             c /= n;

@@ -311,22 +311,10 @@ impl Classifier for MultiLayerClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::tests::{rand_mat, unit_cols};
     use crate::multilayer::DeepPursuitParams;
+    use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use rand::{RngExt, SeedableRng};
-    use rand_distr::StandardNormal;
-
-    fn rand_mat(r: usize, c: usize, rng: &mut StdRng) -> DMatrix<f64> {
-        DMatrix::from_fn(r, c, |_, _| rng.sample::<f64, _>(StandardNormal))
-    }
-
-    fn unit_cols(mut d: DMatrix<f64>) -> DMatrix<f64> {
-        for mut c in d.column_iter_mut() {
-            let n = c.norm();
-            c /= n;
-        }
-        d
-    }
 
     fn tight() -> SolverParams {
         SolverParams { tol: 1e-14, max_iter: 400_000, ..SolverParams::default() }
