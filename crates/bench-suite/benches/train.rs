@@ -20,9 +20,9 @@ use snn_core::{
     ClockedEngine, ConnectionId, ExactEngine, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
     SpikeTrains,
 };
-use snn_delays::{DelayConstraint, DelayInit};
+use snn_delays::DelayInit;
 use snn_eventprop::init::{init_delays, init_weights_paper};
-use snn_eventprop::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
+use snn_eventprop::optim::LrSchedule;
 use snn_eventprop::train::BatchWorkspace;
 use snn_eventprop::{Gradients, Loss};
 
@@ -78,15 +78,8 @@ fn train_step(c: &mut Criterion) {
     let engine = ExactEngine::new(SimConfig::new(1000.0, ReadoutKind::ExpIntegral)).unwrap();
     for shape in ["efficiency", "shd"] {
         let mut net = network(shape);
-        let flags = vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
-        let mut opt = Optimiser::new(
-            &net,
-            &flags,
-            (AdamParams::with_lr(1e-3), LrSchedule::paper_warmup()),
-            (AdamParams::with_lr(0.1), LrSchedule::constant()),
-            DelayConstraint::new(250.0).unwrap(),
-        )
-        .unwrap();
+        let flags = workload::TRAINABLE.to_vec();
+        let mut opt = workload::paper_optimiser(&net, LrSchedule::paper_warmup(), 250.0);
         let mut ws = BatchWorkspace::<ExactEngine>::new(&net, 8).unwrap();
         let idx: Vec<usize> = (0..batch).collect();
         g.throughput(criterion::Throughput::Elements(batch as u64));
@@ -104,15 +97,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("train");
     for shape in ["shd", "efficiency"] {
         let net = network(shape);
-        let flags = vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
-        let mut opt = Optimiser::new(
-            &net,
-            &flags,
-            (AdamParams::with_lr(1e-3), LrSchedule::paper_warmup()),
-            (AdamParams::with_lr(0.1), LrSchedule::constant()),
-            DelayConstraint::new(250.0).unwrap(),
-        )
-        .unwrap();
+        let mut opt = workload::paper_optimiser(&net, LrSchedule::paper_warmup(), 250.0);
         let mut grads = Gradients::zeros(&net);
         grads.weights.iter_mut().chain(grads.delays.iter_mut()).for_each(|m| m.fill(1e-3));
         let mut net_mut = net.clone();
@@ -145,15 +130,8 @@ fn train_step_clocked(c: &mut Criterion) {
         let x = workload::shd_like_batch(batch, &mut rng);
         let y: Vec<usize> = (0..batch).map(|s| s % 20).collect();
         workload::describe(name, &engine, &net, &x);
-        let flags = vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
-        let mut opt = Optimiser::new(
-            &net,
-            &flags,
-            (AdamParams::with_lr(1e-3), LrSchedule::constant()),
-            (AdamParams::with_lr(0.1), LrSchedule::constant()),
-            DelayConstraint::new(max_delay).unwrap(),
-        )
-        .unwrap();
+        let flags = workload::TRAINABLE.to_vec();
+        let mut opt = workload::paper_optimiser(&net, LrSchedule::constant(), max_delay);
         let mut ws = BatchWorkspace::<ClockedEngine>::new(&net, 8).unwrap();
         let idx: Vec<usize> = (0..batch).collect();
         g.throughput(criterion::Throughput::Elements(batch as u64));

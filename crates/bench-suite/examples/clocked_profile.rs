@@ -10,9 +10,8 @@
 
 use bench_suite::workload::*;
 use snn_core::{ConnectionId, Simulator};
-use snn_delays::DelayConstraint;
 use snn_eventprop::Loss;
-use snn_eventprop::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
+use snn_eventprop::optim::LrSchedule;
 use snn_eventprop::train::BatchWorkspace;
 
 fn cpu_seconds() -> f64 {
@@ -42,15 +41,8 @@ fn main() {
     let n = batch.len() as f64;
     describe(if ff { "ff" } else { "recurrent" }, &engine, &net, &batch);
     // Both configurations learn the delays of their two hidden connections, not of the readout.
-    let flags = vec![Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
-    let mut opt = Optimiser::new(
-        &net,
-        &flags,
-        (AdamParams::with_lr(1e-3), LrSchedule::constant()),
-        (AdamParams::with_lr(0.1), LrSchedule::constant()),
-        DelayConstraint::new(if ff { 250.0 } else { 150.0 }).unwrap(),
-    )
-    .unwrap();
+    let flags = TRAINABLE.to_vec();
+    let mut opt = paper_optimiser(&net, LrSchedule::constant(), if ff { 250.0 } else { 150.0 });
     let mut ws = BatchWorkspace::new(&net, 8).unwrap();
     let labels: Vec<usize> = (0..batch.len()).map(|s| s % 20).collect();
     let idx: Vec<usize> = (0..batch.len()).collect();

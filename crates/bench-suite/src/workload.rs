@@ -8,6 +8,8 @@ use snn_core::{
     ClockedEngine, ClockedState, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
     Simulator, SpikeTrains,
 };
+use snn_delays::DelayConstraint;
+use snn_eventprop::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
 use snn_eventprop::{Adjoint, Gradients, Loss, backward_planned};
 
 pub const N_IN: usize = 700;
@@ -153,4 +155,21 @@ pub fn train_step(engine: &ClockedEngine, net: &Network, batch: &SpikeTrains) ->
 /// The clocked engine of the workloads: `T = 1 s`, `dt = 1 ms`, exp-integral readout.
 pub fn engine() -> ClockedEngine {
     ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), DT).expect("valid settings")
+}
+
+/// Which parameters learn in both workload networks: weights and delays of the two hidden
+/// connections (input->hidden and recurrent, or input->h1 and h1->h2), weights only of the readout.
+pub const TRAINABLE: [Trainable; 3] = [Trainable::BOTH, Trainable::BOTH, Trainable::WEIGHTS];
+
+/// The paper's optimiser pair for the workloads: Adam (lr 1e-3, `weight_schedule`) on weights,
+/// Adam (lr 0.1, constant) on delays, delays clamped to `[0, max_delay]`.
+pub fn paper_optimiser(net: &Network, weight_schedule: LrSchedule, max_delay: f64) -> Optimiser {
+    Optimiser::new(
+        net,
+        &TRAINABLE,
+        (AdamParams::with_lr(1e-3), weight_schedule),
+        (AdamParams::with_lr(0.1), LrSchedule::constant()),
+        DelayConstraint::new(max_delay).expect("valid max delay"),
+    )
+    .expect("valid optimiser settings")
 }
