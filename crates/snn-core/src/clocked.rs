@@ -186,6 +186,8 @@ pub struct ConnPlan {
     pub n_post: usize,
     /// `round(d_ji/dt) * n_state + state(j)` per synapse, `post x pre` column-major like the weights.
     pub offsets: Vec<u32>,
+    /// `round(d_ji/dt)` per synapse (the delay in steps), same layout as `offsets`.
+    pub delay_steps: Vec<u32>,
 }
 
 /// What the clocked engine precomputes from a network: population constants, quantised
@@ -283,13 +285,15 @@ impl ClockedPlan {
             cp.post = c.post().0;
             cp.n_post = c.delays().nrows();
             let post_off = self.pops[cp.post].state_off;
+            cp.delay_steps.clear();
+            cp.delay_steps.extend(c.delays().iter().map(|&d| (d * inv_dt + 0.5) as u32));
             cp.offsets.clear();
-            cp.offsets.reserve(c.delays().len());
-            for col in c.delays().column_iter() {
-                cp.offsets.extend(
-                    col.iter().enumerate().map(|(j, &d)| ((d * inv_dt + 0.5) as usize * n_state + post_off + j) as u32),
-                );
-            }
+            cp.offsets.extend(
+                cp.delay_steps
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &d)| (d as usize * n_state + post_off + k % cp.n_post) as u32),
+            );
         }
         self.built_for = Some((net.delay_stamp(), dt.to_bits()));
         Ok(())

@@ -31,7 +31,9 @@
 //! forward pass, so weight gradients of networks whose hidden neurons do not spike equal finite
 //! differences of the clocked loss. With spikes, spike times are grid-locked in the clocked
 //! forward pass and the jumps are the continuous-time ones: the gradients approach the exact
-//! engine's as `dt -> 0`. Memory: `O(neurons x max_delay_steps)` plus the forward record.
+//! engine's as `dt -> 0`. Memory: `O(neurons x max_delay_steps)` plus the forward record, and for
+//! the default gradient sums below an adjoint window of at most 64 MiB per thread (10 MB for the
+//! SHD network at `dt = 1 ms`); nothing is kept per sample beyond the forward record.
 //!
 //! **Max-voltage readout: the kink.** When the grid maximum of an output sits on an arrival that
 //! turns its rising voltage into a falling one (spec §3), and for the other arrivals that share
@@ -39,14 +41,24 @@
 //! `S` before the sweep (see [`grid_kinks`] for what is differentiated and why it converges to the
 //! exact engine's term).
 //!
-//! Cost: per synaptic event (a spike times its fan-out) one random 16-byte read of the history
-//! ring and a read-modify-write of `dL/dw` and `dL/dd` down the presynaptic column — about 2.3x
-//! the forward pass's one random read-modify-write, and memory-bound (on the SHD workload of
-//! `bench-suite`, skipping the two gradient updates halves the backward time). The plan comes from
-//! the scratch and is rebuilt only when the network's delays change ([`ClockedPlan::refresh`]).
+//! **Gradient sums** ([`GradientSweep`]). The steps above read, per synaptic event, the adjoints
+//! of the postsynaptic neuron at the arrival step. Only the sum `S` of a LIF spike is needed
+//! during the sweep (its jump changes everything earlier); `dL/dw` and `dL/dd` are sums over the
+//! presynaptic events and can wait. The default sweep computes `S` from the history ring as it
+//! goes, keeps the adjoints it stores there for a longer window as well, and once per window
+//! sums each synapse's reads over the window's events in registers: one update per synapse and
+//! window rather than one per event, and nothing at all per input spike inside the sweep.
+//! [`GradientSweep::PerEvent`] updates the gradients at each event instead (3 as written above).
+//!
+//! Cost: per synaptic event one random 16-byte read of the history (plus, for LIF spikes, one
+//! more for `S`); the reads are memory-bound. On the SHD workloads of `bench-suite`
+//! (`--example backward_sweep`) the deferred sums take the backward pass from 18 to 11.6 ms per
+//! sample for 700-256-256-20 and from 44-51 to 38 ms for 700-512r-20, whose 5 M recurrent events
+//! per sample still need `S` one by one. The plan comes from the scratch and is rebuilt only
+//! when the network's delays change ([`ClockedPlan::refresh`]).
 //! Everything stays `f64`: the finite-difference tests of this pass hold to 1e-12.
 
-use snn_core::clocked::{ClockedPlan, PopPlan};
+use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
 use snn_core::{ClockedEngine, CoreError, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
 
 use crate::error::{EventPropError, Result};
@@ -55,10 +67,51 @@ use crate::gradients::{Adjoint, Gradients, check_jump_bias};
 /// Recorded `I - V` at or below this gets no adjoint jump.
 const MIN_I_MINUS_V: f64 = 1e-9;
 
+/// How the clocked backward pass accumulates `dL/dw` and `dL/dd`. The jumps, and so the
+/// gradients, are the same either way; the sums differ only by floating-point reassociation
+/// (about 1e-14 of the largest entry on the SHD workloads, `--example backward_sweep`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradientSweep {
+    /// Deferred, the default: the sweep keeps every neuron's adjoints of the last
+    /// `W + max_delay_steps + 1` steps and, once per window of `W` steps, sums each synapse's reads
+    /// over the presynaptic events of the window in registers (post-synaptic neurons in blocks of
+    /// 8): one update of `dL/dw_ji` and `dL/dd_ji` per synapse and window instead of one per
+    /// event, and no adjoint work for input spikes inside the sweep. `W` is the whole run when
+    /// the adjoint buffer (`16 x (W + max_delay_steps + 1) x neurons` bytes) fits `max_bytes`,
+    /// shorter otherwise, but never shorter than `max_delay_steps + 1`.
+    Deferred {
+        /// Budget of the adjoint buffer, bytes per thread.
+        max_bytes: usize,
+    },
+    /// Per event: each presynaptic event updates its synapses' gradients when the sweep reaches
+    /// it, as written in the module docs — the reference the deferred sweep is tested against.
+    PerEvent,
+}
+
+impl GradientSweep {
+    /// [`GradientSweep::Deferred`] with a 64 MiB budget: the whole run for `T = 1 s`,
+    /// `dt = 1 ms` and up to ~3,600 neurons.
+    pub const DEFAULT: Self = Self::Deferred { max_bytes: 64 << 20 };
+}
+
+impl Default for GradientSweep {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Lanes of the deferred gradient sums (post-synaptic neurons per block).
+const LANES: usize = 8;
+
+/// Blocks of [`LANES`] post-synaptic neurons summed together (see `Deferred::sum_connection`).
+const GROUP: usize = 8;
+
 /// Working buffers of the clocked backward pass (one per thread; reused across samples).
 #[derive(Debug, Clone, Default)]
 pub struct ClockedAdjointScratch {
     plan: ClockedPlan,
+    sweep: GradientSweep,
+    deferred: Deferred,
     lambda_v: Vec<f64>,
     lambda_i: Vec<f64>,
     /// `slots x n_state` pairs `(lambda_V, lambda_I)`.
@@ -75,9 +128,20 @@ pub struct ClockedAdjointScratch {
 }
 
 impl ClockedAdjointScratch {
+    /// Chooses how gradients are accumulated (default [`GradientSweep::DEFAULT`]).
+    pub fn set_sweep(&mut self, sweep: GradientSweep) {
+        self.sweep = sweep;
+    }
+
+    /// The gradient accumulation in use.
+    pub fn sweep(&self) -> GradientSweep {
+        self.sweep
+    }
+
     /// Bytes held by the buffers (capacity), plan included.
     pub fn heap_bytes(&self) -> usize {
-        8 * (self.lambda_v.capacity() + self.lambda_i.capacity() + 2 * self.hist.capacity())
+        self.deferred.heap_bytes()
+            + 8 * (self.lambda_v.capacity() + self.lambda_i.capacity() + 2 * self.hist.capacity())
             + 8 * (self.first_spike.capacity() + self.readout_steps.capacity() + self.kink_i.capacity())
             + std::mem::size_of::<KinkArrival>() * self.kink_arrivals.capacity()
             + 16 * self.kink_s.capacity()
@@ -117,6 +181,219 @@ fn fan_out_adjoint(
         s += wj * (lv - li);
     }
     s
+}
+
+/// `S = Σ_j w_ji (lambda_V - lambda_I)_j` of one presynaptic spike, read from the history ring
+/// (the deferred sweep's in-loop work; the gradients of these synapses come later).
+#[inline]
+fn fan_out_s(hist: &[[f64; 2]], base_off: usize, w: &[f64], offs: &[u32]) -> f64 {
+    let rn = hist.len();
+    assert!(base_off < rn || w.is_empty(), "history base out of range");
+    let mut s = 0.0;
+    for (&wj, &o) in w.iter().zip(offs) {
+        let o = o as usize;
+        let mut idx = base_off + o;
+        if idx >= rn {
+            idx -= rn;
+        }
+        let [lv, li] = if o < rn {
+            // SAFETY: base_off < rn and o < rn, so idx < 2 rn before and < rn after the wrap.
+            unsafe { *hist.get_unchecked(idx) }
+        } else {
+            hist[idx % rn]
+        };
+        s += wj * (lv - li);
+    }
+    s
+}
+
+/// Buffers of [`GradientSweep::Deferred`].
+///
+/// `traj` holds `(lambda_V, lambda_I)` of every non-input neuron for the last `len` steps, as the
+/// sweep stored them (after the readout forcing of the step, before its jumps — what the history
+/// ring holds), step `n` in row `n % len`. Each population has its own region, its neurons in
+/// blocks of [`LANES`]: block `b` is `len` rows of `LANES` pairs, so the reads of one block's
+/// synapses stay within `len x 128` bytes. Rows of steps after `N` are zero: arrivals there were
+/// dropped by the forward pass.
+#[derive(Debug, Clone, Default)]
+struct Deferred {
+    /// Rows (steps) held: `window + slots`.
+    len: usize,
+    /// Steps per window.
+    window: usize,
+    /// First pair of each population's region (`usize::MAX` for the input population).
+    pop_base: Vec<usize>,
+    traj: Vec<[f64; 2]>,
+    /// Presynaptic events of the current window grouped by neuron (CSR): `starts[i]..starts[i+1]`
+    /// index `rows`, each the row `step % len` of one event.
+    starts: Vec<u32>,
+    rows: Vec<u32>,
+    fill: Vec<u32>,
+    /// `(len, steps, traj.len())` when the zero rows are known to be zero: a whole-run window
+    /// never writes them, so they need clearing only when the geometry changes.
+    clean_for: Option<(usize, usize, usize)>,
+}
+
+impl Deferred {
+    fn heap_bytes(&self) -> usize {
+        16 * self.traj.capacity()
+            + 8 * self.pop_base.capacity()
+            + 4 * (self.starts.capacity() + self.rows.capacity() + self.fill.capacity())
+    }
+
+    /// Sizes the window for `plan` over `steps` within `max_bytes` and clears what must start at zero.
+    fn reset(&mut self, plan: &ClockedPlan, steps: usize, max_bytes: usize) {
+        let padded: usize = plan.pops.iter().filter(|p| !p.is_input).map(|p| p.size.div_ceil(LANES) * LANES).sum();
+        let row_bytes = 16 * padded.max(1);
+        let full = steps + 1 + plan.slots;
+        self.window = if full.saturating_mul(row_bytes) <= max_bytes {
+            steps + 1
+        } else {
+            (max_bytes / row_bytes).saturating_sub(plan.slots).clamp(plan.slots, steps + 1)
+        };
+        self.len = self.window + plan.slots;
+        self.pop_base.clear();
+        let mut base = 0;
+        for p in &plan.pops {
+            if p.is_input {
+                self.pop_base.push(usize::MAX);
+            } else {
+                self.pop_base.push(base);
+                base += p.size.div_ceil(LANES) * LANES * self.len;
+            }
+        }
+        self.traj.resize(base, [0.0; 2]);
+        if self.clean_for == Some((self.len, steps, base)) {
+            return;
+        }
+        // Rows of steps N+1 ..= N+max_delay must read as zero. Only the first window reads them,
+        // and with a window shorter than the run they alias earlier steps, which the sweep
+        // writes after that window has been summed (window >= slots); a whole-run window never
+        // writes them at all.
+        for (p, &b) in plan.pops.iter().zip(&self.pop_base) {
+            if p.is_input {
+                continue;
+            }
+            for blk in 0..p.size.div_ceil(LANES) {
+                let region = &mut self.traj[b + blk * self.len * LANES..b + (blk + 1) * self.len * LANES];
+                for step in steps + 1..steps + plan.slots {
+                    let r = step % self.len;
+                    region[r * LANES..(r + 1) * LANES].fill([0.0; 2]);
+                }
+            }
+        }
+        self.clean_for = (self.window == steps + 1).then_some((self.len, steps, base));
+    }
+
+    /// Stores the adjoints of step `n`.
+    fn store(&mut self, plan: &ClockedPlan, n: usize, lambda_v: &[f64], lambda_i: &[f64]) {
+        let r = n % self.len;
+        for (p, &b) in plan.pops.iter().zip(&self.pop_base) {
+            if p.is_input {
+                continue;
+            }
+            let lv = &lambda_v[p.state_off..p.state_off + p.size];
+            let li = &lambda_i[p.state_off..p.state_off + p.size];
+            for (blk, (v8, i8)) in lv.chunks(LANES).zip(li.chunks(LANES)).enumerate() {
+                let row = &mut self.traj[b + (blk * self.len + r) * LANES..][..v8.len()];
+                for ((t, &v), &i) in row.iter_mut().zip(v8).zip(i8) {
+                    *t = [v, i];
+                }
+            }
+        }
+    }
+
+    /// Groups the events `(neuron, step)` of one presynaptic population (`n_pre` neurons) by neuron.
+    fn group(&mut self, n_pre: usize, events: impl Iterator<Item = (usize, usize)> + Clone) {
+        self.starts.clear();
+        self.starts.resize(n_pre + 1, 0);
+        for (i, _) in events.clone() {
+            self.starts[i + 1] += 1;
+        }
+        for i in 0..n_pre {
+            self.starts[i + 1] += self.starts[i];
+        }
+        self.fill.clear();
+        self.fill.extend_from_slice(&self.starts[..n_pre]);
+        self.rows.clear();
+        self.rows.resize(self.starts[n_pre] as usize, 0);
+        for (i, step) in events {
+            self.rows[self.fill[i] as usize] = (step % self.len) as u32;
+            self.fill[i] += 1;
+        }
+    }
+
+    /// Adds the gradients of connection `cp` for the grouped events: for each synapse,
+    /// `dL/dw -= tau_s Σ lambda_I(t + D)`, `dL/dd -= w Σ (lambda_I - lambda_V)(t + D)` over the
+    /// events of its presynaptic neuron.
+    fn sum_connection(&self, plan: &ClockedPlan, cp: &ConnPlan, w: &[f64], gw: &mut [f64], gd: &mut [f64]) {
+        let post = plan.pops[cp.post];
+        let tau_s = post.tau_s;
+        let n_post = cp.n_post;
+        let n_pre = self.starts.len() - 1;
+        let len = self.len;
+        let base = self.pop_base[cp.post];
+        let blocks = n_post.div_ceil(LANES);
+        // Groups of blocks: the group's adjoints (GROUP x len x 128 bytes) stay in L2 while the
+        // presynaptic neurons go by, and each neuron's gradient, weight and delay entries of the
+        // group are GROUP contiguous cache lines.
+        for g0 in (0..blocks).step_by(GROUP) {
+            for i in 0..n_pre {
+                let rows = &self.rows[self.starts[i] as usize..self.starts[i + 1] as usize];
+                if rows.is_empty() {
+                    continue;
+                }
+                for blk in g0..(g0 + GROUP).min(blocks) {
+                    let region = &self.traj[base + blk * len * LANES..base + (blk + 1) * len * LANES];
+                    let j0 = blk * LANES;
+                    let lanes = (n_post - j0).min(LANES);
+                    let o = i * n_post + j0;
+                    // Sums of (lambda_V, lambda_I) per lane; `lambda_I - lambda_V` is summed as the difference.
+                    let mut acc = [[0.0f64; 2]; LANES];
+                    // Pair index of lane l for an event in row r: r * LANES + off[l], less `wrap` when
+                    // that passes the end. Every index stays < region.len() == len * LANES: r < len
+                    // (rows are `step % len`), d < len, so r * LANES + off[l] < 2 * wrap.
+                    let wrap = len * LANES;
+                    let off: [usize; LANES] = std::array::from_fn(|l| {
+                        if l < lanes { (cp.delay_steps[o + l] as usize).min(len - 1) * LANES + l } else { 0 }
+                    });
+                    if lanes == LANES {
+                        for &r in rows {
+                            let at = r as usize * LANES;
+                            for l in 0..LANES {
+                                let mut idx = at + off[l];
+                                if idx >= wrap {
+                                    idx -= wrap;
+                                }
+                                debug_assert!(idx < region.len());
+                                // SAFETY: idx < wrap == region.len() (see above).
+                                let [lv, li] = unsafe { *region.get_unchecked(idx) };
+                                acc[l][0] += lv;
+                                acc[l][1] += li;
+                            }
+                        }
+                    } else {
+                        for &r in rows {
+                            let at = r as usize * LANES;
+                            for l in 0..lanes {
+                                let mut idx = at + off[l];
+                                if idx >= wrap {
+                                    idx -= wrap;
+                                }
+                                let [lv, li] = region[idx];
+                                acc[l][0] += lv;
+                                acc[l][1] += li;
+                            }
+                        }
+                    }
+                    for (l, [sum_v, sum_i]) in acc.into_iter().take(lanes).enumerate() {
+                        gw[o + l] -= tau_s * sum_i;
+                        gd[o + l] -= w[o + l] * (sum_i - sum_v);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn mismatch(what: &'static str, got: String) -> EventPropError {
@@ -225,11 +502,17 @@ pub fn backward_planned_with(
         let this = engine;
         if plan.pops.len() != net.populations().len()
             || plan.conns.len() != net.connections().len()
-            || plan.conns.iter().zip(net.connections()).any(|(cp, c)| cp.offsets.len() != c.weights().len())
+            || plan.conns.iter().zip(net.connections()).any(|(cp, c)| {
+                cp.offsets.len() != c.weights().len()
+                    || cp.delay_steps.len() != c.weights().len()
+                    || cp.n_post != c.weights().nrows()
+            })
         {
             return Err(CoreError::InvalidNetwork("clocked plan was built for another network").into());
         }
         let ClockedAdjointScratch {
+            sweep,
+            deferred,
             lambda_v,
             lambda_i,
             hist,
@@ -324,6 +607,20 @@ pub fn backward_planned_with(
 
         let n_input = input.times.iter().position(|&t| t >= t_end).unwrap_or(input.len());
         let n_in_neurons = plan.pops[in_pop].size;
+        if input.neurons[..n_input].iter().any(|&j| j as usize >= n_in_neurons) {
+            return Err(CoreError::InvalidNetwork("input neuron index out of range").into());
+        }
+        let deferring = match *sweep {
+            GradientSweep::Deferred { max_bytes } => {
+                deferred.reset(plan, steps, max_bytes);
+                true
+            }
+            GradientSweep::PerEvent => false,
+        };
+        // Deferred sums: a window of steps [win_lo, ..) is summed when the sweep reaches win_lo;
+        // its events are those between the cursors' old and new positions.
+        let mut win_lo = (steps + 1).saturating_sub(deferred.window);
+        let (mut in_cursor, mut sp_cursor) = (n_input, spikes.len());
         let mut next_input = n_input; // events [0, next_input) remain
         let mut next_spike = spikes.len();
         let mut next_readout = readout_steps.len(); // VoltageAt: steps [0, next_readout) remain
@@ -365,6 +662,9 @@ pub fn backward_planned_with(
             for ((h, &lv), &li) in hist[base_off..base_off + n_state].iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
                 *h = [lv, li];
             }
+            if deferring {
+                deferred.store(plan, n, lambda_v, lambda_i);
+            }
             // 3a. recorded spikes of this step
             while next_spike > 0 && this.step_of(spikes.times[next_spike - 1]) >= n {
                 let k = next_spike - 1;
@@ -388,6 +688,10 @@ pub fn backward_planned_with(
                     let cp = &plan.conns[cid.0];
                     let col = j * cp.n_post..(j + 1) * cp.n_post;
                     let w = &net.connection(cid).weights().as_slice()[col.clone()];
+                    if deferring {
+                        s += fan_out_s(hist, base_off, w, &cp.offsets[col]);
+                        continue;
+                    }
                     let tau_s = plan.pops[cp.post].tau_s;
                     s += fan_out_adjoint(
                         hist,
@@ -418,8 +722,8 @@ pub fn backward_planned_with(
                     lambda_v[pp.state_off + j] += b[g];
                 }
             }
-            // 3b. input spikes binned to this step
-            while next_input > 0 && this.step_of(input.times[next_input - 1]) >= n {
+            // 3b. input spikes binned to this step (deferred: summed with their window)
+            while !deferring && next_input > 0 && this.step_of(input.times[next_input - 1]) >= n {
                 next_input -= 1;
                 let j = input.neurons[next_input] as usize;
                 if j >= n_in_neurons {
@@ -440,6 +744,47 @@ pub fn backward_planned_with(
                         &mut grads.delays[cid.0].as_mut_slice()[col],
                     );
                 }
+            }
+            // 3c. deferred gradients of the window's events (every step it reads is stored)
+            if deferring && n == win_lo {
+                let in_hi = in_cursor;
+                while in_cursor > 0 && this.step_of(input.times[in_cursor - 1]) >= win_lo {
+                    in_cursor -= 1;
+                }
+                let sp_hi = sp_cursor;
+                while sp_cursor > 0 && this.step_of(spikes.times[sp_cursor - 1]) >= win_lo {
+                    sp_cursor -= 1;
+                }
+                for (p, pp) in plan.pops.iter().enumerate() {
+                    let outgoing = net.outgoing(snn_core::PopulationId(p));
+                    if outgoing.is_empty() {
+                        continue;
+                    }
+                    if pp.is_input {
+                        let events =
+                            (in_cursor..in_hi).map(|k| (input.neurons[k] as usize, this.step_of(input.times[k])));
+                        deferred.group(pp.size, events);
+                    } else {
+                        let range = pp.global_off..pp.global_off + pp.size;
+                        let events = (sp_cursor..sp_hi)
+                            .filter(|&k| range.contains(&(spikes.neurons[k] as usize)))
+                            .map(|k| (spikes.neurons[k] as usize - pp.global_off, this.step_of(spikes.times[k])));
+                        deferred.group(pp.size, events);
+                    }
+                    if deferred.rows.is_empty() {
+                        continue;
+                    }
+                    for &cid in outgoing {
+                        deferred.sum_connection(
+                            plan,
+                            &plan.conns[cid.0],
+                            net.connection(cid).weights().as_slice(),
+                            grads.weights[cid.0].as_mut_slice(),
+                            grads.delays[cid.0].as_mut_slice(),
+                        );
+                    }
+                }
+                win_lo = win_lo.saturating_sub(deferred.window);
             }
             // 4. propagate back to t_{n-1}
             if n > 0 {

@@ -27,7 +27,7 @@ pub mod optim;
 pub mod regularise;
 pub mod train;
 
-pub use clocked::{ClockedAdjointScratch, backward_planned, backward_planned_with};
+pub use clocked::{ClockedAdjointScratch, GradientSweep, backward_planned, backward_planned_with};
 pub use error::{EventPropError, Result};
 pub use exact::ExactAdjointScratch;
 pub use gradients::{Adjoint, Gradients};

@@ -1,0 +1,85 @@
+//! The two gradient sweeps of the clocked backward pass on the SHD-shaped workloads: CPU time per
+//! sample of the backward pass alone (forward records computed beforehand), for
+//! `GradientSweep::PerEvent` and the default `GradientSweep::Deferred`, alternating so that both
+//! see the same machine load (best of 5 reported), and the largest difference between their
+//! gradients relative to each matrix's largest entry. Run with `RAYON_NUM_THREADS=1` for the
+//! single-core figure; the default uses both cores, which share caches.
+//!
+//! `cargo run --release -p bench-suite --example backward_sweep [ff]`
+
+use bench_suite::workload::*;
+use rayon::prelude::*;
+use snn_core::{ClockedState, ForwardRecord};
+use snn_eventprop::{Adjoint, GradientSweep, Gradients, Loss, backward_planned};
+
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+fn main() {
+    let ff = std::env::args().any(|a| a == "ff");
+    let engine = engine();
+    let mut rng = Rng(42);
+    let net = if ff { feedforward_net(&mut rng, 250.0) } else { recurrent_net(&mut rng, 150.0) };
+    let batch = shd_like_batch(64, &mut rng);
+    describe(if ff { "ff" } else { "recurrent" }, &engine, &net, &batch);
+    let plan = engine.plan(&net).unwrap();
+    let loss = Loss::ExpIntegralCrossEntropy;
+    let recs: Vec<(ForwardRecord, Vec<f64>)> = (0..batch.len())
+        .into_par_iter()
+        .map_init(ClockedState::default, |st, s| {
+            let mut rec = ForwardRecord::default();
+            engine.run_planned(&net, &plan, batch.sample(s), st, &mut rec).unwrap();
+            let v = loss.evaluate(&rec.readout, s % 20, s, T_END).unwrap();
+            (rec, v.d_readout)
+        })
+        .collect();
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = batch.len().div_ceil(threads);
+    let run = |sweep: GradientSweep| -> Gradients {
+        (0..threads)
+            .into_par_iter()
+            .map(|t| {
+                let mut adj = engine.adjoint_scratch(&net);
+                adj.set_sweep(sweep);
+                let mut g = Gradients::zeros(&net);
+                let first = t * chunk;
+                for (s, (rec, d)) in recs.iter().enumerate().skip(first).take(chunk) {
+                    backward_planned(&engine, &net, &plan, batch.sample(s), rec, d, &mut adj, &mut g).unwrap();
+                }
+                g
+            })
+            .reduce_with(|mut a, b| {
+                a.add_assign(&b);
+                a
+            })
+            .unwrap()
+    };
+    let n = batch.len() as f64;
+    let mut last = Vec::new();
+    let mut best = [f64::MAX; 2];
+    for rep in 0..5 {
+        for sweep in [GradientSweep::PerEvent, GradientSweep::DEFAULT] {
+            let c0 = cpu_seconds();
+            let g = run(sweep);
+            let ms = 1e3 * (cpu_seconds() - c0) / n;
+            let slot = &mut best[(sweep != GradientSweep::PerEvent) as usize];
+            *slot = slot.min(ms);
+            eprintln!("rep {rep} {sweep:?}: backward {ms:.2} ms CPU/sample");
+            if rep == 0 {
+                last.push(g);
+            }
+        }
+    }
+    eprintln!("best of 5: per-event {:.2}, deferred {:.2} ms CPU/sample", best[0], best[1]);
+    let (a, b) = (&last[0], &last[1]);
+    let mut worst = 0.0f64;
+    for (x, y) in a.weights.iter().zip(&b.weights).chain(a.delays.iter().zip(&b.delays)) {
+        let scale = x.amax().max(1e-300);
+        worst = worst.max((x - y).amax() / scale);
+    }
+    eprintln!("largest difference between the sweeps, relative to each matrix's largest entry: {worst:.2e}");
+}
