@@ -116,6 +116,8 @@ pub struct ClockedAdjointScratch {
     lambda_i: Vec<f64>,
     /// `slots x n_state` pairs `(lambda_V, lambda_I)`.
     hist: Vec<[f64; 2]>,
+    /// Deferred sweep: `slots x n_state` values `lambda_V - lambda_I`, all that `S` reads.
+    hist_s: Vec<f64>,
     /// Index in the record of each output's first spike (`FirstSpike`), `usize::MAX` if none.
     first_spike: Vec<usize>,
     /// Readout steps (`VoltageAt`), sorted as the readout times.
@@ -141,7 +143,10 @@ impl ClockedAdjointScratch {
     /// Bytes held by the buffers (capacity), plan included.
     pub fn heap_bytes(&self) -> usize {
         self.deferred.heap_bytes()
-            + 8 * (self.lambda_v.capacity() + self.lambda_i.capacity() + 2 * self.hist.capacity())
+            + 8 * (self.lambda_v.capacity()
+                + self.lambda_i.capacity()
+                + 2 * self.hist.capacity()
+                + self.hist_s.capacity())
             + 8 * (self.first_spike.capacity() + self.readout_steps.capacity() + self.kink_i.capacity())
             + std::mem::size_of::<KinkArrival>() * self.kink_arrivals.capacity()
             + 16 * self.kink_s.capacity()
@@ -183,11 +188,11 @@ fn fan_out_adjoint(
     s
 }
 
-/// `S = Σ_j w_ji (lambda_V - lambda_I)_j` of one presynaptic spike, read from the history ring
-/// (the deferred sweep's in-loop work; the gradients of these synapses come later).
+/// `S = Σ_j w_ji (lambda_V - lambda_I)_j` of one presynaptic spike, read from the ring of
+/// `lambda_V - lambda_I` (the deferred sweep's in-loop work; these synapses' gradients come later).
 #[inline]
-fn fan_out_s(hist: &[[f64; 2]], base_off: usize, w: &[f64], offs: &[u32]) -> f64 {
-    let rn = hist.len();
+fn fan_out_s(hist_s: &[f64], base_off: usize, w: &[f64], offs: &[u32]) -> f64 {
+    let rn = hist_s.len();
     assert!(base_off < rn || w.is_empty(), "history base out of range");
     let mut s = 0.0;
     for (&wj, &o) in w.iter().zip(offs) {
@@ -196,13 +201,13 @@ fn fan_out_s(hist: &[[f64; 2]], base_off: usize, w: &[f64], offs: &[u32]) -> f64
         if idx >= rn {
             idx -= rn;
         }
-        let [lv, li] = if o < rn {
+        let diff = if o < rn {
             // SAFETY: base_off < rn and o < rn, so idx < 2 rn before and < rn after the wrap.
-            unsafe { *hist.get_unchecked(idx) }
+            unsafe { *hist_s.get_unchecked(idx) }
         } else {
-            hist[idx % rn]
+            hist_s[idx % rn]
         };
-        s += wj * (lv - li);
+        s += wj * diff;
     }
     s
 }
@@ -516,6 +521,7 @@ pub fn backward_planned_with(
             lambda_v,
             lambda_i,
             hist,
+            hist_s,
             first_spike,
             readout_steps,
             kink_i,
@@ -569,7 +575,7 @@ pub fn backward_planned_with(
             b.resize(n_state, 0.0);
         }
         hist.clear();
-        hist.resize(plan.ring_len(), [0.0; 2]);
+        hist_s.clear();
         first_spike.clear();
         readout_steps.clear();
         kink_s.clear();
@@ -613,9 +619,13 @@ pub fn backward_planned_with(
         let deferring = match *sweep {
             GradientSweep::Deferred { max_bytes } => {
                 deferred.reset(plan, steps, max_bytes);
+                hist_s.resize(plan.ring_len(), 0.0);
                 true
             }
-            GradientSweep::PerEvent => false,
+            GradientSweep::PerEvent => {
+                hist.resize(plan.ring_len(), [0.0; 2]);
+                false
+            }
         };
         // Deferred sums: a window of steps [win_lo, ..) is summed when the sweep reaches win_lo;
         // its events are those between the cursors' old and new positions.
@@ -659,11 +669,16 @@ pub fn backward_planned_with(
                 ReadoutKind::FirstSpike => {}
             }
             // 2. history
-            for ((h, &lv), &li) in hist[base_off..base_off + n_state].iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
-                *h = [lv, li];
-            }
             if deferring {
+                let ring = &mut hist_s[base_off..base_off + n_state];
+                for ((h, &lv), &li) in ring.iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
+                    *h = lv - li;
+                }
                 deferred.store(plan, n, lambda_v, lambda_i);
+            } else {
+                for ((h, &lv), &li) in hist[base_off..base_off + n_state].iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
+                    *h = [lv, li];
+                }
             }
             // 3a. recorded spikes of this step
             while next_spike > 0 && this.step_of(spikes.times[next_spike - 1]) >= n {
@@ -689,7 +704,7 @@ pub fn backward_planned_with(
                     let col = j * cp.n_post..(j + 1) * cp.n_post;
                     let w = &net.connection(cid).weights().as_slice()[col.clone()];
                     if deferring {
-                        s += fan_out_s(hist, base_off, w, &cp.offsets[col]);
+                        s += fan_out_s(hist_s, base_off, w, &cp.offsets[col]);
                         continue;
                     }
                     let tau_s = plan.pops[cp.post].tau_s;
