@@ -238,18 +238,25 @@ impl<E: Adjoint> Worker<E> {
         }
     }
 
-    /// Forward, loss and backward of one sample, adding into `self.grads`.
-    fn sample(&mut self, job: &ChunkJob<'_, E>, s: usize) -> Result<()> {
+    /// Forward (unless `kept` holds its record already), loss and backward of one sample, adding
+    /// into `self.grads`.
+    fn sample(&mut self, job: &ChunkJob<'_, E>, s: usize, kept: Option<&ForwardRecord>) -> Result<()> {
         let input = job.spikes.sample(s);
-        job.engine.run_into(job.net, input, &mut self.sim, &mut self.record)?;
-        let lv = job.loss.evaluate(&self.record.readout, job.labels[s], s, job.t_end)?;
+        let record = match kept {
+            Some(r) => r,
+            None => {
+                job.engine.run_into(job.net, input, &mut self.sim, &mut self.record)?;
+                &self.record
+            }
+        };
+        let lv = job.loss.evaluate(&record.readout, job.labels[s], s, job.t_end)?;
         let bias = match job.reg {
             None => None,
             Some(RegJob::Fixed(b)) => Some(b),
             Some(RegJob::PerSample(reg)) => {
                 self.sample_counts.clear();
                 self.sample_counts.resize(job.net.num_neurons(), 0);
-                for &n in &self.record.spikes.neurons {
+                for &n in &record.spikes.neurons {
                     if let Some(c) = self.sample_counts.get_mut(n as usize) {
                         *c += 1;
                     }
@@ -259,13 +266,11 @@ impl<E: Adjoint> Worker<E> {
             }
         };
         match bias {
-            None => {
-                job.engine.backward_into(job.net, input, &self.record, &lv.d_readout, &mut self.adj, &mut self.grads)?
-            }
+            None => job.engine.backward_into(job.net, input, record, &lv.d_readout, &mut self.adj, &mut self.grads)?,
             Some(b) => job.engine.backward_into_with(
                 job.net,
                 input,
-                &self.record,
+                record,
                 &lv.d_readout,
                 Some(b),
                 &mut self.adj,
@@ -274,7 +279,7 @@ impl<E: Adjoint> Worker<E> {
         }
         self.loss += lv.loss;
         self.correct += usize::from(lv.correct(job.labels[s]));
-        for &n in &self.record.spikes.neurons {
+        for &n in &record.spikes.neurons {
             if let Some(c) = self.spikes.get_mut(n as usize) {
                 *c += 1;
             }
@@ -282,12 +287,21 @@ impl<E: Adjoint> Worker<E> {
         Ok(())
     }
 
-    /// Forward passes only: spikes per neuron of the samples `indices`, into `self.spikes`.
-    fn count_spikes(&mut self, engine: &E, net: &Network, spikes: &SpikeTrains, indices: &[usize]) -> Result<()> {
+    /// Forward passes only: spikes per neuron of the samples `indices`, into `self.spikes`, and
+    /// their records into `kept` (one per index, for the backward passes that follow).
+    fn count_spikes(
+        &mut self,
+        engine: &E,
+        net: &Network,
+        spikes: &SpikeTrains,
+        indices: &[usize],
+        kept: &mut Vec<ForwardRecord>,
+    ) -> Result<()> {
         self.spikes.fill(0);
-        for &s in indices {
-            engine.run_into(net, spikes.sample(s), &mut self.sim, &mut self.record)?;
-            for &n in &self.record.spikes.neurons {
+        kept.resize_with(indices.len(), ForwardRecord::default);
+        for (&s, record) in indices.iter().zip(kept.iter_mut()) {
+            engine.run_into(net, spikes.sample(s), &mut self.sim, record)?;
+            for &n in &record.spikes.neurons {
                 if let Some(c) = self.spikes.get_mut(n as usize) {
                     *c += 1;
                 }
@@ -296,22 +310,24 @@ impl<E: Adjoint> Worker<E> {
         Ok(())
     }
 
-    /// The samples `indices`, summed in order from zero.
-    fn chunk(&mut self, job: &ChunkJob<'_, E>, indices: &[usize]) -> Result<()> {
+    /// The samples `indices`, summed in order from zero; `kept`, when given, holds their
+    /// forward records (one per index).
+    fn chunk(&mut self, job: &ChunkJob<'_, E>, indices: &[usize], kept: Option<&[ForwardRecord]>) -> Result<()> {
         self.grads.fill_zero();
         self.loss = 0.0;
         self.correct = 0;
         self.spikes.fill(0);
-        for &s in indices {
-            self.sample(job, s)?;
+        let kept_record = |k: usize| kept.map(|r| &r[k]);
+        for (k, &s) in indices.iter().enumerate() {
+            self.sample(job, s, kept_record(k))?;
         }
         if check_finite_masked(&self.grads, job.mask, indices.first().copied().unwrap_or(0)).is_ok() {
             return Ok(());
         }
         // Rare path: replay the chunk, checking after every sample, to name the culprit.
         self.grads.fill_zero();
-        for &s in indices {
-            self.sample(job, s)?;
+        for (k, &s) in indices.iter().enumerate() {
+            self.sample(job, s, kept_record(k))?;
             check_finite_masked(&self.grads, job.mask, s)?;
         }
         // The replay did not reproduce it (engine not deterministic?): blame the chunk's first sample.
@@ -382,6 +398,9 @@ pub struct BatchWorkspace<E: Adjoint> {
     regulariser: Option<SpikeCountReg>,
     /// Batch-mean jump bias of the regulariser ([`CountAverage::Batch`]).
     bias: Vec<f64>,
+    /// Forward records of the counting pass, per chunk, reused by the backward passes
+    /// ([`CountAverage::Batch`]; a batch's records, ~300 kB per SHD sample).
+    kept: Vec<Vec<ForwardRecord>>,
 }
 
 impl<E: Adjoint> std::fmt::Debug for BatchWorkspace<E> {
@@ -410,6 +429,7 @@ impl<E: Adjoint> BatchWorkspace<E> {
             spikes: vec![0; net.num_neurons()],
             regulariser: None,
             bias: Vec::new(),
+            kept: Vec::new(),
         })
     }
 
@@ -490,9 +510,13 @@ impl<E: Adjoint> BatchWorkspace<E> {
                 // Batch-mean counts of this batch: a forward-only pass (integer sums, so the
                 // result does not depend on the order or the thread count).
                 self.spikes.fill(0);
-                for wave in chunks.chunks(threads) {
-                    self.workers[..wave.len()].par_iter_mut().zip(wave.par_iter()).for_each(|(w, idx)| {
-                        w.result = w.count_spikes(engine, net, spikes, idx);
+                if self.kept.len() < chunks.len() {
+                    self.kept.resize_with(chunks.len(), Vec::new);
+                }
+                for (wave, kept) in chunks.chunks(threads).zip(self.kept.chunks_mut(threads)) {
+                    let jobs = wave.par_iter().zip(kept.par_iter_mut());
+                    self.workers[..wave.len()].par_iter_mut().zip(jobs).for_each(|(w, (idx, kept))| {
+                        w.result = w.count_spikes(engine, net, spikes, idx, kept);
                     });
                     for w in &mut self.workers[..wave.len()] {
                         std::mem::replace(&mut w.result, Ok(()))?;
@@ -516,9 +540,11 @@ impl<E: Adjoint> BatchWorkspace<E> {
         self.total.fill_zero();
         self.spikes.fill(0);
         let (mut loss_sum, mut correct) = (0.0, 0);
-        for wave in chunks.chunks(threads) {
-            self.workers[..wave.len()].par_iter_mut().zip(wave.par_iter()).for_each(|(w, idx)| {
-                w.result = w.chunk(&job, idx);
+        // With the batch-mean regulariser the counting pass left every record in `kept`.
+        let kept = matches!(job.reg, Some(RegJob::Fixed(_))).then_some(self.kept.as_slice());
+        for (c0, wave) in (0..).step_by(threads).zip(chunks.chunks(threads)) {
+            self.workers[..wave.len()].par_iter_mut().zip(wave.par_iter()).enumerate().for_each(|(k, (w, idx))| {
+                w.result = w.chunk(&job, idx, kept.map(|r| r[c0 + k].as_slice()));
             });
             // In chunk order: the first error wins, sums are added in a fixed order.
             for w in &mut self.workers[..wave.len()] {
