@@ -234,9 +234,9 @@ struct Deferred {
     starts: Vec<u32>,
     rows: Vec<u32>,
     fill: Vec<u32>,
-    /// `(len, steps, traj.len())` when the zero rows are known to be zero: a whole-run window
-    /// never writes them, so they need clearing only when the geometry changes.
-    clean_for: Option<(usize, usize, usize)>,
+    /// `(len, window, steps, traj.len())` when the zero rows are known to be zero: a whole-run
+    /// window never writes them, so they need clearing only when the geometry changes.
+    clean_for: Option<(usize, usize, usize, usize)>,
 }
 
 impl Deferred {
@@ -254,7 +254,8 @@ impl Deferred {
         self.window = if full.saturating_mul(row_bytes) <= max_bytes {
             steps + 1
         } else {
-            (max_bytes / row_bytes).saturating_sub(plan.slots).clamp(plan.slots, steps + 1)
+            // At least `slots` steps (see below), at most the run (also when slots > steps + 1).
+            (max_bytes / row_bytes).saturating_sub(plan.slots).max(plan.slots).min(steps + 1)
         };
         self.len = self.window + plan.slots;
         self.pop_base.clear();
@@ -268,7 +269,8 @@ impl Deferred {
             }
         }
         self.traj.resize(base, [0.0; 2]);
-        if self.clean_for == Some((self.len, steps, base)) {
+        let geometry = (self.len, self.window, steps, base);
+        if self.clean_for == Some(geometry) {
             return;
         }
         // Rows of steps N+1 ..= N+max_delay must read as zero. Only the first window reads them,
@@ -287,7 +289,7 @@ impl Deferred {
                 }
             }
         }
-        self.clean_for = (self.window == steps + 1).then_some((self.len, steps, base));
+        self.clean_for = (self.window == steps + 1).then_some(geometry);
     }
 
     /// Stores the adjoints of step `n`.
