@@ -50,11 +50,12 @@
 //! window rather than one per event, and nothing at all per input spike inside the sweep.
 //! [`GradientSweep::PerEvent`] updates the gradients at each event instead (3 as written above).
 //!
-//! Cost: per synaptic event one random 16-byte read of the history (plus, for LIF spikes, one
-//! more for `S`); the reads are memory-bound. On the SHD workloads of `bench-suite`
-//! (`--example backward_sweep`) the deferred sums take the backward pass from 18 to 11.6 ms per
-//! sample for 700-256-256-20 and from 44-51 to 38 ms for 700-512r-20, whose 5 M recurrent events
-//! per sample still need `S` one by one. The plan comes from the scratch and is rebuilt only
+//! Cost: per synaptic event one random 16-byte read of the adjoint window (plus, for LIF spikes,
+//! an 8-byte read of `lambda_V - lambda_I` for `S`); the reads are memory-bound. On the SHD
+//! workloads of `bench-suite` (`RAYON_NUM_THREADS=1 ... --example backward_sweep [ff]`, best of 5)
+//! the deferred sums take the backward pass from 17-20 to 10-11.6 ms CPU per sample for
+//! 700-256-256-20 and from 39-47 to 25.6-28.3 ms for 700-512r-20, whose 5 M recurrent events per
+//! sample still need `S` one by one. The plan comes from the scratch and is rebuilt only
 //! when the network's delays change ([`ClockedPlan::refresh`]).
 //! Everything stays `f64`: the finite-difference tests of this pass hold to 1e-12.
 
