@@ -611,8 +611,9 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     // per hidden neuron per example and strength 5e-11 (the reference's reg_lambda, which maps one
     // to one onto our batch-mean loss). Measured on an SHD-shaped batch (bench-suite example
     // reg_scale), that strength makes the regulariser's gradient ~1e-5 of the task gradient, so
-    // it only matters if activity runs far away from the target; it costs one extra forward pass
-    // per batch. Full runs use the paper's setting, --quick runs leave it off; --spike-reg overrides.
+    // it only matters if activity runs far away from the target; it needs a counting pass over the
+    // batch first, whose records the backward passes reuse (memory, not a second forward pass).
+    // Full runs use the paper's setting, --quick runs leave it off; --spike-reg overrides.
     // Quick synthetic run, seed 0, with delays (test accuracy on the 512-sample quick test set of
     // main 45e593a, hidden spikes per neuron per sample in the last epoch): off 92.2 %, 22.1;
     // paper 91.8 %, 29.7; 4e-6: 60.4 %, 13.3 (held near 14, at a cost in accuracy here).
