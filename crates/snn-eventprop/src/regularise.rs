@@ -105,7 +105,8 @@ use crate::error::{EventPropError, Result};
 /// Over what the spike count of a hidden neuron is averaged before it is compared with the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum CountAverage {
-    /// Mean over the samples of the batch (the reference; costs one extra forward pass per batch).
+    /// Mean over the samples of the batch (the reference; a counting pass first, whose records
+    /// the backward passes reuse).
     #[default]
     Batch,
     /// The sample's own count.
