@@ -12,13 +12,6 @@ use rayon::prelude::*;
 use snn_core::{ClockedState, ForwardRecord};
 use snn_eventprop::{Adjoint, GradientSweep, Gradients, Loss, backward_planned};
 
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-}
-
 fn main() {
     let ff = std::env::args().any(|a| a == "ff");
     let engine = engine();

@@ -14,13 +14,6 @@ use snn_eventprop::Loss;
 use snn_eventprop::optim::LrSchedule;
 use snn_eventprop::train::BatchWorkspace;
 
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-}
-
 fn vm_hwm() -> String {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()

@@ -21,6 +21,15 @@ pub const W_IN: f64 = 0.027;
 /// Mean h1 -> h2 weight of the feedforward network.
 pub const W_HH: f64 = 0.05;
 
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, clock ticks of
+/// 1/100 s): per-sample costs that stay meaningful when the shared machine is loaded.
+pub fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux)");
+    let rest = &s[s.rfind(')').expect("stat has a command field") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime")) / 100.0
+}
+
 pub struct Rng(pub u64);
 
 impl Rng {

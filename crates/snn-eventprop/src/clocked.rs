@@ -155,6 +155,23 @@ impl ClockedAdjointScratch {
     }
 }
 
+/// `ring[(base_off + o) mod ring.len()]` for `base_off < ring.len()` (the callers assert it):
+/// one wrap, unchecked, when `o < ring.len()` (always, for offsets of a [`ClockedPlan`]).
+#[inline(always)]
+fn ring_read<T: Copy>(ring: &[T], base_off: usize, o: u32) -> T {
+    let (rn, o) = (ring.len(), o as usize);
+    let mut idx = base_off + o;
+    if idx >= rn {
+        idx -= rn;
+    }
+    if o < rn {
+        // SAFETY: base_off < rn and o < rn, so idx < 2 rn before and < rn after the wrap.
+        unsafe { *ring.get_unchecked(idx) }
+    } else {
+        ring[idx % rn]
+    }
+}
+
 /// Reads the history at the synapses of one presynaptic spike, accumulates the weight and delay
 /// gradients of its column and returns `S = Σ_j w_ji (lambda_V - lambda_I)_j`.
 #[inline]
@@ -167,21 +184,10 @@ fn fan_out_adjoint(
     gw: &mut [f64],
     gd: &mut [f64],
 ) -> f64 {
-    let rn = hist.len();
-    assert!(base_off < rn || w.is_empty(), "history base out of range");
+    assert!(base_off < hist.len() || w.is_empty(), "history base out of range");
     let mut s = 0.0;
     for (((&wj, &o), gwj), gdj) in w.iter().zip(offs).zip(gw.iter_mut()).zip(gd.iter_mut()) {
-        let o = o as usize;
-        let mut idx = base_off + o;
-        if idx >= rn {
-            idx -= rn;
-        }
-        let [lv, li] = if o < rn {
-            // SAFETY: base_off < rn and o < rn, so idx < 2 rn before and < rn after the wrap.
-            unsafe { *hist.get_unchecked(idx) }
-        } else {
-            hist[idx % rn]
-        };
+        let [lv, li] = ring_read(hist, base_off, o);
         *gwj -= tau_s * li;
         *gdj -= wj * (li - lv);
         s += wj * (lv - li);
@@ -193,22 +199,10 @@ fn fan_out_adjoint(
 /// `lambda_V - lambda_I` (the deferred sweep's in-loop work; these synapses' gradients come later).
 #[inline]
 fn fan_out_s(hist_s: &[f64], base_off: usize, w: &[f64], offs: &[u32]) -> f64 {
-    let rn = hist_s.len();
-    assert!(base_off < rn || w.is_empty(), "history base out of range");
+    assert!(base_off < hist_s.len() || w.is_empty(), "history base out of range");
     let mut s = 0.0;
     for (&wj, &o) in w.iter().zip(offs) {
-        let o = o as usize;
-        let mut idx = base_off + o;
-        if idx >= rn {
-            idx -= rn;
-        }
-        let diff = if o < rn {
-            // SAFETY: base_off < rn and o < rn, so idx < 2 rn before and < rn after the wrap.
-            unsafe { *hist_s.get_unchecked(idx) }
-        } else {
-            hist_s[idx % rn]
-        };
-        s += wj * diff;
+        s += wj * ring_read(hist_s, base_off, o);
     }
     s
 }
@@ -365,33 +359,20 @@ impl Deferred {
                     let off: [usize; LANES] = std::array::from_fn(|l| {
                         if l < lanes { (cp.delay_steps[o + l] as usize).min(len - 1) * LANES + l } else { 0 }
                     });
-                    if lanes == LANES {
-                        for &r in rows {
-                            let at = r as usize * LANES;
-                            for l in 0..LANES {
-                                let mut idx = at + off[l];
-                                if idx >= wrap {
-                                    idx -= wrap;
-                                }
-                                debug_assert!(idx < region.len());
-                                // SAFETY: idx < wrap == region.len() (see above).
-                                let [lv, li] = unsafe { *region.get_unchecked(idx) };
-                                acc[l][0] += lv;
-                                acc[l][1] += li;
+                    // A partial last block reads lane 0's row for its missing lanes (offset 0):
+                    // in range, and those sums are dropped below.
+                    for &r in rows {
+                        let at = r as usize * LANES;
+                        for l in 0..LANES {
+                            let mut idx = at + off[l];
+                            if idx >= wrap {
+                                idx -= wrap;
                             }
-                        }
-                    } else {
-                        for &r in rows {
-                            let at = r as usize * LANES;
-                            for l in 0..lanes {
-                                let mut idx = at + off[l];
-                                if idx >= wrap {
-                                    idx -= wrap;
-                                }
-                                let [lv, li] = region[idx];
-                                acc[l][0] += lv;
-                                acc[l][1] += li;
-                            }
+                            debug_assert!(idx < region.len());
+                            // SAFETY: idx < wrap == region.len() (see above).
+                            let [lv, li] = unsafe { *region.get_unchecked(idx) };
+                            acc[l][0] += lv;
+                            acc[l][1] += li;
                         }
                     }
                     for (l, [sum_v, sum_i]) in acc.into_iter().take(lanes).enumerate() {
@@ -743,10 +724,7 @@ pub fn backward_planned_with(
             // 3b. input spikes binned to this step (deferred: summed with their window)
             while !deferring && next_input > 0 && this.step_of(input.times[next_input - 1]) >= n {
                 next_input -= 1;
-                let j = input.neurons[next_input] as usize;
-                if j >= n_in_neurons {
-                    return Err(CoreError::InvalidNetwork("input neuron index out of range").into());
-                }
+                let j = input.neurons[next_input] as usize; // < n_in_neurons, checked above
                 for &cid in net.outgoing(net.input()) {
                     let cp = &plan.conns[cid.0];
                     let col = j * cp.n_post..(j + 1) * cp.n_post;
