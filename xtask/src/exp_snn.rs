@@ -212,7 +212,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn sequence_detection(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     const T_END: f64 = 25.0;
     const MAX_DELAY: f64 = 15.0;
-    let epochs = 30;
+    let epochs = opts.epochs.unwrap_or(30);
     let data = ttfs_labelled(&datasets::sequence_detection_both())?;
 
     let mut b = NetworkBuilder::new();
@@ -340,8 +340,9 @@ fn yin_yang_net(hidden: usize, seed: u64) -> DynResult<(Network, [ConnectionId; 
 /// The Yin-Yang sweep over hidden sizes, with and without learned delays.
 pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let (train_set, valid_set, test_set) = datasets::yin_yang_splits()?;
-    let (n_train, hidden_sizes, epochs): (usize, &[usize], usize) =
+    let (n_train, hidden_sizes, default_epochs): (usize, &[usize], usize) =
         if opts.quick { (1000, &[10, 30], 60) } else { (5000, &[5, 10, 15, 30], 300) };
+    let epochs = opts.epochs.unwrap_or(default_epochs);
     let enc = datasets::YinYangEncoder::default().with_bias(0.0);
     let sub = |d: &datasets::YinYang, n: usize| -> DynResult<Labelled> {
         let enc_d = enc.encode(d);
@@ -594,7 +595,7 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     } else {
         1024
     };
-    let epochs = if opts.quick { 40 } else { 100 };
+    let epochs = opts.epochs.unwrap_or(if opts.quick { 40 } else { 100 });
     let batch = if opts.quick { 32 } else { 256 };
     let (max_delay, init_hi) = match kind {
         Speech::Shd => (150.0_f64.min(t_end / 2.0), 150.0_f64.min(t_end / 2.0)),

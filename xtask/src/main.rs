@@ -38,17 +38,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// The test command of the README, preceded by the format and lint checks.
+/// The test command of the README (what `.ci/run` runs): format and lint checks, the test
+/// suite in release mode with the CI proptest seed (unless one is set), and the docs with
+/// warnings as errors.
 fn ci() -> ExitCode {
-    let steps: [&[&str]; 3] = [
-        &["fmt", "--all", "--", "--check"],
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
-        &["test", "--workspace", "--release"],
+    let seed = std::env::var("PROPTEST_RNG_SEED").unwrap_or_else(|_| "20261128".into());
+    // (cargo arguments, one environment variable for that step)
+    type Step<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>);
+    let steps: [Step; 4] = [
+        (&["fmt", "--all", "--", "--check"], None),
+        (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], None),
+        (&["test", "--workspace", "--release"], Some(("PROPTEST_RNG_SEED", seed.as_str()))),
+        (&["doc", "--workspace", "--no-deps"], Some(("RUSTDOCFLAGS", "-D warnings"))),
     ];
-    for step in steps {
+    for (step, env) in steps {
         eprintln!("$ cargo {}", step.join(" "));
-        let ok = Command::new(env!("CARGO")).args(step).status().is_ok_and(|s| s.success());
-        if !ok {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(step);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        if !cmd.status().is_ok_and(|s| s.success()) {
             eprintln!("step failed: cargo {}", step.join(" "));
             return ExitCode::FAILURE;
         }

@@ -38,8 +38,8 @@
 //! **Max-voltage readout: the kink.** When the grid maximum of an output sits on an arrival that
 //! turns its rising voltage into a falling one (spec §3), and for the other arrivals that share
 //! the arg-max step, a correction is added to those synapses' `dL/dd` and to the causing spikes'
-//! `S` before the sweep (see [`grid_kinks`] for what is differentiated and why it converges to the
-//! exact engine's term).
+//! `S` before the sweep (the comment on the private `grid_kinks` says what is differentiated and why
+//! it converges to the exact engine's term).
 //!
 //! **Gradient sums** ([`GradientSweep`]). The steps above read, per synaptic event, the adjoints
 //! of the postsynaptic neuron at the arrival step. Only the sum `S` of a LIF spike is needed
