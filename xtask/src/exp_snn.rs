@@ -842,6 +842,9 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
                "batch_size": 256, "dt_ms": 1.0, "engine": "clocked", "threads": rayon::current_num_threads(),
                "data_stats": serde_json::to_value(&stats)?}),
     );
+    // Each configuration reset the high-water mark; the experiment's peak is the largest.
+    let peak = per_config.values().filter_map(|c| c["peak_rss_bytes"].as_u64()).max();
+    results.insert("peak_rss_bytes".into(), json!(peak));
     results.insert("configs".into(), Value::Object(per_config));
     results.insert("epoch_seconds".into(), json!(shd_epoch));
     results.insert(
