@@ -89,7 +89,7 @@ pub fn experiments() -> Vec<Experiment> {
         },
         Experiment {
             name: "epoch-time",
-            about: "training speed: one epoch of 700-512r-20 and 700-256-256-20 on SHD-shaped data",
+            about: "speed: forward pass and one training epoch of 700-512r-20 and 700-256-256-20 on SHD-shaped data",
             run: exp_snn::epoch_time,
             takes_epochs: false,
         },
