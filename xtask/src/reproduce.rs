@@ -139,8 +139,17 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Parses the arguments and runs the chosen experiments.
-pub fn main(args: &[String]) -> ExitCode {
+/// What the command line asked for.
+enum Request {
+    /// Print the usage text.
+    Help,
+    /// Run these experiments (indices into [`experiments`]) with these options.
+    Run(Options, Vec<usize>),
+}
+
+/// Parses the arguments of `reproduce` and picks the experiments; `Err` is the message for a
+/// usage error.
+fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
     let mut opts = Options {
         quick: false,
         seed: 0,
@@ -156,82 +165,74 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
-        let parsed: Result<(), String> = match a.as_str() {
-            "--quick" => {
-                opts.quick = true;
-                Ok(())
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            "--synthetic" => opts.synthetic = true,
+            "--seed" => {
+                let v = value("--seed")?;
+                opts.seed = v.parse().map_err(|_| format!("--seed expects an integer, got `{v}`"))?;
             }
-            "--synthetic" => {
-                opts.synthetic = true;
-                Ok(())
-            }
-            "--seed" => value("--seed").and_then(|v| {
-                v.parse().map(|s| opts.seed = s).map_err(|_| format!("--seed expects an integer, got `{v}`"))
-            }),
-            "--epochs" => value("--epochs").and_then(|v| match v.parse::<usize>() {
-                Ok(n) if n >= 1 => {
-                    opts.epochs = Some(n);
-                    Ok(())
+            "--epochs" => {
+                let v = value("--epochs")?;
+                match v.parse::<usize>() {
+                    Ok(n) if n >= 1 => opts.epochs = Some(n),
+                    _ => return Err(format!("--epochs expects a whole number >= 1, got `{v}`")),
                 }
-                _ => Err(format!("--epochs expects a whole number >= 1, got `{v}`")),
-            }),
-            "--out" => value("--out").map(|v| opts.out = PathBuf::from(v)),
-            "--data" => value("--data").map(|v| opts.data = Some(PathBuf::from(v))),
-            "--spike-reg" => value("--spike-reg").and_then(|v| {
+            }
+            "--out" => opts.out = PathBuf::from(value("--out")?),
+            "--data" => opts.data = Some(PathBuf::from(value("--data")?)),
+            "--spike-reg" => {
+                let v = value("--spike-reg")?;
                 let k = match v.as_str() {
-                    "off" => Ok(0.0),
-                    "paper" => Ok(snn_eventprop::SpikeCountReg::paper().strength_upper),
-                    _ => v.parse::<f64>().map_err(|_| format!("--spike-reg expects off, paper or a number, got `{v}`")),
-                }?;
+                    "off" => 0.0,
+                    "paper" => snn_eventprop::SpikeCountReg::paper().strength_upper,
+                    _ => v
+                        .parse::<f64>()
+                        .map_err(|_| format!("--spike-reg expects off, paper or a number, got `{v}`"))?,
+                };
                 if !(k.is_finite() && k >= 0.0) {
                     return Err(format!("--spike-reg strength must be finite and >= 0, got `{v}`"));
                 }
                 opts.spike_reg = Some(k);
-                Ok(())
-            }),
-            "--save-models" => value("--save-models").map(|v| opts.save_models = Some(PathBuf::from(v))),
-            "--load-models" => value("--load-models").map(|v| opts.load_models = Some(PathBuf::from(v))),
-            "-h" | "--help" => {
-                print!("{}", usage());
-                return ExitCode::SUCCESS;
             }
-            s if s.starts_with('-') => Err(format!("unknown option `{s}`")),
-            s if chosen.is_none() => {
-                chosen = Some(s.to_owned());
-                Ok(())
-            }
-            s => Err(format!("unexpected argument `{s}`")),
-        };
-        if let Err(e) = parsed {
+            "--save-models" => opts.save_models = Some(PathBuf::from(value("--save-models")?)),
+            "--load-models" => opts.load_models = Some(PathBuf::from(value("--load-models")?)),
+            "-h" | "--help" => return Ok(Request::Help),
+            s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
+            s if chosen.is_none() => chosen = Some(s.to_owned()),
+            s => return Err(format!("unexpected argument `{s}`")),
+        }
+    }
+    let selected: Vec<usize> = match &chosen {
+        Some(name) => match all.iter().position(|e| e.name == name) {
+            Some(k) => vec![k],
+            None => return Err(format!("unknown experiment `{name}`")),
+        },
+        None if opts.quick => (0..all.len()).collect(),
+        None => return Err("name an experiment, or pass --quick to run the quick version of all".into()),
+    };
+    if opts.epochs.is_some() && !selected.iter().any(|&k| all[k].takes_epochs) {
+        let takers: Vec<&str> = all.iter().filter(|e| e.takes_epochs).map(|e| e.name).collect();
+        return Err(format!("--epochs applies to {} only", takers.join(", ")));
+    }
+    Ok(Request::Run(opts, selected))
+}
+
+/// Parses the arguments and runs the chosen experiments.
+pub fn main(args: &[String]) -> ExitCode {
+    let all = experiments();
+    let (opts, selected) = match parse(args, &all) {
+        Ok(Request::Help) => {
+            print!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Run(opts, selected)) => (opts, selected),
+        Err(e) => {
             eprintln!("error: {e}\n\n{}", usage());
             return ExitCode::from(2);
         }
-    }
-
-    let all = experiments();
-    let selected: Vec<&Experiment> = match &chosen {
-        Some(name) => match all.iter().find(|e| e.name == name) {
-            Some(e) => vec![e],
-            None => {
-                eprintln!("error: unknown experiment `{name}`\n\n{}", usage());
-                return ExitCode::from(2);
-            }
-        },
-        None if opts.quick => all.iter().collect(),
-        None => {
-            eprintln!("error: name an experiment, or pass --quick to run the quick version of all\n\n{}", usage());
-            return ExitCode::from(2);
-        }
     };
-    if selected.is_empty() {
-        eprintln!("no experiment is implemented yet");
-        return ExitCode::FAILURE;
-    }
-    if opts.epochs.is_some() && chosen.is_some() && !selected.iter().any(|e| e.takes_epochs) {
-        let takers: Vec<&str> = all.iter().filter(|e| e.takes_epochs).map(|e| e.name).collect();
-        eprintln!("error: --epochs applies to {} only\n\n{}", takers.join(", "), usage());
-        return ExitCode::from(2);
-    }
+    let selected: Vec<&Experiment> = selected.iter().map(|&k| &all[k]).collect();
 
     let log = LogFile::default();
     report::init_tracing(&log);
@@ -300,4 +301,55 @@ fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> Result<String, Box<
     report::write_atomic(&dir.path("summary.md"), md.as_bytes())?;
     eprintln!("{md}");
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str) -> Result<(Options, Vec<&'static str>), String> {
+        let all = experiments();
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        match parse(&args, &all)? {
+            Request::Help => Err("help".into()),
+            Request::Run(o, sel) => Ok((o, sel.iter().map(|&k| all[k].name).collect())),
+        }
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let (o, sel) = run("shd --seed 3 --epochs 7 --data /d --out /o --spike-reg off").unwrap();
+        assert_eq!(sel, ["shd"]);
+        assert_eq!((o.seed, o.epochs, o.spike_reg, o.quick), (3, Some(7), Some(0.0), false));
+        assert_eq!((o.data.unwrap(), o.out), (PathBuf::from("/d"), PathBuf::from("/o")));
+        let (o, sel) = run("--quick").unwrap();
+        assert_eq!(sel.len(), experiments().len());
+        assert_eq!((o.seed, o.epochs, o.spike_reg), (0, None, None));
+        assert!(matches!(run("yin-yang --help"), Err(e) if e == "help"));
+    }
+
+    #[test]
+    fn usage_errors_name_the_problem() {
+        for (line, says) in [
+            ("shd --epochs 0", "--epochs expects a whole number >= 1, got `0`"),
+            ("shd --epochs x", "--epochs expects"),
+            ("shd --epochs", "--epochs needs a value"),
+            ("sparse-mnist --epochs 3", "--epochs applies to sequence-detection, yin-yang, shd, ssc only"),
+            ("epoch-time --epochs 3", "--epochs applies to"),
+            ("shd --seed -1", "--seed expects an integer"),
+            ("shd --spike-reg -1", "--spike-reg strength must be finite and >= 0"),
+            ("shd --spike-reg nan", "--spike-reg strength must be finite"),
+            ("shd --frobnicate", "unknown option `--frobnicate`"),
+            ("shd ssc", "unexpected argument `ssc`"),
+            ("nope", "unknown experiment `nope`"),
+            ("", "name an experiment"),
+        ] {
+            match run(line) {
+                Err(e) => assert!(e.contains(says), "`{line}`: got `{e}`, expected `{says}`"),
+                Ok(_) => panic!("`{line}` was accepted"),
+            }
+        }
+        // With every experiment (--quick), --epochs applies to those that train.
+        assert_eq!(run("--quick --epochs 2").unwrap().0.epochs, Some(2));
+    }
 }
