@@ -170,7 +170,7 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
             "--synthetic" => opts.synthetic = true,
             "--seed" => {
                 let v = value("--seed")?;
-                opts.seed = v.parse().map_err(|_| format!("--seed expects an integer, got `{v}`"))?;
+                opts.seed = v.parse().map_err(|_| format!("--seed expects a whole number >= 0, got `{v}`"))?;
             }
             "--epochs" => {
                 let v = value("--epochs")?;
@@ -336,7 +336,7 @@ mod tests {
             ("shd --epochs", "--epochs needs a value"),
             ("sparse-mnist --epochs 3", "--epochs applies to sequence-detection, yin-yang, shd, ssc only"),
             ("epoch-time --epochs 3", "--epochs applies to"),
-            ("shd --seed -1", "--seed expects an integer"),
+            ("shd --seed -1", "--seed expects a whole number >= 0, got `-1`"),
             ("shd --spike-reg -1", "--spike-reg strength must be finite and >= 0"),
             ("shd --spike-reg nan", "--spike-reg strength must be finite"),
             ("shd --frobnicate", "unknown option `--frobnicate`"),
