@@ -207,6 +207,46 @@ pub struct ClockedPlan {
 }
 
 impl ClockedPlan {
+    /// Checks that this plan has the shape of `net` (populations, connections, one offset and
+    /// one delay step per synapse): [`CoreError::InvalidNetwork`] if it was built for another
+    /// network. Weights are read from `net` at run time, so they may have changed since.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use snn_core::{ClockedEngine, ClockedState, CoreError, ForwardRecord, LiParams, NetworkBuilder};
+    /// use snn_core::{ReadoutKind, SimConfig, SpikeTrains};
+    ///
+    /// let net = |n_out: usize| {
+    ///     let mut b = NetworkBuilder::new();
+    ///     let i = b.input("in", 2);
+    ///     let o = b.li("out", n_out, LiParams::new(10.0, 5.0).unwrap());
+    ///     b.connect(i, o, DMatrix::from_element(n_out, 2, 1.0), DMatrix::zeros(n_out, 2));
+    ///     b.build().unwrap()
+    /// };
+    /// let (small, large) = (net(2), net(3));
+    /// let engine = ClockedEngine::new(SimConfig::new(20.0, ReadoutKind::MaxVoltage), 1.0)?;
+    /// let plan = engine.plan(&small)?;
+    /// assert!(plan.check_shape(&small).is_ok());
+    /// assert!(matches!(plan.check_shape(&large), Err(CoreError::InvalidNetwork(_))));
+    /// // The forward pass refuses the mismatched plan instead of reading out of bounds.
+    /// let mut x = SpikeTrains::new(2);
+    /// x.push_sample(&[1.0], &[0])?;
+    /// let (mut st, mut rec) = (ClockedState::default(), ForwardRecord::default());
+    /// let run = engine.run_planned(&large, &plan, x.sample(0), &mut st, &mut rec);
+    /// assert!(matches!(run, Err(CoreError::InvalidNetwork(_))));
+    /// # Ok::<(), CoreError>(())
+    /// ```
+    pub fn check_shape(&self, net: &Network) -> Result<()> {
+        let fits = self.pops.len() == net.populations().len()
+            && self.conns.len() == net.connections().len()
+            && self.conns.iter().zip(net.connections()).all(|(cp, c)| {
+                cp.offsets.len() == c.weights().len()
+                    && cp.delay_steps.len() == c.weights().len()
+                    && cp.n_post == c.weights().nrows()
+            });
+        if fits { Ok(()) } else { Err(CoreError::InvalidNetwork("clocked plan was built for another network")) }
+    }
+
     /// `slots * n_state`, the ring length.
     pub fn ring_len(&self) -> usize {
         self.slots * self.n_state
@@ -418,14 +458,7 @@ fn forward(
     let cfg = &engine.config;
     let in_pop = net.input().0;
     let out_pop = net.output().0;
-    if plan.pops.len() != net.populations().len() || plan.conns.len() != net.connections().len() {
-        return Err(CoreError::InvalidNetwork("clocked plan was built for another network"));
-    }
-    for (cp, c) in plan.conns.iter().zip(net.connections()) {
-        if cp.offsets.len() != c.weights().len() || cp.n_post != c.weights().nrows() {
-            return Err(CoreError::InvalidNetwork("clocked plan was built for another network"));
-        }
-    }
+    plan.check_shape(net)?;
     validate(plan.pops[in_pop].size, 0, input.times, input.neurons)?;
     let op = plan.pops[out_pop];
     if matches!(cfg.readout, ReadoutKind::FirstSpike) && op.theta.is_none() {

@@ -487,315 +487,298 @@ pub fn backward_planned_with(
     grads: &mut Gradients,
 ) -> Result<()> {
     check_jump_bias(net, jump_bias)?;
+    plan.check_shape(net)?;
+    let ClockedAdjointScratch {
+        sweep,
+        deferred,
+        lambda_v,
+        lambda_i,
+        hist,
+        hist_s,
+        first_spike,
+        readout_steps,
+        kink_i,
+        kink_arrivals,
+        kink_s,
+        ..
+    } = scratch;
+    let cfg = engine.config();
+    let steps = engine.num_steps();
+    let dt = engine.dt();
+    let t_end = cfg.t_end;
+    let n_state = plan.n_state;
+    let in_pop = net.input().0;
+    let op: PopPlan = plan.pops[net.output().0];
+    let n_out = op.size;
+
+    // Shapes.
+    let shapes_ok = grads.weights.len() == net.connections().len()
+        && grads.delays.len() == net.connections().len()
+        && net
+            .connections()
+            .iter()
+            .zip(grads.weights.iter().zip(&grads.delays))
+            .all(|(c, (gw, gd))| gw.shape() == c.weights().shape() && gd.shape() == c.weights().shape());
+    if !shapes_ok {
+        return Err(CoreError::InvalidNetwork("gradient shapes do not match the network").into());
+    }
+    let expected_len = match &cfg.readout {
+        ReadoutKind::VoltageAt(ts) => n_out * ts.len(),
+        _ => n_out,
+    };
+    if d_readout.len() != expected_len {
+        return Err(mismatch("one d_readout value per readout value", format!("{} values", d_readout.len())));
+    }
+    if record.readout.values.len() != expected_len
+        || (matches!(cfg.readout, ReadoutKind::MaxVoltage) && record.readout.times.len() != n_out)
     {
-        let this = engine;
-        if plan.pops.len() != net.populations().len()
-            || plan.conns.len() != net.connections().len()
-            || plan.conns.iter().zip(net.connections()).any(|(cp, c)| {
-                cp.offsets.len() != c.weights().len()
-                    || cp.delay_steps.len() != c.weights().len()
-                    || cp.n_post != c.weights().nrows()
-            })
-        {
-            return Err(CoreError::InvalidNetwork("clocked plan was built for another network").into());
-        }
-        let ClockedAdjointScratch {
-            sweep,
-            deferred,
-            lambda_v,
-            lambda_i,
-            hist,
-            hist_s,
-            first_spike,
-            readout_steps,
-            kink_i,
-            kink_arrivals,
-            kink_s,
-            ..
-        } = scratch;
-        let cfg = this.config();
-        let steps = this.num_steps();
-        let dt = this.dt();
-        let t_end = cfg.t_end;
-        let n_state = plan.n_state;
-        let in_pop = net.input().0;
-        let op: PopPlan = plan.pops[net.output().0];
-        let n_out = op.size;
+        return Err(mismatch("a record of this engine's readout", format!("{} values", record.readout.values.len())));
+    }
+    let spikes = &record.spikes;
+    if spikes.neurons.len() != spikes.len() || spikes.i_minus_v.len() != spikes.len() {
+        return Err(mismatch("a spike record with equal-length arrays", format!("{} times", spikes.len())));
+    }
 
-        // Shapes.
-        let shapes_ok = grads.weights.len() == net.connections().len()
-            && grads.delays.len() == net.connections().len()
-            && net
-                .connections()
-                .iter()
-                .zip(grads.weights.iter().zip(&grads.delays))
-                .all(|(c, (gw, gd))| gw.shape() == c.weights().shape() && gd.shape() == c.weights().shape());
-        if !shapes_ok {
-            return Err(CoreError::InvalidNetwork("gradient shapes do not match the network").into());
+    // Buffers.
+    for b in [&mut *lambda_v, &mut *lambda_i] {
+        b.clear();
+        b.resize(n_state, 0.0);
+    }
+    hist.clear();
+    hist_s.clear();
+    first_spike.clear();
+    readout_steps.clear();
+    kink_s.clear();
+    match &cfg.readout {
+        ReadoutKind::FirstSpike => {
+            first_spike.resize(n_out, usize::MAX);
+            for (k, &g) in spikes.neurons.iter().enumerate() {
+                let g = g as usize;
+                if (op.global_off..op.global_off + n_out).contains(&g) && first_spike[g - op.global_off] == usize::MAX {
+                    first_spike[g - op.global_off] = k;
+                }
+            }
         }
-        let expected_len = match &cfg.readout {
-            ReadoutKind::VoltageAt(ts) => n_out * ts.len(),
-            _ => n_out,
-        };
-        if d_readout.len() != expected_len {
-            return Err(mismatch("one d_readout value per readout value", format!("{} values", d_readout.len())));
+        ReadoutKind::MaxVoltage => {
+            readout_steps.extend(record.readout.times.iter().map(|&t| engine.step_of(t)));
+            grid_kinks(
+                engine,
+                net,
+                plan,
+                input,
+                record,
+                readout_steps,
+                d_readout,
+                grads,
+                kink_i,
+                kink_arrivals,
+                kink_s,
+            )?;
         }
-        if record.readout.values.len() != expected_len
-            || (matches!(cfg.readout, ReadoutKind::MaxVoltage) && record.readout.times.len() != n_out)
-        {
-            return Err(mismatch(
-                "a record of this engine's readout",
-                format!("{} values", record.readout.values.len()),
-            ));
-        }
-        let spikes = &record.spikes;
-        if spikes.neurons.len() != spikes.len() || spikes.i_minus_v.len() != spikes.len() {
-            return Err(mismatch("a spike record with equal-length arrays", format!("{} times", spikes.len())));
-        }
+        ReadoutKind::VoltageAt(ts) => readout_steps.extend(ts.iter().map(|&t| engine.step_of(t).min(steps))),
+        ReadoutKind::ExpIntegral => {}
+    }
 
-        // Buffers.
-        for b in [&mut *lambda_v, &mut *lambda_i] {
-            b.clear();
-            b.resize(n_state, 0.0);
+    let n_input = input.times.iter().position(|&t| t >= t_end).unwrap_or(input.len());
+    let n_in_neurons = plan.pops[in_pop].size;
+    if input.neurons[..n_input].iter().any(|&j| j as usize >= n_in_neurons) {
+        return Err(CoreError::InvalidNetwork("input neuron index out of range").into());
+    }
+    let deferring = match *sweep {
+        GradientSweep::Deferred { max_bytes } => {
+            deferred.reset(plan, steps, max_bytes);
+            hist_s.resize(plan.ring_len(), 0.0);
+            true
         }
-        hist.clear();
-        hist_s.clear();
-        first_spike.clear();
-        readout_steps.clear();
-        kink_s.clear();
+        GradientSweep::PerEvent => {
+            hist.resize(plan.ring_len(), [0.0; 2]);
+            false
+        }
+    };
+    // Deferred sums: a window of steps [win_lo, ..) is summed when the sweep reaches win_lo;
+    // its events are those between the cursors' old and new positions.
+    let mut win_lo = (steps + 1).saturating_sub(deferred.window);
+    let (mut in_cursor, mut sp_cursor) = (n_input, spikes.len());
+    let mut next_input = n_input; // events [0, next_input) remain
+    let mut next_spike = spikes.len();
+    let mut next_readout = readout_steps.len(); // VoltageAt: steps [0, next_readout) remain
+    let inv_n = 1.0 / steps as f64;
+    let out_r = op.state_off..op.state_off + n_out;
+
+    for n in (0..=steps).rev() {
+        let base_off = (n % plan.slots) * n_state;
+        // 1. readout forcing
         match &cfg.readout {
-            ReadoutKind::FirstSpike => {
-                first_spike.resize(n_out, usize::MAX);
-                for (k, &g) in spikes.neurons.iter().enumerate() {
-                    let g = g as usize;
-                    if (op.global_off..op.global_off + n_out).contains(&g)
-                        && first_spike[g - op.global_off] == usize::MAX
-                    {
-                        first_spike[g - op.global_off] = k;
-                    }
+            ReadoutKind::ExpIntegral => {
+                let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
+                for (l, &g) in lambda_v[out_r.clone()].iter_mut().zip(d_readout) {
+                    *l -= g * f;
                 }
             }
             ReadoutKind::MaxVoltage => {
-                readout_steps.extend(record.readout.times.iter().map(|&t| this.step_of(t)));
-                grid_kinks(
-                    this,
-                    net,
-                    plan,
-                    input,
-                    record,
-                    readout_steps,
-                    d_readout,
-                    grads,
-                    kink_i,
-                    kink_arrivals,
-                    kink_s,
-                )?;
-            }
-            ReadoutKind::VoltageAt(ts) => readout_steps.extend(ts.iter().map(|&t| this.step_of(t).min(steps))),
-            ReadoutKind::ExpIntegral => {}
-        }
-
-        let n_input = input.times.iter().position(|&t| t >= t_end).unwrap_or(input.len());
-        let n_in_neurons = plan.pops[in_pop].size;
-        if input.neurons[..n_input].iter().any(|&j| j as usize >= n_in_neurons) {
-            return Err(CoreError::InvalidNetwork("input neuron index out of range").into());
-        }
-        let deferring = match *sweep {
-            GradientSweep::Deferred { max_bytes } => {
-                deferred.reset(plan, steps, max_bytes);
-                hist_s.resize(plan.ring_len(), 0.0);
-                true
-            }
-            GradientSweep::PerEvent => {
-                hist.resize(plan.ring_len(), [0.0; 2]);
-                false
-            }
-        };
-        // Deferred sums: a window of steps [win_lo, ..) is summed when the sweep reaches win_lo;
-        // its events are those between the cursors' old and new positions.
-        let mut win_lo = (steps + 1).saturating_sub(deferred.window);
-        let (mut in_cursor, mut sp_cursor) = (n_input, spikes.len());
-        let mut next_input = n_input; // events [0, next_input) remain
-        let mut next_spike = spikes.len();
-        let mut next_readout = readout_steps.len(); // VoltageAt: steps [0, next_readout) remain
-        let inv_n = 1.0 / steps as f64;
-        let out_r = op.state_off..op.state_off + n_out;
-
-        for n in (0..=steps).rev() {
-            let base_off = (n % plan.slots) * n_state;
-            // 1. readout forcing
-            match &cfg.readout {
-                ReadoutKind::ExpIntegral => {
-                    let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
-                    for (l, &g) in lambda_v[out_r.clone()].iter_mut().zip(d_readout) {
-                        *l -= g * f;
+                for k in 0..n_out {
+                    if readout_steps[k] == n {
+                        lambda_v[op.state_off + k] -= d_readout[k] / op.tau_m;
                     }
                 }
-                ReadoutKind::MaxVoltage => {
-                    for k in 0..n_out {
-                        if readout_steps[k] == n {
-                            lambda_v[op.state_off + k] -= d_readout[k] / op.tau_m;
+            }
+            ReadoutKind::VoltageAt(_) => {
+                let nt = readout_steps.len();
+                while next_readout > 0 && readout_steps[next_readout - 1] >= n {
+                    let q = next_readout - 1;
+                    if readout_steps[q] == n {
+                        for k in 0..n_out {
+                            lambda_v[op.state_off + k] -= d_readout[k * nt + q] / op.tau_m;
                         }
                     }
-                }
-                ReadoutKind::VoltageAt(_) => {
-                    let nt = readout_steps.len();
-                    while next_readout > 0 && readout_steps[next_readout - 1] >= n {
-                        let q = next_readout - 1;
-                        if readout_steps[q] == n {
-                            for k in 0..n_out {
-                                lambda_v[op.state_off + k] -= d_readout[k * nt + q] / op.tau_m;
-                            }
-                        }
-                        next_readout -= 1;
-                    }
-                }
-                ReadoutKind::FirstSpike => {}
-            }
-            // 2. history
-            if deferring {
-                let ring = &mut hist_s[base_off..base_off + n_state];
-                for ((h, &lv), &li) in ring.iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
-                    *h = lv - li;
-                }
-                deferred.store(plan, n, lambda_v, lambda_i);
-            } else {
-                for ((h, &lv), &li) in hist[base_off..base_off + n_state].iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
-                    *h = [lv, li];
+                    next_readout -= 1;
                 }
             }
-            // 3a. recorded spikes of this step
-            while next_spike > 0 && this.step_of(spikes.times[next_spike - 1]) >= n {
-                let k = next_spike - 1;
-                next_spike = k;
-                let ks = this.step_of(spikes.times[k]);
-                if ks != n {
-                    // A spike at or after the last step cannot come from this engine's forward pass.
-                    return Err(mismatch(
-                        "spike times on this engine's grid, before t_end",
-                        format!("{}", spikes.times[k]),
-                    ));
+            ReadoutKind::FirstSpike => {}
+        }
+        // 2. history
+        if deferring {
+            let ring = &mut hist_s[base_off..base_off + n_state];
+            for ((h, &lv), &li) in ring.iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
+                *h = lv - li;
+            }
+            deferred.store(plan, n, lambda_v, lambda_i);
+        } else {
+            for ((h, &lv), &li) in hist[base_off..base_off + n_state].iter_mut().zip(&*lambda_v).zip(&*lambda_i) {
+                *h = [lv, li];
+            }
+        }
+        // 3a. recorded spikes of this step
+        while next_spike > 0 && engine.step_of(spikes.times[next_spike - 1]) >= n {
+            let k = next_spike - 1;
+            next_spike = k;
+            let ks = engine.step_of(spikes.times[k]);
+            if ks != n {
+                // A spike at or after the last step cannot come from this engine's forward pass.
+                return Err(mismatch(
+                    "spike times on this engine's grid, before t_end",
+                    format!("{}", spikes.times[k]),
+                ));
+            }
+            let g = spikes.neurons[k] as usize;
+            let Some(p) = plan.locate(g).filter(|&p| plan.pops[p].theta.is_some()) else {
+                return Err(mismatch("spikes of LIF neurons", format!("neuron {g}")));
+            };
+            let pp = plan.pops[p];
+            let j = g - pp.global_off;
+            let mut s = 0.0;
+            for &cid in net.outgoing(snn_core::PopulationId(p)) {
+                let cp = &plan.conns[cid.0];
+                let col = j * cp.n_post..(j + 1) * cp.n_post;
+                let w = &net.connection(cid).weights().as_slice()[col.clone()];
+                if deferring {
+                    s += fan_out_s(hist_s, base_off, w, &cp.offsets[col]);
+                    continue;
                 }
-                let g = spikes.neurons[k] as usize;
-                let Some(p) = plan.locate(g).filter(|&p| plan.pops[p].theta.is_some()) else {
-                    return Err(mismatch("spikes of LIF neurons", format!("neuron {g}")));
-                };
-                let pp = plan.pops[p];
-                let j = g - pp.global_off;
-                let mut s = 0.0;
-                for &cid in net.outgoing(snn_core::PopulationId(p)) {
-                    let cp = &plan.conns[cid.0];
-                    let col = j * cp.n_post..(j + 1) * cp.n_post;
-                    let w = &net.connection(cid).weights().as_slice()[col.clone()];
-                    if deferring {
-                        s += fan_out_s(hist_s, base_off, w, &cp.offsets[col]);
-                        continue;
-                    }
-                    let tau_s = plan.pops[cp.post].tau_s;
-                    s += fan_out_adjoint(
-                        hist,
-                        base_off,
-                        tau_s,
-                        w,
-                        &cp.offsets[col.clone()],
-                        &mut grads.weights[cid.0].as_mut_slice()[col.clone()],
-                        &mut grads.delays[cid.0].as_mut_slice()[col],
-                    );
-                }
-                for &(spike, term) in kink_s.iter() {
-                    if spike == k {
-                        s += term; // grid-level max-voltage kink caused by this spike
-                    }
-                }
-                let mut dlp = 0.0;
-                if p == net.output().0 && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
-                    dlp = d_readout[j];
-                }
-                let imv = spikes.i_minus_v[k];
-                if imv > MIN_I_MINUS_V {
-                    let theta = pp.theta.unwrap_or(1.0);
-                    let lv = &mut lambda_v[pp.state_off + j];
-                    *lv += (theta * *lv + dlp + s) / imv;
-                }
-                if let Some(b) = jump_bias {
-                    lambda_v[pp.state_off + j] += b[g];
+                let tau_s = plan.pops[cp.post].tau_s;
+                s += fan_out_adjoint(
+                    hist,
+                    base_off,
+                    tau_s,
+                    w,
+                    &cp.offsets[col.clone()],
+                    &mut grads.weights[cid.0].as_mut_slice()[col.clone()],
+                    &mut grads.delays[cid.0].as_mut_slice()[col],
+                );
+            }
+            for &(spike, term) in kink_s.iter() {
+                if spike == k {
+                    s += term; // grid-level max-voltage kink caused by this spike
                 }
             }
-            // 3b. input spikes binned to this step (deferred: summed with their window)
-            while !deferring && next_input > 0 && this.step_of(input.times[next_input - 1]) >= n {
-                next_input -= 1;
-                let j = input.neurons[next_input] as usize; // < n_in_neurons, checked above
-                for &cid in net.outgoing(net.input()) {
-                    let cp = &plan.conns[cid.0];
-                    let col = j * cp.n_post..(j + 1) * cp.n_post;
-                    let w = &net.connection(cid).weights().as_slice()[col.clone()];
-                    let tau_s = plan.pops[cp.post].tau_s;
-                    fan_out_adjoint(
-                        hist,
-                        base_off,
-                        tau_s,
-                        w,
-                        &cp.offsets[col.clone()],
-                        &mut grads.weights[cid.0].as_mut_slice()[col.clone()],
-                        &mut grads.delays[cid.0].as_mut_slice()[col],
+            let mut dlp = 0.0;
+            if p == net.output().0 && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
+                dlp = d_readout[j];
+            }
+            let imv = spikes.i_minus_v[k];
+            if imv > MIN_I_MINUS_V {
+                let theta = pp.theta.unwrap_or(1.0);
+                let lv = &mut lambda_v[pp.state_off + j];
+                *lv += (theta * *lv + dlp + s) / imv;
+            }
+            if let Some(b) = jump_bias {
+                lambda_v[pp.state_off + j] += b[g];
+            }
+        }
+        // 3b. input spikes binned to this step (deferred: summed with their window)
+        while !deferring && next_input > 0 && engine.step_of(input.times[next_input - 1]) >= n {
+            next_input -= 1;
+            let j = input.neurons[next_input] as usize; // < n_in_neurons, checked above
+            for &cid in net.outgoing(net.input()) {
+                let cp = &plan.conns[cid.0];
+                let col = j * cp.n_post..(j + 1) * cp.n_post;
+                let w = &net.connection(cid).weights().as_slice()[col.clone()];
+                let tau_s = plan.pops[cp.post].tau_s;
+                fan_out_adjoint(
+                    hist,
+                    base_off,
+                    tau_s,
+                    w,
+                    &cp.offsets[col.clone()],
+                    &mut grads.weights[cid.0].as_mut_slice()[col.clone()],
+                    &mut grads.delays[cid.0].as_mut_slice()[col],
+                );
+            }
+        }
+        // 3c. deferred gradients of the window's events (every step it reads is stored)
+        if deferring && n == win_lo {
+            let in_hi = in_cursor;
+            while in_cursor > 0 && engine.step_of(input.times[in_cursor - 1]) >= win_lo {
+                in_cursor -= 1;
+            }
+            let sp_hi = sp_cursor;
+            while sp_cursor > 0 && engine.step_of(spikes.times[sp_cursor - 1]) >= win_lo {
+                sp_cursor -= 1;
+            }
+            for (p, pp) in plan.pops.iter().enumerate() {
+                let outgoing = net.outgoing(snn_core::PopulationId(p));
+                if outgoing.is_empty() {
+                    continue;
+                }
+                if pp.is_input {
+                    let events =
+                        (in_cursor..in_hi).map(|k| (input.neurons[k] as usize, engine.step_of(input.times[k])));
+                    deferred.group(pp.size, events);
+                } else {
+                    let range = pp.global_off..pp.global_off + pp.size;
+                    let events = (sp_cursor..sp_hi)
+                        .filter(|&k| range.contains(&(spikes.neurons[k] as usize)))
+                        .map(|k| (spikes.neurons[k] as usize - pp.global_off, engine.step_of(spikes.times[k])));
+                    deferred.group(pp.size, events);
+                }
+                if deferred.rows.is_empty() {
+                    continue;
+                }
+                for &cid in outgoing {
+                    deferred.sum_connection(
+                        plan,
+                        &plan.conns[cid.0],
+                        net.connection(cid).weights().as_slice(),
+                        grads.weights[cid.0].as_mut_slice(),
+                        grads.delays[cid.0].as_mut_slice(),
                     );
                 }
             }
-            // 3c. deferred gradients of the window's events (every step it reads is stored)
-            if deferring && n == win_lo {
-                let in_hi = in_cursor;
-                while in_cursor > 0 && this.step_of(input.times[in_cursor - 1]) >= win_lo {
-                    in_cursor -= 1;
-                }
-                let sp_hi = sp_cursor;
-                while sp_cursor > 0 && this.step_of(spikes.times[sp_cursor - 1]) >= win_lo {
-                    sp_cursor -= 1;
-                }
-                for (p, pp) in plan.pops.iter().enumerate() {
-                    let outgoing = net.outgoing(snn_core::PopulationId(p));
-                    if outgoing.is_empty() {
-                        continue;
-                    }
-                    if pp.is_input {
-                        let events =
-                            (in_cursor..in_hi).map(|k| (input.neurons[k] as usize, this.step_of(input.times[k])));
-                        deferred.group(pp.size, events);
-                    } else {
-                        let range = pp.global_off..pp.global_off + pp.size;
-                        let events = (sp_cursor..sp_hi)
-                            .filter(|&k| range.contains(&(spikes.neurons[k] as usize)))
-                            .map(|k| (spikes.neurons[k] as usize - pp.global_off, this.step_of(spikes.times[k])));
-                        deferred.group(pp.size, events);
-                    }
-                    if deferred.rows.is_empty() {
-                        continue;
-                    }
-                    for &cid in outgoing {
-                        deferred.sum_connection(
-                            plan,
-                            &plan.conns[cid.0],
-                            net.connection(cid).weights().as_slice(),
-                            grads.weights[cid.0].as_mut_slice(),
-                            grads.delays[cid.0].as_mut_slice(),
-                        );
-                    }
-                }
-                win_lo = win_lo.saturating_sub(deferred.window);
-            }
-            // 4. propagate back to t_{n-1}
-            if n > 0 {
-                for p in plan.pops.iter().filter(|p| !p.is_input) {
-                    let r = p.state_off..p.state_off + p.size;
-                    let (a, b, q) = (p.alpha, p.beta, p.coupling * p.tau_m / p.tau_s);
-                    for (lv, li) in lambda_v[r.clone()].iter_mut().zip(&mut lambda_i[r]) {
-                        *li = b * *li + q * *lv;
-                        *lv *= a;
-                    }
+            win_lo = win_lo.saturating_sub(deferred.window);
+        }
+        // 4. propagate back to t_{n-1}
+        if n > 0 {
+            for p in plan.pops.iter().filter(|p| !p.is_input) {
+                let r = p.state_off..p.state_off + p.size;
+                let (a, b, q) = (p.alpha, p.beta, p.coupling * p.tau_m / p.tau_s);
+                for (lv, li) in lambda_v[r.clone()].iter_mut().zip(&mut lambda_i[r]) {
+                    *li = b * *li + q * *lv;
+                    *lv *= a;
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// An arrival at an output's arg-max step (see [`grid_kinks`]).
