@@ -7,6 +7,7 @@ mod exp_snn;
 mod exp_sparse;
 mod exp_sparse_deep;
 mod plot;
+mod pyref;
 mod report;
 mod reproduce;
 

@@ -127,6 +127,67 @@ pub fn histograms(
     LineChart { title, x_label, y_label: "fraction", series }.write(stem)
 }
 
+/// Horizontal bar charts side by side, one panel per quantity (e.g. samples/s and memory), each
+/// on a log axis so that values orders of magnitude apart stay readable; PNG and SVG. `labels`
+/// name the bars (bottom to top), the same in every panel; non-finite or non-positive values
+/// are left out.
+pub fn bar_panels(stem: &Path, title: &str, labels: &[String], panels: &[(&str, &[f64])]) -> Result<(), DynError> {
+    ensure_font();
+    let (w, h) = (480 * panels.len().max(1) as u32, 110 + 80 * labels.len() as u32);
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    draw_bar_panels(BitMapBackend::new(&png, (w, h)).into_drawing_area(), title, labels, panels)?;
+    draw_bar_panels(SVGBackend::new(&svg, (w, h)).into_drawing_area(), title, labels, panels)?;
+    Ok(())
+}
+
+/// `v` with three significant figures or so, for a label.
+fn short(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
+fn draw_bar_panels<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    panels: &[(&str, &[f64])],
+) -> Result<(), DynError>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 22))?;
+    let n = labels.len() as f64;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (k, ((x_desc, values), area)) in panels.iter().zip(&areas).enumerate() {
+        let ok = |v: &f64| v.is_finite() && *v > 0.0;
+        let (lo, hi) = values.iter().filter(|v| ok(v)).fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo > hi { (0.1, 10.0) } else { (lo / 4.0, hi * 4.0) };
+        let mut chart =
+            ChartBuilder::on(area).margin(15).x_label_area_size(45).build_cartesian_2d((lo..hi).log_scale(), 0.0..n)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_label_formatter(&|_| String::new())
+            .x_desc(*x_desc)
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        let color = Palette99::pick(k).to_rgba();
+        for (i, (&v, label)) in values.iter().zip(labels).enumerate().filter(|(_, (v, _))| ok(v)) {
+            let y = i as f64;
+            chart.draw_series([Rectangle::new([(lo, y + 0.1), (v, y + 0.55)], color.filled())])?;
+            chart.draw_series([Text::new(format!(" {}", short(v)), (v, y + 0.45), ("sans-serif", 14))])?;
+            chart.draw_series([Text::new(label.clone(), (lo * 1.1, y + 0.9), ("sans-serif", 14))])?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +210,11 @@ mod tests {
         assert!(svg.contains("with delays") && svg.contains("epoch"));
         histograms(&dir.join("hist"), "delays", "ms", &[("before", &[0.0, 1.0, 2.0]), ("after", &[3.0])], 10).unwrap();
         assert!(dir.join("hist.png").exists() && dir.join("hist.svg").exists());
+        let names = ["fast".to_owned(), "slow".to_owned()];
+        bar_panels(&dir.join("bars"), "speed", &names, &[("samples/s", &[80.0, 0.3]), ("MiB", &[83.0, f64::NAN])])
+            .unwrap();
+        let svg = std::fs::read_to_string(dir.join("bars.svg")).unwrap();
+        assert!(svg.contains("slow") && svg.contains("samples/s") && dir.join("bars.png").exists());
         if std::env::var_os("KEEP_PLOTS").is_none() {
             std::fs::remove_dir_all(&dir).unwrap();
         }

@@ -57,6 +57,9 @@ pub struct Experiment {
     pub run: Run,
     /// Whether `--epochs` sets this experiment's training length.
     pub takes_epochs: bool,
+    /// Whether `--quick` without an experiment runs it (not `efficiency`, whose reference needs
+    /// a 3 GB PyTorch download on first use).
+    pub in_quick_all: bool,
 }
 
 /// Every experiment `reproduce` knows, in the order `--quick` runs them.
@@ -68,42 +71,56 @@ pub fn experiments() -> Vec<Experiment> {
             about: "2 inputs -> 2 LI outputs, only delays learn (exact engine)",
             run: exp_snn::sequence_detection,
             takes_epochs: true,
+            in_quick_all: true,
         },
         Experiment {
             name: "yin-yang",
             about: "Yin-Yang, hidden-size sweep with and without delays (exact engine)",
             run: exp_snn::yin_yang,
             takes_epochs: true,
+            in_quick_all: true,
         },
         Experiment {
             name: "shd",
             about: "SHD: 1 recurrent layer with delays vs no delays (clocked engine)",
             run: exp_snn::shd,
             takes_epochs: true,
+            in_quick_all: true,
         },
         Experiment {
             name: "ssc",
             about: "SSC: 2 feedforward layers with delays vs no delays (clocked engine)",
             run: exp_snn::ssc,
             takes_epochs: true,
+            in_quick_all: true,
         },
         Experiment {
             name: "epoch-time",
             about: "speed: forward pass and one training epoch of 700-512r-20 and 700-256-256-20 on SHD-shaped data",
             run: exp_snn::epoch_time,
             takes_epochs: false,
+            in_quick_all: true,
+        },
+        Experiment {
+            name: "efficiency",
+            about: "speed and memory against dilated-convolution delays (PyTorch, set up on first use), 700-256-256-20",
+            run: exp_snn::efficiency,
+            takes_epochs: false,
+            in_quick_all: false,
         },
         Experiment {
             name: "sparse-synthetic",
             about: "BP/GBP/PGBP + approximators under I-FGSM, synthetic group-sparse task",
             run: crate::exp_sparse::synthetic,
             takes_epochs: false,
+            in_quick_all: true,
         },
         Experiment {
             name: "sparse-mnist",
             about: "BP/GBP/PGBP + approximators under I-FGSM on MNIST",
             run: crate::exp_sparse::mnist,
             takes_epochs: false,
+            in_quick_all: true,
         },
     ]
 }
@@ -112,7 +129,7 @@ fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
          \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\n\
-         With no EXPERIMENT and --quick, runs the quick version of every experiment.\n\
+         With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency.\n\
          --epochs N  training epochs of sequence-detection, yin-yang, shd and ssc instead of their\n\
          \x20           defaults (30; 300, quick 60; 100, quick 40); an interrupted run resumed with a\n\
          \x20           larger N trains on from its checkpoint.\n\
@@ -208,7 +225,7 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
             Some(k) => vec![k],
             None => return Err(format!("unknown experiment `{name}`")),
         },
-        None if opts.quick => (0..all.len()).collect(),
+        None if opts.quick => (0..all.len()).filter(|&k| all[k].in_quick_all).collect(),
         None => return Err("name an experiment, or pass --quick to run the quick version of all".into()),
     };
     if opts.epochs.is_some() && !selected.iter().any(|&k| all[k].takes_epochs) {
@@ -323,7 +340,10 @@ mod tests {
         assert_eq!((o.seed, o.epochs, o.spike_reg, o.quick), (3, Some(7), Some(0.0), false));
         assert_eq!((o.data.unwrap(), o.out), (PathBuf::from("/d"), PathBuf::from("/o")));
         let (o, sel) = run("--quick").unwrap();
-        assert_eq!(sel.len(), experiments().len());
+        // Every experiment but `efficiency`, which downloads PyTorch, and only when named.
+        assert_eq!(sel.len(), experiments().len() - 1);
+        assert!(!sel.contains(&"efficiency"));
+        assert_eq!(run("efficiency --quick").unwrap().1, ["efficiency"]);
         assert_eq!((o.seed, o.epochs, o.spike_reg), (0, None, None));
         assert!(matches!(run("yin-yang --help"), Err(e) if e == "help"));
     }
