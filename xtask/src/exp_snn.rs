@@ -828,7 +828,7 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
         "paper".into(),
         json!({"target_epoch_seconds": 90.0,
                "reference_gpu_epoch_seconds": "27-130 s (RTX A5000, 2x256 to 2x512 feedforward)",
-               "pytorch_dilated_conv_samples_per_second": "about 44 (10 ms bins) / 0.33 (1 ms bins), 2.4 GiB peak"}),
+               "pytorch_dilated_conv": "measured beside EventProp in the same run by `reproduce efficiency`"}),
     );
     let summary = format!(
         "{}\n{}\nSHD epoch (8156 samples, 700-512r-20): {shd_epoch:.0} s against the 90 s target; the reference GPU \
