@@ -138,7 +138,32 @@ def binned(times_ms, units, off, idx, n_in, bins, bin_ms):
     return torch.from_numpy(x)
 
 
+def self_test():
+    """Checks the delay semantics of `DelayConv` on the installed torch: an impulse at bin 3
+    through a delay of 1 bin (of 5 taps, so a flipped kernel would put it at bin 6) arrives at
+    bin 4, and a later read-out pulls the delay up."""
+    gen = torch.Generator().manual_seed(0)
+    conv = DelayConv(1, 1, 5, 4.0, gen)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.delay.fill_(1.0)
+    x = torch.zeros(1, 1, 10)
+    x[0, 0, 3] = 1.0
+    conv.sigma = 0.05
+    y = conv(x)[0, 0].detach()
+    if int(y.argmax()) != 4 or abs(float(y[4]) - 1.0) > 1e-6:
+        raise AssertionError(f"impulse at bin 3, delay 1: expected 1 at bin 4, got {y.tolist()}")
+    conv.sigma = 1.0
+    conv(x)[0, 0, 6].backward()
+    if not float(conv.delay.grad) > 0:
+        raise AssertionError(f"d y[6] / d delay should be > 0 at delay 1, got {float(conv.delay.grad)}")
+    print("self-test passed", file=sys.stderr)
+
+
 def main():
+    if sys.argv[1:] == ["--self-test"]:
+        self_test()
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
     p.add_argument("--bin-ms", type=float, required=True)

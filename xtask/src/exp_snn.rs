@@ -875,6 +875,7 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     // The reference's environment first, so that a failed install costs no training.
     let log = dir.path("reference.log");
     let python = pyref::ensure_env(&log)?;
+    pyref::self_test(&python, &log)?;
 
     let params = datasets::SyntheticShdParams::default()
         .samples(samples)

@@ -74,7 +74,10 @@ fn logged(cmd: &mut Command, what: &str, log: &Path) -> Result<(), RefError> {
     match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(RefError::Command { what: format!("{what} failed ({s})"), log: log.to_owned() }),
-        Err(e) => Err(RefError::Command { what: format!("{what} could not start: {e}"), log: log.to_owned() }),
+        Err(e) => {
+            let program = cmd.get_program().to_string_lossy().into_owned();
+            Err(RefError::Command { what: format!("{what}: cannot run `{program}`: {e}"), log: log.to_owned() })
+        }
     }
 }
 
@@ -112,6 +115,13 @@ pub fn ensure_env(log: &Path) -> Result<PathBuf, RefError> {
         what: format!("the new environment does not import torch {TORCH_VERSION}"),
         log: log.to_owned(),
     })
+}
+
+/// Runs the script's `--self-test` (the delay direction of its convolution and the sign of its
+/// delay gradient on the installed torch) before any figure of it is used.
+pub fn self_test(python: &Path, log: &Path) -> Result<(), RefError> {
+    let script = reference_dir().join("dilated_conv_delays.py");
+    logged(Command::new(python).arg(script).arg("--self-test"), "the reference's self-test", log)
 }
 
 /// The bytes of a version-1.0 `.npy` file holding the 1-D array `data` of numpy type `descr`
