@@ -863,31 +863,51 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
 /// with EventProp's batch of 256, and at 1 ms bins, EventProp's resolution here. At 1 ms a batch
 /// of 256 would take about a quarter of an hour per step on two cores, so that run uses small
 /// batches and only its per-sample throughput is compared; its memory is for that small batch.
+///
+/// `--data PATH` (a folder with `shd_train.h5`, or the file) runs both on the first samples of
+/// the real SHD training set instead of synthetic data.
 pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     const T_END: f64 = 1000.0;
     const MAX_DELAY: f64 = 250.0;
     let samples = if opts.quick { 256 } else { 1024 };
-    let runs = if opts.quick {
-        [RefRun { bin_ms: 10.0, batch: 256, steps: 2 }, RefRun { bin_ms: 1.0, batch: 4, steps: 1 }]
-    } else {
-        [RefRun { bin_ms: 10.0, batch: 256, steps: 4 }, RefRun { bin_ms: 1.0, batch: 16, steps: 2 }]
-    };
+    // (bin ms, batch, timed steps)
+    let runs = if opts.quick { [(10.0, 256, 2), (1.0, 4, 1)] } else { [(10.0, 256, 4), (1.0, 16, 2)] };
     // The reference's environment first, so that a failed install costs no training.
     let log = dir.path("reference.log");
     let python = pyref::ensure_env(&log)?;
     pyref::self_test(&python, &log)?;
 
-    let params = datasets::SyntheticShdParams::default()
-        .samples(samples)
-        .events_per_sample(8000)
-        .noise_fraction(0.5)
-        .jitter(0.03)
-        .seed(opts.seed)
-        .structure_seed(opts.seed.wrapping_add(1000));
-    let data = datasets::synthetic_shd(&params)?;
+    let (data, source) = match &opts.data {
+        // The real SHD training set, if given: its first `samples` samples.
+        Some(path) => {
+            let file = if path.is_dir() { path.join("shd_train.h5") } else { path.clone() };
+            let all = datasets::load_shd(&file)?;
+            let n = all.len().min(samples);
+            (
+                all.select(&(0..n).collect::<Vec<_>>()),
+                format!("SHD training set {} (first {n} samples)", file.display()),
+            )
+        }
+        None => {
+            let params = datasets::SyntheticShdParams::default()
+                .samples(samples)
+                .events_per_sample(8000)
+                .noise_fraction(0.5)
+                .jitter(0.03)
+                .seed(opts.seed)
+                .structure_seed(opts.seed.wrapping_add(1000));
+            let data = datasets::synthetic_shd(&params)?;
+            (data, "SHD-shaped synthetic (700 channels, ~8000 events/sample, 1 s)".to_owned())
+        }
+    };
+    let samples = data.len();
+    if samples == 0 {
+        return Err(format!("{source}: no samples").into());
+    }
     let data_dir = dir.path("data");
     pyref::write_spike_npy(&data_dir, &data)?;
     let stats = data.stats();
+    let inputs = data.num_units;
     let train_l = events_labelled(&data, T_END)?;
     drop(data);
 
@@ -896,14 +916,15 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let engine = ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), 1.0)?;
     let rate = stats.events_mean / T_END;
     let di = DelayInit::Uniform { lo: 0.0, hi: 150.0 };
-    let (net, delayed) = speech_net(Speech::Ssc, 700, 256, stats.classes, Some(di), rate, opts.seed)?;
+    let (net, delayed) = speech_net(Speech::Ssc, inputs, 256, stats.classes, Some(di), rate, opts.seed)?;
     let (m, hidden_rate) = train_one_epoch(&engine, net, &delayed, MAX_DELAY, &train_l, opts.seed, "eventprop")?;
     let ours_rate = samples as f64 / m.seconds;
     let ours_rss = crate::report::peak_rss_bytes();
     drop(train_l);
 
     let mut answers = Vec::new();
-    for cfg in runs {
+    for (bin_ms, batch, steps) in runs {
+        let cfg = RefRun { bin_ms, batch, steps, inputs, classes: stats.classes, t_end_ms: T_END };
         let label = format!("dcls {} ms", cfg.bin_ms);
         let bar = progress((cfg.steps + 1) as u64, &label);
         let answer_path = dir.path(&format!("reference_{}ms.json", cfg.bin_ms));
@@ -968,7 +989,7 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let mut results = Map::new();
     results.insert(
         "config".into(),
-        json!({"data": "SHD-shaped synthetic (700 channels, ~8000 events/sample, 1 s)", "samples": samples,
+        json!({"data": source, "samples": samples,
                "architecture": "700-256-256-20 feedforward, delays on both hidden layers",
                "max_delay_ms": MAX_DELAY, "delay_init_ms": [0.0, 150.0], "threads": rayon::current_num_threads(),
                "data_stats": serde_json::to_value(&stats)?}),

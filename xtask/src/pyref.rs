@@ -168,6 +168,12 @@ pub struct RefRun {
     pub batch: usize,
     /// Timed training steps after one untimed warm-up step.
     pub steps: usize,
+    /// Input channels of the network.
+    pub inputs: usize,
+    /// Classes (output neurons).
+    pub classes: usize,
+    /// Length of a sample (ms); later events are dropped.
+    pub t_end_ms: f64,
 }
 
 /// What the script reports (the keys `results.json` keeps).
@@ -238,6 +244,8 @@ pub fn run(
         .arg(data_dir)
         .args(["--bin-ms", &cfg.bin_ms.to_string(), "--batch", &cfg.batch.to_string()])
         .args(["--steps", &cfg.steps.to_string(), "--threads", &threads.to_string(), "--seed", &seed.to_string()])
+        .args(["--inputs", &cfg.inputs.to_string(), "--classes", &cfg.classes.to_string()])
+        .args(["--t-end-ms", &cfg.t_end_ms.to_string()])
         .arg("--out")
         .arg(answer_path)
         .stdout(Stdio::null())
