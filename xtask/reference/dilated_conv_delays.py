@@ -6,10 +6,12 @@ Masquelier, 2023: each synapse's kernel is one Gaussian bump over the time bins 
 the delay), trained by surrogate gradients in PyTorch. This is the method the EventProp-with-delays
 paper compares its memory and speed against.
 
-The script reads the SHD-shaped spike data that the Rust side wrote (`.npy` files, one CSR
-batch: `times_s` f32 seconds, `units` u16, `offsets` u64 of length samples + 1, `labels` u32), bins
-each mini-batch to `--bin-ms` (events at or after `--t-end-ms` are dropped, as on the Rust side), and times training steps (forward + backward + Adam) of
-700-H-H-C. It prints one JSON object on stdout and, with `--out`, writes it there.
+The script reads the spike data that the Rust side wrote (`.npy` files, one CSR batch:
+`times_s` f32 seconds, `units` u16, `offsets` u64 of length samples + 1, `labels` u32), bins each
+mini-batch to `--bin-ms` (events at or after `--t-end-ms` are dropped, as on the Rust side), and
+times training steps (forward + backward + Adam; the binning is not timed) of inputs-H-H-classes.
+It prints one JSON object on stdout and, with `--out`, writes it there. `--self-test` checks the
+delay direction and the sign of the delay gradient instead.
 
 Only the standard library, numpy and torch are used. The network is written for this
 comparison; like the original it normalises each hidden layer's input current with batch norm
