@@ -2,7 +2,6 @@
 //! PyTorch, the spike data handed over as `.npy` files, and runs of
 //! `xtask/reference/dilated_conv_delays.py` whose JSON answer is read back as a typed value.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -83,34 +82,31 @@ fn logged(cmd: &mut Command, what: &str, log: &Path) -> Result<(), RefError> {
 
 /// Returns the interpreter of the private environment, creating it on first use: a venv made
 /// by `$XTASK_PYTHON` (default `python3`) and `pip install -r requirements.txt` from PyPI
-/// (about 3 GB, as PyPI's Linux torch wheels bring their CUDA libraries). It is built under a
-/// temporary name and renamed when complete, so an interrupted install is started afresh.
+/// (about 3 GB, as PyPI's Linux torch wheels bring their CUDA libraries). An environment that
+/// does not import the pinned torch (an interrupted install, another version) is removed and
+/// made afresh.
 pub fn ensure_env(log: &Path) -> Result<PathBuf, RefError> {
     let venv = venv_dir();
     if let Some(python) = ready(&venv) {
         return Ok(python);
     }
     let base = std::env::var_os("XTASK_PYTHON").unwrap_or_else(|| "python3".into());
-    let tmp = venv.with_file_name("reference-venv.partial");
-    for d in [&tmp, &venv] {
-        if d.exists() {
-            fs::remove_dir_all(d).map_err(io_at(d))?;
-        }
+    if venv.exists() {
+        fs::remove_dir_all(&venv).map_err(io_at(&venv))?;
     }
     eprintln!(
         "setting up the PyTorch {TORCH_VERSION} reference in {} (once; about 3 GB from PyPI; log {})",
         venv.display(),
         log.display()
     );
-    logged(Command::new(&base).arg("-m").arg("venv").arg(&tmp), "creating a Python venv", log)?;
+    logged(Command::new(&base).arg("-m").arg("venv").arg(&venv), "creating a Python venv", log)?;
     logged(
-        Command::new(tmp.join("bin").join("python"))
+        Command::new(venv.join("bin").join("python"))
             .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
             .arg(reference_dir().join("requirements.txt")),
         "pip install of the reference's requirements",
         log,
     )?;
-    fs::rename(&tmp, &venv).map_err(io_at(&venv))?;
     ready(&venv).ok_or_else(|| RefError::Command {
         what: format!("the new environment does not import torch {TORCH_VERSION}"),
         log: log.to_owned(),
@@ -255,18 +251,20 @@ pub fn run(
         .spawn()
         .map_err(|e| RefError::Command { what: format!("{what} could not start: {e}"), log: log.to_owned() })?;
     let mut log_file = fs::OpenOptions::new().create(true).append(true).open(log).map_err(io_at(log))?;
-    let mut tail = String::new();
+    // The last non-empty line of its stderr: on failure, the exception.
+    let mut last = String::new();
     if let Some(err) = child.stderr.take() {
         for line in BufReader::new(err).lines() {
-            let line = line.map_err(io_at(log))?;
+            let line = line.map_err(io_at(&script))?;
             writeln!(log_file, "{line}").map_err(io_at(log))?;
             on_line(&line);
-            let _ = writeln!(tail, "{line}");
+            if !line.trim().is_empty() {
+                last = line;
+            }
         }
     }
     let status = child.wait().map_err(io_at(python))?;
     if !status.success() {
-        let last = tail.lines().last().unwrap_or("").to_owned();
         return Err(RefError::Command { what: format!("{what} failed ({status}): {last}"), log: log.to_owned() });
     }
     let text = fs::read_to_string(answer_path).map_err(io_at(answer_path))?;
