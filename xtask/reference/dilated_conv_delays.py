@@ -49,7 +49,10 @@ class SpikeFn(torch.autograd.Function):
 
 class DelayConv(torch.nn.Module):
     """`n_in -> n_out` synapses, each a weight times a normalised Gaussian over `taps` time
-    bins centred on a learnable delay (in bins); applied as a causal 1-D convolution."""
+    bins centred on a learnable delay (in bins); applied as a causal 1-D convolution.
+
+    The Gaussian's width stays at its initial `taps / 2`: DCLS-delays narrows it during
+    training, which changes what is learned but not the cost of a step, the figure measured."""
 
     def __init__(self, n_in, n_out, taps, init_max_bins, gen):
         super().__init__()
