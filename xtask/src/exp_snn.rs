@@ -761,14 +761,7 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
     const SHD_TRAIN_SAMPLES: usize = 8156;
     const T_END: f64 = 1000.0;
     let samples = if opts.quick { 256 } else { SHD_TRAIN_SAMPLES };
-    let params = datasets::SyntheticShdParams::default()
-        .samples(samples)
-        .events_per_sample(8000)
-        .noise_fraction(0.5)
-        .jitter(0.03)
-        .seed(opts.seed)
-        .structure_seed(opts.seed.wrapping_add(1000));
-    let data = datasets::synthetic_shd(&params)?;
+    let data = shd_shaped(samples, opts.seed)?;
     let stats = data.stats();
     let train_l = events_labelled(&data, T_END)?;
     drop(data);
@@ -888,17 +881,10 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                 format!("SHD training set {} (first {n} samples)", file.display()),
             )
         }
-        None => {
-            let params = datasets::SyntheticShdParams::default()
-                .samples(samples)
-                .events_per_sample(8000)
-                .noise_fraction(0.5)
-                .jitter(0.03)
-                .seed(opts.seed)
-                .structure_seed(opts.seed.wrapping_add(1000));
-            let data = datasets::synthetic_shd(&params)?;
-            (data, "SHD-shaped synthetic (700 channels, ~8000 events/sample, 1 s)".to_owned())
-        }
+        None => (
+            shd_shaped(samples, opts.seed)?,
+            "SHD-shaped synthetic (700 channels, ~8000 events/sample, 1 s)".to_owned(),
+        ),
     };
     let samples = data.len();
     if samples == 0 {
@@ -1029,6 +1015,19 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         ),
     );
     Ok(Outcome { results, summary })
+}
+
+/// The speed experiments' data: `samples` SHD-sized samples (700 channels, about 8000 events
+/// over 1 s), half uniform background and half in 30 ms wide bursts.
+fn shd_shaped(samples: usize, seed: u64) -> DynResult<datasets::SpikeDataset> {
+    let params = datasets::SyntheticShdParams::default()
+        .samples(samples)
+        .events_per_sample(8000)
+        .noise_fraction(0.5)
+        .jitter(0.03)
+        .seed(seed)
+        .structure_seed(seed.wrapping_add(1000));
+    Ok(datasets::synthetic_shd(&params)?)
 }
 
 /// One training epoch (batch 256, Adam with lr 1e-3 for weights and 0.1 for delays, weights and

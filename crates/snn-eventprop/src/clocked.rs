@@ -195,6 +195,32 @@ fn fan_out_adjoint(
     s
 }
 
+/// [`fan_out_adjoint`] of presynaptic neuron `j`'s column of connection `cid`: its weights, ring
+/// offsets and gradient columns, and the postsynaptic `tau_s`. Returns the jump sum `S`.
+#[inline]
+fn fan_out_column(
+    net: &Network,
+    plan: &ClockedPlan,
+    cid: snn_core::ConnectionId,
+    j: usize,
+    hist: &[[f64; 2]],
+    base_off: usize,
+    grads: &mut Gradients,
+) -> f64 {
+    let cp = &plan.conns[cid.0];
+    let col = j * cp.n_post..(j + 1) * cp.n_post;
+    let w = &net.connection(cid).weights().as_slice()[col.clone()];
+    fan_out_adjoint(
+        hist,
+        base_off,
+        plan.pops[cp.post].tau_s,
+        w,
+        &cp.offsets[col.clone()],
+        &mut grads.weights[cid.0].as_mut_slice()[col.clone()],
+        &mut grads.delays[cid.0].as_mut_slice()[col],
+    )
+}
+
 /// `S = Σ_j w_ji (lambda_V - lambda_I)_j` of one presynaptic spike, read from the ring of
 /// `lambda_V - lambda_I` (the deferred sweep's in-loop work; these synapses' gradients come later).
 #[inline]
@@ -668,23 +694,14 @@ pub fn backward_planned_with(
             let j = g - pp.global_off;
             let mut s = 0.0;
             for &cid in net.outgoing(snn_core::PopulationId(p)) {
-                let cp = &plan.conns[cid.0];
-                let col = j * cp.n_post..(j + 1) * cp.n_post;
-                let w = &net.connection(cid).weights().as_slice()[col.clone()];
                 if deferring {
+                    let cp = &plan.conns[cid.0];
+                    let col = j * cp.n_post..(j + 1) * cp.n_post;
+                    let w = &net.connection(cid).weights().as_slice()[col.clone()];
                     s += fan_out_s(hist_s, base_off, w, &cp.offsets[col]);
-                    continue;
+                } else {
+                    s += fan_out_column(net, plan, cid, j, hist, base_off, grads);
                 }
-                let tau_s = plan.pops[cp.post].tau_s;
-                s += fan_out_adjoint(
-                    hist,
-                    base_off,
-                    tau_s,
-                    w,
-                    &cp.offsets[col.clone()],
-                    &mut grads.weights[cid.0].as_mut_slice()[col.clone()],
-                    &mut grads.delays[cid.0].as_mut_slice()[col],
-                );
             }
             for &(spike, term) in kink_s.iter() {
                 if spike == k {
@@ -710,19 +727,7 @@ pub fn backward_planned_with(
             next_input -= 1;
             let j = input.neurons[next_input] as usize; // < n_in_neurons, checked above
             for &cid in net.outgoing(net.input()) {
-                let cp = &plan.conns[cid.0];
-                let col = j * cp.n_post..(j + 1) * cp.n_post;
-                let w = &net.connection(cid).weights().as_slice()[col.clone()];
-                let tau_s = plan.pops[cp.post].tau_s;
-                fan_out_adjoint(
-                    hist,
-                    base_off,
-                    tau_s,
-                    w,
-                    &cp.offsets[col.clone()],
-                    &mut grads.weights[cid.0].as_mut_slice()[col.clone()],
-                    &mut grads.delays[cid.0].as_mut_slice()[col],
-                );
+                fan_out_column(net, plan, cid, j, hist, base_off, grads);
             }
         }
         // 3c. deferred gradients of the window's events (every step it reads is stored)
