@@ -531,10 +531,9 @@ fn parse(bytes: Vec<u8>, path: &Path, opts: &SpikeLoadOptions) -> Result<(SpikeD
     let mut extra = SpikeExtra::default();
     if let Ok(v) =
         file.dataset("/extra/speaker").map_err(|e| ctx.h5(e)).and_then(|sp| read_uints(&ctx, &sp, "/extra/speaker"))
+        && v.len() == n
     {
-        if v.len() == n {
-            extra.speaker = Some(v.into_iter().map(|x| x as u32).collect());
-        }
+        extra.speaker = Some(v.into_iter().map(|x| x as u32).collect());
     }
     tracing::debug!(path = %path.display(), samples = n, events = out.times.len(), "loaded spike file");
     Ok((out, extra))

@@ -882,22 +882,22 @@ impl TrainConfig {
         if let Some(es) = self.early_stopping {
             at_least_one("early_stopping.patience", es.patience)?;
         }
-        if let Some(b) = self.silent_boost {
-            if !(b.is_finite() && b >= 0.0) {
-                return Err(EventPropError::InvalidHyperparameter {
-                    param: "silent_boost",
-                    value: b,
-                    reason: "must be finite and >= 0",
-                });
-            }
+        if let Some(b) = self.silent_boost
+            && !(b.is_finite() && b >= 0.0)
+        {
+            return Err(EventPropError::InvalidHyperparameter {
+                param: "silent_boost",
+                value: b,
+                reason: "must be finite and >= 0",
+            });
         }
         if let Some(r) = &self.spike_count_reg {
             r.check()?;
         }
-        if let TrainableParams::PerConnection(v) = &self.trainable {
-            if !v.iter().any(Trainable::any) {
-                return Err(EventPropError::NothingToTrain);
-            }
+        if let TrainableParams::PerConnection(v) = &self.trainable
+            && !v.iter().any(Trainable::any)
+        {
+            return Err(EventPropError::NothingToTrain);
         }
         Ok(())
     }
@@ -1442,11 +1442,11 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             if improved {
                 self.state.best = Some(BestSoFar { epoch, score, network: self.state.network.clone() });
             }
-            if let Some(b) = &self.state.best {
-                if epoch - b.epoch >= es.patience {
-                    self.state.stopped_early = true;
-                    tracing::info!(best_epoch = b.epoch, "early stopping");
-                }
+            if let Some(b) = &self.state.best
+                && epoch - b.epoch >= es.patience
+            {
+                self.state.stopped_early = true;
+                tracing::info!(best_epoch = b.epoch, "early stopping");
             }
         }
         self.state.history.push(metrics);

@@ -247,7 +247,7 @@ impl GroupSpec {
     /// Contiguous blocks `[0..b), [b..2b), ...` with one weight and norm.
     /// `n_atoms` must be a multiple of `block_size`.
     pub fn contiguous_blocks(n_atoms: usize, block_size: usize, weight: f64, norm: GroupNorm) -> Result<Self> {
-        if block_size == 0 || n_atoms % block_size != 0 {
+        if block_size == 0 || !n_atoms.is_multiple_of(block_size) {
             return Err(SparseBpError::InvalidParam {
                 name: "block_size",
                 value: block_size as f64,

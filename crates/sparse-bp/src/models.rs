@@ -239,7 +239,7 @@ impl PursuitClassifier {
         task: TaskLoss,
     ) -> Result<Self> {
         let gs = if kind == CodeKind::Bp { 1 } else { group_size };
-        if gs == 0 || d.ncols() % gs != 0 {
+        if gs == 0 || !d.ncols().is_multiple_of(gs) {
             return Err(SparseBpError::UnequalGroupSize { group: 0, size: gs, expected: d.ncols() });
         }
         let groups = if kind == CodeKind::Bp {

@@ -162,10 +162,10 @@ impl SolverParams {
         if self.check_every == 0 {
             return Err(bad("check_every", 0.0, ">= 1"));
         }
-        if let Some(l) = self.lipschitz {
-            if !(l.is_finite() && l > 0.0) {
-                return Err(bad("lipschitz", l, "finite and > 0"));
-            }
+        if let Some(l) = self.lipschitz
+            && !(l.is_finite() && l > 0.0)
+        {
+            return Err(bad("lipschitz", l, "finite and > 0"));
         }
         if self.power_iter_max == 0 {
             return Err(bad("power_iter_max", 0.0, ">= 1"));
@@ -771,17 +771,18 @@ impl Solver {
             let done = match p.stopping {
                 StoppingRule::DualityGap => {
                     gap = self.gap_rel(z, v, b, xx, scratch);
-                    if gap > p.tol && p.polish {
-                        if let Some(t) = self.groups.singleton_thresholds() {
-                            let sig = support_signature(z);
-                            if sig == last_sig && epoch >= last_try + 3 {
-                                last_try = epoch;
-                                if let Some(g2) = self.polish_l1(b, xx, z, t, grad, v, scratch) {
-                                    gap = g2;
-                                }
+                    if gap > p.tol
+                        && p.polish
+                        && let Some(t) = self.groups.singleton_thresholds()
+                    {
+                        let sig = support_signature(z);
+                        if sig == last_sig && epoch >= last_try + 3 {
+                            last_try = epoch;
+                            if let Some(g2) = self.polish_l1(b, xx, z, t, grad, v, scratch) {
+                                gap = g2;
                             }
-                            last_sig = sig;
                         }
+                        last_sig = sig;
                     }
                     gap <= p.tol
                 }
@@ -866,10 +867,12 @@ impl Solver {
             }
             // if the signed support did not move in this sweep, try the closed form first
             let sig = support_signature(z);
-            if p.polish && sig == last_sig && sig.0 > 0 {
-                if let Some(g2) = self.polish_l1(b, xx, z, t, grad, v, scratch) {
-                    return (epoch, g2, true);
-                }
+            if p.polish
+                && sig == last_sig
+                && sig.0 > 0
+                && let Some(g2) = self.polish_l1(b, xx, z, t, grad, v, scratch)
+            {
+                return (epoch, g2, true);
             }
             last_sig = sig;
             active.clear();
@@ -897,10 +900,10 @@ impl Solver {
                 }
             }
             refresh(z, grad);
-            if p.polish {
-                if let Some(g2) = self.polish_l1(b, xx, z, t, grad, v, scratch) {
-                    return (epoch, g2, true);
-                }
+            if p.polish
+                && let Some(g2) = self.polish_l1(b, xx, z, t, grad, v, scratch)
+            {
+                return (epoch, g2, true);
             }
         }
         v.iter_mut().zip(grad.iter()).for_each(|(vi, g)| *vi = -g);
