@@ -9,10 +9,11 @@
 //!   writes the same ring cell twice, so the scatter needs no conflict detection), when the CPU
 //!   has AVX-512F.
 //!
-//! The last lines compare the best case with the per-event budget of issue #2's forward target
-//! (400 samples/s on 2 cores, 9.2 M events per sample): no variant, not even an L1 ring with
-//! cache-resident weights and 16-wide scatters, delivers events that cheaply, before any neuron
-//! dynamics are paid for.
+//! The last lines compare the best variant with the per-event budget of issue #2's forward target
+//! (400 samples/s on 2 cores, 9.2 M events per sample, everything included): at the workload's
+//! geometry every variant costs 2.5-3.5 times the budget for the delivery alone (three runs on the
+//! 2-core development machine); only an L1 ring with cache-resident weights and 16-wide scatters,
+//! which no SHD network has, reaches it (0.45-0.65 ns against 0.54).
 //!
 //! Thread CPU time would be better than wall time but needs libc; this reports the best of 7
 //! wall-clock repetitions, which is robust enough on a loaded machine to show the ratios.
@@ -66,7 +67,8 @@ mod avx512 {
         let p = ring.as_mut_ptr();
         let full = w.len().min(offs.len()) / 8 * 8;
         for k in (0..full).step_by(8) {
-            // SAFETY: `k + 8 <= full`, both slices are at least `full` long; the caller keeps the indices in the ring.
+            // SAFETY: `k + 8 <= full`, both slices are at least `full` long; the caller keeps the
+            // indices in the ring.
             unsafe {
                 let idx = _mm256_add_epi32(_mm256_loadu_si256(offs.as_ptr().add(k).cast()), b);
                 let inside = _mm256_cmpgt_epi32(len, idx);
@@ -103,11 +105,12 @@ mod avx512 {
 }
 
 /// Best-of-7 nanoseconds per event of `kernel` on a ring of `slots` rows, with the weights of
-/// `n_pre` presynaptic neurons; prints one line.
+/// `n_pre` presynaptic neurons (each fan-out's offsets `sorted` or not); prints one line.
 fn run<T: Copy + Default + std::ops::AddAssign>(
     label: &str,
     slots: usize,
     n_pre: usize,
+    sorted: bool,
     cast: impl Fn(f64) -> T,
     kernel: Kernel<T>,
 ) -> f64 {
@@ -121,7 +124,7 @@ fn run<T: Copy + Default + std::ops::AddAssign>(
             offs[i * FAN + j] = ((rng.next_u64() % slots as u64) as usize * N_STATE + j) as u32;
             w.push(cast(rng.uniform()));
         }
-        if label.contains("sorted") {
+        if sorted {
             offs[i * FAN..(i + 1) * FAN].sort_unstable();
         }
     }
@@ -155,20 +158,20 @@ fn main() {
     let f32_ = |x: f64| x as f32;
     // (ns/event, whether the geometry is the SHD workload's: 151 slots, all 1212 weight columns)
     let mut results = vec![
-        (run("f64 ring, 151 slots (the SHD workload)", 151, N_PRE, f64_, scatter), true),
-        (run("f64 ring, 151 slots, offsets sorted per fan-out", 151, N_PRE, f64_, scatter), true),
-        (run("f32 ring, 151 slots", 151, N_PRE, f32_, scatter), true),
-        (run("f64 ring, 10 slots (fits L1)", 10, N_PRE, f64_, scatter), false),
-        (run("f64 ring, 151 slots, weights of 48 neurons (in cache)", 151, 48, f64_, scatter), false),
-        (run("f64 ring, 10 slots, weights of 48 neurons", 10, 48, f64_, scatter), false),
+        (run("f64 ring, 151 slots (the SHD workload)", 151, N_PRE, false, f64_, scatter), true),
+        (run("f64 ring, 151 slots, offsets sorted per fan-out", 151, N_PRE, true, f64_, scatter), true),
+        (run("f32 ring, 151 slots", 151, N_PRE, false, f32_, scatter), true),
+        (run("f64 ring, 10 slots (fits L1)", 10, N_PRE, false, f64_, scatter), false),
+        (run("f64 ring, 151 slots, weights of 48 neurons (in cache)", 151, 48, false, f64_, scatter), false),
+        (run("f64 ring, 10 slots, weights of 48 neurons", 10, 48, false, f64_, scatter), false),
     ];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         results.extend([
-            (run("AVX-512 8 x f64, 151 slots", 151, N_PRE, f64_, avx512::scatter_f64), true),
-            (run("AVX-512 16 x f32, 151 slots", 151, N_PRE, f32_, avx512::scatter_f32), true),
-            (run("AVX-512 8 x f64, 10 slots, weights of 48 neurons", 10, 48, f64_, avx512::scatter_f64), false),
-            (run("AVX-512 16 x f32, 10 slots, weights of 48 neurons", 10, 48, f32_, avx512::scatter_f32), false),
+            (run("AVX-512 8 x f64, 151 slots", 151, N_PRE, false, f64_, avx512::scatter_f64), true),
+            (run("AVX-512 16 x f32, 151 slots", 151, N_PRE, false, f32_, avx512::scatter_f32), true),
+            (run("AVX-512 8 x f64, 10 slots, weights of 48 neurons", 10, 48, false, f64_, avx512::scatter_f64), false),
+            (run("AVX-512 16 x f32, 10 slots, weights of 48 neurons", 10, 48, false, f32_, avx512::scatter_f32), false),
         ]);
     } else {
         println!("(no AVX-512F on this CPU: the vector variants are skipped)");

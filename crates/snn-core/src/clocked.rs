@@ -55,7 +55,7 @@
 //! change this beyond the noise; an `f32` ring saved 5-25 % in `ring_floor` but changes the
 //! numbers at the 1e-7 level, which the finite-difference tests of the clocked adjoint
 //! (tolerance 1e-12) rightly reject, so the ring stays `f64`. Only a ring that fits L1 together
-//! with cache-resident weights and 16-wide scatters gets near 0.6 ns per event, and the SHD
+//! with cache-resident weights and 16-wide scatters gets to 0.45-0.8 ns per event, and the SHD
 //! geometry (151 slots x 532 neurons, 620 k synapses) has neither.
 
 use rayon::prelude::*;
