@@ -6,7 +6,9 @@
 //! (no argument: recurrent 700-512r-20 forward and forward+backward; `fwd`: forward only;
 //! `ff`: 700-256-256-20 feedforward; `trainer` adds a third figure: one training step through
 //! the real training path, `snn_eventprop::train::BatchWorkspace::compute` plus an Adam step on
-//! weights and delays — what `Trainer` does per batch). Peak RSS (`VmHWM`) is printed at the end.
+//! weights and delays — what `Trainer` does per batch). `in-scale=F` multiplies the input weights
+//! by `F`, to measure at another hidden firing rate (the paper's regulariser aims at about 14 Hz;
+//! the workloads start at 19-21 Hz). Peak RSS (`VmHWM`) is printed at the end.
 
 use bench_suite::workload::*;
 use snn_core::{ConnectionId, Simulator};
@@ -30,6 +32,15 @@ fn main() {
     let engine = engine();
     let mut rng = Rng(42);
     let mut net = if ff { feedforward_net(&mut rng, 250.0) } else { recurrent_net(&mut rng, 150.0) };
+    let in_scale = args.iter().find_map(|a| a.strip_prefix("in-scale=")).map(|f| f.parse::<f64>());
+    match in_scale {
+        Some(Ok(f)) if f.is_finite() => *net.weights_mut(ConnectionId(0)) *= f,
+        Some(_) => {
+            eprintln!("in-scale=F needs a finite number F");
+            std::process::exit(2);
+        }
+        None => {}
+    }
     let batch = shd_like_batch(64, &mut rng);
     let n = batch.len() as f64;
     describe(if ff { "ff" } else { "recurrent" }, &engine, &net, &batch);
