@@ -11,7 +11,7 @@
 //!
 //! The last lines compare the best variant with the per-event budget of issue #2's forward target
 //! (400 samples/s on 2 cores, 9.2 M events per sample, everything included): at the workload's
-//! geometry every variant costs 2.5-3.5 times the budget for the delivery alone (three runs on the
+//! geometry every variant costs 2.4-3.4 times the budget for the delivery alone (five runs on the
 //! 2-core development machine); only an L1 ring with cache-resident weights and 16-wide scatters,
 //! which no SHD network has, reaches it (0.45-0.65 ns against 0.54).
 //!
