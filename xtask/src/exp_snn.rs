@@ -1,32 +1,23 @@
 //! The spiking experiments of the EventProp-with-delays paper (spec `eventprop-delays.md` §4–5):
-//! `sequence-detection`, `yin-yang`, `shd`, `ssc`.
+//! `sequence-detection`, `yin-yang`, `shd`, `ssc`, and the speed measurements `epoch-time` and
+//! `efficiency`. The set-ups (networks, inits, optimiser settings, data sizes) are the presets
+//! of `snn_eventprop::paper`; this module loads the data, runs the presets with progress bars
+//! and checkpoints, and writes the reports.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 
-use nalgebra::DMatrix;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use snn_core::{
-    ClockedEngine, ClockedState, ConnectionId, ExactEngine, ForwardRecord, LiParams, LifParams, Network,
-    NetworkBuilder, ReadoutKind, SimConfig, SpikeTrains,
-};
+use snn_core::{ClockedEngine, ClockedState, ConnectionId, ForwardRecord, Network, SpikeTrains};
 use snn_delays::DelayInit;
-use snn_eventprop::init::{NormalInit, init_delays, init_weights};
-use snn_eventprop::optim::{AdamParams, LrSchedule, Trainable, WarmUp};
+use snn_eventprop::paper::{self, Scale};
 use snn_eventprop::train::Progress;
-use snn_eventprop::train::{
-    EarlyStopping, EpochMetrics, Labelled, Monitor, TrainConfig, TrainData, TrainableParams, Trainer,
-};
-use snn_eventprop::{Adjoint, FirstSpikeParams, Loss, SpikeCountReg};
+use snn_eventprop::train::{EpochMetrics, Labelled, TrainConfig, TrainData, Trainer};
+use snn_eventprop::{Adjoint, Loss, SpikeCountReg};
 
+use crate::harness::{DynResult, Options, Outcome, progress};
 use crate::plot::{self, LineChart, Series};
 use crate::pyref::{self, RefRun};
 use crate::report::{RunDir, markdown_table, pct};
-use crate::reproduce::{Options, Outcome, progress};
-
-type DynResult<T> = Result<T, Box<dyn Error>>;
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
@@ -211,36 +202,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// 2 inputs → 2 LI outputs, weights fixed at 1, only delays learn, from the worst case.
 pub fn sequence_detection(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
-    const T_END: f64 = 25.0;
-    const MAX_DELAY: f64 = 15.0;
-    let epochs = opts.epochs.unwrap_or(30);
+    let mut preset = paper::sequence_detection();
+    if let Some(e) = opts.epochs {
+        preset.epochs = e;
+    }
+    let epochs = preset.epochs;
     let data = ttfs_labelled(&datasets::sequence_detection_both())?;
-
-    let mut b = NetworkBuilder::new();
-    let inp = b.input("input", 2);
-    let out = b.li("output", 2, LiParams::new(10.0, 5.0)?);
-    // post x pre: 0 on the diagonal, 10 ms off it — the worst case.
-    let worst = DMatrix::from_row_slice(2, 2, &[0.0, 10.0, 10.0, 0.0]);
-    let conn = b.connect(inp, out, DMatrix::from_element(2, 2, 1.0), worst);
-    let net = b.build()?;
-
-    let engine = ExactEngine::new(SimConfig::new(T_END, ReadoutKind::MaxVoltage))?;
-    let config = TrainConfig::builder()
-        .epochs(epochs)
-        .batch_size(2)
-        .shuffle(false)
-        .trainable(TrainableParams::DelaysOnly)
-        .delay_adam(AdamParams::with_lr(1.0))
-        .delay_schedule(LrSchedule::constant())
-        .weight_schedule(LrSchedule::constant())
-        .max_delay(MAX_DELAY)
-        .silent_boost(None)
-        .seed(opts.seed)
-        .checkpoint(checkpoint_path(dir, opts, "sequence-detection"))
-        .build()?;
-    let run = train(&engine, net, Loss::MaxVoltageCrossEntropy, config, "sequence", true, |_| {
-        Ok((data.clone(), None, Some(data.clone())))
-    })?;
+    let (net, conn) = preset.network()?;
+    let engine = preset.engine()?;
+    let mut config = preset.train_config(opts.seed)?;
+    config.checkpoint = Some(checkpoint_path(dir, opts, "sequence-detection"));
+    let run =
+        train(&engine, net, preset.loss(), config, "sequence", true, |_| Ok((data.clone(), None, Some(data.clone()))))?;
 
     // Presentations of each example before the first epoch that ends at 100 % (1-based).
     let presentations =
@@ -275,8 +248,9 @@ pub fn sequence_detection(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let mut results = Map::new();
     results.insert(
         "config".into(),
-        json!({"t_end_ms": T_END, "max_delay_ms": MAX_DELAY, "delay_lr": 1.0, "epochs": epochs,
-               "initial_delays": [[0.0, 10.0], [10.0, 0.0]], "tau_m": 10.0, "tau_s": 5.0, "engine": "exact"}),
+        json!({"t_end_ms": preset.t_end_ms, "max_delay_ms": preset.max_delay_ms, "delay_lr": preset.delay_lr,
+               "epochs": epochs, "initial_delays": preset.initial_delays, "tau_m": preset.tau_m,
+               "tau_s": preset.tau_s, "engine": "exact"}),
     );
     results.insert("epochs".into(), epoch_json(&run.history));
     results.insert(
@@ -313,38 +287,15 @@ pub fn sequence_detection(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
 // Yin-Yang
 // ---------------------------------------------------------------------------------------------
 
-const YY_T_END: f64 = 40.0;
-const YY_MAX_DELAY: f64 = 10.0;
-/// Adam rate of the weights (ours; the paper does not state it for Yin-Yang).
-const YY_WEIGHT_LR: f64 = 1e-3;
-/// Adam rate of the delays in ms per step (the paper's 10 is in its own units; ours is tuned).
-const YY_DELAY_LR: f64 = 0.2;
-
-/// 5 inputs (x, y, 1-x, 1-y, bias) → `hidden` LIF → 3 LIF outputs, first-spike-time loss.
-fn yin_yang_net(hidden: usize, seed: u64) -> DynResult<(Network, [ConnectionId; 2])> {
-    let mut b = NetworkBuilder::new();
-    let inp = b.input("input", 5);
-    let hid = b.lif("hidden", hidden, LifParams::default());
-    let out = b.lif("output", 3, LifParams::default());
-    let c0 = b.connect(inp, hid, DMatrix::zeros(hidden, 5), DMatrix::zeros(hidden, 5));
-    let c1 = b.connect(hid, out, DMatrix::zeros(3, hidden), DMatrix::zeros(3, hidden));
-    let mut net = b.build()?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    // Scaled so that hidden neurons fire on a few early inputs and outputs on a few hidden spikes
-    // (a unit weight lifts V by at most ~0.157 with tau_m = 20 ms, tau_s = 5 ms).
-    init_weights(&mut net, c0, &NormalInit { mean: 1.5, sd: 0.9 }, &mut rng)?;
-    let h = hidden as f64;
-    init_weights(&mut net, c1, &NormalInit { mean: 25.0 / h, sd: 10.0 / h }, &mut rng)?;
-    Ok((net, [c0, c1]))
-}
-
 /// The Yin-Yang sweep over hidden sizes, with and without learned delays.
 pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let (train_set, valid_set, test_set) = datasets::yin_yang_splits()?;
-    let (n_train, hidden_sizes, default_epochs): (usize, &[usize], usize) =
-        if opts.quick { (1000, &[10, 30], 60) } else { (5000, &[5, 10, 15, 30], 300) };
-    let epochs = opts.epochs.unwrap_or(default_epochs);
-    let enc = datasets::YinYangEncoder::default().with_bias(0.0);
+    let mut preset = paper::yin_yang(Scale::from_quick(opts.quick));
+    if let Some(e) = opts.epochs {
+        preset.epochs = e;
+    }
+    let (epochs, n_train, hidden_sizes) = (preset.epochs, preset.train_samples, preset.hidden_sizes.as_slice());
+    let enc = datasets::YinYangEncoder::default().with_bias(preset.bias_ms);
     let sub = |d: &datasets::YinYang, n: usize| -> DynResult<Labelled> {
         let enc_d = enc.encode(d);
         let n = n.min(enc_d.len());
@@ -357,37 +308,21 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         ttfs_labelled(&cut)
     };
     let train_l = sub(&train_set, n_train)?;
-    let valid_l = sub(&valid_set, if opts.quick { 500 } else { 1000 })?;
-    let test_l = sub(&test_set, 1000)?;
+    let valid_l = sub(&valid_set, preset.validation_samples)?;
+    let test_l = sub(&test_set, preset.test_samples)?;
 
-    let engine = ExactEngine::new(SimConfig::new(YY_T_END, ReadoutKind::FirstSpike))?;
-    let loss = Loss::FirstSpikeTime(FirstSpikeParams::default());
+    let engine = preset.engine()?;
+    let loss = preset.loss();
     let mut sweep = Vec::new();
     let mut histories: Vec<(String, Vec<EpochMetrics>)> = Vec::new();
     let mut delay_hist = None;
     for &hidden in hidden_sizes {
         for learn_delays in [true, false] {
             let label = format!("yy-h{hidden}-{}", if learn_delays { "delays" } else { "nodelays" });
-            let (net, conns) = yin_yang_net(hidden, opts.seed)?;
+            let (net, conns) = preset.network(hidden, opts.seed)?;
             let before = delays_of(&net, &conns);
-            let trainable = if learn_delays { TrainableParams::All } else { TrainableParams::WeightsOnly };
-            let config = TrainConfig::builder()
-                .epochs(epochs)
-                .batch_size(150)
-                .trainable(trainable)
-                .weight_adam(AdamParams::with_lr(YY_WEIGHT_LR))
-                .weight_schedule(LrSchedule::constant())
-                .delay_adam(AdamParams::with_lr(YY_DELAY_LR))
-                .delay_schedule(LrSchedule::epoch_decay(0.9975))
-                .max_delay(YY_MAX_DELAY)
-                .silent_boost(Some(0.002))
-                .early_stopping(EarlyStopping {
-                    patience: if opts.quick { epochs } else { 60 },
-                    monitor: Monitor::ValidationAccuracy,
-                })
-                .seed(opts.seed)
-                .checkpoint(checkpoint_path(dir, opts, &label))
-                .build()?;
+            let mut config = preset.train_config(learn_delays, opts.seed)?;
+            config.checkpoint = Some(checkpoint_path(dir, opts, &label));
             let run = train(&engine, net, loss, config, &label, false, |_| {
                 Ok((train_l.clone(), Some(valid_l.clone()), Some(test_l.clone())))
             })?;
@@ -426,9 +361,12 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let mut results = Map::new();
     results.insert(
         "config".into(),
-        json!({"t_end_ms": YY_T_END, "max_delay_ms": YY_MAX_DELAY, "epochs": epochs, "train_samples": n_train,
-               "hidden_sizes": hidden_sizes, "encoding": "t = 1.5 + 18.5 v ms of (x, y, 1-x, 1-y) + bias at 0 ms",
-               "weight_lr": YY_WEIGHT_LR, "delay_lr": YY_DELAY_LR, "model_selection": "test accuracy at the epoch of best validation accuracy", "delay_lr_decay": 0.9975, "batch_size": 150, "engine": "exact"}),
+        json!({"t_end_ms": preset.t_end_ms, "max_delay_ms": preset.max_delay_ms, "epochs": epochs,
+               "train_samples": n_train, "hidden_sizes": hidden_sizes,
+               "encoding": "t = 1.5 + 18.5 v ms of (x, y, 1-x, 1-y) + bias at 0 ms",
+               "weight_lr": preset.weight_lr, "delay_lr": preset.delay_lr,
+               "model_selection": "test accuracy at the epoch of best validation accuracy",
+               "delay_lr_decay": preset.delay_lr_decay, "batch_size": preset.batch_size, "engine": "exact"}),
     );
     results.insert("sweep".into(), Value::Array(sweep.clone()));
     results.insert("final".into(), json!({"test_accuracy": final_acc, "train_accuracy": final_train}));
@@ -459,14 +397,28 @@ enum Speech {
     Ssc,
 }
 
+impl Speech {
+    fn name(self) -> &'static str {
+        if self == Speech::Shd { "shd" } else { "ssc" }
+    }
+
+    /// The paper's preset for this data set.
+    fn preset(self, scale: Scale) -> paper::Speech {
+        if self == Speech::Shd { paper::shd(scale) } else { paper::ssc(scale) }
+    }
+}
+
 struct SpeechData {
     train: datasets::SpikeDataset,
     test: datasets::SpikeDataset,
     source: String,
     t_end_ms: f64,
+    synthetic: bool,
 }
 
-fn speech_data(kind: Speech, opts: &Options) -> DynResult<SpeechData> {
+/// The real data (`--data DIR`, the preset's subsets in `--quick`), or synthetic SHD-like data
+/// (`--synthetic`, or `--quick` without `--data`).
+fn speech_data(kind: Speech, preset: &paper::Speech, opts: &Options) -> DynResult<SpeechData> {
     let synthetic = opts.synthetic || opts.data.is_none();
     if synthetic {
         if !opts.quick && !opts.synthetic {
@@ -496,6 +448,7 @@ fn speech_data(kind: Speech, opts: &Options) -> DynResult<SpeechData> {
             test,
             source: format!("synthetic SHD-like ({} train / {} test samples)", base.samples, test_n),
             t_end_ms,
+            synthetic: true,
         });
     }
     let dir = opts.data.clone().unwrap_or_default();
@@ -507,108 +460,41 @@ fn speech_data(kind: Speech, opts: &Options) -> DynResult<SpeechData> {
         let p = dir.join(name);
         Ok(if kind == Speech::Shd { datasets::load_shd(&p)? } else { datasets::load_ssc(&p)? })
     };
-    let mut train = load(tr)?;
-    let mut test = load(te)?;
-    if opts.quick {
-        let n = train.len().min(512);
-        train = train.select(&(0..n).collect::<Vec<_>>());
-        let n = test.len().min(256);
-        test = test.select(&(0..n).collect::<Vec<_>>());
-    }
+    let prefix = |d: datasets::SpikeDataset, n: Option<usize>| match n {
+        Some(n) => {
+            let n = d.len().min(n);
+            d.select(&(0..n).collect::<Vec<_>>())
+        }
+        None => d,
+    };
+    let train = prefix(load(tr)?, preset.train_subset);
+    let test = prefix(load(te)?, preset.test_subset);
     Ok(SpeechData {
         train,
         test,
         source: format!("{} ({})", dir.display(), if opts.quick { "subset" } else { "full" }),
-        t_end_ms: 1000.0,
+        t_end_ms: preset.t_end_ms,
+        synthetic: false,
     })
 }
 
-/// The SHD (1 recurrent layer) or SSC (2 feedforward layers) network; returns the delayed connections.
-fn speech_net(
-    kind: Speech,
-    inputs: usize,
-    hidden: usize,
-    classes: usize,
-    delay_init: Option<DelayInit>,
-    input_rate_per_ms: f64,
-    seed: u64,
-) -> DynResult<(Network, Vec<ConnectionId>)> {
-    let mut b = NetworkBuilder::new();
-    let inp = b.input("input", inputs);
-    let mut conns = Vec::new();
-    let z = |r, c| (DMatrix::zeros(r, c), DMatrix::zeros(r, c));
-    let (w, d) = z(hidden, inputs);
-    let h1 = b.lif("hidden1", hidden, LifParams::default());
-    let c_in = b.connect(inp, h1, w, d);
-    let last = match kind {
-        Speech::Shd => {
-            let (w, d) = z(hidden, hidden);
-            conns.push((b.connect(h1, h1, w, d), NormalInit::RECURRENT, false));
-            h1
-        }
-        Speech::Ssc => {
-            let h2 = b.lif("hidden2", hidden, LifParams::default());
-            let (w, d) = z(hidden, hidden);
-            conns.push((b.connect(h1, h2, w, d), NormalInit::HIDDEN_HIDDEN, true));
-            h2
-        }
-    };
-    let out = b.li("output", classes, LiParams::default());
-    let (w, d) = z(classes, hidden);
-    let c_out = b.connect(last, out, w, d);
-    let mut net = b.build()?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    // The paper's N(0.03, 0.01) is sized for SHD's ~8 input spikes per ms; scale the mean to the
-    // data's input rate so that hidden neurons fire on sparser synthetic data too.
-    let scale = (8.0 / input_rate_per_ms.max(1e-3)).max(1.0);
-    let w_in = NormalInit { mean: 0.03 * scale, sd: 0.01 * scale };
-    init_weights(&mut net, c_in, &w_in, &mut rng)?;
-    for &(c, init, _) in &conns {
-        init_weights(&mut net, c, &init, &mut rng)?;
+/// The spike-count regulariser of a run: the preset's unless `--spike-reg` overrides it.
+fn spike_reg(preset: Option<SpikeCountReg>, flag: Option<f64>) -> Option<SpikeCountReg> {
+    match flag {
+        None => preset,
+        Some(0.0) => None,
+        Some(k) => Some(SpikeCountReg { strength_upper: k, strength_lower: k, ..SpikeCountReg::paper() }),
     }
-    init_weights(&mut net, c_out, &NormalInit::HIDDEN_OUTPUT, &mut rng)?;
-    let mut delayed = vec![c_in];
-    if let Some(di) = delay_init {
-        init_delays(&mut net, c_in, &di, &mut rng)?;
-        for &(c, _, feedforward) in &conns {
-            // Recurrent delays start at 0 (paper); feedforward ones like the input layer's.
-            if feedforward {
-                init_delays(&mut net, c, &di, &mut rng)?;
-            }
-            delayed.push(c);
-        }
-    }
-    Ok((net, delayed))
 }
 
 fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
-    let name = if kind == Speech::Shd { "shd" } else { "ssc" };
-    let data = speech_data(kind, opts)?;
-    let t_end = data.t_end_ms;
-    let classes = data.train.num_classes;
-    let inputs = data.train.num_units;
-    let stats = data.train.stats();
-    let rate = stats.events_mean / t_end;
-    let hidden = if opts.quick {
-        64
-    } else if kind == Speech::Shd {
-        512
-    } else {
-        1024
-    };
-    let epochs = opts.epochs.unwrap_or(if opts.quick { 40 } else { 100 });
-    let batch = if opts.quick { 32 } else { 256 };
-    let (max_delay, init_hi) = match kind {
-        Speech::Shd => (150.0_f64.min(t_end / 2.0), 150.0_f64.min(t_end / 2.0)),
-        Speech::Ssc => (150.0_f64.min(t_end / 2.0), 50.0_f64.min(t_end / 2.0)),
-    };
-    // The paper's optimiser (lr 1e-3 with a x1.05-per-batch warm-up from 0.001x, delays lr 0.1) needs
-    // hundreds of batches; the quick run has ~100, so it uses larger constant rates.
-    let (weight_lr, weight_schedule, delay_lr) = if opts.quick {
-        (1e-2, LrSchedule::constant(), 1.0)
-    } else {
-        (1e-3, LrSchedule { warmup: Some(WarmUp::default()), epoch_decay: 1.0 }, 0.1)
-    };
+    let name = kind.name();
+    let scale = Scale::from_quick(opts.quick);
+    let data = speech_data(kind, &kind.preset(scale), opts)?;
+    let mut preset = kind.preset(scale).for_duration(data.t_end_ms);
+    if let Some(e) = opts.epochs {
+        preset.epochs = e;
+    }
     // Spike-count regulariser (spec §3; see snn_eventprop::regularise): the paper's target 14 spikes
     // per hidden neuron per example and strength 5e-11 (the reference's reg_lambda, which maps one
     // to one onto our batch-mean loss). Measured on an SHD-shaped batch (bench-suite example
@@ -619,23 +505,26 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     // Quick synthetic run, seed 0, with delays (test accuracy on the 512-sample quick test set of
     // main 45e593a, hidden spikes per neuron per sample in the last epoch): off 92.2 %, 22.1;
     // paper 91.8 %, 29.7; 4e-6: 60.4 %, 13.3 (held near 14, at a cost in accuracy here).
-    let spike_reg = match opts.spike_reg {
-        None if opts.quick => None,
-        None => Some(SpikeCountReg::paper()),
-        Some(0.0) => None,
-        Some(k) => Some(SpikeCountReg { strength_upper: k, strength_lower: k, ..SpikeCountReg::paper() }),
-    };
-    let engine = ClockedEngine::new(SimConfig::new(t_end, ReadoutKind::ExpIntegral), 1.0)?;
+    preset.spike_count_reg = spike_reg(preset.spike_count_reg, opts.spike_reg);
+    let t_end = preset.t_end_ms;
+    let classes = data.train.num_classes;
+    let inputs = data.train.num_units;
+    let stats = data.train.stats();
+    let rate = stats.events_mean / t_end;
+    let (hidden, epochs, batch, max_delay, init_hi) =
+        (preset.hidden, preset.epochs, preset.batch_size, preset.max_delay_ms, preset.delay_init_ms);
+    let engine = preset.engine()?;
     let test_l = events_labelled(&data.test, t_end)?;
     let base_train = data.train.clone();
-    let augment = kind == Speech::Shd && !data.source.starts_with("synthetic");
+    // SHD augmentation (real data only: the synthetic classes live in channel groups that a shift would scramble).
+    let augment = preset.augmentation.filter(|_| !data.synthetic);
     let seed = opts.seed;
     let train_for_epoch = |epoch: usize| -> DynResult<(Labelled, Option<Labelled>, Option<Labelled>)> {
-        // SHD augmentation (real data only: the synthetic classes live in channel groups that a shift would scramble).
-        let d = if augment {
+        let d = if let Some(aug) = augment {
             let s = seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
-            let shifted = datasets::channel_shift(&base_train, 40, s);
-            datasets::blend_augment(&shifted, shifted.len() / 2, s ^ 0x9e37)?
+            let shifted = datasets::channel_shift(&base_train, aug.channel_shift, s);
+            let blended = (shifted.len() as f64 * aug.blend_fraction) as usize;
+            datasets::blend_augment(&shifted, blended, s ^ 0x9e37)?
         } else {
             base_train.clone()
         };
@@ -646,32 +535,11 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let mut delay_hist = None;
     for learn_delays in [true, false] {
         let label = format!("{name}-{}", if learn_delays { "delays" } else { "nodelays" });
-        let di = learn_delays.then_some(DelayInit::Uniform { lo: 0.0, hi: init_hi });
-        let (net, delayed) = speech_net(kind, inputs, hidden, classes, di, rate, seed)?;
+        let (net, delayed) = preset.network(inputs, classes, rate, learn_delays, seed)?;
         let before = delays_of(&net, &delayed);
-        let trainable = if learn_delays {
-            let flags = (0..net.connections().len())
-                .map(|c| if delayed.contains(&ConnectionId(c)) { Trainable::BOTH } else { Trainable::WEIGHTS })
-                .collect();
-            TrainableParams::PerConnection(flags)
-        } else {
-            TrainableParams::WeightsOnly
-        };
-        let config = TrainConfig::builder()
-            .epochs(epochs)
-            .batch_size(batch)
-            .trainable(trainable)
-            .weight_adam(AdamParams::with_lr(weight_lr))
-            .weight_schedule(weight_schedule)
-            .delay_adam(AdamParams::with_lr(delay_lr))
-            .delay_schedule(LrSchedule::constant())
-            .max_delay(max_delay)
-            .silent_boost(Some(0.002))
-            .spike_count_reg(spike_reg)
-            .seed(seed)
-            .checkpoint(checkpoint_path(dir, opts, &label))
-            .build()?;
-        let run = train(&engine, net, Loss::ExpIntegralCrossEntropy, config, &label, false, &train_for_epoch)?;
+        let mut config = preset.train_config(&net, &delayed, learn_delays, seed)?;
+        config.checkpoint = Some(checkpoint_path(dir, opts, &label));
+        let run = train(&engine, net, preset.loss(), config, &label, false, &train_for_epoch)?;
         if learn_delays {
             delay_hist = Some((before, delays_of(&run.net, &delayed)));
         }
@@ -699,11 +567,12 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         "config".into(),
         json!({"data": data.source, "train_samples": data.train.len(), "test_samples": data.test.len(),
                "inputs": inputs, "classes": classes, "hidden": hidden,
-               "architecture": if kind == Speech::Shd { "1 recurrent hidden layer" } else { "2 feedforward hidden layers" },
-               "epochs": epochs, "batch_size": batch, "weight_lr": weight_lr, "weight_warmup": weight_schedule.warmup.is_some(),
-               "delay_lr": delay_lr, "dt_ms": 1.0, "t_end_ms": t_end, "max_delay_ms": max_delay,
-               "delay_init_ms": [0.0, init_hi], "augmentation": augment, "engine": "clocked",
-               "spike_count_reg": spike_reg}),
+               "architecture": preset.architecture.describe(),
+               "epochs": epochs, "batch_size": batch, "weight_lr": preset.weight_lr,
+               "weight_warmup": preset.weight_schedule().warmup.is_some(),
+               "delay_lr": preset.delay_lr, "dt_ms": preset.dt_ms, "t_end_ms": t_end, "max_delay_ms": max_delay,
+               "delay_init_ms": [0.0, init_hi], "augmentation": augment.is_some(), "engine": "clocked",
+               "spike_count_reg": preset.spike_count_reg}),
     );
     results.insert("data_stats".into(), serde_json::to_value(&stats)?);
     results.insert("final".into(), json!({"test_accuracy": last_test(with), "train_accuracy": last_train(with)}));
@@ -765,20 +634,17 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
     let stats = data.stats();
     let train_l = events_labelled(&data, T_END)?;
     drop(data);
-    let engine = ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), 1.0)?;
+    let engine = speed_engine(T_END)?;
     let rate = stats.events_mean / T_END;
-    // (label, architecture, hidden, delay init upper bound, max delay, target samples/s for
-    // training and for the forward pass alone)
-    let configs = [
-        ("shd-700-512r-20", Speech::Shd, 512, 150.0, 150.0, 150.0, Some(400.0)),
-        ("ff-700-256-256-20", Speech::Ssc, 256, 150.0, 250.0, 200.0, None),
-    ];
     let mut rows = Vec::new();
     let mut per_config = Map::new();
-    for (label, kind, hidden, init_hi, max_delay, target, forward_target) in configs {
+    for c in paper::speed_configs() {
+        let (label, init_hi, max_delay) = (c.label, c.delay_init_ms, c.max_delay_ms);
+        let (target, forward_target) = (c.target_samples_per_second, c.forward_target_samples_per_second);
         crate::report::reset_peak_rss();
         let di = DelayInit::Uniform { lo: 0.0, hi: init_hi };
-        let (net, delayed) = speech_net(kind, 700, hidden, stats.classes, Some(di), rate, opts.seed)?;
+        let (net, delayed) =
+            paper::speech_network(c.architecture, 700, c.hidden, stats.classes, Some(di), rate, opts.seed)?;
         let (forward_rate, forward_spikes) = forward_throughput(&engine, &net, train_l.spikes(), label)?;
         let (m, hidden_rate) = train_one_epoch(&engine, net, &delayed, max_delay, &train_l, opts.seed, label)?;
         let per_sample = m.seconds / samples as f64;
@@ -861,7 +727,8 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
 /// the real SHD training set instead of synthetic data.
 pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     const T_END: f64 = 1000.0;
-    const MAX_DELAY: f64 = 250.0;
+    let preset = paper::efficiency_config();
+    let max_delay = preset.max_delay_ms;
     let samples = if opts.quick { 256 } else { 1024 };
     // (bin ms, batch, timed steps)
     let runs = if opts.quick { [(10.0, 256, 2), (1.0, 4, 1)] } else { [(10.0, 256, 4), (1.0, 16, 2)] };
@@ -899,11 +766,12 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
 
     // EventProp: one epoch over the samples, this process's peak memory from here on.
     crate::report::reset_peak_rss();
-    let engine = ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), 1.0)?;
+    let engine = speed_engine(T_END)?;
     let rate = stats.events_mean / T_END;
-    let di = DelayInit::Uniform { lo: 0.0, hi: 150.0 };
-    let (net, delayed) = speech_net(Speech::Ssc, inputs, 256, stats.classes, Some(di), rate, opts.seed)?;
-    let (m, hidden_rate) = train_one_epoch(&engine, net, &delayed, MAX_DELAY, &train_l, opts.seed, "eventprop")?;
+    let di = DelayInit::Uniform { lo: 0.0, hi: preset.delay_init_ms };
+    let (net, delayed) =
+        paper::speech_network(preset.architecture, inputs, preset.hidden, stats.classes, Some(di), rate, opts.seed)?;
+    let (m, hidden_rate) = train_one_epoch(&engine, net, &delayed, max_delay, &train_l, opts.seed, "eventprop")?;
     let ours_rate = samples as f64 / m.seconds;
     let ours_rss = crate::report::peak_rss_bytes();
     drop(train_l);
@@ -977,7 +845,7 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         "config".into(),
         json!({"data": source, "samples": samples,
                "architecture": "700-256-256-20 feedforward, delays on both hidden layers",
-               "max_delay_ms": MAX_DELAY, "delay_init_ms": [0.0, 150.0], "threads": rayon::current_num_threads(),
+               "max_delay_ms": max_delay, "delay_init_ms": [0.0, preset.delay_init_ms], "threads": rayon::current_num_threads(),
                "data_stats": serde_json::to_value(&stats)?}),
     );
     results.insert(
@@ -1017,6 +885,11 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     Ok(Outcome { results, summary })
 }
 
+/// The clocked engine of the speed measurements: 1 ms steps, exp-integral readout, as SHD's preset.
+fn speed_engine(t_end_ms: f64) -> DynResult<ClockedEngine> {
+    Ok(paper::shd(Scale::Full).for_duration(t_end_ms).engine()?)
+}
+
 /// The speed experiments' data: `samples` SHD-sized samples (700 channels, about 8000 events
 /// over 1 s), half uniform background and half in 30 ms wide bursts.
 fn shd_shaped(samples: usize, seed: u64) -> DynResult<datasets::SpikeDataset> {
@@ -1043,18 +916,7 @@ fn train_one_epoch(
     seed: u64,
     label: &str,
 ) -> DynResult<(EpochMetrics, f64)> {
-    let flags = (0..net.connections().len())
-        .map(|c| if delayed.contains(&ConnectionId(c)) { Trainable::BOTH } else { Trainable::WEIGHTS })
-        .collect();
-    let config = TrainConfig::builder()
-        .epochs(1)
-        .batch_size(256)
-        .trainable(TrainableParams::PerConnection(flags))
-        .weight_adam(AdamParams::with_lr(1e-3))
-        .delay_adam(AdamParams::with_lr(0.1))
-        .max_delay(max_delay)
-        .seed(seed)
-        .build()?;
+    let config = paper::speed_train_config(&net, delayed, max_delay, seed)?;
     // Driven directly (not through `train`) so the data set is borrowed, not copied.
     let mut trainer = Trainer::new(engine, Loss::ExpIntegralCrossEntropy, config, net)?;
     let bar = progress(1, label);

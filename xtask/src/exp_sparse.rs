@@ -1,40 +1,27 @@
 //! `sparse-synthetic` and `sparse-mnist`: adversarial robustness of BP / GBP / pooled GBP
 //! and of feedforward approximators of the pooled code (spec `sparse-bp.md` section 4).
+//! The models, their sizes and training recipes are the presets of `sparse_bp::paper`; this
+//! module generates or loads the data, attacks and certifies the trained models, saves and
+//! loads them, and writes the reports.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nalgebra::DMatrix;
 use serde_json::{Map, Value, json};
-use sparse_bp::SolverParams;
 use sparse_bp::attack::{AttackNorm, Ifgsm, certified_accuracy, certified_radius_l2, ifgsm};
 use sparse_bp::models::deep::MultiLayerClassifier;
-use sparse_bp::models::{Approximator, Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
-use sparse_bp::nn::Network;
-use sparse_bp::stability::{Features, local_certificate};
-use sparse_bp::train::{
-    DictParams, FitParams, learn_dictionary, load_model, save_model, train_linear, train_regression,
+use sparse_bp::models::{Approximator, Classifier, CodeKind, PursuitClassifier};
+use sparse_bp::paper::{
+    self, APPROXIMATORS, ApproxInfo, Approximators, DEEP_PAPER, DeepConfig, PURSUIT_MODELS, Scale, Sizes,
 };
+use sparse_bp::stability::{Features, local_certificate};
+use sparse_bp::train::{load_model, save_model};
 
-use crate::exp_sparse_deep::DeepConfig;
+use crate::exp_sparse_deep;
+use crate::harness::{DynResult, Options, Outcome, progress};
 use crate::plot::{LineChart, Series};
 use crate::report::{RunDir, markdown_table, pct};
-use crate::reproduce::{Options, Outcome, progress};
-
-type DynResult<T> = Result<T, Box<dyn Error>>;
-
-/// Sizes of one run.
-struct Sizes {
-    n_train: usize,
-    n_test: usize,
-    eps: Vec<f64>,
-    /// l2 radii of the l2 attack (same units as `eps`).
-    eps_l2: Vec<f64>,
-    steps: usize,
-    clf_epochs: usize,
-    approx_epochs: usize,
-}
 
 fn columns(x: &DMatrix<f64>, range: std::ops::Range<usize>) -> DMatrix<f64> {
     x.columns(range.start, range.len()).into_owned()
@@ -257,36 +244,9 @@ fn group_recovery(norms: &DMatrix<f64>, truth: &[Vec<usize>], tol: f64) -> (f64,
     (inactive_found / n, acc / n, exact / n)
 }
 
-/// The three trained approximators, named.
-type Approximators = Vec<(&'static str, Approximator)>;
-
-#[allow(clippy::too_many_arguments)] // one call site per experiment; a struct would only rename them
-fn approximators(
-    x_train: &DMatrix<f64>,
-    targets: &DMatrix<f64>,
-    clf: &LinearClassifier,
-    task: TaskLoss,
-    patch: usize,
-    width: usize,
-    fit: &FitParams,
-    seed: u64,
-) -> DynResult<(Approximators, Vec<Value>)> {
-    let (n_in, k) = (x_train.nrows(), targets.nrows());
-    let lt = Network::linear_transformer(n_in, k, patch, width, seed)?;
-    let nets = vec![
-        ("dense", Network::dense(n_in, k, seed + 1)?),
-        ("deep-dense", Network::deep_dense(n_in, k, lt.num_params(), seed + 2)?),
-        ("linear-transformer", lt),
-    ];
-    let mut out = Vec::new();
-    let mut info = Vec::new();
-    for (name, mut net) in nets {
-        let mse = train_regression(&mut net, x_train, targets, fit)?;
-        tracing::info!(model = name, params = net.num_params(), mse, "approximator trained");
-        info.push(json!({"model": name, "params": net.num_params(), "train_mse": mse}));
-        out.push((name, Approximator::new(net, clf.clone(), task)?));
-    }
-    Ok((out, info))
+/// The approximators' training description as `results.json` entries.
+fn approx_json(info: &[ApproxInfo]) -> Vec<Value> {
+    info.iter().map(|a| json!({"model": a.model, "params": a.params, "train_mse": a.train_mse})).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -295,31 +255,11 @@ fn approximators(
 /// `cargo xtask reproduce sparse-synthetic`.
 pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     use datasets::{GroupSparseParams, grassmannian_dictionary, group_sparse_data_with};
-    let sz = if opts.quick {
-        Sizes {
-            n_train: 1500,
-            n_test: 100,
-            eps: vec![0.0, 0.1, 0.3, 0.5],
-            eps_l2: vec![0.0, 0.1, 0.3, 0.5],
-            steps: 5,
-            clf_epochs: 60,
-            approx_epochs: 40,
-        }
-    } else {
-        Sizes {
-            n_train: 4000,
-            n_test: 500,
-            eps: vec![0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
-            eps_l2: vec![0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
-            steps: 10,
-            clf_epochs: 100,
-            approx_epochs: 100,
-        }
-    };
-    let etas = [0.03, 0.1, 0.3];
-    let cert_eps = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
+    let setup = paper::synthetic(Scale::from_quick(opts.quick));
+    let sz = &setup.sizes;
+    let (etas, cert_eps) = (&setup.etas, &setup.cert_eps);
     let mut radii = Vec::new();
-    let (lambda_bp, gamma_gbp) = (0.2, 0.4);
+    let (lambda_bp, gamma_gbp) = (setup.lambda_bp, setup.gamma_gbp);
     let base = GroupSparseParams::default().seed(opts.seed).samples(sz.n_train + sz.n_test);
     let t0 = Instant::now();
     let dict = grassmannian_dictionary(base.signal_dim, base.num_atoms(), base.grassmann_iters, opts.seed)?;
@@ -340,9 +280,7 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     }
     let models_dir = opts.save_models.clone().unwrap_or_else(|| dir.path("models"));
     std::fs::create_dir_all(&models_dir)?;
-    let fit = FitParams { epochs: sz.clf_epochs, lr: 1e-2, batch_size: 64, weight_decay: 1e-4, seed: opts.seed };
-    let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 64, weight_decay: 0.0, seed: opts.seed };
-    for &eta in &etas {
+    for &eta in etas {
         let data = group_sparse_data_with(&base.clone().eta(eta), dict.clone())?;
         let d = data.dictionary.atoms.clone();
         let x_train = columns(&data.signals, 0..sz.n_train);
@@ -352,27 +290,13 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         let (lc_tr, lc_te) = (&lc[..sz.n_train], &lc[sz.n_train..]);
         let (ln_tr, ln_te) = (&ln[..sz.n_train], &ln[sz.n_train..]);
         let gs = data.group_size;
-        // codes of the training set (D is known: only the classifiers are trained)
-        let mk = |kind, lam, clf| PursuitClassifier::new(kind, d.clone(), gs, lam, clf, TaskLoss::Hinge);
-        let nf_code = d.ncols();
-        let nf_norm = d.ncols() / gs;
-        let bp0 = mk(CodeKind::Bp, lambda_bp, LinearClassifier::zeros(1, nf_code))?;
-        let gbp0 = mk(CodeKind::Gbp, gamma_gbp, LinearClassifier::zeros(1, nf_code))?;
-        let pgbp0 = mk(CodeKind::Pgbp, gamma_gbp, LinearClassifier::zeros(1, nf_norm))?;
-        let z_bp = bp0.codes(&x_train)?;
-        let z_gbp = gbp0.codes(&x_train)?;
-        let norms_train = pgbp0.features_from_codes(&z_gbp);
-        let bp = mk(CodeKind::Bp, lambda_bp, train_linear(&z_bp, lc_tr, TaskLoss::Hinge, &fit)?)?;
-        let gbp = mk(CodeKind::Gbp, gamma_gbp, train_linear(&z_gbp, lc_tr, TaskLoss::Hinge, &fit)?)?;
-        let pgbp_clf = train_linear(&norms_train, ln_tr, TaskLoss::Hinge, &fit)?;
-        let pgbp = mk(CodeKind::Pgbp, gamma_gbp, pgbp_clf.clone())?;
-        let (approx, info) =
-            approximators(&x_train, &norms_train, &pgbp_clf, TaskLoss::Hinge, 10, 16, &afit, opts.seed)?;
-        for mut v in info {
+        // D is known: only the classifiers and approximators are trained.
+        let trained = setup.train(&d, gs, &x_train, lc_tr, ln_tr, opts.seed)?;
+        for mut v in approx_json(&trained.approx_info) {
             v["margin"] = json!(eta);
             approx_info.push(v);
         }
-        let fam = Family { pursuit: vec![("bp", bp), ("gbp", gbp), ("pgbp", pgbp)], approx };
+        let fam = Family { pursuit: trained.pursuit, approx: trained.approx };
         for (n, m) in &fam.pursuit {
             save_model(&models_dir.join(format!("{n}_eta{eta}.bin")), m)?;
         }
@@ -381,10 +305,10 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         }
         let labels_for = |name: &str| -> &[usize] { if name == "bp" || name == "gbp" { lc_te } else { ln_te } };
         let task = Task { x_test: &x_test, labels_for: &labels_for, bounds: None, eps_scale: 1.0 };
-        let c = attack_all(&fam, &task, &sz, Some(eta), &format!("eta {eta}"))?;
+        let c = attack_all(&fam, &task, sz, Some(eta), &format!("eta {eta}"))?;
         plots(dir, &c, &["bp", "gbp", "pgbp", "dense", "deep-dense", "linear-transformer"], Some(eta), "input units")?;
         curves.extend(c);
-        let (c, med) = certify(&fam, &task, &cert_eps, Some(eta))?;
+        let (c, med) = certify(&fam, &task, cert_eps, Some(eta))?;
         certified.extend(c);
         radii.extend(med);
         if (eta - 0.1).abs() < 1e-12 {
@@ -443,7 +367,7 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     );
     let models = ["bp", "gbp", "pgbp", "dense", "deep-dense", "linear-transformer"];
     let mut rows = Vec::new();
-    for &eta in &etas {
+    for &eta in etas {
         for m in models {
             let wb = if ["bp", "gbp", "pgbp"].contains(&m) { "ifgsm-linf" } else { "transfer-linf" };
             let f = |a: &str, e: f64| lookup(&curves, m, a, e, Some(eta)).map_or("-".into(), pct);
@@ -476,7 +400,7 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     );
     s.push_str("\n### Group recovery at margin 0.1, no attack (inactive groups found / mean group accuracy / exact set), %\n\n");
     s.push_str(&markdown_table(&["model", "ours", "paper"], &recovery_rows));
-    s.push_str(&certified_table(&certified, &cert_eps, Some(0.3)));
+    s.push_str(&certified_table(&certified, cert_eps, Some(0.3)));
     s.push_str(&throughput_table(&thr));
     s.push_str("\nPlots: `accuracy_linf_eta0p03.png|svg` etc. (one per margin), `accuracy_l2_eta*.png|svg`; models in `models/`.\n");
     Ok(Outcome { results, summary: s })
@@ -559,9 +483,6 @@ fn mnist_matrix(split: &datasets::MnistSplit, n: usize, mean: f64, sd: f64) -> (
     (x, labels)
 }
 
-/// Model names of the shallow pursuit models and of the approximators (file stems).
-const SHALLOW: [&str; 3] = ["bp", "gbp", "pgbp"];
-const APPROX: [&str; 3] = ["dense", "deep-dense", "linear-transformer"];
 /// Version of the `meta.json` written beside the MNIST model files.
 const MODELS_FORMAT: u64 = 1;
 
@@ -608,187 +529,49 @@ fn load_mnist_models(dir: &Path, quick: bool) -> DynResult<MnistModels> {
         .into());
     }
     let mut pursuit = Vec::new();
-    for n in SHALLOW {
+    for n in PURSUIT_MODELS {
         pursuit.push((n, load_model::<PursuitClassifier>(&dir.join(format!("{n}.bin")))?));
     }
     let mut approx = Vec::new();
-    for n in APPROX {
+    for n in APPROXIMATORS {
         approx.push((n, load_model::<Approximator>(&dir.join(format!("{n}.bin")))?));
     }
     let mut deep = Vec::new();
-    for (n, ..) in crate::exp_sparse_deep::PAPER {
+    for (n, ..) in DEEP_PAPER {
         deep.push(load_model::<MultiLayerClassifier>(&dir.join(format!("{n}.bin")))?);
     }
     Ok(MnistModels { pursuit, approx, deep, meta })
 }
 
-/// Everything that sizes a MNIST run.
-struct MnistConfig {
-    sz: Sizes,
-    dict_epochs: usize,
-    deep: DeepConfig,
-}
-
-fn mnist_config(quick: bool) -> MnistConfig {
-    if quick {
-        MnistConfig {
-            sz: Sizes {
-                n_train: 2000,
-                n_test: 100,
-                eps: vec![0.0, 0.05, 0.15],
-                eps_l2: vec![0.0, 1.0, 2.0],
-                steps: 3,
-                clf_epochs: 30,
-                approx_epochs: 20,
-            },
-            dict_epochs: 3,
-            deep: DeepConfig {
-                n_train: 500,
-                n_test: 50,
-                eps: vec![0.0, 0.15],
-                steps: 3,
-                dict_epochs: 2,
-                atoms: [128, 256],
-                frac: 0.03,
-                clf_epochs: 30,
-                tol: 1e-4,
-            },
-        }
-    } else {
-        MnistConfig {
-            sz: Sizes {
-                n_train: 10000,
-                n_test: 500,
-                eps: vec![0.0, 0.05, 0.1, 0.15],
-                eps_l2: vec![0.0, 0.5, 1.0, 2.0, 3.0],
-                steps: 10,
-                clf_epochs: 40,
-                approx_epochs: 40,
-            },
-            dict_epochs: 8,
-            deep: DeepConfig {
-                n_train: 5000,
-                n_test: 500,
-                eps: vec![0.0, 0.15],
-                steps: 10,
-                dict_epochs: 5,
-                atoms: [128, 256],
-                frac: 0.03,
-                clf_epochs: 40,
-                tol: 1e-5,
-            },
-        }
-    }
-}
-
-const ATOMS: usize = 256;
-const GROUP: usize = 8;
-const LAMBDA_BP: f64 = 2.0;
-const GAMMA_GBP: f64 = 2.0;
-
-/// Trains every MNIST model on the first `n_train` training images.
-fn train_mnist_models(data: &datasets::Mnist, cfg: &MnistConfig, opts: &Options) -> DynResult<MnistModels> {
-    let sz = &cfg.sz;
-    let dict_epochs = cfg.dict_epochs;
-    let (atoms, group, lambda_bp, gamma_gbp) = (ATOMS, GROUP, LAMBDA_BP, GAMMA_GBP);
+/// Trains every MNIST model (`sparse_bp::paper::MnistSetup::train`) on the first `n_train`
+/// training images, standardised with their global pixel mean and deviation.
+fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &Options) -> DynResult<MnistModels> {
+    let sz = &setup.sizes;
     // global pixel standardisation from the training images used
     let px: Vec<f64> =
         (0..sz.n_train).flat_map(|j| data.train.image(j).iter().map(|&p| f64::from(p) / 255.0)).collect();
     let mean = px.iter().sum::<f64>() / px.len() as f64;
     let sd = (px.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / px.len() as f64).sqrt();
     let (x_train, l_train) = mnist_matrix(&data.train, sz.n_train, mean, sd);
-
-    let dp = DictParams {
-        atoms,
-        group_size: 1,
-        lambda: lambda_bp,
-        epochs: dict_epochs,
-        warmup_epochs: 1,
-        lr: 2e-3,
-        batch_size: 250,
-        coherence_weight: 0.0,
-        code_tol: 1e-3,
-        seed: opts.seed,
-    };
     let t0 = Instant::now();
-    let (d_bp, rec_bp) = learn_dictionary(&x_train, &dp)?;
-    // Group dictionary: class-structured (our substitute for the paper's task-driven
-    // learning): 32 groups of 8, 4 groups for classes 0-1 and 3 for classes 2-9, each block
-    // learned on the training images of its class.
-    let mut blocks = Vec::new();
-    let mut rec_g = 0.0;
-    for c in 0..10usize {
-        let idx: Vec<usize> = (0..l_train.len()).filter(|&j| l_train[j] == c).collect();
-        let xc = DMatrix::from_fn(x_train.nrows(), idx.len(), |i, j| x_train[(i, idx[j])]);
-        let groups_c = if c < 2 { 4 } else { 3 };
-        let pc = DictParams {
-            atoms: groups_c * group,
-            group_size: group,
-            lambda: gamma_gbp,
-            epochs: dict_epochs * 3,
-            batch_size: 100,
-            seed: opts.seed + c as u64,
-            ..dp.clone()
-        };
-        let (dc, r) = learn_dictionary(&xc, &pc)?;
-        rec_g += r * idx.len() as f64 / l_train.len() as f64;
-        blocks.push(dc);
-    }
-    let d_g = DMatrix::from_fn(x_train.nrows(), atoms, |i, j| {
-        let mut j = j;
-        for b in &blocks {
-            if j < b.ncols() {
-                return b[(i, j)];
-            }
-            j -= b.ncols();
-        }
-        0.0
-    });
-    tracing::info!(rec_bp, rec_g, secs = t0.elapsed().as_secs_f64(), "dictionaries learned");
-    let ce = TaskLoss::CrossEntropy;
-    let sp = SolverParams { tol: 1e-5, max_iter: 2000, ..SolverParams::default() };
-    let fit = FitParams { epochs: sz.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: opts.seed };
-    let mk = |kind, d: &DMatrix<f64>, lam| -> DynResult<(PursuitClassifier, DMatrix<f64>)> {
-        let nf = if kind == CodeKind::Pgbp { atoms / group } else { atoms };
-        let mut m0 = PursuitClassifier::new(kind, d.clone(), group, lam, LinearClassifier::zeros(10, nf), ce)?;
-        m0.set_solver_params(sp.clone())?;
-        let f = m0.features(&x_train)?;
-        let clf = train_linear(&f, &l_train, ce, &fit)?;
-        let mut m = PursuitClassifier::new(kind, d.clone(), group, lam, clf, ce)?;
-        m.set_solver_params(sp.clone())?;
-        Ok((m, f))
-    };
-    let (bp, _) = mk(CodeKind::Bp, &d_bp, lambda_bp)?;
-    let (gbp, _) = mk(CodeKind::Gbp, &d_g, gamma_gbp)?;
-    let (pgbp, norms_train) = mk(CodeKind::Pgbp, &d_g, gamma_gbp)?;
-    tracing::info!(secs = t0.elapsed().as_secs_f64(), "shallow classifiers trained");
-    let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed: opts.seed };
-    let (approx, approx_info) = approximators(&x_train, &norms_train, &pgbp.classifier, ce, 28, 16, &afit, opts.seed)?;
-    tracing::info!(secs = t0.elapsed().as_secs_f64(), "approximators trained");
-    let (deep, deep_info) = crate::exp_sparse_deep::train(
-        &x_train,
-        &l_train,
-        (&d_bp, lambda_bp),
-        (&d_g, gamma_gbp, group),
-        &cfg.deep,
-        opts.seed,
-    )?;
-    tracing::info!(secs = t0.elapsed().as_secs_f64(), "3-layer models trained");
+    let m = setup.train(&x_train, &l_train, opts.seed)?;
+    tracing::info!(secs = t0.elapsed().as_secs_f64(), "MNIST models trained");
     let meta = json!({
         "format": MODELS_FORMAT, "quick": opts.quick, "seed": opts.seed, "n_train": sz.n_train,
-        "pixel_mean": mean, "pixel_std": sd, "dict_recon_bp": rec_bp, "dict_recon_group": rec_g,
-        "approximators": approx_info, "three_layer": deep_info,
+        "pixel_mean": mean, "pixel_std": sd, "dict_recon_bp": m.dict_recon_bp, "dict_recon_group": m.dict_recon_group,
+        "approximators": approx_json(&m.shallow.approx_info),
+        "three_layer": exp_sparse_deep::info_json(&m.deep_info, &setup.deep),
         "training_seconds": t0.elapsed().as_secs_f64(),
     });
-    Ok(MnistModels { pursuit: vec![("bp", bp), ("gbp", gbp), ("pgbp", pgbp)], approx, deep, meta })
+    Ok(MnistModels { pursuit: m.shallow.pursuit, approx: m.shallow.approx, deep: m.deep, meta })
 }
 
 /// `cargo xtask reproduce sparse-mnist`.
 pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let data = datasets::load_mnist(mnist_dir(opts)?)?;
-    let cfg = mnist_config(opts.quick);
-    let sz = &cfg.sz;
-    let (atoms, group, lambda_bp, gamma_gbp) = (ATOMS, GROUP, LAMBDA_BP, GAMMA_GBP);
+    let cfg = paper::mnist(Scale::from_quick(opts.quick));
+    let sz = &cfg.sizes;
+    let (atoms, group, lambda_bp, gamma_gbp) = (cfg.atoms, cfg.group, cfg.lambda_bp, cfg.gamma_gbp);
     let dict_epochs = cfg.dict_epochs;
     let models = match &opts.load_models {
         Some(d) => {
@@ -817,7 +600,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let t_eval = Instant::now();
     let mut curves = attack_all(&fam, &task, sz, None, "mnist")?;
     tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "shallow attacks done");
-    let deep_curves = crate::exp_sparse_deep::evaluate(&models.deep, &x_test, &l_test, &cfg.deep, bounds, 1.0 / sd)?;
+    let deep_curves = exp_sparse_deep::evaluate(&models.deep, &x_test, &l_test, &cfg.deep, bounds, 1.0 / sd)?;
     tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "3-layer attacks done");
     curves.extend(deep_curves);
     plots(
@@ -828,8 +611,8 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         "pixel units [0,1]",
     )?;
     deep_plot(dir, &curves)?;
-    let cert_eps = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
-    let (certified, radii) = certify(&fam, &task, &cert_eps, None)?;
+    let cert_eps = &cfg.cert_eps;
+    let (certified, radii) = certify(&fam, &task, cert_eps, None)?;
     let mut thr = throughput(&fam, &x_test_shallow)?;
     for m in &models.deep {
         let x = columns(&x_test, 0..cfg.deep.n_test.min(x_test.ncols()));
@@ -870,7 +653,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "group_size": group, "lambda_bp": lambda_bp, "gamma_gbp": gamma_gbp, "dict_epochs": dict_epochs,
                "clf_epochs": sz.clf_epochs, "approx_epochs": sz.approx_epochs,
                "dict_recon_bp": models.meta["dict_recon_bp"], "dict_recon_group": models.meta["dict_recon_group"],
-               "pixel_mean": mean, "pixel_std": sd, "three_layer": cfg.deep.to_json()}),
+               "pixel_mean": mean, "pixel_std": sd, "three_layer": exp_sparse_deep::config_json(&cfg.deep)}),
     );
     let l2_max = *sz.eps_l2.last().unwrap_or(&0.0);
     let mut rows = Vec::new();
@@ -916,7 +699,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     );
     s.push_str(&markdown_table(&h, &rows));
     s.push_str(&deep_table(&curves, &cfg.deep, &models.meta["three_layer"]));
-    s.push_str(&certified_table(&certified, &cert_eps, None));
+    s.push_str(&certified_table(&certified, cert_eps, None));
     s.push_str(&throughput_table(&thr));
     s.push_str(
         "\nPlots: `accuracy_linf.png|svg`, `accuracy_l2.png|svg`, `accuracy_linf_3layer.png|svg`; models and \
@@ -927,7 +710,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
 
 fn deep_plot(dir: &RunDir, curves: &[Value]) -> DynResult<()> {
     let mut series = Vec::new();
-    for (name, ..) in crate::exp_sparse_deep::PAPER {
+    for (name, ..) in DEEP_PAPER {
         let pts: Vec<(f64, f64)> = curves
             .iter()
             .filter(|v| v["model"] == name && v["attack"] == "ifgsm-linf")
@@ -949,7 +732,7 @@ fn deep_plot(dir: &RunDir, curves: &[Value]) -> DynResult<()> {
 
 fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
     let mut rows = Vec::new();
-    for (name, paper_name, clean, attacked) in crate::exp_sparse_deep::PAPER {
+    for (name, paper_name, clean, attacked) in DEEP_PAPER {
         let f = |a: &str, e: f64| lookup(curves, name, a, e, None).map_or("-".into(), pct);
         let mut row = vec![format!("`{name}` ({paper_name})"), f("none", 0.0)];
         row.extend(cfg.eps[1..].iter().map(|&e| f("ifgsm-linf", e)));

@@ -6,6 +6,7 @@ mod dataset_info;
 mod exp_snn;
 mod exp_sparse;
 mod exp_sparse_deep;
+mod harness;
 mod plot;
 mod pyref;
 mod report;

@@ -1,70 +1,22 @@
 //! `cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]
 //! [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]`.
 
+//!
+//! The driver: the experiment registry, argument handling, one output folder, `results.json`
+//! and `summary.md` per experiment, and `SUMMARY.md`. The shared types are in `harness`.
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
+use crate::exp_snn;
+use crate::exp_sparse;
+use crate::harness::{DynResult, Experiment, Options};
 use crate::report::{self, LogFile, RunDir};
-
-/// Options shared by every experiment.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Reduced sizes that finish in minutes.
-    pub quick: bool,
-    /// Seed of every random choice of the run.
-    pub seed: u64,
-    /// Output root; each experiment writes to `out/<experiment>/`.
-    pub out: PathBuf,
-    /// Data file or folder, for experiments that read real data.
-    pub data: Option<PathBuf>,
-    /// Use synthetic data instead of real files (SHD/SSC).
-    pub synthetic: bool,
-    /// Training epochs of the spiking experiments instead of their default (sequence detection
-    /// 30; Yin-Yang 300, quick 60; SHD/SSC 100, quick 40). The full SHD/SSC runs take hours to
-    /// days on two cores; a shorter run is still the paper's configuration, trained for less.
-    pub epochs: Option<usize>,
-    /// Spike-count regulariser of the SHD/SSC runs: `None` = the experiment's default (the
-    /// paper's target 14 / strength 5e-11 in full runs, off in `--quick`); `Some(0.0)` = off;
-    /// `Some(k)` = strength `k` on both sides, target 14.
-    pub spike_reg: Option<f64>,
-    /// Where `sparse-mnist` and `sparse-synthetic` write their trained models (default: `<out>/<experiment>/models`).
-    pub save_models: Option<PathBuf>,
-    /// `sparse-mnist`: load the models a previous run saved in this folder instead of training.
-    pub load_models: Option<PathBuf>,
-}
-
-/// What an experiment hands back to the harness.
-pub struct Outcome {
-    /// Experiment-specific keys of `results.json` (`final`, `sweep`, `curves`, ...).
-    pub results: Map<String, Value>,
-    /// Markdown body of `summary.md` (tables with the paper's numbers beside ours).
-    pub summary: String,
-}
-
-/// An experiment's entry point.
-pub type Run = fn(&Options, &RunDir) -> Result<Outcome, Box<dyn std::error::Error>>;
-
-/// A registered experiment.
-pub struct Experiment {
-    /// Name on the command line.
-    pub name: &'static str,
-    /// One line of description.
-    pub about: &'static str,
-    /// Entry point.
-    pub run: Run,
-    /// Whether `--epochs` sets this experiment's training length.
-    pub takes_epochs: bool,
-    /// Whether `--quick` without an experiment runs it (not `efficiency`, whose reference needs
-    /// a 3 GB PyTorch download on first use).
-    pub in_quick_all: bool,
-}
 
 /// Every experiment `reproduce` knows, in the order `--quick` runs them.
 pub fn experiments() -> Vec<Experiment> {
-    use crate::exp_snn;
     vec![
         Experiment {
             name: "sequence-detection",
@@ -111,14 +63,14 @@ pub fn experiments() -> Vec<Experiment> {
         Experiment {
             name: "sparse-synthetic",
             about: "BP/GBP/PGBP + approximators under I-FGSM, synthetic group-sparse task",
-            run: crate::exp_sparse::synthetic,
+            run: exp_sparse::synthetic,
             takes_epochs: false,
             in_quick_all: true,
         },
         Experiment {
             name: "sparse-mnist",
             about: "BP/GBP/PGBP + approximators under I-FGSM on MNIST",
-            run: crate::exp_sparse::mnist,
+            run: exp_sparse::mnist,
             takes_epochs: false,
             in_quick_all: true,
         },
@@ -145,17 +97,6 @@ fn usage() -> String {
     s
 }
 
-/// A progress bar for epochs or batches, drawn on stderr.
-pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(what.to_owned());
-    bar
-}
-
 /// What the command line asked for.
 enum Request {
     /// Print the usage text.
@@ -167,17 +108,7 @@ enum Request {
 /// Parses the arguments of `reproduce` and picks the experiments; `Err` is the message for a
 /// usage error.
 fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
-    let mut opts = Options {
-        quick: false,
-        seed: 0,
-        out: PathBuf::from("results"),
-        data: None,
-        synthetic: false,
-        epochs: None,
-        spike_reg: None,
-        save_models: None,
-        load_models: None,
-    };
+    let mut opts = Options::default();
     let mut chosen: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -290,7 +221,7 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> Result<String, Box<dyn std::error::Error>> {
+fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> DynResult<String> {
     let dir = RunDir::create(&opts.out, e.name, log)?;
     let span = tracing::info_span!("experiment", name = e.name, seed = opts.seed, quick = opts.quick);
     let _g = span.enter();

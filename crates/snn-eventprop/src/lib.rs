@@ -24,6 +24,7 @@ pub mod gradients;
 pub mod init;
 pub mod loss;
 pub mod optim;
+pub mod paper;
 pub mod regularise;
 pub mod train;
 

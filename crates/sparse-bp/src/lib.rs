@@ -124,6 +124,7 @@ pub mod synthetic;
 pub mod attack;
 pub mod models;
 pub mod nn;
+pub mod paper;
 pub mod train;
 
 pub use error::{Result, SparseBpError};
