@@ -596,3 +596,44 @@ pub fn speed_train_config(
         .seed(seed)
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The presets carry the spec's values (§4–5).
+    #[test]
+    fn presets_have_the_papers_values() {
+        let s = sequence_detection();
+        assert_eq!((s.t_end_ms, s.max_delay_ms, s.delay_lr), (25.0, 15.0, 1.0));
+        let y = yin_yang(Scale::Full);
+        assert_eq!((y.batch_size, y.delay_lr_decay, y.max_delay_ms), (150, 0.9975, 10.0));
+        let shd = shd(Scale::Full);
+        assert_eq!((shd.hidden, shd.batch_size, shd.weight_lr, shd.delay_lr), (512, 256, 1e-3, 0.1));
+        assert_eq!((shd.delay_init_ms, shd.spike_count_reg), (150.0, Some(SpikeCountReg::paper())));
+        assert!(shd.weight_warmup && shd.augmentation.is_some());
+        let ssc = ssc(Scale::Full);
+        assert_eq!((ssc.hidden, ssc.delay_init_ms, ssc.architecture), (1024, 50.0, Architecture::TwoFeedforward));
+        assert!(ssc.augmentation.is_none());
+        let q = ssc.clone().for_duration(200.0);
+        assert_eq!((q.max_delay_ms, q.delay_init_ms, q.t_end_ms), (100.0, 50.0, 200.0));
+    }
+
+    /// The networks have the documented shapes and delayed connections.
+    #[test]
+    fn networks_build() {
+        let (net, _) = sequence_detection().network().unwrap();
+        assert_eq!(net.connections().len(), 1);
+        let (net, _) = yin_yang(Scale::Quick).network(10, 0).unwrap();
+        assert_eq!(net.populations().iter().map(|p| p.size()).collect::<Vec<_>>(), [5, 10, 3]);
+        let mut p = shd(Scale::Quick);
+        p.hidden = 4;
+        let (net, delayed) = p.network(7, 3, 8.0, true, 0).unwrap();
+        assert_eq!((net.connections().len(), delayed.len()), (3, 2));
+        assert!(p.train_config(&net, &delayed, true, 0).is_ok());
+        let (_, delayed) = ssc(Scale::Quick).network(7, 3, 8.0, false, 0).unwrap();
+        assert_eq!(delayed.len(), 1);
+        let [a, b] = speed_configs();
+        assert_eq!((a.hidden, b.hidden, b.max_delay_ms), (512, 256, 250.0));
+    }
+}

@@ -682,3 +682,21 @@ pub fn train_deep(
     }
     Ok((models, DeepInfo { l1: info_l1, group: info_g, models: info }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The presets carry the spec's values (§4) and their quick variants are smaller.
+    #[test]
+    fn presets_have_the_papers_values() {
+        let m = mnist(Scale::Full);
+        assert_eq!((m.atoms, m.group, m.atoms / m.group), (256, 8, 32));
+        assert_eq!(m.sizes.eps.last(), Some(&0.15));
+        assert_eq!(DEEP_PAPER.len(), 6);
+        let s = synthetic(Scale::Full);
+        assert_eq!(s.etas, [0.03, 0.1, 0.3]);
+        let q = synthetic(Scale::Quick);
+        assert!(q.sizes.n_train < s.sizes.n_train && mnist(Scale::Quick).sizes.n_train < m.sizes.n_train);
+    }
+}
