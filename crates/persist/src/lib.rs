@@ -287,7 +287,11 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         return Err(PersistError::BadMagic { path: path.to_owned() });
     }
     if bytes.len() < HEADER_LEN {
-        return Err(PersistError::Truncated { path: path.to_owned(), expected: HEADER_LEN as u64, got: bytes.len() as u64 });
+        return Err(PersistError::Truncated {
+            path: path.to_owned(),
+            expected: HEADER_LEN as u64,
+            got: bytes.len() as u64,
+        });
     }
     let le = |at: usize, n: usize| -> u64 {
         let mut b = [0u8; 8];

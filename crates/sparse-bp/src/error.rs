@@ -134,67 +134,17 @@ pub enum SparseBpError {
         /// Number of classes.
         n_classes: usize,
     },
-    /// Reading or writing a model file failed.
-    #[error("i/o error ({kind:?}) on model file {path}")]
-    Io {
+    /// A model file could not be written or read: missing, not a regular file, damaged
+    /// (magic, version, length, checksum), of another kind, or not decodable (see [`persist`]).
+    #[error("model file: {0}")]
+    ModelFile(#[from] persist::PersistError),
+    /// A model file decoded but describes an invalid model.
+    #[error("model file {path} holds an invalid model: {source}")]
+    InvalidModel {
         /// File path.
         path: std::path::PathBuf,
-        /// What went wrong.
-        kind: std::io::ErrorKind,
-    },
-    /// A model file is damaged: wrong magic bytes, truncated, trailing bytes or a checksum mismatch.
-    #[error("model file {path} is corrupt: {fault}")]
-    CorruptModel {
-        /// File path.
-        path: std::path::PathBuf,
-        /// What is wrong with it.
-        fault: ModelFault,
-    },
-    /// A model file could not be encoded or decoded (bincode).
-    #[error("cannot encode/decode model file {path}: {reason}")]
-    ModelCodec {
-        /// File path.
-        path: std::path::PathBuf,
-        /// The codec's message.
-        reason: String,
-    },
-}
-
-/// What is wrong with a damaged model file ([`SparseBpError::CorruptModel`]).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ModelFault {
-    /// The file does not start with the model-file magic bytes (not a model file).
-    #[error("not a sparse-bp model file (bad magic bytes)")]
-    BadMagic,
-    /// The file was written by an unknown format version.
-    #[error("unsupported format version {found} (this build reads {supported})")]
-    Version {
-        /// Version in the file.
-        found: u32,
-        /// Version this build reads.
-        supported: u32,
-    },
-    /// The file is shorter than its header says.
-    #[error("truncated: {got} bytes, expected {expected}")]
-    Truncated {
-        /// Bytes expected (header + payload).
-        expected: u64,
-        /// Bytes present.
-        got: u64,
-    },
-    /// The file is longer than its header says.
-    #[error("{extra} trailing bytes after the payload")]
-    TrailingBytes {
-        /// Extra bytes.
-        extra: u64,
-    },
-    /// The payload's checksum does not match the header.
-    #[error("checksum mismatch: header {expected:#018x}, payload {got:#018x}")]
-    Checksum {
-        /// Checksum in the header.
-        expected: u64,
-        /// Checksum of the payload read.
-        got: u64,
+        /// What the model's checks found.
+        source: Box<SparseBpError>,
     },
 }
 

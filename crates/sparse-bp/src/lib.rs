@@ -19,7 +19,7 @@
 //! | [`models`] | §4 BP / GBP / pooled-GBP classifiers and the approximators' [`models::Classifier`] interface |
 //! | [`nn`] | §4 dense, deep dense and linear-transformer approximators, hand-written backward, Adam |
 //! | [`attack`] | §4 I-FGSM (`l_inf`, `l2`) and the dual-projection certified radius |
-//! | [`train`] | §4 dictionary learning, classifier / approximator training, bincode model files |
+//! | [`train`] | §4 dictionary learning, classifier / approximator training, model files (framed by `persist`) |
 //!
 //! Architecture invariant: `sparse-bp` depends on no other workspace crate.
 //!

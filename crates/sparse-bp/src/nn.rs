@@ -145,6 +145,65 @@ impl Layer {
         }
     }
 
+    /// Checks the parameter count and shapes against the kind and `n_in`/`n_out`, and that
+    /// every value is finite (what a layer read from a file must satisfy before use).
+    pub fn check(&self) -> Result<()> {
+        let shape_err = |what, expected, got| Err(SparseBpError::ShapeMismatch { what, expected, got });
+        let mul = |a: usize, b: usize| a.checked_mul(b).unwrap_or(usize::MAX);
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        let want: Vec<(usize, usize)> = match &self.kind {
+            LayerKind::Linear => vec![(n_out, n_in), (n_out, 1)],
+            LayerKind::Relu => {
+                if n_in != n_out {
+                    return shape_err("relu layer (n_out, n_in)", (n_in, n_in), (n_out, n_in));
+                }
+                vec![]
+            }
+            LayerKind::BatchNorm { running_mean, running_var, momentum } => {
+                if n_in != n_out {
+                    return shape_err("batch-norm layer (n_out, n_in)", (n_in, n_in), (n_out, n_in));
+                }
+                if running_mean.len() != n_in || running_var.len() != n_in {
+                    return shape_err(
+                        "batch-norm running statistics",
+                        (n_in, n_in),
+                        (running_mean.len(), running_var.len()),
+                    );
+                }
+                check_finite("batch-norm running mean", running_mean)?;
+                check_finite("batch-norm running variance", running_var)?;
+                if let Some(index) = running_var.iter().position(|&v| v < 0.0) {
+                    return Err(SparseBpError::NonFinite { what: "batch-norm running variance (negative)", index });
+                }
+                if !(momentum.is_finite() && (0.0..=1.0).contains(momentum)) {
+                    return Err(SparseBpError::NonFinite { what: "batch-norm momentum (in [0, 1])", index: 0 });
+                }
+                vec![(n_in, 1), (n_in, 1)]
+            }
+            LayerKind::LinearAttention { tokens, patch, width } => {
+                let (t, p, d) = (*tokens, *patch, *width);
+                if t == 0 || p == 0 || d == 0 {
+                    return Err(SparseBpError::Empty { what: "attention layer (tokens, patch, width)" });
+                }
+                // inputs are zero-padded to `T p`: at most `T p`, and more than `(T - 1) p`
+                if n_in > mul(t, p) || n_in <= mul(t - 1, p) || n_out != mul(t, d) {
+                    return shape_err("attention layer (n_in, n_out)", (mul(t, p), mul(t, d)), (n_in, n_out));
+                }
+                vec![(d, p), (d, t), (d, d), (d, d), (d, d)]
+            }
+        };
+        if self.params.len() != want.len() {
+            return shape_err("layer parameter count", (want.len(), 1), (self.params.len(), 1));
+        }
+        for (m, &w) in self.params.iter().zip(&want) {
+            if m.shape() != w {
+                return shape_err("layer parameter", w, m.shape());
+            }
+            check_finite("layer parameter", m.as_slice())?;
+        }
+        Ok(())
+    }
+
     fn forward(&mut self, x: &DMatrix<f64>, train: bool) -> (DMatrix<f64>, Cache) {
         match &mut self.kind {
             LayerKind::Linear => {
@@ -322,6 +381,24 @@ impl Network {
             }
         }
         Ok(Self { layers })
+    }
+
+    /// Re-checks every layer ([`Layer::check`]) and that consecutive layers fit.
+    pub fn check(&self) -> Result<()> {
+        if self.layers.is_empty() {
+            return Err(SparseBpError::Empty { what: "network layers" });
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            l.check()?;
+            if i > 0 && self.layers[i - 1].n_out != l.n_in {
+                return Err(SparseBpError::LayerMismatch {
+                    layer: i,
+                    rows: l.n_in,
+                    expected: self.layers[i - 1].n_out,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// One dense layer, batch norm, ReLU.

@@ -30,9 +30,10 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ModelFault, Result, SparseBpError, check_finite};
+use crate::error::{Result, SparseBpError, check_finite};
 use crate::groups::{GroupNorm, GroupSpec};
-use crate::models::{LinearClassifier, TaskLoss};
+use crate::models::deep::MultiLayerClassifier;
+use crate::models::{Approximator, LinearClassifier, PursuitClassifier, TaskLoss};
 use crate::nn::{Adam, Network};
 use crate::solver::{Solver, SolverParams};
 
@@ -316,117 +317,107 @@ pub fn learn_dictionary(x: &DMatrix<f64>, p: &DictParams) -> Result<(DMatrix<f64
     Ok((d, last))
 }
 
-/// Magic bytes at the start of every model file.
-pub const MODEL_MAGIC: [u8; 8] = *b"SPBPMODL";
-/// Model-file format version written by [`save_model`].
-pub const MODEL_FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 8 + 8;
+/// A model that can be saved as a model file: its [`persist::Kind`] is recorded in the file
+/// and checked on loading (a file of another kind is an error), and the decoded model is
+/// re-checked ([`ModelFile::validated`]) before it is handed out.
+pub trait ModelFile: Serialize + DeserializeOwned {
+    /// The kind recorded in the file header.
+    const KIND: persist::Kind;
 
-/// 64-bit FNV-1a hash (the payload checksum of model files).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    /// The model rebuilt from its primary fields by its checked constructor (derived state
+    /// such as solver Gram matrices and Lipschitz constants is recomputed, not trusted), or
+    /// the constructor's error.
+    fn validated(self) -> Result<Self>;
 }
 
-/// Encodes `value` as a model file in memory: header (magic [`MODEL_MAGIC`], format
-/// version, payload length, FNV-1a checksum of the payload; little endian) followed by
-/// the bincode-2 payload (standard configuration).
-pub fn encode_model<T: Serialize>(value: &T) -> std::result::Result<Vec<u8>, bincode::error::EncodeError> {
-    let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&MODEL_MAGIC);
-    out.extend_from_slice(&MODEL_FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&fnv1a64(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+impl ModelFile for PursuitClassifier {
+    const KIND: persist::Kind = persist::Kind::new("sbp-pursuit", 1);
+
+    fn validated(self) -> Result<Self> {
+        check_classifier(&self.classifier)?;
+        let params = self.solver().params().clone();
+        let d = self.solver().dictionary().clone();
+        let mut m = PursuitClassifier::new(self.kind, d, self.group_size, self.lambda, self.classifier, self.task)?;
+        m.set_solver_params(params)?;
+        Ok(m)
+    }
 }
 
-/// Decodes a model file held in memory (`path` only names it in errors); checks the
-/// header, the length and the checksum before decoding.
-pub fn decode_model<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
-    let corrupt = |fault| SparseBpError::CorruptModel { path: path.to_owned(), fault };
-    if bytes.len() < MODEL_MAGIC.len() || bytes[..MODEL_MAGIC.len()] != MODEL_MAGIC {
-        return Err(corrupt(ModelFault::BadMagic));
+impl ModelFile for Approximator {
+    const KIND: persist::Kind = persist::Kind::new("sbp-approximator", 1);
+
+    fn validated(self) -> Result<Self> {
+        check_classifier(&self.classifier)?;
+        self.net.check()?;
+        Approximator::new(Network::new(self.net.layers)?, self.classifier, self.task)
     }
-    if bytes.len() < HEADER_LEN {
-        return Err(corrupt(ModelFault::Truncated { expected: HEADER_LEN as u64, got: bytes.len() as u64 }));
-    }
-    let word = |at: usize, n: usize| -> u64 {
-        let mut b = [0u8; 8];
-        b[..n].copy_from_slice(&bytes[at..at + n]);
-        u64::from_le_bytes(b)
-    };
-    let version = word(8, 4) as u32;
-    if version != MODEL_FORMAT_VERSION {
-        return Err(corrupt(ModelFault::Version { found: version, supported: MODEL_FORMAT_VERSION }));
-    }
-    let len = word(12, 8);
-    let sum = word(20, 8);
-    let expected = (HEADER_LEN as u64).saturating_add(len);
-    let got = bytes.len() as u64;
-    if got < expected {
-        return Err(corrupt(ModelFault::Truncated { expected, got }));
-    }
-    if got > expected {
-        return Err(corrupt(ModelFault::TrailingBytes { extra: got - expected }));
-    }
-    let payload = &bytes[HEADER_LEN..];
-    let actual = fnv1a64(payload);
-    if actual != sum {
-        return Err(corrupt(ModelFault::Checksum { expected: sum, got: actual }));
-    }
-    let (v, read) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-        .map_err(|e| SparseBpError::ModelCodec { path: path.to_owned(), reason: e.to_string() })?;
-    if read != payload.len() {
-        // a payload of another model type that happens to decode as a prefix
-        return Err(corrupt(ModelFault::TrailingBytes { extra: (payload.len() - read) as u64 }));
-    }
-    Ok(v)
 }
 
-/// Writes `value` to `path` as a model file ([`encode_model`]), atomically: a temporary
+impl ModelFile for MultiLayerClassifier {
+    const KIND: persist::Kind = persist::Kind::new("sbp-multilayer", 1);
+
+    fn validated(self) -> Result<Self> {
+        check_classifier(&self.classifier)?;
+        let params = self.solvers().first().ok_or(SparseBpError::Empty { what: "model solvers" })?.params().clone();
+        MultiLayerClassifier::with_solver_params(
+            self.pursuit,
+            self.kind,
+            self.dictionaries().to_vec(),
+            self.group_size,
+            self.weights.clone(),
+            self.classifier.clone(),
+            self.task,
+            params,
+        )
+    }
+}
+
+/// A linear classifier's bias matches its weights and every value is finite.
+fn check_classifier(c: &LinearClassifier) -> Result<()> {
+    if c.b.len() != c.w.nrows() {
+        return Err(SparseBpError::ShapeMismatch {
+            what: "classifier bias",
+            expected: (c.w.nrows(), 1),
+            got: (c.b.len(), 1),
+        });
+    }
+    check_finite("classifier weights", c.w.as_slice())?;
+    check_finite("classifier bias", c.b.as_slice())
+}
+
+/// Encodes `model` as a model file in memory: the [`persist`] framing (magic, versions, the
+/// model's [`ModelFile::KIND`], length, CRC-32) around a bincode-2 payload.
+pub fn encode_model<T: ModelFile>(model: &T) -> Result<Vec<u8>> {
+    Ok(persist::encode(Path::new("<memory>"), T::KIND, model)?)
+}
+
+/// Decodes a model file held in memory (`path` only names it in errors): checks the framing
+/// and the kind, decodes with a size limit and re-checks the model ([`ModelFile::validated`]).
+pub fn decode_model<T: ModelFile>(path: &Path, bytes: &[u8]) -> Result<T> {
+    let model: T = persist::decode(path, T::KIND, bytes)?;
+    model.validated().map_err(|e| SparseBpError::InvalidModel { path: path.to_owned(), source: Box::new(e) })
+}
+
+/// Writes `model` to `path` as a model file ([`encode_model`]), atomically: a temporary
 /// file in the same folder, `fsync`, then rename over `path` (a crash leaves either the
 /// old file or the new one, never a partial file).
-pub fn save_model<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    use std::io::Write;
-    let bytes =
-        encode_model(value).map_err(|e| SparseBpError::ModelCodec { path: path.to_owned(), reason: e.to_string() })?;
-    let io = |e: std::io::Error| SparseBpError::Io { path: path.to_owned(), kind: e.kind() };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(io)
+pub fn save_model<T: ModelFile>(path: &Path, model: &T) -> Result<()> {
+    Ok(persist::save(path, T::KIND, model)?)
 }
 
-/// Reads a model written by [`save_model`]. Errors: [`SparseBpError::Io`] (missing or
-/// unreadable file), [`SparseBpError::CorruptModel`] (bad magic, version, truncation,
-/// trailing bytes, checksum) and [`SparseBpError::ModelCodec`] (the payload is not a `T`).
-pub fn load_model<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| SparseBpError::Io { path: path.to_owned(), kind: e.kind() })?;
+/// Reads a model written by [`save_model`]. Errors: [`SparseBpError::ModelFile`] (missing,
+/// not a regular file, damaged, of another kind, not decodable) and
+/// [`SparseBpError::InvalidModel`] (decodes, but fails the model's checks).
+pub fn load_model<T: ModelFile>(path: &Path) -> Result<T> {
+    let bytes = persist::read_file(path)?;
     decode_model(path, &bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{Approximator, Classifier, CodeKind, PursuitClassifier};
+    use crate::models::{Classifier, CodeKind};
+    use persist::{HEADER_LEN, PersistError};
 
     #[test]
     fn dictionary_learning_reduces_error_and_keeps_unit_atoms() {
@@ -480,15 +471,19 @@ mod tests {
         assert_eq!(back, a);
         assert!(matches!(
             load_model::<Approximator>(&dir.join("missing.bin")),
-            Err(SparseBpError::Io { kind: std::io::ErrorKind::NotFound, .. })
+            Err(SparseBpError::ModelFile(PersistError::Io { kind: std::io::ErrorKind::NotFound, .. }))
         ));
         std::fs::write(dir.join("junk.bin"), [1u8, 2, 3]).unwrap();
         assert!(matches!(
             load_model::<Approximator>(&dir.join("junk.bin")),
-            Err(SparseBpError::CorruptModel { fault: ModelFault::BadMagic, .. })
+            Err(SparseBpError::ModelFile(PersistError::BadMagic { .. }))
         ));
-        // a valid file of another model type
-        assert!(matches!(load_model::<Approximator>(&path), Err(SparseBpError::ModelCodec { .. })));
+        // a valid file of another model type: refused by its recorded kind
+        assert!(matches!(
+            load_model::<Approximator>(&path),
+            Err(SparseBpError::ModelFile(PersistError::WrongKind { ref expected, ref found, .. }))
+                if expected == "sbp-approximator" && found == "sbp-pursuit"
+        ));
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -524,7 +519,7 @@ mod tests {
             assert_eq!(back.logits(&x).unwrap(), m.logits(&x).unwrap());
             assert_eq!(back.predict(&x).unwrap(), m.predict(&x).unwrap());
             assert!(
-                std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+                std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp"))
             );
 
             let bytes = std::fs::read(&path).unwrap();
@@ -534,10 +529,7 @@ mod tests {
                 assert!(
                     matches!(
                         r,
-                        Err(SparseBpError::CorruptModel {
-                            fault: ModelFault::Truncated { .. } | ModelFault::BadMagic,
-                            ..
-                        })
+                        Err(SparseBpError::ModelFile(PersistError::Truncated { .. } | PersistError::BadMagic { .. }))
                     ),
                     "cut {cut}: {r:?}"
                 );
@@ -545,27 +537,24 @@ mod tests {
             let mut flipped = bytes.clone();
             let at = HEADER_LEN + (bytes.len() - HEADER_LEN) / 3;
             flipped[at] ^= 0x10;
-            assert!(matches!(
-                dec(&flipped),
-                Err(SparseBpError::CorruptModel { fault: ModelFault::Checksum { .. }, .. })
-            ));
+            assert!(matches!(dec(&flipped), Err(SparseBpError::ModelFile(PersistError::Checksum { .. }))));
             let mut longer = bytes.clone();
             longer.push(0);
             assert!(matches!(
                 dec(&longer),
-                Err(SparseBpError::CorruptModel { fault: ModelFault::TrailingBytes { extra: 1 }, .. })
+                Err(SparseBpError::ModelFile(PersistError::TrailingBytes { extra: 1, .. }))
             ));
             let mut v2 = bytes.clone();
             v2[8] = 2;
             assert!(matches!(
                 dec(&v2),
-                Err(SparseBpError::CorruptModel { fault: ModelFault::Version { found: 2, supported: 1 }, .. })
+                Err(SparseBpError::ModelFile(PersistError::FramingVersion { found: 2, supported: 1, .. }))
             ));
             // truncated on disk too
             std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
             assert!(matches!(
                 load_model::<MultiLayerClassifier>(&path),
-                Err(SparseBpError::CorruptModel { fault: ModelFault::Truncated { .. }, .. })
+                Err(SparseBpError::ModelFile(PersistError::Truncated { .. }))
             ));
         }
         std::fs::remove_dir_all(&dir).ok();
