@@ -288,6 +288,37 @@ impl Network {
         self.connections.iter().map(|c| c.weights.len()).sum()
     }
 
+    /// The structural validation of [`NetworkBuilder::build`], on any network — e.g. one just
+    /// deserialised from a file: population sizes, names, kinds and neuron parameters; one input
+    /// population and a valid output; connection endpoints, matrix shapes (stored shape and data
+    /// length agree); finite weights; finite delays `>= 0`; and the derived offsets and fan-in /
+    /// fan-out tables equal to those the builder derives. Delays within a training run's bound
+    /// are the trainer's check.
+    ///
+    /// ```
+    /// # use nalgebra::DMatrix;
+    /// # use snn_core::{LiParams, NetworkBuilder};
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 2);
+    /// let o = b.li("out", 1, LiParams::default());
+    /// b.connect(i, o, DMatrix::from_element(1, 2, 1.0), DMatrix::zeros(1, 2));
+    /// let net = b.build().unwrap();
+    /// assert!(net.validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let t = Topology::derive(&self.populations, &self.connections, Some(self.output))?;
+        if t.offsets != self.offsets {
+            return Err(CoreError::InvalidNetwork("neuron offsets do not match the population sizes"));
+        }
+        if t.input != self.input {
+            return Err(CoreError::InvalidNetwork("recorded input population is not the input population"));
+        }
+        if t.outgoing != self.outgoing || t.incoming != self.incoming {
+            return Err(CoreError::InvalidNetwork("fan-in/fan-out tables do not match the connections"));
+        }
+        Ok(())
+    }
+
     /// Re-validates every weight and delay (finite; delays `>= 0`).
     pub fn check(&self) -> Result<()> {
         for c in &self.connections {
@@ -355,7 +386,33 @@ impl NetworkBuilder {
     /// connections into an input population or out of a LI population, unknown
     /// population ids, shape mismatches, non-finite weights, negative or non-finite delays.
     pub fn build(&self) -> Result<Network> {
-        let pops = &self.populations;
+        let t = Topology::derive(&self.populations, &self.connections, self.output)?;
+        Ok(Network {
+            populations: self.populations.clone(),
+            connections: self.connections.clone(),
+            offsets: t.offsets,
+            input: t.input,
+            output: t.output,
+            outgoing: t.outgoing,
+            incoming: t.incoming,
+            delay_stamp: DelayStamp::fresh(),
+        })
+    }
+}
+
+/// What [`NetworkBuilder::build`] derives from the populations and connections.
+#[derive(PartialEq)]
+struct Topology {
+    offsets: Vec<usize>,
+    input: PopulationId,
+    output: PopulationId,
+    outgoing: Vec<Vec<ConnectionId>>,
+    incoming: Vec<Vec<ConnectionId>>,
+}
+
+impl Topology {
+    /// Every check of [`NetworkBuilder::build`], and the derived index tables.
+    fn derive(pops: &[Population], connections: &[Connection], output: Option<PopulationId>) -> Result<Self> {
         let mut input = None;
         for (i, p) in pops.iter().enumerate() {
             if p.size == 0 {
@@ -364,15 +421,24 @@ impl NetworkBuilder {
             if pops[..i].iter().any(|q| q.name == p.name) {
                 return Err(CoreError::InvalidPopulation { name: p.name.clone(), reason: "duplicate name" });
             }
-            if matches!(p.kind, NeuronKind::Input) {
-                if input.is_some() {
-                    return Err(CoreError::InvalidNetwork("more than one input population"));
+            match p.kind {
+                NeuronKind::Input => {
+                    if input.is_some() {
+                        return Err(CoreError::InvalidNetwork("more than one input population"));
+                    }
+                    input = Some(PopulationId(i));
                 }
-                input = Some(PopulationId(i));
+                // Parameters are checked by their constructors; re-check what was deserialised.
+                NeuronKind::Lif(q) => {
+                    LifParams::new(q.tau_m(), q.tau_s(), q.theta())?;
+                }
+                NeuronKind::Li(q) => {
+                    LiParams::new(q.tau_m(), q.tau_s())?;
+                }
             }
         }
         let input = input.ok_or(CoreError::InvalidNetwork("no input population"))?;
-        let output = self.output.unwrap_or(PopulationId(pops.len().saturating_sub(1)));
+        let output = output.unwrap_or(PopulationId(pops.len().saturating_sub(1)));
         match pops.get(output.0).map(|p| p.kind) {
             None => return Err(CoreError::InvalidNetwork("output population does not exist")),
             Some(NeuronKind::Input) => return Err(CoreError::InvalidNetwork("output population is the input")),
@@ -381,7 +447,7 @@ impl NetworkBuilder {
 
         let mut outgoing = vec![Vec::new(); pops.len()];
         let mut incoming = vec![Vec::new(); pops.len()];
-        for (ci, c) in self.connections.iter().enumerate() {
+        for (ci, c) in connections.iter().enumerate() {
             let name = |id: PopulationId| pops.get(id.0).map_or_else(|| format!("#{}", id.0), |p| p.name.clone());
             let invalid = |reason| CoreError::InvalidConnection { pre: name(c.pre), post: name(c.post), reason };
             let (Some(pre), Some(post)) = (pops.get(c.pre.0), pops.get(c.post.0)) else {
@@ -394,7 +460,9 @@ impl NetworkBuilder {
                 return Err(invalid("postsynaptic population is an input population"));
             }
             for (what, m) in [("weight", &c.weights), ("delay", &c.delays)] {
-                if m.nrows() != post.size || m.ncols() != pre.size {
+                // `len` guards against a deserialised matrix whose stored shape and data disagree.
+                let len_ok = m.nrows().checked_mul(m.ncols()) == Some(m.as_slice().len());
+                if m.nrows() != post.size || m.ncols() != pre.size || !len_ok {
                     return Err(CoreError::ShapeMismatch {
                         pre: pre.name.clone(),
                         post: post.name.clone(),
@@ -412,20 +480,12 @@ impl NetworkBuilder {
         }
 
         let mut offsets = Vec::with_capacity(pops.len() + 1);
-        offsets.push(0);
+        offsets.push(0usize);
         for p in pops {
-            offsets.push(offsets.last().copied().unwrap_or(0) + p.size);
+            let last = offsets.last().copied().unwrap_or(0);
+            offsets.push(last.checked_add(p.size).ok_or(CoreError::InvalidNetwork("neuron count overflows"))?);
         }
-        Ok(Network {
-            populations: pops.clone(),
-            connections: self.connections.clone(),
-            offsets,
-            input,
-            output,
-            outgoing,
-            incoming,
-            delay_stamp: DelayStamp::fresh(),
-        })
+        Ok(Self { offsets, input, output, outgoing, incoming })
     }
 }
 
@@ -497,6 +557,66 @@ mod tests {
         let i2 = b.input("in", 2);
         b.connect(i2, i, DMatrix::zeros(2, 2), DMatrix::zeros(2, 2));
         assert!(b.build().is_err());
+    }
+
+    /// What a decoder may hand over: every field consistent except one.
+    #[test]
+    fn validate_catches_every_inconsistency_of_a_decoded_network() {
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 3);
+        let h = b.lif("h", 4, LifParams::default());
+        let o = b.li("o", 2, LiParams::default());
+        b.connect(i, h, DMatrix::from_element(4, 3, 0.5), DMatrix::from_element(4, 3, 1.0));
+        b.connect(h, o, DMatrix::from_element(2, 4, 0.5), DMatrix::zeros(2, 4));
+        let net = b.build().unwrap();
+        net.validate().unwrap();
+        let bad = |f: &dyn Fn(&mut Network)| {
+            let mut n = net.clone();
+            f(&mut n);
+            n.validate()
+        };
+        assert!(matches!(bad(&|n| n.offsets[2] = 8), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.offsets.pop().map(|_| ()).unwrap()), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.outgoing[0].clear()), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.incoming[2].push(ConnectionId(0))), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.input = PopulationId(1)), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.output = PopulationId(7)), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.output = PopulationId(0)), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.populations[1].size = 5), Err(CoreError::ShapeMismatch { .. })));
+        assert!(matches!(bad(&|n| n.populations[1].size = 0), Err(CoreError::InvalidPopulation { .. })));
+        assert!(matches!(bad(&|n| n.populations[2].name = "h".into()), Err(CoreError::InvalidPopulation { .. })));
+        assert!(matches!(bad(&|n| n.populations[1].kind = NeuronKind::Input), Err(CoreError::InvalidNetwork(_))));
+        assert!(matches!(bad(&|n| n.connections[1].pre = PopulationId(9)), Err(CoreError::InvalidConnection { .. })));
+        assert!(matches!(bad(&|n| n.connections[0].post = PopulationId(0)), Err(CoreError::InvalidConnection { .. })));
+        assert!(matches!(
+            bad(&|n| n.connections[0].delays = DMatrix::zeros(3, 4)),
+            Err(CoreError::ShapeMismatch { what: "delay", .. })
+        ));
+        assert!(matches!(
+            bad(&|n| n.connections[1].weights[(1, 3)] = f64::INFINITY),
+            Err(CoreError::NonFiniteWeight { .. })
+        ));
+        assert!(matches!(bad(&|n| n.connections[0].delays[(0, 0)] = -1.0), Err(CoreError::InvalidDelay { .. })));
+        // parameters as a decoder may produce them, bypassing `LifParams::new`
+        let lif = |tau_m: f64, theta: f64| {
+            let mut v = serde_json::to_value(LifParams::default()).unwrap();
+            v["leak"]["tau_m"] = serde_json::json!(tau_m);
+            v["theta"] = serde_json::json!(theta);
+            NeuronKind::Lif(serde_json::from_value(v).unwrap())
+        };
+        assert!(matches!(bad(&|n| n.populations[1].kind = lif(0.0, 1.0)), Err(CoreError::InvalidNeuronParam { .. })));
+        assert!(matches!(bad(&|n| n.populations[1].kind = lif(20.0, -1.0)), Err(CoreError::InvalidNeuronParam { .. })));
+        assert!(matches!(bad(&|n| n.populations[1].kind = lif(5.0, 1.0)), Err(CoreError::EqualTimeConstants { .. })));
+        // sizes whose sum overflows
+        assert!(
+            bad(&|n| {
+                n.populations[1].size = usize::MAX;
+                n.connections.clear();
+                n.outgoing = vec![vec![]; 3];
+                n.incoming = vec![vec![]; 3];
+            })
+            .is_err()
+        );
     }
 
     #[test]
