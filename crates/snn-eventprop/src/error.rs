@@ -110,6 +110,22 @@ pub enum EventPropError {
         /// What went wrong.
         reason: String,
     },
+    /// A checkpoint file could not be written or read: missing, not a regular file, damaged
+    /// (magic, version, length, checksum), of another kind, or not decodable.
+    #[error("checkpoint: {0}")]
+    CheckpointFile(#[from] persist::PersistError),
+    /// The checkpoint was written by a run with other settings: resuming it would mix two runs.
+    #[error(
+        "checkpoint {path} was written by a run with other settings: {}; to start afresh, delete \
+         the checkpoint (or give another checkpoint path), or run again with the checkpoint's settings",
+        differences.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    ResumeMismatch {
+        /// File.
+        path: std::path::PathBuf,
+        /// Every differing setting.
+        differences: Vec<crate::train::SettingDiff>,
+    },
 }
 
 /// Result alias of this crate.

@@ -380,6 +380,49 @@ impl Optimiser {
         })
     }
 
+    /// Checks that this optimiser fits `net` — e.g. both just read from a checkpoint: valid
+    /// hyperparameters and schedules, one flag per connection, a moment slot exactly for each
+    /// trained matrix, with that matrix's length, and finite moments.
+    pub fn check_fits(&self, net: &Network) -> Result<()> {
+        self.constraint.check()?;
+        let conns = net.connections();
+        if self.trainable.len() != conns.len() {
+            return Err(EventPropError::TrainableCountMismatch {
+                connections: conns.len(),
+                flags: self.trainable.len(),
+            });
+        }
+        for (adam, pick, what) in [
+            (&self.weights, (|t: &Trainable| t.weights) as fn(&Trainable) -> bool, "weight optimiser slots"),
+            (&self.delays, |t: &Trainable| t.delays, "delay optimiser slots"),
+        ] {
+            adam.params.check()?;
+            adam.schedule.check()?;
+            if adam.slots.len() != conns.len() {
+                return Err(EventPropError::ShapeMismatch { what, expected: conns.len(), got: adam.slots.len() });
+            }
+            for ((slot, c), t) in adam.slots.iter().zip(conns).zip(&self.trainable) {
+                let want = pick(t).then(|| c.weights().len());
+                let got = slot.as_ref().map(|m| m.m.len());
+                if want != got || slot.as_ref().is_some_and(|m| m.v.len() != m.m.len()) {
+                    return Err(EventPropError::ShapeMismatch {
+                        what,
+                        expected: want.unwrap_or(0),
+                        got: got.unwrap_or(0),
+                    });
+                }
+                if let Some(&bad) = slot.iter().flat_map(|m| m.m.iter().chain(&m.v)).find(|x| !x.is_finite()) {
+                    return Err(EventPropError::InvalidHyperparameter {
+                        param: "Adam moment",
+                        value: bad,
+                        reason: "must be finite",
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Per-connection flags.
     pub fn trainable(&self) -> &[Trainable] {
         &self.trainable

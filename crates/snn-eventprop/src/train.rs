@@ -50,7 +50,7 @@
 //! assert!(d[(0, 0)] > d[(0, 1)] + 5.0); // the diagonal delays grew, the others shrank
 //! ```
 
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -118,6 +118,54 @@ impl Labelled {
     /// Whether there is no sample.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// A 64-bit FNV-1a hash of every spike (time bits and neuron), every sample boundary and
+    /// every label, in order: the data set's identity for [`TrainConfig::identity`]. Equal
+    /// data give equal hashes; any change of a time, neuron, sample boundary or label almost
+    /// surely changes it.
+    ///
+    /// ```
+    /// use snn_core::SpikeTrains;
+    /// use snn_eventprop::train::Labelled;
+    /// let mut x = SpikeTrains::new(2);
+    /// x.push_sample(&[0.0, 10.0], &[0, 1]).unwrap();
+    /// let a = Labelled::new(x.clone(), vec![0]).unwrap();
+    /// let b = Labelled::new(x, vec![1]).unwrap();
+    /// assert_ne!(a.content_hash(), b.content_hash());
+    /// assert_eq!(a.content_hash(), a.clone().content_hash());
+    /// ```
+    pub fn content_hash(&self) -> u64 {
+        let mut h = Fnv64::default();
+        h.write(&(self.spikes.num_neurons() as u64).to_le_bytes());
+        for s in 0..self.len() {
+            let train = self.spikes.sample(s);
+            h.write(&(train.times.len() as u64).to_le_bytes());
+            for (&t, &n) in train.times.iter().zip(train.neurons) {
+                h.write(&t.to_bits().to_le_bytes());
+                h.write(&n.to_le_bytes());
+            }
+            h.write(&(self.labels[s] as u64).to_le_bytes());
+        }
+        h.0
+    }
+}
+
+/// 64-bit FNV-1a.
+struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 
@@ -800,6 +848,7 @@ impl EarlyStopping {
 /// | `seed` | 0 | seeds the per-epoch shuffling | any |
 /// | `shuffle` | true | reshuffle the training set every epoch | — |
 /// | `checkpoint` | none | file written atomically after every epoch | a path in an existing directory |
+/// | `identity` | empty | what the trainer cannot see but the results depend on — the data sets' identity (e.g. [`Labelled::content_hash`]), how the initial network was drawn; recorded in checkpoints and compared on resume | any text |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Epochs to run.
@@ -832,6 +881,8 @@ pub struct TrainConfig {
     pub shuffle: bool,
     /// Checkpoint file.
     pub checkpoint: Option<PathBuf>,
+    /// Caller-supplied identity of the run's inputs (name -> value), compared on resume.
+    pub identity: BTreeMap<String, String>,
 }
 
 impl Default for TrainConfig {
@@ -852,6 +903,7 @@ impl Default for TrainConfig {
             seed: 0,
             shuffle: true,
             checkpoint: None,
+            identity: BTreeMap::new(),
         }
     }
 }
@@ -993,6 +1045,13 @@ impl TrainConfigBuilder {
         self
     }
 
+    /// Records one item of the run's identity ([`TrainConfig::identity`]), e.g.
+    /// `.identity("train data", format!("{:016x}", train.content_hash()))`.
+    pub fn identity(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.identity.insert(name.into(), value.into());
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<TrainConfig> {
         self.config.check()?;
@@ -1075,14 +1134,13 @@ pub struct TrainState {
     stopped_early: bool,
 }
 
-const CHECKPOINT_MAGIC: &str = "snn-eventprop checkpoint";
-/// Version 2: [`EpochMetrics::hidden_spikes_per_neuron`] added (version-1 files are refused).
-const CHECKPOINT_VERSION: u32 = 2;
+/// The checkpoint's kind in the [`persist`] framing. Version 3: the framing, the run's
+/// settings ([`Setting`]) recorded beside the state (older files are refused).
+pub const CHECKPOINT_KIND: persist::Kind = persist::Kind::new("snn-checkpoint", 3);
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointFile {
-    magic: String,
-    version: u32,
+    settings: Vec<Setting>,
     state: TrainState,
 }
 
@@ -1090,29 +1148,138 @@ fn ckpt_err(path: &Path, reason: impl std::fmt::Display) -> EventPropError {
     EventPropError::Checkpoint { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync,
-/// rename over the target, fsync of the directory (Unix).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| ckpt_err(path, "path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        std::fs::File::open(&dir)?.sync_all()?;
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ckpt_err(path, e)
-    })
+/// One setting that changes the results of a run, as canonical text (`{:?}` of the value: exact
+/// for floating-point numbers), recorded in checkpoints and compared on resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting {
+    /// What it is (`"batch_size"`, `"network shape"`, `"identity: train data"`, ...).
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// A setting that differs between a checkpoint and the run that wants to resume it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingDiff {
+    /// The setting.
+    pub name: String,
+    /// Its value in the checkpoint (`None`: not recorded there).
+    pub checkpoint: Option<String>,
+    /// Its value now (`None`: not set now).
+    pub now: Option<String>,
+}
+
+impl std::fmt::Display for SettingDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+        write!(f, "{}: checkpoint {}, now {}", self.name, show(&self.checkpoint), show(&self.now))
+    }
+}
+
+/// Names of the settings that only [`Trainer::new`] and [`Trainer::resume_matching`] know (the
+/// caller's network); [`Trainer::resume`] carries them over from the checkpoint.
+const NETWORK_SETTINGS: [&str; 2] = ["network shape", "initial network"];
+
+/// The shape of a network: populations (name, size, kind with parameters) and connections.
+fn network_shape(net: &Network) -> String {
+    let pops: Vec<String> =
+        net.populations().iter().map(|p| format!("{}:{}:{:?}", p.name(), p.size(), p.kind())).collect();
+    let conns: Vec<String> = net.connections().iter().map(|c| format!("{}->{}", c.pre().0, c.post().0)).collect();
+    format!("populations [{}], connections [{}], output {}", pops.join(", "), conns.join(", "), net.output().0)
+}
+
+/// FNV-1a of every weight and delay (bits), in connection order.
+fn network_hash(net: &Network) -> String {
+    let mut h = Fnv64::default();
+    for c in net.connections() {
+        for x in c.weights().iter().chain(c.delays().iter()) {
+            h.write(&x.to_bits().to_le_bytes());
+        }
+    }
+    format!("{:016x}", h.0)
+}
+
+/// Every setting of a run that changes its results, except the network ones (see
+/// [`NETWORK_SETTINGS`]) and `epochs` (a run may be continued for more epochs).
+fn run_settings(
+    engine_config: &snn_core::SimConfig,
+    loss: &Loss,
+    config: &TrainConfig,
+    flags: &[Trainable],
+) -> Vec<Setting> {
+    let mut out = vec![
+        ("engine", format!("{engine_config:?}")),
+        ("loss", format!("{loss:?}")),
+        ("batch_size", format!("{:?}", config.batch_size)),
+        ("chunk_size", format!("{:?}", config.chunk_size)),
+        ("weight optimiser", format!("{:?}", config.weight_adam)),
+        ("weight schedule", format!("{:?}", config.weight_schedule)),
+        ("delay optimiser", format!("{:?}", config.delay_adam)),
+        ("delay schedule", format!("{:?}", config.delay_schedule)),
+        ("max_delay", format!("{:?}", config.max_delay)),
+        ("trainable", format!("{flags:?}")),
+        ("early stopping", format!("{:?}", config.early_stopping)),
+        ("silent boost", format!("{:?}", config.silent_boost)),
+        ("spike-count regulariser", format!("{:?}", config.spike_count_reg)),
+        ("seed", format!("{:?}", config.seed)),
+        ("shuffle", format!("{:?}", config.shuffle)),
+    ]
+    .into_iter()
+    .map(|(name, value)| Setting { name: name.into(), value })
+    .collect::<Vec<_>>();
+    out.extend(config.identity.iter().map(|(k, v)| Setting { name: format!("identity: {k}"), value: v.clone() }));
+    out
+}
+
+/// Every setting that differs between `recorded` and `now`, in `recorded`'s order then the new ones.
+fn diff_settings(recorded: &[Setting], now: &[Setting]) -> Vec<SettingDiff> {
+    let find = |list: &[Setting], name: &str| list.iter().find(|s| s.name == name).map(|s| s.value.clone());
+    let mut out = Vec::new();
+    for r in recorded {
+        let n = find(now, &r.name);
+        if n.as_deref() != Some(r.value.as_str()) {
+            out.push(SettingDiff { name: r.name.clone(), checkpoint: Some(r.value.clone()), now: n });
+        }
+    }
+    for n in now {
+        if find(recorded, &n.name).is_none() {
+            out.push(SettingDiff { name: n.name.clone(), checkpoint: None, now: Some(n.value.clone()) });
+        }
+    }
+    out
+}
+
+/// The structural checks of a decoded state against itself and the configuration: valid
+/// network, an optimiser that fits it, trained delays within `[0, max_delay]`, a history as
+/// long as the epochs done, a best network of the same shape.
+fn check_state(state: &TrainState) -> Result<()> {
+    let net = &state.network;
+    net.validate()?;
+    state.optimiser.check_fits(net)?;
+    let constraint = state.optimiser.constraint();
+    for (c, t) in net.connections().iter().zip(state.optimiser.trainable()) {
+        if t.delays {
+            constraint.check_values(c.delays().as_slice())?;
+        }
+    }
+    if state.history.len() != state.epochs_done {
+        return Err(EventPropError::ShapeMismatch {
+            what: "epoch history (epochs done)",
+            expected: state.epochs_done,
+            got: state.history.len(),
+        });
+    }
+    if let Some(b) = &state.best {
+        b.network.validate()?;
+        if network_shape(&b.network) != network_shape(net) || b.epoch >= state.epochs_done.max(1) {
+            return Err(EventPropError::ShapeMismatch {
+                what: "best network (shape or epoch)",
+                expected: state.epochs_done,
+                got: b.epoch,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// How a run ended.
@@ -1148,6 +1315,8 @@ pub struct Trainer<'e, E: Adjoint> {
     config: TrainConfig,
     state: TrainState,
     workspace: Option<BatchWorkspace<E>>,
+    /// The network settings ([`NETWORK_SETTINGS`]) of the run, recorded in every checkpoint.
+    network_settings: Vec<Setting>,
 }
 
 impl<'e, E: Adjoint> std::fmt::Debug for Trainer<'e, E> {
@@ -1192,49 +1361,96 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             best: None,
             stopped_early: false,
         };
-        let t = Self { engine, loss, config, state, workspace: None };
+        let network_settings = vec![
+            Setting { name: NETWORK_SETTINGS[0].into(), value: network_shape(&state.network) },
+            Setting { name: NETWORK_SETTINGS[1].into(), value: network_hash(&state.network) },
+        ];
+        let t = Self { engine, loss, config, state, workspace: None, network_settings };
         t.check_engine()?;
+        t.remove_stale_temps();
         Ok(t)
+    }
+
+    /// Removes temporary files of killed checkpoint writes beside the checkpoint (best effort).
+    fn remove_stale_temps(&self) {
+        if let Some(path) = &self.config.checkpoint {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            match persist::remove_stale_temps(dir) {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(?removed, "removed temporary files of interrupted checkpoint writes");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not clean up stale temporary files"),
+            }
+        }
+    }
+
+    /// Continues the run saved in the checkpoint at `path` if it was written by a run of exactly
+    /// these settings and this initial network `net` (as [`Trainer::new`] would start it);
+    /// otherwise [`EventPropError::ResumeMismatch`] lists every differing setting.
+    ///
+    /// Compared: the engine configuration, the loss, every setting of `config` except `epochs`
+    /// and `checkpoint`, its [`TrainConfig::identity`] (the data), the network's shape and its
+    /// initial weights and delays. `epochs` may grow (the run goes on), but not fall below the
+    /// epochs already done.
+    pub fn resume_matching(
+        engine: &'e E,
+        loss: Loss,
+        config: TrainConfig,
+        net: Network,
+        path: impl AsRef<Path>,
+    ) -> Result<Self> {
+        let fresh = Self::new(engine, loss, config, net)?;
+        let Self { config, network_settings, .. } = fresh;
+        Self::resume_with(engine, loss, config, Some(network_settings), path.as_ref())
     }
 
     /// Continues the run saved in the checkpoint at `path`.
     ///
-    /// `config` may differ from the original run only in `epochs`, `early_stopping`'s
-    /// patience, the test/validation reporting and the checkpoint path; optimiser settings,
-    /// trainable flags, `max_delay`, batch and chunk sizes must match (the continued run would
-    /// not be the same run otherwise) — a mismatch is a [`EventPropError::Checkpoint`] error.
+    /// As [`Trainer::resume_matching`], but without the caller's initial network: the network's
+    /// shape and initial values are taken from the checkpoint unchecked. Every other setting is
+    /// compared: `config` may differ from the original run only in `epochs` (not below the
+    /// epochs done) and the checkpoint path — a mismatch is an
+    /// [`EventPropError::ResumeMismatch`] that lists every differing setting. A damaged file,
+    /// or one of another kind, is an [`EventPropError::CheckpointFile`]; a decodable but
+    /// inconsistent state an [`EventPropError::Checkpoint`].
     pub fn resume(engine: &'e E, loss: Loss, config: TrainConfig, path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
         config.check()?;
-        let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e))?;
-        let (file, _): (CheckpointFile, usize) =
-            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).map_err(|e| ckpt_err(path, e))?;
-        if file.magic != CHECKPOINT_MAGIC || file.version != CHECKPOINT_VERSION {
-            return Err(ckpt_err(path, format!("not a version-{CHECKPOINT_VERSION} checkpoint of snn-eventprop")));
-        }
-        let state = file.state;
-        state.network.check()?;
-        let opt = &state.optimiser;
-        let mismatch = if opt.trainable() != config.trainable.resolve(&state.network)?.as_slice() {
-            Some("trainable flags")
-        } else if opt.weight_adam().params() != &config.weight_adam
-            || opt.weight_adam().schedule() != &config.weight_schedule
-        {
-            Some("weight optimiser")
-        } else if opt.delay_adam().params() != &config.delay_adam
-            || opt.delay_adam().schedule() != &config.delay_schedule
-        {
-            Some("delay optimiser")
-        } else if opt.constraint().max_delay() != config.max_delay {
-            Some("max_delay")
-        } else {
-            None
+        Self::resume_with(engine, loss, config, None, path.as_ref())
+    }
+
+    fn resume_with(
+        engine: &'e E,
+        loss: Loss,
+        config: TrainConfig,
+        network_settings: Option<Vec<Setting>>,
+        path: &Path,
+    ) -> Result<Self> {
+        let file: CheckpointFile = persist::load(path, CHECKPOINT_KIND)?;
+        let CheckpointFile { settings: recorded, state } = file;
+        check_state(&state).map_err(|e| ckpt_err(path, format!("invalid content: {e}")))?;
+        let flags = config.trainable.resolve(&state.network)?;
+        let mut now = run_settings(engine.config(), &loss, &config, &flags);
+        let network_settings = match network_settings {
+            Some(n) => n,
+            // Not known to the caller: carried over from the checkpoint.
+            None => recorded.iter().filter(|r| NETWORK_SETTINGS.contains(&r.name.as_str())).cloned().collect(),
         };
-        if let Some(what) = mismatch {
-            return Err(ckpt_err(path, format!("configuration differs from the checkpoint in its {what}")));
+        now.extend(network_settings.iter().cloned());
+        let mut differences = diff_settings(&recorded, &now);
+        if config.epochs < state.epochs_done {
+            differences.push(SettingDiff {
+                name: "epochs".into(),
+                checkpoint: Some(format!("{} done", state.epochs_done)),
+                now: Some(format!("{} asked", config.epochs)),
+            });
         }
-        let t = Self { engine, loss, config, state, workspace: None };
+        if !differences.is_empty() {
+            return Err(EventPropError::ResumeMismatch { path: path.to_path_buf(), differences });
+        }
+        let t = Self { engine, loss, config, state, workspace: None, network_settings };
         t.check_engine()?;
+        t.remove_stale_temps();
         Ok(t)
     }
 
@@ -1295,13 +1511,24 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         &self.config
     }
 
-    /// Writes the resumable state to `path` atomically.
+    /// The settings recorded in checkpoints and compared on resume ([`Trainer::resume_matching`]).
+    pub fn settings(&self) -> Vec<Setting> {
+        let flags = self.state.optimiser.trainable();
+        let mut out = run_settings(self.engine.config(), &self.loss, &self.config, flags);
+        out.extend(self.network_settings.iter().cloned());
+        out
+    }
+
+    /// Writes the resumable state and the run's settings to `path` atomically (the [`persist`]
+    /// framing, kind [`CHECKPOINT_KIND`]).
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let file =
-            CheckpointFile { magic: CHECKPOINT_MAGIC.into(), version: CHECKPOINT_VERSION, state: self.state.clone() };
-        let bytes = bincode::serde::encode_to_vec(&file, bincode::config::standard()).map_err(|e| ckpt_err(path, e))?;
-        write_atomic(path, &bytes)
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            settings: Vec<Setting>,
+            state: &'a TrainState,
+        }
+        let file = Borrowed { settings: self.settings(), state: &self.state };
+        Ok(persist::save(path.as_ref(), CHECKPOINT_KIND, &file)?)
     }
 
     fn check_data(&self, data: &TrainData<'_>) -> Result<()> {

@@ -402,13 +402,23 @@ fn nan_gradient_names_parameter_and_sample_and_keeps_the_last_checkpoint() {
     // Corrupt and mismatched checkpoints are typed errors.
     let bad = tmp("corrupt.ckpt");
     std::fs::write(&bad, b"not a checkpoint").unwrap();
-    assert!(matches!(Trainer::resume(&toy, loss, config(), &bad), Err(EventPropError::Checkpoint { .. })));
+    assert!(matches!(
+        Trainer::resume(&toy, loss, config(), &bad),
+        Err(EventPropError::CheckpointFile(persist::PersistError::BadMagic { .. }))
+    ));
     assert!(matches!(
         Trainer::resume(&toy, loss, config(), tmp("missing.ckpt")),
-        Err(EventPropError::Checkpoint { .. })
+        Err(EventPropError::CheckpointFile(persist::PersistError::Io { kind: std::io::ErrorKind::NotFound, .. }))
     ));
     let other_lr = TrainConfig { delay_adam: AdamParams::with_lr(0.123), ..config() };
-    assert!(matches!(Trainer::resume(&toy, loss, other_lr, &path), Err(EventPropError::Checkpoint { .. })));
+    match Trainer::resume(&toy, loss, other_lr, &path) {
+        Err(EventPropError::ResumeMismatch { differences, .. }) => {
+            // `path` was written without shuffling; `config()` shuffles
+            let names: Vec<_> = differences.iter().map(|d| d.name.as_str()).collect();
+            assert_eq!(names, ["delay optimiser", "shuffle"]);
+        }
+        other => panic!("{:?}", other.map(|t| t.epochs_done())),
+    }
 }
 
 #[test]
