@@ -137,6 +137,14 @@ pub enum DatasetError {
         /// The number of attempts made.
         attempts: u64,
     },
+    /// The path exists but is not a regular file (refused before anything is read).
+    #[error("{path} is not a regular file but a {what}")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`"directory"`, `"FIFO"`, `"character device"`, ...).
+        what: &'static str,
+    },
 }
 
 /// `Result` with [`DatasetError`].

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod files;
 mod group_sparse;
 mod mnist;
 mod shd;

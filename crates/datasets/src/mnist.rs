@@ -20,11 +20,27 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
+/// Hint of [`DatasetError::NotFound`] for a missing IDX file.
+const IDX_HINT: &str = "give the path of an IDX file (MNIST: train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz)";
+
 /// Reads an IDX file of unsigned bytes; gzip is detected from the file's first bytes.
+///
+/// What is not a regular file (a directory, a FIFO, `/dev/zero`) is refused before reading;
+/// the magic number is checked before the rest is read, and no more than the header announces
+/// (bounded by [`IDX_MAX_BYTES`]) is read.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
+    use std::io::BufRead;
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
-    parse_idx(&bytes, path)
+    let (file, _) = crate::files::open_regular(path, IDX_HINT)?;
+    let mut r = std::io::BufReader::new(file);
+    let head = r.fill_buf().map_err(|e| io_err(path, e))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let mut dec = flate2::bufread::MultiGzDecoder::new(r);
+        read_idx_stream(&mut dec, path)
+    } else {
+        read_idx_stream(&mut r, path)
+    }
 }
 
 /// Parses the bytes of an IDX file (gzipped or raw); `path` is only used in errors.
@@ -187,8 +203,13 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     let candidates = [format!("{stem}.gz"), stem.to_string(), format!("{dotted}.gz"), dotted.clone()];
     for c in &candidates {
         let p = dir.join(c);
-        if p.is_file() {
-            return Ok(p);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => return Ok(p),
+            // There, but not a file: say so rather than "does not exist".
+            Ok(m) => {
+                return Err(DatasetError::NotAFile { path: p, what: crate::files::file_type_name(m.file_type()) });
+            }
+            Err(_) => {}
         }
     }
     Err(DatasetError::NotFound {
@@ -244,7 +265,37 @@ fn load_split(images: &Path, labels: &Path) -> Result<MnistSplit> {
 pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Mnist> {
     let dir = dir.as_ref();
     let f: Vec<PathBuf> = STEMS.iter().map(|s| find_file(dir, s)).collect::<Result<_>>()?;
-    Ok(Mnist { train: load_split(&f[0], &f[1])?, test: load_split(&f[2], &f[3])? })
+    let (train, test) = (load_split(&f[0], &f[1])?, load_split(&f[2], &f[3])?);
+    if (test.rows, test.cols) != (train.rows, train.cols) {
+        return Err(DatasetError::InvalidValue {
+            path: f[2].clone(),
+            what: "test image size (rows x cols)",
+            value: format!("{}x{}", test.rows, test.cols),
+            valid: "the training images' size",
+        });
+    }
+    Ok(Mnist { train, test })
+}
+
+impl Mnist {
+    /// Checks that the images are `rows x cols` (the MNIST experiments need 28 x 28); the
+    /// error names the training image file of `dir`'s layout.
+    ///
+    /// ```no_run
+    /// let m = datasets::load_mnist("../shared/data/mnist").unwrap();
+    /// m.check_geometry(28, 28).unwrap();
+    /// ```
+    pub fn check_geometry(&self, rows: usize, cols: usize) -> Result<()> {
+        if (self.train.rows, self.train.cols) != (rows, cols) {
+            return Err(DatasetError::InvalidValue {
+                path: PathBuf::from(STEMS[0]),
+                what: "MNIST image size (rows x cols)",
+                value: format!("{}x{} (expected {rows}x{cols})", self.train.rows, self.train.cols),
+                valid: "the image size the experiment is built for",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The development copy of MNIST, `../shared/data/mnist` relative to the current

@@ -118,16 +118,45 @@ pub fn load_ssc(path: impl AsRef<Path>) -> Result<SpikeDataset> {
 pub fn load_spike_h5(path: impl AsRef<Path>, opts: &SpikeLoadOptions) -> Result<(SpikeDataset, SpikeExtra)> {
     let path = path.as_ref();
     opts.check()?;
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(DatasetError::NotFound { path: path.to_path_buf(), hint: SHD_DOWNLOAD_HINT });
-        }
-        Err(source) => {
-            return Err(DatasetError::Io { path: path.to_path_buf(), source });
-        }
-    };
+    let bytes = read_hdf5_file(path)?;
     load_spike_h5_bytes(bytes, path, opts)
+}
+
+/// The HDF5 format signature; the superblock starts at byte 0 or, after a user block, at
+/// 512, 1024, 2048, ... bytes.
+const HDF5_SIGNATURE: [u8; 8] = *b"\x89HDF\r\n\x1a\n";
+
+/// Reads an HDF5 file: refuses what is not a regular file before reading, looks for the HDF5
+/// signature before reading the rest, and reads no more than the file's size.
+fn read_hdf5_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (mut file, size) = crate::files::open_regular(path, SHD_DOWNLOAD_HINT)?;
+    let io = |source| DatasetError::Io { path: path.to_path_buf(), source };
+    let mut found = false;
+    let mut at = 0u64;
+    while at.saturating_add(8) <= size {
+        let mut sig = [0u8; 8];
+        file.seek(SeekFrom::Start(at)).map_err(io)?;
+        file.read_exact(&mut sig).map_err(io)?;
+        if sig == HDF5_SIGNATURE {
+            found = true;
+            break;
+        }
+        at = if at == 0 { 512 } else { at * 2 };
+    }
+    if !found {
+        return Err(DatasetError::InvalidValue {
+            path: path.to_path_buf(),
+            what: "HDF5 signature",
+            value: "absent".to_string(),
+            valid: "\\x89HDF\\r\\n\\x1a\\n at byte 0, 512, 1024, ...",
+        });
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let cap = usize::try_from(size).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(cap);
+    file.take(size).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// Parses the bytes of an SHD/SSC-layout HDF5 file; `path` is only used in errors.
