@@ -25,7 +25,7 @@ fn sample(n: usize) -> Sample {
         name: "a sample".into(),
         values: (0..n).map(|i| i as f64 * 0.25 - 1.0).collect(),
         nested: (0..n % 5).map(|i| (0..i as u32).collect()).collect(),
-        flag: Some(n % 2 == 0),
+        flag: Some(n.is_multiple_of(2)),
         count: n * 1000,
     }
 }

@@ -149,7 +149,7 @@ impl Layer {
     /// every value is finite (what a layer read from a file must satisfy before use).
     pub fn check(&self) -> Result<()> {
         let shape_err = |what, expected, got| Err(SparseBpError::ShapeMismatch { what, expected, got });
-        let mul = |a: usize, b: usize| a.checked_mul(b).unwrap_or(usize::MAX);
+        let mul = |a: usize, b: usize| a.saturating_mul(b);
         let (n_in, n_out) = (self.n_in, self.n_out);
         let want: Vec<(usize, usize)> = match &self.kind {
             LayerKind::Linear => vec![(n_out, n_in), (n_out, 1)],
