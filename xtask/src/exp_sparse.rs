@@ -790,7 +790,7 @@ mod tests {
         assert!(err(true).contains("unsupported models format"), "{}", err(true));
         meta(MODELS_FORMAT, false);
         assert!(err(true).contains("quick = false"), "{}", err(true));
-        std::fs::write(dir.join("bp.bin"), b"SPBPMODL\x01\0\0\0").unwrap();
+        std::fs::write(dir.join("bp.bin"), b"EPSBFILE\x01\0\0\0").unwrap(); // a framed file cut after its magic
         assert!(err(false).contains("bp.bin") && err(false).contains("truncated"), "{}", err(false));
         std::fs::remove_dir_all(&dir).ok();
     }
