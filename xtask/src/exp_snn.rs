@@ -70,24 +70,36 @@ struct RunResult {
     snapshots: Vec<Network>,
 }
 
-/// Trains with a progress bar, resuming from `checkpoint` if it exists; the checkpoint is
-/// removed once the run completes. `data_for_epoch` may return fresh (augmented) data each epoch.
+/// Trains with a progress bar, resuming from `checkpoint` if it exists. The checkpoint is kept
+/// once the run completes, so that an experiment interrupted in a later sub-run does not train a
+/// finished one again: restarted, a finished run is read back, not retrained. Resuming requires
+/// the same settings, initial network and data (epoch 0's sets, hashed) as the checkpoint's run
+/// ([`Trainer::resume_matching`]; a mismatch is an error that lists the differences).
+/// `data_for_epoch` may return fresh (augmented) data each epoch.
 #[allow(clippy::too_many_arguments)]
 fn train<E: Adjoint>(
     engine: &E,
     net: Network,
     loss: Loss,
-    config: TrainConfig,
+    mut config: TrainConfig,
     label: &str,
     keep_snapshots: bool,
     mut data_for_epoch: impl FnMut(usize) -> DynResult<(Labelled, Option<Labelled>, Option<Labelled>)>,
 ) -> DynResult<RunResult> {
+    // The data's identity: epoch 0's sets (later epochs derive from the same seed and sources).
+    let first = data_for_epoch(0)?;
+    let hash =
+        |set: Option<&Labelled>| set.map_or_else(|| "none".to_string(), |s| format!("{:016x}", s.content_hash()));
+    config.identity.insert("train data (epoch 0)".into(), hash(Some(&first.0)));
+    config.identity.insert("validation data".into(), hash(first.1.as_ref()));
+    config.identity.insert("test data".into(), hash(first.2.as_ref()));
+    let mut first = Some(first);
     let checkpoint = config.checkpoint.clone();
     let epochs = config.epochs;
     let mut trainer = match &checkpoint {
         Some(p) if p.exists() => {
             eprintln!("{label}: resuming from checkpoint {}", p.display());
-            Trainer::resume(engine, loss, config, p)?
+            Trainer::resume_matching(engine, loss, config, net, p)?
         }
         _ => Trainer::new(engine, loss, config, net)?,
     };
@@ -99,7 +111,10 @@ fn train<E: Adjoint>(
     }
     while trainer.epochs_done() < epochs && !trainer.stopped_early() {
         let epoch = trainer.epochs_done();
-        let (tr, va, te) = data_for_epoch(epoch)?;
+        let (tr, va, te) = match first.take() {
+            Some(d) if epoch == 0 => d,
+            _ => data_for_epoch(epoch)?,
+        };
         let data = TrainData { train: &tr, validation: va.as_ref(), test: te.as_ref() };
         let m = trainer.run_epoch(&data, |p| {
             if let Progress::Batch { batch, batches, loss, .. } = p {
@@ -114,9 +129,6 @@ fn train<E: Adjoint>(
         }
     }
     bar.finish();
-    if let Some(p) = &checkpoint {
-        let _ = std::fs::remove_file(p);
-    }
     let history = trainer.history().to_vec();
     Ok(RunResult { history, net: trainer.into_network(), snapshots })
 }
@@ -967,4 +979,97 @@ fn forward_throughput(
     bar.finish();
     let n = spikes.len().max(1) as f64;
     Ok((n / seconds, recorded as f64 / n))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    fn sequence_net() -> Network {
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 2);
+        let o = b.li("out", 2, LiParams::new(10.0, 5.0).unwrap());
+        b.connect(i, o, DMatrix::from_element(2, 2, 1.0), DMatrix::from_row_slice(2, 2, &[0.0, 10.0, 10.0, 0.0]));
+        b.build().unwrap()
+    }
+
+    fn sequence_data() -> Labelled {
+        let mut x = SpikeTrains::new(2);
+        x.push_sample(&[0.0, 10.0], &[0, 1]).unwrap();
+        x.push_sample(&[0.0, 10.0], &[1, 0]).unwrap();
+        Labelled::new(x, vec![0, 1]).unwrap()
+    }
+
+    /// An experiment of two sub-runs, interrupted during its second one (between epochs, where
+    /// a kill leaves the checkpoint of the last finished epoch: checkpoints are written
+    /// atomically) and restarted: the finished first sub-run is read back from its kept
+    /// checkpoint without training an epoch, the second resumes where it stopped and ends as an
+    /// uninterrupted run does; a restart with another setting is refused, naming it.
+    #[test]
+    fn an_experiment_interrupted_in_its_second_half_does_not_retrain_the_first() {
+        let dir = std::env::temp_dir().join(format!("xtask-kill-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let engine = ExactEngine::new(SimConfig::new(25.0, ReadoutKind::MaxVoltage)).unwrap();
+        let loss = Loss::MaxVoltageCrossEntropy;
+        let config = |label: &str, seed: u64| {
+            TrainConfig::builder()
+                .epochs(4)
+                .batch_size(1)
+                .delay_lr(1.0)
+                .max_delay(15.0)
+                .trainable(TrainableParams::DelaysOnly)
+                .silent_boost(None)
+                .seed(seed)
+                .checkpoint(dir.join(format!("{label}.ckpt")))
+                .build()
+                .unwrap()
+        };
+        // Every epoch the data closure is asked for, per sub-run; `stop_at` simulates the kill.
+        let asked: RefCell<Vec<(String, usize)>> = RefCell::new(Vec::new());
+        let data = |label: &'static str, stop_at: Option<usize>| {
+            let asked = &asked;
+            move |epoch: usize| -> DynResult<(Labelled, Option<Labelled>, Option<Labelled>)> {
+                asked.borrow_mut().push((label.to_string(), epoch));
+                if stop_at == Some(epoch) {
+                    return Err("killed".into());
+                }
+                Ok((sequence_data(), None, Some(sequence_data())))
+            }
+        };
+        let strip =
+            |h: &[EpochMetrics]| h.iter().map(|m| EpochMetrics { seconds: 0.0, ..m.clone() }).collect::<Vec<_>>();
+        let bits = |n: &Network| n.connections()[0].delays().iter().map(|d| d.to_bits()).collect::<Vec<_>>();
+
+        // First attempt: A finishes, B is killed before its epoch 2.
+        let a1 = train(&engine, sequence_net(), loss, config("a", 1), "a", false, data("a", None)).unwrap();
+        assert_eq!(a1.history.len(), 4);
+        let killed = train(&engine, sequence_net(), loss, config("b", 2), "b", false, data("b", Some(2)));
+        assert!(killed.is_err());
+        assert!(dir.join("a.ckpt").exists() && dir.join("b.ckpt").exists());
+
+        // Restart of the whole experiment.
+        asked.borrow_mut().clear();
+        let a2 = train(&engine, sequence_net(), loss, config("a", 1), "a", false, data("a", None)).unwrap();
+        let b2 = train(&engine, sequence_net(), loss, config("b", 2), "b", false, data("b", None)).unwrap();
+        // A: only epoch 0's data was looked at (its identity), no epoch was trained.
+        let asked_now = asked.borrow().clone();
+        let of = |l: &str| asked_now.iter().filter(|(x, _)| x == l).map(|(_, e)| *e).collect::<Vec<_>>();
+        assert_eq!(of("a"), [0]);
+        assert_eq!(strip(&a2.history), strip(&a1.history));
+        assert_eq!(bits(&a2.net), bits(&a1.net));
+        // B: resumed at epoch 2 and ends exactly as an uninterrupted run.
+        assert_eq!(of("b"), [0, 2, 3]);
+        let straight = train(&engine, sequence_net(), loss, config("c", 2), "c", false, data("c", None)).unwrap();
+        assert_eq!(strip(&b2.history), strip(&straight.history));
+        assert_eq!(bits(&b2.net), bits(&straight.net));
+
+        // A restart with another seed does not mix runs: refused with the setting named.
+        let e = train(&engine, sequence_net(), loss, config("a", 7), "a", false, data("a", None)).err().unwrap();
+        let msg = e.to_string();
+        assert!(msg.contains("seed") && msg.contains("start afresh") && msg.contains("a.ckpt"), "{msg}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -511,6 +511,31 @@ fn save_mnist_models(dir: &Path, m: &MnistModels) -> DynResult<()> {
     Ok(())
 }
 
+/// The pixel normalisation `(pixel_mean, pixel_std)` recorded in `meta` (read from `path`): the
+/// mean finite in `[0, 1]`, the standard deviation finite in `(0, 1]` (pixels are scaled to
+/// `[0, 1]`); each fault has its own message.
+fn normalisation(meta: &Value, path: &Path) -> DynResult<(f64, f64)> {
+    let get = |key: &str, positive: bool| -> DynResult<f64> {
+        let (v, text) = match &meta[key] {
+            Value::Null if meta.get(key).is_none() => {
+                return Err(format!("{}: {key} is missing", path.display()).into());
+            }
+            Value::Number(n) => (n.as_f64().unwrap_or(f64::NAN), n.to_string()),
+            other => return Err(format!("{}: {key} = {other} is not a number", path.display()).into()),
+        };
+        let (ok, range) = if positive { (v > 0.0 && v <= 1.0, "(0, 1]") } else { ((0.0..=1.0).contains(&v), "[0, 1]") };
+        if !ok {
+            return Err(format!(
+                "{}: {key} = {text} is out of range: must be finite and in {range} (pixels are scaled to [0, 1])",
+                path.display()
+            )
+            .into());
+        }
+        Ok(v)
+    };
+    Ok((get("pixel_mean", false)?, get("pixel_std", true)?))
+}
+
 /// Loads what [`save_mnist_models`] wrote; the run must use the same `--quick` setting
 /// (the test subset and the attack grid depend on it).
 fn load_mnist_models(dir: &Path, quick: bool) -> DynResult<MnistModels> {
@@ -528,6 +553,7 @@ fn load_mnist_models(dir: &Path, quick: bool) -> DynResult<MnistModels> {
         )
         .into());
     }
+    normalisation(&meta, &meta_path)?;
     let mut pursuit = Vec::new();
     for n in PURSUIT_MODELS {
         pursuit.push((n, load_model::<PursuitClassifier>(&dir.join(format!("{n}.bin")))?));
@@ -569,6 +595,7 @@ fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &
 /// `cargo xtask reproduce sparse-mnist`.
 pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let data = datasets::load_mnist(mnist_dir(opts)?)?;
+    data.check_geometry(28, 28)?;
     let cfg = paper::mnist(Scale::from_quick(opts.quick));
     let sz = &cfg.sizes;
     let (atoms, group, lambda_bp, gamma_gbp) = (cfg.atoms, cfg.group, cfg.lambda_bp, cfg.gamma_gbp);
@@ -586,10 +613,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             m
         }
     };
-    let (mean, sd) = match (models.meta["pixel_mean"].as_f64(), models.meta["pixel_std"].as_f64()) {
-        (Some(m), Some(s)) if s > 0.0 => (m, s),
-        _ => return Err("meta.json: pixel_mean / pixel_std missing".into()),
-    };
+    let (mean, sd) = normalisation(&models.meta, Path::new("meta.json"))?;
     let (x_test, l_test) = mnist_matrix(&data.test, sz.n_test.max(cfg.deep.n_test), mean, sd);
     let x_test_shallow = columns(&x_test, 0..sz.n_test.min(x_test.ncols()));
     let l_test_shallow = &l_test[..x_test_shallow.ncols()];
@@ -793,5 +817,26 @@ mod tests {
         std::fs::write(dir.join("bp.bin"), b"EPSBFILE\x01\0\0\0").unwrap(); // a framed file cut after its magic
         assert!(err(false).contains("bp.bin") && err(false).contains("truncated"), "{}", err(false));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// `meta.json`'s normalisation must be finite and in range; each fault is named precisely.
+    #[test]
+    fn normalisation_values_are_checked() {
+        let p = Path::new("m/meta.json");
+        let msg = |meta: Value| normalisation(&meta, p).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(normalisation(&json!({"pixel_mean": 0.13, "pixel_std": 0.31}), p).unwrap(), (0.13, 0.31));
+        for (meta, says) in [
+            (json!({"pixel_mean": 0.1}), "pixel_std is missing"),
+            (json!({"pixel_std": 0.3}), "pixel_mean is missing"),
+            (json!({"pixel_mean": 0.1, "pixel_std": 0.0}), "pixel_std = 0.0 is out of range"),
+            (json!({"pixel_mean": 0.1, "pixel_std": -1.0}), "pixel_std = -1.0 is out of range"),
+            (json!({"pixel_mean": 0.1, "pixel_std": 1e308}), "pixel_std = 1e308 is out of range"),
+            (json!({"pixel_mean": 0.1, "pixel_std": null}), "pixel_std = null is not a number"),
+            (json!({"pixel_mean": "a", "pixel_std": 0.3}), "pixel_mean = \"a\" is not a number"),
+            (json!({"pixel_mean": -3.0, "pixel_std": 0.3}), "pixel_mean = -3.0 is out of range"),
+        ] {
+            let m = msg(meta);
+            assert!(m.contains(says) && m.contains("m/meta.json"), "got `{m}`, expected `{says}`");
+        }
     }
 }

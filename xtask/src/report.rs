@@ -9,18 +9,21 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// Writes `bytes` to `path` atomically ([`persist::write_atomic`]: a temporary file
+/// `.NAME.tmp-PID` in the same folder, fsync, rename), creating the folder; errors name the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    create_dir(dir)?;
+    persist::write_atomic(path, bytes).map_err(io::Error::other)
+}
+
+/// `fs::create_dir_all` with an error that names the folder (e.g. a file in the way).
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty folder path"));
     }
-    fs::rename(&tmp, path)
+    fs::create_dir_all(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create folder {}: {e}", dir.display())))
 }
 
 /// Serialises `value` as pretty JSON to `path`, atomically.
@@ -97,7 +100,11 @@ impl RunDir {
     /// Creates `out/<experiment>`, points the log there and resets the memory high-water mark.
     pub fn create(out: &Path, experiment: &str, log: &LogFile) -> io::Result<Self> {
         let dir = out.join(experiment);
-        fs::create_dir_all(&dir)?;
+        create_dir(&dir)?;
+        // Temporary files of writes killed in an earlier run of this experiment.
+        for stale in persist::remove_stale_temps(&dir).map_err(io::Error::other)? {
+            eprintln!("removed {} (left by an interrupted write)", stale.display());
+        }
         log.switch_to(&dir.join("run.log"))?;
         reset_peak_rss();
         Ok(Self { dir, started: Instant::now() })

@@ -113,6 +113,10 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut path = |flag: &str| match value(flag)? {
+            v if v.is_empty() => Err(format!("{flag} needs a path, got an empty one")),
+            v => Ok(PathBuf::from(v)),
+        };
         match a.as_str() {
             "--quick" => opts.quick = true,
             "--synthetic" => opts.synthetic = true,
@@ -127,8 +131,8 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
                     _ => return Err(format!("--epochs expects a whole number >= 1, got `{v}`")),
                 }
             }
-            "--out" => opts.out = PathBuf::from(value("--out")?),
-            "--data" => opts.data = Some(PathBuf::from(value("--data")?)),
+            "--out" => opts.out = path("--out")?,
+            "--data" => opts.data = Some(path("--data")?),
             "--spike-reg" => {
                 let v = value("--spike-reg")?;
                 let k = match v.as_str() {
@@ -143,8 +147,8 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
                 }
                 opts.spike_reg = Some(k);
             }
-            "--save-models" => opts.save_models = Some(PathBuf::from(value("--save-models")?)),
-            "--load-models" => opts.load_models = Some(PathBuf::from(value("--load-models")?)),
+            "--save-models" => opts.save_models = Some(path("--save-models")?),
+            "--load-models" => opts.load_models = Some(path("--load-models")?),
             "-h" | "--help" => return Ok(Request::Help),
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
             s if chosen.is_none() => chosen = Some(s.to_owned()),
@@ -302,5 +306,32 @@ mod tests {
         }
         // With every experiment (--quick), --epochs applies to those that train.
         assert_eq!(run("--quick --epochs 2").unwrap().0.epochs, Some(2));
+    }
+
+    #[test]
+    fn empty_paths_are_refused_and_path_errors_name_the_path() {
+        let all = experiments();
+        for flag in ["--out", "--data", "--save-models", "--load-models"] {
+            let args = vec!["shd".to_string(), flag.to_string(), String::new()];
+            match parse(&args, &all) {
+                Err(e) => assert!(e.contains(flag) && e.contains("empty"), "{e}"),
+                Ok(_) => panic!("an empty {flag} was accepted"),
+            }
+        }
+        // `--out FILE`: the error names the folder that cannot be created
+        let dir = std::env::temp_dir().join(format!("xtask-out-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let log = crate::report::LogFile::default();
+        let e = crate::report::RunDir::create(&file, "shd", &log).err().unwrap();
+        assert!(e.to_string().contains(&file.join("shd").display().to_string()), "{e}");
+        // stale temporary files of killed writes in the run folder are removed at the start
+        let stale = dir.join("shd").join(".results.json.tmp-4294967295");
+        std::fs::create_dir_all(dir.join("shd")).unwrap();
+        std::fs::write(&stale, b"half").unwrap();
+        crate::report::RunDir::create(&dir, "shd", &log).unwrap();
+        assert_eq!(stale.exists(), !cfg!(target_os = "linux"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
