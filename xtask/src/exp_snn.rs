@@ -985,6 +985,10 @@ fn forward_throughput(
 mod tests {
     use std::cell::RefCell;
 
+    use nalgebra::DMatrix;
+    use snn_core::{ExactEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig};
+    use snn_eventprop::train::TrainableParams;
+
     use super::*;
 
     fn sequence_net() -> Network {

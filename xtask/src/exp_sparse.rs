@@ -830,7 +830,7 @@ mod tests {
             (json!({"pixel_std": 0.3}), "pixel_mean is missing"),
             (json!({"pixel_mean": 0.1, "pixel_std": 0.0}), "pixel_std = 0.0 is out of range"),
             (json!({"pixel_mean": 0.1, "pixel_std": -1.0}), "pixel_std = -1.0 is out of range"),
-            (json!({"pixel_mean": 0.1, "pixel_std": 1e308}), "pixel_std = 1e308 is out of range"),
+            (json!({"pixel_mean": 0.1, "pixel_std": 1e308}), "pixel_std = 1e+308 is out of range"),
             (json!({"pixel_mean": 0.1, "pixel_std": null}), "pixel_std = null is not a number"),
             (json!({"pixel_mean": "a", "pixel_std": 0.3}), "pixel_mean = \"a\" is not a number"),
             (json!({"pixel_mean": -3.0, "pixel_std": 0.3}), "pixel_mean = -3.0 is out of range"),
