@@ -103,6 +103,9 @@ fn train<E: Adjoint>(
         }
         _ => Trainer::new(engine, loss, config, net)?,
     };
+    if trainer.epochs_done() > 0 {
+        first = None; // resumed: epoch 0's data served only as the identity
+    }
     let bar = progress(epochs as u64, label);
     bar.set_position(trainer.epochs_done() as u64);
     let mut snapshots = Vec::new();
