@@ -6,6 +6,7 @@ mod dataset_info;
 mod exp_snn;
 mod exp_sparse;
 mod exp_sparse_deep;
+mod fetch;
 mod harness;
 mod plot;
 mod pyref;
@@ -19,8 +20,10 @@ tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
   reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR]
                           reproduce an experiment of the papers
-  dataset-info <shd|ssc|mnist> PATH
-                          print a data set's statistics as one JSON object
+  fetch <mnist|shd|ssc> [--dir DIR]
+                          download, verify and cache a data set (DIR, else $EVENTPROP_DATA, else the user cache)
+  dataset-info <shd|ssc|mnist> [PATH]
+                          print a data set's statistics as one JSON object (without PATH: the cached copy)
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("reproduce") => reproduce::main(&args[1..]),
         Some("dataset-info") => dataset_info::run(&args[1..]),
+        Some("fetch") => fetch::run(&args[1..]),
         Some(other) => {
             eprintln!("unknown task `{other}`\n\n{TASKS}");
             ExitCode::from(2)

@@ -270,10 +270,11 @@ impl Source {
         self.files.iter().try_for_each(RemoteFile::check)
     }
 
-    /// Whether `dir` holds every file of the data set, unpacked or as `<name>.gz`.
+    /// Whether `dir` holds every file of the data set: as its unpacked name, or, for a
+    /// gzip-packed file (whose loader reads gzip, as MNIST's does), as `<name>.gz`.
     #[must_use]
     pub fn is_complete(&self, dir: &Path) -> bool {
-        self.files.iter().all(|f| dir.join(&f.name).is_file() || dir.join(format!("{}.gz", f.name)).is_file())
+        self.files.iter().all(|f| Source::is_present(dir, f))
     }
 
     /// The URLs of every file, one per line, for messages.
@@ -360,7 +361,10 @@ impl Places {
     pub fn from_env(explicit: Option<&Path>, repository: Option<&Path>) -> Places {
         let env = std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
         let cache = dirs::cache_dir().map(|d| d.join(CACHE_SUBDIR));
-        let beside_repository = repository.map(|r| r.join("..").join("shared").join("data")).filter(|p| p.is_dir());
+        let beside_repository = repository
+            .and_then(|r| r.canonicalize().ok())
+            .and_then(|r| r.parent().map(|p| p.join("shared").join("data")))
+            .filter(|p| p.is_dir());
         Places { explicit: explicit.map(Path::to_path_buf), env, cache, beside_repository }
     }
 
@@ -416,8 +420,8 @@ pub fn locate_or_fetch(places: &Places, source: &Source, progress: &mut dyn Prog
     Ok(dir)
 }
 
-/// Downloads into `dir` every file of `source` that is not there yet (a file present as
-/// `<name>` or `<name>.gz` counts as present), verifying each download's MD5 and unpacking
+/// Downloads into `dir` every file of `source` that is not there yet (see
+/// [`Source::is_complete`] for what counts as present), verifying each download's MD5 and unpacking
 /// it. Returns the number of files downloaded (0 on a cache hit: the network is not used).
 ///
 /// For each missing file, the mirrors are tried in order; the error of the last one is
@@ -441,7 +445,7 @@ pub fn fetch(source: &Source, dir: &Path, progress: &mut dyn Progress) -> Result
 
 impl Source {
     fn is_present(dir: &Path, f: &RemoteFile) -> bool {
-        dir.join(&f.name).is_file() || dir.join(format!("{}.gz", f.name)).is_file()
+        dir.join(&f.name).is_file() || (f.packing == Packing::Gzip && dir.join(format!("{}.gz", f.name)).is_file())
     }
 }
 

@@ -497,9 +497,18 @@ fn lookup_order_is_explicit_env_cache_beside_repository() {
     std::fs::create_dir_all(env.join("shd")).unwrap();
     std::fs::write(env.join("shd/shd_train.h5"), b"x").unwrap();
     assert_eq!(locate(&places, &source), Some((Place::Cache, cache.join("shd"))));
-    // `<name>.gz` counts as present.
+    // An SHD file counts only unpacked (its loader reads no gzip)...
     std::fs::write(env.join("shd/shd_test.h5.gz"), b"x").unwrap();
+    assert_eq!(locate(&places, &source), Some((Place::Cache, cache.join("shd"))));
+    std::fs::write(env.join("shd/shd_test.h5"), b"x").unwrap();
     assert_eq!(locate(&places, &source), Some((Place::EnvVar, env.join("shd"))));
+    // ... an MNIST file also as `<name>.gz` (as in the development copy).
+    let mnist = Source::official(DatasetKind::Mnist);
+    std::fs::create_dir_all(env.join("mnist")).unwrap();
+    for f in &mnist.files {
+        std::fs::write(env.join("mnist").join(format!("{}.gz", f.name)), b"x").unwrap();
+    }
+    assert_eq!(locate(&places, &mnist), Some((Place::EnvVar, env.join("mnist"))));
     // An explicit path wins and is used as it is, even when it does not exist.
     places.explicit = Some(base.join("nowhere"));
     assert_eq!(locate(&places, &source), Some((Place::Explicit, base.join("nowhere"))));
