@@ -438,7 +438,11 @@ pub fn fetch(source: &Source, dir: &Path, progress: &mut dyn Progress) -> Result
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let agent = agent();
     for f in &missing {
-        fetch_file(&agent, f, dir, progress)?;
+        if let Err(e) = fetch_file(&agent, f, dir, progress) {
+            // Leave no empty folder behind (a folder with files in it stays).
+            let _ = std::fs::remove_dir(dir);
+            return Err(e);
+        }
     }
     Ok(missing.len())
 }
