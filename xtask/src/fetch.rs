@@ -8,7 +8,7 @@ use datasets::DatasetError;
 use datasets::fetch::{DATA_DIR_ENV, DatasetKind, Places, Progress, Source};
 use indicatif::{ProgressBar, ProgressStyle};
 
-const USAGE: &str = "usage: cargo xtask fetch <mnist|shd|ssc> [--dir DIR]
+const USAGE: &str = "usage: cargo xtask fetch <mnist|shd|ssc> [--dir DIR]   (--data-dir DIR is the same)
   downloads the data set's files from their official sources, checks each file's published MD5,
   unpacks them and keeps them in DIR/<name> (default: $EVENTPROP_DATA, else the user cache folder,
   e.g. ~/.cache/eventprop-delays). Files already there are not downloaded again.
@@ -57,7 +57,7 @@ fn parse(args: &[String]) -> Result<(DatasetKind, Option<PathBuf>), String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--dir" => dir = Some(PathBuf::from(it.next().ok_or("--dir needs a value")?)),
+            "--dir" | "--data-dir" => dir = Some(PathBuf::from(it.next().ok_or(format!("{a} needs a value"))?)),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s if kind.is_none() => {
                 kind = Some(s.parse::<DatasetKind>().map_err(|_| format!("unknown data set `{s}`"))?)
@@ -166,10 +166,12 @@ mod tests {
         assert_eq!(parse(&args("shd")).unwrap(), (DatasetKind::Shd, None));
         assert_eq!(parse(&args("mnist --dir /x")).unwrap(), (DatasetKind::Mnist, Some(PathBuf::from("/x"))));
         assert_eq!(parse(&args("--dir /x SSC")).unwrap(), (DatasetKind::Ssc, Some(PathBuf::from("/x"))));
+        assert_eq!(parse(&args("shd --data-dir /y")).unwrap(), (DatasetKind::Shd, Some(PathBuf::from("/y"))));
         for (bad, msg) in [
             ("", "which data set?"),
             ("cifar", "unknown data set `cifar`"),
             ("shd --dir", "--dir needs a value"),
+            ("shd --data-dir", "--data-dir needs a value"),
             ("shd ssc", "unexpected argument `ssc`"),
             ("shd --force", "unknown option `--force`"),
         ] {
