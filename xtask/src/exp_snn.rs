@@ -416,19 +416,14 @@ struct SpeechData {
     synthetic: bool,
 }
 
-/// The real data (`--data DIR`, the preset's subsets in `--quick`), or synthetic SHD-like data
-/// (`--synthetic`, or `--quick` without `--data`).
+/// The real data (`--data DIR`, else found or downloaded on first use, see
+/// [`crate::fetch::locate_or_fetch`]; the preset's subsets in `--quick`), or synthetic SHD-like
+/// data (`--synthetic`, or `--quick` without `--data`).
 fn speech_data(kind: Speech, preset: &paper::Speech, opts: &Options) -> DynResult<SpeechData> {
-    let synthetic = opts.synthetic || opts.data.is_none();
+    // `--quick` without `--data` uses synthetic data; a full run uses the real data, found or
+    // downloaded on first use.
+    let synthetic = opts.synthetic || (opts.quick && opts.data.is_none());
     if synthetic {
-        if !opts.quick && !opts.synthetic {
-            return Err(format!(
-                "the real data are not on this machine: pass --data DIR (a folder with {}) or --synthetic; {}",
-                if kind == Speech::Shd { "shd_train.h5 and shd_test.h5" } else { "ssc_train.h5 and ssc_test.h5" },
-                datasets::SHD_DOWNLOAD_HINT
-            )
-            .into());
-        }
         let classes = if kind == Speech::Shd { 20 } else { 35 };
         let base = if opts.quick {
             datasets::SyntheticShdParams::small()
@@ -451,7 +446,8 @@ fn speech_data(kind: Speech, preset: &paper::Speech, opts: &Options) -> DynResul
             synthetic: true,
         });
     }
-    let dir = opts.data.clone().unwrap_or_default();
+    let named = if kind == Speech::Shd { datasets::fetch::DatasetKind::Shd } else { datasets::fetch::DatasetKind::Ssc };
+    let dir = crate::fetch::locate_or_fetch(named, opts.data.as_deref())?;
     let (tr, te) = match kind {
         Speech::Shd => ("shd_train.h5", "shd_test.h5"),
         Speech::Ssc => ("ssc_train.h5", "ssc_test.h5"),

@@ -457,21 +457,10 @@ fn throughput_table(thr: &Map<String, Value>) -> String {
 // ---------------------------------------------------------------------------------------
 // MNIST
 
+/// `--data`, else MNIST found (`$EVENTPROP_DATA`, the user cache, `shared/data` beside the
+/// repository) or downloaded into the cache; a [`crate::fetch::DataUnavailable`] error otherwise.
 fn mnist_dir(opts: &Options) -> DynResult<PathBuf> {
-    if let Some(d) = &opts.data {
-        return Ok(d.clone());
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let default = root.join("../shared/data/mnist");
-    if default.is_dir() {
-        Ok(default)
-    } else {
-        Err(format!(
-            "MNIST not found at {} (relative to the repository root: ../shared/data/mnist); pass --data DIR with the four IDX files",
-            default.display()
-        )
-        .into())
-    }
+    Ok(crate::fetch::locate_or_fetch(datasets::fetch::DatasetKind::Mnist, opts.data.as_deref())?)
 }
 
 /// Standardised images (one column each) and labels of the first `n` samples.

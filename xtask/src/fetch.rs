@@ -109,7 +109,6 @@ impl std::error::Error for DataUnavailable {}
 
 /// Where data set `kind` is (`--data`, `$EVENTPROP_DATA`, the user cache, `shared/data` beside the
 /// repository), downloading it into the cache when it is nowhere.
-#[allow(dead_code)] // wired into `reproduce` once the harness refactoring (issue #21) has landed
 pub fn locate_or_fetch(kind: DatasetKind, explicit: Option<&Path>) -> Result<PathBuf, DataUnavailable> {
     let places = Places::from_env(explicit, Some(&repository_root()));
     let source = Source::official(kind);

@@ -45,8 +45,8 @@ fn main() -> ExitCode {
 }
 
 /// The test command of the README (what `.ci/run` runs): format and lint checks, the test
-/// suite in release mode with the CI proptest seed (unless one is set), and the docs with
-/// warnings as errors.
+/// suite in release mode with the CI proptest seed (unless one is set), the docs with
+/// warnings as errors, and the README's first command on a fresh clone (`.ci/fresh-clone`).
 fn ci() -> ExitCode {
     let seed = std::env::var("PROPTEST_RNG_SEED").unwrap_or_else(|_| "20261128".into());
     // (cargo arguments, one environment variable for that step)
@@ -68,6 +68,12 @@ fn ci() -> ExitCode {
             eprintln!("step failed: cargo {}", step.join(" "));
             return ExitCode::FAILURE;
         }
+    }
+    eprintln!("$ bash .ci/fresh-clone");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    if !Command::new("bash").arg(".ci/fresh-clone").current_dir(root).status().is_ok_and(|s| s.success()) {
+        eprintln!("step failed: bash .ci/fresh-clone");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
