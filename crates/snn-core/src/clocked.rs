@@ -96,6 +96,35 @@ pub struct ClockedEngine {
     config: SimConfig,
     dt: f64,
     steps: usize,
+    delivery: Delivery,
+}
+
+/// How the clocked forward pass delivers synaptic events (see the [module docs](self)).
+///
+/// Both give the same spikes and records: bit for bit for networks without recurrent loops
+/// (the arrivals of each step are summed in the same order), and for recurrent networks up to
+/// the rounding of the sum of a step's recurrent and input arrivals (added one after the other
+/// instead of interleaved in emission order).
+///
+/// ```
+/// use snn_core::{ClockedEngine, Delivery, SimConfig};
+///
+/// let e = ClockedEngine::new(SimConfig::default(), 1.0).unwrap();
+/// assert_eq!(e.delivery(), Delivery::Pull);
+/// assert_eq!(e.with_delivery(Delivery::Push).delivery(), Delivery::Push);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// The default: every projection whose presynaptic spikes are known before its targets are
+    /// simulated is delivered target by target into a per-target timeline (its weights and
+    /// delays in L1). Networks without recurrent loops are simulated population by population
+    /// in topological order and all their projections are pulled; recurrent networks pull their
+    /// input projections and push the rest through the ring.
+    #[default]
+    Pull,
+    /// Every spike is pushed through the ring buffer as it is emitted (the engine before pull
+    /// delivery; kept as the reference and for comparisons).
+    Push,
 }
 
 impl ClockedEngine {
@@ -113,7 +142,18 @@ impl ClockedEngine {
                 reason: "round(t_end / dt) must be between 1 and 1e9 steps",
             });
         }
-        Ok(Self { config, dt, steps: ratio as usize })
+        Ok(Self { config, dt, steps: ratio as usize, delivery: Delivery::default() })
+    }
+
+    /// This engine with another [`Delivery`] (default [`Delivery::Pull`]).
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// How synaptic events are delivered.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
     }
 
     /// Time step (ms).
@@ -207,6 +247,24 @@ pub struct ClockedPlan {
     pub conns: Vec<ConnPlan>,
     /// `(Network::delay_stamp, dt bits)` of the last successful build, for [`ClockedPlan::refresh`].
     built_for: Option<(u64, u64)>,
+    /// Non-input populations in topological order if no population is on a recurrent loop
+    /// (then every projection is pulled), `None` otherwise (then only input projections are).
+    layers: Option<Vec<usize>>,
+    /// Pull delivery per population (empty for the input population and for populations
+    /// without pulled projections).
+    pull: Vec<PullPop>,
+}
+
+/// The pulled projections into one population, with their delays transposed per target.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct PullPop {
+    /// `(connection, first column)`: connection `c`'s presynaptic neuron `i` is column
+    /// `first + i` of each target's row.
+    conns: Vec<(usize, usize)>,
+    /// Columns per target row: the pulled connections' presynaptic sizes summed.
+    row_len: usize,
+    /// Delay steps, `size x row_len` target-major; every entry `< slots`.
+    delay_rows: Vec<u32>,
 }
 
 impl ClockedPlan {
@@ -338,8 +396,69 @@ impl ClockedPlan {
                     .map(|(k, &d)| (d as usize * n_state + post_off + k % cp.n_post) as u32),
             );
         }
+        self.build_pull(net);
         self.built_for = Some((net.delay_stamp(), dt.to_bits()));
         Ok(())
+    }
+
+    /// Whether the network of this plan has no recurrent loop (then pull delivery simulates it
+    /// population by population and pulls every projection).
+    pub fn is_layered(&self) -> bool {
+        self.layers.is_some()
+    }
+
+    /// Topological order and pulled projections (after the connections' delay steps are set).
+    fn build_pull(&mut self, net: &Network) {
+        let np = self.pops.len();
+        // Kahn's algorithm over the non-input populations; connections from the input (which
+        // has no incoming ones) are no constraint.
+        let mut indeg = vec![0usize; np];
+        for cp in &self.conns {
+            if !self.pops[cp.pre].is_input {
+                indeg[cp.post] += 1;
+            }
+        }
+        let mut order: Vec<usize> = (0..np).filter(|&p| !self.pops[p].is_input && indeg[p] == 0).collect();
+        let mut next = 0;
+        while next < order.len() {
+            let p = order[next];
+            next += 1;
+            for &cid in net.outgoing(PopulationId(p)) {
+                let q = self.conns[cid.0].post;
+                indeg[q] -= 1;
+                if indeg[q] == 0 {
+                    order.push(q);
+                }
+            }
+        }
+        let n_integrating = self.pops.iter().filter(|p| !p.is_input).count();
+        self.layers = (order.len() == n_integrating).then_some(order);
+        let layered = self.layers.is_some();
+        self.pull.resize_with(np, PullPop::default);
+        for (p, pp) in self.pull.iter_mut().enumerate() {
+            pp.conns.clear();
+            pp.row_len = 0;
+            pp.delay_rows.clear();
+            if self.pops[p].is_input {
+                continue;
+            }
+            for &cid in net.incoming(PopulationId(p)) {
+                let cp = &self.conns[cid.0];
+                if layered || self.pops[cp.pre].is_input {
+                    pp.conns.push((cid.0, pp.row_len));
+                    pp.row_len += self.pops[cp.pre].size;
+                }
+            }
+            let size = self.pops[p].size;
+            pp.delay_rows.resize(size * pp.row_len, 0);
+            for &(c, first) in &pp.conns {
+                let cp = &self.conns[c];
+                for (k, &d) in cp.delay_steps.iter().enumerate() {
+                    let (j, i) = (k % cp.n_post, k / cp.n_post);
+                    pp.delay_rows[j * pp.row_len + first + i] = d;
+                }
+            }
+        }
     }
 
     /// Population index of a global neuron, `None` if out of range.
@@ -373,7 +492,8 @@ pub fn scatter(ring: &mut [f64], base_off: usize, w: &[f64], offs: &[u32]) {
     }
 }
 
-/// Working state of one forward pass (per thread): voltages, currents, ring buffer, readout accumulators.
+/// Working state of one forward pass (per thread): voltages, currents, ring buffer, readout
+/// accumulators, and the buffers of pull delivery.
 #[derive(Debug, Clone, Default)]
 pub struct ClockedState {
     v: Vec<f64>,
@@ -382,21 +502,55 @@ pub struct ClockedState {
     acc: Vec<f64>,
     acc_t: Vec<f64>,
     readout_steps: Vec<usize>,
+    /// Buffers of pull delivery (boxed: they are many, and [`crate::EngineScratch`] holds this state).
+    pull: Box<PullBuffers>,
+}
+
+/// Per-thread buffers of pull delivery.
+#[derive(Debug, Clone, Default)]
+struct PullBuffers {
+    /// One target's arrivals per step, `steps + slots` long.
+    line: Vec<f64>,
+    /// One target's weights, a row of its pulled connections.
+    w_row: Vec<f64>,
+    /// `(emission step, column)` of the events into one population, in emission order.
+    events: Vec<(u32, u32)>,
+    /// `(step, neuron)` of the input spikes before `t_end`.
+    in_events: Vec<(u32, u32)>,
+    /// Layered: `(step, global neuron, I - V)` of the spikes so far, sorted by step and neuron.
+    spk: Vec<(u32, u32, f64)>,
+    /// Recurrent networks: the pulled input arrivals of each target, `steps + 1` per target.
+    pre: Vec<f64>,
+    /// `ExpIntegral` readout factors per step.
+    fac: Vec<f64>,
 }
 
 impl ClockedState {
-    fn reset(&mut self, plan: &ClockedPlan) {
+    fn reset(&mut self, plan: &ClockedPlan, ring: bool) {
         for b in [&mut self.v, &mut self.i] {
             b.clear();
             b.resize(plan.n_state, 0.0);
         }
         self.ring.clear();
-        self.ring.resize(plan.ring_len(), 0.0);
+        if ring {
+            self.ring.resize(plan.ring_len(), 0.0);
+        }
     }
 
     /// Bytes held by the buffers (capacity).
     pub fn heap_bytes(&self) -> usize {
-        8 * (self.v.capacity() + self.i.capacity() + self.ring.capacity() + self.acc.capacity() + self.acc_t.capacity())
+        8 * (self.v.capacity()
+            + self.i.capacity()
+            + self.ring.capacity()
+            + self.acc.capacity()
+            + self.acc_t.capacity()
+            + self.pull.line.capacity()
+            + self.pull.w_row.capacity()
+            + self.pull.events.capacity()
+            + self.pull.in_events.capacity()
+            + self.pull.pre.capacity()
+            + self.pull.fac.capacity())
+            + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }
 }
@@ -467,12 +621,12 @@ fn forward(
     if matches!(cfg.readout, ReadoutKind::FirstSpike) && op.theta.is_none() {
         return Err(CoreError::InvalidNetwork("FirstSpike readout needs a LIF output population"));
     }
-    st.reset(plan);
+    let pull = engine.delivery == Delivery::Pull;
+    let layered = pull && plan.layers.is_some();
+    st.reset(plan, !layered);
     let n_out = op.size;
     let steps = engine.steps;
-    let dt = engine.dt;
     let t_end = cfg.t_end;
-    let n_state = plan.n_state;
 
     // Readout accumulators.
     st.acc.clear();
@@ -490,11 +644,64 @@ fn forward(
             st.readout_steps.extend(ts.iter().map(|&t| engine.step_of(t).min(steps)));
         }
     }
-    let mut next_readout = 0usize;
-
-    let ClockedState { v, i, ring, acc, acc_t, readout_steps } = st;
-    let mut next_input = 0usize;
     let n_input = input.times.iter().position(|&t| t >= t_end).unwrap_or(input.len());
+    if pull {
+        st.pull.in_events.clear();
+        st.pull
+            .in_events
+            .extend(input.times[..n_input].iter().zip(input.neurons).map(|(&t, &j)| (engine.step_of(t) as u32, j)));
+    }
+    if layered {
+        forward_layered(engine, net, plan, st, out)?;
+    } else {
+        forward_ring(engine, net, plan, input, n_input, pull, st, out)?;
+    }
+    finish_readout(cfg, steps, &st.acc, &st.acc_t, out);
+    Ok(())
+}
+
+/// The step-by-step loop over all populations with the ring buffer; with `pull`, the input
+/// projections are pulled into per-target timelines first and added after each step's ring slot.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+fn forward_ring(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    n_input: usize,
+    pull: bool,
+    st: &mut ClockedState,
+    out: &mut ForwardRecord,
+) -> Result<()> {
+    let cfg = &engine.config;
+    let in_pop = net.input().0;
+    let out_pop = net.output().0;
+    let op = plan.pops[out_pop];
+    let n_out = op.size;
+    let steps = engine.steps;
+    let dt = engine.dt;
+    let t_end = cfg.t_end;
+    let n_state = plan.n_state;
+    let mut next_readout = 0usize;
+    let line_len = steps + plan.slots;
+    if pull {
+        let PullBuffers { pre, line, w_row, events, in_events, .. } = &mut *st.pull;
+        pre.clear();
+        for (p, pp) in plan.pull.iter().enumerate() {
+            if pp.conns.is_empty() {
+                continue;
+            }
+            pull_events(net, plan, pp, in_events, &[], events);
+            for j in 0..plan.pops[p].size {
+                pull_target(net, plan, pp, j, events, line_len, line, w_row);
+                pre.extend_from_slice(&line[..steps + 1]);
+            }
+        }
+    }
+
+    let ClockedState { v, i, ring, acc, acc_t, readout_steps, pull: bufs } = st;
+    let pre = &bufs.pre;
+    let mut next_input = if pull { n_input } else { 0 };
 
     for n in 0..=steps {
         let base_off = (n % plan.slots) * n_state;
@@ -561,6 +768,20 @@ fn forward(
             *ij += *rj;
             *rj = 0.0;
         }
+        if pull {
+            // Pulled input arrivals, target by target (`steps + 1` per target, populations in order).
+            let mut at = n;
+            for (p, pp) in plan.pull.iter().enumerate() {
+                if pp.conns.is_empty() {
+                    continue;
+                }
+                let s0 = plan.pops[p].state_off;
+                for ij in &mut i[s0..s0 + plan.pops[p].size] {
+                    *ij += pre[at];
+                    at += steps + 1;
+                }
+            }
+        }
         // 5. readout
         let vo = &v[op.state_off..op.state_off + n_out];
         match &cfg.readout {
@@ -591,19 +812,185 @@ fn forward(
         }
     }
 
+    Ok(())
+}
+
+/// Moves the readout accumulators into the record.
+fn finish_readout(cfg: &SimConfig, steps: usize, acc: &[f64], acc_t: &[f64], out: &mut ForwardRecord) {
     let r = &mut out.readout;
     match &cfg.readout {
         ReadoutKind::ExpIntegral => r.values.extend(acc.iter().map(|a| a / steps as f64)),
         ReadoutKind::MaxVoltage => {
             r.values.extend_from_slice(acc);
             r.times.extend_from_slice(acc_t);
-            r.kinks.resize(n_out, None);
+            r.kinks.resize(acc.len(), None);
         }
         ReadoutKind::FirstSpike => {
             r.values.extend_from_slice(acc);
             r.times.extend_from_slice(acc);
         }
         ReadoutKind::VoltageAt(_) => r.values.extend_from_slice(acc),
+    }
+}
+
+/// The events pulled into one population, `(emission step, column of the target rows)`, in the
+/// order the ring would receive them: step by step, first the recorded LIF spikes (`spk`, sorted
+/// by step and global neuron; each through the population's outgoing connections in order), then
+/// the input spikes of the step (`in_events`, in input order).
+fn pull_events(
+    net: &Network,
+    plan: &ClockedPlan,
+    pp: &PullPop,
+    in_events: &[(u32, u32)],
+    spk: &[(u32, u32, f64)],
+    events: &mut Vec<(u32, u32)>,
+) {
+    events.clear();
+    let column = |c: usize| pp.conns.iter().find(|&&(cc, _)| cc == c).map(|&(_, first)| first as u32);
+    let in_pop = net.input();
+    let in_cols: Vec<u32> = net.outgoing(in_pop).iter().filter_map(|cid| column(cid.0)).collect();
+    let (mut a, mut b) = (0, 0);
+    while a < spk.len() || b < in_events.len() {
+        let n = spk.get(a).map_or(u32::MAX, |x| x.0).min(in_events.get(b).map_or(u32::MAX, |x| x.0));
+        while a < spk.len() && spk[a].0 == n {
+            let g = spk[a].1 as usize;
+            a += 1;
+            let Some(p) = plan.locate(g) else { continue };
+            let i = (g - plan.pops[p].global_off) as u32;
+            for cid in net.outgoing(PopulationId(p)) {
+                if let Some(first) = column(cid.0) {
+                    events.push((n, first + i));
+                }
+            }
+        }
+        while b < in_events.len() && in_events[b].0 == n {
+            let i = in_events[b].1;
+            b += 1;
+            events.extend(in_cols.iter().map(|&first| (n, first + i)));
+        }
+    }
+}
+
+/// Pull delivery to target `j` of the population of `pp`: `line[t + D] += w` for each event,
+/// `line` cleared to `line_len = steps + slots` first (arrivals after step `steps` land in the tail).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pull_target(
+    net: &Network,
+    plan: &ClockedPlan,
+    pp: &PullPop,
+    j: usize,
+    events: &[(u32, u32)],
+    line_len: usize,
+    line: &mut Vec<f64>,
+    w_row: &mut Vec<f64>,
+) {
+    line.clear();
+    line.resize(line_len, 0.0);
+    w_row.clear();
+    for &(c, _) in &pp.conns {
+        let cp = &plan.conns[c];
+        let w = net.connection(crate::ConnectionId(c)).weights().as_slice();
+        w_row.extend(w[j..].iter().step_by(cp.n_post));
+    }
+    let d_row = &pp.delay_rows[j * pp.row_len..(j + 1) * pp.row_len];
+    let w_row = &w_row[..d_row.len()];
+    for &(n, c) in events {
+        let (n, c) = (n as usize, c as usize);
+        // n <= steps and d < slots (plan invariant): always inside `line`, the test never fails.
+        if let Some(x) = line.get_mut(n + d_row[c] as usize) {
+            *x += w_row[c];
+        }
+    }
+}
+
+/// Pull delivery for a network without recurrent loops: population by population in topological
+/// order, and within a population neuron by neuron over the whole run (its neurons do not interact),
+/// each target's arrivals pulled into `line` first. The record gets the spikes in the ring's order
+/// (step, then global neuron), so it equals the push path's bit for bit.
+fn forward_layered(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    st: &mut ClockedState,
+    out: &mut ForwardRecord,
+) -> Result<()> {
+    let cfg = &engine.config;
+    let out_pop = net.output().0;
+    let steps = engine.steps;
+    let dt = engine.dt;
+    let t_end = cfg.t_end;
+    let line_len = steps + plan.slots;
+    let layers = plan.layers.as_deref().unwrap_or(&[]);
+    let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, .. } = &mut **bufs;
+    spk.clear();
+    fac.clear();
+    if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
+        fac.extend((0..=steps).map(|n| (-(n as f64 * dt) / t_end).exp()));
+    }
+    let nt = readout_steps.len();
+    for &p in layers {
+        let pp = &plan.pull[p];
+        let pop = plan.pops[p];
+        let is_out = p == out_pop;
+        if pop.theta.is_none() && !is_out {
+            continue; // a hidden LI population: no spikes, nothing observable
+        }
+        pull_events(net, plan, pp, in_events, spk, events);
+        let first_new = spk.len();
+        let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
+        for j in 0..pop.size {
+            pull_target(net, plan, pp, j, events, line_len, line, w_row);
+            let g = (pop.global_off + j) as u32;
+            let (mut v, mut i) = (0.0f64, 0.0f64);
+            let mut next_readout = 0usize;
+            for (n, &arrival) in line[..=steps].iter().enumerate() {
+                if n > 0 {
+                    v = a * v + c * i;
+                    i *= b;
+                    // `!(V < theta)`, as the ring path tests it (a NaN voltage counts as a spike).
+                    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+                    let fires = pop.theta.is_some_and(|theta| !(v < theta));
+                    if fires && n < steps {
+                        if spk.len() >= cfg.max_spikes {
+                            return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
+                        }
+                        spk.push((n as u32, g, i - v));
+                        v = 0.0;
+                        if is_out && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
+                            acc[j] = n as f64 * dt;
+                        }
+                    }
+                }
+                i += arrival;
+                if is_out {
+                    match &cfg.readout {
+                        ReadoutKind::ExpIntegral => acc[j] += fac[n] * v,
+                        ReadoutKind::MaxVoltage => {
+                            if v > acc[j] {
+                                acc[j] = v;
+                                acc_t[j] = n as f64 * dt;
+                            }
+                        }
+                        ReadoutKind::FirstSpike => {}
+                        ReadoutKind::VoltageAt(_) => {
+                            while next_readout < nt && readout_steps[next_readout] == n {
+                                acc[j * nt + next_readout] = v;
+                                next_readout += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // This population's spikes come neuron by neuron: sort them, then merge (a stable sort
+        // of two sorted runs) with the earlier populations'.
+        spk[first_new..].sort_unstable_by_key(|&(n, g, _)| (n, g));
+        spk.sort_by_key(|&(n, g, _)| (n, g));
+    }
+    for &(n, g, imv) in spk.iter() {
+        out.spikes.push(n as f64 * dt, g, imv);
     }
     Ok(())
 }
