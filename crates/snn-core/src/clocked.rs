@@ -407,6 +407,24 @@ impl ClockedPlan {
         self.layers.is_some()
     }
 
+    /// The non-input populations in topological order if the network has no recurrent loop.
+    pub fn layers(&self) -> Option<&[usize]> {
+        self.layers.as_deref()
+    }
+
+    /// The projections pulled into population `p` as `(connection, first column)`: presynaptic
+    /// neuron `i` of the connection is column `first + i` of [`ClockedPlan::pull_delays`]'s rows.
+    /// Empty for the input population (and for `p` out of range).
+    pub fn pull_conns(&self, p: usize) -> &[(usize, usize)] {
+        self.pull.get(p).map_or(&[], |pp| &pp.conns)
+    }
+
+    /// Delay steps (each `< slots`) of the pulled projections into target `j` of population `p`,
+    /// one per column (see [`ClockedPlan::pull_conns`]); empty if out of range.
+    pub fn pull_delays(&self, p: usize, j: usize) -> &[u32] {
+        self.pull.get(p).and_then(|pp| pp.delay_rows.get(j * pp.row_len..(j + 1) * pp.row_len)).unwrap_or(&[])
+    }
+
     /// Topological order and pulled projections (after the connections' delay steps are set).
     fn build_pull(&mut self, net: &Network) {
         let np = self.pops.len();
