@@ -419,6 +419,31 @@ impl ClockedPlan {
         self.pull.get(p).map_or(&[], |pp| &pp.conns)
     }
 
+    /// The weights of the pulled projections into population `p`, target-major like
+    /// [`ClockedPlan::pull_delays`] (`size x row_len`, target `j`'s row at `j * row_len`), copied
+    /// from `net`'s column-major matrices in blocks of 8 targets (whole cache lines on both sides).
+    /// Returns the row length.
+    pub fn pull_weights(&self, net: &Network, p: usize, out: &mut Vec<f64>) -> usize {
+        out.clear();
+        let Some(pp) = self.pull.get(p) else { return 0 };
+        let size = self.pops[p].size;
+        let row_len = pp.row_len;
+        out.resize(size * row_len, 0.0);
+        for &(c, first) in &pp.conns {
+            let n_post = self.conns[c].n_post;
+            let w = net.connection(crate::ConnectionId(c)).weights().as_slice();
+            for j0 in (0..size).step_by(8) {
+                let j1 = (j0 + 8).min(size);
+                for (i, col) in w.chunks_exact(n_post).enumerate() {
+                    for (j, &x) in col[j0..j1].iter().enumerate() {
+                        out[(j0 + j) * row_len + first + i] = x;
+                    }
+                }
+            }
+        }
+        row_len
+    }
+
     /// Delay steps (each `< slots`) of the pulled projections into target `j` of population `p`,
     /// one per column (see [`ClockedPlan::pull_conns`]); empty if out of range.
     pub fn pull_delays(&self, p: usize, j: usize) -> &[u32] {
@@ -710,8 +735,9 @@ fn forward_ring(
                 continue;
             }
             pull_events(net, plan, pp, in_events, &[], events);
+            plan.pull_weights(net, p, w_row);
             for j in 0..plan.pops[p].size {
-                pull_target(net, plan, pp, j, events, line_len, line, w_row);
+                pull_target(pp, j, events, line_len, line, w_row);
                 pre.extend_from_slice(&line[..steps + 1]);
             }
         }
@@ -890,29 +916,14 @@ fn pull_events(
 }
 
 /// Pull delivery to target `j` of the population of `pp`: `line[t + D] += w` for each event,
-/// `line` cleared to `line_len = steps + slots` first (arrivals after step `steps` land in the tail).
-#[allow(clippy::too_many_arguments)]
+/// `line` cleared to `line_len = steps + slots` first (arrivals after step `steps` land in the tail);
+/// `w_rows` from [`ClockedPlan::pull_weights`].
 #[inline]
-fn pull_target(
-    net: &Network,
-    plan: &ClockedPlan,
-    pp: &PullPop,
-    j: usize,
-    events: &[(u32, u32)],
-    line_len: usize,
-    line: &mut Vec<f64>,
-    w_row: &mut Vec<f64>,
-) {
+fn pull_target(pp: &PullPop, j: usize, events: &[(u32, u32)], line_len: usize, line: &mut Vec<f64>, w_rows: &[f64]) {
     line.clear();
     line.resize(line_len, 0.0);
-    w_row.clear();
-    for &(c, _) in &pp.conns {
-        let cp = &plan.conns[c];
-        let w = net.connection(crate::ConnectionId(c)).weights().as_slice();
-        w_row.extend(w[j..].iter().step_by(cp.n_post));
-    }
+    let w_row = &w_rows[j * pp.row_len..(j + 1) * pp.row_len];
     let d_row = &pp.delay_rows[j * pp.row_len..(j + 1) * pp.row_len];
-    let w_row = &w_row[..d_row.len()];
     for &(n, c) in events {
         let (n, c) = (n as usize, c as usize);
         // n <= steps and d < slots (plan invariant): always inside `line`, the test never fails.
@@ -956,10 +967,11 @@ fn forward_layered(
             continue; // a hidden LI population: no spikes, nothing observable
         }
         pull_events(net, plan, pp, in_events, spk, events);
+        plan.pull_weights(net, p, w_row);
         let first_new = spk.len();
         let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
         for j in 0..pop.size {
-            pull_target(net, plan, pp, j, events, line_len, line, w_row);
+            pull_target(pp, j, events, line_len, line, w_row);
             let g = (pop.global_off + j) as u32;
             let (mut v, mut i) = (0.0f64, 0.0f64);
             let mut next_readout = 0usize;

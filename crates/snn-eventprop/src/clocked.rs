@@ -830,12 +830,16 @@ struct LayeredCtx<'a> {
 struct Layered {
     /// One target's `(lambda_V, lambda_I)` per step, `steps + slots` long (zero after `steps`).
     line: Vec<[f64; 2]>,
-    /// One target's weights, a row of its pulled connections.
-    w_row: Vec<f64>,
-    /// Per column of the row: sums of `lambda_V` and `lambda_I` over the column's events.
+    /// The population's weights, target-major ([`ClockedPlan::pull_weights`]).
+    w_rows: Vec<f64>,
+    /// For a block of [`LANES`] targets, per target and column of its row: sums of `lambda_V`
+    /// and `lambda_I` over the column's events (the block's gradients are then updated a cache
+    /// line of targets at a time).
     sums: Vec<[f64; 2]>,
     /// Per column: whether it had events (only those synapses are updated, as in the deferred sums).
     seen: Vec<bool>,
+    /// Each record spike's rank among its population's spikes.
+    rank: Vec<u32>,
     /// Events into the current population: `(step, column, S slot or u32::MAX)`.
     events: Vec<(u32, u32, u32)>,
     /// Record spikes of each population (CSR over populations: `pop_start[p]..pop_start[p+1]`
@@ -856,10 +860,10 @@ struct Layered {
 impl Layered {
     fn heap_bytes(&self) -> usize {
         16 * (self.line.capacity() + self.sums.capacity())
-            + 8 * (self.w_row.capacity() + self.pop_start.capacity() + self.s_base.capacity() + self.s_part.capacity())
+            + 8 * (self.w_rows.capacity() + self.pop_start.capacity() + self.s_base.capacity() + self.s_part.capacity())
             + self.seen.capacity()
             + 12 * self.events.capacity()
-            + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity())
+            + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity() + self.rank.capacity())
             + 8 * self.own.capacity()
     }
 
@@ -875,15 +879,10 @@ impl Layered {
         kink_s: &[(usize, f64)],
         grads: &mut Gradients,
     ) -> Result<()> {
-        let LayeredCtx { engine, net, plan, input, n_input, record, d_readout, jump_bias } = *ctx;
-        let cfg = engine.config();
+        let LayeredCtx { engine, net, plan, input, n_input, record, .. } = *ctx;
         let steps = engine.num_steps();
-        let dt = engine.dt();
-        let t_end = cfg.t_end;
         let spikes = &record.spikes;
         let np = plan.pops.len();
-        let out_pop = net.output().0;
-        let op = plan.pops[out_pop];
 
         // Spikes: grid steps (sorted, <= steps, as the step-by-step sweep requires) and populations.
         self.spike_step.clear();
@@ -916,8 +915,10 @@ impl Layered {
         let mut fill = self.pop_start.clone();
         self.pop_spikes.clear();
         self.pop_spikes.resize(spikes.len(), 0);
+        self.rank.clear();
         for (k, &p) in pop_of.iter().enumerate() {
             self.pop_spikes[fill[p]] = k as u32;
+            self.rank.push((fill[p] - self.pop_start[p]) as u32);
             fill[p] += 1;
         }
         // S slots per connection from a LIF population.
@@ -934,13 +935,8 @@ impl Layered {
         self.s_part.clear();
         self.s_part.resize(total, 0.0);
 
-        let line_len = steps + plan.slots;
-        let inv_n = 1.0 / steps as f64;
-        let nt = readout_steps.len();
         for &p in layers.iter().rev() {
             let pp = plan.pops[p];
-            let is_out = p == out_pop;
-            let (a, b, q) = (pp.alpha, pp.beta, pp.coupling * pp.tau_m / pp.tau_s);
             let conns = plan.pull_conns(p);
             // Events of the incoming connections, connection by connection, each in record
             // (or input) order.
@@ -969,120 +965,148 @@ impl Layered {
                 let j = spikes.neurons[k as usize] as usize - pp.global_off;
                 by_neuron[j].push((self.spike_step[k as usize], k));
             }
-            for j in 0..pp.size {
-                let g = pp.global_off + j;
-                // 1. The neuron's adjoint over the run, from the end.
-                self.line.clear();
-                self.line.resize(line_len, [0.0; 2]);
-                let (mut lv, mut li) = (0.0f64, 0.0f64);
-                let own = &by_neuron[j];
-                let mut next_spike = own.len();
-                let mut next_readout = nt;
-                for n in (0..=steps).rev() {
-                    if is_out {
-                        match &cfg.readout {
-                            ReadoutKind::ExpIntegral => {
-                                let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
-                                lv -= d_readout[j] * f;
-                            }
-                            ReadoutKind::MaxVoltage => {
-                                if readout_steps[j] == n {
-                                    lv -= d_readout[j] / op.tau_m;
-                                }
-                            }
-                            ReadoutKind::VoltageAt(_) => {
-                                while next_readout > 0 && readout_steps[next_readout - 1] >= n {
-                                    let q = next_readout - 1;
-                                    if readout_steps[q] == n {
-                                        lv -= d_readout[j * nt + q] / op.tau_m;
-                                    }
-                                    next_readout -= 1;
-                                }
-                            }
-                            ReadoutKind::FirstSpike => {}
+            // Columns with events (the same for every target).
+            self.seen.clear();
+            self.seen.resize(row_len, false);
+            for &(_, col, _) in &self.events {
+                self.seen[col as usize] = true;
+            }
+            plan.pull_weights(net, p, &mut self.w_rows);
+            self.sums.resize(LANES * row_len, [0.0; 2]);
+            for j0 in (0..pp.size).step_by(LANES) {
+                let j1 = (j0 + LANES).min(pp.size);
+                for j in j0..j1 {
+                    self.target(ctx, p, j, first_spike, readout_steps, kink_s, &by_neuron[j]);
+                    // 2. Every event into this target reads the trajectory.
+                    let d_row = plan.pull_delays(p, j);
+                    let w_row = &self.w_rows[j * row_len..(j + 1) * row_len];
+                    let sums = &mut self.sums[(j - j0) * row_len..(j - j0 + 1) * row_len];
+                    sums.fill([0.0; 2]);
+                    let (line, s_part) = (&self.line[..], &mut self.s_part);
+                    for &(n, col, slot) in &self.events {
+                        let col = col as usize;
+                        // n <= steps and d < slots: inside the line (whose tail after `steps` is zero).
+                        let [hv, hi] = line[n as usize + d_row[col] as usize];
+                        let sc = &mut sums[col];
+                        sc[0] += hv;
+                        sc[1] += hi;
+                        if slot != u32::MAX {
+                            s_part[slot as usize] += w_row[col] * (hv - hi);
                         }
                     }
-                    self.line[n] = [lv, li];
-                    while next_spike > 0 && own[next_spike - 1].0 as usize == n {
-                        next_spike -= 1;
-                        let k = own[next_spike].1 as usize;
-                        let mut s = 0.0;
-                        for &cid in net.outgoing(snn_core::PopulationId(p)) {
-                            let base = self.s_base[cid.0];
-                            let r = self.pop_start[p]..self.pop_start[p + 1];
-                            // The rank of spike k among its population's spikes.
-                            let rank = self.pop_spikes[r].partition_point(|&x| (x as usize) < k);
-                            s += self.s_part[base + rank];
-                        }
-                        for &(spike, term) in kink_s {
-                            if spike == k {
-                                s += term;
-                            }
-                        }
-                        let mut dlp = 0.0;
-                        if is_out && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
-                            dlp = d_readout[j];
-                        }
-                        let imv = spikes.i_minus_v[k];
-                        if imv > MIN_I_MINUS_V {
-                            let theta = pp.theta.unwrap_or(1.0);
-                            lv += (theta * lv + dlp + s) / imv;
-                        }
-                        if let Some(bias) = jump_bias {
-                            lv += bias[g];
-                        }
-                    }
-                    if n > 0 {
-                        li = b * li + q * lv;
-                        lv *= a;
-                    }
                 }
-                // 2. Every event into this target reads the trajectory.
-                if row_len == 0 {
-                    continue;
-                }
-                self.w_row.clear();
-                for &(c, _) in conns {
-                    let w = net.connection(snn_core::ConnectionId(c)).weights().as_slice();
-                    self.w_row.extend(w[j..].iter().step_by(plan.conns[c].n_post));
-                }
-                self.sums.clear();
-                self.sums.resize(row_len, [0.0; 2]);
-                self.seen.clear();
-                self.seen.resize(row_len, false);
-                let d_row = plan.pull_delays(p, j);
-                let (line, w_row, sums, seen, s_part) =
-                    (&self.line[..], &self.w_row[..row_len], &mut self.sums[..], &mut self.seen[..], &mut self.s_part);
-                for &(n, col, slot) in &self.events {
-                    let col = col as usize;
-                    // n <= steps and d < slots: inside the line (whose tail after `steps` is zero).
-                    let [hv, hi] = line[n as usize + d_row[col] as usize];
-                    let sc = &mut sums[col];
-                    sc[0] += hv;
-                    sc[1] += hi;
-                    seen[col] = true;
-                    if slot != u32::MAX {
-                        s_part[slot as usize] += w_row[col] * (hv - hi);
-                    }
-                }
+                // 3. The block's gradients: targets j0..j1 of a presynaptic neuron are contiguous.
                 for &(c, first) in conns {
                     let n_post = plan.conns[c].n_post;
                     let n_pre = plan.pops[plan.conns[c].pre].size;
                     let w = net.connection(snn_core::ConnectionId(c)).weights().as_slice();
                     let (gw, gd) = (grads.weights[c].as_mut_slice(), grads.delays[c].as_mut_slice());
                     for i in 0..n_pre {
-                        if !seen[first + i] {
+                        if !self.seen[first + i] {
                             continue;
                         }
-                        let [sum_v, sum_i] = sums[first + i];
-                        let o = i * n_post + j;
-                        gw[o] -= pp.tau_s * sum_i;
-                        gd[o] -= w[o] * (sum_i - sum_v);
+                        for j in j0..j1 {
+                            let [sum_v, sum_i] = self.sums[(j - j0) * row_len + first + i];
+                            let o = i * n_post + j;
+                            gw[o] -= pp.tau_s * sum_i;
+                            gd[o] -= w[o] * (sum_i - sum_v);
+                        }
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl Layered {
+    /// The adjoint of target `j` of population `p` over the run, from the end, into `line`
+    /// (the step-by-step sweep's operations for this neuron); `own` are its spikes
+    /// `(step, record index)` in record order.
+    #[allow(clippy::too_many_arguments)]
+    fn target(
+        &mut self,
+        ctx: &LayeredCtx<'_>,
+        p: usize,
+        j: usize,
+        first_spike: &[usize],
+        readout_steps: &[usize],
+        kink_s: &[(usize, f64)],
+        own: &[(u32, u32)],
+    ) {
+        let LayeredCtx { engine, net, plan, record, d_readout, jump_bias, .. } = *ctx;
+        let cfg = engine.config();
+        let steps = engine.num_steps();
+        let dt = engine.dt();
+        let t_end = cfg.t_end;
+        let spikes = &record.spikes;
+        let op = plan.pops[net.output().0];
+        let is_out = p == net.output().0;
+        let pp = plan.pops[p];
+        let (a, b, q) = (pp.alpha, pp.beta, pp.coupling * pp.tau_m / pp.tau_s);
+        let inv_n = 1.0 / steps as f64;
+        let nt = readout_steps.len();
+        let g = pp.global_off + j;
+        self.line.clear();
+        self.line.resize(steps + plan.slots, [0.0; 2]);
+        let (mut lv, mut li) = (0.0f64, 0.0f64);
+        let mut next_spike = own.len();
+        let mut next_readout = nt;
+        for n in (0..=steps).rev() {
+            if is_out {
+                match &cfg.readout {
+                    ReadoutKind::ExpIntegral => {
+                        let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
+                        lv -= d_readout[j] * f;
+                    }
+                    ReadoutKind::MaxVoltage => {
+                        if readout_steps[j] == n {
+                            lv -= d_readout[j] / op.tau_m;
+                        }
+                    }
+                    ReadoutKind::VoltageAt(_) => {
+                        while next_readout > 0 && readout_steps[next_readout - 1] >= n {
+                            let q = next_readout - 1;
+                            if readout_steps[q] == n {
+                                lv -= d_readout[j * nt + q] / op.tau_m;
+                            }
+                            next_readout -= 1;
+                        }
+                    }
+                    ReadoutKind::FirstSpike => {}
+                }
+            }
+            self.line[n] = [lv, li];
+            while next_spike > 0 && own[next_spike - 1].0 as usize == n {
+                next_spike -= 1;
+                let k = own[next_spike].1 as usize;
+                let mut s = 0.0;
+                for &cid in net.outgoing(snn_core::PopulationId(p)) {
+                    s += self.s_part[self.s_base[cid.0] + self.rank[k] as usize];
+                }
+                for &(spike, term) in kink_s {
+                    if spike == k {
+                        s += term;
+                    }
+                }
+                let mut dlp = 0.0;
+                if is_out && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
+                    dlp = d_readout[j];
+                }
+                let imv = spikes.i_minus_v[k];
+                if imv > MIN_I_MINUS_V {
+                    let theta = pp.theta.unwrap_or(1.0);
+                    lv += (theta * lv + dlp + s) / imv;
+                }
+                if let Some(bias) = jump_bias {
+                    lv += bias[g];
+                }
+            }
+            if n > 0 {
+                li = b * li + q * lv;
+                lv *= a;
+            }
+        }
     }
 }
 
