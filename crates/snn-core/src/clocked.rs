@@ -566,6 +566,36 @@ struct PullBuffers {
     pre: Vec<f64>,
     /// `ExpIntegral` readout factors per step.
     fac: Vec<f64>,
+    /// Arrivals of a block of [`LANES`] targets, step-major: `(steps + 1) x LANES`.
+    block: Vec<f64>,
+}
+
+/// Targets per block of the pull paths (one cache line of `f64`).
+const LANES: usize = 8;
+
+/// Pull delivery to targets `j0 .. j0 + lanes` (`lanes <= LANES`) of the population of `pp`, each
+/// into `line` (see [`pull_target`]) and then into `block` step-major, `(steps + 1) x LANES`
+/// (lanes past `lanes` zero).
+#[allow(clippy::too_many_arguments)]
+fn pull_block(
+    pp: &PullPop,
+    j0: usize,
+    lanes: usize,
+    steps: usize,
+    events: &[(u32, u32)],
+    line_len: usize,
+    line: &mut Vec<f64>,
+    w_rows: &[f64],
+    block: &mut Vec<f64>,
+) {
+    block.clear();
+    block.resize((steps + 1) * LANES, 0.0);
+    for l in 0..lanes {
+        pull_target(pp, j0 + l, events, line_len, line, w_rows);
+        for (x, &y) in block[l..].iter_mut().step_by(LANES).zip(&line[..=steps]) {
+            *x = y;
+        }
+    }
 }
 
 impl ClockedState {
@@ -592,7 +622,8 @@ impl ClockedState {
             + self.pull.events.capacity()
             + self.pull.in_events.capacity()
             + self.pull.pre.capacity()
-            + self.pull.fac.capacity())
+            + self.pull.fac.capacity()
+            + self.pull.block.capacity())
             + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }
@@ -728,7 +759,7 @@ fn forward_ring(
     let mut next_readout = 0usize;
     let line_len = steps + plan.slots;
     if pull {
-        let PullBuffers { pre, line, w_row, events, in_events, .. } = &mut *st.pull;
+        let PullBuffers { pre, line, w_row, events, in_events, block, .. } = &mut *st.pull;
         pre.clear();
         for (p, pp) in plan.pull.iter().enumerate() {
             if pp.conns.is_empty() {
@@ -736,9 +767,10 @@ fn forward_ring(
             }
             pull_events(net, plan, pp, in_events, &[], events);
             plan.pull_weights(net, p, w_row);
-            for j in 0..plan.pops[p].size {
-                pull_target(pp, j, events, line_len, line, w_row);
-                pre.extend_from_slice(&line[..steps + 1]);
+            let size = plan.pops[p].size;
+            for j0 in (0..size).step_by(LANES) {
+                pull_block(pp, j0, (size - j0).min(LANES), steps, events, line_len, line, w_row, block);
+                pre.extend_from_slice(block);
             }
         }
     }
@@ -813,17 +845,21 @@ fn forward_ring(
             *rj = 0.0;
         }
         if pull {
-            // Pulled input arrivals, target by target (`steps + 1` per target, populations in order).
-            let mut at = n;
+            // Pulled input arrivals: per population (in order) blocks of LANES targets, each
+            // `(steps + 1) x LANES` step-major.
+            let mut base = 0;
             for (p, pp) in plan.pull.iter().enumerate() {
                 if pp.conns.is_empty() {
                     continue;
                 }
                 let s0 = plan.pops[p].state_off;
-                for ij in &mut i[s0..s0 + plan.pops[p].size] {
-                    *ij += pre[at];
-                    at += steps + 1;
+                for (blk, i8) in i[s0..s0 + plan.pops[p].size].chunks_mut(LANES).enumerate() {
+                    let at = base + blk * (steps + 1) * LANES + n * LANES;
+                    for (ij, &x) in i8.iter_mut().zip(&pre[at..at + LANES]) {
+                        *ij += x;
+                    }
                 }
+                base += plan.pops[p].size.div_ceil(LANES) * (steps + 1) * LANES;
             }
         }
         // 5. readout
@@ -952,7 +988,7 @@ fn forward_layered(
     let line_len = steps + plan.slots;
     let layers = plan.layers.as_deref().unwrap_or(&[]);
     let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
-    let PullBuffers { line, w_row, events, in_events, spk, fac, .. } = &mut **bufs;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, block, .. } = &mut **bufs;
     spk.clear();
     fac.clear();
     if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
@@ -970,43 +1006,63 @@ fn forward_layered(
         plan.pull_weights(net, p, w_row);
         let first_new = spk.len();
         let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
-        for j in 0..pop.size {
-            pull_target(pp, j, events, line_len, line, w_row);
-            let g = (pop.global_off + j) as u32;
-            let (mut v, mut i) = (0.0f64, 0.0f64);
+        // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
+        for j0 in (0..pop.size).step_by(LANES) {
+            let lanes = (pop.size - j0).min(LANES);
+            pull_block(pp, j0, lanes, steps, events, line_len, line, w_row, block);
+            let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
-            for (n, &arrival) in line[..=steps].iter().enumerate() {
+            for (n, arrivals) in block.chunks_exact(LANES).enumerate() {
                 if n > 0 {
-                    v = a * v + c * i;
-                    i *= b;
-                    // `!(V < theta)`, as the ring path tests it (a NaN voltage counts as a spike).
-                    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-                    let fires = pop.theta.is_some_and(|theta| !(v < theta));
-                    if fires && n < steps {
-                        if spk.len() >= cfg.max_spikes {
-                            return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
-                        }
-                        spk.push((n as u32, g, i - v));
-                        v = 0.0;
-                        if is_out && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
-                            acc[j] = n as f64 * dt;
+                    for l in 0..LANES {
+                        v[l] = a * v[l] + c * i[l];
+                        i[l] *= b;
+                    }
+                    if let Some(theta) = pop.theta
+                        && n < steps
+                        // `!(V < theta)`, as the ring path tests it (a NaN voltage counts as a spike).
+                        && !v[..lanes].iter().fold(true, |below, &x| below & (x < theta))
+                    {
+                        for l in 0..lanes {
+                            if v[l] < theta {
+                                continue;
+                            }
+                            if spk.len() >= cfg.max_spikes {
+                                return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
+                            }
+                            spk.push((n as u32, (pop.global_off + j0 + l) as u32, i[l] - v[l]));
+                            v[l] = 0.0;
+                            let j = j0 + l;
+                            if is_out && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
+                                acc[j] = n as f64 * dt;
+                            }
                         }
                     }
                 }
-                i += arrival;
+                for (il, &x) in i.iter_mut().zip(arrivals) {
+                    *il += x;
+                }
                 if is_out {
                     match &cfg.readout {
-                        ReadoutKind::ExpIntegral => acc[j] += fac[n] * v,
+                        ReadoutKind::ExpIntegral => {
+                            for l in 0..lanes {
+                                acc[j0 + l] += fac[n] * v[l];
+                            }
+                        }
                         ReadoutKind::MaxVoltage => {
-                            if v > acc[j] {
-                                acc[j] = v;
-                                acc_t[j] = n as f64 * dt;
+                            for l in 0..lanes {
+                                if v[l] > acc[j0 + l] {
+                                    acc[j0 + l] = v[l];
+                                    acc_t[j0 + l] = n as f64 * dt;
+                                }
                             }
                         }
                         ReadoutKind::FirstSpike => {}
                         ReadoutKind::VoltageAt(_) => {
                             while next_readout < nt && readout_steps[next_readout] == n {
-                                acc[j * nt + next_readout] = v;
+                                for l in 0..lanes {
+                                    acc[(j0 + l) * nt + next_readout] = v[l];
+                                }
                                 next_readout += 1;
                             }
                         }
