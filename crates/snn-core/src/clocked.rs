@@ -590,10 +590,39 @@ fn pull_block(
 ) {
     block.clear();
     block.resize((steps + 1) * LANES, 0.0);
-    for l in 0..lanes {
-        pull_target(pp, j0 + l, events, line_len, line, w_rows);
-        for (x, &y) in block[l..].iter_mut().step_by(LANES).zip(&line[..=steps]) {
-            *x = y;
+    for l in (0..lanes).step_by(2) {
+        if l + 1 < lanes {
+            pull_pair(pp, j0 + l, events, line_len, line, w_rows);
+        } else {
+            pull_target(pp, j0 + l, events, line_len, line, w_rows);
+        }
+        for (k, target) in line.chunks_exact(line_len).take(lanes - l).enumerate() {
+            for (x, &y) in block[l + k..].iter_mut().step_by(LANES).zip(&target[..=steps]) {
+                *x = y;
+            }
+        }
+    }
+}
+
+/// [`pull_target`] for targets `j` and `j + 1` in one pass over the events (two independent
+/// chains of additions; each timeline gets its events in the same order as alone), into
+/// `line[..line_len]` and `line[line_len..]`.
+#[inline]
+fn pull_pair(pp: &PullPop, j: usize, events: &[(u32, u32)], line_len: usize, line: &mut Vec<f64>, w_rows: &[f64]) {
+    line.clear();
+    line.resize(2 * line_len, 0.0);
+    let (la, lb) = line.split_at_mut(line_len);
+    let rl = pp.row_len;
+    let (wa, wb) = (&w_rows[j * rl..(j + 1) * rl], &w_rows[(j + 1) * rl..(j + 2) * rl]);
+    let (da, db) = (&pp.delay_rows[j * rl..(j + 1) * rl], &pp.delay_rows[(j + 1) * rl..(j + 2) * rl]);
+    for &(n, c) in events {
+        let (n, c) = (n as usize, c as usize);
+        // n <= steps and d < slots (plan invariant): always inside the lines, the tests never fail.
+        if let Some(x) = la.get_mut(n + da[c] as usize) {
+            *x += wa[c];
+        }
+        if let Some(x) = lb.get_mut(n + db[c] as usize) {
+            *x += wb[c];
         }
     }
 }
