@@ -562,7 +562,7 @@ struct PullBuffers {
     in_events: Vec<(u32, u32)>,
     /// Layered: `(step, global neuron, I - V)` of the spikes so far, sorted by step and neuron.
     spk: Vec<(u32, u32, f64)>,
-    /// Recurrent networks: the pulled input arrivals of each target, `steps + 1` per target.
+    /// Recurrent networks: the pulled input arrivals, `(steps + 1) x n_state` step-major.
     pre: Vec<f64>,
     /// `ExpIntegral` readout factors per step.
     fac: Vec<f64>,
@@ -790,16 +790,20 @@ fn forward_ring(
     if pull {
         let PullBuffers { pre, line, w_row, events, in_events, block, .. } = &mut *st.pull;
         pre.clear();
+        pre.resize((steps + 1) * n_state, 0.0);
         for (p, pp) in plan.pull.iter().enumerate() {
             if pp.conns.is_empty() {
                 continue;
             }
             pull_events(net, plan, pp, in_events, &[], events);
             plan.pull_weights(net, p, w_row);
-            let size = plan.pops[p].size;
+            let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
             for j0 in (0..size).step_by(LANES) {
-                pull_block(pp, j0, (size - j0).min(LANES), steps, events, line_len, line, w_row, block);
-                pre.extend_from_slice(block);
+                let lanes = (size - j0).min(LANES);
+                pull_block(pp, j0, lanes, steps, events, line_len, line, w_row, block);
+                for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
+                    row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
+                }
             }
         }
     }
@@ -874,21 +878,15 @@ fn forward_ring(
             *rj = 0.0;
         }
         if pull {
-            // Pulled input arrivals: per population (in order) blocks of LANES targets, each
-            // `(steps + 1) x LANES` step-major.
-            let mut base = 0;
+            // Pulled input arrivals of this step (`pre` is `(steps + 1) x n_state`, step-major).
             for (p, pp) in plan.pull.iter().enumerate() {
                 if pp.conns.is_empty() {
                     continue;
                 }
-                let s0 = plan.pops[p].state_off;
-                for (blk, i8) in i[s0..s0 + plan.pops[p].size].chunks_mut(LANES).enumerate() {
-                    let at = base + blk * (steps + 1) * LANES + n * LANES;
-                    for (ij, &x) in i8.iter_mut().zip(&pre[at..at + LANES]) {
-                        *ij += x;
-                    }
+                let r = plan.pops[p].state_off..plan.pops[p].state_off + plan.pops[p].size;
+                for (ij, &x) in i[r.clone()].iter_mut().zip(&pre[n * n_state..][r]) {
+                    *ij += x;
                 }
-                base += plan.pops[p].size.div_ceil(LANES) * (steps + 1) * LANES;
             }
         }
         // 5. readout
