@@ -131,5 +131,13 @@ fn main() {
             );
         }
     }
+    let (ev_in, ev_hid) = delivered_events(&net, &batch, &pull.run_batch(&net, &batch).unwrap());
+    let ns = |ms: f64| ms * 1e6 / (ev_in + ev_hid);
+    eprintln!(
+        "forward per delivered event, everything included ({:.2} M events/sample): push {:.2}, pull {:.2} ns",
+        (ev_in + ev_hid) / 1e6,
+        ns(best[0][0]),
+        ns(best[0][1])
+    );
     eprintln!("peak RSS (VmHWM): {}", vm_hwm());
 }

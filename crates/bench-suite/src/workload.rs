@@ -142,14 +142,39 @@ pub fn describe(name: &str, engine: &ClockedEngine, net: &Network, batch: &Spike
     let spikes: usize = recs.iter().map(|r| r.spikes.len()).sum();
     let bytes: usize = recs.iter().map(record_bytes).sum();
     let n = recs.len() as f64;
+    let (ev_in, ev_hid) = delivered_events(net, batch, &recs);
     eprintln!(
         "[{name}] {:.1} spikes/hidden neuron/s, {:.0} recorded spikes/sample, {:.0} bytes retained per sample \
-         (T x N x 16 would be {} bytes)",
+         (T x N x 16 would be {} bytes); {:.2} M synaptic events/sample ({:.2} M from the input, {:.2} M from \
+         hidden spikes)",
         spikes as f64 / n / hidden as f64 / (T_END / 1000.0),
         spikes as f64 / n,
         bytes as f64 / n,
         engine.num_steps() * net.num_neurons() * 16,
+        (ev_in + ev_hid) / 1e6,
+        ev_in / 1e6,
+        ev_hid / 1e6,
     );
+}
+
+/// Synaptic events delivered per sample, `(from the input, from hidden spikes)`: each input spike
+/// before `T_END` and each recorded spike times the size of every population it projects to.
+pub fn delivered_events(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64, f64) {
+    let (mut input, mut hidden) = (0usize, 0usize);
+    for (s, r) in recs.iter().enumerate() {
+        for c in net.connections() {
+            let n_post = c.weights().nrows();
+            if c.pre() == net.input() {
+                input += batch.sample(s).times.iter().filter(|&&t| t < T_END).count() * n_post;
+            } else {
+                let off = net.offset(c.pre());
+                let range = off..off + net.population(c.pre()).size();
+                hidden += r.spikes.neurons.iter().filter(|&&g| range.contains(&(g as usize))).count() * n_post;
+            }
+        }
+    }
+    let n = recs.len().max(1) as f64;
+    (input as f64 / n, hidden as f64 / n)
 }
 
 pub fn record_bytes(r: &ForwardRecord) -> usize {
