@@ -40,6 +40,28 @@
 //! rebuilds it only when [`Network::delay_stamp`] says the delays may have changed, see
 //! [`ClockedPlan::refresh`]).
 //!
+//! # Delivery: pull (default) and push
+//!
+//! The steps above describe [`Delivery::Push`]: each spike is written into the ring when it is
+//! emitted. [`Delivery::Pull`], the default, reorders the same work wherever all presynaptic
+//! spikes of a projection are known before its targets are simulated:
+//!
+//! - **networks without recurrent loops** ([`ClockedPlan::is_layered`]) are simulated population
+//!   by population in topological order, and each population neuron by neuron over the whole run
+//!   (in blocks of 8 side by side): a target first pulls every incoming event of the sample into
+//!   its own timeline, `line[t_k + D_ij] += w_ij`, with its weights and delays as one row each
+//!   (target-major copies, [`ClockedPlan::pull_weights`], [`ClockedPlan::pull_delays`]) in L1, then
+//!   runs steps 1-5 for itself. Events are pulled in the ring's order (by emission step; within a
+//!   step LIF spikes by population and neuron, then input spikes in input order), so every
+//!   arrival sum, every state and the record (spikes sorted by step, then neuron, as the ring
+//!   path records them) equal the push path's **bit for bit**;
+//! - **recurrent networks** pull their input projections into per-target timelines before the
+//!   step loop, and push every other projection through the ring; a step's pulled arrivals are
+//!   added to `I` after its ring slot, so currents can differ from the push path by a rounding
+//!   where recurrent and input arrivals share a step.
+//!
+//! `tests/clocked_delivery.rs` (in `snn-eventprop`) compares the two on random networks.
+//!
 //! # Cost
 //!
 //! Per sample: `O(steps x n_state)` for the dynamics (about 0.7 ms for 1001 steps x 532
@@ -57,6 +79,16 @@
 //! (tolerance 1e-12) rightly reject, so the ring stays `f64`. Only a ring that fits L1 together
 //! with cache-resident weights and 16-wide scatters gets to 0.45-0.8 ns per event, and the SHD
 //! geometry (151 slots x 532 neurons, 620 k synapses) has neither.
+//!
+//! Pull delivery keeps a target's timeline, weights and delays in L1 and streams the events
+//! (8 bytes each): 0.77 ns per event for the input projection of the recurrent workload (from a
+//! profile; `ring_floor`'s pull variant: 1.0-1.4 ns in runs where the ring costs 1.15-1.9 ns).
+//! What it saves is partly spent on copying the weights target-major once per sample and, for
+//! recurrent networks, on the `(steps + 1) x neurons` buffer of pulled arrivals: on the
+//! feedforward 700-256-256-20 workload the forward pass costs 1.2 ns per delivered event against
+//! 1.56 ns pushed (1.3x), on the 700-1024-1024-35 SSC network, whose 4 MiB ring no longer fits L2,
+//! 0.86 against 2.5 ns (2.9x), and on the recurrent 700-512r-20 workload about the same as the
+//! push path (`cargo run --release -p bench-suite --example clocked_profile [ff|ssc] fwd`).
 
 use rayon::prelude::*;
 

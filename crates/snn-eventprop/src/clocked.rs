@@ -58,6 +58,19 @@
 //! sample still need `S` one by one. The plan comes from the scratch and is rebuilt only
 //! when the network's delays change ([`ClockedPlan::refresh`]).
 //! Everything stays `f64`: the finite-difference tests of this pass hold to 1e-12.
+//!
+//! **Layered sweep** (the backward side of [`Delivery::Pull`]). For a network without recurrent
+//! loops ([`ClockedPlan::is_layered`]) on an engine with [`Delivery::Pull`] (the default) and a
+//! [`GradientSweep::Deferred`] sweep (the default), the pass runs population by population in
+//! reverse topological order and neuron by neuron over the whole run: a neuron's adjoints are the
+//! steps above for that neuron alone (its jump sums `S` are complete, since every population it
+//! projects to is done), kept in a `16 x (steps + slots)`-byte timeline that every event of its
+//! incoming projections then reads from L1, adding to its synapse's sums (one gradient update
+//! per synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike. The sums are
+//! taken in the order of the step-by-step deferred sweep with a whole-run window, so the gradients
+//! are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep` measures 5.8 against
+//! 7.5 ms CPU per sample for 700-256-256-20 in one run. Recurrent networks, [`Delivery::Push`] and
+//! [`GradientSweep::PerEvent`] use the step-by-step sweep.
 
 use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
 use snn_core::{ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
