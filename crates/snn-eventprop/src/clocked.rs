@@ -971,13 +971,15 @@ impl Layered {
             }
             let row_len: usize = conns.iter().map(|&(c, _)| plan.pops[plan.conns[c].pre].size).sum();
             let own_spikes = &self.pop_spikes[self.pop_start[p]..self.pop_start[p + 1]];
-            // Spikes of this population by neuron (record order within a neuron).
-            let mut by_neuron: Vec<Vec<(u32, u32)>> = Vec::new();
-            by_neuron.resize_with(pp.size, Vec::new);
+            // Spikes of this population by block of LANES neurons: (step, lane, record index),
+            // record order.
+            let mut by_block: Vec<Vec<(u32, u32, u32)>> = Vec::new();
+            by_block.resize_with(pp.size.div_ceil(LANES), Vec::new);
             for &k in own_spikes {
                 let j = spikes.neurons[k as usize] as usize - pp.global_off;
-                by_neuron[j].push((self.spike_step[k as usize], k));
+                by_block[j / LANES].push((self.spike_step[k as usize], (j % LANES) as u32, k));
             }
+            let line_len = steps + plan.slots;
             // Columns with events (the same for every target).
             self.seen.clear();
             self.seen.resize(row_len, false);
@@ -988,14 +990,15 @@ impl Layered {
             self.sums.resize(LANES * row_len, [0.0; 2]);
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
+                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, &by_block[j0 / LANES]);
                 for j in j0..j1 {
-                    self.target(ctx, p, j, first_spike, readout_steps, kink_s, &by_neuron[j]);
                     // 2. Every event into this target reads the trajectory.
                     let d_row = plan.pull_delays(p, j);
                     let w_row = &self.w_rows[j * row_len..(j + 1) * row_len];
                     let sums = &mut self.sums[(j - j0) * row_len..(j - j0 + 1) * row_len];
                     sums.fill([0.0; 2]);
-                    let (line, s_part) = (&self.line[..], &mut self.s_part);
+                    let line = &self.line[(j - j0) * line_len..(j - j0 + 1) * line_len];
+                    let s_part = &mut self.s_part;
                     for &(n, col, slot) in &self.events {
                         let col = col as usize;
                         // n <= steps and d < slots: inside the line (whose tail after `steps` is zero).
@@ -1033,19 +1036,22 @@ impl Layered {
 }
 
 impl Layered {
-    /// The adjoint of target `j` of population `p` over the run, from the end, into `line`
-    /// (the step-by-step sweep's operations for this neuron); `own` are its spikes
-    /// `(step, record index)` in record order.
-    #[allow(clippy::too_many_arguments)]
-    fn target(
+    /// The adjoints of targets `j0 .. j0 + lanes` (`lanes <= LANES`) of population `p` over the
+    /// run, from the end, side by side (independent chains of arithmetic), into `line`: target
+    /// `j0 + l`'s timeline at `l * (steps + slots)`. For each neuron these are the step-by-step
+    /// sweep's operations; `own` are the block's spikes `(step, lane, record index)` in record
+    /// order, taken from the end as that sweep does.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    fn block(
         &mut self,
         ctx: &LayeredCtx<'_>,
         p: usize,
-        j: usize,
+        j0: usize,
+        lanes: usize,
         first_spike: &[usize],
         readout_steps: &[usize],
         kink_s: &[(usize, f64)],
-        own: &[(u32, u32)],
+        own: &[(u32, u32, u32)],
     ) {
         let LayeredCtx { engine, net, plan, record, d_readout, jump_bias, .. } = *ctx;
         let cfg = engine.config();
@@ -1059,10 +1065,10 @@ impl Layered {
         let (a, b, q) = (pp.alpha, pp.beta, pp.coupling * pp.tau_m / pp.tau_s);
         let inv_n = 1.0 / steps as f64;
         let nt = readout_steps.len();
-        let g = pp.global_off + j;
+        let line_len = steps + plan.slots;
         self.line.clear();
-        self.line.resize(steps + plan.slots, [0.0; 2]);
-        let (mut lv, mut li) = (0.0f64, 0.0f64);
+        self.line.resize(LANES * line_len, [0.0; 2]);
+        let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
         let mut next_spike = own.len();
         let mut next_readout = nt;
         for n in (0..=steps).rev() {
@@ -1070,18 +1076,24 @@ impl Layered {
                 match &cfg.readout {
                     ReadoutKind::ExpIntegral => {
                         let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
-                        lv -= d_readout[j] * f;
+                        for l in 0..lanes {
+                            lv[l] -= d_readout[j0 + l] * f;
+                        }
                     }
                     ReadoutKind::MaxVoltage => {
-                        if readout_steps[j] == n {
-                            lv -= d_readout[j] / op.tau_m;
+                        for l in 0..lanes {
+                            if readout_steps[j0 + l] == n {
+                                lv[l] -= d_readout[j0 + l] / op.tau_m;
+                            }
                         }
                     }
                     ReadoutKind::VoltageAt(_) => {
                         while next_readout > 0 && readout_steps[next_readout - 1] >= n {
                             let q = next_readout - 1;
                             if readout_steps[q] == n {
-                                lv -= d_readout[j * nt + q] / op.tau_m;
+                                for l in 0..lanes {
+                                    lv[l] -= d_readout[(j0 + l) * nt + q] / op.tau_m;
+                                }
                             }
                             next_readout -= 1;
                         }
@@ -1089,10 +1101,14 @@ impl Layered {
                     ReadoutKind::FirstSpike => {}
                 }
             }
-            self.line[n] = [lv, li];
+            for l in 0..LANES {
+                self.line[l * line_len + n] = [lv[l], li[l]];
+            }
             while next_spike > 0 && own[next_spike - 1].0 as usize == n {
                 next_spike -= 1;
-                let k = own[next_spike].1 as usize;
+                let (_, l, k) = own[next_spike];
+                let (l, k) = (l as usize, k as usize);
+                let j = j0 + l;
                 let mut s = 0.0;
                 for &cid in net.outgoing(snn_core::PopulationId(p)) {
                     s += self.s_part[self.s_base[cid.0] + self.rank[k] as usize];
@@ -1109,15 +1125,17 @@ impl Layered {
                 let imv = spikes.i_minus_v[k];
                 if imv > MIN_I_MINUS_V {
                     let theta = pp.theta.unwrap_or(1.0);
-                    lv += (theta * lv + dlp + s) / imv;
+                    lv[l] += (theta * lv[l] + dlp + s) / imv;
                 }
                 if let Some(bias) = jump_bias {
-                    lv += bias[g];
+                    lv[l] += bias[pp.global_off + j];
                 }
             }
             if n > 0 {
-                li = b * li + q * lv;
-                lv *= a;
+                for l in 0..LANES {
+                    li[l] = b * li[l] + q * lv[l];
+                    lv[l] *= a;
+                }
             }
         }
     }
