@@ -84,11 +84,12 @@
 //! (8 bytes each): 0.77 ns per event for the input projection of the recurrent workload (from a
 //! profile; `ring_floor`'s pull variant: 1.0-1.4 ns in runs where the ring costs 1.15-1.9 ns).
 //! What it saves is partly spent on copying the weights target-major once per sample and, for
-//! recurrent networks, on the `(steps + 1) x neurons` buffer of pulled arrivals: on the
-//! feedforward 700-256-256-20 workload the forward pass costs 1.2 ns per delivered event against
-//! 1.56 ns pushed (1.3x), on the 700-1024-1024-35 SSC network, whose 4 MiB ring no longer fits L2,
-//! 0.86 against 2.5 ns (2.9x), and on the recurrent 700-512r-20 workload about the same as the
-//! push path (`cargo run --release -p bench-suite --example clocked_profile [ff|ssc] fwd`).
+//! recurrent networks, on the `(steps + 1) x neurons` buffer of pulled arrivals. Forward CPU time
+//! per delivered event, dynamics included, push against pull in the same runs
+//! (`cargo run --release -p bench-suite --example clocked_profile [ff|ssc] fwd`): 700-256-256-20
+//! 1.37-1.56 against 1.04-1.19 ns (1.26-1.36x); the SSC network 700-1024-1024-35 1.42 against
+//! 0.92 ns (1.55x; 2.5 against 0.86 ns with delays up to 250 ms, whose 4 MiB ring does not fit
+//! L2); the recurrent 700-512r-20 about the same either way (0.93-1.31 ns).
 
 use rayon::prelude::*;
 
