@@ -301,9 +301,10 @@ struct PullPop {
 }
 
 impl ClockedPlan {
-    /// Checks that this plan has the shape of `net` (populations, connections, one offset and
-    /// one delay step per synapse): [`CoreError::InvalidNetwork`] if it was built for another
-    /// network. Weights are read from `net` at run time, so they may have changed since.
+    /// Checks that this plan has the shape of `net` (population sizes, connections between the
+    /// same populations, one offset and one delay step per synapse): [`CoreError::InvalidNetwork`]
+    /// if it was built for another network. Weights are read from `net` at run time, so they may
+    /// have changed since.
     ///
     /// ```
     /// use nalgebra::DMatrix;
@@ -332,11 +333,13 @@ impl ClockedPlan {
     /// ```
     pub fn check_shape(&self, net: &Network) -> Result<()> {
         let fits = self.pops.len() == net.populations().len()
+            && self.pops.iter().zip(net.populations()).all(|(pp, p)| pp.size == p.size())
             && self.conns.len() == net.connections().len()
             && self.conns.iter().zip(net.connections()).all(|(cp, c)| {
                 cp.offsets.len() == c.weights().len()
                     && cp.delay_steps.len() == c.weights().len()
                     && cp.n_post == c.weights().nrows()
+                    && (cp.pre, cp.post) == (c.pre().0, c.post().0)
             });
         if fits { Ok(()) } else { Err(CoreError::InvalidNetwork("clocked plan was built for another network")) }
     }
@@ -1337,6 +1340,32 @@ mod tests {
         net.delays_mut(crate::ConnectionId(0))[0] = f64::NAN;
         assert!(scratch.plan.refresh(&net, &e).is_err());
         assert!(scratch.plan.refresh(&net, &e).is_err());
+    }
+
+    #[test]
+    fn a_plan_of_another_topology_with_the_same_shapes_is_refused() {
+        // in(2) -> h(2) -> out(2) against in(2) -> h(2), in(2) -> out(2): same matrix shapes.
+        let build = |second_from_input: bool| {
+            let mut b = NetworkBuilder::new();
+            let i = b.input("in", 2);
+            let h = b.lif("h", 2, LifParams::default());
+            let o = b.li("out", 2, LiParams::default());
+            b.connect(i, h, DMatrix::from_element(2, 2, 3.0), DMatrix::from_element(2, 2, 1.0));
+            let pre = if second_from_input { i } else { h };
+            b.connect(pre, o, DMatrix::from_element(2, 2, 1.0), DMatrix::from_element(2, 2, 2.0));
+            b.build().unwrap()
+        };
+        let (a, b) = (build(false), build(true));
+        let e = engine(20.0, ReadoutKind::MaxVoltage, 1.0);
+        let plan = e.plan(&a).unwrap();
+        assert!(plan.is_layered() && plan.check_shape(&a).is_ok());
+        assert!(matches!(plan.check_shape(&b), Err(CoreError::InvalidNetwork(_))));
+        let x = train(&[1.0, 2.0], &[0, 1], 2);
+        let (mut st, mut rec) = (ClockedState::default(), ForwardRecord::default());
+        for d in [Delivery::Pull, Delivery::Push] {
+            let run = e.clone().with_delivery(d).run_planned(&b, &plan, x.sample(0), &mut st, &mut rec);
+            assert!(matches!(run, Err(CoreError::InvalidNetwork(_))), "{d:?}");
+        }
     }
 
     #[test]
