@@ -707,7 +707,7 @@ mod tests {
                     let (a, bs) = (s[j], best_scores[j]);
                     let tol = 1e-9 * (1.0 + bs.1.abs());
                     assert!(
-                        !(a.0 && !bs.0) && (a.0 != bs.0 || a.1 <= bs.1 + tol),
+                        (!a.0 || bs.0) && (a.0 != bs.0 || a.1 <= bs.1 + tol),
                         "{kind:?} restart {r} sample {j}: {a:?} beats {bs:?}"
                     );
                     if r > 0 && best.column(j) == y.column(j) && y.column(j) != runs[0].column(j) {
