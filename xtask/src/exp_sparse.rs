@@ -9,11 +9,13 @@ use std::time::Instant;
 
 use nalgebra::DMatrix;
 use serde_json::{Map, Value, json};
-use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd, Standardisation};
+use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Standardisation};
 use sparse_bp::attack::{AttackNorm, certified_accuracy, certified_radius_l2};
 use sparse_bp::models::deep::MultiLayerClassifier;
 use sparse_bp::models::{Approximator, Classifier, CodeKind, PursuitClassifier};
-use sparse_bp::paper::{self, APPROXIMATORS, ApproxInfo, Approximators, DEEP_PAPER, DeepConfig, PURSUIT_MODELS, Scale};
+use sparse_bp::paper::{
+    self, APPROXIMATORS, ApproxInfo, Approximators, AttackColumn, DEEP_PAPER, DeepConfig, PURSUIT_MODELS, Scale,
+};
 use sparse_bp::stability::{Features, local_certificate};
 use sparse_bp::train::{load_model, save_model};
 
@@ -32,49 +34,12 @@ struct Family {
     approx: Approximators,
 }
 
-/// One white-box attack column: its label in `results.json`, the protocol (units of `eps`,
-/// standardisation, pixel box, method), its budgets, and the label under which PGBP's
-/// adversarial images are replayed against the approximators (transfer), if any.
-pub(crate) struct Column {
-    pub label: &'static str,
-    pub protocol: AttackProtocol,
-    pub grid: Vec<f64>,
-    pub transfer: Option<&'static str>,
-}
-
-/// PGD with random restarts at the same budget as I-FGSM: the check for gradient masking.
-pub(crate) fn pgd_params(seed: u64) -> Pgd {
-    Pgd { restarts: 3, step_scale: 2.5, clean_start: true, seed }
-}
-
-/// The MNIST columns (issue 20): the thesis's protocol `ifgsm-linf-std` (sign steps, `eps` in
-/// standardised units), the stronger pixel-unit `ifgsm-linf-px` (`1 / std` times its budget),
-/// the literal `l2` radius in standardised units `ifgsm-l2-std`, the earlier pixel-unit `l2`
-/// column `ifgsm-l2-px`, and PGD with restarts at the paper budget `pgd-linf-std` (`2 x` the
-/// steps, 3 restarts).
-pub(crate) fn mnist_columns(space: InputSpace, eps: &[f64], eps_l2_px: &[f64], steps: usize, seed: u64) -> Vec<Column> {
-    let ifgsm = |norm, unit| AttackProtocol::ifgsm(norm, unit, steps, space);
-    let pgd = AttackProtocol::pgd(AttackNorm::Linf, EpsUnit::Standardised, 2 * steps, pgd_params(seed), space);
-    let mut cols = vec![
-        (ifgsm(AttackNorm::Linf, EpsUnit::Standardised), eps.to_vec(), Some("transfer-linf-std")),
-        (ifgsm(AttackNorm::Linf, EpsUnit::Pixel), eps.to_vec(), Some("transfer-linf-px")),
-        (ifgsm(AttackNorm::L2, EpsUnit::Standardised), eps.to_vec(), None),
-        (pgd, eps.to_vec(), None),
-    ];
-    if !eps_l2_px.is_empty() {
-        cols.push((ifgsm(AttackNorm::L2, EpsUnit::Pixel), eps_l2_px.to_vec(), None));
-    }
-    cols.into_iter()
-        .map(|(protocol, grid, transfer)| Column { label: protocol.label(), protocol, grid, transfer })
-        .collect()
-}
-
 /// Per-model labels (BP/GBP on the code task, PGBP and approximators on the norm task on
 /// the synthetic data; the same labels on MNIST), and the attack columns.
 struct Task<'a> {
     x_test: &'a DMatrix<f64>,
     labels_for: &'a dyn Fn(&str) -> &'a [usize],
-    columns: Vec<Column>,
+    columns: Vec<AttackColumn>,
     /// input-space scale of the certificates' `eps` (1 / pixel std on MNIST).
     eps_scale: f64,
 }
@@ -346,17 +311,27 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         // no standardisation and no box: eps in input units; labels without a unit suffix
         let space = InputSpace::new(Standardisation::IDENTITY, None)?;
         let ifgsm = |norm| AttackProtocol::ifgsm(norm, EpsUnit::Standardised, sz.steps, space);
-        let pgd =
-            AttackProtocol::pgd(AttackNorm::Linf, EpsUnit::Standardised, 2 * sz.steps, pgd_params(opts.seed), space);
+        let pgd = AttackProtocol::pgd(
+            AttackNorm::Linf,
+            EpsUnit::Standardised,
+            2 * sz.steps,
+            paper::pgd_check(opts.seed),
+            space,
+        );
         let columns = vec![
-            Column {
+            AttackColumn {
                 label: "ifgsm-linf",
                 protocol: ifgsm(AttackNorm::Linf),
                 grid: sz.eps.clone(),
                 transfer: Some("transfer-linf"),
             },
-            Column { label: "ifgsm-l2", protocol: ifgsm(AttackNorm::L2), grid: sz.eps_l2.clone(), transfer: None },
-            Column { label: "pgd-linf", protocol: pgd, grid: sz.eps.clone(), transfer: None },
+            AttackColumn {
+                label: "ifgsm-l2",
+                protocol: ifgsm(AttackNorm::L2),
+                grid: sz.eps_l2.clone(),
+                transfer: None,
+            },
+            AttackColumn { label: "pgd-linf", protocol: pgd, grid: sz.eps.clone(), transfer: None },
         ];
         let task = Task { x_test: &x_test, labels_for: &labels_for, columns, eps_scale: 1.0 };
         let c = attack_all(&fam, &task, Some(eta), &format!("eta {eta}"))?;
@@ -661,12 +636,12 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let space = InputSpace::new(Standardisation::new(mean, sd)?, Some((0.0, 1.0)))?;
     let fam = Family { pursuit: models.pursuit, approx: models.approx };
     let labels_for = |_: &str| -> &[usize] { l_test_shallow };
-    let attack_columns = mnist_columns(space, &sz.eps, &sz.eps_l2, sz.steps, opts.seed);
+    let attack_columns = paper::mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, opts.seed);
     let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, eps_scale: 1.0 / sd };
     let t_eval = Instant::now();
     let mut curves = attack_all(&fam, &task, None, "mnist")?;
     tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "shallow attacks done");
-    let deep_columns = mnist_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, opts.seed);
+    let deep_columns = paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, opts.seed);
     let deep_curves = exp_sparse_deep::evaluate(&models.deep, &x_test, &l_test, &cfg.deep, &deep_columns)?;
     tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "3-layer attacks done");
     curves.extend(deep_curves);
@@ -774,7 +749,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let h: Vec<&str> = header.iter().map(String::as_str).collect();
     let e2e = &cfg.end_to_end;
     let mut s = format!(
-        "MNIST: {} training / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4});          dictionaries of {atoms} unit-norm atoms learned \
+        "MNIST: {} training / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4}); dictionaries of {atoms} unit-norm atoms learned \
          (alternating coding + Adam dictionary step, penalty warm-up; BP: {dict_epochs} epochs on all images; \
          GBP/PGBP: class-structured, 3-4 groups per class each learned on its class, {} epochs): BP lambda \
          {lambda_bp}, groups of {group} (32 groups) with gamma {gamma_gbp}; softmax classifiers on the codes; then \
@@ -899,7 +874,7 @@ mod tests {
     fn mnist_columns_are_labelled_and_convert_units() {
         let (mean, sd) = (0.1307, 0.3081);
         let space = InputSpace::new(Standardisation::new(mean, sd).unwrap(), Some((0.0, 1.0))).unwrap();
-        let cols = mnist_columns(space, &[0.0, 0.15], &[0.0, 3.0], 10, 1);
+        let cols = paper::mnist_attack_columns(space, &[0.0, 0.15], &[0.0, 3.0], 10, 1);
         let labels: Vec<&str> = cols.iter().map(|c| c.label).collect();
         assert_eq!(labels, ["ifgsm-linf-std", "ifgsm-linf-px", "ifgsm-l2-std", "pgd-linf-std", "ifgsm-l2-px"]);
         for c in &cols {
@@ -912,7 +887,7 @@ mod tests {
         assert_eq!(cols[0].transfer, Some("transfer-linf-std"));
         assert_eq!(cols[1].transfer, Some("transfer-linf-px"));
         assert_eq!(cols[4].grid, vec![0.0, 3.0]);
-        assert!(mnist_columns(space, &[0.15], &[], 10, 1).iter().all(|c| c.label != "ifgsm-l2-px"));
+        assert!(paper::mnist_attack_columns(space, &[0.15], &[], 10, 1).iter().all(|c| c.label != "ifgsm-l2-px"));
     }
 
     /// `--load-models` refuses a folder without `meta.json`, an unknown format, a run with

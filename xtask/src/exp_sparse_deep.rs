@@ -7,9 +7,8 @@ use nalgebra::DMatrix;
 use serde_json::{Value, json};
 use sparse_bp::models::Classifier;
 use sparse_bp::models::deep::MultiLayerClassifier;
-use sparse_bp::paper::{DeepChainInfo, DeepConfig, DeepInfo};
+use sparse_bp::paper::{AttackColumn, DeepChainInfo, DeepConfig, DeepInfo};
 
-use crate::exp_sparse::Column;
 use crate::harness::{DynResult, progress};
 
 /// The configuration as JSON for `results.json`.
@@ -47,7 +46,7 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
            "models": models, "config": config_json(cfg)})
 }
 
-/// Clean accuracy and every white-box column (`crate::exp_sparse::mnist_columns`) of every
+/// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`) of every
 /// model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
 /// column's label at each of its budgets).
 pub fn evaluate(
@@ -55,7 +54,7 @@ pub fn evaluate(
     x_test: &DMatrix<f64>,
     labels: &[usize],
     cfg: &DeepConfig,
-    columns: &[Column],
+    columns: &[AttackColumn],
 ) -> DynResult<Vec<Value>> {
     let n = cfg.n_test.min(x_test.ncols());
     let x = x_test.columns(0, n).into_owned();

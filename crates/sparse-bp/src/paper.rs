@@ -31,6 +31,8 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::attack::AttackNorm;
+use crate::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd};
 use crate::models::deep::{MultiLayerClassifier, Pursuit};
 use crate::models::{Approximator, Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use crate::nn::Network;
@@ -747,6 +749,69 @@ pub fn train_deep(
         }
     }
     Ok((models, DeepInfo { l1: info_l1, group: info_g, models: info }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attack protocols (issue 20)
+// ---------------------------------------------------------------------------------------------
+
+/// One white-box attack column of the experiments: its label in `results.json`, the protocol
+/// (units of `eps`, standardisation, pixel box, method), its budgets, and the label under
+/// which PGBP's adversarial images are replayed against the approximators (transfer), if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttackColumn {
+    /// Label of the curve entries (`attack` field of `results.json`).
+    pub label: &'static str,
+    /// The attack.
+    pub protocol: AttackProtocol,
+    /// Budgets, in the protocol's units.
+    pub grid: Vec<f64>,
+    /// Label of the transfer entries of the approximators, if PGBP's images are replayed.
+    pub transfer: Option<&'static str>,
+}
+
+/// PGD with random restarts at the same budget as I-FGSM — the check for gradient masking:
+/// 3 restarts (restart 0 from the clean input), step `2.5 eps / T`.
+pub fn pgd_check(seed: u64) -> Pgd {
+    Pgd { restarts: 3, step_scale: 2.5, clean_start: true, seed }
+}
+
+/// The MNIST attack columns (issue 20), in this order: the thesis's protocol
+/// `ifgsm-linf-std` (sign steps of `eps / steps`, `eps` in standardised units; the
+/// paper-comparison column), the stronger pixel-unit `ifgsm-linf-px` (`1 / std` times its
+/// budget), the literal `l2` radius in standardised units `ifgsm-l2-std`, PGD with restarts
+/// at the paper budget `pgd-linf-std` ([`pgd_check`], `2 x steps` steps), and, if
+/// `eps_l2_px` is not empty, the pixel-unit `l2` column `ifgsm-l2-px` on those radii.
+///
+/// ```
+/// use sparse_bp::attack::protocol::{InputSpace, Standardisation};
+/// let space = InputSpace::new(Standardisation::new(0.1307, 0.3081)?, Some((0.0, 1.0)))?;
+/// let cols = sparse_bp::paper::mnist_attack_columns(space, &[0.0, 0.15], &[], 10, 0);
+/// assert_eq!(cols[0].label, "ifgsm-linf-std");
+/// assert!((cols[1].protocol.eps_model(0.15)? - 0.15 / 0.3081).abs() < 1e-15);
+/// # Ok::<(), sparse_bp::SparseBpError>(())
+/// ```
+pub fn mnist_attack_columns(
+    space: InputSpace,
+    eps: &[f64],
+    eps_l2_px: &[f64],
+    steps: usize,
+    seed: u64,
+) -> Vec<AttackColumn> {
+    let ifgsm = |norm, unit| AttackProtocol::ifgsm(norm, unit, steps, space);
+    let pgd = AttackProtocol::pgd(AttackNorm::Linf, EpsUnit::Standardised, 2 * steps, pgd_check(seed), space);
+    let mut cols = vec![
+        (ifgsm(AttackNorm::Linf, EpsUnit::Standardised), eps.to_vec(), Some("transfer-linf-std")),
+        (ifgsm(AttackNorm::Linf, EpsUnit::Pixel), eps.to_vec(), Some("transfer-linf-px")),
+        (ifgsm(AttackNorm::L2, EpsUnit::Standardised), eps.to_vec(), None),
+        (pgd, eps.to_vec(), None),
+    ];
+    if !eps_l2_px.is_empty() {
+        cols.push((ifgsm(AttackNorm::L2, EpsUnit::Pixel), eps_l2_px.to_vec(), None));
+    }
+    cols.into_iter()
+        .map(|(protocol, grid, transfer)| AttackColumn { label: protocol.label(), protocol, grid, transfer })
+        .collect()
 }
 
 #[cfg(test)]
