@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
-use snn_core::{ClockedEngine, ClockedState, ConnectionId, ForwardRecord, Network, SpikeTrains};
+use snn_core::{ClockedEngine, ClockedState, ConnectionId, Delivery, ForwardRecord, Network, SpikeTrains};
 use snn_delays::DelayInit;
 use snn_eventprop::paper::{self, Scale};
 use snn_eventprop::train::Progress;
@@ -431,19 +431,14 @@ struct SpeechData {
     synthetic: bool,
 }
 
-/// The real data (`--data DIR`, the preset's subsets in `--quick`), or synthetic SHD-like data
-/// (`--synthetic`, or `--quick` without `--data`).
+/// The real data (`--data DIR`, else found or downloaded on first use, see
+/// [`crate::fetch::locate_or_fetch`]; the preset's subsets in `--quick`), or synthetic SHD-like
+/// data (`--synthetic`, or `--quick` without `--data`).
 fn speech_data(kind: Speech, preset: &paper::Speech, opts: &Options) -> DynResult<SpeechData> {
-    let synthetic = opts.synthetic || opts.data.is_none();
+    // `--quick` without `--data` uses synthetic data; a full run uses the real data, found or
+    // downloaded on first use.
+    let synthetic = opts.synthetic || (opts.quick && opts.data.is_none());
     if synthetic {
-        if !opts.quick && !opts.synthetic {
-            return Err(format!(
-                "the real data are not on this machine: pass --data DIR (a folder with {}) or --synthetic; {}",
-                if kind == Speech::Shd { "shd_train.h5 and shd_test.h5" } else { "ssc_train.h5 and ssc_test.h5" },
-                datasets::SHD_DOWNLOAD_HINT
-            )
-            .into());
-        }
         let classes = if kind == Speech::Shd { 20 } else { 35 };
         let base = if opts.quick {
             datasets::SyntheticShdParams::small()
@@ -466,7 +461,8 @@ fn speech_data(kind: Speech, preset: &paper::Speech, opts: &Options) -> DynResul
             synthetic: true,
         });
     }
-    let dir = opts.data.clone().unwrap_or_default();
+    let named = if kind == Speech::Shd { datasets::fetch::DatasetKind::Shd } else { datasets::fetch::DatasetKind::Ssc };
+    let dir = crate::fetch::locate_or_fetch(named, opts.data.as_deref())?;
     let (tr, te) = match kind {
         Speech::Shd => ("shd_train.h5", "shd_test.h5"),
         Speech::Ssc => ("ssc_train.h5", "ssc_test.h5"),
@@ -649,37 +645,50 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
     let stats = data.stats();
     let train_l = events_labelled(&data, T_END)?;
     drop(data);
+    // The default engine (pull delivery) and the baseline (push delivery, the ring buffer for
+    // every projection), measured one after the other on the same network and data.
     let engine = speed_engine(T_END)?;
+    let baseline = engine.clone().with_delivery(Delivery::Push);
     let rate = stats.events_mean / T_END;
     let mut rows = Vec::new();
     let mut per_config = Map::new();
-    for c in paper::speed_configs() {
+    // The SSC network has 35 outputs; the SHD-shaped data's labels use the first 20.
+    let configs = paper::speed_configs().into_iter().map(|c| (c, stats.classes));
+    for (c, classes) in configs.chain([(paper::ssc_speed_config(), paper::SSC_CLASSES)]) {
         let (label, init_hi, max_delay) = (c.label, c.delay_init_ms, c.max_delay_ms);
         let (target, forward_target) = (c.target_samples_per_second, c.forward_target_samples_per_second);
         crate::report::reset_peak_rss();
         let di = DelayInit::Uniform { lo: 0.0, hi: init_hi };
-        let (net, delayed) =
-            paper::speech_network(c.architecture, 700, c.hidden, stats.classes, Some(di), rate, opts.seed)?;
+        let (net, delayed) = paper::speech_network(c.architecture, 700, c.hidden, classes, Some(di), rate, opts.seed)?;
         let (forward_rate, forward_spikes) = forward_throughput(&engine, &net, train_l.spikes(), label)?;
-        let (m, hidden_rate) = train_one_epoch(&engine, net, &delayed, max_delay, &train_l, opts.seed, label)?;
-        let per_sample = m.seconds / samples as f64;
-        let epoch_shd = per_sample * SHD_TRAIN_SAMPLES as f64;
+        let push_label = format!("{label} push");
+        let (baseline_forward_rate, _) = forward_throughput(&baseline, &net, train_l.spikes(), &push_label)?;
+        let (m, hidden_rate) = train_one_epoch(&engine, net.clone(), &delayed, max_delay, &train_l, opts.seed, label)?;
         let rss = crate::report::peak_rss_bytes();
+        let (mb, _) = train_one_epoch(&baseline, net, &delayed, max_delay, &train_l, opts.seed, &push_label)?;
+        let per_sample = m.seconds / samples as f64;
+        let baseline_rate = samples as f64 / mb.seconds;
+        let epoch_shd = per_sample * SHD_TRAIN_SAMPLES as f64;
         per_config.insert(
             label.into(),
             json!({"samples": samples, "epoch_seconds": m.seconds, "samples_per_second": 1.0 / per_sample,
+                   "baseline_samples_per_second": baseline_rate, "baseline_epoch_seconds": mb.seconds,
                    "epoch_seconds_for_8156": epoch_shd, "target_samples_per_second": target,
                    "peak_rss_bytes": rss, "hidden_spikes_per_neuron_per_second": hidden_rate,
-                   "forward_samples_per_second": forward_rate, "forward_target_samples_per_second": forward_target,
-                   "forward_spikes_per_sample": forward_spikes,
+                   "forward_samples_per_second": forward_rate,
+                   "baseline_forward_samples_per_second": baseline_forward_rate,
+                   "forward_target_samples_per_second": forward_target,
+                   "forward_spikes_per_sample": forward_spikes, "classes": classes,
                    "max_delay_ms": max_delay, "delay_init_ms": [0.0, init_hi]}),
         );
         rows.push(vec![
             label.to_owned(),
             format!("{forward_rate:.1}"),
+            format!("{baseline_forward_rate:.1}"),
             forward_target.map_or("-".into(), |t| format!("{t:.0}")),
             format!("{:.1}", 1.0 / per_sample),
-            format!("{target:.0}"),
+            format!("{baseline_rate:.1}"),
+            if target.is_finite() { format!("{target:.0}") } else { "-".into() },
             format!("{epoch_shd:.0} s"),
             rss.map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0)),
             format!("{hidden_rate:.1}"),
@@ -708,13 +717,16 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
         "{}\n{}\nSHD epoch (8156 samples, 700-512r-20): {shd_epoch:.0} s against the 90 s target; the reference GPU \
          implementation takes 27-130 s per epoch (RTX A5000). Measured over {samples} samples on {} threads.\n",
         "One training epoch (forward + backward + Adam, batch 256, dt = 1 ms) on SHD-shaped synthetic data, \
-         after a forward-only pass over the same samples with the initial parameters.\n",
+         after a forward-only pass over the same samples with the initial parameters; each with the default \
+         engine (pull delivery) and the push baseline (the ring buffer for every projection) in the same run.\n",
         markdown_table(
             &[
                 "configuration",
                 "forward samples/s",
+                "push forward",
                 "target",
                 "training samples/s",
+                "push training",
                 "target",
                 "epoch of 8156 samples",
                 "peak RSS",

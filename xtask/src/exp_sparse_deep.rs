@@ -5,10 +5,9 @@
 
 use nalgebra::DMatrix;
 use serde_json::{Value, json};
-use sparse_bp::attack::{AttackNorm, Ifgsm, ifgsm};
 use sparse_bp::models::Classifier;
 use sparse_bp::models::deep::MultiLayerClassifier;
-use sparse_bp::paper::{DeepChainInfo, DeepConfig, DeepInfo};
+use sparse_bp::paper::{AttackColumn, DeepChainInfo, DeepConfig, DeepInfo};
 
 use crate::harness::{DynResult, progress};
 
@@ -16,7 +15,7 @@ use crate::harness::{DynResult, progress};
 pub fn config_json(cfg: &DeepConfig) -> Value {
     json!({"n_train": cfg.n_train, "n_test": cfg.n_test, "eps": cfg.eps, "steps": cfg.steps,
            "dict_epochs": cfg.dict_epochs, "atoms_layers_2_3": cfg.atoms, "penalty_frac": cfg.frac,
-           "clf_epochs": cfg.clf_epochs, "solver_tol": cfg.tol})
+           "clf_epochs": cfg.clf_epochs, "solver_tol": cfg.tol, "end_to_end_epochs": cfg.end_to_end.epochs})
 }
 
 fn chain_json(c: &DeepChainInfo) -> Value {
@@ -47,32 +46,34 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
            "models": models, "config": config_json(cfg)})
 }
 
-/// Clean accuracy and white-box I-FGSM `l_inf` accuracy of every model at every budget;
-/// returns the curve entries (`attack` `none` at eps 0, `ifgsm-linf` at every eps).
+/// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`) of every
+/// model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
+/// column's label at each of its budgets).
 pub fn evaluate(
     models: &[MultiLayerClassifier],
     x_test: &DMatrix<f64>,
     labels: &[usize],
     cfg: &DeepConfig,
-    bounds: Option<(f64, f64)>,
-    eps_scale: f64,
+    columns: &[AttackColumn],
 ) -> DynResult<Vec<Value>> {
     let n = cfg.n_test.min(x_test.ncols());
     let x = x_test.columns(0, n).into_owned();
     let labels = &labels[..n];
     let mut out = Vec::new();
-    let bar = progress((models.len() * cfg.eps.len()) as u64, "attack 3-layer");
+    let per_model: usize = columns.iter().map(|c| c.grid.len()).sum();
+    let bar = progress((models.len() * per_model) as u64, "attack 3-layer");
     for m in models {
-        for &eps in &cfg.eps {
-            let p = Ifgsm { eps: eps * eps_scale, steps: cfg.steps, norm: AttackNorm::Linf, bounds };
-            let adv = ifgsm(m, &x, labels, &p)?;
-            let acc = m.accuracy(&adv, labels)?;
-            if eps == 0.0 {
-                out.push(json!({"model": m.name(), "attack": "none", "eps": 0.0, "accuracy": acc}));
+        for (ci, col) in columns.iter().enumerate() {
+            for &eps in &col.grid {
+                let adv = col.protocol.run(m, &x, labels, eps)?;
+                let acc = m.accuracy(&adv, labels)?;
+                if eps == 0.0 && ci == 0 {
+                    out.push(json!({"model": m.name(), "attack": "none", "eps": 0.0, "accuracy": acc}));
+                }
+                out.push(json!({"model": m.name(), "attack": col.label, "eps": eps, "accuracy": acc}));
+                tracing::info!(model = m.name(), attack = col.label, eps, acc, "3-layer attack");
+                bar.inc(1);
             }
-            out.push(json!({"model": m.name(), "attack": "ifgsm-linf", "eps": eps, "accuracy": acc}));
-            tracing::info!(model = m.name(), eps, acc, "3-layer attack");
-            bar.inc(1);
         }
     }
     bar.finish_and_clear();

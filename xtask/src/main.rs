@@ -6,6 +6,7 @@ mod dataset_info;
 mod exp_snn;
 mod exp_sparse;
 mod exp_sparse_deep;
+mod fetch;
 mod harness;
 mod plot;
 mod pyref;
@@ -19,8 +20,10 @@ tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
   reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR]
                           reproduce an experiment of the papers
-  dataset-info <shd|ssc|mnist> PATH
-                          print a data set's statistics as one JSON object
+  fetch <mnist|shd|ssc> [--dir DIR]
+                          download, verify and cache a data set (DIR, else $EVENTPROP_DATA, else the user cache)
+  dataset-info <shd|ssc|mnist> [PATH]
+                          print a data set's statistics as one JSON object (without PATH: the cached copy)
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("reproduce") => reproduce::main(&args[1..]),
         Some("dataset-info") => dataset_info::run(&args[1..]),
+        Some("fetch") => fetch::run(&args[1..]),
         Some(other) => {
             eprintln!("unknown task `{other}`\n\n{TASKS}");
             ExitCode::from(2)
@@ -41,8 +45,8 @@ fn main() -> ExitCode {
 }
 
 /// The test command of the README (what `.ci/run` runs): format and lint checks, the test
-/// suite in release mode with the CI proptest seed (unless one is set), and the docs with
-/// warnings as errors.
+/// suite in release mode with the CI proptest seed (unless one is set), the docs with
+/// warnings as errors, and the README's first command on a fresh clone (`.ci/fresh-clone`).
 fn ci() -> ExitCode {
     let seed = std::env::var("PROPTEST_RNG_SEED").unwrap_or_else(|_| "20261128".into());
     // (cargo arguments, one environment variable for that step)
@@ -64,6 +68,12 @@ fn ci() -> ExitCode {
             eprintln!("step failed: cargo {}", step.join(" "));
             return ExitCode::FAILURE;
         }
+    }
+    eprintln!("$ bash .ci/fresh-clone");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    if !Command::new("bash").arg(".ci/fresh-clone").current_dir(root).status().is_ok_and(|s| s.success()) {
+        eprintln!("step failed: bash .ci/fresh-clone");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

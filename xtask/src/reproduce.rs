@@ -81,7 +81,10 @@ fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
          \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\n\
-         With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency.\n\
+         With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency;\n\
+         one whose data set is neither found nor downloadable is then skipped (with its reason).\n\
+         --data PATH  the data set (MNIST, SHD, SSC); default: $EVENTPROP_DATA/<name>, the user cache,\n\
+         \x20            shared/data/<name> beside the repository, else downloaded (cargo xtask fetch).\n\
          --epochs N  training epochs of sequence-detection, yin-yang, shd and ssc instead of their\n\
          \x20           defaults (30; 300, quick 60; 100, quick 40); an interrupted run resumed with a\n\
          \x20           larger N trains on from its checkpoint.\n\
@@ -184,11 +187,16 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `--quick` without a name runs every quick experiment; there, one whose data is neither on
+    // this machine nor downloadable is skipped (with its reason) instead of failing the run.
+    let quick_all: Vec<usize> = (0..all.len()).filter(|&k| all[k].in_quick_all).collect();
+    let named = !(opts.quick && selected == quick_all);
     let selected: Vec<&Experiment> = selected.iter().map(|&k| &all[k]).collect();
 
     let log = LogFile::default();
     report::init_tracing(&log);
     let mut failed = Vec::new();
+    let mut skipped = Vec::new();
     let mut index = Vec::new();
     for e in selected {
         eprintln!(
@@ -199,10 +207,17 @@ pub fn main(args: &[String]) -> ExitCode {
         );
         match run_one(e, &opts, &log) {
             Ok(summary) => index.push(summary),
-            Err(err) => {
-                eprintln!("error: experiment {} failed: {err}", e.name);
-                failed.push(e.name);
-            }
+            Err(err) => match err.downcast_ref::<crate::fetch::DataUnavailable>() {
+                Some(why) if !named => {
+                    eprintln!("skipped: experiment {}: {why}", e.name);
+                    index.push(format!("## {}\n\nskipped: {why}\n", e.name));
+                    skipped.push(e.name);
+                }
+                _ => {
+                    eprintln!("error: experiment {} failed: {err}", e.name);
+                    failed.push(e.name);
+                }
+            },
         }
     }
     if !index.is_empty() {
@@ -216,6 +231,9 @@ pub fn main(args: &[String]) -> ExitCode {
             eprintln!("error: cannot write {}: {e}", opts.out.join("SUMMARY.md").display());
         }
         eprintln!("summary: {}", opts.out.join("SUMMARY.md").display());
+    }
+    if !skipped.is_empty() {
+        eprintln!("skipped (data not available, see above): {}", skipped.join(", "));
     }
     if failed.is_empty() {
         ExitCode::SUCCESS

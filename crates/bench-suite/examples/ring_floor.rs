@@ -5,6 +5,8 @@
 //! - with offsets sorted per fan-out, an f32 ring, an L1-sized ring (10 slots);
 //! - with the weights of only 48 presynaptic neurons, so that they stay in cache (what is left
 //!   when the weight stream costs nothing);
+//! - as pull delivery (the default `Delivery::Pull` of the clocked engine where presynaptic
+//!   spikes are known in advance): the same events target by target into per-target timelines;
 //! - as AVX-512 gather-add-scatter, 8 x f64 or 16 x f32 per instruction (a fan-out never
 //!   writes the same ring cell twice, so the scatter needs no conflict detection), when the CPU
 //!   has AVX-512F.
@@ -153,6 +155,64 @@ fn run<T: Copy + Default + std::ops::AddAssign>(
     ns
 }
 
+/// Best-of-7 nanoseconds per event of pull delivery (`snn_core::clocked`'s `Delivery::Pull`) on
+/// the same events: target by target, every spike of the sample added into the target's timeline
+/// of `STEPS + slots` steps, `line[n + D_ji] += w_ji`, with the target's weights and delays of the
+/// `N_PRE` presynaptic neurons held as one row each (L1); prints one line.
+fn run_pull(label: &str, slots: usize, together: usize) -> f64 {
+    let mut rng = Rng(1);
+    let mut d_rows = vec![0u32; FAN * N_PRE];
+    let mut w_rows = vec![0.0f64; FAN * N_PRE];
+    for (d, w) in d_rows.iter_mut().zip(&mut w_rows) {
+        *d = (rng.next_u64() % slots as u64) as u32;
+        *w = rng.uniform();
+    }
+    let events: Vec<(u32, u32)> =
+        (0..SPIKES).map(|k| ((k / (SPIKES / STEPS)) as u32, (rng.next_u64() % N_PRE as u64) as u32)).collect();
+    let len = STEPS + slots;
+    let mut lines = vec![0.0f64; 2 * len];
+    let mut best = f64::MAX;
+    let mut check = 0.0;
+    for _ in 0..7 {
+        let t0 = Instant::now();
+        if together == 1 {
+            for j in 0..FAN {
+                let line = &mut lines[..len];
+                line.fill(0.0);
+                let (d, w) = (&d_rows[j * N_PRE..(j + 1) * N_PRE], &w_rows[j * N_PRE..(j + 1) * N_PRE]);
+                for &(n, c) in &events {
+                    if let Some(x) = line.get_mut(n as usize + d[c as usize] as usize) {
+                        *x += w[c as usize];
+                    }
+                }
+                check += line[STEPS / 2];
+            }
+        } else {
+            // Two targets per pass over the events: two independent timelines.
+            for j in (0..FAN).step_by(2) {
+                lines.fill(0.0);
+                let (la, lb) = lines.split_at_mut(len);
+                let (da, wa) = (&d_rows[j * N_PRE..(j + 1) * N_PRE], &w_rows[j * N_PRE..(j + 1) * N_PRE]);
+                let (db, wb) = (&d_rows[(j + 1) * N_PRE..(j + 2) * N_PRE], &w_rows[(j + 1) * N_PRE..(j + 2) * N_PRE]);
+                for &(n, c) in &events {
+                    let (n, c) = (n as usize, c as usize);
+                    if let Some(x) = la.get_mut(n + da[c] as usize) {
+                        *x += wa[c];
+                    }
+                    if let Some(x) = lb.get_mut(n + db[c] as usize) {
+                        *x += wb[c];
+                    }
+                }
+                check += la[STEPS / 2] + lb[STEPS / 2];
+            }
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    let ns = best * 1e9 / EVENTS as f64;
+    println!("{label:<58} {ns:.2} ns/event, {:5.1} ms per 9.2M events (checksum {check:.3e})", best * 1e3);
+    ns
+}
+
 fn main() {
     let f64_ = |x: f64| x;
     let f32_ = |x: f64| x as f32;
@@ -164,6 +224,8 @@ fn main() {
         (run("f64 ring, 10 slots (fits L1)", 10, N_PRE, false, f64_, scatter), false),
         (run("f64 ring, 151 slots, weights of 48 neurons (in cache)", 151, 48, false, f64_, scatter), false),
         (run("f64 ring, 10 slots, weights of 48 neurons", 10, 48, false, f64_, scatter), false),
+        (run_pull("pull: per-target f64 timelines, 151 slots (Delivery::Pull)", 151, 1), true),
+        (run_pull("pull, two targets per pass over the events", 151, 2), true),
     ];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {

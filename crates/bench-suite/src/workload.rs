@@ -110,6 +110,30 @@ pub fn feedforward_net(rng: &mut Rng, max_delay: f64) -> Network {
     b.build().unwrap()
 }
 
+/// The paper's SSC network: 700 -> 1024 -> 1024 -> 35 feedforward, delays U(0, max_delay) on the
+/// two hidden connections; the h1 -> h2 weights scaled to the 4x larger fan-in (mean / 4, sd / 2).
+pub fn ssc_net(rng: &mut Rng, max_delay: f64) -> Network {
+    let mut b = NetworkBuilder::new();
+    let i = b.input("in", N_IN);
+    let h1 = b.lif("h1", 1024, LifParams::default());
+    let h2 = b.lif("h2", 1024, LifParams::default());
+    let o = b.li("out", 35, LiParams::default());
+    b.connect(
+        i,
+        h1,
+        rng.matrix(1024, N_IN, |r| r.normal(W_IN, 0.01)),
+        rng.matrix(1024, N_IN, |r| r.uniform() * max_delay),
+    );
+    b.connect(
+        h1,
+        h2,
+        rng.matrix(1024, 1024, |r| r.normal(W_HH / 4.0, 0.02)),
+        rng.matrix(1024, 1024, |r| r.uniform() * max_delay),
+    );
+    b.connect(h2, o, rng.matrix(35, 1024, |r| r.normal(0.0, 0.03)), DMatrix::zeros(35, 1024));
+    b.build().unwrap()
+}
+
 /// Prints spikes per hidden neuron per second and record bytes per sample.
 pub fn describe(name: &str, engine: &ClockedEngine, net: &Network, batch: &SpikeTrains) {
     let recs = engine.run_batch(net, batch).unwrap();
@@ -118,14 +142,39 @@ pub fn describe(name: &str, engine: &ClockedEngine, net: &Network, batch: &Spike
     let spikes: usize = recs.iter().map(|r| r.spikes.len()).sum();
     let bytes: usize = recs.iter().map(record_bytes).sum();
     let n = recs.len() as f64;
+    let (ev_in, ev_hid) = delivered_events(net, batch, &recs);
     eprintln!(
         "[{name}] {:.1} spikes/hidden neuron/s, {:.0} recorded spikes/sample, {:.0} bytes retained per sample \
-         (T x N x 16 would be {} bytes)",
+         (T x N x 16 would be {} bytes); {:.2} M synaptic events/sample ({:.2} M from the input, {:.2} M from \
+         hidden spikes)",
         spikes as f64 / n / hidden as f64 / (T_END / 1000.0),
         spikes as f64 / n,
         bytes as f64 / n,
         engine.num_steps() * net.num_neurons() * 16,
+        (ev_in + ev_hid) / 1e6,
+        ev_in / 1e6,
+        ev_hid / 1e6,
     );
+}
+
+/// Synaptic events delivered per sample, `(from the input, from hidden spikes)`: each input spike
+/// before `T_END` and each recorded spike times the size of every population it projects to.
+pub fn delivered_events(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64, f64) {
+    let (mut input, mut hidden) = (0usize, 0usize);
+    for (s, r) in recs.iter().enumerate() {
+        for c in net.connections() {
+            let n_post = c.weights().nrows();
+            if c.pre() == net.input() {
+                input += batch.sample(s).times.iter().filter(|&&t| t < T_END).count() * n_post;
+            } else {
+                let off = net.offset(c.pre());
+                let range = off..off + net.population(c.pre()).size();
+                hidden += r.spikes.neurons.iter().filter(|&&g| range.contains(&(g as usize))).count() * n_post;
+            }
+        }
+    }
+    let n = recs.len().max(1) as f64;
+    (input as f64 / n, hidden as f64 / n)
 }
 
 pub fn record_bytes(r: &ForwardRecord) -> usize {
@@ -146,9 +195,10 @@ pub fn train_step(engine: &ClockedEngine, net: &Network, batch: &SpikeTrains) ->
             let mut adj = engine.adjoint_scratch(net);
             let mut grads = Gradients::zeros(net);
             let mut rec = ForwardRecord::default();
+            let n_out = net.population(net.output()).size();
             for s in t * chunk..((t + 1) * chunk).min(batch.len()) {
                 engine.run_planned(net, &plan, batch.sample(s), &mut state, &mut rec).unwrap();
-                let v = loss.evaluate(&rec.readout, s % 20, s, T_END).unwrap();
+                let v = loss.evaluate(&rec.readout, s % n_out, s, T_END).unwrap();
                 backward_planned(engine, net, &plan, batch.sample(s), &rec, &v.d_readout, &mut adj, &mut grads)
                     .unwrap();
             }

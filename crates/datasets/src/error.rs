@@ -26,6 +26,80 @@ pub enum DatasetError {
         /// Where the data set can be obtained.
         hint: &'static str,
     },
+    /// A download could not start or get a response: no network, name resolution, refused
+    /// connection, TLS failure or timeout.
+    #[error("cannot download {url} to {path}: {source}")]
+    Download {
+        /// The URL tried.
+        url: String,
+        /// The file the download was for.
+        path: PathBuf,
+        /// The HTTP client's error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The server answered a download with an error status.
+    #[error("cannot download {url} to {path}: the server answered HTTP {status}")]
+    HttpStatus {
+        /// The URL tried.
+        url: String,
+        /// The file the download was for.
+        path: PathBuf,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// A download's body ended or failed before it was complete.
+    #[error(
+        "download of {url} to {path} was cut off after {received} bytes{}: {reason}",
+        .expected.map(|n| format!(" of {n}")).unwrap_or_default()
+    )]
+    DownloadTruncated {
+        /// The URL tried.
+        url: String,
+        /// The file the download was for.
+        path: PathBuf,
+        /// Bytes received.
+        received: u64,
+        /// Bytes announced by the server (`Content-Length`), when it did.
+        expected: Option<u64>,
+        /// What ended the body.
+        reason: String,
+    },
+    /// A download's MD5 differs from the published one.
+    #[error("download of {url} to {path}: MD5 checksum mismatch: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        /// The URL tried.
+        url: String,
+        /// The file the download was for.
+        path: PathBuf,
+        /// The published MD5 (hex).
+        expected: String,
+        /// The MD5 of the bytes received (hex).
+        actual: String,
+    },
+    /// A zip archive could not be read.
+    #[error("{path}: not a readable zip archive: {source}")]
+    Zip {
+        /// The archive.
+        path: PathBuf,
+        /// The zip reader's error.
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// A zip archive lacks the file it should contain.
+    #[error("{path}: the archive has no member `{member}`")]
+    ArchiveMember {
+        /// The archive.
+        path: PathBuf,
+        /// The member looked for.
+        member: String,
+    },
+    /// Neither the environment variable nor the platform provides a cache folder to download to.
+    #[error("no folder to download data sets to: set {var} to one")]
+    NoCacheFolder {
+        /// The environment variable that names the cache folder.
+        var: &'static str,
+    },
     /// The HDF5 reader refused the file (damaged, truncated or unsupported structure).
     #[error("{path}: not a readable HDF5 file: {source}")]
     Hdf5 {

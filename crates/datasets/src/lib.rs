@@ -16,6 +16,7 @@
 //! | Yin-Yang, sequence detection | [`yin_yang`], [`yin_yang_splits`], [`YinYangEncoder`], [`sequence_detection`] → [`TtfsDataset`] |
 //! | synthetic SHD-like data | [`SyntheticShdParams`], [`synthetic_shd`] |
 //! | synthetic group-sparse data | [`GroupSparseParams`], [`group_sparse_data`], [`grassmannian_dictionary`] |
+//! | download, verify and cache MNIST / SHD / SSC | [`fetch::locate_or_fetch`], [`fetch::fetch`], [`fetch::Source`], [`fetch::Places`] |
 //! | encodings, augmentations | [`bin_counts`], [`quantize_times`], [`channel_shift`], [`blend_augment`], [`MiniBatches`] |
 //!
 //! Every fallible function returns [`Result`] with the one error type [`DatasetError`];
@@ -39,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod fetch;
 mod files;
 mod group_sparse;
 mod mnist;

@@ -40,6 +40,28 @@
 //! rebuilds it only when [`Network::delay_stamp`] says the delays may have changed, see
 //! [`ClockedPlan::refresh`]).
 //!
+//! # Delivery: pull (default) and push
+//!
+//! The steps above describe [`Delivery::Push`]: each spike is written into the ring when it is
+//! emitted. [`Delivery::Pull`], the default, reorders the same work wherever all presynaptic
+//! spikes of a projection are known before its targets are simulated:
+//!
+//! - **networks without recurrent loops** ([`ClockedPlan::is_layered`]) are simulated population
+//!   by population in topological order, and each population neuron by neuron over the whole run
+//!   (in blocks of 8 side by side): a target first pulls every incoming event of the sample into
+//!   its own timeline, `line[t_k + D_ij] += w_ij`, with its weights and delays as one row each
+//!   (target-major copies, [`ClockedPlan::pull_weights`], [`ClockedPlan::pull_delays`]) in L1, then
+//!   runs steps 1-5 for itself. Events are pulled in the ring's order (by emission step; within a
+//!   step LIF spikes by population and neuron, then input spikes in input order), so every
+//!   arrival sum, every state and the record (spikes sorted by step, then neuron, as the ring
+//!   path records them) equal the push path's **bit for bit**;
+//! - **recurrent networks** pull their input projections into per-target timelines before the
+//!   step loop, and push every other projection through the ring; a step's pulled arrivals are
+//!   added to `I` after its ring slot, so currents can differ from the push path by a rounding
+//!   where recurrent and input arrivals share a step.
+//!
+//! `tests/clocked_delivery.rs` (in `snn-eventprop`) compares the two on random networks.
+//!
 //! # Cost
 //!
 //! Per sample: `O(steps x n_state)` for the dynamics (about 0.7 ms for 1001 steps x 532
@@ -57,6 +79,17 @@
 //! (tolerance 1e-12) rightly reject, so the ring stays `f64`. Only a ring that fits L1 together
 //! with cache-resident weights and 16-wide scatters gets to 0.45-0.8 ns per event, and the SHD
 //! geometry (151 slots x 532 neurons, 620 k synapses) has neither.
+//!
+//! Pull delivery keeps a target's timeline, weights and delays in L1 and streams the events
+//! (8 bytes each): 0.77 ns per event for the input projection of the recurrent workload (from a
+//! profile; `ring_floor`'s pull variant: 1.0-1.4 ns in runs where the ring costs 1.15-1.9 ns).
+//! What it saves is partly spent on copying the weights target-major once per sample and, for
+//! recurrent networks, on the `(steps + 1) x neurons` buffer of pulled arrivals. Forward CPU time
+//! per delivered event, dynamics included, push against pull in the same runs
+//! (`cargo run --release -p bench-suite --example clocked_profile [ff|ssc] fwd`): 700-256-256-20
+//! 1.37-1.56 against 1.04-1.19 ns (1.26-1.36x); the SSC network 700-1024-1024-35 1.42 against
+//! 0.92 ns (1.55x; 2.5 against 0.86 ns with delays up to 250 ms, whose 4 MiB ring does not fit
+//! L2); the recurrent 700-512r-20 about the same either way (0.93-1.31 ns).
 
 use rayon::prelude::*;
 
@@ -96,6 +129,35 @@ pub struct ClockedEngine {
     config: SimConfig,
     dt: f64,
     steps: usize,
+    delivery: Delivery,
+}
+
+/// How the clocked forward pass delivers synaptic events (see the [module docs](self)).
+///
+/// Both give the same spikes and records: bit for bit for networks without recurrent loops
+/// (the arrivals of each step are summed in the same order), and for recurrent networks up to
+/// the rounding of the sum of a step's recurrent and input arrivals (added one after the other
+/// instead of interleaved in emission order).
+///
+/// ```
+/// use snn_core::{ClockedEngine, Delivery, SimConfig};
+///
+/// let e = ClockedEngine::new(SimConfig::default(), 1.0).unwrap();
+/// assert_eq!(e.delivery(), Delivery::Pull);
+/// assert_eq!(e.with_delivery(Delivery::Push).delivery(), Delivery::Push);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// The default: every projection whose presynaptic spikes are known before its targets are
+    /// simulated is delivered target by target into a per-target timeline (its weights and
+    /// delays in L1). Networks without recurrent loops are simulated population by population
+    /// in topological order and all their projections are pulled; recurrent networks pull their
+    /// input projections and push the rest through the ring.
+    #[default]
+    Pull,
+    /// Every spike is pushed through the ring buffer as it is emitted (the engine before pull
+    /// delivery; kept as the reference and for comparisons).
+    Push,
 }
 
 impl ClockedEngine {
@@ -113,7 +175,18 @@ impl ClockedEngine {
                 reason: "round(t_end / dt) must be between 1 and 1e9 steps",
             });
         }
-        Ok(Self { config, dt, steps: ratio as usize })
+        Ok(Self { config, dt, steps: ratio as usize, delivery: Delivery::default() })
+    }
+
+    /// This engine with another [`Delivery`] (default [`Delivery::Pull`]).
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// How synaptic events are delivered.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
     }
 
     /// Time step (ms).
@@ -207,12 +280,31 @@ pub struct ClockedPlan {
     pub conns: Vec<ConnPlan>,
     /// `(Network::delay_stamp, dt bits)` of the last successful build, for [`ClockedPlan::refresh`].
     built_for: Option<(u64, u64)>,
+    /// Non-input populations in topological order if no population is on a recurrent loop
+    /// (then every projection is pulled), `None` otherwise (then only input projections are).
+    layers: Option<Vec<usize>>,
+    /// Pull delivery per population (empty for the input population and for populations
+    /// without pulled projections).
+    pull: Vec<PullPop>,
+}
+
+/// The pulled projections into one population, with their delays transposed per target.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct PullPop {
+    /// `(connection, first column)`: connection `c`'s presynaptic neuron `i` is column
+    /// `first + i` of each target's row.
+    conns: Vec<(usize, usize)>,
+    /// Columns per target row: the pulled connections' presynaptic sizes summed.
+    row_len: usize,
+    /// Delay steps, `size x row_len` target-major; every entry `< slots`.
+    delay_rows: Vec<u32>,
 }
 
 impl ClockedPlan {
-    /// Checks that this plan has the shape of `net` (populations, connections, one offset and
-    /// one delay step per synapse): [`CoreError::InvalidNetwork`] if it was built for another
-    /// network. Weights are read from `net` at run time, so they may have changed since.
+    /// Checks that this plan has the shape of `net` (population sizes, connections between the
+    /// same populations, one offset and one delay step per synapse): [`CoreError::InvalidNetwork`]
+    /// if it was built for another network. Weights are read from `net` at run time, so they may
+    /// have changed since.
     ///
     /// ```
     /// use nalgebra::DMatrix;
@@ -241,11 +333,13 @@ impl ClockedPlan {
     /// ```
     pub fn check_shape(&self, net: &Network) -> Result<()> {
         let fits = self.pops.len() == net.populations().len()
+            && self.pops.iter().zip(net.populations()).all(|(pp, p)| pp.size == p.size())
             && self.conns.len() == net.connections().len()
             && self.conns.iter().zip(net.connections()).all(|(cp, c)| {
                 cp.offsets.len() == c.weights().len()
                     && cp.delay_steps.len() == c.weights().len()
                     && cp.n_post == c.weights().nrows()
+                    && (cp.pre, cp.post) == (c.pre().0, c.post().0)
             });
         if fits { Ok(()) } else { Err(CoreError::InvalidNetwork("clocked plan was built for another network")) }
     }
@@ -338,8 +432,112 @@ impl ClockedPlan {
                     .map(|(k, &d)| (d as usize * n_state + post_off + k % cp.n_post) as u32),
             );
         }
+        self.build_pull(net);
         self.built_for = Some((net.delay_stamp(), dt.to_bits()));
         Ok(())
+    }
+
+    /// Whether the network of this plan has no recurrent loop (then pull delivery simulates it
+    /// population by population and pulls every projection).
+    pub fn is_layered(&self) -> bool {
+        self.layers.is_some()
+    }
+
+    /// The non-input populations in topological order if the network has no recurrent loop.
+    pub fn layers(&self) -> Option<&[usize]> {
+        self.layers.as_deref()
+    }
+
+    /// The projections pulled into population `p` as `(connection, first column)`: presynaptic
+    /// neuron `i` of the connection is column `first + i` of [`ClockedPlan::pull_delays`]'s rows.
+    /// Empty for the input population (and for `p` out of range).
+    pub fn pull_conns(&self, p: usize) -> &[(usize, usize)] {
+        self.pull.get(p).map_or(&[], |pp| &pp.conns)
+    }
+
+    /// The weights of the pulled projections into population `p`, target-major like
+    /// [`ClockedPlan::pull_delays`] (`size x row_len`, target `j`'s row at `j * row_len`), copied
+    /// from `net`'s column-major matrices in blocks of 8 targets (whole cache lines on both sides).
+    /// Returns the row length.
+    pub fn pull_weights(&self, net: &Network, p: usize, out: &mut Vec<f64>) -> usize {
+        out.clear();
+        let Some(pp) = self.pull.get(p) else { return 0 };
+        let size = self.pops[p].size;
+        let row_len = pp.row_len;
+        out.resize(size * row_len, 0.0);
+        for &(c, first) in &pp.conns {
+            let n_post = self.conns[c].n_post;
+            let w = net.connection(crate::ConnectionId(c)).weights().as_slice();
+            for j0 in (0..size).step_by(8) {
+                let j1 = (j0 + 8).min(size);
+                for (i, col) in w.chunks_exact(n_post).enumerate() {
+                    for (j, &x) in col[j0..j1].iter().enumerate() {
+                        out[(j0 + j) * row_len + first + i] = x;
+                    }
+                }
+            }
+        }
+        row_len
+    }
+
+    /// Delay steps (each `< slots`) of the pulled projections into target `j` of population `p`,
+    /// one per column (see [`ClockedPlan::pull_conns`]); empty if out of range.
+    pub fn pull_delays(&self, p: usize, j: usize) -> &[u32] {
+        self.pull.get(p).and_then(|pp| pp.delay_rows.get(j * pp.row_len..(j + 1) * pp.row_len)).unwrap_or(&[])
+    }
+
+    /// Topological order and pulled projections (after the connections' delay steps are set).
+    fn build_pull(&mut self, net: &Network) {
+        let np = self.pops.len();
+        // Kahn's algorithm over the non-input populations; connections from the input (which
+        // has no incoming ones) are no constraint.
+        let mut indeg = vec![0usize; np];
+        for cp in &self.conns {
+            if !self.pops[cp.pre].is_input {
+                indeg[cp.post] += 1;
+            }
+        }
+        let mut order: Vec<usize> = (0..np).filter(|&p| !self.pops[p].is_input && indeg[p] == 0).collect();
+        let mut next = 0;
+        while next < order.len() {
+            let p = order[next];
+            next += 1;
+            for &cid in net.outgoing(PopulationId(p)) {
+                let q = self.conns[cid.0].post;
+                indeg[q] -= 1;
+                if indeg[q] == 0 {
+                    order.push(q);
+                }
+            }
+        }
+        let n_integrating = self.pops.iter().filter(|p| !p.is_input).count();
+        self.layers = (order.len() == n_integrating).then_some(order);
+        let layered = self.layers.is_some();
+        self.pull.resize_with(np, PullPop::default);
+        for (p, pp) in self.pull.iter_mut().enumerate() {
+            pp.conns.clear();
+            pp.row_len = 0;
+            pp.delay_rows.clear();
+            if self.pops[p].is_input {
+                continue;
+            }
+            for &cid in net.incoming(PopulationId(p)) {
+                let cp = &self.conns[cid.0];
+                if layered || self.pops[cp.pre].is_input {
+                    pp.conns.push((cid.0, pp.row_len));
+                    pp.row_len += self.pops[cp.pre].size;
+                }
+            }
+            let size = self.pops[p].size;
+            pp.delay_rows.resize(size * pp.row_len, 0);
+            for &(c, first) in &pp.conns {
+                let cp = &self.conns[c];
+                for (k, &d) in cp.delay_steps.iter().enumerate() {
+                    let (j, i) = (k % cp.n_post, k / cp.n_post);
+                    pp.delay_rows[j * pp.row_len + first + i] = d;
+                }
+            }
+        }
     }
 
     /// Population index of a global neuron, `None` if out of range.
@@ -373,7 +571,8 @@ pub fn scatter(ring: &mut [f64], base_off: usize, w: &[f64], offs: &[u32]) {
     }
 }
 
-/// Working state of one forward pass (per thread): voltages, currents, ring buffer, readout accumulators.
+/// Working state of one forward pass (per thread): voltages, currents, ring buffer, readout
+/// accumulators, and the buffers of pull delivery.
 #[derive(Debug, Clone, Default)]
 pub struct ClockedState {
     v: Vec<f64>,
@@ -382,21 +581,115 @@ pub struct ClockedState {
     acc: Vec<f64>,
     acc_t: Vec<f64>,
     readout_steps: Vec<usize>,
+    /// Buffers of pull delivery (boxed: they are many, and [`crate::EngineScratch`] holds this state).
+    pull: Box<PullBuffers>,
+}
+
+/// Per-thread buffers of pull delivery.
+#[derive(Debug, Clone, Default)]
+struct PullBuffers {
+    /// One target's arrivals per step, `steps + slots` long.
+    line: Vec<f64>,
+    /// One target's weights, a row of its pulled connections.
+    w_row: Vec<f64>,
+    /// `(emission step, column)` of the events into one population, in emission order.
+    events: Vec<(u32, u32)>,
+    /// `(step, neuron)` of the input spikes before `t_end`.
+    in_events: Vec<(u32, u32)>,
+    /// Layered: `(step, global neuron, I - V)` of the spikes so far, sorted by step and neuron.
+    spk: Vec<(u32, u32, f64)>,
+    /// Recurrent networks: the pulled input arrivals, `(steps + 1) x n_state` step-major.
+    pre: Vec<f64>,
+    /// `ExpIntegral` readout factors per step.
+    fac: Vec<f64>,
+    /// Arrivals of a block of [`LANES`] targets, step-major: `(steps + 1) x LANES`.
+    block: Vec<f64>,
+}
+
+/// Targets per block of the pull paths (one cache line of `f64`).
+const LANES: usize = 8;
+
+/// Pull delivery to targets `j0 .. j0 + lanes` (`lanes <= LANES`) of the population of `pp`, each
+/// into `line` (see [`pull_target`]) and then into `block` step-major, `(steps + 1) x LANES`
+/// (lanes past `lanes` zero).
+#[allow(clippy::too_many_arguments)]
+fn pull_block(
+    pp: &PullPop,
+    j0: usize,
+    lanes: usize,
+    steps: usize,
+    events: &[(u32, u32)],
+    line_len: usize,
+    line: &mut Vec<f64>,
+    w_rows: &[f64],
+    block: &mut Vec<f64>,
+) {
+    block.clear();
+    block.resize((steps + 1) * LANES, 0.0);
+    for l in (0..lanes).step_by(2) {
+        if l + 1 < lanes {
+            pull_pair(pp, j0 + l, events, line_len, line, w_rows);
+        } else {
+            pull_target(pp, j0 + l, events, line_len, line, w_rows);
+        }
+        for (k, target) in line.chunks_exact(line_len).take(lanes - l).enumerate() {
+            for (x, &y) in block[l + k..].iter_mut().step_by(LANES).zip(&target[..=steps]) {
+                *x = y;
+            }
+        }
+    }
+}
+
+/// [`pull_target`] for targets `j` and `j + 1` in one pass over the events (two independent
+/// chains of additions; each timeline gets its events in the same order as alone), into
+/// `line[..line_len]` and `line[line_len..]`.
+#[inline]
+fn pull_pair(pp: &PullPop, j: usize, events: &[(u32, u32)], line_len: usize, line: &mut Vec<f64>, w_rows: &[f64]) {
+    line.clear();
+    line.resize(2 * line_len, 0.0);
+    let (la, lb) = line.split_at_mut(line_len);
+    let rl = pp.row_len;
+    let (wa, wb) = (&w_rows[j * rl..(j + 1) * rl], &w_rows[(j + 1) * rl..(j + 2) * rl]);
+    let (da, db) = (&pp.delay_rows[j * rl..(j + 1) * rl], &pp.delay_rows[(j + 1) * rl..(j + 2) * rl]);
+    for &(n, c) in events {
+        let (n, c) = (n as usize, c as usize);
+        // n <= steps and d < slots (plan invariant): always inside the lines, the tests never fail.
+        if let Some(x) = la.get_mut(n + da[c] as usize) {
+            *x += wa[c];
+        }
+        if let Some(x) = lb.get_mut(n + db[c] as usize) {
+            *x += wb[c];
+        }
+    }
 }
 
 impl ClockedState {
-    fn reset(&mut self, plan: &ClockedPlan) {
+    fn reset(&mut self, plan: &ClockedPlan, ring: bool) {
         for b in [&mut self.v, &mut self.i] {
             b.clear();
             b.resize(plan.n_state, 0.0);
         }
         self.ring.clear();
-        self.ring.resize(plan.ring_len(), 0.0);
+        if ring {
+            self.ring.resize(plan.ring_len(), 0.0);
+        }
     }
 
     /// Bytes held by the buffers (capacity).
     pub fn heap_bytes(&self) -> usize {
-        8 * (self.v.capacity() + self.i.capacity() + self.ring.capacity() + self.acc.capacity() + self.acc_t.capacity())
+        8 * (self.v.capacity()
+            + self.i.capacity()
+            + self.ring.capacity()
+            + self.acc.capacity()
+            + self.acc_t.capacity()
+            + self.pull.line.capacity()
+            + self.pull.w_row.capacity()
+            + self.pull.events.capacity()
+            + self.pull.in_events.capacity()
+            + self.pull.pre.capacity()
+            + self.pull.fac.capacity()
+            + self.pull.block.capacity())
+            + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }
 }
@@ -467,12 +760,12 @@ fn forward(
     if matches!(cfg.readout, ReadoutKind::FirstSpike) && op.theta.is_none() {
         return Err(CoreError::InvalidNetwork("FirstSpike readout needs a LIF output population"));
     }
-    st.reset(plan);
+    let pull = engine.delivery == Delivery::Pull;
+    let layered = pull && plan.layers.is_some();
+    st.reset(plan, !layered);
     let n_out = op.size;
     let steps = engine.steps;
-    let dt = engine.dt;
     let t_end = cfg.t_end;
-    let n_state = plan.n_state;
 
     // Readout accumulators.
     st.acc.clear();
@@ -490,11 +783,70 @@ fn forward(
             st.readout_steps.extend(ts.iter().map(|&t| engine.step_of(t).min(steps)));
         }
     }
-    let mut next_readout = 0usize;
-
-    let ClockedState { v, i, ring, acc, acc_t, readout_steps } = st;
-    let mut next_input = 0usize;
     let n_input = input.times.iter().position(|&t| t >= t_end).unwrap_or(input.len());
+    if pull {
+        st.pull.in_events.clear();
+        st.pull
+            .in_events
+            .extend(input.times[..n_input].iter().zip(input.neurons).map(|(&t, &j)| (engine.step_of(t) as u32, j)));
+    }
+    if layered {
+        forward_layered(engine, net, plan, st, out)?;
+    } else {
+        forward_ring(engine, net, plan, input, n_input, pull, st, out)?;
+    }
+    finish_readout(cfg, steps, &st.acc, &st.acc_t, out);
+    Ok(())
+}
+
+/// The step-by-step loop over all populations with the ring buffer; with `pull`, the input
+/// projections are pulled into per-target timelines first and added after each step's ring slot.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+fn forward_ring(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    n_input: usize,
+    pull: bool,
+    st: &mut ClockedState,
+    out: &mut ForwardRecord,
+) -> Result<()> {
+    let cfg = &engine.config;
+    let in_pop = net.input().0;
+    let out_pop = net.output().0;
+    let op = plan.pops[out_pop];
+    let n_out = op.size;
+    let steps = engine.steps;
+    let dt = engine.dt;
+    let t_end = cfg.t_end;
+    let n_state = plan.n_state;
+    let mut next_readout = 0usize;
+    let line_len = steps + plan.slots;
+    if pull {
+        let PullBuffers { pre, line, w_row, events, in_events, block, .. } = &mut *st.pull;
+        pre.clear();
+        pre.resize((steps + 1) * n_state, 0.0);
+        for (p, pp) in plan.pull.iter().enumerate() {
+            if pp.conns.is_empty() {
+                continue;
+            }
+            pull_events(net, plan, pp, in_events, &[], events);
+            plan.pull_weights(net, p, w_row);
+            let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
+            for j0 in (0..size).step_by(LANES) {
+                let lanes = (size - j0).min(LANES);
+                pull_block(pp, j0, lanes, steps, events, line_len, line, w_row, block);
+                for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
+                    row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
+                }
+            }
+        }
+    }
+
+    let ClockedState { v, i, ring, acc, acc_t, readout_steps, pull: bufs } = st;
+    let pre = &bufs.pre;
+    let mut next_input = if pull { n_input } else { 0 };
 
     for n in 0..=steps {
         let base_off = (n % plan.slots) * n_state;
@@ -561,6 +913,18 @@ fn forward(
             *ij += *rj;
             *rj = 0.0;
         }
+        if pull {
+            // Pulled input arrivals of this step (`pre` is `(steps + 1) x n_state`, step-major).
+            for (p, pp) in plan.pull.iter().enumerate() {
+                if pp.conns.is_empty() {
+                    continue;
+                }
+                let r = plan.pops[p].state_off..plan.pops[p].state_off + plan.pops[p].size;
+                for (ij, &x) in i[r.clone()].iter_mut().zip(&pre[n * n_state..][r]) {
+                    *ij += x;
+                }
+            }
+        }
         // 5. readout
         let vo = &v[op.state_off..op.state_off + n_out];
         match &cfg.readout {
@@ -591,19 +955,191 @@ fn forward(
         }
     }
 
+    Ok(())
+}
+
+/// Moves the readout accumulators into the record.
+fn finish_readout(cfg: &SimConfig, steps: usize, acc: &[f64], acc_t: &[f64], out: &mut ForwardRecord) {
     let r = &mut out.readout;
     match &cfg.readout {
         ReadoutKind::ExpIntegral => r.values.extend(acc.iter().map(|a| a / steps as f64)),
         ReadoutKind::MaxVoltage => {
             r.values.extend_from_slice(acc);
             r.times.extend_from_slice(acc_t);
-            r.kinks.resize(n_out, None);
+            r.kinks.resize(acc.len(), None);
         }
         ReadoutKind::FirstSpike => {
             r.values.extend_from_slice(acc);
             r.times.extend_from_slice(acc);
         }
         ReadoutKind::VoltageAt(_) => r.values.extend_from_slice(acc),
+    }
+}
+
+/// The events pulled into one population, `(emission step, column of the target rows)`, in the
+/// order the ring would receive them: step by step, first the recorded LIF spikes (`spk`, sorted
+/// by step and global neuron; each through the population's outgoing connections in order), then
+/// the input spikes of the step (`in_events`, in input order).
+fn pull_events(
+    net: &Network,
+    plan: &ClockedPlan,
+    pp: &PullPop,
+    in_events: &[(u32, u32)],
+    spk: &[(u32, u32, f64)],
+    events: &mut Vec<(u32, u32)>,
+) {
+    events.clear();
+    let column = |c: usize| pp.conns.iter().find(|&&(cc, _)| cc == c).map(|&(_, first)| first as u32);
+    let in_pop = net.input();
+    let in_cols: Vec<u32> = net.outgoing(in_pop).iter().filter_map(|cid| column(cid.0)).collect();
+    let (mut a, mut b) = (0, 0);
+    while a < spk.len() || b < in_events.len() {
+        let n = spk.get(a).map_or(u32::MAX, |x| x.0).min(in_events.get(b).map_or(u32::MAX, |x| x.0));
+        while a < spk.len() && spk[a].0 == n {
+            let g = spk[a].1 as usize;
+            a += 1;
+            let Some(p) = plan.locate(g) else { continue };
+            let i = (g - plan.pops[p].global_off) as u32;
+            for cid in net.outgoing(PopulationId(p)) {
+                if let Some(first) = column(cid.0) {
+                    events.push((n, first + i));
+                }
+            }
+        }
+        while b < in_events.len() && in_events[b].0 == n {
+            let i = in_events[b].1;
+            b += 1;
+            events.extend(in_cols.iter().map(|&first| (n, first + i)));
+        }
+    }
+}
+
+/// Pull delivery to target `j` of the population of `pp`: `line[t + D] += w` for each event,
+/// `line` cleared to `line_len = steps + slots` first (arrivals after step `steps` land in the tail);
+/// `w_rows` from [`ClockedPlan::pull_weights`].
+#[inline]
+fn pull_target(pp: &PullPop, j: usize, events: &[(u32, u32)], line_len: usize, line: &mut Vec<f64>, w_rows: &[f64]) {
+    line.clear();
+    line.resize(line_len, 0.0);
+    let w_row = &w_rows[j * pp.row_len..(j + 1) * pp.row_len];
+    let d_row = &pp.delay_rows[j * pp.row_len..(j + 1) * pp.row_len];
+    for &(n, c) in events {
+        let (n, c) = (n as usize, c as usize);
+        // n <= steps and d < slots (plan invariant): always inside `line`, the test never fails.
+        if let Some(x) = line.get_mut(n + d_row[c] as usize) {
+            *x += w_row[c];
+        }
+    }
+}
+
+/// Pull delivery for a network without recurrent loops: population by population in topological
+/// order, and within a population neuron by neuron over the whole run (its neurons do not interact),
+/// each target's arrivals pulled into `line` first. The record gets the spikes in the ring's order
+/// (step, then global neuron), so it equals the push path's bit for bit.
+fn forward_layered(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    st: &mut ClockedState,
+    out: &mut ForwardRecord,
+) -> Result<()> {
+    let cfg = &engine.config;
+    let out_pop = net.output().0;
+    let steps = engine.steps;
+    let dt = engine.dt;
+    let t_end = cfg.t_end;
+    let line_len = steps + plan.slots;
+    let layers = plan.layers.as_deref().unwrap_or(&[]);
+    let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, block, .. } = &mut **bufs;
+    spk.clear();
+    fac.clear();
+    if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
+        fac.extend((0..=steps).map(|n| (-(n as f64 * dt) / t_end).exp()));
+    }
+    let nt = readout_steps.len();
+    for &p in layers {
+        let pp = &plan.pull[p];
+        let pop = plan.pops[p];
+        let is_out = p == out_pop;
+        if pop.theta.is_none() && !is_out {
+            continue; // a hidden LI population: no spikes, nothing observable
+        }
+        pull_events(net, plan, pp, in_events, spk, events);
+        plan.pull_weights(net, p, w_row);
+        let first_new = spk.len();
+        let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
+        // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
+        for j0 in (0..pop.size).step_by(LANES) {
+            let lanes = (pop.size - j0).min(LANES);
+            pull_block(pp, j0, lanes, steps, events, line_len, line, w_row, block);
+            let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
+            let mut next_readout = 0usize;
+            for (n, arrivals) in block.chunks_exact(LANES).enumerate() {
+                if n > 0 {
+                    for l in 0..LANES {
+                        v[l] = a * v[l] + c * i[l];
+                        i[l] *= b;
+                    }
+                    if let Some(theta) = pop.theta
+                        && n < steps
+                        // `!(V < theta)`, as the ring path tests it (a NaN voltage counts as a spike).
+                        && !v[..lanes].iter().fold(true, |below, &x| below & (x < theta))
+                    {
+                        for l in 0..lanes {
+                            if v[l] < theta {
+                                continue;
+                            }
+                            if spk.len() >= cfg.max_spikes {
+                                return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
+                            }
+                            spk.push((n as u32, (pop.global_off + j0 + l) as u32, i[l] - v[l]));
+                            v[l] = 0.0;
+                            let j = j0 + l;
+                            if is_out && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
+                                acc[j] = n as f64 * dt;
+                            }
+                        }
+                    }
+                }
+                for (il, &x) in i.iter_mut().zip(arrivals) {
+                    *il += x;
+                }
+                if is_out {
+                    match &cfg.readout {
+                        ReadoutKind::ExpIntegral => {
+                            for l in 0..lanes {
+                                acc[j0 + l] += fac[n] * v[l];
+                            }
+                        }
+                        ReadoutKind::MaxVoltage => {
+                            for l in 0..lanes {
+                                if v[l] > acc[j0 + l] {
+                                    acc[j0 + l] = v[l];
+                                    acc_t[j0 + l] = n as f64 * dt;
+                                }
+                            }
+                        }
+                        ReadoutKind::FirstSpike => {}
+                        ReadoutKind::VoltageAt(_) => {
+                            while next_readout < nt && readout_steps[next_readout] == n {
+                                for l in 0..lanes {
+                                    acc[(j0 + l) * nt + next_readout] = v[l];
+                                }
+                                next_readout += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // This population's spikes come neuron by neuron: sort them, then merge (a stable sort
+        // of two sorted runs) with the earlier populations'.
+        spk[first_new..].sort_unstable_by_key(|&(n, g, _)| (n, g));
+        spk.sort_by_key(|&(n, g, _)| (n, g));
+    }
+    for &(n, g, imv) in spk.iter() {
+        out.spikes.push(n as f64 * dt, g, imv);
     }
     Ok(())
 }
@@ -804,6 +1340,32 @@ mod tests {
         net.delays_mut(crate::ConnectionId(0))[0] = f64::NAN;
         assert!(scratch.plan.refresh(&net, &e).is_err());
         assert!(scratch.plan.refresh(&net, &e).is_err());
+    }
+
+    #[test]
+    fn a_plan_of_another_topology_with_the_same_shapes_is_refused() {
+        // in(2) -> h(2) -> out(2) against in(2) -> h(2), in(2) -> out(2): same matrix shapes.
+        let build = |second_from_input: bool| {
+            let mut b = NetworkBuilder::new();
+            let i = b.input("in", 2);
+            let h = b.lif("h", 2, LifParams::default());
+            let o = b.li("out", 2, LiParams::default());
+            b.connect(i, h, DMatrix::from_element(2, 2, 3.0), DMatrix::from_element(2, 2, 1.0));
+            let pre = if second_from_input { i } else { h };
+            b.connect(pre, o, DMatrix::from_element(2, 2, 1.0), DMatrix::from_element(2, 2, 2.0));
+            b.build().unwrap()
+        };
+        let (a, b) = (build(false), build(true));
+        let e = engine(20.0, ReadoutKind::MaxVoltage, 1.0);
+        let plan = e.plan(&a).unwrap();
+        assert!(plan.is_layered() && plan.check_shape(&a).is_ok());
+        assert!(matches!(plan.check_shape(&b), Err(CoreError::InvalidNetwork(_))));
+        let x = train(&[1.0, 2.0], &[0, 1], 2);
+        let (mut st, mut rec) = (ClockedState::default(), ForwardRecord::default());
+        for d in [Delivery::Pull, Delivery::Push] {
+            let run = e.clone().with_delivery(d).run_planned(&b, &plan, x.sample(0), &mut st, &mut rec);
+            assert!(matches!(run, Err(CoreError::InvalidNetwork(_))), "{d:?}");
+        }
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub mod neuron;
 pub mod record;
 pub mod spikes;
 
-pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState};
+pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState, Delivery};
 pub use engine::{Engine, EngineScratch, SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem};
 pub use exact::{DelayOrder, ExactEngine, ExactScratch};

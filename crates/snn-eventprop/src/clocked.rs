@@ -58,9 +58,22 @@
 //! sample still need `S` one by one. The plan comes from the scratch and is rebuilt only
 //! when the network's delays change ([`ClockedPlan::refresh`]).
 //! Everything stays `f64`: the finite-difference tests of this pass hold to 1e-12.
+//!
+//! **Layered sweep** (the backward side of [`Delivery::Pull`]). For a network without recurrent
+//! loops ([`ClockedPlan::is_layered`]) on an engine with [`Delivery::Pull`] (the default) and a
+//! [`GradientSweep::Deferred`] sweep (the default), the pass runs population by population in
+//! reverse topological order and neuron by neuron over the whole run: a neuron's adjoints are the
+//! steps above for that neuron alone (its jump sums `S` are complete, since every population it
+//! projects to is done), kept in a `16 x (steps + slots)`-byte timeline that every event of its
+//! incoming projections then reads from L1, adding to its synapse's sums (one gradient update
+//! per synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike. The sums are
+//! taken in the order of the step-by-step deferred sweep with a whole-run window, so the gradients
+//! are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep` measures 5.8 against
+//! 7.5 ms CPU per sample for 700-256-256-20 in one run. Recurrent networks, [`Delivery::Push`] and
+//! [`GradientSweep::PerEvent`] use the step-by-step sweep.
 
 use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
-use snn_core::{ClockedEngine, CoreError, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
+use snn_core::{ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
 
 use crate::error::{EventPropError, Result};
 use crate::gradients::{Adjoint, Gradients, check_jump_bias};
@@ -128,6 +141,8 @@ pub struct ClockedAdjointScratch {
     kink_i: Vec<f64>,
     kink_arrivals: Vec<KinkArrival>,
     kink_s: Vec<(usize, f64)>,
+    /// Buffers of the layered (pull) sweep.
+    layered: Box<Layered>,
 }
 
 impl ClockedAdjointScratch {
@@ -151,6 +166,7 @@ impl ClockedAdjointScratch {
             + 8 * (self.first_spike.capacity() + self.readout_steps.capacity() + self.kink_i.capacity())
             + std::mem::size_of::<KinkArrival>() * self.kink_arrivals.capacity()
             + 16 * self.kink_s.capacity()
+            + self.layered.heap_bytes()
             + self.plan.conns.iter().map(|c| 4 * c.offsets.capacity()).sum::<usize>()
     }
 }
@@ -526,6 +542,7 @@ pub fn backward_planned_with(
         kink_i,
         kink_arrivals,
         kink_s,
+        layered,
         ..
     } = scratch;
     let cfg = engine.config();
@@ -609,6 +626,13 @@ pub fn backward_planned_with(
     let n_in_neurons = plan.pops[in_pop].size;
     if input.neurons[..n_input].iter().any(|&j| j as usize >= n_in_neurons) {
         return Err(CoreError::InvalidNetwork("input neuron index out of range").into());
+    }
+    if matches!(sweep, GradientSweep::Deferred { .. })
+        && engine.delivery() == Delivery::Pull
+        && let Some(layers) = plan.layers()
+    {
+        let ctx = LayeredCtx { engine, net, plan, input, n_input, record, d_readout, jump_bias };
+        return layered.sweep(&ctx, layers, first_spike, readout_steps, kink_s, grads);
     }
     let deferring = match *sweep {
         GradientSweep::Deferred { max_bytes } => {
@@ -784,6 +808,337 @@ pub fn backward_planned_with(
         }
     }
     Ok(())
+}
+
+/// What the layered sweep reads.
+struct LayeredCtx<'a> {
+    engine: &'a ClockedEngine,
+    net: &'a Network,
+    plan: &'a ClockedPlan,
+    input: SpikeTrain<'a>,
+    /// Input spikes before `t_end`.
+    n_input: usize,
+    record: &'a ForwardRecord,
+    d_readout: &'a [f64],
+    jump_bias: Option<&'a [f64]>,
+}
+
+/// Buffers of the layered sweep: the backward counterpart of pull delivery, for networks without
+/// recurrent loops under [`Delivery::Pull`] and a [`GradientSweep::Deferred`] sweep.
+///
+/// Populations are swept in reverse topological order, each neuron by itself over the whole run
+/// (the neurons of a population do not interact: what reaches one of them from later populations
+/// is the jump sums `S` of its spikes, complete by then). A target's adjoint trajectory
+/// (`16 x (steps + slots)` bytes) stays in L1 while every presynaptic event of its incoming
+/// projections reads it: the event adds to its synapse's sums of `lambda_V` and `lambda_I` (in
+/// registers of this target's row, then one update of `dL/dw`, `dL/dd` per synapse), and to
+/// the partial jump sum `S` of a presynaptic spike.
+///
+/// The operations per neuron are those of the step-by-step sweep, and every sum is taken in its
+/// order (synapse sums over a neuron's events in record order, as the deferred whole-run window;
+/// `S` over targets in order, then over connections in outgoing order): the gradients equal the
+/// step-by-step deferred sweep's bit for bit when its window is the whole run (its default
+/// budget, up to ~3,600 neurons at `T/dt = 1000`), and up to reassociation otherwise.
+#[derive(Debug, Clone, Default)]
+struct Layered {
+    /// One target's `(lambda_V, lambda_I)` per step, `steps + slots` long (zero after `steps`).
+    line: Vec<[f64; 2]>,
+    /// The population's weights, target-major ([`ClockedPlan::pull_weights`]).
+    w_rows: Vec<f64>,
+    /// For a block of [`LANES`] targets, per target and column of its row: sums of `lambda_V`
+    /// and `lambda_I` over the column's events (the block's gradients are then updated a cache
+    /// line of targets at a time).
+    sums: Vec<[f64; 2]>,
+    /// Per column: whether it had events (only those synapses are updated, as in the deferred sums).
+    seen: Vec<bool>,
+    /// Each record spike's rank among its population's spikes.
+    rank: Vec<u32>,
+    /// Events into the current population: `(step, column, S slot or u32::MAX)`.
+    events: Vec<(u32, u32, u32)>,
+    /// Record spikes of each population (CSR over populations: `pop_start[p]..pop_start[p+1]`
+    /// index `pop_spikes`, record indices in record order).
+    pop_start: Vec<usize>,
+    pop_spikes: Vec<u32>,
+    /// First `S` slot of each connection (`usize::MAX` if its presynaptic population is the input):
+    /// slot `s_base[c] + r` is the partial sum over connection `c` for the `r`-th spike of its
+    /// presynaptic population.
+    s_base: Vec<usize>,
+    s_part: Vec<f64>,
+    /// Each record spike's grid step.
+    spike_step: Vec<u32>,
+    /// Spikes of one neuron: `(step, record index)`, record order.
+    own: Vec<(u32, u32)>,
+}
+
+impl Layered {
+    fn heap_bytes(&self) -> usize {
+        16 * (self.line.capacity() + self.sums.capacity())
+            + 8 * (self.w_rows.capacity() + self.pop_start.capacity() + self.s_base.capacity() + self.s_part.capacity())
+            + self.seen.capacity()
+            + 12 * self.events.capacity()
+            + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity() + self.rank.capacity())
+            + 8 * self.own.capacity()
+    }
+
+    /// The whole backward pass (see the type's docs); validation and the readout set-up
+    /// (`first_spike`, `readout_steps`, `kink_s`) are done by the caller.
+    #[allow(clippy::needless_range_loop)]
+    fn sweep(
+        &mut self,
+        ctx: &LayeredCtx<'_>,
+        layers: &[usize],
+        first_spike: &[usize],
+        readout_steps: &[usize],
+        kink_s: &[(usize, f64)],
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        let LayeredCtx { engine, net, plan, input, n_input, record, .. } = *ctx;
+        let steps = engine.num_steps();
+        let spikes = &record.spikes;
+        let np = plan.pops.len();
+
+        // Spikes: grid steps (sorted, <= steps, as the step-by-step sweep requires) and populations.
+        self.spike_step.clear();
+        let mut pop_of = Vec::with_capacity(spikes.len());
+        let mut last = 0usize;
+        for k in 0..spikes.len() {
+            let ks = engine.step_of(spikes.times[k]);
+            if ks > steps || ks < last {
+                return Err(mismatch(
+                    "spike times on this engine's grid, before t_end",
+                    format!("{}", spikes.times[k]),
+                ));
+            }
+            last = ks;
+            let g = spikes.neurons[k] as usize;
+            let Some(p) = plan.locate(g).filter(|&p| plan.pops[p].theta.is_some()) else {
+                return Err(mismatch("spikes of LIF neurons", format!("neuron {g}")));
+            };
+            self.spike_step.push(ks as u32);
+            pop_of.push(p);
+        }
+        self.pop_start.clear();
+        self.pop_start.resize(np + 1, 0);
+        for &p in &pop_of {
+            self.pop_start[p + 1] += 1;
+        }
+        for p in 0..np {
+            self.pop_start[p + 1] += self.pop_start[p];
+        }
+        let mut fill = self.pop_start.clone();
+        self.pop_spikes.clear();
+        self.pop_spikes.resize(spikes.len(), 0);
+        self.rank.clear();
+        for (k, &p) in pop_of.iter().enumerate() {
+            self.pop_spikes[fill[p]] = k as u32;
+            self.rank.push((fill[p] - self.pop_start[p]) as u32);
+            fill[p] += 1;
+        }
+        // S slots per connection from a LIF population.
+        self.s_base.clear();
+        let mut total = 0;
+        for cp in &plan.conns {
+            if plan.pops[cp.pre].is_input {
+                self.s_base.push(usize::MAX);
+            } else {
+                self.s_base.push(total);
+                total += self.pop_start[cp.pre + 1] - self.pop_start[cp.pre];
+            }
+        }
+        self.s_part.clear();
+        self.s_part.resize(total, 0.0);
+
+        for &p in layers.iter().rev() {
+            let pp = plan.pops[p];
+            let conns = plan.pull_conns(p);
+            // Events of the incoming connections, connection by connection, each in record
+            // (or input) order.
+            self.events.clear();
+            for &(c, first) in conns {
+                let pre = plan.conns[c].pre;
+                if plan.pops[pre].is_input {
+                    let evs = input.times[..n_input].iter().zip(input.neurons);
+                    self.events.extend(evs.map(|(&t, &i)| (engine.step_of(t) as u32, first as u32 + i, u32::MAX)));
+                } else {
+                    let off = plan.pops[pre].global_off;
+                    let base = self.s_base[c];
+                    let ks = &self.pop_spikes[self.pop_start[pre]..self.pop_start[pre + 1]];
+                    self.events.extend(ks.iter().enumerate().map(|(r, &k)| {
+                        let i = spikes.neurons[k as usize] as usize - off;
+                        (self.spike_step[k as usize], (first + i) as u32, (base + r) as u32)
+                    }));
+                }
+            }
+            let row_len: usize = conns.iter().map(|&(c, _)| plan.pops[plan.conns[c].pre].size).sum();
+            let own_spikes = &self.pop_spikes[self.pop_start[p]..self.pop_start[p + 1]];
+            // Spikes of this population by block of LANES neurons: (step, lane, record index),
+            // record order.
+            let mut by_block: Vec<Vec<(u32, u32, u32)>> = Vec::new();
+            by_block.resize_with(pp.size.div_ceil(LANES), Vec::new);
+            for &k in own_spikes {
+                let j = spikes.neurons[k as usize] as usize - pp.global_off;
+                by_block[j / LANES].push((self.spike_step[k as usize], (j % LANES) as u32, k));
+            }
+            let line_len = steps + plan.slots;
+            // Columns with events (the same for every target).
+            self.seen.clear();
+            self.seen.resize(row_len, false);
+            for &(_, col, _) in &self.events {
+                self.seen[col as usize] = true;
+            }
+            plan.pull_weights(net, p, &mut self.w_rows);
+            self.sums.resize(LANES * row_len, [0.0; 2]);
+            for j0 in (0..pp.size).step_by(LANES) {
+                let j1 = (j0 + LANES).min(pp.size);
+                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, &by_block[j0 / LANES]);
+                for j in j0..j1 {
+                    // 2. Every event into this target reads the trajectory.
+                    let d_row = plan.pull_delays(p, j);
+                    let w_row = &self.w_rows[j * row_len..(j + 1) * row_len];
+                    let sums = &mut self.sums[(j - j0) * row_len..(j - j0 + 1) * row_len];
+                    sums.fill([0.0; 2]);
+                    let line = &self.line[(j - j0) * line_len..(j - j0 + 1) * line_len];
+                    let s_part = &mut self.s_part;
+                    for &(n, col, slot) in &self.events {
+                        let col = col as usize;
+                        // n <= steps and d < slots: inside the line (whose tail after `steps` is zero).
+                        let [hv, hi] = line[n as usize + d_row[col] as usize];
+                        let sc = &mut sums[col];
+                        sc[0] += hv;
+                        sc[1] += hi;
+                        if slot != u32::MAX {
+                            s_part[slot as usize] += w_row[col] * (hv - hi);
+                        }
+                    }
+                }
+                // 3. The block's gradients: targets j0..j1 of a presynaptic neuron are contiguous.
+                for &(c, first) in conns {
+                    let n_post = plan.conns[c].n_post;
+                    let n_pre = plan.pops[plan.conns[c].pre].size;
+                    let w = net.connection(snn_core::ConnectionId(c)).weights().as_slice();
+                    let (gw, gd) = (grads.weights[c].as_mut_slice(), grads.delays[c].as_mut_slice());
+                    for i in 0..n_pre {
+                        if !self.seen[first + i] {
+                            continue;
+                        }
+                        for j in j0..j1 {
+                            let [sum_v, sum_i] = self.sums[(j - j0) * row_len + first + i];
+                            let o = i * n_post + j;
+                            gw[o] -= pp.tau_s * sum_i;
+                            gd[o] -= w[o] * (sum_i - sum_v);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Layered {
+    /// The adjoints of targets `j0 .. j0 + lanes` (`lanes <= LANES`) of population `p` over the
+    /// run, from the end, side by side (independent chains of arithmetic), into `line`: target
+    /// `j0 + l`'s timeline at `l * (steps + slots)`. For each neuron these are the step-by-step
+    /// sweep's operations; `own` are the block's spikes `(step, lane, record index)` in record
+    /// order, taken from the end as that sweep does.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    fn block(
+        &mut self,
+        ctx: &LayeredCtx<'_>,
+        p: usize,
+        j0: usize,
+        lanes: usize,
+        first_spike: &[usize],
+        readout_steps: &[usize],
+        kink_s: &[(usize, f64)],
+        own: &[(u32, u32, u32)],
+    ) {
+        let LayeredCtx { engine, net, plan, record, d_readout, jump_bias, .. } = *ctx;
+        let cfg = engine.config();
+        let steps = engine.num_steps();
+        let dt = engine.dt();
+        let t_end = cfg.t_end;
+        let spikes = &record.spikes;
+        let op = plan.pops[net.output().0];
+        let is_out = p == net.output().0;
+        let pp = plan.pops[p];
+        let (a, b, q) = (pp.alpha, pp.beta, pp.coupling * pp.tau_m / pp.tau_s);
+        let inv_n = 1.0 / steps as f64;
+        let nt = readout_steps.len();
+        let line_len = steps + plan.slots;
+        self.line.clear();
+        self.line.resize(LANES * line_len, [0.0; 2]);
+        let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let mut next_spike = own.len();
+        let mut next_readout = nt;
+        for n in (0..=steps).rev() {
+            if is_out {
+                match &cfg.readout {
+                    ReadoutKind::ExpIntegral => {
+                        let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
+                        for l in 0..lanes {
+                            lv[l] -= d_readout[j0 + l] * f;
+                        }
+                    }
+                    ReadoutKind::MaxVoltage => {
+                        for l in 0..lanes {
+                            if readout_steps[j0 + l] == n {
+                                lv[l] -= d_readout[j0 + l] / op.tau_m;
+                            }
+                        }
+                    }
+                    ReadoutKind::VoltageAt(_) => {
+                        while next_readout > 0 && readout_steps[next_readout - 1] >= n {
+                            let q = next_readout - 1;
+                            if readout_steps[q] == n {
+                                for l in 0..lanes {
+                                    lv[l] -= d_readout[(j0 + l) * nt + q] / op.tau_m;
+                                }
+                            }
+                            next_readout -= 1;
+                        }
+                    }
+                    ReadoutKind::FirstSpike => {}
+                }
+            }
+            for l in 0..LANES {
+                self.line[l * line_len + n] = [lv[l], li[l]];
+            }
+            while next_spike > 0 && own[next_spike - 1].0 as usize == n {
+                next_spike -= 1;
+                let (_, l, k) = own[next_spike];
+                let (l, k) = (l as usize, k as usize);
+                let j = j0 + l;
+                let mut s = 0.0;
+                for &cid in net.outgoing(snn_core::PopulationId(p)) {
+                    s += self.s_part[self.s_base[cid.0] + self.rank[k] as usize];
+                }
+                for &(spike, term) in kink_s {
+                    if spike == k {
+                        s += term;
+                    }
+                }
+                let mut dlp = 0.0;
+                if is_out && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
+                    dlp = d_readout[j];
+                }
+                let imv = spikes.i_minus_v[k];
+                if imv > MIN_I_MINUS_V {
+                    let theta = pp.theta.unwrap_or(1.0);
+                    lv[l] += (theta * lv[l] + dlp + s) / imv;
+                }
+                if let Some(bias) = jump_bias {
+                    lv[l] += bias[pp.global_off + j];
+                }
+            }
+            if n > 0 {
+                for l in 0..LANES {
+                    li[l] = b * li[l] + q * lv[l];
+                    lv[l] *= a;
+                }
+            }
+        }
+    }
 }
 
 /// An arrival at an output's arg-max step (see [`grid_kinks`]).

@@ -577,6 +577,33 @@ pub fn efficiency_config() -> SpeedConfig {
     ff
 }
 
+/// The paper's SSC network for the speed measurements: 700-1024-1024-35 feedforward (35 outputs),
+/// delays `U(0, 50)` on both hidden layers, max delay 150 ms, as [`ssc`]; measured and
+/// reported, without a throughput target (`target_samples_per_second` is NaN).
+///
+/// ```
+/// use snn_eventprop::paper::{Architecture, ssc_speed_config};
+///
+/// let c = ssc_speed_config();
+/// assert_eq!((c.architecture, c.hidden, c.delay_init_ms, c.max_delay_ms), (Architecture::TwoFeedforward, 1024, 50.0, 150.0));
+/// assert!(c.target_samples_per_second.is_nan());
+/// ```
+pub fn ssc_speed_config() -> SpeedConfig {
+    let preset = ssc(Scale::Full);
+    SpeedConfig {
+        label: "ssc-700-1024-1024-35",
+        architecture: preset.architecture,
+        hidden: preset.hidden,
+        delay_init_ms: preset.delay_init_ms,
+        max_delay_ms: preset.max_delay_ms,
+        target_samples_per_second: f64::NAN,
+        forward_target_samples_per_second: None,
+    }
+}
+
+/// Outputs of the SSC network (35 classes).
+pub const SSC_CLASSES: usize = 35;
+
 /// One training epoch as the speed measurements run it: batch 256, Adam lr 1e-3 (weights,
 /// with the paper's warm-up) and 0.1 (delays), weights everywhere and the delays of `delayed`,
 /// delays clamped to `[0, max_delay_ms]`.

@@ -6,8 +6,8 @@
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 use snn_core::{
-    ClockedEngine, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig, Simulator,
-    SpikeTrains,
+    ClockedEngine, Delivery, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
+    Simulator, SpikeTrains,
 };
 use snn_eventprop::{Adjoint, ClockedAdjointScratch, GradientSweep, Gradients};
 
@@ -132,14 +132,19 @@ proptest! {
         let bias = with_bias.then_some(bias.as_slice());
 
         let reference = gradients(&engine, &net, &batch, &records, bias, GradientSweep::PerEvent);
-        let whole = gradients(&engine, &net, &batch, &records, bias, GradientSweep::DEFAULT);
-        assert_close(&reference, &whole, &format!("whole-run window, {spikes} spikes"))?;
-        // A 1-byte budget: windows of max_delay_steps + 1 steps, the adjoint rows wrapping.
-        let short = gradients(&engine, &net, &batch, &records, bias, GradientSweep::Deferred { max_bytes: 1 });
-        assert_close(&reference, &short, &format!("shortest windows, {spikes} spikes"))?;
-        // A window between the two.
-        let mid = gradients(&engine, &net, &batch, &records, bias, GradientSweep::Deferred { max_bytes: 40_000 });
-        assert_close(&reference, &mid, &format!("medium windows, {spikes} spikes"))?;
+        // The default (pull) engine sweeps networks without recurrent loops population by
+        // population; the push engine keeps the step-by-step deferred sweep for every network.
+        let push = engine.clone().with_delivery(Delivery::Push);
+        for (e, name) in [(&engine, "pull"), (&push, "push")] {
+            let whole = gradients(e, &net, &batch, &records, bias, GradientSweep::DEFAULT);
+            assert_close(&reference, &whole, &format!("{name}, whole-run window, {spikes} spikes"))?;
+            // A 1-byte budget: windows of max_delay_steps + 1 steps, the adjoint rows wrapping.
+            let short = gradients(e, &net, &batch, &records, bias, GradientSweep::Deferred { max_bytes: 1 });
+            assert_close(&reference, &short, &format!("{name}, shortest windows, {spikes} spikes"))?;
+            // A window between the two.
+            let mid = gradients(e, &net, &batch, &records, bias, GradientSweep::Deferred { max_bytes: 40_000 });
+            assert_close(&reference, &mid, &format!("{name}, medium windows, {spikes} spikes"))?;
+        }
         let (n, total) = (CASES.load(std::sync::atomic::Ordering::Relaxed), SPIKES.load(std::sync::atomic::Ordering::Relaxed));
         if n == 256 {
             println!("{n} cases, {:.1} spikes per case (two samples)", total as f64 / n as f64);
@@ -184,12 +189,19 @@ fn a_scratch_reused_across_networks_leaks_nothing() {
     let times: Vec<f64> = (0..24).map(|k| 2.3 * k as f64 + 0.4).collect();
     let chans: Vec<u32> = (0..24).map(|k| (k * 3 % 4) as u32).collect();
     let batch = inputs(&times, &chans);
-    let engines = [0.5, 1.0].map(|dt| ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), dt).unwrap());
-    for sweep in [
-        GradientSweep::DEFAULT,
-        GradientSweep::Deferred { max_bytes: 1 },
-        GradientSweep::Deferred { max_bytes: 50_000 },
-    ] {
+    // Both deliveries: the feedforward network goes through the layered sweep with pull, the
+    // step-by-step one with push.
+    for (delivery, sweep) in [Delivery::Pull, Delivery::Push].into_iter().flat_map(|d| {
+        [
+            GradientSweep::DEFAULT,
+            GradientSweep::Deferred { max_bytes: 1 },
+            GradientSweep::Deferred { max_bytes: 50_000 },
+        ]
+        .map(|s| (d, s))
+    }) {
+        let engines = [0.5, 1.0].map(|dt| {
+            ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), dt).unwrap().with_delivery(delivery)
+        });
         let mut shared = engines[0].adjoint_scratch(&nets[0]);
         shared.set_sweep(sweep);
         for round in 0..2 {
@@ -202,7 +214,7 @@ fn a_scratch_reused_across_networks_leaks_nothing() {
                 let (mut a, mut b) = (Gradients::zeros(net), Gradients::zeros(net));
                 engine.backward_into(net, batch.sample(0), &rec, &d_readout, &mut fresh, &mut a).unwrap();
                 engine.backward_into(net, batch.sample(0), &rec, &d_readout, &mut shared, &mut b).unwrap();
-                assert_eq!(a, b, "{sweep:?}, round {round}, network {k}");
+                assert_eq!(a, b, "{delivery:?}, {sweep:?}, round {round}, network {k}");
             }
         }
     }

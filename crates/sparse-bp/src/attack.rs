@@ -7,6 +7,11 @@
 //! box clipping (valid pixel range) after the projection (this keeps the iterate in the
 //! ball because the clean input is inside the box).
 //!
+//! [`protocol`] wraps these in labelled protocols (`ifgsm-linf-std`, `ifgsm-linf-px`,
+//! `ifgsm-l2-std`, `pgd-linf-std`, ...) that carry the input standardisation and the pixel
+//! box, so that `eps` is given in standardised or in pixel units explicitly, and adds PGD
+//! with random restarts.
+//!
 //! **Certificate** ([`certified_radius_l2`]). For `P(z) = 1/2||x - D z||^2 + sum gamma_g l_g(z_g)`
 //! the dual optimum is `theta(x) = proj_C(x)` onto the convex set
 //! `C = {theta : l_g^*(D_g^T theta) <= gamma_g for all g}` and `D z(x) = x - theta(x)`.
@@ -46,6 +51,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SparseBpError};
 use crate::groups::GroupNorm;
 use crate::models::{Classifier, PursuitClassifier, TaskLoss, check_batch};
+
+pub mod protocol;
 
 /// The attack budget's norm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,11 +113,24 @@ pub fn ifgsm<C: Classifier + ?Sized>(model: &C, x: &DMatrix<f64>, labels: &[usiz
         });
     }
     crate::error::check_finite("attack input", x.as_slice())?;
-    let mut y = x.clone();
     if p.eps == 0.0 {
-        return Ok(y);
+        return Ok(x.clone());
     }
-    let a = p.eps / p.steps as f64;
+    iterate(model, x, x.clone(), labels, p.eps / p.steps as f64, p)
+}
+
+/// The projected iteration shared by [`ifgsm`] and [`protocol::Pgd`]: from `y`, `p.steps`
+/// steps of size `step` (sign steps for `l_inf`, normalised-gradient steps for `l2`), each
+/// projected onto the `p.eps`-ball around `x` and then clipped to `p.bounds`.
+pub(crate) fn iterate<C: Classifier + ?Sized>(
+    model: &C,
+    x: &DMatrix<f64>,
+    mut y: DMatrix<f64>,
+    labels: &[usize],
+    step: f64,
+    p: &Ifgsm,
+) -> Result<DMatrix<f64>> {
+    let a = step;
     for _ in 0..p.steps {
         let g = model.input_gradient(&y, labels)?;
         match p.norm {

@@ -40,6 +40,18 @@ pub enum SparseBpError {
         /// Human-readable valid range.
         expected: &'static str,
     },
+    /// An attack's clean input lies outside the valid input box (in the model's units).
+    #[error("clean input entry {index} = {value} lies outside the input box [{lo}, {hi}]")]
+    OutsideBox {
+        /// Column-major index into the input batch.
+        index: usize,
+        /// The offending value.
+        value: f64,
+        /// Lower end of the box.
+        lo: f64,
+        /// Upper end of the box.
+        hi: f64,
+    },
     /// A group weight (or a per-atom weight of a weighted-l1 group) is not strictly positive and finite.
     #[error("group {group}: weight {weight} must be finite and > 0")]
     NonPositiveWeight {

@@ -120,6 +120,28 @@ pub fn vjp_batch(solver: &Solver, codes: &DMatrix<f64>, cotangents: &DMatrix<f64
     Ok(out)
 }
 
+/// The adjoint solve shared by the vector–Jacobian products: the active atoms `S` of the
+/// solution `z` and `y = (D_S^T D_S + H)^{-1} v_S` for the cotangent `v`, or `None` when
+/// no atom is active. The input cotangent is `D_S y` and the dictionary cotangent
+/// `r y^T - (D_S y) z_S^T` on `S` (see [`vjp_full`]); training accumulates these itself to
+/// avoid a dense `m x M` matrix per sample.
+pub(crate) fn adjoint(
+    solver: &Solver,
+    z: &DVector<f64>,
+    v: &DVector<f64>,
+) -> Result<Option<(Vec<usize>, DVector<f64>)>> {
+    check_code(solver, z)?;
+    check_code(solver, v)?;
+    let (support, a) = active_system(solver, z.as_slice());
+    if support.is_empty() {
+        return Ok(None);
+    }
+    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
+    let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
+    let y = chol.solve(&vs);
+    Ok(Some((support, y)))
+}
+
 /// Full Jacobian `dz/dx` (`M x m`) at the solution `z`.
 pub fn jacobian(solver: &Solver, z: &DVector<f64>) -> Result<DMatrix<f64>> {
     check_code(solver, z)?;

@@ -18,10 +18,10 @@
 //! | [`synthetic`] | random instances: Gaussian and two-orthobasis dictionaries, group-sparse codes |
 //! | [`models`] | §4 BP / GBP / pooled-GBP classifiers and the approximators' [`models::Classifier`] interface |
 //! | [`nn`] | §4 dense, deep dense and linear-transformer approximators, hand-written backward, Adam |
-//! | [`attack`] | §4 I-FGSM (`l_inf`, `l2`) and the dual-projection certified radius |
+//! | [`attack`] | §4 I-FGSM (`l_inf`, `l2`) and the dual-projection certified radius; [`attack::protocol`]: labelled protocols with `eps` in standardised or pixel units, the pixel box, PGD with random restarts |
 //! | [`train`] | §4 dictionary learning, classifier / approximator training, model files (framed by `persist`) |
 //!
-//! Architecture invariant: `sparse-bp` depends on no other workspace crate.
+//! Architecture invariant: `sparse-bp` depends on no other workspace crate but `persist` (the file framing).
 //!
 //! # Entry points for models and attacks (spec §4)
 //!

@@ -31,9 +31,13 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::attack::AttackNorm;
+use crate::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd};
 use crate::models::deep::{MultiLayerClassifier, Pursuit};
-use crate::models::{Approximator, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
+use crate::models::{Approximator, Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use crate::nn::Network;
+use crate::train::task_driven::deep::train_multilayer;
+use crate::train::task_driven::{TaskDrivenParams, train_task_driven};
 use crate::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear, train_regression};
 use crate::{Algorithm, SolverParams};
 
@@ -282,8 +286,10 @@ impl SyntheticSetup {
 /// model's dictionary (`bp`'s for the `l1` family, the class-structured group dictionary for
 /// the group family); layers 2 and 3 are learned greedily, each by [`learn_dictionary`] on the
 /// previous layer's layered codes. Layer `j >= 2` gets the penalty
-/// `frac * median_i ||Gamma_{j-1,i}||_2`. The joint (Deep Pursuit) models reuse the layered
-/// models' dictionaries and weights; only their classifiers are trained on their own codes.
+/// `frac * median_i ||Gamma_{j-1,i}||_2`. The joint (Deep Pursuit) models start from the layered
+/// models' dictionaries and weights with classifiers trained on their own codes; with
+/// `end_to_end.epochs > 0` every model (dictionaries and classifier) is then fine-tuned end to
+/// end on its own objective ([`EndToEnd`]): the Deep Pursuit ones through the joint problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeepConfig {
     /// Training images (a prefix of the shallow models' training set).
@@ -304,6 +310,43 @@ pub struct DeepConfig {
     pub clf_epochs: usize,
     /// Solver tolerance (relative duality gap) of every layer / of the stacked problem.
     pub tol: f64,
+    /// End-to-end fine-tuning of each of the six models on its own objective.
+    pub end_to_end: EndToEnd,
+}
+
+/// End-to-end (task-driven) fine-tuning after the unsupervised start (issue 20): every
+/// dictionary and the classifier trained jointly on cross-entropy + `recon_weight` x
+/// reconstruction through the pursuit's solution (shallow:
+/// [`crate::train::task_driven::train_task_driven`]; 3-layer: layered models through the
+/// chain of layer solutions, Deep Pursuit models through their own joint problem,
+/// [`crate::train::task_driven::deep::train_multilayer`]). `epochs = 0` turns it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndToEnd {
+    /// Passes over the training images (0: off).
+    pub epochs: usize,
+    /// Adam learning rate of the dictionaries.
+    pub lr: f64,
+    /// Adam learning rate of the classifier.
+    pub clf_lr: f64,
+    /// Weight of the reconstruction term (the task loss has weight 1).
+    pub recon_weight: f64,
+    /// Images per step.
+    pub batch_size: usize,
+}
+
+impl EndToEnd {
+    /// The training parameters (seeded).
+    pub fn params(&self, seed: u64) -> TaskDrivenParams {
+        TaskDrivenParams {
+            epochs: self.epochs.max(1),
+            lr: self.lr,
+            clf_lr: Some(self.clf_lr),
+            batch_size: self.batch_size,
+            recon_weight: self.recon_weight,
+            seed,
+            ..TaskDrivenParams::default()
+        }
+    }
 }
 
 /// The paper's 3-layer numbers (spec §4 table: clean and `eps` 0.15 accuracy, %), by our model
@@ -337,6 +380,8 @@ pub struct MnistSetup {
     pub cert_eps: Vec<f64>,
     /// The 3-layer models.
     pub deep: DeepConfig,
+    /// End-to-end fine-tuning of BP, GBP and PGBP (before the approximators are fitted).
+    pub end_to_end: EndToEnd,
 }
 
 /// The MNIST preset.
@@ -363,6 +408,7 @@ pub fn mnist(scale: Scale) -> MnistSetup {
                 frac: 0.03,
                 clf_epochs: 30,
                 tol: 1e-4,
+                end_to_end: EndToEnd { epochs: 1, lr: 5e-4, clf_lr: 3e-3, recon_weight: 0.05, batch_size: 100 },
             },
         ),
         Scale::Full => (
@@ -386,10 +432,19 @@ pub fn mnist(scale: Scale) -> MnistSetup {
                 frac: 0.03,
                 clf_epochs: 40,
                 tol: 1e-5,
+                end_to_end: EndToEnd { epochs: 3, lr: 5e-4, clf_lr: 3e-3, recon_weight: 0.05, batch_size: 100 },
             },
         ),
     };
+    let end_to_end = EndToEnd {
+        epochs: if scale == Scale::Quick { 1 } else { 3 },
+        lr: 5e-4,
+        clf_lr: 3e-3,
+        recon_weight: 0.05,
+        batch_size: 100,
+    };
     MnistSetup {
+        end_to_end,
         sizes,
         dict_epochs,
         atoms: 256,
@@ -420,7 +475,8 @@ impl MnistSetup {
     /// (0–9): the BP dictionary on all images; the group dictionary class-structured (our
     /// substitute for the paper's task-driven learning: 4 groups for classes 0–1 and 3 for
     /// classes 2–9, each block learned on its class's images); softmax classifiers on the
-    /// codes; the approximators; the 3-layer models.
+    /// codes; end-to-end fine-tuning of BP, GBP and PGBP ([`MnistSetup::end_to_end`]); the
+    /// approximators (on the fine-tuned PGBP); the 3-layer models.
     pub fn train(&self, x_train: &DMatrix<f64>, labels: &[usize], seed: u64) -> Result<MnistModels> {
         let (atoms, group, lambda_bp, gamma_gbp) = (self.atoms, self.group, self.lambda_bp, self.gamma_gbp);
         let sz = &self.sizes;
@@ -480,9 +536,17 @@ impl MnistSetup {
             m.set_solver_params(sp.clone())?;
             Ok((m, f))
         };
-        let (bp, _) = mk(CodeKind::Bp, &d_bp, lambda_bp)?;
-        let (gbp, _) = mk(CodeKind::Gbp, &d_g, gamma_gbp)?;
-        let (pgbp, norms_train) = mk(CodeKind::Pgbp, &d_g, gamma_gbp)?;
+        let (mut bp, _) = mk(CodeKind::Bp, &d_bp, lambda_bp)?;
+        let (mut gbp, _) = mk(CodeKind::Gbp, &d_g, gamma_gbp)?;
+        let (mut pgbp, mut norms_train) = mk(CodeKind::Pgbp, &d_g, gamma_gbp)?;
+        if self.end_to_end.epochs > 0 {
+            for (i, m) in [&mut bp, &mut gbp, &mut pgbp].into_iter().enumerate() {
+                let hist = train_task_driven(m, x_train, labels, &self.end_to_end.params(seed + 31 + i as u64))?;
+                let (first, last) = (hist.first(), hist.last());
+                tracing::info!(kind = ?m.kind, ?first, ?last, "end-to-end fine-tuning");
+            }
+            norms_train = pgbp.features(x_train)?;
+        }
         tracing::info!("shallow classifiers trained");
         let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed };
         let (approx, approx_info) =
@@ -665,11 +729,15 @@ pub fn train_deep(
             };
             let m0 = build(LinearClassifier::zeros(10, nf))?;
             let f = m0.features(&x)?;
-            let m = build(train_linear(&f, labels, ce, &fit)?)?;
-            let train_acc = m.classifier.logits(&f).map(|l| {
-                let p = ce.predict(&l);
-                p.iter().zip(labels).filter(|(a, b)| a == b).count() as f64 / p.len().max(1) as f64
-            })?;
+            let mut m = build(train_linear(&f, labels, ce, &fit)?)?;
+            if cfg.end_to_end.epochs > 0 {
+                // each model on its own objective: layered through the chain of layer
+                // solutions, Deep Pursuit through its joint (stacked) problem
+                let p = cfg.end_to_end.params(seed + 41 + models.len() as u64);
+                let hist = train_multilayer(&mut m, &x, labels, &p)?;
+                tracing::info!(model = m.name(), first = ?hist.first(), last = ?hist.last(), "end-to-end fine-tuning");
+            }
+            let train_acc = m.accuracy(&x, labels)?;
             tracing::info!(model = m.name(), train_acc, secs = t.elapsed().as_secs_f64(), "deep model trained");
             info.push(DeepModelInfo {
                 model: m.name().to_owned(),
@@ -681,6 +749,69 @@ pub fn train_deep(
         }
     }
     Ok((models, DeepInfo { l1: info_l1, group: info_g, models: info }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attack protocols (issue 20)
+// ---------------------------------------------------------------------------------------------
+
+/// One white-box attack column of the experiments: its label in `results.json`, the protocol
+/// (units of `eps`, standardisation, pixel box, method), its budgets, and the label under
+/// which PGBP's adversarial images are replayed against the approximators (transfer), if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttackColumn {
+    /// Label of the curve entries (`attack` field of `results.json`).
+    pub label: &'static str,
+    /// The attack.
+    pub protocol: AttackProtocol,
+    /// Budgets, in the protocol's units.
+    pub grid: Vec<f64>,
+    /// Label of the transfer entries of the approximators, if PGBP's images are replayed.
+    pub transfer: Option<&'static str>,
+}
+
+/// PGD with random restarts at the same budget as I-FGSM — the check for gradient masking:
+/// 3 restarts (restart 0 from the clean input), step `2.5 eps / T`.
+pub fn pgd_check(seed: u64) -> Pgd {
+    Pgd { restarts: 3, step_scale: 2.5, clean_start: true, seed }
+}
+
+/// The MNIST attack columns (issue 20), in this order: the thesis's protocol
+/// `ifgsm-linf-std` (sign steps of `eps / steps`, `eps` in standardised units; the
+/// paper-comparison column), the stronger pixel-unit `ifgsm-linf-px` (`1 / std` times its
+/// budget), the literal `l2` radius in standardised units `ifgsm-l2-std`, PGD with restarts
+/// at the paper budget `pgd-linf-std` ([`pgd_check`], `2 x steps` steps), and, if
+/// `eps_l2_px` is not empty, the pixel-unit `l2` column `ifgsm-l2-px` on those radii.
+///
+/// ```
+/// use sparse_bp::attack::protocol::{InputSpace, Standardisation};
+/// let space = InputSpace::new(Standardisation::new(0.1307, 0.3081)?, Some((0.0, 1.0)))?;
+/// let cols = sparse_bp::paper::mnist_attack_columns(space, &[0.0, 0.15], &[], 10, 0);
+/// assert_eq!(cols[0].label, "ifgsm-linf-std");
+/// assert!((cols[1].protocol.eps_model(0.15)? - 0.15 / 0.3081).abs() < 1e-15);
+/// # Ok::<(), sparse_bp::SparseBpError>(())
+/// ```
+pub fn mnist_attack_columns(
+    space: InputSpace,
+    eps: &[f64],
+    eps_l2_px: &[f64],
+    steps: usize,
+    seed: u64,
+) -> Vec<AttackColumn> {
+    let ifgsm = |norm, unit| AttackProtocol::ifgsm(norm, unit, steps, space);
+    let pgd = AttackProtocol::pgd(AttackNorm::Linf, EpsUnit::Standardised, 2 * steps, pgd_check(seed), space);
+    let mut cols = vec![
+        (ifgsm(AttackNorm::Linf, EpsUnit::Standardised), eps.to_vec(), Some("transfer-linf-std")),
+        (ifgsm(AttackNorm::Linf, EpsUnit::Pixel), eps.to_vec(), Some("transfer-linf-px")),
+        (ifgsm(AttackNorm::L2, EpsUnit::Standardised), eps.to_vec(), None),
+        (pgd, eps.to_vec(), None),
+    ];
+    if !eps_l2_px.is_empty() {
+        cols.push((ifgsm(AttackNorm::L2, EpsUnit::Pixel), eps_l2_px.to_vec(), None));
+    }
+    cols.into_iter()
+        .map(|(protocol, grid, transfer)| AttackColumn { label: protocol.label(), protocol, grid, transfer })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,11 @@
 //! [`crate::implicit::vjp_full`] (implicit differentiation at the solution), so
 //! `dL/dD = sum_samples vjp_full(x, z, dL/dz).dictionary`. Optionally the linear classifier
 //! is trained jointly (Adam on both), a reconstruction term `1/(2n) ||X - D Z||_F^2`
-//! (its gradient at the solution is `-(X - DZ) Z^T / n` by the envelope theorem) and the
-//! gap regulariser are added. After every step the atoms are renormalised to unit norm.
+//! (differentiated through the code too, [`task_driven_gradient`]) and the gap
+//! regulariser are added; the penalty can be warmed up from near 0. After every step the
+//! atoms are renormalised to unit norm. [`deep`] does the same for the 3-layer models:
+//! layered pursuit through the chain of layer solutions, Deep Pursuit through its stacked
+//! shallow problem.
 //!
 //! **Gap regulariser** ([`gap_regulariser`], our concrete reading of "push apart the
 //! smallest active and the largest inactive group norm"). At the solution inactive
@@ -164,6 +167,7 @@ pub fn gap_regulariser(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>, marg
 /// | `recon_weight` | 0 | weight of `1/(2n) ||X - D Z||_F^2` | finite, `>= 0` |
 /// | `gap_weight` | 0 | weight of the mean gap regulariser | finite, `>= 0` |
 /// | `gap_margin` | 1 | the gap the regulariser asks for | finite |
+/// | `warmup_steps` | 0 | steps over which the penalty rises linearly to its target ([`warmup_lambda`]) | any |
 /// | `seed` | 0 | shuffling | any |
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDrivenParams {
@@ -183,6 +187,8 @@ pub struct TaskDrivenParams {
     pub gap_weight: f64,
     /// Gap margin.
     pub gap_margin: f64,
+    /// Penalty warm-up steps (0: none).
+    pub warmup_steps: usize,
     /// Seed.
     pub seed: u64,
 }
@@ -198,6 +204,7 @@ impl Default for TaskDrivenParams {
             recon_weight: 0.0,
             gap_weight: 0.0,
             gap_margin: 1.0,
+            warmup_steps: 0,
             seed: 0,
         }
     }
@@ -276,9 +283,152 @@ fn normalise_columns(d: &mut DMatrix<f64>) {
     }
 }
 
+/// Gradient of the training objective of [`train_task_driven`] on one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDrivenGradient {
+    /// The objective terms on the batch (`total(p)` is what the gradient differentiates).
+    pub loss: TaskDrivenLoss,
+    /// `d total / d D` (`m x M`), the Euclidean gradient with respect to the unconstrained entries.
+    pub dictionary: DMatrix<f64>,
+    /// `d total / d W`.
+    pub w: DMatrix<f64>,
+    /// `d total / d b`.
+    pub b: DVector<f64>,
+}
+
+/// Cotangent on the code from a cotangent `df` on the features (column `j`): the features
+/// themselves (BP, GBP) or the group norms (PGBP, `d||z_g|| / dz_g = z_g / ||z_g||`).
+pub(crate) fn code_cotangent(
+    kind: CodeKind,
+    group_size: usize,
+    z: &DMatrix<f64>,
+    f: &DMatrix<f64>,
+    df: &DMatrix<f64>,
+    j: usize,
+) -> DVector<f64> {
+    match kind {
+        CodeKind::Bp | CodeKind::Gbp => df.column(j).into_owned(),
+        CodeKind::Pgbp => DVector::from_fn(z.nrows(), |a, _| {
+            let g = a / group_size;
+            if f[(g, j)] > 0.0 { df[(g, j)] * z[(a, j)] / f[(g, j)] } else { 0.0 }
+        }),
+    }
+}
+
+/// Adds the dictionary cotangent of one sample, `r y^T - (D_S y) z_S^T` on the active
+/// atoms `S` of the solution `z` (with `y` from [`crate::implicit::adjoint`] and the
+/// residual `r = x - D z`), to the blocks of `D` being trained, and returns `D_S y` (the
+/// input cotangent). Block `k` is `acc[k]`, occupying rows `row0..row0 + rows` and columns
+/// `col0..col0 + acc[k].ncols()` of `D` (`blocks[k] = (row0, col0, rows)`): the whole `D`
+/// for a shallow model, each layer's diagonal block of the stacked Deep Pursuit dictionary.
+pub(crate) fn accumulate_dictionary(
+    d: &DMatrix<f64>,
+    support: &[usize],
+    y: &DVector<f64>,
+    r: &DVector<f64>,
+    z: &DVector<f64>,
+    acc: &mut [DMatrix<f64>],
+    blocks: &[(usize, usize, usize)],
+) -> DVector<f64> {
+    let mut dy = DVector::zeros(d.nrows());
+    for (k, &s) in support.iter().enumerate() {
+        dy.axpy(y[k], &d.column(s), 1.0);
+    }
+    for (g, &(row0, col0, rows)) in acc.iter_mut().zip(blocks) {
+        for (k, &s) in support.iter().enumerate() {
+            if s < col0 || s >= col0 + g.ncols() {
+                continue;
+            }
+            let mut col = g.column_mut(s - col0);
+            for i in 0..rows {
+                col[i] += r[row0 + i] * y[k] - dy[row0 + i] * z[s];
+            }
+        }
+    }
+    dy
+}
+
+/// The objective of [`train_task_driven`] on the batch `(x, labels)` and its exact gradient
+/// with respect to the dictionary and the classifier (module docs). The reconstruction
+/// term `1/(2n) ||X - D Z(D)||_F^2` is differentiated through the code as well
+/// (`d/dD = -R Z^T / n + (dZ/dD)^T (-D^T R) / n`): the envelope theorem alone would give
+/// the gradient of the lasso energy, not of the reconstruction error.
+pub fn task_driven_gradient(
+    model: &PursuitClassifier,
+    x: &DMatrix<f64>,
+    labels: &[usize],
+    p: &TaskDrivenParams,
+) -> Result<TaskDrivenGradient> {
+    p.check()?;
+    crate::models::check_batch(model, x)?;
+    if labels.len() != x.ncols() {
+        return Err(SparseBpError::ShapeMismatch { what: "labels", expected: (x.ncols(), 1), got: (labels.len(), 1) });
+    }
+    if labels.is_empty() {
+        return Err(SparseBpError::Empty { what: "training batch" });
+    }
+    let solver = model.solver();
+    let d = solver.dictionary();
+    let z = solver.solve(x)?.codes;
+    let f = model.features_from_codes(&z);
+    let logits = model.classifier.logits(&f)?;
+    let (task, dl) = model.task.value_and_grad(&logits, labels)?; // mean over the batch
+    let dl = dl * p.task_weight;
+    let df = model.classifier.w.tr_mul(&dl);
+    let n = x.ncols() as f64;
+    let c = p.recon_weight / n;
+    let resid = x - d * &z;
+    let recon = 0.5 * resid.norm_squared() / n;
+    let (m, big_m) = d.shape();
+    let (kind, gs) = (model.kind, model.group_size);
+    let zero = || (vec![DMatrix::zeros(m, big_m)], 0.0);
+    let (acc, gap) = (0..x.ncols())
+        .into_par_iter()
+        .try_fold(zero, |(mut acc, mut gap), j| -> Result<(Vec<DMatrix<f64>>, f64)> {
+            let zj = z.column(j).into_owned();
+            let rj = resid.column(j).into_owned();
+            let mut v = code_cotangent(kind, gs, &z, &f, &df, j);
+            if c > 0.0 {
+                v -= d.tr_mul(&rj) * c;
+                for (s, &zs) in zj.iter().enumerate() {
+                    if zs != 0.0 {
+                        acc[0].column_mut(s).axpy(-c * zs, &rj, 1.0);
+                    }
+                }
+            }
+            if let Some((support, y)) = crate::implicit::adjoint(solver, &zj, &v)? {
+                accumulate_dictionary(d, &support, &y, &rj, &zj, &mut acc, &[(0, 0, m)]);
+            }
+            if p.gap_weight > 0.0 {
+                let g = gap_regulariser(solver, &x.column(j).into_owned(), &zj, p.gap_margin)?;
+                acc[0] += g.d_dict * (p.gap_weight / n);
+                gap += g.value / n;
+            }
+            Ok((acc, gap))
+        })
+        .try_reduce(zero, |(mut a, ga), (b, gb)| {
+            a[0] += &b[0];
+            Ok((a, ga + gb))
+        })?;
+    let w = &dl * f.transpose();
+    let b = DVector::from_fn(dl.nrows(), |i, _| dl.row(i).sum());
+    let dictionary = acc.into_iter().next().unwrap_or_else(|| DMatrix::zeros(m, big_m));
+    Ok(TaskDrivenGradient { loss: TaskDrivenLoss { task, recon, gap }, dictionary, w, b })
+}
+
+/// The penalty of step `t` (0-based) under a warm-up of `warmup` steps: linear from
+/// `lambda / (warmup + 1)` to `lambda` (thresholds warmed up from near 0; exactly 0 would
+/// make the code non-unique).
+#[must_use]
+pub fn warmup_lambda(lambda: f64, t: usize, warmup: usize) -> f64 {
+    lambda * ((t + 1) as f64 / (warmup + 1) as f64).min(1.0)
+}
+
 /// Task-driven training of `model`'s dictionary (and optionally its classifier), see the
-/// module docs. Returns the objective terms on the whole training set after every epoch
-/// (entry 0: before training).
+/// module docs: Adam on [`task_driven_gradient`] per mini-batch, atoms renormalised to
+/// unit norm after every step, the penalty warmed up over the first `warmup_steps` steps
+/// ([`warmup_lambda`]). Returns the objective terms on the whole training set (at the
+/// target penalty) after every epoch (entry 0: before training).
 pub fn train_task_driven(
     model: &mut PursuitClassifier,
     x: &DMatrix<f64>,
@@ -303,64 +453,42 @@ pub fn train_task_driven(
     let mut order: Vec<usize> = (0..x.ncols()).collect();
     let solver_params = model.solver().params().clone();
     let (kind, gs, lambda, task) = (model.kind, model.group_size, model.lambda, model.task);
+    let build = |d: &DMatrix<f64>, w: &DMatrix<f64>, b: &DMatrix<f64>, lambda: f64| -> Result<PursuitClassifier> {
+        let clf = LinearClassifier { w: w.clone(), b: b.column(0).into_owned() };
+        let mut next = PursuitClassifier::new(kind, d.clone(), gs, lambda, clf, task)?;
+        next.set_solver_params(solver_params.clone())?;
+        Ok(next)
+    };
+    let mut t = 0;
+    if p.warmup_steps > 0 {
+        *model = build(&d, &w, &b, warmup_lambda(lambda, 0, p.warmup_steps))?;
+    }
     for epoch in 0..p.epochs {
         order.shuffle(&mut rng);
         for chunk in order.chunks(p.batch_size) {
             let xb = DMatrix::from_fn(x.nrows(), chunk.len(), |i, j| x[(i, chunk[j])]);
             let lb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let solver = model.solver();
-            let z = solver.solve(&xb)?.codes;
-            let f = model.features_from_codes(&z);
-            let logits = model.classifier.logits(&f)?;
-            let (_, dl) = task.value_and_grad(&logits, &lb)?; // mean over the batch
-            let dl = dl * p.task_weight;
-            let df = model.classifier.w.tr_mul(&dl);
-            let n = chunk.len() as f64;
-            let per_sample: Vec<Result<DMatrix<f64>>> = (0..chunk.len())
-                .into_par_iter()
-                .map(|j| {
-                    let zj = z.column(j).into_owned();
-                    let xj = xb.column(j).into_owned();
-                    let v = match kind {
-                        CodeKind::Bp | CodeKind::Gbp => df.column(j).into_owned(),
-                        CodeKind::Pgbp => DVector::from_fn(zj.len(), |a, _| {
-                            let g = a / gs;
-                            if f[(g, j)] > 0.0 { df[(g, j)] * zj[a] / f[(g, j)] } else { 0.0 }
-                        }),
-                    };
-                    let mut gd = vjp_full(solver, &xj, &zj, &v)?.dictionary;
-                    if p.gap_weight > 0.0 {
-                        let gap = gap_regulariser(solver, &xj, &zj, p.gap_margin)?;
-                        gd += gap.d_dict * (p.gap_weight / n);
-                    }
-                    Ok(gd)
-                })
-                .collect();
-            let mut gd = DMatrix::zeros(d.nrows(), d.ncols());
-            for g in per_sample {
-                gd += g?;
-            }
-            if p.recon_weight > 0.0 {
-                gd -= (&xb - &d * &z) * z.transpose() * (p.recon_weight / n);
-            }
-            adam_d.step(std::iter::once(&mut d), &[&gd]);
+            let g = task_driven_gradient(model, &xb, &lb, p)?;
+            adam_d.step(std::iter::once(&mut d), &[&g.dictionary]);
             normalise_columns(&mut d);
             if p.clf_lr.is_some() {
-                let gw = &dl * f.transpose();
-                let gb = DMatrix::from_fn(w.nrows(), 1, |i, _| dl.row(i).sum());
-                adam_c.step([&mut w, &mut b].into_iter(), &[&gw, &gb]);
+                let gb = DMatrix::from_column_slice(g.b.len(), 1, g.b.as_slice());
+                adam_c.step([&mut w, &mut b].into_iter(), &[&g.w, &gb]);
             }
-            let clf = LinearClassifier { w: w.clone(), b: b.column(0).into_owned() };
-            let mut next = PursuitClassifier::new(kind, d.clone(), gs, lambda, clf, task)?;
-            next.set_solver_params(solver_params.clone())?;
-            *model = next;
+            t += 1;
+            *model = build(&d, &w, &b, warmup_lambda(lambda, t, p.warmup_steps))?;
         }
-        let l = task_driven_loss(model, x, labels, p.gap_margin)?;
+        // evaluate at the target penalty
+        let eval = build(&d, &w, &b, lambda)?;
+        let l = task_driven_loss(&eval, x, labels, p.gap_margin)?;
         tracing::info!(epoch, task = l.task, recon = l.recon, gap = l.gap, "task-driven epoch");
         history.push(l);
+        *model = eval;
     }
     Ok(history)
 }
+
+pub mod deep;
 
 #[cfg(test)]
 mod tests {
@@ -453,6 +581,88 @@ mod tests {
         assert!(last < 0.8 * first, "task loss {first} -> {last}");
         assert_eq!(m.classifier, w0, "classifier must stay fixed");
         assert!(m.solver().dictionary().column_iter().all(|c| (c.norm() - 1.0).abs() < 1e-12));
+    }
+
+    /// Central differences of the whole objective (task + reconstruction + gap) in every
+    /// dictionary entry (re-solving the code) and every classifier entry, for BP, GBP, PGBP.
+    #[test]
+    fn task_driven_gradient_matches_finite_differences() {
+        let p = TaskDrivenParams { recon_weight: 0.7, gap_weight: 0.3, gap_margin: 5.0, ..TaskDrivenParams::default() };
+        let mut checked = 0;
+        for (seed, kind) in [(21u64, CodeKind::Bp), (22, CodeKind::Gbp), (23, CodeKind::Pgbp)] {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut d = rand_mat(8, 12, &mut rng);
+            normalise_columns(&mut d);
+            let nf = if kind == CodeKind::Pgbp { 4 } else { 12 };
+            let clf = LinearClassifier { w: rand_mat(3, nf, &mut rng), b: DVector::from_element(3, 0.1) };
+            let build = |d: &DMatrix<f64>, clf: &LinearClassifier| {
+                let mut m =
+                    PursuitClassifier::new(kind, d.clone(), 3, 0.4, clf.clone(), TaskLoss::CrossEntropy).unwrap();
+                m.set_solver_params(tight()).unwrap();
+                m
+            };
+            let x = rand_mat(8, 3, &mut rng) * 2.0;
+            let labels = [0, 1, 2];
+            let total = |m: &PursuitClassifier| task_driven_loss(m, &x, &labels, p.gap_margin).unwrap().total(&p);
+            let m = build(&d, &clf);
+            let g = task_driven_gradient(&m, &x, &labels, &p).unwrap();
+            assert!((g.loss.total(&p) - total(&m)).abs() < 1e-12);
+            assert!(g.loss.gap > 0.0 && g.loss.recon > 0.0, "{kind:?}: every term must contribute ({:?})", g.loss);
+            let h = 1e-6;
+            let tol = |fd: f64| 1e-5 * (1.0 + fd.abs());
+            for i in 0..d.len() {
+                let (mut dp, mut dm) = (d.clone(), d.clone());
+                dp[i] += h;
+                dm[i] -= h;
+                let fd = (total(&build(&dp, &clf)) - total(&build(&dm, &clf))) / (2.0 * h);
+                assert!((fd - g.dictionary[i]).abs() < tol(fd), "{kind:?} D[{i}]: fd {fd} vs {}", g.dictionary[i]);
+                checked += 1;
+            }
+            for i in 0..clf.w.len() {
+                let (mut cp, mut cm) = (clf.clone(), clf.clone());
+                cp.w[i] += h;
+                cm.w[i] -= h;
+                let fd = (total(&build(&d, &cp)) - total(&build(&d, &cm))) / (2.0 * h);
+                assert!((fd - g.w[i]).abs() < tol(fd), "{kind:?} W[{i}]: fd {fd} vs {}", g.w[i]);
+            }
+            for i in 0..3 {
+                let (mut cp, mut cm) = (clf.clone(), clf.clone());
+                cp.b[i] += h;
+                cm.b[i] -= h;
+                let fd = (total(&build(&d, &cp)) - total(&build(&d, &cm))) / (2.0 * h);
+                assert!((fd - g.b[i]).abs() < tol(fd), "{kind:?} b[{i}]: fd {fd} vs {}", g.b[i]);
+            }
+        }
+        assert_eq!(checked, 3 * 96);
+    }
+
+    #[test]
+    fn joint_training_with_reconstruction_and_warmup_lowers_the_objective() {
+        for (kind, seed) in [(CodeKind::Bp, 31u64), (CodeKind::Gbp, 32), (CodeKind::Pgbp, 33)] {
+            let (m0, x, labels) = problem(seed);
+            let nf = if kind == CodeKind::Pgbp { 4 } else { 12 };
+            let mut rng = StdRng::seed_from_u64(seed);
+            let clf = LinearClassifier { w: rand_mat(3, nf, &mut rng) * 0.1, b: DVector::zeros(3) };
+            let d = m0.solver().dictionary().clone();
+            let mut m = PursuitClassifier::new(kind, d, 3, 0.3, clf, TaskLoss::CrossEntropy).unwrap();
+            m.set_solver_params(SolverParams { tol: 1e-9, max_iter: 50_000, ..SolverParams::default() }).unwrap();
+            let p = TaskDrivenParams {
+                epochs: 10,
+                lr: 1e-2,
+                clf_lr: Some(5e-2),
+                batch_size: 30,
+                recon_weight: 0.1,
+                warmup_steps: 6,
+                ..TaskDrivenParams::default()
+            };
+            let hist = train_task_driven(&mut m, &x, &labels, &p).unwrap();
+            let (first, last) = (hist[0].total(&p), hist.last().unwrap().total(&p));
+            assert!(last < 0.7 * first, "{kind:?}: objective {first} -> {last}");
+            assert_eq!(m.lambda, 0.3, "target penalty after the warm-up");
+            assert_eq!(m.solver().groups().groups()[0].weight, 0.3);
+        }
+        assert!((warmup_lambda(1.0, 0, 3) - 0.25).abs() < 1e-15 && warmup_lambda(1.0, 3, 3) == 1.0);
+        assert_eq!(warmup_lambda(0.5, 0, 0), 0.5);
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! Small MNIST check of the attack protocols and of end-to-end training (issue 20), without
+//! the xtask: learns a BP (256 atoms, `l1`) and a group (32 groups of 8) dictionary without
+//! labels, trains softmax classifiers on the codes (BP, GBP, PGBP), evaluates each clean and
+//! under the labelled protocols at one budget, then fine-tunes each model end to end
+//! ([`sparse_bp::train::task_driven::train_task_driven`]: cross-entropy + reconstruction,
+//! dictionary and classifier jointly) and evaluates again.
+//!
+//! `cargo run --release -p sparse-bp --example mnist_protocols -- [data dir] [n_train] [n_test] [e2e epochs] [eps]`
+//! (defaults `../shared/data/mnist 1000 200 3 0.15`). Inputs are standardised with the
+//! training pixels' scalar mean and standard deviation; `eps` is in standardised units for
+//! the `-std` columns and in pixel units for `ifgsm-linf-px`. First images of each split.
+
+use std::io::Read;
+use std::time::Instant;
+
+use sparse_bp::attack::AttackNorm;
+use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd, Standardisation};
+use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
+use sparse_bp::nalgebra::DMatrix;
+use sparse_bp::train::task_driven::{TaskDrivenParams, train_task_driven};
+use sparse_bp::train::{DictParams, FitParams, learn_dictionary, train_linear};
+use sparse_bp::{Algorithm, SolverParams};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// The payload of a gzipped IDX file after its `header` bytes, first `n` records of `size` bytes.
+fn read_idx_gz(path: &str, header: usize, size: usize, n: usize) -> Result<Vec<u8>, BoxError> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(f).read_to_end(&mut bytes)?;
+    let end = header + n * size;
+    if bytes.len() < end {
+        return Err(format!("{path}: {} bytes, need {end}", bytes.len()).into());
+    }
+    Ok(bytes[header..end].to_vec())
+}
+
+fn load(dir: &str, split: &str, n: usize) -> Result<(DMatrix<f64>, Vec<usize>), BoxError> {
+    let img = read_idx_gz(&format!("{dir}/{split}-images-idx3-ubyte.gz"), 16, 784, n)?;
+    let lab = read_idx_gz(&format!("{dir}/{split}-labels-idx1-ubyte.gz"), 8, 1, n)?;
+    let x = DMatrix::from_fn(784, n, |i, j| f64::from(img[j * 784 + i]) / 255.0);
+    Ok((x, lab.iter().map(|&l| usize::from(l)).collect()))
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args.get(1).cloned().unwrap_or_else(|| "../shared/data/mnist".into());
+    let n_train: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let n_test: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let e2e_epochs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let eps: f64 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(0.15);
+    let t0 = Instant::now();
+    let (px_train, y_train) = load(&dir, "train", n_train)?;
+    let (px_test, y_test) = load(&dir, "t10k", n_test)?;
+    let n = px_train.len() as f64;
+    let mean = px_train.sum() / n;
+    let std = (px_train.map(|p| (p - mean) * (p - mean)).sum() / n).sqrt();
+    let stdz = Standardisation::new(mean, std)?;
+    let space = InputSpace::new(stdz, Some((0.0, 1.0)))?;
+    let (x_train, x_test) = (stdz.standardise(&px_train), stdz.standardise(&px_test));
+    println!("MNIST: {n_train} train / {n_test} test images, pixel mean {mean:.4} std {std:.4}, eps {eps}");
+    let protocols = [
+        AttackProtocol::ifgsm(AttackNorm::Linf, EpsUnit::Standardised, 10, space),
+        AttackProtocol::ifgsm(AttackNorm::Linf, EpsUnit::Pixel, 10, space),
+        AttackProtocol::ifgsm(AttackNorm::L2, EpsUnit::Standardised, 10, space),
+        AttackProtocol::pgd(
+            AttackNorm::Linf,
+            EpsUnit::Standardised,
+            20,
+            Pgd { restarts: 3, seed: 7, ..Pgd::default() },
+            space,
+        ),
+    ];
+    let sp = SolverParams { algorithm: Algorithm::Fista, tol: 1e-5, max_iter: 2000, ..SolverParams::default() };
+    let ce = TaskLoss::CrossEntropy;
+    let (atoms, group, lambda) = (256, 8, 2.0);
+    let mut header = format!("{:<24} {:>7}", "model", "clean");
+    for p in &protocols {
+        header += &format!(" {:>15}", p.label());
+    }
+    println!("{header} {:>8}", "time s");
+    for (kind, gs, name) in [(CodeKind::Bp, 1, "bp"), (CodeKind::Gbp, group, "gbp"), (CodeKind::Pgbp, group, "pgbp")] {
+        let t = Instant::now();
+        let dp = DictParams {
+            atoms,
+            group_size: gs,
+            lambda,
+            epochs: 3,
+            warmup_epochs: 1,
+            lr: 2e-3,
+            batch_size: 250,
+            code_tol: 1e-3,
+            seed: 1,
+            ..DictParams::default()
+        };
+        let (d, _) = learn_dictionary(&x_train, &dp)?;
+        let nf = if kind == CodeKind::Pgbp { atoms / group } else { atoms };
+        let mut m = PursuitClassifier::new(kind, d.clone(), group, lambda, LinearClassifier::zeros(10, nf), ce)?;
+        m.set_solver_params(sp.clone())?;
+        let fit = FitParams { epochs: 40, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 1 };
+        let clf = train_linear(&m.features(&x_train)?, &y_train, ce, &fit)?;
+        let mut m = PursuitClassifier::new(kind, d, group, lambda, clf, ce)?;
+        m.set_solver_params(sp.clone())?;
+        let t_frozen = t.elapsed().as_secs_f64();
+        let mut rows = vec![(format!("{name} (frozen codes)"), m.clone(), t_frozen)];
+        let t = Instant::now();
+        let p = TaskDrivenParams {
+            epochs: e2e_epochs,
+            lr: 5e-4,
+            clf_lr: Some(3e-3),
+            batch_size: 100,
+            recon_weight: 0.05,
+            seed: 2,
+            ..TaskDrivenParams::default()
+        };
+        let hist = train_task_driven(&mut m, &x_train, &y_train, &p)?;
+        let first = hist.first().map(|l| (l.task, l.recon));
+        let last = hist.last().map(|l| (l.task, l.recon));
+        println!("  {name}: end-to-end task / recon {first:.4?} -> {last:.4?}");
+        rows.push((format!("{name} (end to end)"), m, t_frozen + t.elapsed().as_secs_f64()));
+        for (label, model, secs) in rows {
+            let clean = model.accuracy(&x_test, &y_test)?;
+            let mut line = format!("{label:<24} {:>6.1}%", 100.0 * clean);
+            let t = Instant::now();
+            for p in &protocols {
+                let adv = p.run(&model, &x_test, &y_test, eps)?;
+                line += &format!(" {:>14.1}%", 100.0 * model.accuracy(&adv, &y_test)?);
+            }
+            println!("{line} {:>8.0} (train) {:>6.0} (attacks)", secs, t.elapsed().as_secs_f64());
+        }
+    }
+    println!("total {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
