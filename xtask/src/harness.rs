@@ -1,6 +1,6 @@
 //! What every experiment shares with the driver: the run options, an experiment's outcome, the
 //! registry entry type and the progress bars. Depends on no other module of `xtask` but
-//! `report`, so that the experiments (`exp_*`) and the driver (`reproduce`) both import it and
+//! `report` and `cluster`, so that the experiments (`exp_*`) and the driver (`reproduce`) both import it and
 //! imports only point down (checked by `tests/architecture.rs`).
 
 use std::path::PathBuf;
@@ -85,6 +85,9 @@ pub struct Experiment {
 
 /// A progress bar for epochs or batches, drawn on stderr.
 pub fn progress(len: u64, what: &str) -> ProgressBar {
+    if !crate::cluster::is_root() {
+        return ProgressBar::hidden(); // rank 0 of an MPI job draws
+    }
     let bar = ProgressBar::new(len);
     let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
         .map(|s| s.progress_chars("=> "))

@@ -2,6 +2,7 @@
 
 use std::process::{Command, ExitCode};
 
+mod cluster;
 mod dataset_info;
 mod exp_snn;
 mod exp_sparse;
@@ -34,7 +35,21 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("ci") => ci(),
-        Some("reproduce") => reproduce::main(&args[1..]),
+        Some("reproduce") => {
+            // MPI (feature `mpi`) starts before any experiment and ends after the last one.
+            let session = match cluster::init() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = reproduce::main(&args[1..]);
+            if code != ExitCode::SUCCESS {
+                session.abort_if_distributed(1);
+            }
+            code
+        }
         Some("dataset-info") => dataset_info::run(&args[1..]),
         Some("fetch") => fetch::run(&args[1..]),
         Some(other) => {
@@ -46,7 +61,8 @@ fn main() -> ExitCode {
 
 /// The test command of the README (what `.ci/run` runs): format and lint checks, the test
 /// suite in release mode with the CI proptest seed (unless one is set), the docs with
-/// warnings as errors, and the README's first command on a fresh clone (`.ci/fresh-clone`).
+/// warnings as errors, the README's first command on a fresh clone (`.ci/fresh-clone`) and
+/// `.ci/mpi-check` (the `mpi` feature under mpirun).
 fn ci() -> ExitCode {
     let seed = std::env::var("PROPTEST_RNG_SEED").unwrap_or_else(|_| "20261128".into());
     // (cargo arguments, one environment variable for that step)
@@ -73,6 +89,12 @@ fn ci() -> ExitCode {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     if !Command::new("bash").arg(".ci/fresh-clone").current_dir(root).status().is_ok_and(|s| s.success()) {
         eprintln!("step failed: bash .ci/fresh-clone");
+        return ExitCode::FAILURE;
+    }
+    // The `mpi` feature (installs Open MPI and libclang when missing, builds, runs mpirun -n 1/2/3).
+    eprintln!("$ bash .ci/mpi-check");
+    if !Command::new("bash").arg(".ci/mpi-check").current_dir(root).status().is_ok_and(|s| s.success()) {
+        eprintln!("step failed: bash .ci/mpi-check");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -194,13 +194,17 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut failed = Vec::new();
     let mut skipped = Vec::new();
     let mut index = Vec::new();
+    let root = crate::cluster::is_root();
     for e in selected {
-        eprintln!(
-            "== {} ({}) -> {}",
-            e.name,
-            if opts.quick { "quick" } else { "full" },
-            opts.out.join(e.name).display()
-        );
+        // Other ranks of an MPI job compute their share and print only errors.
+        if root {
+            eprintln!(
+                "== {} ({}) -> {}",
+                e.name,
+                if opts.quick { "quick" } else { "full" },
+                opts.out.join(e.name).display()
+            );
+        }
         match run_one(e, &opts, &log) {
             Ok(summary) => index.push(summary),
             Err(err) => match err.downcast_ref::<crate::fetch::DataUnavailable>() {
@@ -216,7 +220,7 @@ pub fn main(args: &[String]) -> ExitCode {
             },
         }
     }
-    if !index.is_empty() {
+    if !index.is_empty() && root {
         let text = format!(
             "# Reproduction runs\n\nseed {}, {}\n\n{}",
             opts.seed,
@@ -253,9 +257,14 @@ fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> DynResult<String> {
     results.insert("experiment".into(), json!(e.name));
     results.insert("seed".into(), json!(opts.seed));
     results.insert("quick".into(), json!(opts.quick));
+    results.insert("ranks".into(), json!(crate::cluster::size()));
+    results.insert("threads_per_rank".into(), json!(rayon::current_num_threads()));
     results.extend(outcome.results);
     results.insert("wall_seconds".into(), json!(wall));
     results.insert("peak_rss_bytes".into(), json!(rss));
+    if !crate::cluster::is_root() {
+        return Ok(String::new());
+    }
     report::write_json(&dir.path("results.json"), &Value::Object(results))?;
     let rss_mib = rss.map_or("n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
     let md = format!(
