@@ -977,7 +977,7 @@ fn reduction_seconds(net: &Network, reps: usize) -> DynResult<f64> {
     for _ in 0..reps {
         first_failure(comm, None)?;
         comm.sum_u64(&mut ints)?;
-        ordered_sum(comm, &mut flat, &mut |b: &mut [f64]| b[0] += 1.0)?;
+        ordered_sum(comm, &mut flat, &mut |_, b: &mut [f64]| b[0] += 1.0)?;
     }
     Ok(t0.elapsed().as_secs_f64() / reps.max(1) as f64)
 }

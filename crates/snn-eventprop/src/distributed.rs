@@ -21,7 +21,10 @@
 //!   `mpi` crate (rsmpi); MPI is called from the thread that initialised it only.
 //!
 //! Communication per batch: the chain passes the gradient vector (number of parameters + 1
-//! `f64`, i.e. ~8 bytes per parameter) from rank to rank once and broadcasts it once.
+//! `f64`, i.e. ~8 bytes per parameter) from rank to rank once and broadcasts it once. The
+//! running sum travels in segments of [`SEGMENT`] values, so that rank `r + 1` adds segment
+//! `s` while rank `r` adds segment `s + 1`: the chain is a pipeline whose time grows with
+//! `ranks - 1 + segments` segment transfers, not with `ranks` whole vectors.
 //!
 //! ```
 //! use snn_eventprop::distributed::{Communicator, ThreadGroup, chunk_range, ordered_sum};
@@ -32,7 +35,7 @@
 //! let totals = ThreadGroup::run(3, |comm| {
 //!     let mine = chunk_range(chunks.len(), comm.rank(), comm.size()).unwrap();
 //!     let mut buf = [0.0];
-//!     ordered_sum(comm, &mut buf, &mut |b: &mut [f64]| {
+//!     ordered_sum(comm, &mut buf, &mut |_offset: usize, b: &mut [f64]| {
 //!         for x in &chunks[mine.clone()] {
 //!             b[0] += x;
 //!         }
@@ -93,24 +96,35 @@ pub fn chunk_range(chunks: usize, rank: usize, size: usize) -> Result<Range<usiz
     Ok(chunks * rank / size..chunks * (rank + 1) / size)
 }
 
+/// Values per message of the chain of [`ordered_sum`] (512 KiB).
+pub const SEGMENT: usize = 1 << 16;
+
 /// Ordered sum over the ranks: on return `buf` holds, on every rank, the result of starting
 /// from `+0.0` everywhere and applying `add_local` of rank 0, then of rank 1, ... then of the
 /// last rank to the same buffer.
 ///
-/// Rank `r` receives the running sum from rank `r - 1` (rank 0 starts from zeros), applies
-/// `add_local` and sends it to rank `r + 1`; the last rank broadcasts the total. If every
-/// rank's `add_local` adds its parts in order, the result is bitwise that of one process
-/// adding all the parts in order.
-pub fn ordered_sum(comm: &dyn Communicator, buf: &mut [f64], add_local: &mut dyn FnMut(&mut [f64])) -> Result<()> {
+/// `add_local(offset, segment)` must add this rank's contribution to `buf[offset..offset +
+/// segment.len()]`, given as `segment`; it is called once per segment of [`SEGMENT`] values,
+/// in order. Rank `r` receives each segment of the running sum from rank `r - 1` (rank 0
+/// starts from zeros), applies `add_local` and sends it to rank `r + 1`; the last rank
+/// broadcasts the total. If every rank's `add_local` adds its parts in order, the result is
+/// bitwise that of one process adding all the parts in order.
+pub fn ordered_sum(
+    comm: &dyn Communicator,
+    buf: &mut [f64],
+    add_local: &mut dyn FnMut(usize, &mut [f64]),
+) -> Result<()> {
     let (rank, size) = (comm.rank(), comm.size());
-    if rank == 0 {
-        buf.fill(0.0);
-    } else {
-        comm.receive(rank - 1, buf)?;
-    }
-    add_local(buf);
-    if rank + 1 < size {
-        comm.send(rank + 1, buf)?;
+    for (s, segment) in buf.chunks_mut(SEGMENT).enumerate() {
+        if rank == 0 {
+            segment.fill(0.0);
+        } else {
+            comm.receive(rank - 1, segment)?;
+        }
+        add_local(s * SEGMENT, segment);
+        if rank + 1 < size {
+            comm.send(rank + 1, segment)?;
+        }
     }
     comm.broadcast(size - 1, buf)
 }
@@ -454,6 +468,37 @@ mod tests {
     }
 
     #[test]
+    fn ordered_sum_travels_in_segments_and_keeps_every_offset() {
+        // 2.5 segments: each rank adds (rank + 1) * index + a tiny order-sensitive term.
+        let n = SEGMENT * 5 / 2;
+        for size in [1, 3] {
+            let out = ThreadGroup::run(size, |comm| {
+                let mut buf = vec![f64::NAN; n];
+                let r = comm.rank() as f64;
+                let mut calls = Vec::new();
+                ordered_sum(comm, &mut buf, &mut |off, seg: &mut [f64]| {
+                    calls.push((off, seg.len()));
+                    for (i, a) in seg.iter_mut().enumerate() {
+                        *a += (r + 1.0) * (off + i) as f64 + 1e-17 * r;
+                    }
+                })
+                .unwrap();
+                (buf, calls)
+            });
+            for (buf, calls) in out {
+                assert_eq!(calls, vec![(0, SEGMENT), (SEGMENT, SEGMENT), (2 * SEGMENT, SEGMENT / 2)]);
+                for (i, &x) in buf.iter().enumerate() {
+                    let mut want = 0.0;
+                    for r in 0..size {
+                        want += (r as f64 + 1.0) * i as f64 + 1e-17 * r as f64;
+                    }
+                    assert_eq!(x.to_bits(), want.to_bits(), "{size} ranks, index {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn thread_group_sums_integers_and_agrees_on_the_first_failure() {
         let out = ThreadGroup::run(4, |comm| {
             let mut v = vec![comm.rank() as u64, 1];
@@ -485,7 +530,7 @@ mod tests {
             let out = ThreadGroup::run(size, |comm| {
                 let mine = chunk_range(parts.len(), comm.rank(), comm.size()).unwrap();
                 let mut buf = [f64::NAN; 3];
-                ordered_sum(comm, &mut buf, &mut |b: &mut [f64]| {
+                ordered_sum(comm, &mut buf, &mut |_, b: &mut [f64]| {
                     for p in &parts[mine.clone()] {
                         b.iter_mut().zip(p).for_each(|(a, x)| *a += x);
                     }

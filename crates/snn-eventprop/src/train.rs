@@ -402,8 +402,8 @@ pub struct BatchWorkspace<E: Adjoint> {
     chunk_size: usize,
     workers: Vec<Worker<E>>,
     total: Gradients,
-    /// Chunk sums of this rank, in chunk order (several ranks only).
-    parts: Vec<Gradients>,
+    /// Chunk sums of this rank, in chunk order, flattened like `flat` (several ranks only).
+    parts: Vec<Vec<f64>>,
     /// Chunk losses of this rank, in chunk order (several ranks only).
     losses: Vec<f64>,
     /// The flattened running sum passed between ranks: every weight matrix, every delay
@@ -595,8 +595,9 @@ impl<E: Adjoint> BatchWorkspace<E> {
         self.spikes.fill(0);
         let (mut loss_sum, mut correct) = (0.0, 0);
         if distributed {
+            let params = flatten_len(&self.total);
             while self.parts.len() < chunks.len() {
-                self.parts.push(Gradients::zeros(net));
+                self.parts.push(vec![0.0; params]);
             }
             self.losses.clear();
         }
@@ -618,7 +619,7 @@ impl<E: Adjoint> BatchWorkspace<E> {
                 if distributed {
                     // Kept until the predecessor's running sum arrives.
                     self.losses.push(w.loss);
-                    std::mem::swap(&mut w.grads, &mut self.parts[c0 + k]);
+                    flatten(&w.grads, &mut self.parts[c0 + k]);
                 } else {
                     loss_sum += w.loss;
                 }
@@ -649,21 +650,32 @@ impl<E: Adjoint> BatchWorkspace<E> {
     /// The ordered reduction of this rank's first `count` chunk sums (`parts`, `losses`) with
     /// the other ranks' into `total`; returns the loss sum.
     fn reduce_in_order(&mut self, comm: &dyn Communicator, count: usize) -> Result<f64> {
-        let (total, parts, losses, flat) = (&mut self.total, &self.parts[..count], &self.losses, &mut self.flat);
-        let params = flatten_len(total);
-        flat.resize(params + 1, 0.0);
-        ordered_sum(comm, flat, &mut |buf: &mut [f64]| {
-            // The running sum so far, plus this rank's chunks in order: the additions of
-            // the single-process loop.
-            unflatten(&buf[..params], total);
-            add_in_order(total, &parts.iter().collect::<Vec<_>>());
-            flatten(total, &mut buf[..params]);
-            for l in losses {
-                buf[params] += l;
+        let params = flatten_len(&self.total);
+        self.flat.resize(params + 1, 0.0);
+        let (parts, losses) = (&self.parts[..count], &self.losses);
+        // The running sum so far, plus this rank's chunks in order: per element, the additions
+        // of the single-process loop.
+        ordered_sum(comm, &mut self.flat, &mut |offset: usize, segment: &mut [f64]| {
+            let in_params = params.saturating_sub(offset).min(segment.len());
+            let (grads, loss) = segment.split_at_mut(in_params);
+            const BLOCK: usize = 4096;
+            grads.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
+                let start = offset + b * BLOCK;
+                let len = d.len();
+                for p in parts {
+                    for (a, x) in d.iter_mut().zip(&p[start..start + len]) {
+                        *a += x;
+                    }
+                }
+            });
+            if let Some(l) = loss.first_mut() {
+                for x in losses {
+                    *l += x;
+                }
             }
         })?;
-        unflatten(&flat[..params], total);
-        Ok(flat[params])
+        unflatten(&self.flat[..params], &mut self.total);
+        Ok(self.flat[params])
     }
 }
 
@@ -879,7 +891,7 @@ pub fn evaluate_on<S: Simulator>(
         correct = ints[0] as usize;
         counts.copy_from_slice(&ints[1..]);
         let mut buf = [0.0];
-        ordered_sum(comm, &mut buf, &mut |b: &mut [f64]| {
+        ordered_sum(comm, &mut buf, &mut |_, b: &mut [f64]| {
             for pl in &losses {
                 b[0] += pl;
             }

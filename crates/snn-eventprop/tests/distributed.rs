@@ -22,29 +22,38 @@ fn engine() -> ClockedEngine {
 
 /// 20 inputs -> 12 LIF -> 3 LI, random weights and delays.
 fn network(seed: u64) -> Network {
+    sized_network(20, 12, 2.0, seed)
+}
+
+/// `inputs` -> `hidden` LIF -> 3 LI, random weights (input weights scaled by `gain`) and delays.
+fn sized_network(inputs: usize, hidden: usize, gain: f64, seed: u64) -> Network {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut b = NetworkBuilder::new();
-    let i = b.input("in", 20);
-    let h = b.lif("hid", 12, LifParams::default());
+    let i = b.input("in", inputs);
+    let h = b.lif("hid", hidden, LifParams::default());
     let o = b.li("out", 3, LiParams::default());
     let mut w = |r, c, s: f64| DMatrix::from_fn(r, c, |_, _| rng.random_range(-0.5..1.5) * s);
-    let (w_ih, w_ho) = (w(12, 20, 2.0), w(3, 12, 1.0));
+    let (w_ih, w_ho) = (w(hidden, inputs, gain), w(3, hidden, 1.0));
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
     let mut d = |r, c| DMatrix::from_fn(r, c, |_, _| rng.random_range(0.0..5.0));
-    let (d_ih, d_ho) = (d(12, 20), d(3, 12));
+    let (d_ih, d_ho) = (d(hidden, inputs), d(3, hidden));
     b.connect(i, h, w_ih, d_ih);
     b.connect(h, o, w_ho, d_ho);
     b.build().unwrap()
 }
 
 fn data(n: usize, seed: u64) -> Labelled {
+    sized_data(20, 5..30, n, seed)
+}
+
+fn sized_data(inputs: u32, spikes: std::ops::Range<usize>, n: usize, seed: u64) -> Labelled {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut x = SpikeTrains::new(20);
+    let mut x = SpikeTrains::new(inputs as usize);
     let mut labels = Vec::new();
     for _ in 0..n {
-        let k = rng.random_range(5..30);
+        let k = rng.random_range(spikes.clone());
         let times: Vec<f64> = (0..k).map(|_| rng.random_range(0.0..25.0)).collect();
-        let neurons: Vec<u32> = (0..k).map(|_| rng.random_range(0..20)).collect();
+        let neurons: Vec<u32> = (0..k).map(|_| rng.random_range(0..inputs)).collect();
         x.push_unsorted(&times, &neurons).unwrap();
         labels.push(rng.random_range(0..3));
     }
@@ -108,6 +117,36 @@ fn k_ranks_train_bitwise_like_one_process() {
         // the equalities above can fail.
         let regrouped = single(&engine, &config(2, reg), (&train, &val));
         assert_ne!(regrouped.0, one.0, "regulariser {reg:?}: summation order does not matter for this data");
+    }
+}
+
+#[test]
+fn batch_gradients_over_several_chain_segments_are_bitwise_those_of_one_process() {
+    // 300 -> 120 -> 3: 2 x (36000 + 360) = 72720 values, more than one segment of the chain.
+    let (engine, net, set) = (engine(), sized_network(300, 120, 0.5, 4), sized_data(300, 100..300, 24, 5));
+    let params: usize = net.connections().iter().map(|c| 2 * c.weights().len()).sum();
+    assert!(params > snn_eventprop::distributed::SEGMENT, "{params} values fit in one segment");
+    let loss = Loss::ExpIntegralCrossEntropy;
+    let indices: Vec<usize> = (0..24).rev().collect();
+    let bits = |g: &Gradients| {
+        g.weights.iter().chain(&g.delays).flat_map(|m| m.iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect()
+    };
+    let mut ws = BatchWorkspace::<ClockedEngine>::new(&net, 4).unwrap();
+    let one = ws.compute(&engine, &net, set.spikes(), set.labels(), &indices, &loss, None).unwrap();
+    let one: (u64, usize, Vec<u64>, Vec<u64>) =
+        (one.loss.to_bits(), one.correct, ws.spike_counts().to_vec(), bits(ws.gradients()));
+    let nonzero = one.3.iter().filter(|&&b| f64::from_bits(b) != 0.0).count();
+    let hidden_spikes: u64 = one.2[300..420].iter().sum();
+    assert!(nonzero > params / 4, "{nonzero} nonzero gradients of {params}, {hidden_spikes} hidden spikes");
+    for ranks in [2, 3, 6] {
+        let runs = ThreadGroup::run(ranks, |comm| {
+            let mut ws = BatchWorkspace::<ClockedEngine>::new(&net, 4).unwrap();
+            let s = ws.compute_on(comm, &engine, &net, set.spikes(), set.labels(), &indices, &loss, None).unwrap();
+            (s.loss.to_bits(), s.correct, ws.spike_counts().to_vec(), bits(ws.gradients()))
+        });
+        for (rank, run) in runs.into_iter().enumerate() {
+            assert!(run == one, "{ranks} ranks, rank {rank}: differs from one process");
+        }
     }
 }
 
