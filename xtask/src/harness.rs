@@ -1,6 +1,6 @@
 //! What every experiment shares with the driver: the run options, an experiment's outcome, the
 //! registry entry type and the progress bars. Depends on no other module of `xtask` but
-//! `report` and `cluster`, so that the experiments (`exp_*`) and the driver (`reproduce`) both import it and
+//! `report`, so that the experiments (`exp_*`) and the driver (`reproduce`) both import it and
 //! imports only point down (checked by `tests/architecture.rs`).
 
 use std::path::PathBuf;
@@ -83,10 +83,17 @@ pub struct Experiment {
     pub in_quick_all: bool,
 }
 
+static HIDE_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hides every progress bar from now on: ranks other than 0 of an MPI job print only errors.
+pub fn hide_progress() {
+    HIDE_PROGRESS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A progress bar for epochs or batches, drawn on stderr.
 pub fn progress(len: u64, what: &str) -> ProgressBar {
-    if !crate::cluster::is_root() {
-        return ProgressBar::hidden(); // rank 0 of an MPI job draws
+    if HIDE_PROGRESS.load(std::sync::atomic::Ordering::Relaxed) {
+        return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
     let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")

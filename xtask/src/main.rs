@@ -44,6 +44,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if !cluster::is_root() {
+                harness::hide_progress(); // rank 0 of an MPI job draws
+            }
             let code = reproduce::main(&args[1..]);
             if code != ExitCode::SUCCESS {
                 session.abort_if_distributed(1);
