@@ -19,6 +19,7 @@ use crate::harness::{DynResult, Options, Outcome, progress};
 use crate::plot::{self, LineChart, Series};
 use crate::pyref::{self, RefRun};
 use crate::report::{RunDir, markdown_table, pct};
+use crate::shard;
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
@@ -85,6 +86,15 @@ fn train<E: Adjoint>(
 ) -> DynResult<RunResult> {
     let checkpoint = config.checkpoint.clone();
     let epochs = config.epochs;
+    // --shard / collect: train this run, leave it to another shard, or load it.
+    let save_as = match shard::claim(checkpoint.as_deref())? {
+        shard::Claim::Train(save_as) => save_as,
+        shard::Claim::Skip => return Ok(RunResult { history: Vec::new(), net, snapshots: Vec::new() }),
+        shard::Claim::Load(p) => {
+            let part = shard::load_part(&p)?;
+            return Ok(RunResult { history: part.history, net: part.net, snapshots: part.snapshots });
+        }
+    };
     let trainer = match &checkpoint {
         Some(p) if p.exists() => {
             if cluster::is_root() {
@@ -125,7 +135,15 @@ fn train<E: Adjoint>(
         let _ = std::fs::remove_file(p);
     }
     let history = trainer.history().to_vec();
-    Ok(RunResult { history, net: trainer.into_network(), snapshots })
+    let run = RunResult { history, net: trainer.into_network(), snapshots };
+    if let Some(p) = save_as
+        && cluster::is_root()
+    {
+        let part = shard::Part { history: run.history, net: run.net, snapshots: run.snapshots };
+        shard::save_part(&p, &part)?;
+        return Ok(RunResult { history: part.history, net: part.net, snapshots: part.snapshots });
+    }
+    Ok(run)
 }
 
 fn checkpoint_path(dir: &RunDir, opts: &Options, label: &str) -> PathBuf {

@@ -13,6 +13,7 @@ mod plot;
 mod pyref;
 mod report;
 mod reproduce;
+mod shard;
 
 const TASKS: &str = "\
 cargo xtask <task>
@@ -21,6 +22,8 @@ tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
   reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR]
                           reproduce an experiment of the papers
+  collect DIR... [--out OUT]
+                          merge the outputs of `reproduce EXP --shard I/N` (I = 0..N-1) into one run's
   fetch <mnist|shd|ssc> [--dir DIR]
                           download, verify and cache a data set (DIR, else $EVENTPROP_DATA, else the user cache)
   dataset-info <shd|ssc|mnist> [PATH]
@@ -53,6 +56,16 @@ fn main() -> ExitCode {
             }
             code
         }
+        Some("collect") => match shard::prepare_collect(&args[1..]) {
+            Ok(line) => {
+                shard::set_mode(shard::Mode::Collect);
+                reproduce::main(&line)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some("dataset-info") => dataset_info::run(&args[1..]),
         Some("fetch") => fetch::run(&args[1..]),
         Some(other) => {

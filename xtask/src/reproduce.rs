@@ -14,6 +14,7 @@ use crate::exp_snn;
 use crate::exp_sparse;
 use crate::harness::{DynResult, Experiment, Options};
 use crate::report::{self, LogFile, RunDir};
+use crate::shard;
 
 /// Every experiment `reproduce` knows, in the order `--quick` runs them.
 pub fn experiments() -> Vec<Experiment> {
@@ -100,6 +101,18 @@ fn usage() -> String {
     s
 }
 
+/// `--shard I/N`, checked: one named experiment among [`shard::SHARDABLE`].
+fn take_shard(args: &[String], all: &[Experiment]) -> Result<Option<shard::Shard>, String> {
+    let Some(k) = args.iter().position(|a| a == "--shard") else { return Ok(None) };
+    let s = shard::Shard::parse(args.get(k + 1).ok_or("--shard needs a value")?)?;
+    let named: Vec<&str> =
+        args.iter().filter(|a| all.iter().any(|e| e.name == a.as_str())).map(String::as_str).collect();
+    match named.as_slice() {
+        [e] if shard::SHARDABLE.contains(e) => Ok(Some(s)),
+        _ => Err(format!("--shard applies to one named experiment of {}", shard::SHARDABLE.join(", "))),
+    }
+}
+
 /// What the command line asked for.
 enum Request {
     /// Print the usage text.
@@ -172,6 +185,20 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
 /// Parses the arguments and runs the chosen experiments.
 pub fn main(args: &[String]) -> ExitCode {
     let all = experiments();
+    let shard = match take_shard(args, &all) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    // What collect re-runs: the command line without --shard and --out.
+    let manifest_args = shard::strip_shard_and_out(args);
+    let without_shard: Vec<String> = match args.iter().position(|a| a == "--shard") {
+        Some(k) => args[..k].iter().chain(&args[k + 2..]).cloned().collect(),
+        None => args.to_vec(),
+    };
+    let args = &without_shard[..];
     let (opts, selected) = match parse(args, &all) {
         Ok(Request::Help) => {
             print!("{}", usage());
@@ -188,12 +215,17 @@ pub fn main(args: &[String]) -> ExitCode {
     let quick_all: Vec<usize> = (0..all.len()).filter(|&k| all[k].in_quick_all).collect();
     let named = !(opts.quick && selected == quick_all);
     let selected: Vec<&Experiment> = selected.iter().map(|&k| &all[k]).collect();
+    if let Some(s) = shard {
+        shard::set_mode(shard::Mode::Shard(s));
+    }
 
     let log = LogFile::default();
     report::init_tracing(&log);
     let mut failed = Vec::new();
     let mut skipped = Vec::new();
     let mut index = Vec::new();
+    let selected_names: Vec<&str> = selected.iter().map(|e| e.name).collect();
+    let mut shard_parts = Vec::new();
     let root = crate::cluster::is_root();
     for e in selected {
         // Other ranks of an MPI job compute their share and print only errors.
@@ -205,7 +237,10 @@ pub fn main(args: &[String]) -> ExitCode {
                 opts.out.join(e.name).display()
             );
         }
-        match run_one(e, &opts, &log) {
+        shard::begin_experiment();
+        let done = run_one(e, &opts, &log);
+        shard_parts.extend(shard::trained_parts());
+        match done {
             Ok(summary) => index.push(summary),
             Err(err) => match err.downcast_ref::<crate::fetch::DataUnavailable>() {
                 Some(why) if !named => {
@@ -220,7 +255,21 @@ pub fn main(args: &[String]) -> ExitCode {
             },
         }
     }
-    if !index.is_empty() && root {
+    if let (Some(s), [e], true, true) = (shard, selected_names.as_slice(), failed.is_empty(), root) {
+        let m = shard::Manifest {
+            experiment: (*e).to_owned(),
+            shard: s,
+            args: manifest_args.clone(),
+            parts: shard_parts.clone(),
+        };
+        if let Err(err) = shard::write_manifest(&opts.out, &m) {
+            eprintln!("error: cannot write {}: {err}", opts.out.join("shard.json").display());
+            failed.push(e);
+        } else {
+            eprintln!("shard {}/{}: {} run(s) in {}", s.index, s.count, m.parts.len(), opts.out.display());
+        }
+    }
+    if !index.is_empty() && root && shard.is_none() {
         let text = format!(
             "# Reproduction runs\n\nseed {}, {}\n\n{}",
             opts.seed,
@@ -262,7 +311,7 @@ fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> DynResult<String> {
     results.extend(outcome.results);
     results.insert("wall_seconds".into(), json!(wall));
     results.insert("peak_rss_bytes".into(), json!(rss));
-    if !crate::cluster::is_root() {
+    if !shard::writes_reports() {
         return Ok(String::new());
     }
     report::write_json(&dir.path("results.json"), &Value::Object(results))?;
