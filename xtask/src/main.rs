@@ -20,10 +20,11 @@ cargo xtask <task>
 
 tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
-  reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR]
+  reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR] [--shard I/N]
                           reproduce an experiment of the papers
   collect DIR... [--out OUT]
-                          merge the outputs of `reproduce EXP --shard I/N` (I = 0..N-1) into one run's
+                          merge the outputs of `reproduce EXP --shard I/N` (I = 0..N-1) into the
+                          reports of one unsharded run
   fetch <mnist|shd|ssc> [--dir DIR]
                           download, verify and cache a data set (DIR, else $EVENTPROP_DATA, else the user cache)
   dataset-info <shd|ssc|mnist> [PATH]

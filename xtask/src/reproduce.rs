@@ -81,7 +81,8 @@ pub fn experiments() -> Vec<Experiment> {
 fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
-         \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\n\
+         \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\
+         \x20                    [--shard I/N]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency;\n\
          one whose data set is neither found nor downloadable is then skipped (with its reason).\n\
          --data PATH  the data set (MNIST, SHD, SSC); default: $EVENTPROP_DATA/<name>, the user cache,\n\
@@ -93,6 +94,8 @@ fn usage() -> String {
          neuron per example; paper strength 5e-11); default: paper in full runs, off in --quick.\n\
          --save-models DIR  sparse-*: write the trained models there (default <out>/<experiment>/models)\n\
          --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
+         --shard I/N  yin-yang, shd, ssc: train only the runs k with k % N == I (I = 0..N-1, e.g. a\n\
+         \x20           Slurm array task); `cargo xtask collect DIR... --out OUT` then writes the reports\n\
          \nexperiments:\n",
     );
     for e in experiments() {
