@@ -247,7 +247,9 @@ pub fn main(args: &[String]) -> ExitCode {
             Ok(summary) => index.push(summary),
             Err(err) => match err.downcast_ref::<crate::fetch::DataUnavailable>() {
                 Some(why) if !named => {
-                    eprintln!("skipped: experiment {}: {why}", e.name);
+                    if root {
+                        eprintln!("skipped: experiment {}: {why}", e.name);
+                    }
                     index.push(format!("## {}\n\nskipped: {why}\n", e.name));
                     skipped.push(e.name);
                 }
@@ -284,7 +286,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         eprintln!("summary: {}", opts.out.join("SUMMARY.md").display());
     }
-    if !skipped.is_empty() {
+    if !skipped.is_empty() && root {
         eprintln!("skipped (data not available, see above): {}", skipped.join(", "));
     }
     if failed.is_empty() {
