@@ -94,11 +94,14 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `out/<experiment>`, points the log there and resets the memory high-water mark.
+    /// Creates `out/<experiment>`, points the log there and resets the memory high-water mark
+    /// (ranks other than 0 of an MPI job only name the folder: rank 0 writes).
     pub fn create(out: &Path, experiment: &str, log: &LogFile) -> io::Result<Self> {
         let dir = out.join(experiment);
-        fs::create_dir_all(&dir)?;
-        log.switch_to(&dir.join("run.log"))?;
+        if crate::cluster::is_root() {
+            fs::create_dir_all(&dir)?;
+            log.switch_to(&dir.join("run.log"))?;
+        }
         reset_peak_rss();
         Ok(Self { dir, started: Instant::now() })
     }
