@@ -689,7 +689,8 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
         let (baseline_forward_rate, _) = forward_throughput(&baseline, &net, train_l.spikes(), &push_label)?;
         let reduce_s = reduction_seconds(&net, 20)?;
         let parameters = net.connections().iter().map(|c| 2 * c.weights().len()).sum::<usize>();
-        let (m, hidden_rate, sha) = train_one_epoch(&engine, net.clone(), &delayed, max_delay, &train_l, opts.seed, label)?;
+        let (m, hidden_rate, sha) =
+            train_one_epoch(&engine, net.clone(), &delayed, max_delay, &train_l, opts.seed, label)?;
         let rss = crate::report::peak_rss_bytes();
         let (mb, _, _) = train_one_epoch(&baseline, net, &delayed, max_delay, &train_l, opts.seed, &push_label)?;
         let per_sample = m.seconds / samples as f64;
