@@ -14,10 +14,12 @@ use snn_eventprop::train::Progress;
 use snn_eventprop::train::{EpochMetrics, Labelled, TrainConfig, TrainData, Trainer};
 use snn_eventprop::{Adjoint, Loss, SpikeCountReg};
 
+use crate::cluster::{self, parameters_sha256};
 use crate::harness::{DynResult, Options, Outcome, progress};
 use crate::plot::{self, LineChart, Series};
 use crate::pyref::{self, RefRun};
 use crate::report::{RunDir, markdown_table, pct};
+use crate::shard;
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
@@ -96,9 +98,20 @@ fn train<E: Adjoint>(
     let mut first = Some(first);
     let checkpoint = config.checkpoint.clone();
     let epochs = config.epochs;
-    let mut trainer = match &checkpoint {
+    // --shard / collect: train this run, leave it to another shard, or load it.
+    let save_as = match shard::claim(checkpoint.as_deref())? {
+        shard::Claim::Train(save_as) => save_as,
+        shard::Claim::Skip => return Ok(RunResult { history: Vec::new(), net, snapshots: Vec::new() }),
+        shard::Claim::Load(p) => {
+            let part = shard::load_part(&p)?;
+            return Ok(RunResult { history: part.history, net: part.net, snapshots: part.snapshots });
+        }
+    };
+    let trainer = match &checkpoint {
         Some(p) if p.exists() => {
-            eprintln!("{label}: resuming from checkpoint {}", p.display());
+            if cluster::is_root() {
+                eprintln!("{label}: resuming from checkpoint {}", p.display());
+            }
             Trainer::resume_matching(engine, loss, config, net, p)?
         }
         _ => Trainer::new(engine, loss, config, net)?,
@@ -106,6 +119,8 @@ fn train<E: Adjoint>(
     if trainer.epochs_done() > 0 {
         first = None; // resumed: epoch 0's data served only as the identity
     }
+    // The MPI ranks of the job, if any: each computes a share of every batch (same results).
+    let mut trainer = trainer.with_communicator(cluster::comm())?;
     let bar = progress(epochs as u64, label);
     bar.set_position(trainer.epochs_done() as u64);
     let mut snapshots = Vec::new();
@@ -133,7 +148,15 @@ fn train<E: Adjoint>(
     }
     bar.finish();
     let history = trainer.history().to_vec();
-    Ok(RunResult { history, net: trainer.into_network(), snapshots })
+    let run = RunResult { history, net: trainer.into_network(), snapshots };
+    if let Some(p) = save_as
+        && cluster::is_root()
+    {
+        let part = shard::Part { history: run.history, net: run.net, snapshots: run.snapshots };
+        shard::save_part(&p, &part)?;
+        return Ok(RunResult { history: part.history, net: part.net, snapshots: part.snapshots });
+    }
+    Ok(run)
 }
 
 fn checkpoint_path(dir: &RunDir, opts: &Options, label: &str) -> PathBuf {
@@ -270,7 +293,8 @@ pub fn sequence_detection(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     results.insert("epochs".into(), epoch_json(&run.history));
     results.insert(
         "final".into(),
-        json!({"test_accuracy": test_acc, "train_accuracy": last_train(&run.history), "delays": delays}),
+        json!({"test_accuracy": test_acc, "train_accuracy": last_train(&run.history), "delays": delays,
+               "parameters_sha256": parameters_sha256(&run.net)}),
     );
     results.insert("presentations_to_100".into(), json!(presentations));
     results.insert("delays_at_100".into(), json!(delays_at_100));
@@ -344,7 +368,8 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             let acc = selected_test(&run.history);
             sweep.push(json!({"hidden": hidden, "delays": learn_delays, "test_accuracy": acc,
                               "last_epoch_test_accuracy": last_test(&run.history),
-                              "train_accuracy": last_train(&run.history), "epochs": run.history.len()}));
+                              "train_accuracy": last_train(&run.history), "epochs": run.history.len(),
+                              "parameters_sha256": parameters_sha256(&run.net)}));
             if learn_delays && Some(&hidden) == hidden_sizes.last() {
                 delay_hist = Some((before, delays_of(&run.net, &conns)));
             }
@@ -384,7 +409,14 @@ pub fn yin_yang(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "delay_lr_decay": preset.delay_lr_decay, "batch_size": preset.batch_size, "engine": "exact"}),
     );
     results.insert("sweep".into(), Value::Array(sweep.clone()));
-    results.insert("final".into(), json!({"test_accuracy": final_acc, "train_accuracy": final_train}));
+    let final_sha = sweep
+        .iter()
+        .find(|s| s["hidden"] == json!(largest) && s["delays"] == json!(true))
+        .map(|s| s["parameters_sha256"].clone());
+    results.insert(
+        "final".into(),
+        json!({"test_accuracy": final_acc, "train_accuracy": final_train, "parameters_sha256": final_sha}),
+    );
     results.insert("epochs".into(), Value::Object(histories.iter().map(|(l, h)| (l.clone(), epoch_json(h))).collect()));
     results.insert("paper".into(), json!({"test_accuracy": "about 0.95-0.97 (DelGrad level)", "claim": "delays at half the hidden size do as well as no delays at full size"}));
     let rows: Vec<Vec<String>> = sweep
@@ -554,10 +586,10 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         if learn_delays {
             delay_hist = Some((before, delays_of(&run.net, &delayed)));
         }
-        runs.push((label, run.history));
+        runs.push((label, run.history, parameters_sha256(&run.net)));
     }
     let (with, without) = (&runs[0].1, &runs[1].1);
-    let curves: Vec<(&str, &[EpochMetrics])> = runs.iter().map(|(l, h)| (l.as_str(), h.as_slice())).collect();
+    let curves: Vec<(&str, &[EpochMetrics])> = runs.iter().map(|(l, h, _)| (l.as_str(), h.as_slice())).collect();
     curves_chart(&dir.path("accuracy"), &format!("{}: accuracy per epoch", name.to_uppercase()), &curves)?;
     if let Some((before, after)) = &delay_hist {
         plot::histograms(
@@ -586,10 +618,15 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "spike_count_reg": preset.spike_count_reg}),
     );
     results.insert("data_stats".into(), serde_json::to_value(&stats)?);
-    results.insert("final".into(), json!({"test_accuracy": last_test(with), "train_accuracy": last_train(with)}));
+    results.insert(
+        "final".into(),
+        json!({"test_accuracy": last_test(with), "train_accuracy": last_train(with),
+               "train_loss": with.last().map(|m| m.train.loss), "parameters_sha256": runs[0].2}),
+    );
     results.insert(
         "ablation".into(),
-        json!({"no_delays": {"test_accuracy": last_test(without), "train_accuracy": last_train(without)}}),
+        json!({"no_delays": {"test_accuracy": last_test(without), "train_accuracy": last_train(without),
+                             "train_loss": without.last().map(|m| m.train.loss), "parameters_sha256": runs[1].2}}),
     );
     results.insert("epoch_seconds".into(), json!(epoch_seconds));
     results.insert("epochs".into(), json!({"delays": epoch_json(with), "no_delays": epoch_json(without)}));
@@ -663,9 +700,12 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
         let (forward_rate, forward_spikes) = forward_throughput(&engine, &net, train_l.spikes(), label)?;
         let push_label = format!("{label} push");
         let (baseline_forward_rate, _) = forward_throughput(&baseline, &net, train_l.spikes(), &push_label)?;
-        let (m, hidden_rate) = train_one_epoch(&engine, net.clone(), &delayed, max_delay, &train_l, opts.seed, label)?;
+        let reduce_s = reduction_seconds(&net, 20)?;
+        let parameters = net.connections().iter().map(|c| 2 * c.weights().len()).sum::<usize>();
+        let (m, hidden_rate, sha) =
+            train_one_epoch(&engine, net.clone(), &delayed, max_delay, &train_l, opts.seed, label)?;
         let rss = crate::report::peak_rss_bytes();
-        let (mb, _) = train_one_epoch(&baseline, net, &delayed, max_delay, &train_l, opts.seed, &push_label)?;
+        let (mb, _, _) = train_one_epoch(&baseline, net, &delayed, max_delay, &train_l, opts.seed, &push_label)?;
         let per_sample = m.seconds / samples as f64;
         let baseline_rate = samples as f64 / mb.seconds;
         let epoch_shd = per_sample * SHD_TRAIN_SAMPLES as f64;
@@ -679,6 +719,8 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
                    "baseline_forward_samples_per_second": baseline_forward_rate,
                    "forward_target_samples_per_second": forward_target,
                    "forward_spikes_per_sample": forward_spikes, "classes": classes,
+                   "parameters": parameters, "reduction_seconds_per_batch": reduce_s,
+                   "train_loss": m.train.loss, "train_accuracy": m.train.accuracy, "parameters_sha256": sha,
                    "max_delay_ms": max_delay, "delay_init_ms": [0.0, init_hi]}),
         );
         rows.push(vec![
@@ -798,7 +840,7 @@ pub fn efficiency(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let di = DelayInit::Uniform { lo: 0.0, hi: preset.delay_init_ms };
     let (net, delayed) =
         paper::speech_network(preset.architecture, inputs, preset.hidden, stats.classes, Some(di), rate, opts.seed)?;
-    let (m, hidden_rate) = train_one_epoch(&engine, net, &delayed, max_delay, &train_l, opts.seed, "eventprop")?;
+    let (m, hidden_rate, _) = train_one_epoch(&engine, net, &delayed, max_delay, &train_l, opts.seed, "eventprop")?;
     let ours_rate = samples as f64 / m.seconds;
     let ours_rss = crate::report::peak_rss_bytes();
     drop(train_l);
@@ -942,10 +984,11 @@ fn train_one_epoch(
     data: &Labelled,
     seed: u64,
     label: &str,
-) -> DynResult<(EpochMetrics, f64)> {
+) -> DynResult<(EpochMetrics, f64, String)> {
     let config = paper::speed_train_config(&net, delayed, max_delay, seed)?;
     // Driven directly (not through `train`) so the data set is borrowed, not copied.
-    let mut trainer = Trainer::new(engine, Loss::ExpIntegralCrossEntropy, config, net)?;
+    let mut trainer =
+        Trainer::new(engine, Loss::ExpIntegralCrossEntropy, config, net)?.with_communicator(cluster::comm())?;
     let bar = progress(1, label);
     let sets = TrainData { train: data, validation: None, test: None };
     let m = trainer
@@ -962,7 +1005,32 @@ fn train_one_epoch(
     let hidden_neurons: usize = pops[1..pops.len() - 1].iter().map(|p| p.size()).sum();
     let seconds = snn_core::Simulator::config(engine).t_end / 1000.0;
     let hidden_rate = counts[1..counts.len() - 1].iter().sum::<f64>() / hidden_neurons as f64 / seconds;
-    Ok((m, hidden_rate))
+    Ok((m, hidden_rate, parameters_sha256(trainer.network())))
+}
+
+/// Seconds per batch of the communication of data-parallel training over the ranks of this
+/// job for `net` (what [`snn_eventprop::train::BatchWorkspace::compute_on`] exchanges: the
+/// failure agreement, the integer counts, the ordered chain of the gradient vector and its
+/// broadcast), the mean of `reps` repetitions measured on rank 0; 0 on one rank.
+fn reduction_seconds(net: &Network, reps: usize) -> DynResult<f64> {
+    use snn_eventprop::distributed::{first_failure, ordered_sum};
+    let comm = cluster::comm();
+    if comm.size() == 1 {
+        return Ok(0.0);
+    }
+    let params: usize = net.connections().iter().map(|c| 2 * c.weights().len()).sum();
+    let mut flat = vec![0.0; params + 1];
+    let mut ints = vec![0u64; 1 + net.num_neurons()];
+    // One untimed round first: the ranks arrive at different times (the forward pass before
+    // is not split), and waiting for the last one is not communication.
+    ordered_sum(comm, &mut flat, &mut |_, b: &mut [f64]| b[0] += 1.0)?;
+    let t0 = std::time::Instant::now();
+    for _ in 0..reps {
+        first_failure(comm, None)?;
+        comm.sum_u64(&mut ints)?;
+        ordered_sum(comm, &mut flat, &mut |_, b: &mut [f64]| b[0] += 1.0)?;
+    }
+    Ok(t0.elapsed().as_secs_f64() / reps.max(1) as f64)
 }
 
 /// Forward-only throughput of the clocked engine over every sample of `spikes` (one plan, one

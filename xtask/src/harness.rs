@@ -83,8 +83,18 @@ pub struct Experiment {
     pub in_quick_all: bool,
 }
 
+static HIDE_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hides every progress bar from now on: ranks other than 0 of an MPI job print only errors.
+pub fn hide_progress() {
+    HIDE_PROGRESS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A progress bar for epochs or batches, drawn on stderr.
 pub fn progress(len: u64, what: &str) -> ProgressBar {
+    if HIDE_PROGRESS.load(std::sync::atomic::Ordering::Relaxed) {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new(len);
     let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
         .map(|s| s.progress_chars("=> "))

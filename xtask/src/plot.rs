@@ -40,6 +40,9 @@ type DynError = Box<dyn std::error::Error>;
 impl LineChart<'_> {
     /// Writes the PNG and the SVG.
     pub fn write(&self, stem: &Path) -> Result<(), DynError> {
+        if !crate::shard::writes_reports() {
+            return Ok(()); // rank 0 of an MPI job draws; a shard leaves it to `collect`
+        }
         ensure_font();
         let png = stem.with_extension("png");
         let svg = stem.with_extension("svg");
@@ -132,6 +135,9 @@ pub fn histograms(
 /// name the bars (bottom to top), the same in every panel; non-finite or non-positive values
 /// are left out.
 pub fn bar_panels(stem: &Path, title: &str, labels: &[String], panels: &[(&str, &[f64])]) -> Result<(), DynError> {
+    if !crate::shard::writes_reports() {
+        return Ok(()); // rank 0 of an MPI job draws; a shard leaves it to `collect`
+    }
     ensure_font();
     let (w, h) = (480 * panels.len().max(1) as u32, 110 + 80 * labels.len() as u32);
     let png = stem.with_extension("png");

@@ -97,15 +97,18 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `out/<experiment>`, points the log there and resets the memory high-water mark.
+    /// Creates `out/<experiment>`, points the log there and resets the memory high-water mark
+    /// (ranks other than 0 of an MPI job only name the folder: rank 0 writes).
     pub fn create(out: &Path, experiment: &str, log: &LogFile) -> io::Result<Self> {
         let dir = out.join(experiment);
-        create_dir(&dir)?;
-        // Temporary files of writes killed in an earlier run of this experiment.
-        for stale in persist::remove_stale_temps(&dir).map_err(io::Error::other)? {
-            eprintln!("removed {} (left by an interrupted write)", stale.display());
+        if crate::cluster::is_root() {
+            create_dir(&dir)?;
+            // Temporary files of writes killed in an earlier run of this experiment.
+            for stale in persist::remove_stale_temps(&dir).map_err(io::Error::other)? {
+                eprintln!("removed {} (left by an interrupted write)", stale.display());
+            }
+            log.switch_to(&dir.join("run.log"))?;
         }
-        log.switch_to(&dir.join("run.log"))?;
         reset_peak_rss();
         Ok(Self { dir, started: Instant::now() })
     }

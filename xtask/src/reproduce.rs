@@ -14,6 +14,7 @@ use crate::exp_snn;
 use crate::exp_sparse;
 use crate::harness::{DynResult, Experiment, Options};
 use crate::report::{self, LogFile, RunDir};
+use crate::shard;
 
 /// Every experiment `reproduce` knows, in the order `--quick` runs them.
 pub fn experiments() -> Vec<Experiment> {
@@ -80,7 +81,8 @@ pub fn experiments() -> Vec<Experiment> {
 fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
-         \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\n\
+         \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\
+         \x20                    [--shard I/N]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency;\n\
          one whose data set is neither found nor downloadable is then skipped (with its reason).\n\
          --data PATH  the data set (MNIST, SHD, SSC); default: $EVENTPROP_DATA/<name>, the user cache,\n\
@@ -92,12 +94,26 @@ fn usage() -> String {
          neuron per example; paper strength 5e-11); default: paper in full runs, off in --quick.\n\
          --save-models DIR  sparse-*: write the trained models there (default <out>/<experiment>/models)\n\
          --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
+         --shard I/N  yin-yang, shd, ssc: train only the runs k with k % N == I (I = 0..N-1, e.g. a\n\
+         \x20           Slurm array task); `cargo xtask collect DIR... --out OUT` then writes the reports\n\
          \nexperiments:\n",
     );
     for e in experiments() {
         s.push_str(&format!("  {:<20} {}\n", e.name, e.about));
     }
     s
+}
+
+/// `--shard I/N`, checked: one named experiment among [`shard::SHARDABLE`].
+fn take_shard(args: &[String], all: &[Experiment]) -> Result<Option<shard::Shard>, String> {
+    let Some(k) = args.iter().position(|a| a == "--shard") else { return Ok(None) };
+    let s = shard::Shard::parse(args.get(k + 1).ok_or("--shard needs a value")?)?;
+    let named: Vec<&str> =
+        args.iter().filter(|a| all.iter().any(|e| e.name == a.as_str())).map(String::as_str).collect();
+    match named.as_slice() {
+        [e] if shard::SHARDABLE.contains(e) => Ok(Some(s)),
+        _ => Err(format!("--shard applies to one named experiment of {}", shard::SHARDABLE.join(", "))),
+    }
 }
 
 /// What the command line asked for.
@@ -176,6 +192,20 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
 /// Parses the arguments and runs the chosen experiments.
 pub fn main(args: &[String]) -> ExitCode {
     let all = experiments();
+    let shard = match take_shard(args, &all) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    // What collect re-runs: the command line without --shard and --out.
+    let manifest_args = shard::strip_shard_and_out(args);
+    let without_shard: Vec<String> = match args.iter().position(|a| a == "--shard") {
+        Some(k) => args[..k].iter().chain(&args[k + 2..]).cloned().collect(),
+        None => args.to_vec(),
+    };
+    let args = &without_shard[..];
     let (opts, selected) = match parse(args, &all) {
         Ok(Request::Help) => {
             print!("{}", usage());
@@ -192,24 +222,38 @@ pub fn main(args: &[String]) -> ExitCode {
     let quick_all: Vec<usize> = (0..all.len()).filter(|&k| all[k].in_quick_all).collect();
     let named = !(opts.quick && selected == quick_all);
     let selected: Vec<&Experiment> = selected.iter().map(|&k| &all[k]).collect();
+    if let Some(s) = shard {
+        shard::set_mode(shard::Mode::Shard(s));
+    }
 
     let log = LogFile::default();
     report::init_tracing(&log);
     let mut failed = Vec::new();
     let mut skipped = Vec::new();
     let mut index = Vec::new();
+    let selected_names: Vec<&str> = selected.iter().map(|e| e.name).collect();
+    let mut shard_parts = Vec::new();
+    let root = crate::cluster::is_root();
     for e in selected {
-        eprintln!(
-            "== {} ({}) -> {}",
-            e.name,
-            if opts.quick { "quick" } else { "full" },
-            opts.out.join(e.name).display()
-        );
-        match run_one(e, &opts, &log) {
+        // Other ranks of an MPI job compute their share and print only errors.
+        if root {
+            eprintln!(
+                "== {} ({}) -> {}",
+                e.name,
+                if opts.quick { "quick" } else { "full" },
+                opts.out.join(e.name).display()
+            );
+        }
+        shard::begin_experiment();
+        let done = run_one(e, &opts, &log);
+        shard_parts.extend(shard::trained_parts());
+        match done {
             Ok(summary) => index.push(summary),
             Err(err) => match err.downcast_ref::<crate::fetch::DataUnavailable>() {
                 Some(why) if !named => {
-                    eprintln!("skipped: experiment {}: {why}", e.name);
+                    if root {
+                        eprintln!("skipped: experiment {}: {why}", e.name);
+                    }
                     index.push(format!("## {}\n\nskipped: {why}\n", e.name));
                     skipped.push(e.name);
                 }
@@ -220,7 +264,21 @@ pub fn main(args: &[String]) -> ExitCode {
             },
         }
     }
-    if !index.is_empty() {
+    if let (Some(s), [e], true, true) = (shard, selected_names.as_slice(), failed.is_empty(), root) {
+        let m = shard::Manifest {
+            experiment: (*e).to_owned(),
+            shard: s,
+            args: manifest_args.clone(),
+            parts: shard_parts.clone(),
+        };
+        if let Err(err) = shard::write_manifest(&opts.out, &m) {
+            eprintln!("error: cannot write {}: {err}", opts.out.join("shard.json").display());
+            failed.push(e);
+        } else {
+            eprintln!("shard {}/{}: {} run(s) in {}", s.index, s.count, m.parts.len(), opts.out.display());
+        }
+    }
+    if !index.is_empty() && root && shard.is_none() {
         let text = format!(
             "# Reproduction runs\n\nseed {}, {}\n\n{}",
             opts.seed,
@@ -232,7 +290,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         eprintln!("summary: {}", opts.out.join("SUMMARY.md").display());
     }
-    if !skipped.is_empty() {
+    if !skipped.is_empty() && root {
         eprintln!("skipped (data not available, see above): {}", skipped.join(", "));
     }
     if failed.is_empty() {
@@ -257,9 +315,14 @@ fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> DynResult<String> {
     results.insert("experiment".into(), json!(e.name));
     results.insert("seed".into(), json!(opts.seed));
     results.insert("quick".into(), json!(opts.quick));
+    results.insert("ranks".into(), json!(crate::cluster::size()));
+    results.insert("threads_per_rank".into(), json!(rayon::current_num_threads()));
     results.extend(outcome.results);
     results.insert("wall_seconds".into(), json!(wall));
     results.insert("peak_rss_bytes".into(), json!(rss));
+    if !shard::writes_reports() {
+        return Ok(String::new());
+    }
     report::write_json(&dir.path("results.json"), &Value::Object(results))?;
     let rss_mib = rss.map_or("n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
     let md = format!(

@@ -126,6 +126,36 @@ pub enum EventPropError {
         /// Every differing setting.
         differences: Vec<crate::train::SettingDiff>,
     },
+    /// A data-parallel run has more ranks than a full batch has chunks.
+    #[error(
+        "{ranks} ranks but a batch has only {chunks} chunks ({batch_size} samples in chunks of {chunk_size}): use at most {chunks} ranks, a larger batch or smaller chunks"
+    )]
+    TooManyRanks {
+        /// Number of ranks.
+        ranks: usize,
+        /// Chunks of a full batch.
+        chunks: usize,
+        /// Samples per batch (at most the training set's size).
+        batch_size: usize,
+        /// Samples per chunk.
+        chunk_size: usize,
+    },
+    /// Another rank of a data-parallel run failed (that rank reports its own error).
+    #[error("rank {rank} failed on chunk {chunk} of the step (see that rank's error)")]
+    RankFailed {
+        /// The failing rank.
+        rank: usize,
+        /// Global index of the first failing chunk.
+        chunk: usize,
+    },
+    /// Communication between ranks failed or was misused.
+    #[error("communication ({op}): {reason}")]
+    Communication {
+        /// The operation.
+        op: &'static str,
+        /// What went wrong.
+        reason: &'static str,
+    },
 }
 
 /// Result alias of this crate.

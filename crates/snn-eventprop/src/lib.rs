@@ -13,11 +13,14 @@
 //! - [`init`]: the paper's weight and delay initialisation;
 //! - [`regularise`]: the optional spike-count regulariser of hidden neurons (a surrogate term
 //!   in the adjoint jumps, as in the reference);
+//! - [`distributed`]: data-parallel training over ranks (threads, or MPI with the `mpi`
+//!   feature) with an ordered reduction, bit-identical to one process;
 //! - [`train`]: deterministic parallel batch gradients, the epoch loop, metrics, early
 //!   stopping and checkpoints (see its example: sequence detection).
 #![warn(missing_docs)]
 
 pub mod clocked;
+pub mod distributed;
 pub mod error;
 pub mod exact;
 pub mod gradients;

@@ -62,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use snn_core::{ForwardRecord, Network, NeuronKind, PopulationId, ReadoutKind, Simulator, SpikeTrains};
 use snn_delays::{DelayConstraint, DelayStats};
 
+use crate::distributed::{Communicator, SINGLE_PROCESS, chunk_range, first_failure, ordered_sum};
 use crate::error::{EventPropError, Result};
 use crate::gradients::{Adjoint, Gradients};
 use crate::loss::Loss;
@@ -438,10 +439,24 @@ fn add_in_order(total: &mut Gradients, parts: &[&Gradients]) {
 /// chunk order. Workers run in waves of as many chunks as there are rayon threads, so only
 /// `threads` gradient accumulators exist (never one per sample), and the floating-point
 /// additions happen in the same order whatever `RAYON_NUM_THREADS` is.
+///
+/// **Ranks.** [`BatchWorkspace::compute_on`] splits the chunks into contiguous ranges over the
+/// ranks of a [`Communicator`] and combines the chunk sums with an ordered reduction
+/// ([`crate::distributed`]): the additions are again those of the single-process loop, so the
+/// gradients are the same bits for any number of ranks and threads. A rank then keeps the
+/// sums of all its chunks until its predecessor's running sum arrives (one gradient-sized
+/// buffer per chunk of the rank).
 pub struct BatchWorkspace<E: Adjoint> {
     chunk_size: usize,
     workers: Vec<Worker<E>>,
     total: Gradients,
+    /// Chunk sums of this rank, in chunk order, flattened like `flat` (several ranks only).
+    parts: Vec<Vec<f64>>,
+    /// Chunk losses of this rank, in chunk order (several ranks only).
+    losses: Vec<f64>,
+    /// The flattened running sum passed between ranks: every weight matrix, every delay
+    /// matrix, then the loss sum.
+    flat: Vec<f64>,
     spikes: Vec<u64>,
     regulariser: Option<SpikeCountReg>,
     /// Batch-mean jump bias of the regulariser ([`CountAverage::Batch`]).
@@ -474,6 +489,9 @@ impl<E: Adjoint> BatchWorkspace<E> {
             chunk_size,
             workers: Vec::new(),
             total: Gradients::zeros(net),
+            parts: Vec::new(),
+            losses: Vec::new(),
+            flat: Vec::new(),
             spikes: vec![0; net.num_neurons()],
             regulariser: None,
             bias: Vec::new(),
@@ -530,6 +548,28 @@ impl<E: Adjoint> BatchWorkspace<E> {
         loss: &Loss,
         mask: Option<&[Trainable]>,
     ) -> Result<BatchSummary> {
+        self.compute_on(&SINGLE_PROCESS, engine, net, spikes, labels, indices, loss, mask)
+    }
+
+    /// [`BatchWorkspace::compute`] as rank `comm.rank()` of `comm.size()`: every rank calls it
+    /// with the same arguments, computes its range of the chunks ([`chunk_range`]) and gets the
+    /// batch's summary and mean gradients — bitwise those of one process.
+    ///
+    /// A rank may have no chunk (a batch with fewer chunks than ranks). When a chunk fails on
+    /// some rank, all ranks return an error: that rank its own, the others
+    /// [`EventPropError::RankFailed`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute_on(
+        &mut self,
+        comm: &dyn Communicator,
+        engine: &E,
+        net: &Network,
+        spikes: &SpikeTrains,
+        labels: &[usize],
+        indices: &[usize],
+        loss: &Loss,
+        mask: Option<&[Trainable]>,
+    ) -> Result<BatchSummary> {
         if indices.is_empty() {
             return Err(EventPropError::EmptyBatch);
         }
@@ -546,8 +586,11 @@ impl<E: Adjoint> BatchWorkspace<E> {
             self.regulariser = reg;
         }
         let all = vec![Trainable::BOTH; net.connections().len()];
-        let chunks: Vec<&[usize]> = indices.chunks(self.chunk_size).collect();
-        let threads = rayon::current_num_threads().clamp(1, chunks.len());
+        let all_chunks: Vec<&[usize]> = indices.chunks(self.chunk_size).collect();
+        let mine = chunk_range(all_chunks.len(), comm.rank(), comm.size())?;
+        let distributed = comm.size() > 1;
+        let chunks = &all_chunks[mine.clone()];
+        let threads = rayon::current_num_threads().clamp(1, chunks.len().max(1));
         while self.workers.len() < threads {
             self.workers.push(Worker::new(engine, net));
         }
@@ -561,16 +604,27 @@ impl<E: Adjoint> BatchWorkspace<E> {
                 if self.kept.len() < chunks.len() {
                     self.kept.resize_with(chunks.len(), Vec::new);
                 }
-                for (wave, kept) in chunks.chunks(threads).zip(self.kept.chunks_mut(threads)) {
+                let mut failed = None;
+                for (c0, (wave, kept)) in
+                    (0..).step_by(threads).zip(chunks.chunks(threads).zip(self.kept.chunks_mut(threads)))
+                {
                     let jobs = wave.par_iter().zip(kept.par_iter_mut());
                     self.workers[..wave.len()].par_iter_mut().zip(jobs).for_each(|(w, (idx, kept))| {
                         w.result = w.count_spikes(engine, net, spikes, idx, kept);
                     });
-                    for w in &mut self.workers[..wave.len()] {
-                        std::mem::replace(&mut w.result, Ok(()))?;
+                    for (k, w) in self.workers[..wave.len()].iter_mut().enumerate() {
+                        if let Err(e) = std::mem::replace(&mut w.result, Ok(())) {
+                            failed = Some((mine.start + c0 + k, e));
+                            break;
+                        }
                         self.spikes.iter_mut().zip(&w.spikes).for_each(|(a, b)| *a += b);
                     }
+                    if failed.is_some() {
+                        break;
+                    }
                 }
+                settle(comm, failed)?;
+                comm.sum_u64(&mut self.spikes)?;
                 r.jump_bias_into(net, &self.spikes, indices.len(), &mut self.bias);
                 Some(RegJob::Fixed(&self.bias))
             }
@@ -588,26 +642,138 @@ impl<E: Adjoint> BatchWorkspace<E> {
         self.total.fill_zero();
         self.spikes.fill(0);
         let (mut loss_sum, mut correct) = (0.0, 0);
+        if distributed {
+            let params = flatten_len(&self.total);
+            while self.parts.len() < chunks.len() {
+                self.parts.push(vec![0.0; params]);
+            }
+            self.losses.clear();
+        }
         // With the batch-mean regulariser the counting pass left every record in `kept`.
         let kept = matches!(job.reg, Some(RegJob::Fixed(_))).then_some(self.kept.as_slice());
+        let mut failed = None;
         for (c0, wave) in (0..).step_by(threads).zip(chunks.chunks(threads)) {
             self.workers[..wave.len()].par_iter_mut().zip(wave.par_iter()).enumerate().for_each(|(k, (w, idx))| {
                 w.result = w.chunk(&job, idx, kept.map(|r| r[c0 + k].as_slice()));
             });
             // In chunk order: the first error wins, sums are added in a fixed order.
-            for w in &mut self.workers[..wave.len()] {
-                std::mem::replace(&mut w.result, Ok(()))?;
-                loss_sum += w.loss;
+            for (k, w) in self.workers[..wave.len()].iter_mut().enumerate() {
+                if let Err(e) = std::mem::replace(&mut w.result, Ok(())) {
+                    failed = Some((mine.start + c0 + k, e));
+                    break;
+                }
                 correct += w.correct;
                 self.spikes.iter_mut().zip(&w.spikes).for_each(|(a, b)| *a += b);
+                if distributed {
+                    // Kept until the predecessor's running sum arrives.
+                    self.losses.push(w.loss);
+                    flatten(&w.grads, &mut self.parts[c0 + k]);
+                } else {
+                    loss_sum += w.loss;
+                }
             }
-            let parts: Vec<&Gradients> = self.workers[..wave.len()].iter().map(|w| &w.grads).collect();
-            add_in_order(&mut self.total, &parts);
+            if failed.is_some() {
+                break;
+            }
+            if !distributed {
+                let parts: Vec<&Gradients> = self.workers[..wave.len()].iter().map(|w| &w.grads).collect();
+                add_in_order(&mut self.total, &parts);
+            }
+        }
+        settle(comm, failed)?;
+        if distributed {
+            let mut ints = Vec::with_capacity(1 + self.spikes.len());
+            ints.push(correct as u64);
+            ints.extend_from_slice(&self.spikes);
+            comm.sum_u64(&mut ints)?;
+            correct = ints[0] as usize;
+            self.spikes.copy_from_slice(&ints[1..]);
+            loss_sum = self.reduce_in_order(comm, chunks.len())?;
         }
         let n = indices.len();
         self.total.scale_mut(1.0 / n as f64);
         Ok(BatchSummary { loss: loss_sum / n as f64, correct, samples: n })
     }
+
+    /// The ordered reduction of this rank's first `count` chunk sums (`parts`, `losses`) with
+    /// the other ranks' into `total`; returns the loss sum.
+    fn reduce_in_order(&mut self, comm: &dyn Communicator, count: usize) -> Result<f64> {
+        let params = flatten_len(&self.total);
+        self.flat.resize(params + 1, 0.0);
+        let (parts, losses) = (&self.parts[..count], &self.losses);
+        // The running sum so far, plus this rank's chunks in order: per element, the additions
+        // of the single-process loop.
+        ordered_sum(comm, &mut self.flat, &mut |offset: usize, segment: &mut [f64]| {
+            let in_params = params.saturating_sub(offset).min(segment.len());
+            let (grads, loss) = segment.split_at_mut(in_params);
+            const BLOCK: usize = 4096;
+            grads.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
+                let start = offset + b * BLOCK;
+                let len = d.len();
+                for p in parts {
+                    for (a, x) in d.iter_mut().zip(&p[start..start + len]) {
+                        *a += x;
+                    }
+                }
+            });
+            if let Some(l) = loss.first_mut() {
+                for x in losses {
+                    *l += x;
+                }
+            }
+        })?;
+        unflatten(&self.flat[..params], &mut self.total);
+        Ok(self.flat[params])
+    }
+}
+
+/// Number of values of `g` (every weight matrix, then every delay matrix).
+fn flatten_len(g: &Gradients) -> usize {
+    g.weights.iter().chain(&g.delays).map(|m| m.len()).sum()
+}
+
+/// Copies every weight matrix, then every delay matrix of `g` (column-major) into `out`.
+fn flatten(g: &Gradients, out: &mut [f64]) {
+    let mut off = 0;
+    for m in g.weights.iter().chain(&g.delays) {
+        out[off..off + m.len()].copy_from_slice(m.as_slice());
+        off += m.len();
+    }
+}
+
+/// The inverse of [`flatten`].
+fn unflatten(src: &[f64], g: &mut Gradients) {
+    let mut off = 0;
+    for m in g.weights.iter_mut().chain(g.delays.iter_mut()) {
+        let len = m.len();
+        m.as_mut_slice().copy_from_slice(&src[off..off + len]);
+        off += len;
+    }
+}
+
+/// Turns the first failure of a step into the error of every rank: a single process returns
+/// its own; with several ranks they agree on the first failing chunk, whose rank returns its
+/// error and the others [`EventPropError::RankFailed`].
+fn settle(comm: &dyn Communicator, failed: Option<(usize, EventPropError)>) -> Result<()> {
+    if comm.size() == 1 {
+        return failed.map_or(Ok(()), |(_, e)| Err(e));
+    }
+    match first_failure(comm, failed.as_ref().map(|(c, _)| *c))? {
+        None => Ok(()),
+        Some((rank, chunk)) if rank == comm.rank() => {
+            Err(failed.map_or(EventPropError::RankFailed { rank, chunk }, |(_, e)| e))
+        }
+        Some((rank, chunk)) => Err(EventPropError::RankFailed { rank, chunk }),
+    }
+}
+
+/// Full batches of `batch_size` samples must give every one of `ranks` ranks a chunk.
+fn check_ranks(ranks: usize, batch_size: usize, chunk_size: usize) -> Result<()> {
+    let chunks = batch_size.div_ceil(chunk_size.max(1));
+    if ranks > chunks {
+        return Err(EventPropError::TooManyRanks { ranks, chunks, batch_size, chunk_size });
+    }
+    Ok(())
 }
 
 /// Mean loss, mean gradients and correct predictions of a batch.
@@ -702,37 +868,83 @@ pub fn evaluate<S: Simulator>(
     loss: &Loss,
     chunk_size: usize,
 ) -> Result<EvalMetrics> {
+    evaluate_on(&SINGLE_PROCESS, engine, net, data, loss, chunk_size)
+}
+
+/// [`evaluate`] as rank `comm.rank()` of `comm.size()`: every rank calls it with the same
+/// arguments, evaluates its range of the chunks and gets the metrics of the whole set —
+/// bitwise those of one process (the chunk losses are added in chunk order across ranks).
+pub fn evaluate_on<S: Simulator>(
+    comm: &dyn Communicator,
+    engine: &S,
+    net: &Network,
+    data: &Labelled,
+    loss: &Loss,
+    chunk_size: usize,
+) -> Result<EvalMetrics> {
     check_batch(engine, net, &data.spikes, &data.labels, loss)?;
     let chunk_size = chunk_size.max(1);
     let t_end = engine.config().t_end;
     let n = data.len();
     let num_chunks = n.div_ceil(chunk_size);
-    let parts: Vec<(f64, usize, Vec<u64>)> = (0..num_chunks)
-        .into_par_iter()
-        .map_init(
-            || (engine.scratch(net), ForwardRecord::default()),
-            |(scratch, record), c| {
-                let (mut l, mut correct, mut counts) = (0.0, 0, vec![0u64; net.num_neurons()]);
-                for s in c * chunk_size..((c + 1) * chunk_size).min(n) {
-                    engine.run_into(net, data.spikes.sample(s), scratch, record)?;
-                    let lv = loss.evaluate(&record.readout, data.labels[s], s, t_end)?;
-                    l += lv.loss;
-                    correct += usize::from(lv.correct(data.labels[s]));
-                    for &k in &record.spikes.neurons {
-                        if let Some(x) = counts.get_mut(k as usize) {
-                            *x += 1;
-                        }
-                    }
+    let mine = chunk_range(num_chunks, comm.rank(), comm.size())?;
+    let one_chunk = |(scratch, record): &mut (S::Scratch, ForwardRecord), c: usize| -> Result<(f64, usize, Vec<u64>)> {
+        let (mut l, mut correct, mut counts) = (0.0, 0, vec![0u64; net.num_neurons()]);
+        for s in c * chunk_size..((c + 1) * chunk_size).min(n) {
+            engine.run_into(net, data.spikes.sample(s), scratch, record)?;
+            let lv = loss.evaluate(&record.readout, data.labels[s], s, t_end)?;
+            l += lv.loss;
+            correct += usize::from(lv.correct(data.labels[s]));
+            for &k in &record.spikes.neurons {
+                if let Some(x) = counts.get_mut(k as usize) {
+                    *x += 1;
                 }
-                Ok((l, correct, counts))
-            },
-        )
-        .collect::<Result<_>>()?;
+            }
+        }
+        Ok((l, correct, counts))
+    };
+    let init = || (engine.scratch(net), ForwardRecord::default());
     let (mut l, mut correct, mut counts) = (0.0, 0, vec![0u64; net.num_neurons()]);
-    for (pl, pc, pcounts) in parts {
-        l += pl;
-        correct += pc;
-        counts.iter_mut().zip(pcounts).for_each(|(a, b)| *a += b);
+    if comm.size() == 1 {
+        let parts: Vec<(f64, usize, Vec<u64>)> =
+            (0..num_chunks).into_par_iter().map_init(init, one_chunk).collect::<Result<_>>()?;
+        for (pl, pc, pcounts) in parts {
+            l += pl;
+            correct += pc;
+            counts.iter_mut().zip(pcounts).for_each(|(a, b)| *a += b);
+        }
+    } else {
+        let results: Vec<Result<(f64, usize, Vec<u64>)>> =
+            mine.clone().into_par_iter().map_init(init, one_chunk).collect();
+        let mut losses = Vec::with_capacity(results.len());
+        let mut failed = None;
+        for (c, r) in mine.zip(results) {
+            match r {
+                Ok((pl, pc, pcounts)) => {
+                    losses.push(pl);
+                    correct += pc;
+                    counts.iter_mut().zip(pcounts).for_each(|(a, b)| *a += b);
+                }
+                Err(e) => {
+                    failed = Some((c, e));
+                    break;
+                }
+            }
+        }
+        settle(comm, failed)?;
+        let mut ints = Vec::with_capacity(1 + counts.len());
+        ints.push(correct as u64);
+        ints.extend_from_slice(&counts);
+        comm.sum_u64(&mut ints)?;
+        correct = ints[0] as usize;
+        counts.copy_from_slice(&ints[1..]);
+        let mut buf = [0.0];
+        ordered_sum(comm, &mut buf, &mut |_, b: &mut [f64]| {
+            for pl in &losses {
+                b[0] += pl;
+            }
+        })?;
+        l = buf[0];
     }
     Ok(EvalMetrics {
         loss: l / n as f64,
@@ -1317,6 +1529,8 @@ pub struct Trainer<'e, E: Adjoint> {
     workspace: Option<BatchWorkspace<E>>,
     /// The network settings ([`NETWORK_SETTINGS`]) of the run, recorded in every checkpoint.
     network_settings: Vec<Setting>,
+    /// The ranks this run is spread over ([`Trainer::with_communicator`]).
+    comm: &'e dyn Communicator,
 }
 
 impl<'e, E: Adjoint> std::fmt::Debug for Trainer<'e, E> {
@@ -1365,7 +1579,7 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             Setting { name: NETWORK_SETTINGS[0].into(), value: network_shape(&state.network) },
             Setting { name: NETWORK_SETTINGS[1].into(), value: network_hash(&state.network) },
         ];
-        let t = Self { engine, loss, config, state, workspace: None, network_settings };
+        let t = Self { engine, loss, config, state, workspace: None, network_settings, comm: &SINGLE_PROCESS };
         t.check_engine()?;
         t.remove_stale_temps();
         Ok(t)
@@ -1448,10 +1662,46 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         if !differences.is_empty() {
             return Err(EventPropError::ResumeMismatch { path: path.to_path_buf(), differences });
         }
-        let t = Self { engine, loss, config, state, workspace: None, network_settings };
+        let t = Self { engine, loss, config, state, workspace: None, network_settings, comm: &SINGLE_PROCESS };
         t.check_engine()?;
         t.remove_stale_temps();
         Ok(t)
+    }
+
+    /// Trains data-parallel over the ranks of `comm`: every rank runs the same program with the
+    /// same configuration, data and (seeded) initial network, computes its share of each
+    /// batch's chunks and receives the batch's gradients and metrics, which are bitwise those
+    /// of one process ([`BatchWorkspace::compute_on`], [`evaluate_on`]). Only rank 0 writes
+    /// the checkpoint.
+    ///
+    /// Errors: more ranks than a full batch has chunks ([`EventPropError::TooManyRanks`]).
+    ///
+    /// ```
+    /// # use nalgebra::DMatrix;
+    /// # use snn_core::{ExactEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig};
+    /// use snn_eventprop::distributed::SingleProcess;
+    /// use snn_eventprop::train::{TrainConfig, Trainer};
+    /// use snn_eventprop::{EventPropError, Loss};
+    /// # let mut b = NetworkBuilder::new();
+    /// # let i = b.input("in", 2);
+    /// # let o = b.li("out", 2, LiParams::new(10.0, 5.0).unwrap());
+    /// # b.connect(i, o, DMatrix::from_element(2, 2, 1.0), DMatrix::zeros(2, 2));
+    /// # let net = b.build().unwrap();
+    /// let engine = ExactEngine::new(SimConfig::new(25.0, ReadoutKind::MaxVoltage)).unwrap();
+    /// let config = TrainConfig::builder().batch_size(16).chunk_size(8).build().unwrap();
+    /// let trainer = Trainer::new(&engine, Loss::MaxVoltageCrossEntropy, config, net).unwrap();
+    /// let trainer = trainer.with_communicator(&SingleProcess).unwrap();
+    /// assert_eq!(trainer.communicator().size(), 1);
+    /// ```
+    pub fn with_communicator(mut self, comm: &'e dyn Communicator) -> Result<Self> {
+        check_ranks(comm.size(), self.config.batch_size, self.config.chunk_size)?;
+        self.comm = comm;
+        Ok(self)
+    }
+
+    /// The ranks this run is spread over.
+    pub fn communicator(&self) -> &dyn Communicator {
+        self.comm
     }
 
     fn check_engine(&self) -> Result<()> {
@@ -1532,6 +1782,8 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
     }
 
     fn check_data(&self, data: &TrainData<'_>) -> Result<()> {
+        let batch = self.config.batch_size.min(data.train.len()).max(1);
+        check_ranks(self.comm.size(), batch, self.config.chunk_size)?;
         let net = &self.state.network;
         check_batch(self.engine, net, &data.train.spikes, &data.train.labels, &self.loss)?;
         for set in [data.validation, data.test].into_iter().flatten() {
@@ -1600,7 +1852,8 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         let (mut weight_lr, mut delay_lr) = (0.0, 0.0);
         for (b, idx) in order.chunks(self.config.batch_size).enumerate() {
             let _batch = tracing::debug_span!("batch", batch = b, samples = idx.len()).entered();
-            let s = ws.compute(
+            let s = ws.compute_on(
+                self.comm,
                 self.engine,
                 &self.state.network,
                 &train.spikes,
@@ -1621,7 +1874,7 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         let silent_neurons = self.boost_silent(&counts, &mask);
         let net = &self.state.network;
         let eval = |set: Option<&Labelled>| -> Result<Option<EvalMetrics>> {
-            set.map(|d| evaluate(self.engine, net, d, &self.loss, self.config.chunk_size)).transpose()
+            set.map(|d| evaluate_on(self.comm, self.engine, net, d, &self.loss, self.config.chunk_size)).transpose()
         };
         let validation = eval(data.validation)?;
         let test = eval(data.test)?;
@@ -1678,7 +1931,9 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         }
         self.state.history.push(metrics);
         self.state.epochs_done += 1;
-        if let Some(path) = &self.config.checkpoint {
+        if let Some(path) = &self.config.checkpoint
+            && self.comm.rank() == 0
+        {
             self.save_checkpoint(path)?;
         }
         progress(Progress::Epoch(self.state.history.last().expect("just pushed")));
