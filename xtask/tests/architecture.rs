@@ -23,11 +23,12 @@ fn layers() -> BTreeMap<&'static str, u8> {
     ])
 }
 
-/// Same-layer edges that are allowed: the file framing is shared by both stacks.
-const ALLOWED_SAME_LAYER: &[(&str, &str)] = &[("sparse-bp", "persist")];
+/// Same-layer edges that are allowed: the file framing (and its check of what may be opened for
+/// reading) is shared by both stacks and the data loaders.
+const ALLOWED_SAME_LAYER: &[(&str, &str)] = &[("sparse-bp", "persist"), ("datasets", "persist")];
 
 /// Who may depend on whom, in words, for the error message.
-const RULES: &str = "persist, snn-core and datasets depend on no workspace crate; sparse-bp only on persist; \
+const RULES: &str = "persist and snn-core depend on no workspace crate; datasets and sparse-bp only on persist; \
 snn-delays only on snn-core; snn-eventprop on snn-core, snn-delays and persist; \
 bench-suite and xtask on anything below them but not on each other";
 

@@ -391,8 +391,9 @@ fn decode_payload<T: DeserializeOwned>(path: &Path, kind: Kind, payload: &[u8]) 
     Ok(value)
 }
 
-/// What a path that is not a regular file is.
-fn file_type_name(ft: std::fs::FileType) -> &'static str {
+/// What a path that is not a regular file is (`"directory"`, `"FIFO"`, `"character device"`,
+/// ...), for error messages.
+pub fn file_type_name(ft: std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
