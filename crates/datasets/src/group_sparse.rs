@@ -205,17 +205,6 @@ impl Default for GroupSparseParams {
     }
 }
 
-macro_rules! setter {
-    ($name:ident, $t:ty) => {
-        #[doc = concat!("Sets `", stringify!($name), "` (see the table on the type).")]
-        #[must_use]
-        pub fn $name(mut self, v: $t) -> Self {
-            self.$name = v;
-            self
-        }
-    };
-}
-
 impl GroupSparseParams {
     setter!(seed, u64);
     setter!(signal_dim, usize);

@@ -39,6 +39,18 @@
 //! ```
 #![warn(missing_docs)]
 
+/// A builder-style setter for a field of a parameter struct (the generators' parameter types).
+macro_rules! setter {
+    ($name:ident, $t:ty) => {
+        #[doc = concat!("Sets `", stringify!($name), "` (see the table on the type).")]
+        #[must_use]
+        pub fn $name(mut self, v: $t) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
 mod error;
 pub mod fetch;
 mod files;

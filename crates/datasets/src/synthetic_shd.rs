@@ -85,17 +85,6 @@ impl Default for SyntheticShdParams {
     }
 }
 
-macro_rules! setter {
-    ($name:ident, $t:ty) => {
-        #[doc = concat!("Sets `", stringify!($name), "` (see the table on the type).")]
-        #[must_use]
-        pub fn $name(mut self, v: $t) -> Self {
-            self.$name = v;
-            self
-        }
-    };
-}
-
 impl SyntheticShdParams {
     /// A small, fast variant: 64 channels, 4 groups, 4 classes, 256 samples of ~120 events, 0.3 s.
     #[must_use]
