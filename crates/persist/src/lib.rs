@@ -253,6 +253,21 @@ pub fn encode<T: Serialize + ?Sized>(path: &Path, kind: Kind, value: &T) -> Resu
     let payload = bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| {
         PersistError::Encode { path: path.to_owned(), kind: kind.name.to_owned(), reason: e.to_string() }
     })?;
+    Ok(frame(kind, &payload))
+}
+
+/// Frames an already encoded payload: the header (magic, framing version, `kind`, length,
+/// CRC-32) followed by `payload`. [`encode`] is this after bincode; tests use it to craft files
+/// whose framing is valid around a payload they chose, so that only the decoder's checks of the
+/// payload stand between the bytes and a value.
+///
+/// ```
+/// let kind = persist::Kind::new("example", 1);
+/// let framed = persist::frame(kind, &[7]); // bincode's encoding of the u8 7
+/// assert_eq!(persist::decode::<u8>(std::path::Path::new("x"), kind, &framed).unwrap(), 7);
+/// ```
+#[must_use]
+pub fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FRAMING_VERSION.to_le_bytes());
@@ -260,10 +275,10 @@ pub fn encode<T: Serialize + ?Sized>(path: &Path, kind: Kind, value: &T) -> Resu
     out.extend_from_slice(&kind.bytes());
     out.extend_from_slice(&kind.version.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    let sum = checksum(&out, &payload);
+    let sum = checksum(&out, payload);
     out.extend_from_slice(&sum.to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    out.extend_from_slice(payload);
+    out
 }
 
 /// A parsed, not yet verified header.

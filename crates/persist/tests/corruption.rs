@@ -38,19 +38,6 @@ fn encoded(n: usize) -> Vec<u8> {
     persist::encode(path(), SAMPLE, &sample(n)).unwrap()
 }
 
-/// Re-frames a payload with a valid checksum, as a crafted file would be.
-fn reframe(payload: &[u8]) -> Vec<u8> {
-    let mut out = encoded(0);
-    out.truncate(HEADER_LEN);
-    out[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&out[8..40]);
-    h.update(payload);
-    out[40..44].copy_from_slice(&h.finalize().to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
 fn tmp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("persist-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -111,7 +98,7 @@ proptest! {
         lying.extend_from_slice(&(u64::MAX / 3).to_le_bytes());
         lying.extend_from_slice(&payload[i..]);
         for p in [payload.clone(), lying, payload[..cut.index(payload.len() + 1)].to_vec()] {
-            match persist::decode::<Sample>(path(), SAMPLE, &reframe(&p)) {
+            match persist::decode::<Sample>(path(), SAMPLE, &persist::frame(SAMPLE, &p)) {
                 Ok(_) | Err(PersistError::Decode { .. }) => {}
                 Err(e) => prop_assert!(false, "unexpected error {e}"),
             }

@@ -81,17 +81,6 @@ fn make_checkpoint() -> Vec<u8> {
     bytes
 }
 
-fn reframe(template: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = template[..HEADER_LEN].to_vec();
-    out[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&out[8..40]);
-    h.update(payload);
-    out[40..44].copy_from_slice(&h.finalize().to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Writes `bytes` as a checkpoint and resumes it: a typed error, or a trainer that finishes its
 /// run without panicking (training may still fail with a typed error, e.g. runaway activity).
 fn resume_bytes(dir: &Path, bytes: &[u8], case: usize) -> Result<bool, TestCaseError> {
@@ -166,7 +155,7 @@ proptest! {
         lying32.extend_from_slice(&payload[i..]);
         let cut_payload = payload[..cut % payload.len()].to_vec();
         for (k, p) in [edited, lying, lying32, cut_payload].iter().enumerate() {
-            resume_bytes(&dir, &reframe(&bytes, p), 10 + k)?;
+            resume_bytes(&dir, &persist::frame(CHECKPOINT_KIND, p), 10 + k)?;
         }
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -77,18 +77,6 @@ fn same_or_error<T: ModelFile + Classifier>(original: &T, bytes: &[u8]) -> Resul
     }
 }
 
-/// A payload re-framed with a valid checksum, as a crafted file would be.
-fn reframe(template: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = template[..HEADER_LEN].to_vec();
-    out[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&out[8..40]);
-    h.update(payload);
-    out[40..44].copy_from_slice(&h.finalize().to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
 /// A crafted variant decodes to a model that passes its checks (and then runs) or is an error.
 fn crafted_is_checked<T: ModelFile + Classifier>(bytes: &[u8]) -> Result<(), TestCaseError> {
     match decode_model::<T>(path(), bytes) {
@@ -133,17 +121,19 @@ proptest! {
     fn crafted_payloads_are_checked(
         edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..4),
     ) {
-        fn mutate(bytes: &[u8], edits: &[(usize, u8)]) -> Vec<u8> {
-            let mut payload = bytes[HEADER_LEN..].to_vec();
+        /// The model's file with its payload edited, re-framed with a valid checksum, as a
+        /// crafted file would be.
+        fn mutate<T: ModelFile>(model: &T, edits: &[(usize, u8)]) -> Vec<u8> {
+            let mut payload = encode_model(model).unwrap()[HEADER_LEN..].to_vec();
             for &(at, v) in edits {
                 let i = at % payload.len();
                 payload[i] = v;
             }
-            reframe(bytes, &payload)
+            persist::frame(T::KIND, &payload)
         }
-        crafted_is_checked::<PursuitClassifier>(&mutate(&encode_model(&pursuit()).unwrap(), &edits))?;
-        crafted_is_checked::<Approximator>(&mutate(&encode_model(&approximator()).unwrap(), &edits))?;
-        crafted_is_checked::<MultiLayerClassifier>(&mutate(&encode_model(&multilayer()).unwrap(), &edits))?;
+        crafted_is_checked::<PursuitClassifier>(&mutate(&pursuit(), &edits))?;
+        crafted_is_checked::<Approximator>(&mutate(&approximator(), &edits))?;
+        crafted_is_checked::<MultiLayerClassifier>(&mutate(&multilayer(), &edits))?;
     }
 }
 
