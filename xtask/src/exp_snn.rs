@@ -211,14 +211,26 @@ fn last_test(h: &[EpochMetrics]) -> f64 {
 /// Test accuracy at the epoch of best validation accuracy (model selection on validation data);
 /// the last epoch's when there is no validation set.
 fn selected_test(h: &[EpochMetrics]) -> f64 {
-    let best = h.iter().filter_map(|m| Some((m.validation.as_ref()?.accuracy, m.test.as_ref()?.accuracy))).fold(
-        None,
-        |acc: Option<(f64, f64)>, (v, t)| match acc {
-            Some((bv, _)) if bv >= v => acc,
-            _ => Some((v, t)),
-        },
-    );
-    best.map_or_else(|| last_test(h), |(_, t)| t)
+    match best_validation_epoch(h) {
+        Some(e) => h.iter().find(|m| m.epoch == e).and_then(|m| m.test.as_ref()).map_or(f64::NAN, |t| t.accuracy),
+        None => last_test(h),
+    }
+}
+
+/// The epoch (0-based) of best validation accuracy, the first of equals; `None` without validation.
+fn best_validation_epoch(h: &[EpochMetrics]) -> Option<usize> {
+    h.iter()
+        .filter_map(|m| Some((m.epoch, m.validation.as_ref()?.accuracy)))
+        .fold(None, |acc: Option<(usize, f64)>, (e, v)| match acc {
+            Some((_, bv)) if bv >= v => acc,
+            _ => Some((e, v)),
+        })
+        .map(|(e, _)| e)
+}
+
+/// The best validation accuracy, NaN without validation.
+fn best_validation(h: &[EpochMetrics]) -> f64 {
+    h.iter().filter_map(|m| m.validation.as_ref().map(|v| v.accuracy)).fold(f64::NAN, f64::max)
 }
 
 fn last_train(h: &[EpochMetrics]) -> f64 {
@@ -457,6 +469,9 @@ impl Speech {
 
 struct SpeechData {
     train: datasets::SpikeDataset,
+    /// Model selection (and early stopping in full runs): the data set's own validation split,
+    /// else samples held out of the training set, else (synthetic) a generated set.
+    validation: datasets::SpikeDataset,
     test: datasets::SpikeDataset,
     source: String,
     t_end_ms: f64,
@@ -484,11 +499,20 @@ fn speech_data(kind: Speech, preset: &paper::Speech, opts: &Options) -> DynResul
         let test_n = if opts.quick { 2 * base.samples } else { base.samples / 4 };
         let test =
             datasets::synthetic_shd(&base.clone().samples(test_n).seed(opts.seed + 1).structure_seed(structure))?;
+        // The validation set is as large as the training set in quick runs (256: the epoch of best
+        // validation accuracy is then picked on more than noise), a quarter of it otherwise.
+        let valid_n = if opts.quick { base.samples } else { base.samples / 4 };
+        let validation =
+            datasets::synthetic_shd(&base.clone().samples(valid_n).seed(opts.seed + 2).structure_seed(structure))?;
         let t_end_ms = f64::from(base.duration) * 1000.0;
         return Ok(SpeechData {
             train,
+            validation,
             test,
-            source: format!("synthetic SHD-like ({} train / {} test samples)", base.samples, test_n),
+            source: format!(
+                "synthetic SHD-like ({} train / {valid_n} validation / {test_n} test samples)",
+                base.samples
+            ),
             t_end_ms,
             synthetic: true,
         });
@@ -512,10 +536,29 @@ fn speech_data(kind: Speech, preset: &paper::Speech, opts: &Options) -> DynResul
     };
     let train = prefix(load(tr)?, preset.train_subset);
     let test = prefix(load(te)?, preset.test_subset);
+    // SSC has a validation split of its own (the same subset size as the test set in quick runs);
+    // SHD has none: every `held_out_every`-th training sample is held out (a stride keeps the
+    // classes and speakers of an ordered file represented).
+    let (train, validation, held_out) = match kind {
+        Speech::Ssc => (train, prefix(load("ssc_valid.h5")?, preset.test_subset), "ssc_valid.h5".to_owned()),
+        Speech::Shd => {
+            let k = preset.held_out_every.max(2);
+            let (keep, hold): (Vec<usize>, Vec<usize>) = (0..train.len()).partition(|i| i % k != k - 1);
+            (train.select(&keep), train.select(&hold), format!("every {k}th training sample"))
+        }
+    };
     Ok(SpeechData {
+        source: format!(
+            "{} ({}; {} train / {} validation ({held_out}) / {} test samples)",
+            dir.display(),
+            if opts.quick { "subset" } else { "full" },
+            train.len(),
+            validation.len(),
+            test.len()
+        ),
         train,
+        validation,
         test,
-        source: format!("{} ({})", dir.display(), if opts.quick { "subset" } else { "full" }),
         t_end_ms: preset.t_end_ms,
         synthetic: false,
     })
@@ -558,6 +601,7 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         (preset.hidden, preset.epochs, preset.batch_size, preset.max_delay_ms, preset.delay_init_ms);
     let engine = preset.engine()?;
     let test_l = events_labelled(&data.test, t_end)?;
+    let valid_l = events_labelled(&data.validation, t_end)?;
     let base_train = data.train.clone();
     // SHD augmentation (real data only: the synthetic classes live in channel groups that a shift would scramble).
     let augment = preset.augmentation.filter(|_| !data.synthetic);
@@ -571,7 +615,7 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         } else {
             base_train.clone()
         };
-        Ok((events_labelled(&d, t_end)?, None, Some(test_l.clone())))
+        Ok((events_labelled(&d, t_end)?, Some(valid_l.clone()), Some(test_l.clone())))
     };
 
     let mut runs = Vec::new();
@@ -615,35 +659,44 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "weight_warmup": preset.weight_schedule().warmup.is_some(),
                "delay_lr": preset.delay_lr, "dt_ms": preset.dt_ms, "t_end_ms": t_end, "max_delay_ms": max_delay,
                "delay_init_ms": [0.0, init_hi], "augmentation": augment.is_some(), "engine": "clocked",
+               "validation_samples": data.validation.len(), "patience": preset.patience,
+               "model_selection": "test accuracy at the epoch of best validation accuracy",
                "spike_count_reg": preset.spike_count_reg}),
     );
     results.insert("data_stats".into(), serde_json::to_value(&stats)?);
-    results.insert(
-        "final".into(),
-        json!({"test_accuracy": last_test(with), "train_accuracy": last_train(with),
-               "train_loss": with.last().map(|m| m.train.loss), "parameters_sha256": runs[0].2}),
-    );
-    results.insert(
-        "ablation".into(),
-        json!({"no_delays": {"test_accuracy": last_test(without), "train_accuracy": last_train(without),
-                             "train_loss": without.last().map(|m| m.train.loss), "parameters_sha256": runs[1].2}}),
-    );
+    // The reported model is the one of the best validation epoch (the paper stops early on it);
+    // the last epoch's figures are kept beside it.
+    let outcome = |h: &[EpochMetrics], sha: &str| {
+        json!({"test_accuracy": selected_test(h), "best_validation_epoch": best_validation_epoch(h),
+               "validation_accuracy": best_validation(h), "epochs_run": h.len(),
+               "last_epoch_test_accuracy": last_test(h), "train_accuracy": last_train(h),
+               "train_loss": h.last().map(|m| m.train.loss), "parameters_sha256": sha})
+    };
+    results.insert("final".into(), outcome(with, &runs[0].2));
+    results.insert("ablation".into(), json!({"no_delays": outcome(without, &runs[1].2)}));
     results.insert("epoch_seconds".into(), json!(epoch_seconds));
     results.insert("epochs".into(), json!({"delays": epoch_json(with), "no_delays": epoch_json(without)}));
     results.insert("paper".into(), json!({"test_accuracy": paper_test}));
-    let rows = vec![
-        vec!["learned delays".into(), pct(last_test(with)), pct(last_train(with)), paper_str.into()],
+    let row = |name: &str, h: &[EpochMetrics], paper: &str| {
         vec![
-            "no delays (ablation)".into(),
-            pct(last_test(without)),
-            pct(last_train(without)),
-            "lower (paper's ablation)".into(),
-        ],
-    ];
+            name.into(),
+            pct(selected_test(h)),
+            best_validation_epoch(h).map_or_else(|| "-".into(), |e| format!("{} of {}", e + 1, h.len())),
+            pct(last_test(h)),
+            pct(last_train(h)),
+            paper.into(),
+        ]
+    };
+    let rows =
+        vec![row("learned delays", with, paper_str), row("no delays (ablation)", without, "lower (paper's ablation)")];
     let summary = format!(
-        "data: {}\n\n{}\nmedian epoch time {epoch_seconds:.2} s ({} training samples per epoch)\n",
+        "data: {}\n\n{}\ntest accuracy: at the epoch of best validation accuracy.\n\
+         median epoch time {epoch_seconds:.2} s ({} training samples per epoch)\n",
         data.source,
-        markdown_table(&["network", "test accuracy", "train accuracy", "paper (real data)"], &rows),
+        markdown_table(
+            &["network", "test accuracy", "best epoch", "last-epoch test", "last-epoch train", "paper (real data)"],
+            &rows
+        ),
         data.train.len()
     );
     Ok(Outcome { results, summary })
@@ -1070,7 +1123,7 @@ mod tests {
 
     use nalgebra::DMatrix;
     use snn_core::{ExactEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig};
-    use snn_eventprop::train::TrainableParams;
+    use snn_eventprop::train::{EvalMetrics, TrainableParams};
 
     use super::*;
 
@@ -1158,5 +1211,41 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("seed") && msg.contains("start afresh") && msg.contains("a.ckpt"), "{msg}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Model selection: the test accuracy reported is the one of the first epoch with the best
+    /// validation accuracy, not the last epoch's; without validation data, the last epoch's.
+    #[test]
+    fn the_reported_epoch_is_the_first_of_best_validation_accuracy() {
+        let eval = |accuracy: f64| EvalMetrics { loss: 1.0, accuracy, samples: 4, spikes_per_sample: vec![] };
+        let epoch = |epoch: usize, valid: Option<f64>, test: f64| EpochMetrics {
+            epoch,
+            train: eval(0.5),
+            validation: valid.map(eval),
+            test: Some(eval(test)),
+            silent_neurons: 0,
+            hidden_spikes_per_neuron: None,
+            delay_stats: vec![],
+            weight_lr: 0.0,
+            delay_lr: 0.0,
+            clamped_delays: 0,
+            seconds: 0.0,
+        };
+        // Validation peaks at epochs 1 and 3 (equal): epoch 1 is reported; training then diverges.
+        let h = [
+            epoch(0, Some(0.50), 0.40),
+            epoch(1, Some(0.90), 0.85),
+            epoch(2, Some(0.70), 0.95),
+            epoch(3, Some(0.90), 0.80),
+            epoch(4, Some(0.30), 0.25),
+        ];
+        assert_eq!(best_validation_epoch(&h), Some(1));
+        assert_eq!(selected_test(&h), 0.85);
+        assert_eq!(best_validation(&h), 0.90);
+        assert_eq!(last_test(&h), 0.25);
+        let unvalidated: Vec<EpochMetrics> = h.iter().map(|m| EpochMetrics { validation: None, ..m.clone() }).collect();
+        assert_eq!(best_validation_epoch(&unvalidated), None);
+        assert_eq!(selected_test(&unvalidated), 0.25);
+        assert!(best_validation(&unvalidated).is_nan());
     }
 }

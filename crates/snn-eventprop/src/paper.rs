@@ -312,6 +312,12 @@ pub struct Speech {
     pub hidden: usize,
     /// Epochs (ours: full 100, quick 40; the paper: up to 500 with early stopping).
     pub epochs: usize,
+    /// Early-stopping patience on validation accuracy (§4: 15 epochs; quick `None`: all
+    /// `epochs` run). Either way the reported model is the one of the best validation epoch.
+    pub patience: Option<usize>,
+    /// Every `k`-th training sample (`k = held_out_every`) is held out for validation when the
+    /// data set has no validation split of its own (SHD; SSC has `ssc_valid.h5`): 10, i.e. 10 %.
+    pub held_out_every: usize,
     /// Samples per step (§4: 256; quick 32).
     pub batch_size: usize,
     /// Final Adam rate of the weights (§4: 1e-3; quick 1e-2, constant: the paper's warm-up
@@ -367,6 +373,8 @@ fn speech(architecture: Architecture, hidden: usize, delay_init_ms: f64, scale: 
         architecture,
         hidden: if quick { 64 } else { hidden },
         epochs: if quick { 40 } else { 100 },
+        patience: if quick { None } else { Some(15) },
+        held_out_every: 10,
         batch_size: if quick { 32 } else { 256 },
         weight_lr: if quick { 1e-2 } else { 1e-3 },
         weight_warmup: !quick,
@@ -428,7 +436,9 @@ impl Speech {
         }
     }
 
-    /// Weights learn everywhere; delays (if `learn_delays`) on the `delayed` connections of `net`.
+    /// Weights learn everywhere; delays (if `learn_delays`) on the `delayed` connections of `net`;
+    /// validation accuracy is watched every epoch (early stopping after [`Speech::patience`] epochs
+    /// without improvement, the best epoch's network kept).
     pub fn train_config(
         &self,
         net: &Network,
@@ -448,6 +458,10 @@ impl Speech {
             .max_delay(self.max_delay_ms)
             .silent_boost(Some(self.silent_boost))
             .spike_count_reg(self.spike_count_reg)
+            .early_stopping(EarlyStopping {
+                patience: self.patience.unwrap_or(self.epochs),
+                monitor: Monitor::ValidationAccuracy,
+            })
             .seed(seed)
             .build()
     }
