@@ -54,7 +54,9 @@
 //!   runs steps 1-5 for itself. Events are pulled in the ring's order (by emission step; within a
 //!   step LIF spikes by population and neuron, then input spikes in input order), so every
 //!   arrival sum, every state and the record (spikes sorted by step, then neuron, as the ring
-//!   path records them) equal the push path's **bit for bit**;
+//!   path records them) equal the push path's **bit for bit**. Four targets share one pass over
+//!   the events (four independent chains of additions, each timeline receiving its events in the
+//!   same order as alone, so the sums do not depend on how targets are grouped);
 //! - **recurrent networks** pull their input projections into per-target timelines before the
 //!   step loop, and push every other projection through the ring; a step's pulled arrivals are
 //!   added to `I` after its ring slot, so currents can differ from the push path by a rounding
@@ -83,8 +85,11 @@
 //! Pull delivery keeps a target's timeline, weights and delays in L1 and streams the events
 //! (8 bytes each): 0.77 ns per event for the input projection of the recurrent workload (from a
 //! profile; `ring_floor`'s pull variant: 1.0-1.4 ns in runs where the ring costs 1.15-1.9 ns).
-//! What it saves is partly spent on copying the weights target-major once per sample and, for
-//! recurrent networks, on the `(steps + 1) x neurons` buffer of pulled arrivals. Forward CPU time
+//! What it saves is partly spent, for recurrent networks, on the `(steps + 1) x neurons` buffer of
+//! pulled arrivals. The target-major weight rows are gathered once per weight change, not per
+//! sample: the plan caches them keyed by [`Network::weight_stamp`]
+//! ([`ClockedPlan::refresh_weights`]); a run whose network's weights differ from the cached ones
+//! gathers its own copy (about as costly as a large part of the delivery itself). Forward CPU time
 //! per delivered event, dynamics included, push against pull in the same runs
 //! (`cargo run --release -p bench-suite --example clocked_profile [ff|ssc] fwd`): 700-256-256-20
 //! 1.37-1.56 against 1.04-1.19 ns (1.26-1.36x); the SSC network 700-1024-1024-35 1.42 against

@@ -66,7 +66,10 @@
 //! steps above for that neuron alone (its jump sums `S` are complete, since every population it
 //! projects to is done), kept in a `16 x (steps + slots)`-byte timeline that every event of its
 //! incoming projections then reads from L1, adding to its synapse's sums (one gradient update
-//! per synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike. The sums are
+//! per synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike; two targets
+//! share each pass over the events (independent chains, each in the order it would have alone).
+//! The weight rows come from the plan's cache ([`ClockedPlan::refresh_weights`]) when it holds
+//! the network's current weights. The sums are
 //! taken in the order of the step-by-step deferred sweep with a whole-run window, so the gradients
 //! are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep` measures 5.8 against
 //! 7.5 ms CPU per sample for 700-256-256-20 in one run. Recurrent networks, [`Delivery::Push`] and
