@@ -757,10 +757,8 @@ pub fn epoch_time(opts: &Options, _dir: &RunDir) -> DynResult<Outcome> {
     if per_config.is_empty() {
         return Err(format!("--config {:?} names no configuration of epoch-time", opts.config).into());
     }
-    let shd_epoch = per_config
-        .get("shd-700-512r-20")
-        .and_then(|c| c["epoch_seconds_for_8156"].as_f64())
-        .unwrap_or(f64::NAN);
+    let shd_epoch =
+        per_config.get("shd-700-512r-20").and_then(|c| c["epoch_seconds_for_8156"].as_f64()).unwrap_or(f64::NAN);
     let mut results = Map::new();
     results.insert(
         "config".into(),

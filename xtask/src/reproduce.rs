@@ -380,7 +380,10 @@ mod tests {
             let (o, sel) = run(&format!("epoch-time --quick --config {name}")).unwrap();
             assert_eq!((o.config.as_deref(), sel.as_slice()), (Some("ff-700-256-256-20"), &["epoch-time"][..]));
         }
-        assert_eq!(run("epoch-time --config 700-1024-1024-35").unwrap().0.config.as_deref(), Some("ssc-700-1024-1024-35"));
+        assert_eq!(
+            run("epoch-time --config 700-1024-1024-35").unwrap().0.config.as_deref(),
+            Some("ssc-700-1024-1024-35")
+        );
         assert_eq!(run("epoch-time").unwrap().0.config, None);
     }
 

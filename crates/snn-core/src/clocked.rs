@@ -725,6 +725,8 @@ struct PullBuffers {
     fac: Vec<f64>,
     /// Arrivals of a block of [`LANES`] targets, step-major: `(steps + 1) x LANES`.
     block: Vec<f64>,
+    /// Delay and weight rows of the targets of one pass over the events, interleaved.
+    lane_rows: LaneRows,
 }
 
 /// Targets per block of the pull paths (one cache line of `f64`).
@@ -771,15 +773,16 @@ fn pull_block(
     line: &mut Vec<f64>,
     w_rows: &[f64],
     block: &mut Vec<f64>,
+    lane_rows: &mut LaneRows,
 ) {
     block.clear();
     block.resize((steps + 1) * LANES, 0.0);
     let mut l = 0;
     while l < lanes {
         let k = match lanes - l {
-            4.. => pull_lanes::<4>(pp, j0 + l, events, line_len, line, w_rows),
-            2 | 3 => pull_lanes::<2>(pp, j0 + l, events, line_len, line, w_rows),
-            _ => pull_lanes::<1>(pp, j0 + l, events, line_len, line, w_rows),
+            4.. => pull_lanes::<4>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
+            2 | 3 => pull_lanes::<2>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
+            _ => pull_lanes::<1>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
         };
         for (m, target) in line.chunks_exact(line_len).enumerate() {
             for (x, &y) in block[l + m..].iter_mut().step_by(LANES).zip(&target[..=steps]) {
@@ -790,13 +793,21 @@ fn pull_block(
     }
 }
 
+/// The delay steps and weights of the `K` targets of one [`pull_lanes`] call, interleaved by
+/// column (`d[c * K + l]`, `w[c * K + l]` for target `l`): one event reads one short run of each.
+#[derive(Debug, Clone, Default)]
+struct LaneRows {
+    d: Vec<u32>,
+    w: Vec<f64>,
+}
+
 /// Pull delivery to the `K` targets `j .. j + K` of the population of `pp` in one pass over the
 /// events: target `j + l` gets `line[l * line_len + t + D] += w` for each event (`t` its step,
 /// `D`, `w` the target's delay steps and weight in the event's column; `line` cleared to
 /// `K * line_len` first, `line_len = steps + slots`, so arrivals after step `steps` land in each
 /// timeline's tail). The `K` chains of additions are independent and each timeline receives its
 /// events in the order of `events`, as it would alone: the result is the same for every `K`, bit
-/// for bit. `w_rows` as from [`ClockedPlan::pull_weights`]. Returns `K`.
+/// for bit. `w_rows` as from [`ClockedPlan::pull_weights`]; `lanes` is scratch. Returns `K`.
 #[inline]
 fn pull_lanes<const K: usize>(
     pp: &PullPop,
@@ -805,6 +816,7 @@ fn pull_lanes<const K: usize>(
     line_len: usize,
     line: &mut Vec<f64>,
     w_rows: &[f64],
+    lanes: &mut LaneRows,
 ) -> usize {
     line.clear();
     line.resize(K * line_len, 0.0);
@@ -812,25 +824,35 @@ fn pull_lanes<const K: usize>(
         return K;
     }
     let rl = pp.row_len;
-    let d: [&[u32]; K] = std::array::from_fn(|l| &pp.delay_rows[(j + l) * rl..(j + l + 1) * rl]);
-    let w: [&[f64]; K] = std::array::from_fn(|l| &w_rows[(j + l) * rl..(j + l + 1) * rl]);
+    lanes.d.clear();
+    lanes.d.resize(K * rl, 0);
+    lanes.w.clear();
+    lanes.w.resize(K * rl, 0.0);
+    for l in 0..K {
+        let (d_row, w_row) = (&pp.delay_rows[(j + l) * rl..(j + l + 1) * rl], &w_rows[(j + l) * rl..(j + l + 1) * rl]);
+        for (c, (&d, &w)) in d_row.iter().zip(w_row).enumerate() {
+            lanes.d[c * K + l] = d;
+            lanes.w[c * K + l] = w;
+        }
+    }
     // The bounds of every access below, checked once (they hold for the plan's own buffers:
     // event steps are at most `steps`, delay steps below `slots`).
     assert!(
         (events.max_col as usize) < rl && (events.max_step as usize + pp.max_delay as usize) < line_len,
         "pull delivery: events outside the target rows or timelines"
     );
+    let (dp, wp) = (lanes.d.as_ptr(), lanes.w.as_ptr());
     let base = line.as_mut_ptr();
     for &(n, c) in &events.list {
         let (n, c) = (n as usize, c as usize);
         for l in 0..K {
-            // SAFETY: `c <= max_col < rl`, the length of `d[l]` and `w[l]`; `d[l][c] <= max_delay`
-            // (the maximum of `pp.delay_rows`), so `n + d[l][c] <= max_step + max_delay < line_len`
-            // and `l * line_len + n + d[l][c] < K * line_len == line.len()`. `base` is the only
-            // live access to `line` here.
+            // SAFETY: `c <= max_col < rl`, so `c * K + l < K * rl`, the length of `lanes.d` and
+            // `lanes.w`; every delay there is an entry of `pp.delay_rows`, at most `max_delay`, so
+            // `n + d <= max_step + max_delay < line_len` and `l * line_len + n + d < K * line_len
+            // == line.len()`. `base` is the only live access to `line` here, `dp`/`wp` only read.
             unsafe {
-                let o = l * line_len + n + *d[l].get_unchecked(c) as usize;
-                *base.add(o) += *w[l].get_unchecked(c);
+                let o = l * line_len + n + *dp.add(c * K + l) as usize;
+                *base.add(o) += *wp.add(c * K + l);
             }
         }
     }
@@ -862,7 +884,9 @@ impl ClockedState {
             + self.pull.in_events.capacity()
             + self.pull.pre.capacity()
             + self.pull.fac.capacity()
-            + self.pull.block.capacity())
+            + self.pull.block.capacity()
+            + self.pull.lane_rows.w.capacity())
+            + 4 * self.pull.lane_rows.d.capacity()
             + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }
@@ -1002,7 +1026,7 @@ fn forward_ring(
     let mut next_readout = 0usize;
     let line_len = steps + plan.slots;
     if pull {
-        let PullBuffers { pre, line, w_row, events, in_events, block, .. } = &mut *st.pull;
+        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, .. } = &mut *st.pull;
         pre.clear();
         pre.resize((steps + 1) * n_state, 0.0);
         for (p, pp) in plan.pull.iter().enumerate() {
@@ -1014,7 +1038,7 @@ fn forward_ring(
             let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
-                pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block);
+                pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
                 for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
                     row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
                 }
@@ -1213,7 +1237,7 @@ fn forward_layered(
     let line_len = steps + plan.slots;
     let layers = plan.layers.as_deref().unwrap_or(&[]);
     let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
-    let PullBuffers { line, w_row, events, in_events, spk, fac, block, .. } = &mut **bufs;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, .. } = &mut **bufs;
     spk.clear();
     fac.clear();
     if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
@@ -1234,7 +1258,7 @@ fn forward_layered(
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
-            pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block);
+            pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
             let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
             for (n, arrivals) in block.chunks_exact(LANES).enumerate() {
