@@ -38,6 +38,9 @@ pub struct Options {
     pub save_models: Option<PathBuf>,
     /// `sparse-mnist`: load the models a previous run saved in this folder instead of training.
     pub load_models: Option<PathBuf>,
+    /// `epoch-time`: measure only this configuration (its label, e.g. `ff-700-256-256-20`; checked
+    /// by the command line against `snn_eventprop::paper`'s speed configurations).
+    pub config: Option<String>,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             spike_reg: None,
             save_models: None,
             load_models: None,
+            config: None,
         }
     }
 }

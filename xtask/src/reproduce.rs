@@ -1,5 +1,6 @@
 //! `cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]
-//! [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]`.
+//! [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]
+//! [--shard I/N] [--config NAME]`.
 
 //!
 //! The driver: the experiment registry, argument handling, one output folder, `results.json`
@@ -82,7 +83,7 @@ fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
          \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\
-         \x20                    [--shard I/N]\n\n\
+         \x20                    [--shard I/N] [--config NAME]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency;\n\
          one whose data set is neither found nor downloadable is then skipped (with its reason).\n\
          --data PATH  the data set (MNIST, SHD, SSC); default: $EVENTPROP_DATA/<name>, the user cache,\n\
@@ -94,6 +95,8 @@ fn usage() -> String {
          neuron per example; paper strength 5e-11); default: paper in full runs, off in --quick.\n\
          --save-models DIR  sparse-*: write the trained models there (default <out>/<experiment>/models)\n\
          --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
+         --config NAME  epoch-time: measure only this configuration (shd-700-512r-20, ff-700-256-256-20\n\
+         \x20              or ssc-700-1024-1024-35; the part after the first `-` suffices, e.g. 700-256-256-20)\n\
          --shard I/N  yin-yang, shd, ssc: train only the runs k with k % N == I (I = 0..N-1, e.g. a\n\
          \x20           Slurm array task); `cargo xtask collect DIR... --out OUT` then writes the reports\n\
          \nexperiments:\n",
@@ -168,6 +171,14 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
             }
             "--save-models" => opts.save_models = Some(path("--save-models")?),
             "--load-models" => opts.load_models = Some(path("--load-models")?),
+            "--config" => {
+                let v = value("--config")?;
+                let labels = crate::exp_snn::speed_config_labels();
+                match labels.iter().find(|l| crate::exp_snn::config_matches(l, &v)) {
+                    Some(l) => opts.config = Some((*l).to_owned()),
+                    None => return Err(format!("--config expects one of {}, got `{v}`", labels.join(", "))),
+                }
+            }
             "-h" | "--help" => return Ok(Request::Help),
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
             s if chosen.is_none() => chosen = Some(s.to_owned()),
@@ -185,6 +196,9 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
     if opts.epochs.is_some() && !selected.iter().any(|&k| all[k].takes_epochs) {
         let takers: Vec<&str> = all.iter().filter(|e| e.takes_epochs).map(|e| e.name).collect();
         return Err(format!("--epochs applies to {} only", takers.join(", ")));
+    }
+    if opts.config.is_some() && selected.iter().any(|&k| all[k].name != "epoch-time") {
+        return Err("--config applies to epoch-time only (name it)".into());
     }
     Ok(Request::Run(opts, selected))
 }
@@ -362,6 +376,15 @@ mod tests {
         assert_eq!(run("efficiency --quick").unwrap().1, ["efficiency"]);
         assert_eq!((o.seed, o.epochs, o.spike_reg), (0, None, None));
         assert!(matches!(run("yin-yang --help"), Err(e) if e == "help"));
+        for name in ["700-256-256-20", "ff-700-256-256-20"] {
+            let (o, sel) = run(&format!("epoch-time --quick --config {name}")).unwrap();
+            assert_eq!((o.config.as_deref(), sel.as_slice()), (Some("ff-700-256-256-20"), &["epoch-time"][..]));
+        }
+        assert_eq!(
+            run("epoch-time --config 700-1024-1024-35").unwrap().0.config.as_deref(),
+            Some("ssc-700-1024-1024-35")
+        );
+        assert_eq!(run("epoch-time").unwrap().0.config, None);
     }
 
     #[test]
@@ -372,6 +395,10 @@ mod tests {
             ("shd --epochs", "--epochs needs a value"),
             ("sparse-mnist --epochs 3", "--epochs applies to sequence-detection, yin-yang, shd, ssc only"),
             ("epoch-time --epochs 3", "--epochs applies to"),
+            ("epoch-time --config 700-256-256", "--config expects one of shd-700-512r-20, ff-700-256-256-20"),
+            ("epoch-time --config", "--config needs a value"),
+            ("shd --config 700-256-256-20", "--config applies to epoch-time only"),
+            ("--quick --config 700-256-256-20", "--config applies to epoch-time only"),
             ("shd --seed -1", "--seed expects a whole number >= 0, got `-1`"),
             ("shd --spike-reg -1", "--spike-reg strength must be finite and >= 0"),
             ("shd --spike-reg nan", "--spike-reg strength must be finite"),

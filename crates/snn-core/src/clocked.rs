@@ -54,7 +54,9 @@
 //!   runs steps 1-5 for itself. Events are pulled in the ring's order (by emission step; within a
 //!   step LIF spikes by population and neuron, then input spikes in input order), so every
 //!   arrival sum, every state and the record (spikes sorted by step, then neuron, as the ring
-//!   path records them) equal the push path's **bit for bit**;
+//!   path records them) equal the push path's **bit for bit**. Four targets share one pass over
+//!   the events (four independent chains of additions, each timeline receiving its events in the
+//!   same order as alone, so the sums do not depend on how targets are grouped);
 //! - **recurrent networks** pull their input projections into per-target timelines before the
 //!   step loop, and push every other projection through the ring; a step's pulled arrivals are
 //!   added to `I` after its ring slot, so currents can differ from the push path by a rounding
@@ -83,8 +85,11 @@
 //! Pull delivery keeps a target's timeline, weights and delays in L1 and streams the events
 //! (8 bytes each): 0.77 ns per event for the input projection of the recurrent workload (from a
 //! profile; `ring_floor`'s pull variant: 1.0-1.4 ns in runs where the ring costs 1.15-1.9 ns).
-//! What it saves is partly spent on copying the weights target-major once per sample and, for
-//! recurrent networks, on the `(steps + 1) x neurons` buffer of pulled arrivals. Forward CPU time
+//! What it saves is partly spent, for recurrent networks, on the `(steps + 1) x neurons` buffer of
+//! pulled arrivals. The target-major weight rows are gathered once per weight change, not per
+//! sample: the plan caches them keyed by [`Network::weight_stamp`]
+//! ([`ClockedPlan::refresh_weights`]); a run whose network's weights differ from the cached ones
+//! gathers its own copy (about as costly as a large part of the delivery itself). Forward CPU time
 //! per delivered event, dynamics included, push against pull in the same runs
 //! (`cargo run --release -p bench-suite --example clocked_profile [ff|ssc] fwd`): 700-256-256-20
 //! 1.37-1.56 against 1.04-1.19 ns (1.26-1.36x); the SSC network 700-1024-1024-35 1.42 against
@@ -206,9 +211,16 @@ impl ClockedEngine {
     }
 
     /// The delivery plan of `net` on this grid (quantised delays, ring geometry).
+    ///
+    /// Under [`Delivery::Pull`] the plan also holds `net`'s weights in the target-major rows of
+    /// pull delivery ([`ClockedPlan::refresh_weights`]); runs with a network whose weights have
+    /// changed since gather them per sample instead (or call `refresh_weights` again).
     pub fn plan(&self, net: &Network) -> Result<ClockedPlan> {
         let mut plan = ClockedPlan::default();
         plan.rebuild(net, self)?;
+        if self.delivery == Delivery::Pull {
+            plan.refresh_weights(net)?;
+        }
         Ok(plan)
     }
 
@@ -286,6 +298,27 @@ pub struct ClockedPlan {
     /// Pull delivery per population (empty for the input population and for populations
     /// without pulled projections).
     pull: Vec<PullPop>,
+    /// The pulled weights, target-major, as of one [`Network::weight_stamp`]
+    /// ([`ClockedPlan::refresh_weights`]).
+    weight_rows: WeightRows,
+}
+
+/// The cache of [`ClockedPlan::refresh_weights`]: per population, the rows
+/// [`ClockedPlan::pull_weights`] gathers, for the network whose [`Network::weight_stamp`] is
+/// `stamp`. Equal for `PartialEq`: it is derived from a network's weights, not part of the plan.
+#[derive(Debug, Clone, Default)]
+struct WeightRows {
+    /// Weight stamp of the network the rows were gathered from; `None` when there are none
+    /// (a new or rebuilt plan).
+    stamp: Option<u64>,
+    /// Per population, `size x row_len` target-major (empty where nothing is pulled).
+    rows: Vec<Vec<f64>>,
+}
+
+impl PartialEq for WeightRows {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The pulled projections into one population, with their delays transposed per target.
@@ -298,6 +331,8 @@ struct PullPop {
     row_len: usize,
     /// Delay steps, `size x row_len` target-major; every entry `< slots`.
     delay_rows: Vec<u32>,
+    /// The largest entry of `delay_rows` (0 if empty): the bound the pull kernels rely on.
+    max_delay: u32,
 }
 
 impl ClockedPlan {
@@ -354,8 +389,9 @@ impl ClockedPlan {
     /// [`Network::delays_mut`]) on a grid with the same `dt`. Returns whether it rebuilt.
     ///
     /// This is what [`Simulator::run_into`] does, so running sample after sample of one network
-    /// quantises its delays once, not once per sample. Weights are read from the network at
-    /// every run and may change freely.
+    /// quantises its delays once, not once per sample. Weights may change freely: runs read them
+    /// from the network, or from rows cached for its current weights
+    /// ([`ClockedPlan::refresh_weights`], which a rebuild empties).
     pub fn refresh(&mut self, net: &Network, engine: &ClockedEngine) -> Result<bool> {
         if self.built_for == Some((net.delay_stamp(), engine.dt.to_bits())) {
             return Ok(false);
@@ -367,6 +403,8 @@ impl ClockedPlan {
     /// Rebuilds the plan for `net` on `engine`'s grid, reusing allocations.
     pub fn rebuild(&mut self, net: &Network, engine: &ClockedEngine) -> Result<()> {
         self.built_for = None;
+        // The cached weight rows follow the layout of the pulled projections, rebuilt below.
+        self.weight_rows.stamp = None;
         let dt = engine.dt;
         self.pops.clear();
         let mut state = 0;
@@ -458,26 +496,86 @@ impl ClockedPlan {
     /// The weights of the pulled projections into population `p`, target-major like
     /// [`ClockedPlan::pull_delays`] (`size x row_len`, target `j`'s row at `j * row_len`), copied
     /// from `net`'s column-major matrices in blocks of 8 targets (whole cache lines on both sides).
-    /// Returns the row length.
+    /// Returns the row length. [`ClockedPlan::pull_weight_rows`] returns the cached copy instead
+    /// when there is one for `net`'s weights.
     pub fn pull_weights(&self, net: &Network, p: usize, out: &mut Vec<f64>) -> usize {
         out.clear();
         let Some(pp) = self.pull.get(p) else { return 0 };
-        let size = self.pops[p].size;
-        let row_len = pp.row_len;
-        out.resize(size * row_len, 0.0);
-        for &(c, first) in &pp.conns {
-            let n_post = self.conns[c].n_post;
-            let w = net.connection(crate::ConnectionId(c)).weights().as_slice();
-            for j0 in (0..size).step_by(8) {
-                let j1 = (j0 + 8).min(size);
-                for (i, col) in w.chunks_exact(n_post).enumerate() {
-                    for (j, &x) in col[j0..j1].iter().enumerate() {
-                        out[(j0 + j) * row_len + first + i] = x;
-                    }
-                }
-            }
+        gather_rows(&self.conns, self.pops[p].size, pp, net, out);
+        pp.row_len
+    }
+
+    /// Gathers the target-major weight rows of every pulled projection from `net` into this plan
+    /// (see [`ClockedPlan::pull_weights`]) unless they are there already for `net`'s
+    /// [`Network::weight_stamp`]; returns whether it gathered. Errors if the plan has not the
+    /// shape of `net` ([`ClockedPlan::check_shape`]).
+    ///
+    /// Runs then read the cached rows while `net`'s weights are unchanged
+    /// ([`ClockedPlan::weights_cached_for`]) instead of gathering them per sample; with any other
+    /// weights they gather their own, so a stale row is never used. Batch entry points call this
+    /// once before they spread samples over threads (the plan is then shared read-only);
+    /// [`Simulator::run_into`] calls it on the plan of its scratch.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use snn_core::{ClockedEngine, ConnectionId, LiParams, NetworkBuilder, ReadoutKind, SimConfig};
+    ///
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 3);
+    /// let o = b.li("out", 2, LiParams::default());
+    /// b.connect(i, o, DMatrix::from_fn(2, 3, |j, i| (10 * j + i) as f64), DMatrix::zeros(2, 3));
+    /// let mut net = b.build().unwrap();
+    /// let engine = ClockedEngine::new(SimConfig::new(20.0, ReadoutKind::MaxVoltage), 1.0).unwrap();
+    /// let mut plan = engine.plan(&net).unwrap(); // gathers under the default pull delivery
+    /// assert!(plan.weights_cached_for(&net));
+    /// let mut scratch = Vec::new();
+    /// assert_eq!(plan.pull_weight_rows(&net, 1, &mut scratch), &[0.0, 1.0, 2.0, 10.0, 11.0, 12.0]);
+    /// net.weights_mut(ConnectionId(0))[(1, 2)] = -1.0;
+    /// assert!(!plan.weights_cached_for(&net));
+    /// // Stale: gathered anew into `scratch`.
+    /// assert_eq!(plan.pull_weight_rows(&net, 1, &mut scratch), &[0.0, 1.0, 2.0, 10.0, 11.0, -1.0]);
+    /// assert!(plan.refresh_weights(&net).unwrap());
+    /// assert!(!plan.refresh_weights(&net).unwrap());
+    /// assert!(plan.weights_cached_for(&net));
+    /// ```
+    pub fn refresh_weights(&mut self, net: &Network) -> Result<bool> {
+        if self.weights_cached_for(net) {
+            return Ok(false);
         }
-        row_len
+        self.check_shape(net)?;
+        let cache = &mut self.weight_rows;
+        cache.stamp = None;
+        cache.rows.resize_with(self.pull.len(), Vec::new);
+        for ((pp, pop), out) in self.pull.iter().zip(&self.pops).zip(&mut cache.rows) {
+            out.clear();
+            gather_rows(&self.conns, pop.size, pp, net, out);
+        }
+        cache.stamp = Some(net.weight_stamp());
+        Ok(true)
+    }
+
+    /// Whether this plan holds the weight rows of `net`'s current weights (gathered by
+    /// [`ClockedPlan::refresh_weights`] from a network with the same [`Network::weight_stamp`],
+    /// and no rebuild since).
+    pub fn weights_cached_for(&self, net: &Network) -> bool {
+        self.weight_rows.stamp.is_some_and(|s| s == net.weight_stamp())
+    }
+
+    /// The target-major weight rows of population `p` for `net`: the cached ones if
+    /// [`ClockedPlan::weights_cached_for`] `net`, otherwise gathered into `scratch`
+    /// ([`ClockedPlan::pull_weights`]). Empty if nothing is pulled into `p`.
+    pub fn pull_weight_rows<'a>(&'a self, net: &Network, p: usize, scratch: &'a mut Vec<f64>) -> &'a [f64] {
+        if self.weights_cached_for(net) {
+            return self.weight_rows.rows.get(p).map_or(&[], Vec::as_slice);
+        }
+        self.pull_weights(net, p, scratch);
+        scratch
+    }
+
+    /// Columns of the target rows of population `p` ([`ClockedPlan::pull_delays`]), 0 if
+    /// nothing is pulled into `p`.
+    pub fn pull_row_len(&self, p: usize) -> usize {
+        self.pull.get(p).map_or(0, |pp| pp.row_len)
     }
 
     /// Delay steps (each `< slots`) of the pulled projections into target `j` of population `p`,
@@ -537,12 +635,35 @@ impl ClockedPlan {
                     pp.delay_rows[j * pp.row_len + first + i] = d;
                 }
             }
+            pp.max_delay = pp.delay_rows.iter().copied().max().unwrap_or(0);
         }
     }
 
     /// Population index of a global neuron, `None` if out of range.
     pub fn locate(&self, global: usize) -> Option<usize> {
         self.pops.iter().position(|p| (p.global_off..p.global_off + p.size).contains(&global))
+    }
+}
+
+/// Appends the target-major weight rows of the projections pulled by `pp` into a population of
+/// `size` neurons to `out` (`size x pp.row_len`), from `net`'s column-major matrices in blocks of 8
+/// targets (whole cache lines on both sides).
+fn gather_rows(conns: &[ConnPlan], size: usize, pp: &PullPop, net: &Network, out: &mut Vec<f64>) {
+    let row_len = pp.row_len;
+    let start = out.len();
+    out.resize(start + size * row_len, 0.0);
+    let out = &mut out[start..];
+    for &(c, first) in &pp.conns {
+        let n_post = conns[c].n_post;
+        let w = net.connection(crate::ConnectionId(c)).weights().as_slice();
+        for j0 in (0..size).step_by(8) {
+            let j1 = (j0 + 8).min(size);
+            for (i, col) in w.chunks_exact(n_post).enumerate() {
+                for (j, &x) in col[j0..j1].iter().enumerate() {
+                    out[(j0 + j) * row_len + first + i] = x;
+                }
+            }
+        }
     }
 }
 
@@ -593,7 +714,7 @@ struct PullBuffers {
     /// One target's weights, a row of its pulled connections.
     w_row: Vec<f64>,
     /// `(emission step, column)` of the events into one population, in emission order.
-    events: Vec<(u32, u32)>,
+    events: PullEvents,
     /// `(step, neuron)` of the input spikes before `t_end`.
     in_events: Vec<(u32, u32)>,
     /// Layered: `(step, global neuron, I - V)` of the spikes so far, sorted by step and neuron.
@@ -604,13 +725,42 @@ struct PullBuffers {
     fac: Vec<f64>,
     /// Arrivals of a block of [`LANES`] targets, step-major: `(steps + 1) x LANES`.
     block: Vec<f64>,
+    /// Delay and weight rows of the targets of one pass over the events, interleaved.
+    lane_rows: LaneRows,
 }
 
 /// Targets per block of the pull paths (one cache line of `f64`).
 const LANES: usize = 8;
 
+/// The events pulled into one population (see [`pull_events`]) and their largest step and column,
+/// which the pull kernels check once against their buffers instead of at every event.
+#[derive(Debug, Clone, Default)]
+struct PullEvents {
+    /// `(emission step, column of the target rows)`, in the ring's order.
+    list: Vec<(u32, u32)>,
+    /// Largest step in `list` (0 if empty).
+    max_step: u32,
+    /// Largest column in `list` (0 if empty).
+    max_col: u32,
+}
+
+impl PullEvents {
+    fn clear(&mut self) {
+        self.list.clear();
+        self.max_step = 0;
+        self.max_col = 0;
+    }
+
+    #[inline]
+    fn push(&mut self, n: u32, c: u32) {
+        self.max_step = self.max_step.max(n);
+        self.max_col = self.max_col.max(c);
+        self.list.push((n, c));
+    }
+}
+
 /// Pull delivery to targets `j0 .. j0 + lanes` (`lanes <= LANES`) of the population of `pp`, each
-/// into `line` (see [`pull_target`]) and then into `block` step-major, `(steps + 1) x LANES`
+/// into `line` (see [`pull_lanes`]) and then into `block` step-major, `(steps + 1) x LANES`
 /// (lanes past `lanes` zero).
 #[allow(clippy::too_many_arguments)]
 fn pull_block(
@@ -618,49 +768,95 @@ fn pull_block(
     j0: usize,
     lanes: usize,
     steps: usize,
-    events: &[(u32, u32)],
+    events: &PullEvents,
     line_len: usize,
     line: &mut Vec<f64>,
     w_rows: &[f64],
     block: &mut Vec<f64>,
+    lane_rows: &mut LaneRows,
 ) {
     block.clear();
     block.resize((steps + 1) * LANES, 0.0);
-    for l in (0..lanes).step_by(2) {
-        if l + 1 < lanes {
-            pull_pair(pp, j0 + l, events, line_len, line, w_rows);
-        } else {
-            pull_target(pp, j0 + l, events, line_len, line, w_rows);
-        }
-        for (k, target) in line.chunks_exact(line_len).take(lanes - l).enumerate() {
-            for (x, &y) in block[l + k..].iter_mut().step_by(LANES).zip(&target[..=steps]) {
+    let mut l = 0;
+    while l < lanes {
+        let k = match lanes - l {
+            4.. => pull_lanes::<4>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
+            2 | 3 => pull_lanes::<2>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
+            _ => pull_lanes::<1>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
+        };
+        for (m, target) in line.chunks_exact(line_len).enumerate() {
+            for (x, &y) in block[l + m..].iter_mut().step_by(LANES).zip(&target[..=steps]) {
                 *x = y;
             }
         }
+        l += k;
     }
 }
 
-/// [`pull_target`] for targets `j` and `j + 1` in one pass over the events (two independent
-/// chains of additions; each timeline gets its events in the same order as alone), into
-/// `line[..line_len]` and `line[line_len..]`.
+/// The delay steps and weights of the `K` targets of one [`pull_lanes`] call, interleaved by
+/// column (`d[c * K + l]`, `w[c * K + l]` for target `l`): one event reads one short run of each.
+#[derive(Debug, Clone, Default)]
+struct LaneRows {
+    d: Vec<u32>,
+    w: Vec<f64>,
+}
+
+/// Pull delivery to the `K` targets `j .. j + K` of the population of `pp` in one pass over the
+/// events: target `j + l` gets `line[l * line_len + t + D] += w` for each event (`t` its step,
+/// `D`, `w` the target's delay steps and weight in the event's column; `line` cleared to
+/// `K * line_len` first, `line_len = steps + slots`, so arrivals after step `steps` land in each
+/// timeline's tail). The `K` chains of additions are independent and each timeline receives its
+/// events in the order of `events`, as it would alone: the result is the same for every `K`, bit
+/// for bit. `w_rows` as from [`ClockedPlan::pull_weights`]; `lanes` is scratch. Returns `K`.
 #[inline]
-fn pull_pair(pp: &PullPop, j: usize, events: &[(u32, u32)], line_len: usize, line: &mut Vec<f64>, w_rows: &[f64]) {
+fn pull_lanes<const K: usize>(
+    pp: &PullPop,
+    j: usize,
+    events: &PullEvents,
+    line_len: usize,
+    line: &mut Vec<f64>,
+    w_rows: &[f64],
+    lanes: &mut LaneRows,
+) -> usize {
     line.clear();
-    line.resize(2 * line_len, 0.0);
-    let (la, lb) = line.split_at_mut(line_len);
+    line.resize(K * line_len, 0.0);
+    if events.list.is_empty() {
+        return K;
+    }
     let rl = pp.row_len;
-    let (wa, wb) = (&w_rows[j * rl..(j + 1) * rl], &w_rows[(j + 1) * rl..(j + 2) * rl]);
-    let (da, db) = (&pp.delay_rows[j * rl..(j + 1) * rl], &pp.delay_rows[(j + 1) * rl..(j + 2) * rl]);
-    for &(n, c) in events {
-        let (n, c) = (n as usize, c as usize);
-        // n <= steps and d < slots (plan invariant): always inside the lines, the tests never fail.
-        if let Some(x) = la.get_mut(n + da[c] as usize) {
-            *x += wa[c];
-        }
-        if let Some(x) = lb.get_mut(n + db[c] as usize) {
-            *x += wb[c];
+    lanes.d.clear();
+    lanes.d.resize(K * rl, 0);
+    lanes.w.clear();
+    lanes.w.resize(K * rl, 0.0);
+    for l in 0..K {
+        let (d_row, w_row) = (&pp.delay_rows[(j + l) * rl..(j + l + 1) * rl], &w_rows[(j + l) * rl..(j + l + 1) * rl]);
+        for (c, (&d, &w)) in d_row.iter().zip(w_row).enumerate() {
+            lanes.d[c * K + l] = d;
+            lanes.w[c * K + l] = w;
         }
     }
+    // The bounds of every access below, checked once (they hold for the plan's own buffers:
+    // event steps are at most `steps`, delay steps below `slots`).
+    assert!(
+        (events.max_col as usize) < rl && (events.max_step as usize + pp.max_delay as usize) < line_len,
+        "pull delivery: events outside the target rows or timelines"
+    );
+    let (dp, wp) = (lanes.d.as_ptr(), lanes.w.as_ptr());
+    let base = line.as_mut_ptr();
+    for &(n, c) in &events.list {
+        let (n, c) = (n as usize, c as usize);
+        for l in 0..K {
+            // SAFETY: `c <= max_col < rl`, so `c * K + l < K * rl`, the length of `lanes.d` and
+            // `lanes.w`; every delay there is an entry of `pp.delay_rows`, at most `max_delay`, so
+            // `n + d <= max_step + max_delay < line_len` and `l * line_len + n + d < K * line_len
+            // == line.len()`. `base` is the only live access to `line` here, `dp`/`wp` only read.
+            unsafe {
+                let o = l * line_len + n + *dp.add(c * K + l) as usize;
+                *base.add(o) += *wp.add(c * K + l);
+            }
+        }
+    }
+    K
 }
 
 impl ClockedState {
@@ -684,11 +880,13 @@ impl ClockedState {
             + self.acc_t.capacity()
             + self.pull.line.capacity()
             + self.pull.w_row.capacity()
-            + self.pull.events.capacity()
+            + self.pull.events.list.capacity()
             + self.pull.in_events.capacity()
             + self.pull.pre.capacity()
             + self.pull.fac.capacity()
-            + self.pull.block.capacity())
+            + self.pull.block.capacity()
+            + self.pull.lane_rows.w.capacity())
+            + 4 * self.pull.lane_rows.d.capacity()
             + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }
@@ -723,10 +921,14 @@ impl Simulator for ClockedEngine {
         out: &mut ForwardRecord,
     ) -> Result<()> {
         scratch.plan.refresh(net, self)?;
+        if self.delivery == Delivery::Pull {
+            scratch.plan.refresh_weights(net)?;
+        }
         forward(self, net, &scratch.plan, input, &mut scratch.state, out)
     }
 
-    /// Builds the plan once, then runs the samples in parallel (one [`ClockedState`] per rayon job).
+    /// Builds the plan once (with the weight rows of pull delivery, [`ClockedEngine::plan`]), then
+    /// runs the samples in parallel (one [`ClockedState`] per rayon job).
     fn run_batch(&self, net: &Network, batch: &SpikeTrains) -> Result<Vec<ForwardRecord>> {
         check_input(net, batch)?;
         let plan = self.plan(net)?;
@@ -824,7 +1026,7 @@ fn forward_ring(
     let mut next_readout = 0usize;
     let line_len = steps + plan.slots;
     if pull {
-        let PullBuffers { pre, line, w_row, events, in_events, block, .. } = &mut *st.pull;
+        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, .. } = &mut *st.pull;
         pre.clear();
         pre.resize((steps + 1) * n_state, 0.0);
         for (p, pp) in plan.pull.iter().enumerate() {
@@ -832,11 +1034,11 @@ fn forward_ring(
                 continue;
             }
             pull_events(net, plan, pp, in_events, &[], events);
-            plan.pull_weights(net, p, w_row);
+            let w_rows = plan.pull_weight_rows(net, p, w_row);
             let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
-                pull_block(pp, j0, lanes, steps, events, line_len, line, w_row, block);
+                pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
                 for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
                     row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
                 }
@@ -986,7 +1188,7 @@ fn pull_events(
     pp: &PullPop,
     in_events: &[(u32, u32)],
     spk: &[(u32, u32, f64)],
-    events: &mut Vec<(u32, u32)>,
+    events: &mut PullEvents,
 ) {
     events.clear();
     let column = |c: usize| pp.conns.iter().find(|&&(cc, _)| cc == c).map(|&(_, first)| first as u32);
@@ -1002,32 +1204,16 @@ fn pull_events(
             let i = (g - plan.pops[p].global_off) as u32;
             for cid in net.outgoing(PopulationId(p)) {
                 if let Some(first) = column(cid.0) {
-                    events.push((n, first + i));
+                    events.push(n, first + i);
                 }
             }
         }
         while b < in_events.len() && in_events[b].0 == n {
             let i = in_events[b].1;
             b += 1;
-            events.extend(in_cols.iter().map(|&first| (n, first + i)));
-        }
-    }
-}
-
-/// Pull delivery to target `j` of the population of `pp`: `line[t + D] += w` for each event,
-/// `line` cleared to `line_len = steps + slots` first (arrivals after step `steps` land in the tail);
-/// `w_rows` from [`ClockedPlan::pull_weights`].
-#[inline]
-fn pull_target(pp: &PullPop, j: usize, events: &[(u32, u32)], line_len: usize, line: &mut Vec<f64>, w_rows: &[f64]) {
-    line.clear();
-    line.resize(line_len, 0.0);
-    let w_row = &w_rows[j * pp.row_len..(j + 1) * pp.row_len];
-    let d_row = &pp.delay_rows[j * pp.row_len..(j + 1) * pp.row_len];
-    for &(n, c) in events {
-        let (n, c) = (n as usize, c as usize);
-        // n <= steps and d < slots (plan invariant): always inside `line`, the test never fails.
-        if let Some(x) = line.get_mut(n + d_row[c] as usize) {
-            *x += w_row[c];
+            for &first in &in_cols {
+                events.push(n, first + i);
+            }
         }
     }
 }
@@ -1051,7 +1237,7 @@ fn forward_layered(
     let line_len = steps + plan.slots;
     let layers = plan.layers.as_deref().unwrap_or(&[]);
     let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
-    let PullBuffers { line, w_row, events, in_events, spk, fac, block, .. } = &mut **bufs;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, .. } = &mut **bufs;
     spk.clear();
     fac.clear();
     if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
@@ -1066,13 +1252,13 @@ fn forward_layered(
             continue; // a hidden LI population: no spikes, nothing observable
         }
         pull_events(net, plan, pp, in_events, spk, events);
-        plan.pull_weights(net, p, w_row);
+        let w_rows = plan.pull_weight_rows(net, p, w_row);
         let first_new = spk.len();
         let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
-            pull_block(pp, j0, lanes, steps, events, line_len, line, w_row, block);
+            pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
             let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
             for (n, arrivals) in block.chunks_exact(LANES).enumerate() {

@@ -145,31 +145,36 @@ pub struct Network {
     incoming: Vec<Vec<ConnectionId>>,
     /// Changes whenever the delays may have changed; not serialised, not compared.
     #[serde(skip)]
-    delay_stamp: DelayStamp,
+    delay_stamp: Stamp,
+    /// Changes whenever the weights may have changed; not serialised, not compared.
+    #[serde(skip)]
+    weight_stamp: Stamp,
 }
 
-/// Process-wide source of [`Network::delay_stamp`] values (0 is never handed out).
-static NEXT_DELAY_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// Process-wide source of [`Network::delay_stamp`] and [`Network::weight_stamp`] values (0 is
+/// never handed out; one counter for both, so a delay stamp never equals a weight stamp).
+static NEXT_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// A fresh stamp from a process-wide counter on creation (build, deserialisation) and at every
-/// [`Network::delays_mut`]; copied by `Clone` (a clone has the same delays). Equal for
-/// `PartialEq`, so it never makes two otherwise equal networks differ.
+/// A fresh value from a process-wide counter on creation (build, deserialisation) and at every
+/// mutable access to what it stamps ([`Network::delays_mut`] for the delay stamp,
+/// [`Network::weights_mut`] for the weight stamp); copied by `Clone` (a clone has the same values).
+/// Equal for `PartialEq`, so it never makes two otherwise equal networks differ.
 #[derive(Debug, Clone, Copy)]
-struct DelayStamp(u64);
+struct Stamp(u64);
 
-impl DelayStamp {
+impl Stamp {
     fn fresh() -> Self {
-        Self(NEXT_DELAY_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        Self(NEXT_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 }
 
-impl Default for DelayStamp {
+impl Default for Stamp {
     fn default() -> Self {
         Self::fresh()
     }
 }
 
-impl PartialEq for DelayStamp {
+impl PartialEq for Stamp {
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -199,7 +204,10 @@ impl Network {
     /// Mutable weights of a connection, `post x pre`, for optimisers.
     ///
     /// Unchecked: call [`Network::check`] after writing if the values come from user input.
+    /// Renews [`Network::weight_stamp`]. This is the only way to change weights in place: every
+    /// optimiser, initialiser and averaging step goes through it.
     pub fn weights_mut(&mut self, id: ConnectionId) -> &mut DMatrix<f64> {
+        self.weight_stamp = Stamp::fresh();
         &mut self.connections[id.0].weights
     }
 
@@ -208,7 +216,7 @@ impl Network {
     /// Unchecked: call [`Network::check`] after writing (delays must stay finite and `>= 0`).
     /// Renews [`Network::delay_stamp`].
     pub fn delays_mut(&mut self, id: ConnectionId) -> &mut DMatrix<f64> {
-        self.delay_stamp = DelayStamp::fresh();
+        self.delay_stamp = Stamp::fresh();
         &mut self.connections[id.0].delays
     }
 
@@ -239,6 +247,38 @@ impl Network {
     /// ```
     pub fn delay_stamp(&self) -> u64 {
         self.delay_stamp.0
+    }
+
+    /// A number identifying the current weights of this network, for caches of what engines derive
+    /// from them (e.g. the clocked engine's target-major weight rows,
+    /// [`ClockedPlan::refresh_weights`](crate::clocked::ClockedPlan::refresh_weights)).
+    ///
+    /// The weights' counterpart of [`Network::delay_stamp`]: drawn from a process-wide counter
+    /// when the network is built or deserialised and again at every [`Network::weights_mut`]
+    /// call, and copied by `Clone`. Two networks with the same weight stamp are clones of one
+    /// another whose weights have not been handed out mutably since, so their weights (and
+    /// shapes) are equal. Not part of `PartialEq` or of the serialised form.
+    ///
+    /// ```
+    /// # use nalgebra::DMatrix;
+    /// # use snn_core::{ConnectionId, LiParams, NetworkBuilder};
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 1);
+    /// let o = b.li("out", 1, LiParams::default());
+    /// b.connect(i, o, DMatrix::from_element(1, 1, 1.0), DMatrix::zeros(1, 1));
+    /// let mut net = b.build().unwrap();
+    /// let copy = net.clone();
+    /// assert_eq!(copy.weight_stamp(), net.weight_stamp());
+    /// net.delays_mut(ConnectionId(0))[0] = 1.0; // delays do not matter
+    /// assert_eq!(copy.weight_stamp(), net.weight_stamp());
+    /// let _ = net.weights_mut(ConnectionId(0)); // even a look through `weights_mut` renews it
+    /// assert_ne!(copy.weight_stamp(), net.weight_stamp());
+    /// // A deserialised network gets a fresh stamp.
+    /// let back: snn_core::Network = serde_json::from_str(&serde_json::to_string(&net).unwrap()).unwrap();
+    /// assert_ne!(back.weight_stamp(), net.weight_stamp());
+    /// ```
+    pub fn weight_stamp(&self) -> u64 {
+        self.weight_stamp.0
     }
 
     /// The input population.
@@ -395,7 +435,8 @@ impl NetworkBuilder {
             output: t.output,
             outgoing: t.outgoing,
             incoming: t.incoming,
-            delay_stamp: DelayStamp::fresh(),
+            delay_stamp: Stamp::fresh(),
+            weight_stamp: Stamp::fresh(),
         })
     }
 }

@@ -66,7 +66,10 @@
 //! steps above for that neuron alone (its jump sums `S` are complete, since every population it
 //! projects to is done), kept in a `16 x (steps + slots)`-byte timeline that every event of its
 //! incoming projections then reads from L1, adding to its synapse's sums (one gradient update
-//! per synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike. The sums are
+//! per synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike; two targets
+//! share each pass over the events (independent chains, each in the order it would have alone).
+//! The weight rows come from the plan's cache ([`ClockedPlan::refresh_weights`]) when it holds
+//! the network's current weights. The sums are
 //! taken in the order of the step-by-step deferred sweep with a whole-run window, so the gradients
 //! are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep` measures 5.8 against
 //! 7.5 ms CPU per sample for 700-256-256-20 in one run. Recurrent networks, [`Delivery::Push`] and
@@ -462,9 +465,13 @@ impl Adjoint for ClockedEngine {
     ) -> Result<()> {
         // The plan cached in the scratch is rebuilt only when the delays changed.
         let mut plan = std::mem::take(&mut scratch.plan);
-        let result = plan.refresh(net, self).map_err(EventPropError::from).and_then(|_rebuilt| {
-            backward_planned_with(self, net, &plan, input, record, d_readout, jump_bias, scratch, grads)
-        });
+        // Under pull delivery it also keeps the target-major weight rows of the current weights.
+        let pull = self.delivery() == Delivery::Pull;
+        let result = plan
+            .refresh(net, self)
+            .and_then(|_rebuilt| if pull { plan.refresh_weights(net) } else { Ok(false) })
+            .map_err(EventPropError::from)
+            .and_then(|_| backward_planned_with(self, net, &plan, input, record, d_readout, jump_bias, scratch, grads));
         scratch.plan = plan;
         result
     }
@@ -986,30 +993,34 @@ impl Layered {
             for &(_, col, _) in &self.events {
                 self.seen[col as usize] = true;
             }
-            plan.pull_weights(net, p, &mut self.w_rows);
+            // The weight rows: cached in the plan for `net`'s weights, or gathered into `w_buf`.
+            let mut w_buf = std::mem::take(&mut self.w_rows);
+            let w_rows = plan.pull_weight_rows(net, p, &mut w_buf);
             self.sums.resize(LANES * row_len, [0.0; 2]);
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
                 self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, &by_block[j0 / LANES]);
-                for j in j0..j1 {
-                    // 2. Every event into this target reads the trajectory.
-                    let d_row = plan.pull_delays(p, j);
-                    let w_row = &self.w_rows[j * row_len..(j + 1) * row_len];
-                    let sums = &mut self.sums[(j - j0) * row_len..(j - j0 + 1) * row_len];
-                    sums.fill([0.0; 2]);
-                    let line = &self.line[(j - j0) * line_len..(j - j0 + 1) * line_len];
-                    let s_part = &mut self.s_part;
-                    for &(n, col, slot) in &self.events {
-                        let col = col as usize;
-                        // n <= steps and d < slots: inside the line (whose tail after `steps` is zero).
-                        let [hv, hi] = line[n as usize + d_row[col] as usize];
-                        let sc = &mut sums[col];
-                        sc[0] += hv;
-                        sc[1] += hi;
-                        if slot != u32::MAX {
-                            s_part[slot as usize] += w_row[col] * (hv - hi);
-                        }
+                // 2. Every event into a target reads its trajectory: two targets per pass over
+                // the events (see `read_pair`), the last one of an odd block alone.
+                let mut j = j0;
+                while j < j1 {
+                    let k = (j1 - j).min(2);
+                    let (sums, line) = (&mut self.sums[(j - j0) * row_len..], &self.line[(j - j0) * line_len..]);
+                    let rows = |t: usize| (plan.pull_delays(p, t), &w_rows[t * row_len..(t + 1) * row_len]);
+                    if k == 2 {
+                        read_pair(
+                            &self.events,
+                            [rows(j), rows(j + 1)],
+                            row_len,
+                            line_len,
+                            sums,
+                            line,
+                            &mut self.s_part,
+                        );
+                    } else {
+                        read_one(&self.events, rows(j), row_len, line_len, sums, line, &mut self.s_part);
                     }
+                    j += k;
                 }
                 // 3. The block's gradients: targets j0..j1 of a presynaptic neuron are contiguous.
                 for &(c, first) in conns {
@@ -1030,8 +1041,80 @@ impl Layered {
                     }
                 }
             }
+            self.w_rows = w_buf;
         }
         Ok(())
+    }
+}
+
+/// The reads of one target's adjoint trajectory by every event into it (step 2 of
+/// [`Layered::sweep`]): per event `(n, col, slot)`, `[hv, hi] = line[n + d[col]]` is added to
+/// `sums[col]` and, for a LIF spike (`slot != u32::MAX`), `w[col] (hv - hi)` to `s_part[slot]`.
+/// `sums` (from index 0, `row_len` long) is cleared first; `line` holds the target's timeline at
+/// `0 .. line_len`. Bounds are checked per event (out-of-range reads panic: they cannot happen
+/// for events of the plan's own network, whose steps are at most `steps` and delays below `slots`).
+#[inline]
+fn read_one(
+    events: &[(u32, u32, u32)],
+    (d, w): (&[u32], &[f64]),
+    row_len: usize,
+    line_len: usize,
+    sums: &mut [[f64; 2]],
+    line: &[[f64; 2]],
+    s_part: &mut [f64],
+) {
+    let sums = &mut sums[..row_len];
+    sums.fill([0.0; 2]);
+    let line = &line[..line_len];
+    for &(n, col, slot) in events {
+        let col = col as usize;
+        let [hv, hi] = line[n as usize + d[col] as usize];
+        let sc = &mut sums[col];
+        sc[0] += hv;
+        sc[1] += hi;
+        if slot != u32::MAX {
+            s_part[slot as usize] += w[col] * (hv - hi);
+        }
+    }
+}
+
+/// [`read_one`] for two consecutive targets in one pass over the events: `rows[l]` are target
+/// `l`'s delay and weight rows, its sums at `sums[l * row_len..]` and its timeline at
+/// `line[l * line_len..]`. The two chains are independent; each target's sums get its events in
+/// the order of `events`, as alone, and every `s_part` slot (one per event: a spike through one
+/// connection) gets the first target's term, then the second's, as two calls of [`read_one`]
+/// would add them: the same results bit for bit.
+#[inline]
+fn read_pair(
+    events: &[(u32, u32, u32)],
+    rows: [(&[u32], &[f64]); 2],
+    row_len: usize,
+    line_len: usize,
+    sums: &mut [[f64; 2]],
+    line: &[[f64; 2]],
+    s_part: &mut [f64],
+) {
+    let (sa, sb) = sums[..2 * row_len].split_at_mut(row_len);
+    sa.fill([0.0; 2]);
+    sb.fill([0.0; 2]);
+    let (la, lb) = line[..2 * line_len].split_at(line_len);
+    let [(da, wa), (db, wb)] = rows;
+    let (da, wa, db, wb) = (&da[..row_len], &wa[..row_len], &db[..row_len], &wb[..row_len]);
+    for &(n, col, slot) in events {
+        let (n, col) = (n as usize, col as usize);
+        let [av, ai] = la[n + da[col] as usize];
+        let [bv, bi] = lb[n + db[col] as usize];
+        let sca = &mut sa[col];
+        sca[0] += av;
+        sca[1] += ai;
+        let scb = &mut sb[col];
+        scb[0] += bv;
+        scb[1] += bi;
+        if slot != u32::MAX {
+            let x = &mut s_part[slot as usize];
+            *x += wa[col] * (av - ai);
+            *x += wb[col] * (bv - bi);
+        }
     }
 }
 

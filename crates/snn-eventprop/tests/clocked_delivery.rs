@@ -135,8 +135,90 @@ fn assert_gradients(a: &Gradients, b: &Gradients, exact: bool, what: &str) -> Re
     Ok(())
 }
 
-static SPIKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static CASES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Spikes and cases seen by one of the property tests below (each checks that its cases had
+/// spikes to compare).
+struct Tally {
+    spikes: std::sync::atomic::AtomicUsize,
+    cases: std::sync::atomic::AtomicUsize,
+}
+
+impl Tally {
+    const fn new() -> Self {
+        Self { spikes: std::sync::atomic::AtomicUsize::new(0), cases: std::sync::atomic::AtomicUsize::new(0) }
+    }
+}
+
+static NARROW: Tally = Tally::new();
+static WIDE: Tally = Tally::new();
+
+/// One case of the property tests: push against pull on three samples (records, gradients) and
+/// the batch path against single runs. After `total` cases of `tally`, checks that they had at
+/// least 10 spikes per case on average.
+#[allow(clippy::too_many_arguments)]
+fn push_against_pull(
+    shape: Shape,
+    readout: usize,
+    dt: f64,
+    max_delay: f64,
+    w: &[f64],
+    d: &[f64],
+    times: &[f64],
+    chans: &[u32],
+    tally: &Tally,
+    total: usize,
+) -> Result<(), TestCaseError> {
+    let readout_kind = match readout {
+        0 => ReadoutKind::ExpIntegral,
+        1 => ReadoutKind::MaxVoltage,
+        2 => ReadoutKind::VoltageAt(vec![10.0, 33.3, 59.0]),
+        _ => ReadoutKind::FirstSpike,
+    };
+    let n_readout = if let ReadoutKind::VoltageAt(ts) = &readout_kind { 3 * ts.len() } else { 3 };
+    let net = network(shape, w, d, max_delay);
+    let pull = ClockedEngine::new(SimConfig::new(T_END, readout_kind), dt).unwrap();
+    prop_assert_eq!(pull.delivery(), Delivery::Pull);
+    let push = pull.clone().with_delivery(Delivery::Push);
+    let plan = pull.plan(&net).unwrap();
+    prop_assert_eq!(plan.is_layered(), !shape.recurrent());
+    // Samples: the drawn spikes (some after t_end), a denser copy, and an empty one.
+    let mut batch = SpikeTrains::new(4);
+    batch.push_unsorted(times, &chans[..times.len()]).unwrap();
+    let dense: Vec<f64> = times.iter().flat_map(|&t| [t * 0.5, t * 0.5 + 1.0]).collect();
+    let dense_chans: Vec<u32> = chans[..times.len()].iter().flat_map(|&c| [c, (c + 1) % 4]).collect();
+    batch.push_unsorted(&dense, &dense_chans).unwrap();
+    batch.push_sample(&[], &[]).unwrap();
+    let exact = !shape.recurrent();
+    let mut grads = [Gradients::zeros(&net), Gradients::zeros(&net)];
+    for s in 0..batch.len() {
+        let what = format!("{shape:?}, sample {s}");
+        let (a, b) = (push.run(&net, batch.sample(s)).unwrap(), pull.run(&net, batch.sample(s)).unwrap());
+        assert_records(&a, &b, exact, &what)?;
+        tally.spikes.fetch_add(a.spikes.len(), std::sync::atomic::Ordering::Relaxed);
+        // Arbitrary (not loss-derived) readout gradients exercise every forcing path.
+        let g: Vec<f64> = (0..n_readout).map(|k| w[k % w.len()] - 0.2 * s as f64).collect();
+        let [g_push, g_pull] = &mut grads;
+        for (engine, rec, grads) in [(&push, &a, g_push), (&pull, &b, g_pull)] {
+            let mut scratch = engine.adjoint_scratch(&net);
+            engine.backward_into(&net, batch.sample(s), rec, &g, &mut scratch, grads).unwrap();
+        }
+        if s == 2 {
+            prop_assert!(a.spikes.is_empty());
+        }
+    }
+    assert_gradients(&grads[0], &grads[1], exact, &format!("{shape:?}"))?;
+    // The batch path (one plan, parallel samples) gives the single runs.
+    let all = pull.run_batch(&net, &batch).unwrap();
+    for (s, r) in all.iter().enumerate() {
+        prop_assert_eq!(r, &pull.run(&net, batch.sample(s)).unwrap());
+    }
+    let n = tally.cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if n == total {
+        let spikes = tally.spikes.load(std::sync::atomic::Ordering::Relaxed);
+        println!("{n} cases, {:.1} spikes per case (three samples)", spikes as f64 / n as f64);
+        prop_assert!(spikes >= total * 10, "too few spikes to compare: {spikes} in {n} cases");
+    }
+    Ok(())
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
@@ -158,58 +240,35 @@ proptest! {
         times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
         chans in prop::collection::vec(0u32..4, 30),
     ) {
-        let readout_kind = match readout {
-            0 => ReadoutKind::ExpIntegral,
-            1 => ReadoutKind::MaxVoltage,
-            2 => ReadoutKind::VoltageAt(vec![10.0, 33.3, 59.0]),
-            _ => ReadoutKind::FirstSpike,
-        };
-        let lif_out = matches!(readout_kind, ReadoutKind::FirstSpike);
-        let n_readout = if let ReadoutKind::VoltageAt(ts) = &readout_kind { 3 * ts.len() } else { 3 };
-        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out };
-        let net = network(shape, &w, &d, max_delay);
-        let pull = ClockedEngine::new(SimConfig::new(T_END, readout_kind), dt).unwrap();
-        prop_assert_eq!(pull.delivery(), Delivery::Pull);
-        let push = pull.clone().with_delivery(Delivery::Push);
-        let plan = pull.plan(&net).unwrap();
-        prop_assert_eq!(plan.is_layered(), !shape.recurrent());
-        // Samples: the drawn spikes (some after t_end), a denser copy, and an empty one.
-        let mut batch = SpikeTrains::new(4);
-        batch.push_unsorted(&times, &chans[..times.len()]).unwrap();
-        let dense: Vec<f64> = times.iter().flat_map(|&t| [t * 0.5, t * 0.5 + 1.0]).collect();
-        let dense_chans: Vec<u32> = chans[..times.len()].iter().flat_map(|&c| [c, (c + 1) % 4]).collect();
-        batch.push_unsorted(&dense, &dense_chans).unwrap();
-        batch.push_sample(&[], &[]).unwrap();
-        let exact = !shape.recurrent();
-        let mut grads = [Gradients::zeros(&net), Gradients::zeros(&net)];
-        for s in 0..batch.len() {
-            let what = format!("{shape:?}, sample {s}");
-            let (a, b) = (push.run(&net, batch.sample(s)).unwrap(), pull.run(&net, batch.sample(s)).unwrap());
-            assert_records(&a, &b, exact, &what)?;
-            SPIKES.fetch_add(a.spikes.len(), std::sync::atomic::Ordering::Relaxed);
-            // Arbitrary (not loss-derived) readout gradients exercise every forcing path.
-            let g: Vec<f64> = (0..n_readout).map(|k| w[k % w.len()] - 0.2 * s as f64).collect();
-            let [g_push, g_pull] = &mut grads;
-            for (engine, rec, grads) in [(&push, &a, g_push), (&pull, &b, g_pull)] {
-                let mut scratch = engine.adjoint_scratch(&net);
-                engine.backward_into(&net, batch.sample(s), rec, &g, &mut scratch, grads).unwrap();
-            }
-            if s == 2 {
-                prop_assert!(a.spikes.is_empty());
-            }
-        }
-        assert_gradients(&grads[0], &grads[1], exact, &format!("{shape:?}"))?;
-        // The batch path (one plan, parallel samples) gives the single runs.
-        let all = pull.run_batch(&net, &batch).unwrap();
-        for (s, r) in all.iter().enumerate() {
-            prop_assert_eq!(r, &pull.run(&net, batch.sample(s)).unwrap());
-        }
-        let n = CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if n == 256 {
-            let total = SPIKES.load(std::sync::atomic::Ordering::Relaxed);
-            println!("{n} cases, {:.1} spikes per case (three samples)", total as f64 / n as f64);
-            prop_assert!(total >= 256 * 10, "too few spikes to compare: {total} in {n} cases");
-        }
+        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
+        push_against_pull(shape, readout, dt, max_delay, &w, &d, &times, &chans, &NARROW, 256)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The same on populations wider than a block of 8 targets and of every size modulo 8, so
+    /// that the forward kernel runs with 4, 2 and 1 lanes and the backward reads pairs and
+    /// single targets, in first and later blocks; bit for bit without recurrent loops.
+    #[test]
+    fn pull_delivery_equals_push_delivery_on_wide_populations(
+        h1 in 9usize..26,
+        h2 in prop::sample::select(vec![0usize, 5, 7, 8, 11, 14, 17]),
+        self_loop in prop::sample::select(vec![false, false, false, true]),
+        back_loop in prop::sample::select(vec![false, false, true]),
+        skips in any::<bool>(),
+        out_first in any::<bool>(),
+        readout in 0usize..4,
+        dt in prop::sample::select(vec![1.0, 0.5]),
+        max_delay in prop::sample::select(vec![0.0, 12.0, 40.0, 80.0]),
+        w in prop::collection::vec(-0.5f64..1.0, 8..40),
+        d in prop::collection::vec(0.0f64..1.0, 5..29),
+        times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
+        chans in prop::collection::vec(0u32..4, 30),
+    ) {
+        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
+        push_against_pull(shape, readout, dt, max_delay, &w, &d, &times, &chans, &WIDE, 64)?;
     }
 }
 
@@ -245,5 +304,106 @@ fn spike_cap_and_record_order() {
         let ok = ClockedEngine::new(cfg.clone(), 0.5).unwrap().with_delivery(delivery);
         assert_eq!(ok.run(&net, batch.sample(0)).unwrap(), rec);
         cfg.max_spikes = rec.spikes.len() - 1;
+    }
+}
+
+/// The target-major weight rows that a plan caches for pull delivery
+/// (`ClockedPlan::refresh_weights`) are never used once the weights have changed: after a
+/// change through each path that writes weights — `Network::weights_mut` directly, the
+/// optimiser's step, the initialisers, and a network restored from its serialised form (a
+/// checkpoint) — the plan and scratches that ran before give exactly (bit for bit) what fresh
+/// ones give, and that differs from the first run (so a stale row would be caught).
+#[test]
+fn cached_weight_rows_follow_every_weight_change() {
+    use rand::SeedableRng;
+    use snn_core::{ClockedState, ConnectionId};
+    use snn_delays::DelayConstraint;
+    use snn_eventprop::backward_planned;
+    use snn_eventprop::init::init_weights_paper;
+    use snn_eventprop::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
+
+    let w: Vec<f64> = (0..29).map(|k| ((k * 7) % 11) as f64 / 11.0 - 0.1).collect();
+    let d: Vec<f64> = (0..23).map(|k| ((k * 5) % 13) as f64 / 13.0).collect();
+    let times: Vec<f64> = (0..40).map(|k| 1.4 * k as f64 + 0.3).collect();
+    let chans: Vec<u32> = (0..40).map(|k| (k % 4) as u32).collect();
+    let mut batch = SpikeTrains::new(4);
+    batch.push_unsorted(&times, &chans).unwrap();
+    let x = batch.sample(0);
+    let layered =
+        Shape { h1: 13, h2: 10, self_loop: false, back_loop: false, skips: true, out_first: true, lif_out: false };
+    let recurrent = Shape { self_loop: true, ..layered };
+    type Change = fn(&mut Network);
+    let changes: [(&str, Change); 4] = [
+        ("weights_mut", |net| net.weights_mut(ConnectionId(0))[(3, 1)] += 0.75),
+        ("optimiser step", |net| {
+            let flags = vec![Trainable::WEIGHTS; net.connections().len()];
+            let adam = (AdamParams::with_lr(0.05), LrSchedule::constant());
+            let mut opt = Optimiser::new(net, &flags, adam, adam, DelayConstraint::new(100.0).unwrap()).unwrap();
+            let mut g = Gradients::zeros(net);
+            for m in &mut g.weights {
+                m.iter_mut().enumerate().for_each(|(k, x)| *x = (k % 3) as f64 - 1.0);
+            }
+            opt.step(net, &g, 0).unwrap();
+        }),
+        ("initialiser", |net| {
+            init_weights_paper(net, &mut rand_chacha::ChaCha8Rng::seed_from_u64(7)).unwrap();
+            for c in 0..net.connections().len() {
+                *net.weights_mut(ConnectionId(c)) *= 4.0; // keep the hidden layers spiking
+            }
+        }),
+        ("restored from its serialised form", |net| {
+            let mut changed = net.clone();
+            changed.weights_mut(ConnectionId(1))[(2, 5)] -= 1.5;
+            let bytes = bincode::serde::encode_to_vec(&changed, bincode::config::standard()).unwrap();
+            *net = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap().0;
+        }),
+    ];
+    for shape in [layered, recurrent] {
+        for (what, change) in changes {
+            let what = format!("{what}, recurrent {}", shape.recurrent());
+            let mut net = network(shape, &w, &d, 12.0);
+            let engine = ClockedEngine::new(SimConfig::new(T_END, ReadoutKind::ExpIntegral), 0.5).unwrap();
+            let g = [0.3, -0.7, 0.4];
+            // A plan (weights gathered), a forward scratch and an adjoint scratch, all used once.
+            let plan = engine.plan(&net).unwrap();
+            assert!(plan.weights_cached_for(&net), "{what}");
+            let (mut state, mut sim) = (ClockedState::default(), engine.scratch(&net));
+            let mut adj = engine.adjoint_scratch(&net);
+            let mut before = ForwardRecord::default();
+            engine.run_planned(&net, &plan, x, &mut state, &mut before).unwrap();
+            let mut rec = ForwardRecord::default();
+            engine.run_into(&net, x, &mut sim, &mut rec).unwrap();
+            assert!(rec == before, "{what}");
+            assert!(before.spikes.len() >= 20, "{what}: {} spikes", before.spikes.len());
+            let mut grads_before = Gradients::zeros(&net);
+            engine.backward_into(&net, x, &before, &g, &mut adj, &mut grads_before).unwrap();
+
+            change(&mut net);
+            assert!(!plan.weights_cached_for(&net), "{what}");
+            // Fresh plan and scratches.
+            let fresh_plan = engine.plan(&net).unwrap();
+            let fresh = engine.run(&net, x).unwrap();
+            assert!(fresh != before, "{what}: the change must show in the record");
+            let mut fresh_grads = Gradients::zeros(&net);
+            let mut fresh_adj = engine.adjoint_scratch(&net);
+            engine.backward_into(&net, x, &fresh, &g, &mut fresh_adj, &mut fresh_grads).unwrap();
+            assert!(fresh_grads != grads_before, "{what}");
+            // The used plan (stale rows: it must gather), and the used scratches (they refresh).
+            engine.run_planned(&net, &plan, x, &mut state, &mut rec).unwrap();
+            assert!(rec == fresh, "{what}: run_planned with the old plan");
+            engine.run_planned(&net, &fresh_plan, x, &mut state, &mut rec).unwrap();
+            assert!(rec == fresh, "{what}: run_planned with a fresh plan");
+            engine.run_into(&net, x, &mut sim, &mut rec).unwrap();
+            assert!(rec == fresh, "{what}: run_into with the old scratch");
+            assert!(sim.plan.weights_cached_for(&net), "{what}");
+            for (label, plan) in [("old plan", &plan), ("fresh plan", &fresh_plan)] {
+                let mut grads = Gradients::zeros(&net);
+                backward_planned(&engine, &net, plan, x, &fresh, &g, &mut adj, &mut grads).unwrap();
+                assert!(grads == fresh_grads, "{what}: backward_planned with the {label}");
+            }
+            let mut grads = Gradients::zeros(&net);
+            engine.backward_into(&net, x, &fresh, &g, &mut adj, &mut grads).unwrap();
+            assert!(grads == fresh_grads, "{what}: backward_into with the old scratch");
+        }
     }
 }
