@@ -47,6 +47,9 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
            "models": models, "config": config_json(cfg)})
 }
 
+/// Seconds one model spent under one attack column (all its budgets): (model, column label, seconds).
+pub type ColumnTime = (String, &'static str, f64);
+
 /// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`) of every
 /// model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
 /// column's label at each of its budgets), and each model's seconds per column.
@@ -56,7 +59,7 @@ pub fn evaluate(
     labels: &[usize],
     cfg: &DeepConfig,
     columns: &[AttackColumn],
-) -> DynResult<(Vec<Value>, Vec<(String, &'static str, f64)>)> {
+) -> DynResult<(Vec<Value>, Vec<ColumnTime>)> {
     let n = cfg.n_test.min(x_test.ncols());
     let x = x_test.columns(0, n).into_owned();
     let labels = &labels[..n];

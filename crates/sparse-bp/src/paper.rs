@@ -80,7 +80,8 @@ pub struct Sizes {
     pub n_train: usize,
     /// Test samples (attacked).
     pub n_test: usize,
-    /// `l_inf` budgets of I-FGSM (input units; pixel units on MNIST).
+    /// `l_inf` budgets of I-FGSM (input units; on MNIST in the unit of each attack column,
+    /// [`mnist_attack_columns`]).
     pub eps: Vec<f64>,
     /// `l2` radii of the `l2` I-FGSM (same units).
     pub eps_l2: Vec<f64>,
