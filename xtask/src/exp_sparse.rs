@@ -17,9 +17,11 @@ use sparse_bp::paper::{
     self, APPROXIMATORS, ApproxInfo, Approximators, AttackColumn, DEEP_PAPER, DeepConfig, PURSUIT_MODELS, Scale,
 };
 use sparse_bp::stability::{Features, local_certificate};
+use sparse_bp::train::task_driven::early_stopping::TrainingReport;
 use sparse_bp::train::{load_model, save_model};
 
 use crate::exp_sparse_deep;
+use crate::exp_sparse_timing::{self, Cost};
 use crate::harness::{DynResult, Options, Outcome, progress};
 use crate::plot::{LineChart, Series};
 use crate::report::{RunDir, markdown_table, pct};
@@ -40,8 +42,16 @@ struct Task<'a> {
     x_test: &'a DMatrix<f64>,
     labels_for: &'a dyn Fn(&str) -> &'a [usize],
     columns: Vec<AttackColumn>,
-    /// input-space scale of the certificates' `eps` (1 / pixel std on MNIST).
-    eps_scale: f64,
+    /// Unit of the models' input, in which certificates (radii and budgets) are reported:
+    /// `standardised` on MNIST (the `-std` attack columns' unit), `input` on synthetic data.
+    unit: &'static str,
+}
+
+/// Seconds one model spent under one attack column (all its budgets).
+struct AttackTime {
+    model: String,
+    label: &'static str,
+    seconds: f64,
 }
 
 fn curve(out: &mut Vec<Value>, model: &str, attack: &str, eps: f64, acc: f64, margin: Option<f64>) {
@@ -53,15 +63,18 @@ fn curve(out: &mut Vec<Value>, model: &str, attack: &str, eps: f64, acc: f64, ma
 }
 
 /// Every white-box column on the pursuit models, transfer from PGBP to the approximators,
-/// clean accuracy of everything. Returns the curve entries.
-fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynResult<Vec<Value>> {
+/// clean accuracy of everything. Returns the curve entries and each pursuit model's seconds
+/// per column.
+fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynResult<(Vec<Value>, Vec<AttackTime>)> {
     let mut out = Vec::new();
+    let mut times = Vec::new();
     let per_model: usize = task.columns.iter().map(|c| c.grid.len()).sum();
     let bar = progress((fam.pursuit.len() * per_model) as u64, &format!("attack {tag}"));
     let mut pgbp_adv: Vec<(&str, f64, DMatrix<f64>)> = Vec::new();
     for (name, m) in &fam.pursuit {
         let labels = (task.labels_for)(name);
         for (ci, col) in task.columns.iter().enumerate() {
+            let t = Instant::now();
             for &eps in &col.grid {
                 let adv = col.protocol.run(m, task.x_test, labels, eps)?;
                 let acc = m.accuracy(&adv, labels)?;
@@ -76,6 +89,7 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
                 }
                 bar.inc(1);
             }
+            times.push(AttackTime { model: (*name).to_owned(), label: col.label, seconds: t.elapsed().as_secs_f64() });
         }
     }
     bar.finish_and_clear();
@@ -91,13 +105,14 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
             curve(&mut out, name, t, *eps, acc, margin);
         }
     }
-    Ok(out)
+    Ok((out, times))
 }
 
 /// Certified accuracy of the pursuit models at each eps, with issue 6's local certificate
 /// (`stability::local_certificate`, active set unchanged) and with the dual-projection
 /// certificate of `attack::certified_radius_l2`. `l2` budgets; an `l_inf` budget `eps` is
-/// certified at `sqrt(m) eps`.
+/// certified at `sqrt(m) eps`. Radii and budgets are in the models' input units (`task.unit`;
+/// on MNIST standardised units, the unit of the `-std` attack columns), each entry says so.
 fn certify(fam: &Family, task: &Task, eps: &[f64], margin: Option<f64>) -> DynResult<(Vec<Value>, Vec<Value>)> {
     let mut out = Vec::new();
     let mut medians = Vec::new();
@@ -122,8 +137,8 @@ fn certify(fam: &Family, task: &Task, eps: &[f64], margin: Option<f64>) -> DynRe
         for (cert, radii) in [("local", &local), ("dual-projection", &dual)] {
             let mut sorted = radii.clone();
             sorted.sort_by(f64::total_cmp);
-            let med = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0) / task.eps_scale;
-            let mut v = json!({"model": name, "certificate": cert, "median_l2_radius": med});
+            let med = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+            let mut v = json!({"model": name, "certificate": cert, "median_l2_radius": med, "unit": task.unit});
             if let Some(mg) = margin {
                 v["margin"] = json!(mg);
             }
@@ -131,8 +146,8 @@ fn certify(fam: &Family, task: &Task, eps: &[f64], margin: Option<f64>) -> DynRe
             for &e in eps {
                 for (norm, scale) in [("l2", 1.0), ("linf", sqrt_m)] {
                     let mut v = json!({
-                        "model": name, "eps": e, "norm": norm, "certificate": cert,
-                        "certified_accuracy": certified_accuracy(radii, e * task.eps_scale * scale),
+                        "model": name, "eps": e, "norm": norm, "certificate": cert, "unit": task.unit,
+                        "certified_accuracy": certified_accuracy(radii, e * scale),
                     });
                     if let Some(mg) = margin {
                         v["margin"] = json!(mg);
@@ -248,6 +263,12 @@ fn group_recovery(norms: &DMatrix<f64>, truth: &[Vec<usize>], tol: f64) -> (f64,
     (inactive_found / n, acc / n, exact / n)
 }
 
+/// An end-to-end training run's report as JSON (`results.json` `end_to_end`).
+fn training_report_json(r: &TrainingReport) -> Value {
+    json!({"epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "stopped_early": r.stopped_early,
+           "best_val_accuracy": r.best_val_accuracy(), "train_loss": r.train_loss, "val_accuracy": r.val_accuracy})
+}
+
 /// The approximators' training description as `results.json` entries.
 fn approx_json(info: &[ApproxInfo]) -> Vec<Value> {
     info.iter().map(|a| json!({"model": a.model, "params": a.params, "train_mse": a.train_mse})).collect()
@@ -333,8 +354,8 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             },
             AttackColumn { label: "pgd-linf", protocol: pgd, grid: sz.eps.clone(), transfer: None },
         ];
-        let task = Task { x_test: &x_test, labels_for: &labels_for, columns, eps_scale: 1.0 };
-        let c = attack_all(&fam, &task, Some(eta), &format!("eta {eta}"))?;
+        let task = Task { x_test: &x_test, labels_for: &labels_for, columns, unit: "input" };
+        let (c, _) = attack_all(&fam, &task, Some(eta), &format!("eta {eta}"))?;
         plots(
             dir,
             &c,
@@ -449,13 +470,13 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     );
     s.push_str("\n### Group recovery at margin 0.1, no attack (inactive groups found / mean group accuracy / exact set), %\n\n");
     s.push_str(&markdown_table(&["model", "ours", "paper"], &recovery_rows));
-    s.push_str(&certified_table(&certified, cert_eps, Some(0.3)));
+    s.push_str(&certified_table(&certified, cert_eps, Some(0.3), "input"));
     s.push_str(&throughput_table(&thr));
     s.push_str("\nPlots: `accuracy_linf_eta0p03.png|svg` etc. (one per margin), `accuracy_l2_eta*.png|svg`; models in `models/`.\n");
     Ok(Outcome { results, summary: s })
 }
 
-fn certified_table(certified: &[Value], eps: &[f64], margin: Option<f64>) -> String {
+fn certified_table(certified: &[Value], eps: &[f64], margin: Option<f64>, unit: &str) -> String {
     let mut rows = Vec::new();
     for m in ["bp", "gbp", "pgbp"] {
         for cert in ["local", "dual-projection"] {
@@ -477,13 +498,14 @@ fn certified_table(certified: &[Value], eps: &[f64], margin: Option<f64>) -> Str
     header.extend(eps.iter().map(|e| format!("l2 eps {e}")));
     let h: Vec<&str> = header.iter().map(String::as_str).collect();
     let title = match margin {
-        Some(m) => format!("\n### Certified accuracy (l2 budgets), margin {m}\n\n"),
-        None => "\n### Certified accuracy (l2 budgets)\n\n".to_owned(),
+        Some(m) => format!("\n### Certified accuracy (l2 budgets in {unit} units), margin {m}\n\n"),
+        None => format!("\n### Certified accuracy (l2 budgets in {unit} units)\n\n"),
     };
     format!(
         "{title}`local` = issue 6's `stability::local_certificate` + `class_radius` (active group set unchanged); \
          `dual-projection` = `attack::certified_radius_l2` (inactive groups stay inactive, code moves at most \
-         ||e|| / sigma_min(D_S0)). l_inf budgets are in results.json (certified at sqrt(m) eps).\n\n{}",
+         ||e|| / sigma_min(D_S0)). Budgets and radii are in {unit} input units (`unit` in results.json). l_inf budgets \
+         are in results.json (certified at sqrt(m) eps).\n\n{}",
         markdown_table(&h, &rows)
     )
 }
@@ -514,15 +536,38 @@ fn mnist_dir(opts: &Options) -> DynResult<PathBuf> {
 
 /// Standardised images (one column each) and labels of the first `n` samples.
 fn mnist_matrix(split: &datasets::MnistSplit, n: usize, mean: f64, sd: f64) -> (DMatrix<f64>, Vec<usize>) {
-    let n = n.min(split.len());
+    mnist_range(split, 0..n, mean, sd)
+}
+
+/// Standardised images (one column each) and labels of the samples `range` (cut to the split).
+fn mnist_range(
+    split: &datasets::MnistSplit,
+    range: std::ops::Range<usize>,
+    mean: f64,
+    sd: f64,
+) -> (DMatrix<f64>, Vec<usize>) {
+    let end = range.end.min(split.len());
+    let start = range.start.min(end);
     let px = split.rows * split.cols;
-    let x = DMatrix::from_fn(px, n, |i, j| (f64::from(split.image(j)[i]) / 255.0 - mean) / sd);
-    let labels = split.labels[..n].iter().map(|&l| l as usize).collect();
+    let x = DMatrix::from_fn(px, end - start, |i, j| (f64::from(split.image(start + j)[i]) / 255.0 - mean) / sd);
+    let labels = split.labels[start..end].iter().map(|&l| l as usize).collect();
     (x, labels)
 }
 
-/// Version of the `meta.json` written beside the MNIST model files.
-const MODELS_FORMAT: u64 = 1;
+/// The MNIST preset of a run: `--quick`, `--medium` or full.
+fn mnist_scale(opts: &Options) -> Scale {
+    if opts.quick {
+        Scale::Quick
+    } else if opts.medium {
+        Scale::Medium
+    } else {
+        Scale::Full
+    }
+}
+
+/// Version of the `meta.json` written beside the MNIST model files (2: the run-size preset is
+/// recorded as `preset`, models trained with early stopping).
+const MODELS_FORMAT: u64 = 2;
 
 /// The trained MNIST models and how they were made.
 struct MnistModels {
@@ -574,20 +619,20 @@ fn normalisation(meta: &Value, path: &Path) -> DynResult<(f64, f64)> {
     Ok((get("pixel_mean", false)?, get("pixel_std", true)?))
 }
 
-/// Loads what [`save_mnist_models`] wrote; the run must use the same `--quick` setting
-/// (the test subset and the attack grid depend on it).
-fn load_mnist_models(dir: &Path, quick: bool) -> DynResult<MnistModels> {
+/// Loads what [`save_mnist_models`] wrote; the run must use the same preset (`quick`,
+/// `medium`, `full`: the test subset and the attack grid depend on it).
+fn load_mnist_models(dir: &Path, preset: &str) -> DynResult<MnistModels> {
     let meta_path = dir.join("meta.json");
     let text = std::fs::read_to_string(&meta_path).map_err(|e| format!("cannot read {}: {e}", meta_path.display()))?;
     let meta: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", meta_path.display()))?;
     if meta["format"].as_u64() != Some(MODELS_FORMAT) {
         return Err(format!("{}: unsupported models format {}", meta_path.display(), meta["format"]).into());
     }
-    if meta["quick"].as_bool() != Some(quick) {
+    if meta["preset"].as_str() != Some(preset) {
         return Err(format!(
-            "models in {} were trained with quick = {}, this run has quick = {quick}",
+            "models in {} were trained with preset = {}, this run has preset = {preset}",
             dir.display(),
-            meta["quick"]
+            meta["preset"]
         )
         .into());
     }
@@ -608,7 +653,8 @@ fn load_mnist_models(dir: &Path, quick: bool) -> DynResult<MnistModels> {
 }
 
 /// Trains every MNIST model (`sparse_bp::paper::MnistSetup::train`) on the first `n_train`
-/// training images, standardised with their global pixel mean and deviation.
+/// training images, standardised with their global pixel mean and deviation; the next
+/// `n_val` training-split images are held out for early stopping.
 fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &Options) -> DynResult<MnistModels> {
     let sz = &setup.sizes;
     // global pixel standardisation from the training images used
@@ -617,11 +663,26 @@ fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &
     let mean = px.iter().sum::<f64>() / px.len() as f64;
     let sd = (px.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / px.len() as f64).sqrt();
     let (x_train, l_train) = mnist_matrix(&data.train, sz.n_train, mean, sd);
+    let (x_val, l_val) = mnist_range(&data.train, sz.n_train..sz.n_train + setup.n_val, mean, sd);
+    if x_train.ncols() < sz.n_train || x_val.ncols() < setup.n_val {
+        return Err(format!(
+            "preset {} needs {} training-split images ({} to train, {} held out); the data has {}",
+            setup.scale.name(),
+            sz.n_train + setup.n_val,
+            sz.n_train,
+            setup.n_val,
+            data.train.len()
+        )
+        .into());
+    }
     let t0 = Instant::now();
-    let m = setup.train(&x_train, &l_train, opts.seed)?;
+    let m = setup.train(&x_train, &l_train, &x_val, &l_val, opts.seed)?;
     tracing::info!(secs = t0.elapsed().as_secs_f64(), "MNIST models trained");
+    let reports: Map<String, Value> = m.reports.iter().map(|(n, r)| (n.clone(), training_report_json(r))).collect();
     let meta = json!({
-        "format": MODELS_FORMAT, "quick": opts.quick, "seed": opts.seed, "n_train": sz.n_train,
+        "format": MODELS_FORMAT, "quick": opts.quick, "preset": setup.scale.name(), "seed": opts.seed,
+        "n_train": sz.n_train, "n_val": setup.n_val, "end_to_end": reports,
+        "training_timing": serde_json::to_value(&m.timing)?,
         "pixel_mean": mean, "pixel_std": sd, "dict_recon_bp": m.dict_recon_bp, "dict_recon_group": m.dict_recon_group,
         "approximators": approx_json(&m.shallow.approx_info),
         "three_layer": exp_sparse_deep::info_json(&m.deep_info, &setup.deep),
@@ -632,15 +693,18 @@ fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &
 
 /// `cargo xtask reproduce sparse-mnist`.
 pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
+    let t_run = Instant::now();
     let data = datasets::load_mnist(mnist_dir(opts)?)?;
     data.check_geometry(28, 28)?;
-    let cfg = paper::mnist(Scale::from_quick(opts.quick));
+    let scale = mnist_scale(opts);
+    let cfg = paper::mnist(scale);
+    let full = paper::mnist(Scale::Full);
     let sz = &cfg.sizes;
     let (atoms, group, lambda_bp, gamma_gbp) = (cfg.atoms, cfg.group, cfg.lambda_bp, cfg.gamma_gbp);
     let dict_epochs = cfg.dict_epochs;
     let models = match &opts.load_models {
         Some(d) => {
-            let m = load_mnist_models(d, opts.quick)?;
+            let m = load_mnist_models(d, scale.name())?;
             tracing::info!(dir = %d.display(), "models loaded, training skipped");
             m
         }
@@ -661,12 +725,53 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let fam = Family { pursuit: models.pursuit, approx: models.approx };
     let labels_for = |_: &str| -> &[usize] { l_test_shallow };
     let attack_columns = paper::mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, opts.seed);
-    let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, eps_scale: 1.0 / sd };
-    let t_eval = Instant::now();
-    let mut curves = attack_all(&fam, &task, None, "mnist")?;
-    tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "shallow attacks done");
+    // certificates in the models' input units: standardised, like the `-std` attack columns
+    let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, unit: "standardised" };
+    // the measured stages, each with its work here and in a full run
+    let mut costs = match &opts.load_models {
+        Some(_) => Vec::new(),
+        None => {
+            let timing: Vec<paper::StageTime> = serde_json::from_value(models.meta["training_timing"].clone())?;
+            exp_sparse_timing::training_costs(&timing, &full)?
+        }
+    };
+    let full_columns = paper::mnist_attack_columns(space, &full.sizes.eps, &full.sizes.eps_l2, full.sizes.steps, 0);
+    let full_deep_columns = paper::mnist_attack_columns(space, &full.deep.eps, &[], full.deep.steps, 0);
     let deep_columns = paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, opts.seed);
-    let deep_curves = exp_sparse_deep::evaluate(&models.deep, &x_test, &l_test, &cfg.deep, &deep_columns)?;
+    let n_deep = cfg.deep.n_test.min(x_test.ncols());
+    let attack_cost = |stage: &str, model: String, label: &str, seconds: f64, deep: bool| -> DynResult<Cost> {
+        let (cols, full_cols, n, full_n, steps, full_steps) = if deep {
+            (&deep_columns, &full_deep_columns, n_deep, full.deep.n_test, cfg.deep.steps, full.deep.steps)
+        } else {
+            (&task.columns, &full_columns, x_test_shallow.ncols(), full.sizes.n_test, sz.steps, full.sizes.steps)
+        };
+        let find = |cs: &[AttackColumn]| cs.iter().find(|c| c.label == label).cloned();
+        let (Some(c), Some(fc)) = (find(cols), find(full_cols)) else {
+            return Err(format!(
+                "attack column `{label}` missing from the {} preset",
+                if deep { "3-layer" } else { "shallow" }
+            )
+            .into());
+        };
+        Ok(Cost {
+            stage: format!("{stage}:{label}"),
+            model,
+            seconds,
+            work: exp_sparse_timing::attack_work(&c, n, steps),
+            full_work: exp_sparse_timing::attack_work(&fc, full_n, full_steps),
+        })
+    };
+    let t_eval = Instant::now();
+    let (mut curves, times) = attack_all(&fam, &task, None, "mnist")?;
+    for t in times {
+        costs.push(attack_cost("attack", t.model, t.label, t.seconds, false)?);
+    }
+    tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "shallow attacks done");
+    let (deep_curves, deep_times) =
+        exp_sparse_deep::evaluate(&models.deep, &x_test, &l_test, &cfg.deep, &deep_columns)?;
+    for (model, label, seconds) in deep_times {
+        costs.push(attack_cost("deep-attack", model, label, seconds, true)?);
+    }
     tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "3-layer attacks done");
     curves.extend(deep_curves);
     plots(
@@ -680,7 +785,15 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     )?;
     deep_plot(dir, &curves)?;
     let cert_eps = &cfg.cert_eps;
+    let t_cert = Instant::now();
     let (certified, radii) = certify(&fam, &task, cert_eps, None)?;
+    costs.push(Cost {
+        stage: "certificates".into(),
+        model: "all".into(),
+        seconds: t_cert.elapsed().as_secs_f64(),
+        work: x_test_shallow.ncols() as f64,
+        full_work: full.sizes.n_test as f64,
+    });
     let mut thr = throughput(&fam, &x_test_shallow)?;
     for m in &models.deep {
         let x = columns(&x_test, 0..cfg.deep.n_test.min(x_test.ncols()));
@@ -702,9 +815,36 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         })
         .collect();
 
+    // timing: everything not in a measured stage (data loading, throughput, plots) is fixed
+    let measured: f64 = costs.iter().map(|c| c.seconds).sum();
+    let fixed = (t_run.elapsed().as_secs_f64() - measured).max(0.0);
+    let estimate = opts.load_models.is_none().then(|| exp_sparse_timing::estimate_full(&costs, fixed));
+    let timing = exp_sparse_timing::timing_json(&costs, fixed, scale.name(), estimate);
+    let estimate_text = match (estimate, scale) {
+        (_, Scale::Full) => String::new(),
+        (None, _) => {
+            "\n**Full-run estimate**: not available with `--load-models` (no training was timed).\n".to_owned()
+        }
+        (Some(e), _) => format!(
+            "\n**Full-run estimate on this machine: {} ({e:.0} s)** (this {} run: {:.0} s measured; per stage in \
+             results.json `timing`). Assumptions: {}.\n",
+            exp_sparse_timing::hms(e),
+            scale.name(),
+            measured + fixed,
+            exp_sparse_timing::ASSUMPTIONS
+        ),
+    };
+    if !estimate_text.is_empty() {
+        eprintln!("sparse-mnist {}:{estimate_text}", scale.name());
+    }
+
     let mut results = Map::new();
+    results.insert("preset".into(), json!(scale.name()));
     results.insert("curves".into(), Value::Array(curves.clone()));
     results.insert("certified".into(), Value::Array(certified.clone()));
+    results.insert("certificate_unit".into(), json!("standardised"));
+    results.insert("end_to_end".into(), models.meta["end_to_end"].clone());
+    results.insert("timing".into(), timing);
     results.insert("throughput".into(), Value::Object(thr.clone()));
     results.insert("approximators".into(), models.meta["approximators"].clone());
     results.insert("certified_radius".into(), Value::Array(radii));
@@ -717,14 +857,14 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     );
     results.insert(
         "config".into(),
-        json!({"n_train": sz.n_train, "n_test": sz.n_test, "eps": sz.eps, "eps_l2": sz.eps_l2, "steps": sz.steps, "atoms": atoms,
+        json!({"preset": scale.name(), "n_train": sz.n_train, "n_val": cfg.n_val, "n_test": sz.n_test, "eps": sz.eps, "eps_l2": sz.eps_l2, "steps": sz.steps, "atoms": atoms,
                "group_size": group, "lambda_bp": lambda_bp, "gamma_gbp": gamma_gbp, "dict_epochs": dict_epochs,
                "clf_epochs": sz.clf_epochs, "approx_epochs": sz.approx_epochs,
                "dict_recon_bp": models.meta["dict_recon_bp"], "dict_recon_group": models.meta["dict_recon_group"],
                "pixel_mean": mean, "pixel_std": sd, "three_layer": exp_sparse_deep::config_json(&cfg.deep),
                "end_to_end": {"epochs": cfg.end_to_end.epochs, "lr": cfg.end_to_end.lr,
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
-                              "batch_size": cfg.end_to_end.batch_size},
+                              "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience},
                "attacks": {"ifgsm-linf-std": "sign-step I-FGSM, eps in standardised units (the thesis's protocol)",
                            "ifgsm-linf-px": "sign-step I-FGSM, eps in pixel units (1/std times the budget)",
                            "ifgsm-l2-std": "normalised-gradient I-FGSM, literal l2 radius in standardised units",
@@ -773,12 +913,13 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let h: Vec<&str> = header.iter().map(String::as_str).collect();
     let e2e = &cfg.end_to_end;
     let mut s = format!(
-        "MNIST: {} training / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4}); dictionaries of {atoms} unit-norm atoms learned \
+        "MNIST, preset `{}`: {} training images (+ {} held out for early stopping) / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4}); dictionaries of {atoms} unit-norm atoms learned \
          (alternating coding + Adam dictionary step, penalty warm-up; BP: {dict_epochs} epochs on all images; \
          GBP/PGBP: class-structured, 3-4 groups per class each learned on its class, {} epochs): BP lambda \
          {lambda_bp}, groups of {group} (32 groups) with gamma {gamma_gbp}; softmax classifiers on the codes; then \
-         {} epoch(s) of end-to-end fine-tuning (dictionary and classifier on cross-entropy + {} x reconstruction \
-         through the code's implicit derivative, Adam lr {} / {}).\n\n\
+         at most {} epoch(s) of end-to-end training (dictionary and classifier on cross-entropy + {} x reconstruction \
+         through the code's implicit derivative, Adam lr {} / {}), stopped after {} epoch(s) without a better held-out \
+         accuracy, keeping the best epoch.\n\n\
          **Attack columns** (every attacked image clipped to the pixel box [0, 1]): `linf-std` = `ifgsm-linf-std`, \
          sign-step I-FGSM ({} steps of eps / {}) with eps in **standardised** units (a pixel moves by at most \
          eps x std = eps x {sd:.4}) — the thesis's protocol, the paper-comparison column; `linf-px` = \
@@ -788,13 +929,16 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
          I-FGSM but not PGD masks its gradient; `l2-std` = `ifgsm-l2-std`, a literal l2 radius eps in \
          standardised units (what the thesis's figures call \"l2 bound eps\"); `l2-px` = `ifgsm-l2-px`, l2 radius \
          in pixel units. Approximators: PGBP's adversarial images replayed (transfer-linf-std / -px).{}\n\n",
+        scale.name(),
         sz.n_train,
+        cfg.n_val,
         sz.n_test,
         dict_epochs * 3,
         e2e.epochs,
         e2e.recon_weight,
         e2e.lr,
         e2e.clf_lr,
+        e2e.patience,
         sz.steps,
         sz.steps,
         1.0 / sd,
@@ -807,13 +951,40 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     );
     s.push_str(&markdown_table(&h, &rows));
     s.push_str(&deep_table(&curves, &cfg.deep, &models.meta["three_layer"]));
-    s.push_str(&certified_table(&certified, cert_eps, None));
+    s.push_str(&certified_table(&certified, cert_eps, None, "standardised"));
+    s.push_str(&end_to_end_table(&models.meta["end_to_end"]));
     s.push_str(&throughput_table(&thr));
+    s.push_str(&estimate_text);
     s.push_str(
         "\nPlots: `accuracy_linf.png|svg`, `accuracy_l2.png|svg`, `accuracy_linf_3layer.png|svg`; models and \
          `meta.json` in `models/` (or `--save-models DIR`), reloadable with `--load-models DIR`.\n",
     );
     Ok(Outcome { results, summary: s })
+}
+
+/// The early-stopped end-to-end training of every model: epochs run, best epoch, held-out
+/// accuracy before training and at the best epoch.
+fn end_to_end_table(reports: &Value) -> String {
+    let Some(map) = reports.as_object().filter(|m| !m.is_empty()) else {
+        return String::new();
+    };
+    let rows: Vec<Vec<String>> = map
+        .iter()
+        .map(|(name, r)| {
+            let acc0 = r["val_accuracy"].as_array().and_then(|a| a.first()).and_then(Value::as_f64);
+            vec![
+                name.clone(),
+                r["epochs_run"].to_string(),
+                r["best_epoch"].to_string(),
+                acc0.map_or("-".into(), pct),
+                r["best_val_accuracy"].as_f64().map_or("-".into(), pct),
+            ]
+        })
+        .collect();
+    format!(
+        "\n### End-to-end training with early stopping on the held-out images\n\n{}",
+        markdown_table(&["model", "epochs run", "best epoch", "held-out before", "held-out best"], &rows)
+    )
 }
 
 fn deep_plot(dir: &RunDir, curves: &[Value]) -> DynResult<()> {
@@ -872,7 +1043,7 @@ fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
          `*dp` = Deep Pursuit, all layers jointly, solved as the stacked shallow group-BP problem (gradient: one \
          implicit-differentiation VJP through it). Pooled models classify the last layer's group norms. The joint \
          models start from the layered models' dictionaries with classifiers trained on their own codes; then every \
-         model is fine-tuned end to end on its own objective for {} epoch(s) (layered: through the chain of layer \
+         model is fine-tuned end to end on its own objective for at most {} epoch(s), early-stopped on held-out images (layered: through the chain of layer \
          solutions; Deep Pursuit: through the joint stacked problem, so each DP-family model ends with its own \
          dictionaries). Layer sizes are ours, not the thesis's (128 -> 256 -> 4096, pooled 128 -> 256 -> 512).\n\n{}",
         cfg.steps,
@@ -914,25 +1085,72 @@ mod tests {
         assert!(paper::mnist_attack_columns(space, &[0.15], &[], 10, 1).iter().all(|c| c.label != "ifgsm-l2-px"));
     }
 
-    /// `--load-models` refuses a folder without `meta.json`, an unknown format, a run with
-    /// the other `--quick` setting, and a damaged model file — each with a message naming it.
+    /// `--load-models` refuses a folder without `meta.json`, an unknown format (also the
+    /// format before presets), a run with another preset, and a damaged model file — each with
+    /// a message naming it.
     #[test]
     fn load_models_rejects_bad_folders() {
         let dir = std::env::temp_dir().join(format!("xtask-load-models-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let err = |quick| load_mnist_models(&dir, quick).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err(true).contains("meta.json"), "{}", err(true));
-        let meta = |format: u64, quick: bool| {
-            let m = json!({"format": format, "quick": quick, "pixel_mean": 0.1, "pixel_std": 0.3});
+        let err = |preset| load_mnist_models(&dir, preset).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err("quick").contains("meta.json"), "{}", err("quick"));
+        let meta = |format: u64, preset: &str| {
+            let m = json!({"format": format, "preset": preset, "pixel_mean": 0.1, "pixel_std": 0.3});
             crate::report::write_json(&dir.join("meta.json"), &m).unwrap();
         };
-        meta(99, true);
-        assert!(err(true).contains("unsupported models format"), "{}", err(true));
-        meta(MODELS_FORMAT, false);
-        assert!(err(true).contains("quick = false"), "{}", err(true));
+        meta(99, "quick");
+        assert!(err("quick").contains("unsupported models format"), "{}", err("quick"));
+        meta(1, "quick");
+        assert!(err("quick").contains("unsupported models format 1"), "{}", err("quick"));
+        meta(MODELS_FORMAT, "full");
+        assert!(err("quick").contains("preset = \"full\", this run has preset = quick"), "{}", err("quick"));
+        meta(MODELS_FORMAT, "medium");
+        assert!(err("full").contains("preset = \"medium\""), "{}", err("full"));
         std::fs::write(dir.join("bp.bin"), b"EPSBFILE\x01\0\0\0").unwrap(); // a framed file cut after its magic
-        assert!(err(false).contains("bp.bin") && err(false).contains("truncated"), "{}", err(false));
+        assert!(err("medium").contains("bp.bin") && err("medium").contains("truncated"), "{}", err("medium"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Certificates are reported in the models' (standardised) input units, the unit of the
+    /// `-std` attack columns. Hand-made case: `D = I` (2 x 2), BP with `lambda = 0.5`,
+    /// classifier `W = I`, clean input `x = (2, 0.1)` in standardised units. The code is
+    /// `(1.5, 0)`; the inactive atom has dual slack `0.5 - 0.1 = 0.4`, the class margin
+    /// `1.5 / sqrt(2) = 1.06`, so the dual-projection radius is 0.4 standardised units
+    /// (0.4 x std = 0.1 pixel units with std 0.25). The `l2` budgets 0.39 / 0.41 (and `l_inf`
+    /// 0.28 / 0.29, certified at `sqrt(2) eps`) are certified / not, and `ifgsm-l2-std` at 0.39
+    /// does not change the class.
+    #[test]
+    fn certificates_are_in_standardised_units() {
+        use nalgebra::DVector;
+        use sparse_bp::models::{LinearClassifier, TaskLoss};
+        let clf = LinearClassifier { w: DMatrix::identity(2, 2), b: DVector::zeros(2) };
+        let mut m =
+            PursuitClassifier::new(CodeKind::Bp, DMatrix::identity(2, 2), 1, 0.5, clf, TaskLoss::CrossEntropy).unwrap();
+        m.set_solver_params(sparse_bp::SolverParams { tol: 1e-14, max_iter: 100_000, ..Default::default() }).unwrap();
+        let x = DMatrix::from_column_slice(2, 1, &[2.0, 0.1]);
+        let labels = [0usize];
+        let space = InputSpace::new(Standardisation::new(0.5, 0.25).unwrap(), None).unwrap();
+        let cols = paper::mnist_attack_columns(space, &[0.0, 0.39], &[], 20, 0);
+        let l2_std = cols.iter().find(|c| c.label == "ifgsm-l2-std").unwrap().clone();
+        let fam = Family { pursuit: vec![("bp", m)], approx: Vec::new() };
+        let labels_for = |_: &str| -> &[usize] { &labels };
+        let task = Task { x_test: &x, labels_for: &labels_for, columns: cols, unit: "standardised" };
+        let eps = [0.28, 0.29, 0.39, 0.41];
+        let (cert, medians) = certify(&fam, &task, &eps, None).unwrap();
+        let med = medians.iter().find(|v| v["certificate"] == "dual-projection").unwrap();
+        assert!((med["median_l2_radius"].as_f64().unwrap() - 0.4).abs() < 1e-6, "{med}");
+        assert!(medians.iter().chain(&cert).all(|v| v["unit"] == "standardised"));
+        let acc = |e: f64, norm: &str| {
+            cert.iter()
+                .find(|v| v["certificate"] == "dual-projection" && v["norm"] == norm && v["eps"].as_f64() == Some(e))
+                .and_then(|v| v["certified_accuracy"].as_f64())
+                .unwrap()
+        };
+        assert_eq!((acc(0.39, "l2"), acc(0.41, "l2")), (1.0, 0.0));
+        assert_eq!((acc(0.28, "linf"), acc(0.29, "linf")), (1.0, 0.0));
+        let adv = l2_std.protocol.run(&fam.pursuit[0].1, &x, &labels, 0.39).unwrap();
+        assert!(((&adv - &x).norm() - 0.39).abs() < 1e-9, "the attack uses its whole budget in the same units");
+        assert_eq!(fam.pursuit[0].1.accuracy(&adv, &labels).unwrap(), 1.0);
     }
 
     /// `meta.json`'s normalisation must be finite and in range; each fault is named precisely.

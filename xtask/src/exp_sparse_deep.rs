@@ -15,7 +15,8 @@ use crate::harness::{DynResult, progress};
 pub fn config_json(cfg: &DeepConfig) -> Value {
     json!({"n_train": cfg.n_train, "n_test": cfg.n_test, "eps": cfg.eps, "steps": cfg.steps,
            "dict_epochs": cfg.dict_epochs, "atoms_layers_2_3": cfg.atoms, "penalty_frac": cfg.frac,
-           "clf_epochs": cfg.clf_epochs, "solver_tol": cfg.tol, "end_to_end_epochs": cfg.end_to_end.epochs})
+           "clf_epochs": cfg.clf_epochs, "solver_tol": cfg.tol, "end_to_end_epochs": cfg.end_to_end.epochs,
+           "end_to_end_patience": cfg.end_to_end.patience, "n_val": cfg.n_val})
 }
 
 fn chain_json(c: &DeepChainInfo) -> Value {
@@ -46,24 +47,29 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
            "models": models, "config": config_json(cfg)})
 }
 
+/// Seconds one model spent under one attack column (all its budgets): (model, column label, seconds).
+pub type ColumnTime = (String, &'static str, f64);
+
 /// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`) of every
 /// model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
-/// column's label at each of its budgets).
+/// column's label at each of its budgets), and each model's seconds per column.
 pub fn evaluate(
     models: &[MultiLayerClassifier],
     x_test: &DMatrix<f64>,
     labels: &[usize],
     cfg: &DeepConfig,
     columns: &[AttackColumn],
-) -> DynResult<Vec<Value>> {
+) -> DynResult<(Vec<Value>, Vec<ColumnTime>)> {
     let n = cfg.n_test.min(x_test.ncols());
     let x = x_test.columns(0, n).into_owned();
     let labels = &labels[..n];
     let mut out = Vec::new();
+    let mut times = Vec::new();
     let per_model: usize = columns.iter().map(|c| c.grid.len()).sum();
     let bar = progress((models.len() * per_model) as u64, "attack 3-layer");
     for m in models {
         for (ci, col) in columns.iter().enumerate() {
+            let t = std::time::Instant::now();
             for &eps in &col.grid {
                 let adv = col.protocol.run(m, &x, labels, eps)?;
                 let acc = m.accuracy(&adv, labels)?;
@@ -74,8 +80,9 @@ pub fn evaluate(
                 tracing::info!(model = m.name(), attack = col.label, eps, acc, "3-layer attack");
                 bar.inc(1);
             }
+            times.push((m.name().to_owned(), col.label, t.elapsed().as_secs_f64()));
         }
     }
     bar.finish_and_clear();
-    Ok(out)
+    Ok((out, times))
 }

@@ -18,6 +18,9 @@ pub type DynResult<T> = Result<T, Box<dyn std::error::Error>>;
 pub struct Options {
     /// Reduced sizes that finish in minutes.
     pub quick: bool,
+    /// `sparse-mnist` only: the intermediate preset (6,000 training-split images with 1,000
+    /// held out, 1,000 test images; the full run's recipe). Excludes `quick`.
+    pub medium: bool,
     /// Seed of every random choice of the run.
     pub seed: u64,
     /// Output root; each experiment writes to `out/<experiment>/`.
@@ -48,6 +51,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             quick: false,
+            medium: false,
             seed: 0,
             out: PathBuf::from("results"),
             data: None,
@@ -57,6 +61,19 @@ impl Default for Options {
             save_models: None,
             load_models: None,
             config: None,
+        }
+    }
+}
+
+impl Options {
+    /// The run-size preset's name: `quick`, `medium` or `full`.
+    pub fn preset(&self) -> &'static str {
+        if self.quick {
+            "quick"
+        } else if self.medium {
+            "medium"
+        } else {
+            "full"
         }
     }
 }

@@ -7,6 +7,7 @@ mod dataset_info;
 mod exp_snn;
 mod exp_sparse;
 mod exp_sparse_deep;
+mod exp_sparse_timing;
 mod fetch;
 mod harness;
 mod plot;
@@ -20,7 +21,7 @@ cargo xtask <task>
 
 tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
-  reproduce [EXP] [--quick] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR] [--shard I/N]
+  reproduce [EXP] [--quick | --medium] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR] [--shard I/N]
                           reproduce an experiment of the papers
   collect DIR... [--out OUT]
                           merge the outputs of `reproduce EXP --shard I/N` (I = 0..N-1) into the

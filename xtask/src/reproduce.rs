@@ -1,7 +1,6 @@
-//! `cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]
-//! [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]
-//! [--shard I/N] [--config NAME]`.
-
+//! `cargo xtask reproduce [EXPERIMENT] [--quick | --medium] [--seed N] [--out DIR] [--data PATH]
+//! [--synthetic] [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR]
+//! [--load-models DIR] [--shard I/N] [--config NAME]`.
 //!
 //! The driver: the experiment registry, argument handling, one output folder, `results.json`
 //! and `summary.md` per experiment, and `SUMMARY.md`. The shared types are in `harness`.
@@ -81,11 +80,15 @@ pub fn experiments() -> Vec<Experiment> {
 
 fn usage() -> String {
     let mut s = String::from(
-        "cargo xtask reproduce [EXPERIMENT] [--quick] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
+        "cargo xtask reproduce [EXPERIMENT] [--quick | --medium] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
          \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\
          \x20                    [--shard I/N] [--config NAME]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency;\n\
          one whose data set is neither found nor downloadable is then skipped (with its reason).\n\
+         --medium  sparse-mnist only: 6,000 training images (1,000 of them held out for early\n\
+         \x20         stopping) and 1,000 test images with the full run's recipe (full: 60,000 with\n\
+         \x20         5,000 held out, 10,000 test); --quick and --medium print an estimate of the\n\
+         \x20         full run's time on this machine.\n\
          --data PATH  the data set (MNIST, SHD, SSC); default: $EVENTPROP_DATA/<name>, the user cache,\n\
          \x20            shared/data/<name> beside the repository, else downloaded (cargo xtask fetch).\n\
          --epochs N  training epochs of sequence-detection, yin-yang, shd and ssc instead of their\n\
@@ -141,6 +144,7 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
         };
         match a.as_str() {
             "--quick" => opts.quick = true,
+            "--medium" => opts.medium = true,
             "--synthetic" => opts.synthetic = true,
             "--seed" => {
                 let v = value("--seed")?;
@@ -193,6 +197,12 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
         None if opts.quick => (0..all.len()).filter(|&k| all[k].in_quick_all).collect(),
         None => return Err("name an experiment, or pass --quick to run the quick version of all".into()),
     };
+    if opts.quick && opts.medium {
+        return Err("--quick and --medium exclude each other: pick one run size".into());
+    }
+    if opts.medium && selected.iter().any(|&k| all[k].name != "sparse-mnist") {
+        return Err("--medium applies to sparse-mnist only".into());
+    }
     if opts.epochs.is_some() && !selected.iter().any(|&k| all[k].takes_epochs) {
         let takers: Vec<&str> = all.iter().filter(|e| e.takes_epochs).map(|e| e.name).collect();
         return Err(format!("--epochs applies to {} only", takers.join(", ")));
@@ -251,12 +261,7 @@ pub fn main(args: &[String]) -> ExitCode {
     for e in selected {
         // Other ranks of an MPI job compute their share and print only errors.
         if root {
-            eprintln!(
-                "== {} ({}) -> {}",
-                e.name,
-                if opts.quick { "quick" } else { "full" },
-                opts.out.join(e.name).display()
-            );
+            eprintln!("== {} ({}) -> {}", e.name, opts.preset(), opts.out.join(e.name).display());
         }
         shard::begin_experiment();
         let done = run_one(e, &opts, &log);
@@ -293,12 +298,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     if !index.is_empty() && root && shard.is_none() {
-        let text = format!(
-            "# Reproduction runs\n\nseed {}, {}\n\n{}",
-            opts.seed,
-            if opts.quick { "quick" } else { "full" },
-            index.join("\n")
-        );
+        let text = format!("# Reproduction runs\n\nseed {}, {}\n\n{}", opts.seed, opts.preset(), index.join("\n"));
         if let Err(e) = report::write_atomic(&opts.out.join("SUMMARY.md"), text.as_bytes()) {
             eprintln!("error: cannot write {}: {e}", opts.out.join("SUMMARY.md").display());
         }
@@ -329,6 +329,7 @@ fn run_one(e: &Experiment, opts: &Options, log: &LogFile) -> DynResult<String> {
     results.insert("experiment".into(), json!(e.name));
     results.insert("seed".into(), json!(opts.seed));
     results.insert("quick".into(), json!(opts.quick));
+    results.insert("preset".into(), json!(opts.preset()));
     results.insert("ranks".into(), json!(crate::cluster::size()));
     results.insert("threads_per_rank".into(), json!(rayon::current_num_threads()));
     results.extend(outcome.results);
@@ -385,6 +386,10 @@ mod tests {
             Some("ssc-700-1024-1024-35")
         );
         assert_eq!(run("epoch-time").unwrap().0.config, None);
+        let (o, sel) = run("sparse-mnist --medium --seed 2").unwrap();
+        assert_eq!((sel, o.medium, o.quick, o.preset()), (vec!["sparse-mnist"], true, false, "medium"));
+        assert_eq!(run("sparse-mnist").unwrap().0.preset(), "full");
+        assert_eq!(run("sparse-mnist --quick").unwrap().0.preset(), "quick");
     }
 
     #[test]
@@ -406,6 +411,9 @@ mod tests {
             ("shd ssc", "unexpected argument `ssc`"),
             ("nope", "unknown experiment `nope`"),
             ("", "name an experiment"),
+            ("sparse-mnist --quick --medium", "--quick and --medium exclude each other"),
+            ("shd --medium", "--medium applies to sparse-mnist only"),
+            ("--medium", "name an experiment"),
         ] {
             match run(line) {
                 Err(e) => assert!(e.contains(says), "`{line}`: got `{e}`, expected `{says}`"),

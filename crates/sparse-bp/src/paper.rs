@@ -36,24 +36,40 @@ use crate::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd};
 use crate::models::deep::{MultiLayerClassifier, Pursuit};
 use crate::models::{Approximator, Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use crate::nn::Network;
-use crate::train::task_driven::deep::train_multilayer;
-use crate::train::task_driven::{TaskDrivenParams, train_task_driven};
+use crate::train::task_driven::TaskDrivenParams;
+use crate::train::task_driven::early_stopping::{
+    EarlyStopping, TrainingReport, train_multilayer_validated, train_task_driven_validated,
+};
 use crate::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear, train_regression};
 use crate::{Algorithm, SolverParams};
 
-/// Full sizes, or the reduced variant of `cargo xtask reproduce --quick`.
+/// Full sizes, the reduced variant of `cargo xtask reproduce --quick`, or (MNIST only) the
+/// intermediate `--medium` run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scale {
     /// The reproduction's full sizes.
     Full,
     /// Reduced sizes that finish in minutes.
     Quick,
+    /// MNIST: a tenth of the full data (6,000 training-split images, 1,000 of them held out;
+    /// 1,000 test images) with the full run's recipe. The synthetic task has no medium preset
+    /// and uses its full sizes.
+    Medium,
 }
 
 impl Scale {
     /// `Quick` if `quick`, else `Full`.
     pub fn from_quick(quick: bool) -> Self {
         if quick { Self::Quick } else { Self::Full }
+    }
+
+    /// The preset's name as recorded in `results.json`: `full`, `quick` or `medium`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Quick => "quick",
+            Self::Medium => "medium",
+        }
     }
 }
 
@@ -64,7 +80,8 @@ pub struct Sizes {
     pub n_train: usize,
     /// Test samples (attacked).
     pub n_test: usize,
-    /// `l_inf` budgets of I-FGSM (input units; pixel units on MNIST).
+    /// `l_inf` budgets of I-FGSM (input units; on MNIST in the unit of each attack column,
+    /// [`mnist_attack_columns`]).
     pub eps: Vec<f64>,
     /// `l2` radii of the `l2` I-FGSM (same units).
     pub eps_l2: Vec<f64>,
@@ -185,7 +202,7 @@ pub fn synthetic(scale: Scale) -> SyntheticSetup {
             clf_epochs: 60,
             approx_epochs: 40,
         },
-        Scale::Full => Sizes {
+        Scale::Full | Scale::Medium => Sizes {
             n_train: 4000,
             n_test: 500,
             eps: vec![0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
@@ -294,6 +311,8 @@ impl SyntheticSetup {
 pub struct DeepConfig {
     /// Training images (a prefix of the shallow models' training set).
     pub n_train: usize,
+    /// Held-out images for early stopping (a prefix of the shallow models' held-out set).
+    pub n_val: usize,
     /// Test images (a prefix of the shallow models' test set).
     pub n_test: usize,
     /// `l_inf` budgets (pixel units; spec §4: 0 → 0.15).
@@ -332,9 +351,17 @@ pub struct EndToEnd {
     pub recon_weight: f64,
     /// Images per step.
     pub batch_size: usize,
+    /// Early stopping: epochs without a better held-out accuracy before training stops
+    /// (the best epoch's parameters are kept, [`EndToEnd::early_stopping`]).
+    pub patience: usize,
 }
 
 impl EndToEnd {
+    /// The early-stopping rule (any gain in held-out accuracy counts).
+    pub fn early_stopping(&self) -> EarlyStopping {
+        EarlyStopping { patience: self.patience, min_delta: 0.0 }
+    }
+
     /// The training parameters (seeded).
     pub fn params(&self, seed: u64) -> TaskDrivenParams {
         TaskDrivenParams {
@@ -364,8 +391,12 @@ pub const DEEP_PAPER: [(&str, &str, f64, f64); 6] = [
 /// softmax classifiers, the three approximators and the six 3-layer models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MnistSetup {
-    /// Data and attack sizes (ours: full 10000 / 500 images, quick 2000 / 100).
+    /// Which preset this is.
+    pub scale: Scale,
+    /// Data and attack sizes ([`mnist`]'s table; `n_train` excludes the held-out images).
     pub sizes: Sizes,
+    /// Held-out training-split images for early stopping (after the `n_train` training images).
+    pub n_val: usize,
     /// Epochs of dictionary learning (BP: on all images; group blocks: 3× this).
     pub dict_epochs: usize,
     /// Atoms of the shallow dictionaries (spec §4: 256).
@@ -376,7 +407,8 @@ pub struct MnistSetup {
     pub lambda_bp: f64,
     /// GBP / PGBP penalty (ours).
     pub gamma_gbp: f64,
-    /// `l2` budgets of the certified-accuracy table (pixel units).
+    /// `l2` budgets of the certified-accuracy table (standardised input units, like the
+    /// `-std` attack columns).
     pub cert_eps: Vec<f64>,
     /// The 3-layer models.
     pub deep: DeepConfig,
@@ -384,9 +416,18 @@ pub struct MnistSetup {
     pub end_to_end: EndToEnd,
 }
 
-/// The MNIST preset.
+/// The MNIST preset. Held-out images (early stopping of the end-to-end training) come from
+/// the training split, after the `n_train` training images:
+///
+/// | preset | train + held out (shallow) | test (shallow) | 3-layer train / held out / test | end to end (max epochs, patience) | I-FGSM steps |
+/// | --- | --- | --- | --- | --- | --- |
+/// | `Full` | 55,000 + 5,000 | 10,000 | 55,000 / 5,000 / 10,000 | 20, 3 | 10 |
+/// | `Medium` | 5,000 + 1,000 | 1,000 | 5,000 / 1,000 / 1,000 | 8, 2 | 10 |
+/// | `Quick` | 2,000 + 200 | 100 | 500 / 200 / 50 | 2, 1 | 3 |
 pub fn mnist(scale: Scale) -> MnistSetup {
-    let (sizes, dict_epochs, deep) = match scale {
+    let e2e =
+        |epochs, patience| EndToEnd { epochs, lr: 5e-4, clf_lr: 3e-3, recon_weight: 0.05, batch_size: 100, patience };
+    let (sizes, n_val, dict_epochs, deep) = match scale {
         Scale::Quick => (
             Sizes {
                 n_train: 2000,
@@ -397,9 +438,11 @@ pub fn mnist(scale: Scale) -> MnistSetup {
                 clf_epochs: 30,
                 approx_epochs: 20,
             },
+            200,
             3,
             DeepConfig {
                 n_train: 500,
+                n_val: 200,
                 n_test: 50,
                 eps: vec![0.0, 0.15],
                 steps: 3,
@@ -408,42 +451,44 @@ pub fn mnist(scale: Scale) -> MnistSetup {
                 frac: 0.03,
                 clf_epochs: 30,
                 tol: 1e-4,
-                end_to_end: EndToEnd { epochs: 1, lr: 5e-4, clf_lr: 3e-3, recon_weight: 0.05, batch_size: 100 },
+                end_to_end: e2e(2, 1),
             },
         ),
-        Scale::Full => (
-            Sizes {
-                n_train: 10000,
-                n_test: 500,
-                eps: vec![0.0, 0.05, 0.1, 0.15],
-                eps_l2: vec![0.0, 0.5, 1.0, 2.0, 3.0],
-                steps: 10,
-                clf_epochs: 40,
-                approx_epochs: 40,
-            },
-            8,
-            DeepConfig {
-                n_train: 5000,
-                n_test: 500,
-                eps: vec![0.0, 0.15],
-                steps: 10,
-                dict_epochs: 5,
-                atoms: [128, 256],
-                frac: 0.03,
-                clf_epochs: 40,
-                tol: 1e-5,
-                end_to_end: EndToEnd { epochs: 3, lr: 5e-4, clf_lr: 3e-3, recon_weight: 0.05, batch_size: 100 },
-            },
-        ),
+        Scale::Medium | Scale::Full => {
+            let (n_train, n_val, n_test, epochs, patience) =
+                if scale == Scale::Full { (55_000, 5_000, 10_000, 20, 3) } else { (5_000, 1_000, 1_000, 8, 2) };
+            (
+                Sizes {
+                    n_train,
+                    n_test,
+                    eps: vec![0.0, 0.05, 0.1, 0.15],
+                    eps_l2: vec![0.0, 0.5, 1.0, 2.0, 3.0],
+                    steps: 10,
+                    clf_epochs: 40,
+                    approx_epochs: 40,
+                },
+                n_val,
+                8,
+                DeepConfig {
+                    n_train,
+                    n_val,
+                    n_test,
+                    eps: vec![0.0, 0.15],
+                    steps: 10,
+                    dict_epochs: 5,
+                    atoms: [128, 256],
+                    frac: 0.03,
+                    clf_epochs: 40,
+                    tol: 1e-5,
+                    end_to_end: e2e(epochs, patience),
+                },
+            )
+        }
     };
-    let end_to_end = EndToEnd {
-        epochs: if scale == Scale::Quick { 1 } else { 3 },
-        lr: 5e-4,
-        clf_lr: 3e-3,
-        recon_weight: 0.05,
-        batch_size: 100,
-    };
+    let end_to_end = deep.end_to_end.clone();
     MnistSetup {
+        scale,
+        n_val,
         end_to_end,
         sizes,
         dict_epochs,
@@ -468,6 +513,31 @@ pub struct MnistModels {
     pub dict_recon_bp: f64,
     /// Mean reconstruction error of the group dictionary (weighted over its class blocks).
     pub dict_recon_group: f64,
+    /// The end-to-end training of every model (shallow and 3-layer), by model name.
+    pub reports: Vec<(String, TrainingReport)>,
+    /// Measured seconds of every training stage.
+    pub timing: Vec<StageTime>,
+}
+
+/// Seconds one training stage took and how much work it did: `images` images (or codes)
+/// for `epochs` passes. A stage's cost is taken to scale with `images x epochs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTime {
+    /// What ran: `dictionary-bp`, `dictionary-group`, `codes`, `classifier`, `end-to-end`,
+    /// `approximators`, `deep-dictionaries`, `deep-codes`, `deep-classifier`, `deep-end-to-end`.
+    pub stage: String,
+    /// The model (or chain: `l1`, `group`; `all` for the approximators).
+    pub model: String,
+    /// Measured wall-clock seconds.
+    pub seconds: f64,
+    /// Images (or codes) per pass.
+    pub images: usize,
+    /// Passes (epochs; 1 for a single coding pass).
+    pub epochs: usize,
+}
+
+fn stage(stage: &str, model: &str, t: std::time::Instant, images: usize, epochs: usize) -> StageTime {
+    StageTime { stage: stage.to_owned(), model: model.to_owned(), seconds: t.elapsed().as_secs_f64(), images, epochs }
 }
 
 impl MnistSetup {
@@ -476,10 +546,24 @@ impl MnistSetup {
     /// substitute for the paper's task-driven learning: 4 groups for classes 0–1 and 3 for
     /// classes 2–9, each block learned on its class's images); softmax classifiers on the
     /// codes; end-to-end fine-tuning of BP, GBP and PGBP ([`MnistSetup::end_to_end`]); the
-    /// approximators (on the fine-tuned PGBP); the 3-layer models.
-    pub fn train(&self, x_train: &DMatrix<f64>, labels: &[usize], seed: u64) -> Result<MnistModels> {
+    /// approximators (on the fine-tuned PGBP); the 3-layer models. The end-to-end training
+    /// stops early on the held-out images `(x_val, l_val)` and keeps each model's best epoch
+    /// ([`crate::train::task_driven::early_stopping`]).
+    pub fn train(
+        &self,
+        x_train: &DMatrix<f64>,
+        labels: &[usize],
+        x_val: &DMatrix<f64>,
+        l_val: &[usize],
+        seed: u64,
+    ) -> Result<MnistModels> {
+        use std::time::Instant;
         let (atoms, group, lambda_bp, gamma_gbp) = (self.atoms, self.group, self.lambda_bp, self.gamma_gbp);
         let sz = &self.sizes;
+        let n = x_train.ncols();
+        let mut timing = Vec::new();
+        let mut reports = Vec::new();
+        let t = Instant::now();
         let dp = DictParams {
             atoms,
             group_size: 1,
@@ -493,6 +577,8 @@ impl MnistSetup {
             seed,
         };
         let (d_bp, rec_bp) = learn_dictionary(x_train, &dp)?;
+        timing.push(stage("dictionary-bp", "bp", t, n, self.dict_epochs));
+        let t = Instant::now();
         let mut blocks = Vec::new();
         let mut rec_g = 0.0;
         for c in 0..10usize {
@@ -522,38 +608,52 @@ impl MnistSetup {
             }
             0.0
         });
+        timing.push(stage("dictionary-group", "gbp", t, n, self.dict_epochs * 3));
         tracing::info!(rec_bp, rec_g, "dictionaries learned");
         let ce = TaskLoss::CrossEntropy;
         let sp = SolverParams { tol: 1e-5, max_iter: 2000, ..SolverParams::default() };
         let fit = FitParams { epochs: sz.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed };
-        let mk = |kind, d: &DMatrix<f64>, lam| -> Result<(PursuitClassifier, DMatrix<f64>)> {
+        let mut mk = |kind, d: &DMatrix<f64>, lam, name| -> Result<(PursuitClassifier, DMatrix<f64>)> {
             let nf = if kind == CodeKind::Pgbp { atoms / group } else { atoms };
             let mut m0 = PursuitClassifier::new(kind, d.clone(), group, lam, LinearClassifier::zeros(10, nf), ce)?;
             m0.set_solver_params(sp.clone())?;
+            let t = Instant::now();
             let f = m0.features(x_train)?;
+            timing.push(stage("codes", name, t, n, 1));
+            let t = Instant::now();
             let clf = train_linear(&f, labels, ce, &fit)?;
+            timing.push(stage("classifier", name, t, n, fit.epochs));
             let mut m = PursuitClassifier::new(kind, d.clone(), group, lam, clf, ce)?;
             m.set_solver_params(sp.clone())?;
             Ok((m, f))
         };
-        let (mut bp, _) = mk(CodeKind::Bp, &d_bp, lambda_bp)?;
-        let (mut gbp, _) = mk(CodeKind::Gbp, &d_g, gamma_gbp)?;
-        let (mut pgbp, mut norms_train) = mk(CodeKind::Pgbp, &d_g, gamma_gbp)?;
+        let (mut bp, _) = mk(CodeKind::Bp, &d_bp, lambda_bp, "bp")?;
+        let (mut gbp, _) = mk(CodeKind::Gbp, &d_g, gamma_gbp, "gbp")?;
+        let (mut pgbp, mut norms_train) = mk(CodeKind::Pgbp, &d_g, gamma_gbp, "pgbp")?;
         if self.end_to_end.epochs > 0 {
-            for (i, m) in [&mut bp, &mut gbp, &mut pgbp].into_iter().enumerate() {
-                let hist = train_task_driven(m, x_train, labels, &self.end_to_end.params(seed + 31 + i as u64))?;
-                let (first, last) = (hist.first(), hist.last());
-                tracing::info!(kind = ?m.kind, ?first, ?last, "end-to-end fine-tuning");
+            let es = self.end_to_end.early_stopping();
+            for (i, (name, m)) in [("bp", &mut bp), ("gbp", &mut gbp), ("pgbp", &mut pgbp)].into_iter().enumerate() {
+                let t = Instant::now();
+                let p = self.end_to_end.params(seed + 31 + i as u64);
+                let r = train_task_driven_validated(m, x_train, labels, x_val, l_val, &p, &es)?;
+                timing.push(stage("end-to-end", name, t, n, r.epochs_run));
+                tracing::info!(model = name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
+                reports.push((name.to_owned(), r));
             }
             norms_train = pgbp.features(x_train)?;
         }
         tracing::info!("shallow classifiers trained");
         let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed };
+        let t = Instant::now();
         let (approx, approx_info) =
             train_approximators(x_train, &norms_train, &pgbp.classifier, ce, 28, 16, &afit, seed)?;
+        timing.push(stage("approximators", "all", t, n, afit.epochs));
         tracing::info!("approximators trained");
-        let (deep, deep_info) =
-            train_deep(x_train, labels, (&d_bp, lambda_bp), (&d_g, gamma_gbp, group), &self.deep, seed)?;
+        let held_out = (x_val, l_val);
+        let (deep, deep_info, deep_reports, deep_timing) =
+            train_deep(x_train, labels, held_out, (&d_bp, lambda_bp), (&d_g, gamma_gbp, group), &self.deep, seed)?;
+        reports.extend(deep_reports);
+        timing.extend(deep_timing);
         tracing::info!("3-layer models trained");
         Ok(MnistModels {
             shallow: ShallowModels { pursuit: vec![("bp", bp), ("gbp", gbp), ("pgbp", pgbp)], approx, approx_info },
@@ -561,6 +661,8 @@ impl MnistSetup {
             deep_info,
             dict_recon_bp: rec_bp,
             dict_recon_group: rec_g,
+            reports,
+            timing,
         })
     }
 }
@@ -686,20 +788,34 @@ fn learn_chain(
 
 /// Trains the six 3-layer models (`lbp`, `lgbp`, `lpgbp` layered; `dp`, `gdp`, `pgdp` Deep
 /// Pursuit) on the first `cfg.n_train` columns of `x_train`: `l1` = (layer-1 dictionary of the
-/// `l1` family, its penalty), `group` = (group dictionary, its penalty, group size).
+/// `l1` family, its penalty), `group` = (group dictionary, its penalty, group size). The
+/// end-to-end training stops early on the first `cfg.n_val` columns of `held_out` (images,
+/// labels). Also returns each model's [`TrainingReport`] (by name) and the stages' times.
+#[allow(clippy::type_complexity)] // the four parts of one training run
 pub fn train_deep(
     x_train: &DMatrix<f64>,
     l_train: &[usize],
+    held_out: (&DMatrix<f64>, &[usize]),
     l1: (&DMatrix<f64>, f64),
     group: (&DMatrix<f64>, f64, usize),
     cfg: &DeepConfig,
     seed: u64,
-) -> Result<(Vec<MultiLayerClassifier>, DeepInfo)> {
+) -> Result<(Vec<MultiLayerClassifier>, DeepInfo, Vec<(String, TrainingReport)>, Vec<StageTime>)> {
+    use std::time::Instant;
     let n = cfg.n_train.min(x_train.ncols());
     let x = x_train.columns(0, n).into_owned();
     let labels = &l_train[..n];
+    let nv = cfg.n_val.min(held_out.0.ncols()).min(held_out.1.len());
+    let x_val = held_out.0.columns(0, nv).into_owned();
+    let l_val = &held_out.1[..nv];
+    let mut timing = Vec::new();
+    let mut reports = Vec::new();
+    let t = Instant::now();
     let (dicts_l1, info_l1) = learn_chain(&x, l1.0, l1.1, 1, cfg, seed)?;
+    timing.push(stage("deep-dictionaries", "l1", t, n, cfg.dict_epochs * cfg.atoms.len()));
+    let t = Instant::now();
     let (dicts_g, info_g) = learn_chain(&x, group.0, group.1, group.2, cfg, seed + 1)?;
+    timing.push(stage("deep-dictionaries", "group", t, n, cfg.dict_epochs * cfg.atoms.len()));
     tracing::info!("deep dictionaries learned");
     let ce = TaskLoss::CrossEntropy;
     let fit = FitParams { epochs: cfg.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed };
@@ -728,14 +844,23 @@ pub fn train_deep(
                 )
             };
             let m0 = build(LinearClassifier::zeros(10, nf))?;
+            let name = m0.name().to_owned();
+            let ts = Instant::now();
             let f = m0.features(&x)?;
+            timing.push(stage("deep-codes", &name, ts, n, 1));
+            let ts = Instant::now();
             let mut m = build(train_linear(&f, labels, ce, &fit)?)?;
+            timing.push(stage("deep-classifier", &name, ts, n, fit.epochs));
             if cfg.end_to_end.epochs > 0 {
                 // each model on its own objective: layered through the chain of layer
                 // solutions, Deep Pursuit through its joint (stacked) problem
+                let ts = Instant::now();
                 let p = cfg.end_to_end.params(seed + 41 + models.len() as u64);
-                let hist = train_multilayer(&mut m, &x, labels, &p)?;
-                tracing::info!(model = m.name(), first = ?hist.first(), last = ?hist.last(), "end-to-end fine-tuning");
+                let es = cfg.end_to_end.early_stopping();
+                let r = train_multilayer_validated(&mut m, &x, labels, &x_val, l_val, &p, &es)?;
+                timing.push(stage("deep-end-to-end", &name, ts, n, r.epochs_run));
+                tracing::info!(model = %name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
+                reports.push((name, r));
             }
             let train_acc = m.accuracy(&x, labels)?;
             tracing::info!(model = m.name(), train_acc, secs = t.elapsed().as_secs_f64(), "deep model trained");
@@ -748,7 +873,7 @@ pub fn train_deep(
             models.push(m);
         }
     }
-    Ok((models, DeepInfo { l1: info_l1, group: info_g, models: info }))
+    Ok((models, DeepInfo { l1: info_l1, group: info_g, models: info }, reports, timing))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -829,5 +954,19 @@ mod tests {
         assert_eq!(s.etas, [0.03, 0.1, 0.3]);
         let q = synthetic(Scale::Quick);
         assert!(q.sizes.n_train < s.sizes.n_train && mnist(Scale::Quick).sizes.n_train < m.sizes.n_train);
+        // run sizes (issue 20): training split = training + held-out images
+        let md = mnist(Scale::Medium);
+        let qk = mnist(Scale::Quick);
+        for (p, split, held_out, test, deep) in [
+            (&m, 60_000, 5_000, 10_000, (55_000, 10_000)),
+            (&md, 6_000, 1_000, 1_000, (5_000, 1_000)),
+            (&qk, 2_200, 200, 100, (500, 50)),
+        ] {
+            assert_eq!((p.sizes.n_train + p.n_val, p.n_val, p.sizes.n_test), (split, held_out, test), "{:?}", p.scale);
+            assert_eq!((p.deep.n_train, p.deep.n_test, p.deep.n_val), (deep.0, deep.1, held_out), "{:?}", p.scale);
+            assert!(p.end_to_end.early_stopping().check().is_ok());
+        }
+        assert_eq!((md.sizes.steps, md.sizes.eps.clone()), (m.sizes.steps, m.sizes.eps.clone()), "medium: full recipe");
+        assert_eq!([Scale::Full.name(), Scale::Medium.name(), Scale::Quick.name()], ["full", "medium", "quick"]);
     }
 }

@@ -424,11 +424,108 @@ pub fn warmup_lambda(lambda: f64, t: usize, warmup: usize) -> f64 {
     lambda * ((t + 1) as f64 / (warmup + 1) as f64).min(1.0)
 }
 
+/// Checks a training set against `model`: shapes, one label per column, not empty.
+fn check_training_set(model: &impl crate::models::Classifier, x: &DMatrix<f64>, labels: &[usize]) -> Result<()> {
+    crate::models::check_batch(model, x)?;
+    if labels.len() != x.ncols() {
+        return Err(SparseBpError::ShapeMismatch { what: "labels", expected: (x.ncols(), 1), got: (labels.len(), 1) });
+    }
+    if labels.is_empty() {
+        return Err(SparseBpError::Empty { what: "training set" });
+    }
+    Ok(())
+}
+
+/// The state of [`train_task_driven`] between epochs (parameters, Adam moments, shuffling,
+/// warm-up step), so that the plain and the validated trainer share one epoch.
+pub(crate) struct ShallowTrainer {
+    d: DMatrix<f64>,
+    w: DMatrix<f64>,
+    b: DMatrix<f64>,
+    adam_d: Adam,
+    adam_c: Adam,
+    rng: StdRng,
+    order: Vec<usize>,
+    solver_params: crate::solver::SolverParams,
+    kind: CodeKind,
+    gs: usize,
+    lambda: f64,
+    task: crate::models::TaskLoss,
+    t: usize,
+}
+
+impl ShallowTrainer {
+    /// Starts from `model`'s parameters; with a warm-up, `model` is set to the first step's penalty.
+    pub(crate) fn new(model: &mut PursuitClassifier, n: usize, p: &TaskDrivenParams) -> Result<Self> {
+        let tr = Self {
+            d: model.solver().dictionary().clone(),
+            w: model.classifier.w.clone(),
+            b: DMatrix::from_column_slice(model.classifier.b.len(), 1, model.classifier.b.as_slice()),
+            adam_d: Adam::new(p.lr),
+            adam_c: Adam::new(p.clf_lr.unwrap_or(1.0)),
+            rng: StdRng::seed_from_u64(p.seed),
+            order: (0..n).collect(),
+            solver_params: model.solver().params().clone(),
+            kind: model.kind,
+            gs: model.group_size,
+            lambda: model.lambda,
+            task: model.task,
+            t: 0,
+        };
+        if p.warmup_steps > 0 {
+            *model = tr.build(warmup_lambda(tr.lambda, 0, p.warmup_steps))?;
+        }
+        Ok(tr)
+    }
+
+    fn build(&self, lambda: f64) -> Result<PursuitClassifier> {
+        let clf = LinearClassifier { w: self.w.clone(), b: self.b.column(0).into_owned() };
+        let mut next = PursuitClassifier::new(self.kind, self.d.clone(), self.gs, lambda, clf, self.task)?;
+        next.set_solver_params(self.solver_params.clone())?;
+        Ok(next)
+    }
+
+    /// One pass over `(x, labels)` in shuffled mini-batches; `model` ends at the target
+    /// penalty. Returns the mean over the batches of the weighted objective (each batch at
+    /// its own penalty, weighted by its size).
+    pub(crate) fn epoch(
+        &mut self,
+        model: &mut PursuitClassifier,
+        x: &DMatrix<f64>,
+        labels: &[usize],
+        p: &TaskDrivenParams,
+    ) -> Result<f64> {
+        self.order.shuffle(&mut self.rng);
+        let mut total = 0.0;
+        let order = std::mem::take(&mut self.order);
+        for chunk in order.chunks(p.batch_size) {
+            let xb = DMatrix::from_fn(x.nrows(), chunk.len(), |i, j| x[(i, chunk[j])]);
+            let lb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+            let g = task_driven_gradient(model, &xb, &lb, p)?;
+            total += g.loss.total(p) * chunk.len() as f64;
+            self.adam_d.step(std::iter::once(&mut self.d), &[&g.dictionary]);
+            normalise_columns(&mut self.d);
+            if p.clf_lr.is_some() {
+                let gb = DMatrix::from_column_slice(g.b.len(), 1, g.b.as_slice());
+                self.adam_c.step([&mut self.w, &mut self.b].into_iter(), &[&g.w, &gb]);
+            }
+            self.t += 1;
+            *model = self.build(warmup_lambda(self.lambda, self.t, p.warmup_steps))?;
+        }
+        self.order = order;
+        // evaluate at the target penalty
+        *model = self.build(self.lambda)?;
+        Ok(total / x.ncols().max(1) as f64)
+    }
+}
+
 /// Task-driven training of `model`'s dictionary (and optionally its classifier), see the
 /// module docs: Adam on [`task_driven_gradient`] per mini-batch, atoms renormalised to
 /// unit norm after every step, the penalty warmed up over the first `warmup_steps` steps
 /// ([`warmup_lambda`]). Returns the objective terms on the whole training set (at the
 /// target penalty) after every epoch (entry 0: before training).
+/// [`early_stopping::train_task_driven_validated`] is the same with early stopping on a
+/// held-out set.
 pub fn train_task_driven(
     model: &mut PursuitClassifier,
     x: &DMatrix<f64>,
@@ -436,59 +533,20 @@ pub fn train_task_driven(
     p: &TaskDrivenParams,
 ) -> Result<Vec<TaskDrivenLoss>> {
     p.check()?;
-    crate::models::check_batch(&*model, x)?;
-    if labels.len() != x.ncols() {
-        return Err(SparseBpError::ShapeMismatch { what: "labels", expected: (x.ncols(), 1), got: (labels.len(), 1) });
-    }
-    if labels.is_empty() {
-        return Err(SparseBpError::Empty { what: "training set" });
-    }
+    check_training_set(&*model, x, labels)?;
     let mut history = vec![task_driven_loss(model, x, labels, p.gap_margin)?];
-    let mut d = model.solver().dictionary().clone();
-    let mut w = model.classifier.w.clone();
-    let mut b = DMatrix::from_column_slice(model.classifier.b.len(), 1, model.classifier.b.as_slice());
-    let mut adam_d = Adam::new(p.lr);
-    let mut adam_c = Adam::new(p.clf_lr.unwrap_or(1.0));
-    let mut rng = StdRng::seed_from_u64(p.seed);
-    let mut order: Vec<usize> = (0..x.ncols()).collect();
-    let solver_params = model.solver().params().clone();
-    let (kind, gs, lambda, task) = (model.kind, model.group_size, model.lambda, model.task);
-    let build = |d: &DMatrix<f64>, w: &DMatrix<f64>, b: &DMatrix<f64>, lambda: f64| -> Result<PursuitClassifier> {
-        let clf = LinearClassifier { w: w.clone(), b: b.column(0).into_owned() };
-        let mut next = PursuitClassifier::new(kind, d.clone(), gs, lambda, clf, task)?;
-        next.set_solver_params(solver_params.clone())?;
-        Ok(next)
-    };
-    let mut t = 0;
-    if p.warmup_steps > 0 {
-        *model = build(&d, &w, &b, warmup_lambda(lambda, 0, p.warmup_steps))?;
-    }
+    let mut trainer = ShallowTrainer::new(model, x.ncols(), p)?;
     for epoch in 0..p.epochs {
-        order.shuffle(&mut rng);
-        for chunk in order.chunks(p.batch_size) {
-            let xb = DMatrix::from_fn(x.nrows(), chunk.len(), |i, j| x[(i, chunk[j])]);
-            let lb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let g = task_driven_gradient(model, &xb, &lb, p)?;
-            adam_d.step(std::iter::once(&mut d), &[&g.dictionary]);
-            normalise_columns(&mut d);
-            if p.clf_lr.is_some() {
-                let gb = DMatrix::from_column_slice(g.b.len(), 1, g.b.as_slice());
-                adam_c.step([&mut w, &mut b].into_iter(), &[&g.w, &gb]);
-            }
-            t += 1;
-            *model = build(&d, &w, &b, warmup_lambda(lambda, t, p.warmup_steps))?;
-        }
-        // evaluate at the target penalty
-        let eval = build(&d, &w, &b, lambda)?;
-        let l = task_driven_loss(&eval, x, labels, p.gap_margin)?;
+        trainer.epoch(model, x, labels, p)?;
+        let l = task_driven_loss(model, x, labels, p.gap_margin)?;
         tracing::info!(epoch, task = l.task, recon = l.recon, gap = l.gap, "task-driven epoch");
         history.push(l);
-        *model = eval;
     }
     Ok(history)
 }
 
 pub mod deep;
+pub mod early_stopping;
 
 #[cfg(test)]
 mod tests {

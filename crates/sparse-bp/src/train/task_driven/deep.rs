@@ -94,7 +94,7 @@ pub fn multilayer_loss(model: &MultiLayerClassifier, x: &DMatrix<f64>, labels: &
     Ok(TaskDrivenLoss { task, recon, gap: 0.0 })
 }
 
-fn check_params(p: &TaskDrivenParams) -> Result<()> {
+pub(crate) fn check_params(p: &TaskDrivenParams) -> Result<()> {
     p.check()?;
     if p.gap_weight != 0.0 {
         return Err(SparseBpError::InvalidParam {
@@ -106,7 +106,7 @@ fn check_params(p: &TaskDrivenParams) -> Result<()> {
     Ok(())
 }
 
-fn check_data(model: &MultiLayerClassifier, x: &DMatrix<f64>, labels: &[usize]) -> Result<()> {
+pub(crate) fn check_data(model: &MultiLayerClassifier, x: &DMatrix<f64>, labels: &[usize]) -> Result<()> {
     crate::models::check_batch(model, x)?;
     if labels.len() != x.ncols() {
         return Err(SparseBpError::ShapeMismatch { what: "labels", expected: (x.ncols(), 1), got: (labels.len(), 1) });
@@ -227,12 +227,106 @@ pub fn multilayer_gradient(
     Ok(MultiLayerGradient { loss: TaskDrivenLoss { task, recon, gap: 0.0 }, dictionaries: acc, w, b })
 }
 
+/// The state of [`train_multilayer`] between epochs (parameters, Adam moments, shuffling,
+/// warm-up step), shared with the validated trainer.
+pub(crate) struct MultiLayerTrainer {
+    dicts: Vec<DMatrix<f64>>,
+    w: DMatrix<f64>,
+    b: DMatrix<f64>,
+    adam_d: Adam,
+    adam_c: Adam,
+    rng: StdRng,
+    order: Vec<usize>,
+    solver_params: crate::solver::SolverParams,
+    pursuit: Pursuit,
+    kind: crate::models::CodeKind,
+    gs: usize,
+    task: crate::models::TaskLoss,
+    weights: Vec<f64>,
+    t: usize,
+}
+
+impl MultiLayerTrainer {
+    /// Starts from `model`'s parameters; with a warm-up, `model` is set to the first step's penalties.
+    pub(crate) fn new(model: &mut MultiLayerClassifier, n: usize, p: &TaskDrivenParams) -> Result<Self> {
+        let tr = Self {
+            dicts: model.dictionaries().to_vec(),
+            w: model.classifier.w.clone(),
+            b: DMatrix::from_column_slice(model.classifier.b.len(), 1, model.classifier.b.as_slice()),
+            adam_d: Adam::new(p.lr),
+            adam_c: Adam::new(p.clf_lr.unwrap_or(1.0)),
+            rng: StdRng::seed_from_u64(p.seed),
+            order: (0..n).collect(),
+            solver_params: model.solvers()[0].params().clone(),
+            pursuit: model.pursuit,
+            kind: model.kind,
+            gs: model.group_size,
+            task: model.task,
+            weights: model.weights.clone(),
+            t: 0,
+        };
+        if p.warmup_steps > 0 {
+            *model = tr.build(0, p.warmup_steps)?;
+        }
+        Ok(tr)
+    }
+
+    fn build(&self, t: usize, warmup: usize) -> Result<MultiLayerClassifier> {
+        let clf = LinearClassifier { w: self.w.clone(), b: self.b.column(0).into_owned() };
+        let lw: Vec<f64> = self.weights.iter().map(|&l| warmup_lambda(l, t, warmup)).collect();
+        MultiLayerClassifier::with_solver_params(
+            self.pursuit,
+            self.kind,
+            self.dicts.clone(),
+            self.gs,
+            lw,
+            clf,
+            self.task,
+            self.solver_params.clone(),
+        )
+    }
+
+    /// One pass over `(x, labels)` in shuffled mini-batches; `model` ends at the target
+    /// penalties. Returns the size-weighted mean over the batches of the objective.
+    pub(crate) fn epoch(
+        &mut self,
+        model: &mut MultiLayerClassifier,
+        x: &DMatrix<f64>,
+        labels: &[usize],
+        p: &TaskDrivenParams,
+    ) -> Result<f64> {
+        self.order.shuffle(&mut self.rng);
+        let order = std::mem::take(&mut self.order);
+        let mut total = 0.0;
+        for chunk in order.chunks(p.batch_size) {
+            let xb = DMatrix::from_fn(x.nrows(), chunk.len(), |i, j| x[(i, chunk[j])]);
+            let lb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+            let g = multilayer_gradient(model, &xb, &lb, p)?;
+            total += g.loss.total(p) * chunk.len() as f64;
+            let grads: Vec<&DMatrix<f64>> = g.dictionaries.iter().collect();
+            self.adam_d.step(self.dicts.iter_mut(), &grads);
+            self.dicts.iter_mut().for_each(normalise_columns);
+            if p.clf_lr.is_some() {
+                let gb = DMatrix::from_column_slice(g.b.len(), 1, g.b.as_slice());
+                self.adam_c.step([&mut self.w, &mut self.b].into_iter(), &[&g.w, &gb]);
+            }
+            self.t += 1;
+            *model = self.build(self.t, p.warmup_steps)?;
+        }
+        self.order = order;
+        *model = self.build(p.warmup_steps, p.warmup_steps)?;
+        Ok(total / x.ncols().max(1) as f64)
+    }
+}
+
 /// End-to-end training of a 3-layer (any depth) model: Adam on every layer's dictionary
 /// (learning rate `p.lr`) and, unless `p.clf_lr` is `None`, on the classifier, with
 /// [`multilayer_gradient`] per mini-batch; atoms renormalised to unit norm after every
 /// step; every layer's penalty warmed up over `p.warmup_steps` steps
 /// ([`super::warmup_lambda`]). Returns the objective terms on the whole training set (at
 /// the target penalties) after every epoch (entry 0: before training).
+/// [`super::early_stopping::train_multilayer_validated`] is the same with early stopping on
+/// a held-out set.
 pub fn train_multilayer(
     model: &mut MultiLayerClassifier,
     x: &DMatrix<f64>,
@@ -242,55 +336,12 @@ pub fn train_multilayer(
     check_params(p)?;
     check_data(model, x, labels)?;
     let mut history = vec![multilayer_loss(model, x, labels)?];
-    let mut dicts: Vec<DMatrix<f64>> = model.dictionaries().to_vec();
-    let mut w = model.classifier.w.clone();
-    let mut b = DMatrix::from_column_slice(model.classifier.b.len(), 1, model.classifier.b.as_slice());
-    let mut adam_d = Adam::new(p.lr);
-    let mut adam_c = Adam::new(p.clf_lr.unwrap_or(1.0));
-    let mut rng = StdRng::seed_from_u64(p.seed);
-    let mut order: Vec<usize> = (0..x.ncols()).collect();
-    let solver_params = model.solvers()[0].params().clone();
-    let (pursuit, kind, gs, task) = (model.pursuit, model.kind, model.group_size, model.task);
-    let weights = model.weights.clone();
-    let build = |dicts: &[DMatrix<f64>], w: &DMatrix<f64>, b: &DMatrix<f64>, t: usize| {
-        let clf = LinearClassifier { w: w.clone(), b: b.column(0).into_owned() };
-        let lw: Vec<f64> = weights.iter().map(|&l| warmup_lambda(l, t, p.warmup_steps)).collect();
-        MultiLayerClassifier::with_solver_params(
-            pursuit,
-            kind,
-            dicts.to_vec(),
-            gs,
-            lw,
-            clf,
-            task,
-            solver_params.clone(),
-        )
-    };
-    let mut t = 0;
-    if p.warmup_steps > 0 {
-        *model = build(&dicts, &w, &b, 0)?;
-    }
+    let mut trainer = MultiLayerTrainer::new(model, x.ncols(), p)?;
     for epoch in 0..p.epochs {
-        order.shuffle(&mut rng);
-        for chunk in order.chunks(p.batch_size) {
-            let xb = DMatrix::from_fn(x.nrows(), chunk.len(), |i, j| x[(i, chunk[j])]);
-            let lb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let g = multilayer_gradient(model, &xb, &lb, p)?;
-            let grads: Vec<&DMatrix<f64>> = g.dictionaries.iter().collect();
-            adam_d.step(dicts.iter_mut(), &grads);
-            dicts.iter_mut().for_each(normalise_columns);
-            if p.clf_lr.is_some() {
-                let gb = DMatrix::from_column_slice(g.b.len(), 1, g.b.as_slice());
-                adam_c.step([&mut w, &mut b].into_iter(), &[&g.w, &gb]);
-            }
-            t += 1;
-            *model = build(&dicts, &w, &b, t)?;
-        }
-        let eval = build(&dicts, &w, &b, p.warmup_steps)?;
-        let l = multilayer_loss(&eval, x, labels)?;
-        tracing::info!(epoch, model = eval.name(), task = l.task, recon = l.recon, "end-to-end epoch");
+        trainer.epoch(model, x, labels, p)?;
+        let l = multilayer_loss(model, x, labels)?;
+        tracing::info!(epoch, model = model.name(), task = l.task, recon = l.recon, "end-to-end epoch");
         history.push(l);
-        *model = eval;
     }
     Ok(history)
 }
