@@ -691,3 +691,162 @@ fn clocked_sparse_gradients_approach_exact_and_pull_equals_push() {
         assert!(e00001.0 < 0.3 * e0001.0 && e00001.1 < 0.3 * e0001.1, "seed {seed0}: {errors:?}");
     }
 }
+
+// ---------------------------------------------------------------- initialisation, optimiser, statistics
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use snn_delays::{DelayConstraint, DelayInit, DelayStats};
+use snn_eventprop::init::{init_delays, init_weights_paper};
+use snn_eventprop::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
+
+/// 40 inputs -> 30 LIF (recurrent) -> 5 LI, every projection sparse with probability 0.3.
+fn sparse_paper_like() -> Network {
+    let mut b = NetworkBuilder::new();
+    let i = b.input("in", 40);
+    let h = b.lif("h", 30, LifParams::default());
+    let o = b.li("out", 5, LiParams::default());
+    b.connect_sparse(i, h, SparseSynapses::fixed_probability(30, 40, 0.3, 1).unwrap());
+    b.connect_sparse(h, h, SparseSynapses::fixed_probability(30, 30, 0.3, 2).unwrap());
+    b.connect_sparse(h, o, SparseSynapses::fixed_probability(5, 30, 0.3, 3).unwrap());
+    b.build().unwrap()
+}
+
+/// The paper's initialisation draws values for the stored synapses only (one draw each, in data
+/// order: the first `nnz` draws of the dense initialisation's stream), the optimiser steps and
+/// clamps exactly those values, and the delay statistics count them.
+#[test]
+fn initialisation_optimiser_and_statistics_act_on_stored_synapses() {
+    let mut net = sparse_paper_like();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    init_weights_paper(&mut net, &mut rng).unwrap();
+    init_delays(&mut net, ConnectionId(0), &DelayInit::SHD, &mut rng).unwrap();
+    let c0 = net.connection(ConnectionId(0));
+    let nnz = c0.num_synapses();
+    assert!(nnz > 250 && nnz < 470, "{nnz}");
+    // Same stream as drawing nnz values by hand.
+    let mut again = ChaCha8Rng::seed_from_u64(7);
+    let mut first = vec![0.0; nnz];
+    snn_eventprop::init::NormalInit::INPUT_HIDDEN.fill(&mut first, &mut again).unwrap();
+    assert_eq!(c0.weight_values(), &first[..]);
+    let mean = first.iter().sum::<f64>() / nnz as f64;
+    assert!((mean - 0.03).abs() < 0.003, "{mean}");
+    assert!(c0.delay_values().iter().all(|&d| (0.0..=150.0).contains(&d)));
+    assert!(c0.delay_values().iter().any(|&d| d > 100.0));
+    // Missing synapses stay absent: the dense view is zero there.
+    let dense = c0.dense_weights();
+    assert_eq!(dense.iter().filter(|&&w| w != 0.0).count(), nnz);
+
+    let constraint = DelayConstraint::new(20.0).unwrap();
+    let stats = DelayStats::of(c0.delay_values().iter().copied(), &DelayConstraint::new(150.0).unwrap()).unwrap();
+    assert_eq!(stats.count, nnz);
+
+    // One optimiser step: gradients of ones push every trained delay down by ~lr and weights
+    // likewise; delays above the bound are clamped to it.
+    let flags = [Trainable::BOTH, Trainable::WEIGHTS, Trainable::BOTH];
+    let mut opt = Optimiser::new(
+        &net,
+        &flags,
+        (AdamParams::with_lr(0.5), LrSchedule::constant()),
+        (AdamParams::with_lr(1.0), LrSchedule::constant()),
+        constraint,
+    )
+    .unwrap();
+    opt.check_fits(&net).unwrap();
+    let mut g = Gradients::zeros(&net);
+    g.weights.iter_mut().chain(g.delays.iter_mut()).for_each(|m| m.fill(1.0));
+    let before = net.clone();
+    let info = opt.step(&mut net, &g, 0).unwrap();
+    for k in 0..3 {
+        let (a, b) = (before.connection(ConnectionId(k)), net.connection(ConnectionId(k)));
+        assert_eq!(a.sparse().unwrap().rows(), b.sparse().unwrap().rows(), "pattern fixed");
+        for (x, y) in a.weight_values().iter().zip(b.weight_values()) {
+            assert!((x - 0.5 - y).abs() < 1e-6, "weight {x} -> {y}");
+        }
+        if flags[k].delays {
+            assert!(b.delay_values().iter().all(|&d| (0.0..=20.0).contains(&d)));
+        } else {
+            assert_eq!(a.delay_values(), b.delay_values());
+        }
+    }
+    let over = before.connection(ConnectionId(0)).delay_values().iter().filter(|&&d| d - 1.0 > 20.0).count();
+    assert!(info.clamped >= over && over > 0, "{} clamped, {over} above the bound", info.clamped);
+    // Gradients of the wrong length are refused, not indexed out of bounds.
+    let mut short = Gradients::zeros(&net);
+    short.weights[0] = DMatrix::zeros(3, 1);
+    assert!(opt.step(&mut net, &short, 1).is_err());
+}
+
+// ---------------------------------------------------------------- training and checkpoints
+
+use snn_eventprop::EventPropError;
+use snn_eventprop::train::{CHECKPOINT_KIND, Labelled, TrainConfig, TrainData, Trainer};
+
+/// Training a sparse network runs, keeps the pattern, and its checkpoint resumes to the same
+/// continuation as an uninterrupted run (the digest of the network, i.e. its values, equal);
+/// a checkpoint of the previous kind version (3, dense-only networks) is refused.
+#[test]
+fn sparse_training_checkpoints_and_resumes() {
+    let mut x = SpikeTrains::new(40);
+    let mut labels = Vec::new();
+    let mut seed = 11u64;
+    for s in 0..8 {
+        let times: Vec<f64> = (0..30).map(|_| 20.0 * lcg(&mut seed)).collect();
+        let neurons: Vec<u32> = (0..30).map(|_| ((40.0 * lcg(&mut seed)) as u32 + 10 * (s % 2)) % 40).collect();
+        x.push_unsorted(&times, &neurons).unwrap();
+        labels.push((s % 2) as usize);
+    }
+    let set = Labelled::new(x, labels).unwrap();
+    let mut net = sparse_paper_like();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    init_weights_paper(&mut net, &mut rng).unwrap();
+    init_delays(&mut net, ConnectionId(0), &DelayInit::Uniform { lo: 0.0, hi: 10.0 }, &mut rng).unwrap();
+    for k in 0..3 {
+        net.weight_values_mut(ConnectionId(k)).iter_mut().for_each(|w| *w *= 40.0);
+    }
+    let dir = std::env::temp_dir().join(format!("snn-sparse-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.ckpt");
+    let engine = ExactEngine::new(SimConfig::new(30.0, ReadoutKind::MaxVoltage)).unwrap();
+    let config = |epochs| {
+        TrainConfig::builder()
+            .epochs(epochs)
+            .batch_size(4)
+            .weight_lr(0.01)
+            .delay_lr(0.1)
+            .max_delay(12.0)
+            .seed(5)
+            .checkpoint(&path)
+            .build()
+            .unwrap()
+    };
+    let data = TrainData { train: &set, validation: None, test: None };
+    let mut straight = Trainer::new(&engine, Loss::MaxVoltageCrossEntropy, config(3), net.clone()).unwrap();
+    straight.fit(&data).unwrap();
+    let mut first = Trainer::new(&engine, Loss::MaxVoltageCrossEntropy, config(2), net.clone()).unwrap();
+    first.fit(&data).unwrap();
+    let mut resumed = Trainer::resume(&engine, Loss::MaxVoltageCrossEntropy, config(3), &path).unwrap();
+    resumed.fit(&data).unwrap();
+    let (a, b) = (straight.network(), resumed.network());
+    assert_eq!(a, b, "resumed run differs from the uninterrupted one");
+    for k in 0..3 {
+        let (c0, c1) = (net.connection(ConnectionId(k)), a.connection(ConnectionId(k)));
+        assert_eq!(c0.sparse().unwrap().rows(), c1.sparse().unwrap().rows());
+        assert_ne!(c0.weight_values(), c1.weight_values(), "connection {k} did not train");
+    }
+    // A file of the previous kind version is refused with the typed error.
+    let old = persist::Kind::new(CHECKPOINT_KIND.name(), CHECKPOINT_KIND.version() - 1);
+    let bytes = std::fs::read(&path).unwrap();
+    let payload = &bytes[persist::HEADER_LEN..];
+    std::fs::write(&path, persist::frame(old, payload)).unwrap();
+    let r = Trainer::resume(&engine, Loss::MaxVoltageCrossEntropy, config(3), &path);
+    assert!(
+        matches!(
+            r,
+            Err(EventPropError::CheckpointFile(persist::PersistError::KindVersion { found: 3, supported: 4, .. }))
+        ),
+        "{:?}",
+        r.err()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
