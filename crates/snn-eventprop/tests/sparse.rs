@@ -757,13 +757,13 @@ fn initialisation_optimiser_and_statistics_act_on_stored_synapses() {
     g.weights.iter_mut().chain(g.delays.iter_mut()).for_each(|m| m.fill(1.0));
     let before = net.clone();
     let info = opt.step(&mut net, &g, 0).unwrap();
-    for k in 0..3 {
+    for (k, flag) in flags.iter().enumerate() {
         let (a, b) = (before.connection(ConnectionId(k)), net.connection(ConnectionId(k)));
         assert_eq!(a.sparse().unwrap().rows(), b.sparse().unwrap().rows(), "pattern fixed");
         for (x, y) in a.weight_values().iter().zip(b.weight_values()) {
             assert!((x - 0.5 - y).abs() < 1e-6, "weight {x} -> {y}");
         }
-        if flags[k].delays {
+        if flag.delays {
             assert!(b.delay_values().iter().all(|&d| (0.0..=20.0).contains(&d)));
         } else {
             assert_eq!(a.delay_values(), b.delay_values());
