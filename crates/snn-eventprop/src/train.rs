@@ -1980,9 +1980,19 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
                 if !mask[c.0].weights {
                     continue;
                 }
-                let w = net.weights_mut(c);
-                for &j in &rows {
-                    w.row_mut(j).add_scalar_mut(boost);
+                // The stored synapses onto silent neurons (each gets `boost` once, so a dense
+                // connection's result is that of adding to whole rows).
+                let conn = net.connection(c);
+                let mut is_silent = vec![false; size];
+                rows.iter().for_each(|&j| is_silent[j] = true);
+                let targets: Vec<usize> = (0..conn.shape().1)
+                    .flat_map(|i| {
+                        conn.fan_out(i).iter().filter(|&(j, _)| is_silent[j]).map(|(_, k)| k).collect::<Vec<_>>()
+                    })
+                    .collect();
+                let w = net.weight_values_mut(c);
+                for k in targets {
+                    w[k] += boost;
                 }
             }
         }
