@@ -77,8 +77,8 @@ pub fn is_root() -> bool {
 pub fn parameters_sha256(net: &Network) -> String {
     let mut h = Sha256::new();
     for c in net.connections() {
-        for m in [c.weights(), c.delays()] {
-            for x in m.iter() {
+        for m in [c.weight_values(), c.delay_values()] {
+            for x in m {
                 h.update(x.to_le_bytes());
             }
         }

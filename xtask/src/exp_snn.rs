@@ -61,7 +61,7 @@ fn events_labelled(data: &datasets::SpikeDataset, t_end_ms: f64) -> DynResult<La
 
 /// All delays of the listed connections, for histograms.
 fn delays_of(net: &Network, conns: &[ConnectionId]) -> Vec<f64> {
-    conns.iter().flat_map(|&c| net.connection(c).delays().iter().copied()).collect()
+    conns.iter().flat_map(|&c| net.connection(c).delay_values().iter().copied()).collect()
 }
 
 /// What one training run produced.
@@ -592,6 +592,9 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     // main 45e593a, hidden spikes per neuron per sample in the last epoch): off 92.2 %, 22.1;
     // paper 91.8 %, 29.7; 4e-6: 60.4 %, 13.3 (held near 14, at a cost in accuracy here).
     preset.spike_count_reg = spike_reg(preset.spike_count_reg, opts.spike_reg);
+    if let Some(p) = opts.connectivity {
+        preset.connectivity = p;
+    }
     let t_end = preset.t_end_ms;
     let classes = data.train.num_classes;
     let inputs = data.train.num_units;
@@ -621,7 +624,8 @@ fn speech(kind: Speech, opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let mut runs = Vec::new();
     let mut delay_hist = None;
     for learn_delays in [true, false] {
-        let label = format!("{name}-{}", if learn_delays { "delays" } else { "nodelays" });
+        let sparse = opts.connectivity.map_or(String::new(), |p| format!("-p{p}"));
+        let label = format!("{name}{sparse}-{}", if learn_delays { "delays" } else { "nodelays" });
         let (net, delayed) = preset.network(inputs, classes, rate, learn_delays, seed)?;
         let before = delays_of(&net, &delayed);
         let mut config = preset.train_config(&net, &delayed, learn_delays, seed)?;

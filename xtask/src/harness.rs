@@ -37,6 +37,9 @@ pub struct Options {
     /// 14 / strength 5e-11 in full runs, off in `--quick`); `Some(0.0)` = off; `Some(k)` =
     /// strength `k` on both sides, target 14.
     pub spike_reg: Option<f64>,
+    /// Connection probability of the SHD/SSC input and hidden projections (`None`: dense, the
+    /// paper's network; `Some(p)`, `p` in `[0, 1]`: sparse with fixed probability `p`).
+    pub connectivity: Option<f64>,
     /// Where `sparse-mnist` and `sparse-synthetic` write their trained models (default: `<out>/<experiment>/models`).
     pub save_models: Option<PathBuf>,
     /// `sparse-mnist`: load the models a previous run saved in this folder instead of training.
@@ -58,6 +61,7 @@ impl Default for Options {
             synthetic: false,
             epochs: None,
             spike_reg: None,
+            connectivity: None,
             save_models: None,
             load_models: None,
             config: None,

@@ -1,6 +1,6 @@
 //! `cargo xtask reproduce [EXPERIMENT] [--quick | --medium] [--seed N] [--out DIR] [--data PATH]
 //! [--synthetic] [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR]
-//! [--load-models DIR] [--shard I/N] [--config NAME]`.
+//! [--load-models DIR] [--shard I/N] [--config NAME] [--connectivity P]`.
 //!
 //! The driver: the experiment registry, argument handling, one output folder, `results.json`
 //! and `summary.md` per experiment, and `SUMMARY.md`. The shared types are in `harness`.
@@ -82,7 +82,7 @@ fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick | --medium] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
          \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\
-         \x20                    [--shard I/N] [--config NAME]\n\n\
+         \x20                    [--shard I/N] [--config NAME] [--connectivity P]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency;\n\
          one whose data set is neither found nor downloadable is then skipped (with its reason).\n\
          --medium  sparse-mnist only: 6,000 training images (1,000 of them held out for early\n\
@@ -96,6 +96,8 @@ fn usage() -> String {
          \x20           larger N trains on from its checkpoint.\n\
          --spike-reg: spike-count regulariser of the SHD/SSC hidden neurons (target 14 spikes per\n\
          neuron per example; paper strength 5e-11); default: paper in full runs, off in --quick.\n\
+         --connectivity P  shd, ssc: input and hidden projections sparse, each synapse present with\n\
+         \x20                 probability P (seeded); default dense (the paper's network).\n\
          --save-models DIR  sparse-*: write the trained models there (default <out>/<experiment>/models)\n\
          --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
          --config NAME  epoch-time: measure only this configuration (shd-700-512r-20, ff-700-256-256-20\n\
@@ -172,6 +174,13 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
                     return Err(format!("--spike-reg strength must be finite and >= 0, got `{v}`"));
                 }
                 opts.spike_reg = Some(k);
+            }
+            "--connectivity" => {
+                let v = value("--connectivity")?;
+                match v.parse::<f64>() {
+                    Ok(p) if (0.0..=1.0).contains(&p) => opts.connectivity = Some(p),
+                    _ => return Err(format!("--connectivity expects a probability in [0, 1], got `{v}`")),
+                }
             }
             "--save-models" => opts.save_models = Some(path("--save-models")?),
             "--load-models" => opts.load_models = Some(path("--load-models")?),
@@ -368,8 +377,15 @@ mod tests {
     fn defaults_and_values() {
         let (o, sel) = run("shd --seed 3 --epochs 7 --data /d --out /o --spike-reg off").unwrap();
         assert_eq!(sel, ["shd"]);
+        assert_eq!(o.connectivity, None);
         assert_eq!((o.seed, o.epochs, o.spike_reg, o.quick), (3, Some(7), Some(0.0), false));
         assert_eq!((o.data.unwrap(), o.out), (PathBuf::from("/d"), PathBuf::from("/o")));
+        let (o, _) = run("ssc --connectivity 0.25").unwrap();
+        assert_eq!(o.connectivity, Some(0.25));
+        for bad in ["1.5", "-0.1", "NaN", "x"] {
+            let e = run(&format!("shd --connectivity {bad}")).err().unwrap();
+            assert!(e.contains("--connectivity expects a probability"), "{e}");
+        }
         let (o, sel) = run("--quick").unwrap();
         // Every experiment but `efficiency`, which downloads PyTorch, and only when named.
         assert_eq!(sel.len(), experiments().len() - 1);

@@ -272,7 +272,10 @@ pub struct ConnPlan {
     pub post: usize,
     /// Postsynaptic population size (rows of the matrices).
     pub n_post: usize,
-    /// `round(d_ji/dt) * n_state + state(j)` per synapse, `post x pre` column-major like the weights.
+    /// `round(d_ji/dt) * n_state + state(j)` per stored synapse, in the connection's value order
+    /// ([`crate::Connection::weight_values`]: `post x pre` column-major for a dense connection,
+    /// the data order for a sparse one), so the fan-out of presynaptic `i` is
+    /// `offsets[fan_out(i).indices()]`.
     pub offsets: Vec<u32>,
     /// `round(d_ji/dt)` per synapse (the delay in steps), same layout as `offsets`.
     pub delay_steps: Vec<u32>,
@@ -371,9 +374,9 @@ impl ClockedPlan {
             && self.pops.iter().zip(net.populations()).all(|(pp, p)| pp.size == p.size())
             && self.conns.len() == net.connections().len()
             && self.conns.iter().zip(net.connections()).all(|(cp, c)| {
-                cp.offsets.len() == c.weights().len()
-                    && cp.delay_steps.len() == c.weights().len()
-                    && cp.n_post == c.weights().nrows()
+                cp.offsets.len() == c.num_synapses()
+                    && cp.delay_steps.len() == c.num_synapses()
+                    && cp.n_post == c.shape().0
                     && (cp.pre, cp.post) == (c.pre().0, c.post().0)
             });
         if fits { Ok(()) } else { Err(CoreError::InvalidNetwork("clocked plan was built for another network")) }
@@ -433,7 +436,7 @@ impl ClockedPlan {
         let inv_dt = 1.0 / dt;
         let mut max_steps = 0usize;
         for c in net.connections() {
-            for &d in c.delays().iter() {
+            for &d in c.delay_values() {
                 if !(d.is_finite() && d >= 0.0) {
                     return Err(CoreError::InvalidSetting {
                         param: "delay",
@@ -458,17 +461,17 @@ impl ClockedPlan {
         for (c, cp) in net.connections().iter().zip(&mut self.conns) {
             cp.pre = c.pre().0;
             cp.post = c.post().0;
-            cp.n_post = c.delays().nrows();
+            cp.n_post = c.shape().0;
             let post_off = self.pops[cp.post].state_off;
             cp.delay_steps.clear();
-            cp.delay_steps.extend(c.delays().iter().map(|&d| (d * inv_dt + 0.5) as u32));
+            cp.delay_steps.extend(c.delay_values().iter().map(|&d| (d * inv_dt + 0.5) as u32));
             cp.offsets.clear();
-            cp.offsets.extend(
-                cp.delay_steps
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &d)| (d as usize * n_state + post_off + k % cp.n_post) as u32),
-            );
+            // Fan-outs in presynaptic order cover the value indices 0.. in order.
+            for i in 0..c.shape().1 {
+                let steps = &cp.delay_steps;
+                cp.offsets
+                    .extend(c.fan_out(i).iter().map(|(j, k)| (steps[k] as usize * n_state + post_off + j) as u32));
+            }
         }
         self.build_pull(net);
         self.built_for = Some((net.delay_stamp(), dt.to_bits()));
@@ -585,6 +588,11 @@ impl ClockedPlan {
     }
 
     /// Topological order and pulled projections (after the connections' delay steps are set).
+    ///
+    /// Sparse projections are never pulled (pull delivery reads dense target rows): a network
+    /// with any sparse projection gets no layering (`layers = None`, so it runs step by step on
+    /// the ring), its dense input projections are pulled as in any recurrent network, and its
+    /// sparse ones are pushed through their fan-outs.
     fn build_pull(&mut self, net: &Network) {
         let np = self.pops.len();
         // Kahn's algorithm over the non-input populations; connections from the input (which
@@ -609,7 +617,7 @@ impl ClockedPlan {
             }
         }
         let n_integrating = self.pops.iter().filter(|p| !p.is_input).count();
-        self.layers = (order.len() == n_integrating).then_some(order);
+        self.layers = (order.len() == n_integrating && !net.has_sparse()).then_some(order);
         let layered = self.layers.is_some();
         self.pull.resize_with(np, PullPop::default);
         for (p, pp) in self.pull.iter_mut().enumerate() {
@@ -621,7 +629,7 @@ impl ClockedPlan {
             }
             for &cid in net.incoming(PopulationId(p)) {
                 let cp = &self.conns[cid.0];
-                if layered || self.pops[cp.pre].is_input {
+                if (layered || self.pops[cp.pre].is_input) && !net.connection(cid).is_sparse() {
                     pp.conns.push((cid.0, pp.row_len));
                     pp.row_len += self.pops[cp.pre].size;
                 }
@@ -637,6 +645,12 @@ impl ClockedPlan {
             }
             pp.max_delay = pp.delay_rows.iter().copied().max().unwrap_or(0);
         }
+    }
+
+    /// Whether connection `c` is delivered by pull (with [`Delivery::Pull`]); the others are
+    /// pushed through the ring.
+    pub fn is_pulled(&self, c: usize) -> bool {
+        self.conns.get(c).is_some_and(|cp| self.pull_conns(cp.post).iter().any(|&(cc, _)| cc == c))
     }
 
     /// Population index of a global neuron, `None` if out of range.
@@ -1048,7 +1062,11 @@ fn forward_ring(
 
     let ClockedState { v, i, ring, acc, acc_t, readout_steps, pull: bufs } = st;
     let pre = &bufs.pre;
-    let mut next_input = if pull { n_input } else { 0 };
+    // With pull delivery the input spikes still go through the ring for the pushed (sparse)
+    // input projections, if any.
+    let in_conns = net.outgoing(PopulationId(in_pop));
+    let pushes_input = !pull || in_conns.iter().any(|c| !plan.is_pulled(c.0));
+    let mut next_input = if pushes_input { 0 } else { n_input };
 
     for n in 0..=steps {
         let base_off = (n % plan.slots) * n_state;
@@ -1090,10 +1108,10 @@ fn forward_ring(
                             acc[j] = t;
                         }
                         for &cid in net.outgoing(PopulationId(pi)) {
-                            let cp = &plan.conns[cid.0];
-                            let w = net.connection(cid).weights();
-                            let col = j * cp.n_post..(j + 1) * cp.n_post;
-                            scatter(ring, base_off, &w.as_slice()[col.clone()], &cp.offsets[col]);
+                            let conn = net.connection(cid);
+                            let col = conn.fan_out(j).indices();
+                            let offsets = &plan.conns[cid.0].offsets;
+                            scatter(ring, base_off, &conn.weight_values()[col.clone()], &offsets[col]);
                         }
                     }
                 }
@@ -1102,11 +1120,14 @@ fn forward_ring(
         // 3. input spikes binned to this step
         while next_input < n_input && engine.step_of(input.times[next_input]) <= n {
             let j = input.neurons[next_input] as usize;
-            for &cid in net.outgoing(PopulationId(in_pop)) {
-                let cp = &plan.conns[cid.0];
-                let w = net.connection(cid).weights();
-                let col = j * cp.n_post..(j + 1) * cp.n_post;
-                scatter(ring, base_off, &w.as_slice()[col.clone()], &cp.offsets[col]);
+            for &cid in in_conns {
+                if pull && plan.is_pulled(cid.0) {
+                    continue;
+                }
+                let conn = net.connection(cid);
+                let col = conn.fan_out(j).indices();
+                let offsets = &plan.conns[cid.0].offsets;
+                scatter(ring, base_off, &conn.weight_values()[col.clone()], &offsets[col]);
             }
             next_input += 1;
         }

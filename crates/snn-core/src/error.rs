@@ -49,9 +49,9 @@ pub enum CoreError {
         pre: Name,
         /// Postsynaptic population name.
         post: Name,
-        /// `"weight"` or `"delay"`.
+        /// `"weight"`, `"delay"` or `"sparse synapse"`.
         what: &'static str,
-        /// Expected rows (postsynaptic size).
+        /// Expected rows (postsynaptic size; 0 for the dense matrices of a sparse connection).
         rows: usize,
         /// Expected columns (presynaptic size).
         cols: usize,
@@ -87,6 +87,32 @@ pub enum CoreError {
         col: usize,
         /// The value.
         value: f64,
+    },
+    /// An entry given to [`crate::SparseSynapses::from_triplets`] cannot be stored.
+    #[error("sparse synapses, entry {entry} (post {post}, pre {pre}): {reason}")]
+    InvalidTriplet {
+        /// Position of the entry in the list given.
+        entry: usize,
+        /// Its postsynaptic index (row).
+        post: usize,
+        /// Its presynaptic index (column).
+        pre: usize,
+        /// What is wrong.
+        reason: TripletProblem,
+    },
+    /// The dense matrices or mask given to [`crate::SparseSynapses::from_dense`] differ in shape.
+    #[error("sparse synapses: {what} matrix is {got_rows}x{got_cols}, the weights are {rows}x{cols} (post x pre)")]
+    SparseShape {
+        /// `"delay"` or `"mask"`.
+        what: &'static str,
+        /// Rows of the weights.
+        rows: usize,
+        /// Columns of the weights.
+        cols: usize,
+        /// Rows given.
+        got_rows: usize,
+        /// Columns given.
+        got_cols: usize,
     },
     /// The network does not have the populations a simulation needs.
     #[error("network: {0}")]
@@ -154,6 +180,25 @@ pub enum SpikeProblem {
         time: f64,
         /// The previous event's time.
         previous: f64,
+    },
+}
+
+/// What is wrong with one entry given to [`crate::SparseSynapses::from_triplets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum TripletProblem {
+    /// The row or column is outside the `rows x cols` (post x pre) projection.
+    #[error("index out of range of the {rows}x{cols} (post x pre) projection")]
+    OutOfRange {
+        /// Postsynaptic size.
+        rows: usize,
+        /// Presynaptic size.
+        cols: usize,
+    },
+    /// Another entry already connects the same pair.
+    #[error("duplicate of entry {first}")]
+    Duplicate {
+        /// The earlier entry with the same `(post, pre)`.
+        first: usize,
     },
 }
 

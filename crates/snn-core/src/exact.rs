@@ -15,7 +15,9 @@
 //!   (the per-column delay sort of [`DelayOrder`]). When it pops at `t_k + d_ji`, `w_ji` is
 //!   added to `I_j`, and the cursor is pushed back keyed by its next target's arrival. So the
 //!   queue holds one entry per (spike in flight, connection) — not one per synapse — and
-//!   fan-out is enumerated lazily;
+//!   fan-out is enumerated lazily. A sparse connection's fan-out is its stored synapses only
+//!   (the CSC column run), so a spike costs in proportion to its existing synapses; a
+//!   presynaptic neuron without synapses starts no cursor;
 //! - **threshold crossing** of a LIF neuron, predicted after every change of its state and
 //!   invalidated by a per-neuron version counter when another arrival comes first. Prediction
 //!   is two-stage: an arrival queues only a *candidate* at a closed-form lower bound of the
@@ -88,8 +90,10 @@ pub fn arrival_time(t_spike: f64, delay: f64) -> f64 {
     t_spike + delay
 }
 
-/// Per (connection, presynaptic neuron) order of the postsynaptic targets by increasing delay
-/// (ties by row index).
+/// Per (connection, presynaptic neuron) order of the synapses of the fan-out by increasing
+/// delay (ties by position in the fan-out, i.e. by row). Works for dense and sparse connections
+/// alike: entries are positions within the fan-out ([`crate::network::FanOut`]), so a target is
+/// `fan.target(k)` and its values are at `fan.index(k)`.
 ///
 /// Used by the exact forward pass to deliver a spike's fan-out lazily in time order, and by
 /// the exact backward pass to visit the delayed reads in decreasing time. [`DelayOrder::update`]
@@ -97,7 +101,8 @@ pub fn arrival_time(t_spike: f64, delay: f64) -> f64 {
 /// when delays are unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct DelayOrder {
-    /// `perm[c][i * n_post + r]` = row of the `r`-th smallest delay in column `i` of connection `c`.
+    /// `perm[c][fan.start + r]` = position in the fan-out `fan` of presynaptic neuron `i` of
+    /// connection `c` of its `r`-th smallest delay (for dense connections: the row).
     perm: Vec<Vec<u32>>,
 }
 
@@ -107,44 +112,50 @@ impl DelayOrder {
         let conns = net.connections();
         self.perm.resize_with(conns.len(), Vec::new);
         for (c, perm) in conns.iter().zip(self.perm.iter_mut()) {
-            let d = c.delays();
-            let (rows, cols) = (d.nrows(), d.ncols());
-            if perm.len() != rows * cols {
+            let d = c.delay_values();
+            let n_pre = c.shape().1;
+            if perm.len() != d.len() {
                 perm.clear();
-                for _ in 0..cols {
-                    perm.extend(0..rows as u32);
-                }
-                for i in 0..cols {
-                    sort_column(&mut perm[i * rows..(i + 1) * rows], d.column(i).as_slice());
+                perm.resize(d.len(), 0);
+                for i in 0..n_pre {
+                    let r = c.fan_out(i).indices();
+                    sort_column(&mut perm[r.clone()], &d[r]);
                 }
                 continue;
             }
-            for i in 0..cols {
-                let col = d.column(i);
-                let p = &mut perm[i * rows..(i + 1) * rows];
-                let sorted = p.windows(2).all(|w| {
-                    let (a, b) = (w[0] as usize, w[1] as usize);
-                    match col[a].total_cmp(&col[b]) {
-                        Ordering::Less => true,
-                        Ordering::Equal => a < b,
-                        Ordering::Greater => false,
-                    }
-                });
+            for i in 0..n_pre {
+                let r = c.fan_out(i).indices();
+                let (p, col) = (&mut perm[r.clone()], &d[r]);
+                // Strictly increasing in (delay, position) and in range: a valid order (also when
+                // the scratch was last used with another network of the same synapse count).
+                let n = col.len();
+                let sorted = p.iter().all(|&a| (a as usize) < n)
+                    && p.windows(2).all(|w| {
+                        let (a, b) = (w[0] as usize, w[1] as usize);
+                        match col[a].total_cmp(&col[b]) {
+                            Ordering::Less => true,
+                            Ordering::Equal => a < b,
+                            Ordering::Greater => false,
+                        }
+                    });
                 if !sorted {
-                    sort_column(p, col.as_slice());
+                    sort_column(p, col);
                 }
             }
         }
     }
 
-    /// Rows of column `pre` of connection `conn`, by increasing delay.
+    /// Positions within the fan-out whose value indices are `fan` (see
+    /// [`crate::network::FanOut::indices`]) of connection `conn`, by increasing delay.
     #[inline]
-    pub fn column(&self, conn: usize, pre: usize, n_post: usize) -> &[u32] {
-        &self.perm[conn][pre * n_post..(pre + 1) * n_post]
+    pub fn column(&self, conn: usize, fan: std::ops::Range<usize>) -> &[u32] {
+        &self.perm[conn][fan]
     }
 }
 
+/// Fills `p` with `0..len` sorted by `(col[k], k)`.
 fn sort_column(p: &mut [u32], col: &[f64]) {
+    p.iter_mut().enumerate().for_each(|(k, x)| *x = k as u32);
     p.sort_unstable_by(|&a, &b| col[a as usize].total_cmp(&col[b as usize]).then(a.cmp(&b)));
 }
 
@@ -168,7 +179,7 @@ struct Event {
     pre: u32,
     /// Delivery: index of the spike (input train or spike record). Crossing: version.
     spike: u32,
-    /// Delivery: position in the delay order of the current target.
+    /// Delivery: position in the delay order of the current target (within the fan-out).
     pos: u32,
 }
 
@@ -477,9 +488,9 @@ impl Simulator for ExactEngine {
             ($pop:expr, $pre:expr, $spike:expr, $t:expr) => {{
                 for &ConnectionId(c) in net.outgoing($pop) {
                     let conn = &conns[c];
-                    let n_post = conn.delays().nrows();
-                    let first = sc.order.column(c, $pre, n_post)[0] as usize;
-                    let ta = arrival_time($t, conn.delays()[(first, $pre)]);
+                    let fan = conn.fan_out($pre);
+                    let Some(&first) = sc.order.column(c, fan.indices()).first() else { continue };
+                    let ta = arrival_time($t, conn.delay_values()[fan.index(first as usize)]);
                     if ta < t_end {
                         seq += 1;
                         sc.heap.push(Event {
@@ -566,13 +577,14 @@ impl Simulator for ExactEngine {
             let c = ev.conn as usize;
             let conn = &conns[c];
             let pre = ev.pre as usize;
-            let n_post = conn.delays().nrows();
-            let col = sc.order.column(c, pre, n_post);
-            let row = col[ev.pos as usize] as usize;
-            let w = conn.weights()[(row, pre)];
+            let fan = conn.fan_out(pre);
+            let col = sc.order.column(c, fan.indices());
+            let k = col[ev.pos as usize] as usize;
+            let row = fan.target(k);
+            let w = conn.weight_values()[fan.index(k)];
             // Re-arm the cursor at its next target.
-            if let Some(&next_row) = col.get(ev.pos as usize + 1) {
-                let ta = arrival_time(ev.t_spike, conn.delays()[(next_row as usize, pre)]);
+            if let Some(&next) = col.get(ev.pos as usize + 1) {
+                let ta = arrival_time(ev.t_spike, conn.delay_values()[fan.index(next as usize)]);
                 if ta < t_end {
                     seq += 1;
                     sc.heap.push(Event { t: ta, seq, pos: ev.pos + 1, ..ev });

@@ -11,6 +11,7 @@
 //! Module map:
 //! - [`neuron`]: LIF/LI parameters and the closed-form propagator;
 //! - [`network`]: populations, connections (weights and delays, `post x pre`), checks;
+//! - [`sparse`]: sparse projections (CSC `sprs` matrices, one pattern for weights and delays);
 //! - [`spikes`]: batches of input spike trains (flat, CSR-like);
 //! - [`record`]: what a forward pass keeps;
 //! - [`engine`]: the [`Simulator`] trait and shared settings;
@@ -68,13 +69,15 @@ pub mod exact;
 pub mod network;
 pub mod neuron;
 pub mod record;
+pub mod sparse;
 pub mod spikes;
 
 pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState, Delivery};
 pub use engine::{Engine, EngineScratch, SimConfig, Simulator, check_input};
-pub use error::{CoreError, Result, SpikeProblem};
+pub use error::{CoreError, Result, SpikeProblem, TripletProblem};
 pub use exact::{DelayOrder, ExactEngine, ExactScratch};
 pub use network::{Connection, ConnectionId, Network, NetworkBuilder, NeuronKind, Population, PopulationId};
 pub use neuron::{Leak, LiParams, LifParams, Reset};
 pub use record::{ForwardRecord, MaxKink, ReadoutKind, ReadoutValues, SpikeRecord};
+pub use sparse::{SparseSynapses, Synapse};
 pub use spikes::{SpikeTrain, SpikeTrains};

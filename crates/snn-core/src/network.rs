@@ -4,12 +4,19 @@
 //! `offset(p) .. offset(p) + size(p)`, in the order the populations were added.
 //! Weight and delay matrices are `post x pre` (nalgebra, column-major), so the fan-out
 //! of presynaptic neuron `i` — what a spike of `i` touches — is the contiguous column `i`.
+//! A connection may instead hold [`SparseSynapses`] (CSC, the same orientation): only existing
+//! synapses are stored, and column `i` is again one contiguous run. The accessors
+//! [`Connection::weight_values`], [`Connection::delay_values`], [`Connection::fan_out`] and
+//! [`Connection::synapse_index`] work for both storages.
+
+use std::ops::Range;
 
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::neuron::{Leak, LiParams, LifParams};
+use crate::sparse::SparseSynapses;
 
 /// Index of a population in its [`Network`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -71,14 +78,64 @@ impl Population {
     }
 }
 
-/// Synapses from every neuron of `pre` to every neuron of `post` (dense), each with a
-/// weight and a delay in ms. A connection with `pre == post` is recurrent.
+/// Synapses from neurons of `pre` to neurons of `post`, each with a weight and a delay in ms:
+/// either dense (every pair, `post x pre` matrices) or sparse ([`SparseSynapses`], only the
+/// stored pairs). A connection with `pre == post` is recurrent.
+///
+/// The *values* of a connection are its weights and delays in storage order: column-major for
+/// dense matrices, the data order for sparse ones. Gradients use the same order and length.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
     pre: PopulationId,
     post: PopulationId,
+    /// Dense weights; `0 x 0` when `sparse` is set.
     weights: DMatrix<f64>,
+    /// Dense delays; `0 x 0` when `sparse` is set.
     delays: DMatrix<f64>,
+    /// Sparse synapses, if the connection is sparse.
+    sparse: Option<SparseSynapses>,
+}
+
+/// The synapses leaving one presynaptic neuron of a [`Connection`]: their value indices form
+/// one contiguous range (dense: the column; sparse: the column's run) and their targets
+/// (postsynaptic local indices) increase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanOut<'a> {
+    /// Value index of the first synapse.
+    pub start: usize,
+    /// Number of synapses.
+    pub len: usize,
+    /// Targets of a sparse column (`None`: dense, the targets are `0..len`).
+    rows: Option<&'a [usize]>,
+}
+
+impl FanOut<'_> {
+    /// Target (postsynaptic local index) of the `k`-th synapse (`k < len`).
+    #[inline]
+    pub fn target(&self, k: usize) -> usize {
+        self.rows.map_or(k, |r| r[k])
+    }
+
+    /// Value index of the `k`-th synapse.
+    #[inline]
+    pub fn index(&self, k: usize) -> usize {
+        self.start + k
+    }
+
+    /// The value indices.
+    pub fn indices(&self) -> Range<usize> {
+        self.start..self.start + self.len
+    }
+
+    /// `(target, value index)` of every synapse, targets increasing.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.len).map(|k| (self.target(k), self.start + k))
+    }
+
+    /// Whether no synapse leaves the neuron.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Connection {
@@ -97,19 +154,136 @@ impl Connection {
         self.pre == self.post
     }
 
-    /// Weights, `post x pre`.
+    /// Dense weights, `post x pre`. **Empty (`0 x 0`) for a sparse connection**: use
+    /// [`Connection::weight_values`], [`Connection::fan_out`] or [`Connection::dense_weights`],
+    /// which work for both storages.
     pub fn weights(&self) -> &DMatrix<f64> {
         &self.weights
     }
 
-    /// Delays in ms, `post x pre`.
+    /// Dense delays in ms, `post x pre`. **Empty (`0 x 0`) for a sparse connection**, like
+    /// [`Connection::weights`]; see [`Connection::delay_values`].
     pub fn delays(&self) -> &DMatrix<f64> {
         &self.delays
     }
 
-    /// Largest delay of the connection (0 for an empty matrix).
+    /// The sparse synapses, if the connection is sparse.
+    pub fn sparse(&self) -> Option<&SparseSynapses> {
+        self.sparse.as_ref()
+    }
+
+    /// Whether the synapses are stored sparse.
+    pub fn is_sparse(&self) -> bool {
+        self.sparse.is_some()
+    }
+
+    /// `(n_post, n_pre)`: the populations' sizes, for either storage.
+    pub fn shape(&self) -> (usize, usize) {
+        match &self.sparse {
+            Some(s) => s.shape(),
+            None => self.weights.shape(),
+        }
+    }
+
+    /// Weights in storage order (dense: column-major; sparse: data order).
+    ///
+    /// ```
+    /// # use nalgebra::DMatrix;
+    /// # use snn_core::{ConnectionId, LiParams, NetworkBuilder, SparseSynapses};
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 2);
+    /// let o = b.li("out", 2, LiParams::default());
+    /// let w = DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 3.0, 4.0]);
+    /// b.connect(i, o, w.clone(), DMatrix::zeros(2, 2));
+    /// let mask = DMatrix::from_row_slice(2, 2, &[false, true, true, false]);
+    /// b.connect_sparse(i, o, SparseSynapses::from_dense(&w, &DMatrix::zeros(2, 2), &mask)?);
+    /// let net = b.build()?;
+    /// let (dense, sparse) = (net.connection(ConnectionId(0)), net.connection(ConnectionId(1)));
+    /// assert_eq!(dense.weight_values(), &[1.0, 3.0, 2.0, 4.0]);
+    /// assert_eq!(sparse.weight_values(), &[3.0, 2.0]);
+    /// assert_eq!(sparse.weights().shape(), (0, 0)); // the dense view of a sparse connection
+    /// // Fan-out of presynaptic neuron 1: (target, value index).
+    /// assert_eq!(dense.fan_out(1).iter().collect::<Vec<_>>(), [(0, 2), (1, 3)]);
+    /// assert_eq!(sparse.fan_out(1).iter().collect::<Vec<_>>(), [(0, 1)]);
+    /// assert_eq!(sparse.synapse_index(0, 1), Some(1));
+    /// assert_eq!(sparse.synapse_index(1, 1), None);
+    /// assert_eq!(sparse.dense_weights(), DMatrix::from_row_slice(2, 2, &[0.0, 2.0, 3.0, 0.0]));
+    /// # Ok::<(), snn_core::CoreError>(())
+    /// ```
+    pub fn weight_values(&self) -> &[f64] {
+        match &self.sparse {
+            Some(s) => s.weight_values(),
+            None => self.weights.as_slice(),
+        }
+    }
+
+    /// Delays (ms) in storage order, aligned with [`Connection::weight_values`].
+    pub fn delay_values(&self) -> &[f64] {
+        match &self.sparse {
+            Some(s) => s.delay_values(),
+            None => self.delays.as_slice(),
+        }
+    }
+
+    /// Number of stored synapses.
+    pub fn num_synapses(&self) -> usize {
+        self.weight_values().len()
+    }
+
+    /// The synapses leaving presynaptic neuron `pre` (`pre < n_pre`, else panics).
+    #[inline]
+    pub fn fan_out(&self, pre: usize) -> FanOut<'_> {
+        match &self.sparse {
+            Some(s) => {
+                let (r, rows) = s.fan_out(pre);
+                FanOut { start: r.start, len: r.len(), rows: Some(rows) }
+            }
+            None => {
+                let n_post = self.weights.nrows();
+                assert!(pre < self.weights.ncols(), "presynaptic index {pre} out of range");
+                FanOut { start: pre * n_post, len: n_post, rows: None }
+            }
+        }
+    }
+
+    /// Value index of the synapse `pre -> post`, if it exists (dense: whenever both are in range).
+    pub fn synapse_index(&self, post: usize, pre: usize) -> Option<usize> {
+        match &self.sparse {
+            Some(s) => s.index(post, pre),
+            None => {
+                let (rows, cols) = self.weights.shape();
+                (post < rows && pre < cols).then_some(pre * rows + post)
+            }
+        }
+    }
+
+    /// `(post, pre)` of the synapse at value index `k` (`k < num_synapses`).
+    pub fn synapse_position(&self, k: usize) -> (usize, usize) {
+        match &self.sparse {
+            Some(s) => s.position(k),
+            None => (k % self.weights.nrows(), k / self.weights.nrows()),
+        }
+    }
+
+    /// The weights as a dense `post x pre` matrix (0 where a sparse connection has no synapse).
+    pub fn dense_weights(&self) -> DMatrix<f64> {
+        match &self.sparse {
+            Some(s) => s.to_dense().0,
+            None => self.weights.clone(),
+        }
+    }
+
+    /// The delays as a dense `post x pre` matrix (0 where a sparse connection has no synapse).
+    pub fn dense_delays(&self) -> DMatrix<f64> {
+        match &self.sparse {
+            Some(s) => s.to_dense().1,
+            None => self.delays.clone(),
+        }
+    }
+
+    /// Largest delay of the connection (0 without synapses).
     pub fn max_delay(&self) -> f64 {
-        self.delays.iter().copied().fold(0.0, f64::max)
+        self.delay_values().iter().copied().fold(0.0, f64::max)
     }
 }
 
@@ -204,8 +378,10 @@ impl Network {
     /// Mutable weights of a connection, `post x pre`, for optimisers.
     ///
     /// Unchecked: call [`Network::check`] after writing if the values come from user input.
-    /// Renews [`Network::weight_stamp`]. This is the only way to change weights in place: every
-    /// optimiser, initialiser and averaging step goes through it.
+    /// Renews [`Network::weight_stamp`]. This and [`Network::weight_values_mut`] are the only
+    /// ways to change weights in place: every optimiser, initialiser and averaging step goes
+    /// through one of them. For a sparse connection this is the empty `0 x 0` matrix (see
+    /// [`Connection::weights`]); use [`Network::weight_values_mut`], which works for both storages.
     pub fn weights_mut(&mut self, id: ConnectionId) -> &mut DMatrix<f64> {
         self.weight_stamp = Stamp::fresh();
         &mut self.connections[id.0].weights
@@ -214,10 +390,58 @@ impl Network {
     /// Mutable delays (ms) of a connection, `post x pre`, for optimisers.
     ///
     /// Unchecked: call [`Network::check`] after writing (delays must stay finite and `>= 0`).
-    /// Renews [`Network::delay_stamp`].
+    /// Renews [`Network::delay_stamp`]. For a sparse connection this is the empty `0 x 0`
+    /// matrix; use [`Network::delay_values_mut`].
     pub fn delays_mut(&mut self, id: ConnectionId) -> &mut DMatrix<f64> {
         self.delay_stamp = Stamp::fresh();
         &mut self.connections[id.0].delays
+    }
+
+    /// Mutable weights of a connection in storage order ([`Connection::weight_values`]), for
+    /// either storage. Unchecked, like [`Network::weights_mut`]; renews [`Network::weight_stamp`]
+    /// exactly like it.
+    ///
+    /// ```
+    /// # use snn_core::{ConnectionId, LiParams, NetworkBuilder, SparseSynapses};
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 4);
+    /// let o = b.li("out", 3, LiParams::default());
+    /// b.connect_sparse(i, o, SparseSynapses::fixed_targets(3, 4, 2, 1)?);
+    /// let mut net = b.build()?;
+    /// let (before, weights_before) = (net.delay_stamp(), net.weight_stamp());
+    /// net.weight_values_mut(ConnectionId(0)).fill(0.5);
+    /// assert_eq!(net.delay_stamp(), before);
+    /// assert_ne!(net.weight_stamp(), weights_before);
+    /// net.delay_values_mut(ConnectionId(0)).fill(1.0);
+    /// assert_ne!(net.delay_stamp(), before);
+    /// assert_eq!(net.connection(ConnectionId(0)).weight_values(), &[0.5; 8]);
+    /// # Ok::<(), snn_core::CoreError>(())
+    /// ```
+    pub fn weight_values_mut(&mut self, id: ConnectionId) -> &mut [f64] {
+        // Weights are handed out mutably here and in `weights_mut` only.
+        self.weight_stamp = Stamp::fresh();
+        let c = &mut self.connections[id.0];
+        match &mut c.sparse {
+            Some(s) => s.weight_values_mut(),
+            None => c.weights.as_mut_slice(),
+        }
+    }
+
+    /// Mutable delays (ms) of a connection in storage order ([`Connection::delay_values`]), for
+    /// either storage. Unchecked, like [`Network::delays_mut`]; renews [`Network::delay_stamp`]
+    /// exactly like it.
+    pub fn delay_values_mut(&mut self, id: ConnectionId) -> &mut [f64] {
+        self.delay_stamp = Stamp::fresh();
+        let c = &mut self.connections[id.0];
+        match &mut c.sparse {
+            Some(s) => s.delay_values_mut(),
+            None => c.delays.as_mut_slice(),
+        }
+    }
+
+    /// Whether any connection is sparse.
+    pub fn has_sparse(&self) -> bool {
+        self.connections.iter().any(Connection::is_sparse)
     }
 
     /// A number identifying the current delays of this network, for caches of what engines derive
@@ -323,9 +547,10 @@ impl Network {
         self.connections.iter().map(Connection::max_delay).fold(0.0, f64::max)
     }
 
-    /// Total number of synapses (each has one weight and one delay).
+    /// Total number of stored synapses (each has one weight and one delay): every pair of a
+    /// dense connection, the stored ones of a sparse connection.
     pub fn num_synapses(&self) -> usize {
-        self.connections.iter().map(|c| c.weights.len()).sum()
+        self.connections.iter().map(Connection::num_synapses).sum()
     }
 
     /// The structural validation of [`NetworkBuilder::build`], on any network — e.g. one just
@@ -410,7 +635,15 @@ impl NetworkBuilder {
         weights: DMatrix<f64>,
         delays: DMatrix<f64>,
     ) -> ConnectionId {
-        self.connections.push(Connection { pre, post, weights, delays });
+        self.connections.push(Connection { pre, post, weights, delays, sparse: None });
+        ConnectionId(self.connections.len() - 1)
+    }
+
+    /// Adds a sparse connection (its shape must be `post x pre`, checked by
+    /// [`NetworkBuilder::build`]).
+    pub fn connect_sparse(&mut self, pre: PopulationId, post: PopulationId, synapses: SparseSynapses) -> ConnectionId {
+        let empty = || DMatrix::zeros(0, 0);
+        self.connections.push(Connection { pre, post, weights: empty(), delays: empty(), sparse: Some(synapses) });
         ConnectionId(self.connections.len() - 1)
     }
 
@@ -500,16 +733,36 @@ impl Topology {
             if matches!(post.kind, NeuronKind::Input) {
                 return Err(invalid("postsynaptic population is an input population"));
             }
+            if let Some(s) = &c.sparse {
+                if !s.consistent() {
+                    return Err(invalid(
+                        "sparse synapses are inconsistent (orientation, index pointers or value counts)",
+                    ));
+                }
+                let (rows, cols) = s.shape();
+                if rows != post.size || cols != pre.size {
+                    return Err(CoreError::ShapeMismatch {
+                        pre: pre.name.clone(),
+                        post: post.name.clone(),
+                        what: "sparse synapse",
+                        rows: post.size,
+                        cols: pre.size,
+                        got_rows: rows,
+                        got_cols: cols,
+                    });
+                }
+            }
+            let (want_rows, want_cols) = if c.sparse.is_some() { (0, 0) } else { (post.size, pre.size) };
             for (what, m) in [("weight", &c.weights), ("delay", &c.delays)] {
                 // `len` guards against a deserialised matrix whose stored shape and data disagree.
                 let len_ok = m.nrows().checked_mul(m.ncols()) == Some(m.as_slice().len());
-                if m.nrows() != post.size || m.ncols() != pre.size || !len_ok {
+                if m.nrows() != want_rows || m.ncols() != want_cols || !len_ok {
                     return Err(CoreError::ShapeMismatch {
                         pre: pre.name.clone(),
                         post: post.name.clone(),
                         what,
-                        rows: post.size,
-                        cols: pre.size,
+                        rows: want_rows,
+                        cols: want_cols,
                         got_rows: m.nrows(),
                         got_cols: m.ncols(),
                     });
@@ -530,16 +783,17 @@ impl Topology {
     }
 }
 
+/// Finite weights, finite delays `>= 0`; errors name the synapse by `(row, col)` = `(post, pre)`.
 fn check_values(pops: &[Population], c: &Connection) -> Result<()> {
     let names = || (pops[c.pre.0].name.clone(), pops[c.post.0].name.clone());
-    if let Some((k, &value)) = c.weights.iter().enumerate().find(|(_, w)| !w.is_finite()) {
+    if let Some((k, &value)) = c.weight_values().iter().enumerate().find(|(_, w)| !w.is_finite()) {
         let (pre, post) = names();
-        let (row, col) = (k % c.weights.nrows(), k / c.weights.nrows());
+        let (row, col) = c.synapse_position(k);
         return Err(CoreError::NonFiniteWeight { pre, post, row, col, value });
     }
-    if let Some((k, &value)) = c.delays.iter().enumerate().find(|(_, d)| !(d.is_finite() && **d >= 0.0)) {
+    if let Some((k, &value)) = c.delay_values().iter().enumerate().find(|(_, d)| !(d.is_finite() && **d >= 0.0)) {
         let (pre, post) = names();
-        let (row, col) = (k % c.delays.nrows(), k / c.delays.nrows());
+        let (row, col) = c.synapse_position(k);
         return Err(CoreError::InvalidDelay { pre, post, row, col, value });
     }
     Ok(())
@@ -658,6 +912,79 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn sparse_connections_are_checked_like_dense_ones() {
+        use crate::sparse::Synapse;
+        let syn = |post, pre, weight, delay| Synapse { post, pre, weight, delay };
+        let build = |s: SparseSynapses| {
+            let mut b = NetworkBuilder::new();
+            let i = b.input("in", 2);
+            let o = b.li("out", 3, LiParams::default());
+            b.connect_sparse(i, o, s);
+            b.build()
+        };
+        let ok = SparseSynapses::from_triplets(3, 2, &[syn(2, 1, 0.5, 1.0), syn(0, 0, 1.0, 0.0)]).unwrap();
+        let net = build(ok.clone()).unwrap();
+        net.validate().unwrap();
+        let c = net.connection(ConnectionId(0));
+        assert!(c.is_sparse() && net.has_sparse());
+        assert_eq!((c.shape(), c.num_synapses(), net.num_synapses()), ((3, 2), 2, 2));
+        assert_eq!(c.max_delay(), 1.0);
+        assert_eq!(c.synapse_position(1), (2, 1));
+        // transposed shape
+        let wrong = SparseSynapses::from_triplets(2, 3, &[]).unwrap();
+        assert!(matches!(build(wrong), Err(CoreError::ShapeMismatch { what: "sparse synapse", rows: 3, cols: 2, .. })));
+        // values are named by (post, pre)
+        let nan = SparseSynapses::from_triplets(3, 2, &[syn(2, 1, f64::NAN, 1.0), syn(0, 0, 1.0, 0.0)]).unwrap();
+        assert!(matches!(build(nan), Err(CoreError::NonFiniteWeight { row: 2, col: 1, .. })));
+        let neg = SparseSynapses::from_triplets(3, 2, &[syn(1, 1, 1.0, -2.0), syn(0, 0, 1.0, 0.0)]).unwrap();
+        assert!(matches!(build(neg), Err(CoreError::InvalidDelay { row: 1, col: 1, .. })));
+        // a decoded network with dense matrices beside the sparse ones, or broken sparse values
+        let mut bad = net.clone();
+        bad.connections[0].weights = DMatrix::zeros(3, 2);
+        assert!(matches!(bad.validate(), Err(CoreError::ShapeMismatch { what: "weight", .. })));
+        let mut bad = net.clone();
+        bad.delay_values_mut(ConnectionId(0))[1] = f64::NAN;
+        assert!(matches!(bad.check(), Err(CoreError::InvalidDelay { row: 2, col: 1, .. })));
+        let mut v = serde_json::to_value(&net).unwrap();
+        v["connections"][0]["sparse"]["delays"] = serde_json::json!([1.0]);
+        let decoded: Network = serde_json::from_value(v).unwrap();
+        assert!(matches!(decoded.validate(), Err(CoreError::InvalidConnection { .. })));
+        // serialisation round trip
+        let back: Network = serde_json::from_str(&serde_json::to_string(&net).unwrap()).unwrap();
+        assert_eq!(back, net);
+        back.validate().unwrap();
+    }
+
+    #[test]
+    fn fan_out_and_values_agree_between_storages() {
+        let w = DMatrix::from_fn(3, 4, |r, c| (1 + r + 3 * c) as f64);
+        let d = DMatrix::from_fn(3, 4, |r, c| (r * c) as f64);
+        let full = SparseSynapses::from_dense(&w, &d, &DMatrix::from_element(3, 4, true)).unwrap();
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 4);
+        let o = b.li("out", 3, LiParams::default());
+        b.connect(i, o, w.clone(), d.clone());
+        b.connect_sparse(i, o, full);
+        let net = b.build().unwrap();
+        let (dense, sparse) = (net.connection(ConnectionId(0)), net.connection(ConnectionId(1)));
+        assert_eq!(dense.weight_values(), sparse.weight_values());
+        assert_eq!(dense.delay_values(), sparse.delay_values());
+        for pre in 0..4 {
+            assert_eq!(dense.fan_out(pre).iter().collect::<Vec<_>>(), sparse.fan_out(pre).iter().collect::<Vec<_>>());
+            for post in 0..3 {
+                assert_eq!(dense.synapse_index(post, pre), sparse.synapse_index(post, pre));
+                let k = dense.synapse_index(post, pre).unwrap();
+                assert_eq!(dense.synapse_position(k), (post, pre));
+                assert_eq!(sparse.synapse_position(k), (post, pre));
+            }
+        }
+        assert_eq!(dense.synapse_index(3, 0), None);
+        assert_eq!(sparse.dense_weights(), w);
+        assert_eq!(sparse.dense_delays(), d);
+        assert_eq!(net.num_synapses(), 24);
     }
 
     #[test]

@@ -227,8 +227,9 @@ fn fan_out_column(
     grads: &mut Gradients,
 ) -> f64 {
     let cp = &plan.conns[cid.0];
-    let col = j * cp.n_post..(j + 1) * cp.n_post;
-    let w = &net.connection(cid).weights().as_slice()[col.clone()];
+    let conn = net.connection(cid);
+    let col = conn.fan_out(j).indices();
+    let w = &conn.weight_values()[col.clone()];
     fan_out_adjoint(
         hist,
         base_off,
@@ -562,14 +563,7 @@ pub fn backward_planned_with(
     let n_out = op.size;
 
     // Shapes.
-    let shapes_ok = grads.weights.len() == net.connections().len()
-        && grads.delays.len() == net.connections().len()
-        && net
-            .connections()
-            .iter()
-            .zip(grads.weights.iter().zip(&grads.delays))
-            .all(|(c, (gw, gd))| gw.shape() == c.weights().shape() && gd.shape() == c.weights().shape());
-    if !shapes_ok {
+    if grads.check_shape(net).is_err() {
         return Err(CoreError::InvalidNetwork("gradient shapes do not match the network").into());
     }
     let expected_len = match &cfg.readout {
@@ -641,6 +635,9 @@ pub fn backward_planned_with(
         let ctx = LayeredCtx { engine, net, plan, input, n_input, record, d_readout, jump_bias };
         return layered.sweep(&ctx, layers, first_spike, readout_steps, kink_s, grads);
     }
+    // The deferred sums walk dense columns in blocks of targets; a network with a sparse
+    // projection takes the per-event sweep (through the fan-outs) instead.
+    let sweep = if net.has_sparse() { &GradientSweep::PerEvent } else { sweep };
     let deferring = match *sweep {
         GradientSweep::Deferred { max_bytes } => {
             deferred.reset(plan, steps, max_bytes);
@@ -726,10 +723,10 @@ pub fn backward_planned_with(
             let mut s = 0.0;
             for &cid in net.outgoing(snn_core::PopulationId(p)) {
                 if deferring {
-                    let cp = &plan.conns[cid.0];
-                    let col = j * cp.n_post..(j + 1) * cp.n_post;
-                    let w = &net.connection(cid).weights().as_slice()[col.clone()];
-                    s += fan_out_s(hist_s, base_off, w, &cp.offsets[col]);
+                    let conn = net.connection(cid);
+                    let col = conn.fan_out(j).indices();
+                    let w = &conn.weight_values()[col.clone()];
+                    s += fan_out_s(hist_s, base_off, w, &plan.conns[cid.0].offsets[col]);
                 } else {
                     s += fan_out_column(net, plan, cid, j, hist, base_off, grads);
                 }
@@ -1238,6 +1235,8 @@ struct KinkArrival {
     /// Whether the presynaptic population is the input.
     from_input: bool,
     w: f64,
+    /// Value index of the synapse in its connection.
+    idx: usize,
 }
 
 /// The max-voltage kink term of spec §3 on the grid, and the ordering of the arrivals that share
@@ -1309,14 +1308,15 @@ fn grid_kinks(
         let cp = &plan.conns[c];
         let conn = net.connection(snn_core::ConnectionId(c));
         let m = engine.step_of(t);
-        for k in 0..n_out {
-            let a = m + cp.offsets[pre * cp.n_post + k] as usize / plan.n_state;
+        for (k, idx) in conn.fan_out(pre).iter() {
+            let a = m + cp.offsets[idx] as usize / plan.n_state;
             let n_star = readout_steps[k];
-            let w = conn.weights()[(k, pre)];
+            let w = conn.weight_values()[idx];
             if a < n_star {
                 cur[k] += w * op.beta.powi((n_star - a) as i32);
             } else if a == n_star {
-                arrivals.push(KinkArrival { k, t: t + conn.delays()[(k, pre)], conn: c, pre, spike, from_input, w });
+                let t = t + conn.delay_values()[idx];
+                arrivals.push(KinkArrival { k, t, conn: c, pre, spike, from_input, w, idx });
             }
         }
     };
@@ -1368,7 +1368,7 @@ fn grid_kinks(
             };
             i += a.w;
             if term != 0.0 {
-                grads.delays[a.conn][(k, a.pre)] += term;
+                grads.delays[a.conn].as_mut_slice()[a.idx] += term;
                 if !a.from_input {
                     kink_s.push((a.spike, term));
                 }

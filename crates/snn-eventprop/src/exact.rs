@@ -198,9 +198,7 @@ impl Adjoint for ExactEngine {
         if spikes.times.len() != spikes.neurons.len() || spikes.times.len() != spikes.i_minus_v.len() {
             return Err(mismatch("a consistent spike record", "arrays of different lengths".into()));
         }
-        if grads.weights.len() != net.connections().len() || grads.delays.len() != net.connections().len() {
-            return Err(mismatch("gradients shaped like the network", format!("{} matrices", grads.weights.len())));
-        }
+        grads.check_shape(net)?;
         let n = net.num_neurons();
         if spikes.neurons.iter().any(|&g| g as usize >= n) || input.neurons.len() != input.times.len() {
             return Err(mismatch("a record of this network and input", "neuron index out of range".into()));
@@ -245,7 +243,10 @@ impl Adjoint for ExactEngine {
                     if let Some(kink) = readout.kinks[k] {
                         let ConnectionId(c) = kink.connection;
                         let term = g * kink.slope_before;
-                        grads.delays[c][(k, kink.pre as usize)] += term;
+                        let Some(idx) = conns.get(c).and_then(|conn| conn.synapse_index(k, kink.pre as usize)) else {
+                            return Err(mismatch("a readout kink on an existing synapse", format!("connection {c}")));
+                        };
+                        grads.delays[c].as_mut_slice()[idx] += term;
                         if conns[c].pre() != net.input() {
                             sc.pending[kink.spike as usize] += term;
                         }
@@ -268,16 +269,17 @@ impl Adjoint for ExactEngine {
         let mut push_cursors = |heap: &mut BinaryHeap<Read>, pop: PopulationId, pre: usize, spike: usize, t: f64| {
             for &ConnectionId(c) in net.outgoing(pop) {
                 let conn = &conns[c];
-                let n_post = conn.delays().nrows();
-                let col = sc.order.column(c, pre, n_post);
+                let fan = conn.fan_out(pre);
+                let col = sc.order.column(c, fan.indices());
+                let d = conn.delay_values();
                 // Last target (largest delay) whose arrival is before T.
                 let mut pos = col.len();
-                while pos > 0 && arrival_time(t, conn.delays()[(col[pos - 1] as usize, pre)]) >= t_end {
+                while pos > 0 && arrival_time(t, d[fan.index(col[pos - 1] as usize)]) >= t_end {
                     pos -= 1;
                 }
                 if pos > 0 {
                     seq += 1;
-                    let ta = arrival_time(t, conn.delays()[(col[pos - 1] as usize, pre)]);
+                    let ta = arrival_time(t, d[fan.index(col[pos - 1] as usize)]);
                     heap.push(Read {
                         t: ta,
                         seq,
@@ -316,14 +318,16 @@ impl Adjoint for ExactEngine {
                 let c = r.conn as usize;
                 let conn = &conns[c];
                 let pre = r.pre as usize;
-                let n_post = conn.delays().nrows();
+                let fan = conn.fan_out(pre);
+                let col = sc.order.column(c, fan.indices());
                 let pos = r.pos as usize;
-                let row = sc.order.column(c, pre, n_post)[pos] as usize;
+                let k = col[pos] as usize;
+                let (row, idx) = (fan.target(k), fan.index(k));
                 if pos > 0 {
-                    let next_row = sc.order.column(c, pre, n_post)[pos - 1] as usize;
+                    let next = fan.index(col[pos - 1] as usize);
                     seq += 1;
                     sc.heap.push(Read {
-                        t: arrival_time(r.t_spike, conn.delays()[(next_row, pre)]),
+                        t: arrival_time(r.t_spike, conn.delay_values()[next]),
                         seq,
                         pos: r.pos - 1,
                         ..r
@@ -333,10 +337,10 @@ impl Adjoint for ExactEngine {
                 let Some((tm, ts)) = taus(pops[post.0].kind()) else { continue };
                 let j = net.offset(post) + row;
                 let (pv, pi) = sc.at(j, tm, ts, r.t, t_end);
-                let w = conn.weights()[(row, pre)];
+                let w = conn.weight_values()[idx];
                 let q = w * (pi / ts - pv / tm);
-                grads.weights[c][(row, pre)] += pi;
-                grads.delays[c][(row, pre)] += q;
+                grads.weights[c].as_mut_slice()[idx] += pi;
+                grads.delays[c].as_mut_slice()[idx] += q;
                 if conn.pre() != net.input() {
                     sc.pending[r.spike as usize] += q;
                 }

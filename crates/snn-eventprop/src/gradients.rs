@@ -2,11 +2,14 @@
 
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
-use snn_core::{ForwardRecord, Network, Simulator, SpikeTrain};
+use snn_core::{Connection, ForwardRecord, Network, Simulator, SpikeTrain};
 
 use crate::error::{EventPropError, Result};
 
-/// `dL/dw` and `dL/dd` of every connection, same shapes (`post x pre`) as the network's matrices.
+/// `dL/dw` and `dL/dd` of every connection: for a dense connection the shape of its matrices
+/// (`post x pre`); for a sparse one a column of one entry per stored synapse (`nnz x 1`, in the
+/// data order of [`snn_core::Connection::weight_values`]). Either way `as_slice()` is aligned
+/// with the connection's values, and [`Gradients::value_index`] finds a synapse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gradients {
     /// `dL/dw` per connection.
@@ -18,11 +21,51 @@ pub struct Gradients {
 impl Gradients {
     /// All-zero gradients shaped like `net`.
     pub fn zeros(net: &Network) -> Self {
-        let shape = |m: &DMatrix<f64>| DMatrix::zeros(m.nrows(), m.ncols());
+        let shape = |c: &Connection| {
+            let (rows, cols) = Self::shape_of(c);
+            DMatrix::zeros(rows, cols)
+        };
         Self {
-            weights: net.connections().iter().map(|c| shape(c.weights())).collect(),
-            delays: net.connections().iter().map(|c| shape(c.delays())).collect(),
+            weights: net.connections().iter().map(shape).collect(),
+            delays: net.connections().iter().map(shape).collect(),
         }
+    }
+
+    /// Shape of the gradient matrices of a connection: `post x pre` (dense), `nnz x 1` (sparse).
+    pub fn shape_of(c: &Connection) -> (usize, usize) {
+        if c.is_sparse() { (c.num_synapses(), 1) } else { c.shape() }
+    }
+
+    /// Index into `weights[c].as_slice()` / `delays[c].as_slice()` of the synapse `pre -> post`
+    /// of connection `c` of `net`, if it exists (the connection's value index).
+    pub fn value_index(net: &Network, c: usize, post: usize, pre: usize) -> Option<usize> {
+        net.connections().get(c)?.synapse_index(post, pre)
+    }
+
+    /// [`EventPropError::ShapeMismatch`] unless every matrix has [`Gradients::shape_of`] its
+    /// connection of `net`.
+    pub fn check_shape(&self, net: &Network) -> Result<()> {
+        let conns = net.connections();
+        if self.weights.len() != conns.len() || self.delays.len() != conns.len() {
+            return Err(EventPropError::ShapeMismatch {
+                what: "gradient matrices (one per connection)",
+                expected: conns.len(),
+                got: self.weights.len().min(self.delays.len()),
+            });
+        }
+        for (k, c) in conns.iter().enumerate() {
+            let want = Self::shape_of(c);
+            for m in [&self.weights[k], &self.delays[k]] {
+                if m.shape() != want {
+                    return Err(EventPropError::ShapeMismatch {
+                        what: "gradient entries of a connection",
+                        expected: want.0 * want.1,
+                        got: m.len(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sets every entry to zero, keeping the allocations.
@@ -42,7 +85,8 @@ impl Gradients {
         self.weights.iter_mut().chain(self.delays.iter_mut()).for_each(|m| *m *= factor);
     }
 
-    /// The first non-finite entry, as a typed error naming the parameter (`sample` is reported as given).
+    /// The first non-finite entry, as a typed error naming the parameter (`sample` is reported as
+    /// given). For a sparse connection `row` is the value index and `col` is 0.
     pub fn check_finite(&self, sample: usize) -> Result<()> {
         for (what, mats) in [("weight", &self.weights), ("delay", &self.delays)] {
             for (connection, m) in mats.iter().enumerate() {

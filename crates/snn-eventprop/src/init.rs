@@ -147,7 +147,8 @@ impl ConnectionRole {
 }
 
 /// Draws every connection's weights from the paper's distribution for its role, connection
-/// by connection in order, each column-major (so a seed fixes all of them).
+/// by connection in order, each in storage order (dense: column-major; sparse: the stored
+/// synapses only, in data order), so a seed fixes all of them.
 pub fn init_weights_paper<R: Rng + ?Sized>(net: &mut Network, rng: &mut R) -> Result<()> {
     for k in 0..net.connections().len() {
         let init = ConnectionRole::of(net, ConnectionId(k)).paper_weights();
@@ -164,13 +165,13 @@ pub fn init_weights<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<()> {
     check_id(net, id)?;
-    init.fill(net.weights_mut(id).as_mut_slice(), rng)
+    init.fill(net.weight_values_mut(id), rng)
 }
 
 /// Draws the delays of one connection from `init` (ms).
 pub fn init_delays<R: Rng + ?Sized>(net: &mut Network, id: ConnectionId, init: &DelayInit, rng: &mut R) -> Result<()> {
     check_id(net, id)?;
-    init.fill(net.delays_mut(id).as_mut_slice(), rng)?;
+    init.fill(net.delay_values_mut(id), rng)?;
     Ok(())
 }
 

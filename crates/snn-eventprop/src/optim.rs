@@ -370,7 +370,7 @@ impl Optimiser {
             return Err(EventPropError::NothingToTrain);
         }
         let lens = |pick: fn(&Trainable) -> bool| -> Vec<Option<usize>> {
-            conns.iter().zip(trainable).map(|(c, t)| pick(t).then(|| c.weights().len())).collect()
+            conns.iter().zip(trainable).map(|(c, t)| pick(t).then(|| c.num_synapses())).collect()
         };
         Ok(Self {
             weights: Adam::new(weights.0, weights.1, &lens(|t| t.weights))?,
@@ -402,7 +402,7 @@ impl Optimiser {
                 return Err(EventPropError::ShapeMismatch { what, expected: conns.len(), got: adam.slots.len() });
             }
             for ((slot, c), t) in adam.slots.iter().zip(conns).zip(&self.trainable) {
-                let want = pick(t).then(|| c.weights().len());
+                let want = pick(t).then(|| c.num_synapses());
                 let got = slot.as_ref().map(|m| m.m.len());
                 if want != got || slot.as_ref().is_some_and(|m| m.v.len() != m.m.len()) {
                     return Err(EventPropError::ShapeMismatch {
@@ -465,15 +465,15 @@ impl Optimiser {
             if t.weights {
                 self.weights.update(
                     k,
-                    net.weights_mut(ConnectionId(k)).as_mut_slice(),
+                    net.weight_values_mut(ConnectionId(k)),
                     grads.weights[k].as_slice(),
                     weight_lr,
                 )?;
             }
             if t.delays {
-                let d = net.delays_mut(ConnectionId(k));
-                self.delays.update(k, d.as_mut_slice(), grads.delays[k].as_slice(), delay_lr)?;
-                clamped += self.constraint.apply_mut(d.as_mut_slice());
+                let d = net.delay_values_mut(ConnectionId(k));
+                self.delays.update(k, d, grads.delays[k].as_slice(), delay_lr)?;
+                clamped += self.constraint.apply_mut(d);
             }
         }
         Ok(StepInfo { weight_lr, delay_lr, clamped })

@@ -49,6 +49,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use snn_core::{
     ClockedEngine, ConnectionId, ExactEngine, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
+    SparseSynapses,
 };
 use snn_delays::DelayInit;
 
@@ -347,6 +348,10 @@ pub struct Speech {
     /// SHD augmentation (§4), real data only: shift all channels by a random integer in
     /// `±channel_shift`, then blend `blend_fraction` × the set's size same-class pairs.
     pub augmentation: Option<Augmentation>,
+    /// Connection probability of the input and hidden projections (1: dense, the paper's
+    /// network; below 1: sparse, [`snn_core::SparseSynapses::fixed_probability`]). The readout
+    /// projection stays dense.
+    pub connectivity: f64,
 }
 
 /// SHD's augmentation (spec §4).
@@ -390,6 +395,7 @@ fn speech(architecture: Architecture, hidden: usize, delay_init_ms: f64, scale: 
         test_subset: quick.then_some(256),
         augmentation: (architecture == Architecture::Recurrent)
             .then_some(Augmentation { channel_shift: 40, blend_fraction: 0.5 }),
+        connectivity: 1.0,
     }
 }
 
@@ -415,7 +421,8 @@ impl Speech {
         seed: u64,
     ) -> Result<(Network, Vec<ConnectionId>)> {
         let di = learn_delays.then_some(DelayInit::Uniform { lo: 0.0, hi: self.delay_init_ms });
-        speech_network(self.architecture, inputs, self.hidden, classes, di, input_rate_per_ms, seed)
+        let shape = SpeechShape { architecture: self.architecture, inputs, hidden: self.hidden, classes };
+        speech_network_with(shape, self.connectivity, di, input_rate_per_ms, seed)
     }
 
     /// The clocked engine with an exp-integral readout.
@@ -492,23 +499,69 @@ pub fn speech_network(
     input_rate_per_ms: f64,
     seed: u64,
 ) -> Result<(Network, Vec<ConnectionId>)> {
+    let shape = SpeechShape { architecture, inputs, hidden, classes };
+    speech_network_with(shape, 1.0, delay_init, input_rate_per_ms, seed)
+}
+
+/// Sizes of the speech network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeechShape {
+    /// Hidden layers.
+    pub architecture: Architecture,
+    /// Input channels.
+    pub inputs: usize,
+    /// Neurons per hidden layer.
+    pub hidden: usize,
+    /// Classes (readout neurons).
+    pub classes: usize,
+}
+
+/// [`speech_network`] with the input and hidden projections connected with probability
+/// `connectivity` (in `[0, 1]`; 1 builds the dense network of [`speech_network`], bit for bit).
+/// Below 1 they are sparse, each pattern drawn by
+/// [`snn_core::SparseSynapses::fixed_probability`] from `seed` (input: `seed ^ 1`, hidden:
+/// `seed ^ 2`), and the paper's initialisations are drawn for the existing synapses only; the
+/// readout projection stays dense.
+///
+/// ```
+/// use snn_eventprop::paper::{Architecture, SpeechShape, speech_network_with};
+/// let shape = SpeechShape { architecture: Architecture::Recurrent, inputs: 70, hidden: 32, classes: 4 };
+/// let (net, delayed) = speech_network_with(shape, 0.25, None, 8.0, 1)?;
+/// let c_in = net.connection(delayed[0]);
+/// assert!(c_in.is_sparse());
+/// assert!((c_in.num_synapses() as f64 / (70.0 * 32.0) - 0.25).abs() < 0.05);
+/// # Ok::<(), snn_eventprop::EventPropError>(())
+/// ```
+pub fn speech_network_with(
+    shape: SpeechShape,
+    connectivity: f64,
+    delay_init: Option<DelayInit>,
+    input_rate_per_ms: f64,
+    seed: u64,
+) -> Result<(Network, Vec<ConnectionId>)> {
+    let SpeechShape { architecture, inputs, hidden, classes } = shape;
     let mut b = NetworkBuilder::new();
     let inp = b.input("input", inputs);
     let mut conns = Vec::new();
     let z = |r, c| (DMatrix::zeros(r, c), DMatrix::zeros(r, c));
-    let (w, d) = z(hidden, inputs);
+    let project = |b: &mut NetworkBuilder, pre, post, rows, cols, salt: u64| -> Result<ConnectionId> {
+        Ok(if connectivity < 1.0 {
+            b.connect_sparse(pre, post, SparseSynapses::fixed_probability(rows, cols, connectivity, seed ^ salt)?)
+        } else {
+            let (w, d) = z(rows, cols);
+            b.connect(pre, post, w, d)
+        })
+    };
     let h1 = b.lif("hidden1", hidden, LifParams::default());
-    let c_in = b.connect(inp, h1, w, d);
+    let c_in = project(&mut b, inp, h1, hidden, inputs, 1)?;
     let last = match architecture {
         Architecture::Recurrent => {
-            let (w, d) = z(hidden, hidden);
-            conns.push((b.connect(h1, h1, w, d), NormalInit::RECURRENT, false));
+            conns.push((project(&mut b, h1, h1, hidden, hidden, 2)?, NormalInit::RECURRENT, false));
             h1
         }
         Architecture::TwoFeedforward => {
             let h2 = b.lif("hidden2", hidden, LifParams::default());
-            let (w, d) = z(hidden, hidden);
-            conns.push((b.connect(h1, h2, w, d), NormalInit::HIDDEN_HIDDEN, true));
+            conns.push((project(&mut b, h1, h2, hidden, hidden, 2)?, NormalInit::HIDDEN_HIDDEN, true));
             h2
         }
     };

@@ -527,7 +527,7 @@ impl<E: Adjoint> BatchWorkspace<E> {
     fn fits(&self, net: &Network) -> bool {
         let shapes = |g: &Gradients| {
             g.weights.len() == net.connections().len()
-                && g.weights.iter().zip(net.connections()).all(|(m, c)| m.shape() == c.weights().shape())
+                && g.weights.iter().zip(net.connections()).all(|(m, c)| m.shape() == Gradients::shape_of(c))
         };
         shapes(&self.total) && self.spikes.len() == net.num_neurons()
     }
@@ -1347,8 +1347,9 @@ pub struct TrainState {
 }
 
 /// The checkpoint's kind in the [`persist`] framing. Version 3: the framing, the run's
-/// settings ([`Setting`]) recorded beside the state (older files are refused).
-pub const CHECKPOINT_KIND: persist::Kind = persist::Kind::new("snn-checkpoint", 3);
+/// settings ([`Setting`]) recorded beside the state. Version 4: connections may be sparse (the
+/// network's serialised form gained the sparse synapses). Older files are refused.
+pub const CHECKPOINT_KIND: persist::Kind = persist::Kind::new("snn-checkpoint", 4);
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointFile {
@@ -1396,7 +1397,23 @@ const NETWORK_SETTINGS: [&str; 2] = ["network shape", "initial network"];
 fn network_shape(net: &Network) -> String {
     let pops: Vec<String> =
         net.populations().iter().map(|p| format!("{}:{}:{:?}", p.name(), p.size(), p.kind())).collect();
-    let conns: Vec<String> = net.connections().iter().map(|c| format!("{}->{}", c.pre().0, c.post().0)).collect();
+    // A sparse connection adds its synapse count and a hash of its pattern (dense ones read as before).
+    let conns: Vec<String> = net
+        .connections()
+        .iter()
+        .map(|c| match c.sparse() {
+            None => format!("{}->{}", c.pre().0, c.post().0),
+            Some(s) => {
+                let mut h = Fnv64::default();
+                for (k, &r) in s.rows().iter().enumerate() {
+                    let (_, pre) = s.position(k);
+                    h.write(&(pre as u64).to_le_bytes());
+                    h.write(&(r as u64).to_le_bytes());
+                }
+                format!("{}->{} sparse {} synapses pattern {:016x}", c.pre().0, c.post().0, s.nnz(), h.0)
+            }
+        })
+        .collect();
     format!("populations [{}], connections [{}], output {}", pops.join(", "), conns.join(", "), net.output().0)
 }
 
@@ -1404,7 +1421,7 @@ fn network_shape(net: &Network) -> String {
 fn network_hash(net: &Network) -> String {
     let mut h = Fnv64::default();
     for c in net.connections() {
-        for x in c.weights().iter().chain(c.delays().iter()) {
+        for x in c.weight_values().iter().chain(c.delay_values()) {
             h.write(&x.to_bits().to_le_bytes());
         }
     }
@@ -1471,7 +1488,7 @@ fn check_state(state: &TrainState) -> Result<()> {
     let constraint = state.optimiser.constraint();
     for (c, t) in net.connections().iter().zip(state.optimiser.trainable()) {
         if t.delays {
-            constraint.check_values(c.delays().as_slice())?;
+            constraint.check_values(c.delay_values())?;
         }
     }
     if state.history.len() != state.epochs_done {
@@ -1556,7 +1573,7 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
         let constraint = config.constraint()?;
         for (c, t) in net.connections().iter().zip(&flags) {
             if t.delays {
-                constraint.check_values(c.delays().as_slice())?;
+                constraint.check_values(c.delay_values())?;
             }
         }
         let optimiser = Optimiser::new(
@@ -1883,7 +1900,11 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
             .connections()
             .iter()
             .zip(&mask)
-            .map(|(c, t)| if t.delays { DelayStats::of(c.delays().iter().copied(), &constraint).ok() } else { None })
+            .map(
+                |(c, t)| {
+                    if t.delays { DelayStats::of(c.delay_values().iter().copied(), &constraint).ok() } else { None }
+                },
+            )
             .collect();
         let metrics = EpochMetrics {
             epoch,
@@ -1959,9 +1980,19 @@ impl<'e, E: Adjoint> Trainer<'e, E> {
                 if !mask[c.0].weights {
                     continue;
                 }
-                let w = net.weights_mut(c);
-                for &j in &rows {
-                    w.row_mut(j).add_scalar_mut(boost);
+                // The stored synapses onto silent neurons (each gets `boost` once, so a dense
+                // connection's result is that of adding to whole rows).
+                let conn = net.connection(c);
+                let mut is_silent = vec![false; size];
+                rows.iter().for_each(|&j| is_silent[j] = true);
+                let targets: Vec<usize> = (0..conn.shape().1)
+                    .flat_map(|i| {
+                        conn.fan_out(i).iter().filter(|&(j, _)| is_silent[j]).map(|(_, k)| k).collect::<Vec<_>>()
+                    })
+                    .collect();
+                let w = net.weight_values_mut(c);
+                for k in targets {
+                    w[k] += boost;
                 }
             }
         }
