@@ -92,7 +92,10 @@
 //! gathers its own copy (about as costly as a large part of the delivery itself). Forward CPU time
 //! per delivered event, dynamics included, push against pull in the same runs
 //! (`cargo run --release -p bench-suite --example clocked_profile [ff|ssc] fwd`): 700-256-256-20
-//! 1.37-1.56 against 1.04-1.19 ns (1.26-1.36x); the SSC network 700-1024-1024-35 1.42 against
+//! 1.37-1.56 against 1.04-1.19 ns (1.26-1.36x) with one target per pass over the events and the
+//! weight rows gathered per sample; with the cached rows and four targets per pass (their delays
+//! and weights interleaved by column) 2.42-3.18 against 1.47-1.61 ns (1.58-1.97x, load 5-9 on
+//! the 2 cores); the SSC network 700-1024-1024-35 1.42 against
 //! 0.92 ns (1.55x; 2.5 against 0.86 ns with delays up to 250 ms, whose 4 MiB ring does not fit
 //! L2); the recurrent 700-512r-20 about the same either way (0.93-1.31 ns).
 
