@@ -129,7 +129,7 @@ enum Request {
     /// Print the usage text.
     Help,
     /// Run these experiments (indices into [`experiments`]) with these options.
-    Run(Options, Vec<usize>),
+    Run(Box<Options>, Vec<usize>),
 }
 
 /// Parses the arguments of `reproduce` and picks the experiments; `Err` is the message for a
@@ -219,7 +219,7 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
     if opts.config.is_some() && selected.iter().any(|&k| all[k].name != "epoch-time") {
         return Err("--config applies to epoch-time only (name it)".into());
     }
-    Ok(Request::Run(opts, selected))
+    Ok(Request::Run(Box::new(opts), selected))
 }
 
 /// Parses the arguments and runs the chosen experiments.
@@ -244,7 +244,7 @@ pub fn main(args: &[String]) -> ExitCode {
             print!("{}", usage());
             return ExitCode::SUCCESS;
         }
-        Ok(Request::Run(opts, selected)) => (opts, selected),
+        Ok(Request::Run(opts, selected)) => (*opts, selected),
         Err(e) => {
             eprintln!("error: {e}\n\n{}", usage());
             return ExitCode::from(2);
@@ -369,7 +369,7 @@ mod tests {
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();
         match parse(&args, &all)? {
             Request::Help => Err("help".into()),
-            Request::Run(o, sel) => Ok((o, sel.iter().map(|&k| all[k].name).collect())),
+            Request::Run(o, sel) => Ok((*o, sel.iter().map(|&k| all[k].name).collect())),
         }
     }
 
