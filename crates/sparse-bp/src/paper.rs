@@ -168,6 +168,10 @@ pub struct SyntheticSetup {
     pub sizes: Sizes,
     /// Margins `eta` of the data (spec §4: 0.03, 0.1, 0.3).
     pub etas: Vec<f64>,
+    /// `l_inf` budgets of the PGD check for gradient masking (a subset of `sizes.eps`; full:
+    /// all of them, quick: `0` and the smallest positive budget, where I-FGSM has not yet
+    /// brought every model to 0 %, so that a gap between the two would show).
+    pub pgd_eps: Vec<f64>,
     /// `l2` budgets of the certified-accuracy table.
     pub cert_eps: Vec<f64>,
     /// BP penalty `lambda` (ours).
@@ -212,8 +216,13 @@ pub fn synthetic(scale: Scale) -> SyntheticSetup {
             approx_epochs: 100,
         },
     };
+    let pgd_eps = match scale {
+        Scale::Quick => sizes.eps[..2].to_vec(),
+        Scale::Full | Scale::Medium => sizes.eps.clone(),
+    };
     SyntheticSetup {
         sizes,
+        pgd_eps,
         etas: vec![0.03, 0.1, 0.3],
         cert_eps: vec![0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5],
         lambda_bp: 0.2,
@@ -954,6 +963,10 @@ mod tests {
         assert_eq!(s.etas, [0.03, 0.1, 0.3]);
         let q = synthetic(Scale::Quick);
         assert!(q.sizes.n_train < s.sizes.n_train && mnist(Scale::Quick).sizes.n_train < m.sizes.n_train);
+        // PGD is checked on I-FGSM's budgets: the full grid, or (quick) 0 and one positive budget
+        assert_eq!(s.pgd_eps, s.sizes.eps);
+        assert!(q.pgd_eps.len() == 2 && q.pgd_eps[0] == 0.0 && q.pgd_eps[1] > 0.0);
+        assert!(q.pgd_eps.iter().all(|e| q.sizes.eps.contains(e)));
         // run sizes (issue 20): training split = training + held-out images
         let md = mnist(Scale::Medium);
         let qk = mnist(Scale::Quick);
