@@ -876,8 +876,13 @@ struct Layered {
     s_part: Vec<f64>,
     /// Each record spike's grid step.
     spike_step: Vec<u32>,
-    /// Spikes of one neuron: `(step, record index)`, record order.
-    own: Vec<(u32, u32)>,
+    /// The events into the current population by column (CSR: column `c`'s events are
+    /// `col_events[col_start[c]..col_start[c + 1]]`, `(step, S slot or u32::MAX)` in the order of
+    /// `events`).
+    col_start: Vec<u32>,
+    col_events: Vec<(u32, u32)>,
+    /// Scratch of the counting sort into `col_events`.
+    rank_fill: Vec<u32>,
 }
 
 impl Layered {
@@ -892,7 +897,9 @@ impl Layered {
             + self.seen.capacity()
             + 12 * self.events.capacity()
             + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity() + self.rank.capacity())
-            + 8 * self.own.capacity()
+            + 4 * self.col_start.capacity()
+            + 8 * self.col_events.capacity()
+            + 4 * self.rank_fill.capacity()
     }
 
     /// The whole backward pass (see the type's docs); validation and the readout set-up
@@ -1001,6 +1008,28 @@ impl Layered {
             for &(_, col, _) in &self.events {
                 self.seen[col as usize] = true;
             }
+            // The same events by column, each column's in the order of `events` (a stable
+            // counting sort), and their largest step.
+            self.col_start.clear();
+            self.col_start.resize(row_len + 1, 0);
+            let mut max_step = 0;
+            for &(n, col, _) in &self.events {
+                self.col_start[col as usize + 1] += 1;
+                max_step = max_step.max(n);
+            }
+            for c in 0..row_len {
+                self.col_start[c + 1] += self.col_start[c];
+            }
+            self.col_events.resize(self.events.len(), (0, 0));
+            let mut fill_at = std::mem::take(&mut self.rank_fill);
+            fill_at.clear();
+            fill_at.extend_from_slice(&self.col_start[..row_len]);
+            for &(n, col, slot) in &self.events {
+                let f = &mut fill_at[col as usize];
+                self.col_events[*f as usize] = (n, slot);
+                *f += 1;
+            }
+            self.rank_fill = fill_at;
             // The weight rows: cached in the plan for `net`'s weights, or gathered into `w_buf`.
             let mut w_buf = std::mem::take(&mut self.w_rows);
             let w_rows = plan.pull_weight_rows(net, p, &mut w_buf);
@@ -1008,36 +1037,27 @@ impl Layered {
                 let j1 = (j0 + LANES).min(pp.size);
                 self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, &by_block[j0 / LANES]);
                 // 2. Every event into a target reads its trajectory: up to four targets per pass
-                // over the events (see `read_lanes`), their delays, weights and sums interleaved
-                // by column (only the columns with events are cleared: the others are never read).
+                // over the events (see `read_columns`), column by column, their delays, weights
+                // and sums interleaved by column.
                 self.lane_d.resize(LANES * row_len, 0);
                 self.lane_w.resize(LANES * row_len, 0.0);
                 self.sums.resize(LANES * row_len, [0.0; 2]);
-                for l in 0..LANES {
+                for l in 0..(j1 - j0) {
                     let j = j0 + l;
-                    if j < j1 {
-                        let (d_row, w_row) = (plan.pull_delays(p, j), &w_rows[j * row_len..(j + 1) * row_len]);
-                        for (col, (&d, &w)) in d_row.iter().zip(w_row).enumerate() {
-                            self.lane_d[col * LANES + l] = d;
-                            self.lane_w[col * LANES + l] = w;
-                        }
-                    } else {
-                        for col in 0..row_len {
-                            self.lane_d[col * LANES + l] = 0;
-                            self.lane_w[col * LANES + l] = 0.0;
-                        }
+                    let (d_row, w_row) = (plan.pull_delays(p, j), &w_rows[j * row_len..(j + 1) * row_len]);
+                    for (col, (&d, &w)) in d_row.iter().zip(w_row).enumerate() {
+                        self.lane_d[col * LANES + l] = d;
+                        self.lane_w[col * LANES + l] = w;
                     }
                 }
-                for (col, _) in self.seen.iter().enumerate().filter(|&(_, &s)| s) {
-                    self.sums[col * LANES..(col + 1) * LANES].fill([0.0; 2]);
-                }
                 let lanes = Lanes { d: &self.lane_d, w: &self.lane_w, line: &self.line, line_len };
+                let cols = Columns { start: &self.col_start, events: &self.col_events, max_step };
                 let mut l = 0;
                 while l < j1 - j0 {
                     l += match j1 - j0 - l {
-                        4.. => read_lanes::<4>(&self.events, &lanes, l, &mut self.sums, &mut self.s_part),
-                        2 | 3 => read_lanes::<2>(&self.events, &lanes, l, &mut self.sums, &mut self.s_part),
-                        _ => read_lanes::<1>(&self.events, &lanes, l, &mut self.sums, &mut self.s_part),
+                        4.. => read_columns::<4>(&cols, &lanes, l, &mut self.sums, &mut self.s_part),
+                        2 | 3 => read_columns::<2>(&cols, &lanes, l, &mut self.sums, &mut self.s_part),
+                        _ => read_columns::<1>(&cols, &lanes, l, &mut self.sums, &mut self.s_part),
                     };
                 }
                 // 3. The block's gradients: targets j0..j1 of a presynaptic neuron are contiguous
@@ -1093,7 +1113,7 @@ fn prefetch_column(gw: &[f64], gd: &[f64], o: usize) {
     let _ = (gw, gd, o);
 }
 
-/// What [`read_lanes`] reads of a block of [`LANES`] targets: their delay steps and weights
+/// What [`read_columns`] reads of a block of [`LANES`] targets: their delay steps and weights
 /// interleaved by column (`d[col * LANES + l]`, `w[col * LANES + l]` for lane `l`) and their
 /// adjoint timelines (`line[l * line_len..]`, `(lambda_V, lambda_I)` per step).
 struct Lanes<'a> {
@@ -1103,44 +1123,70 @@ struct Lanes<'a> {
     line_len: usize,
 }
 
+/// The events into a population by column of the target rows (see `Layered::col_start`) and
+/// their largest step.
+struct Columns<'a> {
+    start: &'a [u32],
+    events: &'a [(u32, u32)],
+    max_step: u32,
+}
+
 /// The reads of the adjoint trajectories of lanes `l0 .. l0 + K` of a block by every event into
-/// them, in one pass over the events (step 2 of [`Layered::sweep`]): per event `(n, col, slot)`
-/// and lane `l`, `[hv, hi] = line_l[n + d_l[col]]` is added to `sums[col * LANES + l]` and, for a
-/// LIF spike (`slot != u32::MAX`), `w_l[col] (hv - hi)` to `s_part[slot]`. Returns `K`.
+/// them (step 2 of [`Layered::sweep`]), column by column: per column `col` with events and lane
+/// `l`, `sums[col * LANES + l]` is set to the sum over the column's events `(n, slot)` of
+/// `[hv, hi] = line_l[n + d_l[col]]` and, for a LIF spike (`slot != u32::MAX`),
+/// `w_l[col] (hv - hi)` is added to `s_part[slot]`. A column's delays, weights and sums stay in
+/// registers while its events stream by. Returns `K`.
 ///
-/// Summation order: the `K` lanes' sums are independent chains, each getting its events in the
-/// order of `events`, as with one target per pass; each `s_part` slot (one per event: a spike
-/// through one connection) gets its lanes' terms in increasing lane order, and the calls of a
-/// block run in increasing `l0`, so every slot receives the targets' terms in target order
-/// whatever `K` is (the order of the former one- and two-target kernels): bit for bit the same.
-/// Bounds are checked per event (out-of-range reads panic: they cannot happen for events of the
-/// plan's own network, whose steps are at most `steps` and delays below `slots`).
+/// Summation order: each lane's sum of a column starts at zero and gets the column's events in
+/// the order of the events into the population (the order of `col_events`), as in a pass over
+/// the events in that order; each `s_part` slot belongs to one event (a spike through one
+/// connection), so it is updated in one column only, with its lanes' terms in increasing lane
+/// order, and the calls of a block run in increasing `l0`: every slot receives the targets'
+/// terms in target order whatever `K` is and whatever order the columns are visited in (the
+/// order of the former one- and two-target kernels over the events in record order): bit for
+/// bit the same. Panics if an event would read past a timeline (it cannot for the events of
+/// the plan's own network, whose steps are at most `steps` and delays below `slots`).
 #[inline]
-fn read_lanes<const K: usize>(
-    events: &[(u32, u32, u32)],
+fn read_columns<const K: usize>(
+    cols: &Columns<'_>,
     lanes: &Lanes<'_>,
     l0: usize,
     sums: &mut [[f64; 2]],
     s_part: &mut [f64],
 ) -> usize {
-    assert!(l0 + K <= LANES, "read_lanes: lanes past the block");
+    assert!(l0 + K <= LANES, "read_columns: lanes past the block");
     let line_len = lanes.line_len;
     let lines: [&[[f64; 2]]; K] = std::array::from_fn(|l| &lanes.line[(l0 + l) * line_len..(l0 + l + 1) * line_len]);
-    for &(n, col, slot) in events {
-        let (n, c) = (n as usize, col as usize * LANES + l0);
-        let (d, w, sc) = (&lanes.d[c..c + K], &lanes.w[c..c + K], &mut sums[c..c + K]);
-        let mut h = [[0.0f64; 2]; K];
-        for l in 0..K {
-            h[l] = lines[l][n + d[l] as usize];
-            sc[l][0] += h[l][0];
-            sc[l][1] += h[l][1];
+    for (col, w2) in cols.start.windows(2).enumerate() {
+        let evs = &cols.events[w2[0] as usize..w2[1] as usize];
+        if evs.is_empty() {
+            continue;
         }
-        if slot != u32::MAX {
-            let x = &mut s_part[slot as usize];
+        let c = col * LANES + l0;
+        let d: [usize; K] = std::array::from_fn(|l| lanes.d[c + l] as usize);
+        let w: [f64; K] = std::array::from_fn(|l| lanes.w[c + l]);
+        // Every read below is at `n + d[l] <= max_step + d[l] < line_len`.
+        assert!(d.iter().all(|&d| cols.max_step as usize + d < line_len), "read_columns: event past a timeline");
+        let mut acc = [[0.0f64; 2]; K];
+        for &(n, slot) in evs {
+            let n = n as usize;
+            let mut h = [[0.0f64; 2]; K];
             for l in 0..K {
-                *x += w[l] * (h[l][0] - h[l][1]);
+                // SAFETY: `n <= max_step` (the largest step of the events) and the assertion
+                // above give `n + d[l] < line_len == lines[l].len()`.
+                h[l] = unsafe { *lines[l].get_unchecked(n + d[l]) };
+                acc[l][0] += h[l][0];
+                acc[l][1] += h[l][1];
+            }
+            if slot != u32::MAX {
+                let x = &mut s_part[slot as usize];
+                for l in 0..K {
+                    *x += w[l] * (h[l][0] - h[l][1]);
+                }
             }
         }
+        sums[c..c + K].copy_from_slice(&acc);
     }
     K
 }
