@@ -141,5 +141,13 @@ fn main() {
         ns(best[0][0]),
         ns(best[0][1])
     );
+    if best[1][0] < f64::MAX && best[1][1] < f64::MAX {
+        // The backward pass alone: fwd+bwd minus forward (each the best of its rounds).
+        eprintln!(
+            "backward per delivered event (fwd+bwd minus forward): push {:.2}, pull {:.2} ns",
+            ns(best[1][0] - best[0][0]),
+            ns(best[1][1] - best[0][1])
+        );
+    }
     eprintln!("peak RSS (VmHWM): {}", vm_hwm());
 }

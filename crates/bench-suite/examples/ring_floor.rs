@@ -6,7 +6,16 @@
 //! - with the weights of only 48 presynaptic neurons, so that they stay in cache (what is left
 //!   when the weight stream costs nothing);
 //! - as pull delivery (the default `Delivery::Pull` of the clocked engine where presynaptic
-//!   spikes are known in advance): the same events target by target into per-target timelines;
+//!   spikes are known in advance): the same events target by target into per-target timelines,
+//!   one, two or four targets per pass over the events (four: the forward kernel
+//!   `pull_lanes::<4>`, the targets' delays and weights interleaved by column);
+//! - as the pull backward pass (`snn_eventprop`'s layered sweep), which reads a target's adjoint
+//!   timeline `(lambda_V, lambda_I)` at `n + D` for every event into it and sums it per synapse:
+//!   with the events in time order, two targets per pass (the kernel before issue #16's second
+//!   round), and with the events grouped by presynaptic column, four targets per pass (the current
+//!   `read_columns::<4>`: a column's sums, delays and weights stay in registers). Each for the two
+//!   projection kinds: from the input (no jump sum) and from a hidden LIF population (every event
+//!   also adds `w (lambda_V - lambda_I)` to its spike's jump sum `S`);
 //! - as AVX-512 gather-add-scatter, 8 x f64 or 16 x f32 per instruction (a fan-out never
 //!   writes the same ring cell twice, so the scatter needs no conflict detection), when the CPU
 //!   has AVX-512F.
@@ -170,12 +179,35 @@ fn run_pull(label: &str, slots: usize, together: usize) -> f64 {
     let events: Vec<(u32, u32)> =
         (0..SPIKES).map(|k| ((k / (SPIKES / STEPS)) as u32, (rng.next_u64() % N_PRE as u64) as u32)).collect();
     let len = STEPS + slots;
-    let mut lines = vec![0.0f64; 2 * len];
+    let mut lines = vec![0.0f64; together.max(2) * len];
     let mut best = f64::MAX;
     let mut check = 0.0;
     for _ in 0..7 {
         let t0 = Instant::now();
-        if together == 1 {
+        if together == 4 {
+            // Four targets per pass, delays and weights interleaved by column (`pull_lanes::<4>`).
+            let (mut ld, mut lw) = (vec![0u32; 4 * N_PRE], vec![0.0f64; 4 * N_PRE]);
+            for j in (0..FAN).step_by(4) {
+                for l in 0..4 {
+                    let (d, w) =
+                        (&d_rows[(j + l) * N_PRE..(j + l + 1) * N_PRE], &w_rows[(j + l) * N_PRE..(j + l + 1) * N_PRE]);
+                    for (c, (&d, &w)) in d.iter().zip(w).enumerate() {
+                        ld[c * 4 + l] = d;
+                        lw[c * 4 + l] = w;
+                    }
+                }
+                lines.fill(0.0);
+                for &(n, c) in &events {
+                    let (n, c) = (n as usize, c as usize * 4);
+                    for l in 0..4 {
+                        if let Some(x) = lines.get_mut(l * len + n + ld[c + l] as usize) {
+                            *x += lw[c + l];
+                        }
+                    }
+                }
+                check += (0..4).map(|l| lines[l * len + STEPS / 2]).sum::<f64>();
+            }
+        } else if together == 1 {
             for j in 0..FAN {
                 let line = &mut lines[..len];
                 line.fill(0.0);
@@ -213,6 +245,126 @@ fn run_pull(label: &str, slots: usize, together: usize) -> f64 {
     ns
 }
 
+/// Best-of-7 nanoseconds per event of the pull backward pass's reads (`snn_eventprop`'s layered
+/// sweep, step 2) on the events of [`run_pull`]: for every target, each event `(n, c)` reads the
+/// target's adjoint timeline at `n + D_jc` and adds it to the sums of synapse `(j, c)`; with
+/// `jump`, it also adds `w_jc (lambda_V - lambda_I)` to the event's jump sum. `by_column`: the
+/// events grouped by column once per sample (a stable counting sort, timed) and four targets per
+/// pass with the column's delays, weights and sums in registers (`read_columns::<4>`); otherwise
+/// in time order, two targets per pass (the former `read_pair`). Prints one line.
+fn run_pull_backward(label: &str, slots: usize, jump: bool, by_column: bool) -> f64 {
+    let mut rng = Rng(1);
+    let mut d_rows = vec![0u32; FAN * N_PRE];
+    let mut w_rows = vec![0.0f64; FAN * N_PRE];
+    for (d, w) in d_rows.iter_mut().zip(&mut w_rows) {
+        *d = (rng.next_u64() % slots as u64) as u32;
+        *w = rng.uniform();
+    }
+    let events: Vec<(u32, u32)> =
+        (0..SPIKES).map(|k| ((k / (SPIKES / STEPS)) as u32, (rng.next_u64() % N_PRE as u64) as u32)).collect();
+    let len = STEPS + slots;
+    // Four targets' adjoint timelines (what the sweep's block step leaves), zero after STEPS.
+    let mut lines = vec![[0.0f64; 2]; 4 * len];
+    for l in 0..4 {
+        for x in &mut lines[l * len..l * len + STEPS] {
+            *x = [rng.uniform() - 0.5, rng.uniform() - 0.5];
+        }
+    }
+    let no_slot = u32::MAX;
+    let slot = |k: usize| if jump { k as u32 } else { no_slot };
+    let mut s_part = vec![0.0f64; SPIKES];
+    let mut sums = vec![[0.0f64; 2]; 4 * N_PRE];
+    let (mut start, mut by_col, mut fill) = (vec![0u32; N_PRE + 1], vec![(0u32, 0u32); SPIKES], vec![0u32; N_PRE]);
+    let (mut ld, mut lw) = (vec![0u32; 4 * N_PRE], vec![0.0f64; 4 * N_PRE]);
+    let mut best = f64::MAX;
+    let mut check = 0.0;
+    for _ in 0..7 {
+        s_part.fill(0.0);
+        let t0 = Instant::now();
+        if by_column {
+            start.fill(0);
+            for &(_, c) in &events {
+                start[c as usize + 1] += 1;
+            }
+            for c in 0..N_PRE {
+                start[c + 1] += start[c];
+            }
+            fill.copy_from_slice(&start[..N_PRE]);
+            for (k, &(n, c)) in events.iter().enumerate() {
+                by_col[fill[c as usize] as usize] = (n, slot(k));
+                fill[c as usize] += 1;
+            }
+            // The timelines stand for those of the four targets of each pass.
+            for j in (0..FAN).step_by(4) {
+                for l in 0..4 {
+                    let (d, w) =
+                        (&d_rows[(j + l) * N_PRE..(j + l + 1) * N_PRE], &w_rows[(j + l) * N_PRE..(j + l + 1) * N_PRE]);
+                    for (c, (&d, &w)) in d.iter().zip(w).enumerate() {
+                        ld[c * 4 + l] = d;
+                        lw[c * 4 + l] = w;
+                    }
+                }
+                for c in 0..N_PRE {
+                    let evs = &by_col[start[c] as usize..start[c + 1] as usize];
+                    if evs.is_empty() {
+                        continue;
+                    }
+                    let d: [usize; 4] = std::array::from_fn(|l| ld[c * 4 + l] as usize);
+                    let w: [f64; 4] = std::array::from_fn(|l| lw[c * 4 + l]);
+                    let mut acc = [[0.0f64; 2]; 4];
+                    for &(n, sl) in evs {
+                        let mut h = [[0.0f64; 2]; 4];
+                        for l in 0..4 {
+                            h[l] = lines[l * len..(l + 1) * len][n as usize + d[l]];
+                            acc[l][0] += h[l][0];
+                            acc[l][1] += h[l][1];
+                        }
+                        if sl != no_slot {
+                            let x = &mut s_part[sl as usize];
+                            for l in 0..4 {
+                                *x += w[l] * (h[l][0] - h[l][1]);
+                            }
+                        }
+                    }
+                    sums[c * 4..c * 4 + 4].copy_from_slice(&acc);
+                }
+                check += (0..4).map(|l| sums[4 * (N_PRE / 2) + l][0]).sum::<f64>();
+            }
+        } else {
+            for j in (0..FAN).step_by(2) {
+                // The timelines of targets j and j + 1 as in the by-column passes of four.
+                let (la, lb) = lines[(j % 4) * len..].split_at(len);
+                let (sa, sb) = sums.split_at_mut(N_PRE);
+                sa.fill([0.0; 2]);
+                sb[..N_PRE].fill([0.0; 2]);
+                let (da, wa) = (&d_rows[j * N_PRE..(j + 1) * N_PRE], &w_rows[j * N_PRE..(j + 1) * N_PRE]);
+                let (db, wb) = (&d_rows[(j + 1) * N_PRE..(j + 2) * N_PRE], &w_rows[(j + 1) * N_PRE..(j + 2) * N_PRE]);
+                for (k, &(n, c)) in events.iter().enumerate() {
+                    let (n, c) = (n as usize, c as usize);
+                    let [av, ai] = la[n + da[c] as usize];
+                    let [bv, bi] = lb[n + db[c] as usize];
+                    sa[c][0] += av;
+                    sa[c][1] += ai;
+                    sb[c][0] += bv;
+                    sb[c][1] += bi;
+                    let sl = slot(k);
+                    if sl != no_slot {
+                        let x = &mut s_part[sl as usize];
+                        *x += wa[c] * (av - ai);
+                        *x += wb[c] * (bv - bi);
+                    }
+                }
+                check += sa[N_PRE / 2][0] + sb[N_PRE / 2][0];
+            }
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    check += s_part.iter().sum::<f64>();
+    let ns = best * 1e9 / EVENTS as f64;
+    println!("{label:<74} {ns:.2} ns/event, {:5.1} ms per 9.2M events (checksum {check:.3e})", best * 1e3);
+    ns
+}
+
 fn main() {
     let f64_ = |x: f64| x;
     let f32_ = |x: f64| x as f32;
@@ -226,7 +378,13 @@ fn main() {
         (run("f64 ring, 10 slots, weights of 48 neurons", 10, 48, false, f64_, scatter), false),
         (run_pull("pull: per-target f64 timelines, 151 slots (Delivery::Pull)", 151, 1), true),
         (run_pull("pull, two targets per pass over the events", 151, 2), true),
+        (run_pull("pull, four targets per pass, rows interleaved (pull_lanes)", 151, 4), true),
     ];
+    for jump in [false, true] {
+        let kind = if jump { "hidden LIF projection (S sums)" } else { "input projection" };
+        run_pull_backward(&format!("backward pull, time order, 2 targets/pass, {kind}"), 151, jump, false);
+        run_pull_backward(&format!("backward pull, by column, 4 targets/pass, {kind}"), 151, jump, true);
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         results.extend([

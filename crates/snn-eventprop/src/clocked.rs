@@ -849,10 +849,16 @@ struct Layered {
     line: Vec<[f64; 2]>,
     /// The population's weights, target-major ([`ClockedPlan::pull_weights`]).
     w_rows: Vec<f64>,
-    /// For a block of [`LANES`] targets, per target and column of its row: sums of `lambda_V`
-    /// and `lambda_I` over the column's events (the block's gradients are then updated a cache
-    /// line of targets at a time).
+    /// For a block of [`LANES`] targets, per column of their rows and target: sums of `lambda_V`
+    /// and `lambda_I` over the column's events, interleaved by column (`sums[col * LANES + l]`
+    /// for target `j0 + l`): one event updates one short run, and the block's gradients are then
+    /// updated a cache line of targets at a time reading `sums` in order.
     sums: Vec<[f64; 2]>,
+    /// The block's delay steps and weights, interleaved by column like `sums`
+    /// (`lane_d[col * LANES + l]`, `lane_w[col * LANES + l]` for target `j0 + l`; zero for lanes
+    /// past the population's end).
+    lane_d: Vec<u32>,
+    lane_w: Vec<f64>,
     /// Per column: whether it had events (only those synapses are updated, as in the deferred sums).
     seen: Vec<bool>,
     /// Each record spike's rank among its population's spikes.
@@ -870,18 +876,30 @@ struct Layered {
     s_part: Vec<f64>,
     /// Each record spike's grid step.
     spike_step: Vec<u32>,
-    /// Spikes of one neuron: `(step, record index)`, record order.
-    own: Vec<(u32, u32)>,
+    /// The events into the current population by column (CSR: column `c`'s events are
+    /// `col_events[col_start[c]..col_start[c + 1]]`, `(step, S slot or u32::MAX)` in the order of
+    /// `events`).
+    col_start: Vec<u32>,
+    col_events: Vec<(u32, u32)>,
+    /// Scratch of the counting sort into `col_events`.
+    rank_fill: Vec<u32>,
 }
 
 impl Layered {
     fn heap_bytes(&self) -> usize {
         16 * (self.line.capacity() + self.sums.capacity())
-            + 8 * (self.w_rows.capacity() + self.pop_start.capacity() + self.s_base.capacity() + self.s_part.capacity())
+            + 4 * self.lane_d.capacity()
+            + 8 * (self.w_rows.capacity()
+                + self.lane_w.capacity()
+                + self.pop_start.capacity()
+                + self.s_base.capacity()
+                + self.s_part.capacity())
             + self.seen.capacity()
             + 12 * self.events.capacity()
             + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity() + self.rank.capacity())
-            + 8 * self.own.capacity()
+            + 4 * self.col_start.capacity()
+            + 8 * self.col_events.capacity()
+            + 4 * self.rank_fill.capacity()
     }
 
     /// The whole backward pass (see the type's docs); validation and the readout set-up
@@ -990,50 +1008,76 @@ impl Layered {
             for &(_, col, _) in &self.events {
                 self.seen[col as usize] = true;
             }
+            // The same events by column, each column's in the order of `events` (a stable
+            // counting sort), and their largest step.
+            self.col_start.clear();
+            self.col_start.resize(row_len + 1, 0);
+            let mut max_step = 0;
+            for &(n, col, _) in &self.events {
+                self.col_start[col as usize + 1] += 1;
+                max_step = max_step.max(n);
+            }
+            for c in 0..row_len {
+                self.col_start[c + 1] += self.col_start[c];
+            }
+            self.col_events.resize(self.events.len(), (0, 0));
+            let mut fill_at = std::mem::take(&mut self.rank_fill);
+            fill_at.clear();
+            fill_at.extend_from_slice(&self.col_start[..row_len]);
+            for &(n, col, slot) in &self.events {
+                let f = &mut fill_at[col as usize];
+                self.col_events[*f as usize] = (n, slot);
+                *f += 1;
+            }
+            self.rank_fill = fill_at;
             // The weight rows: cached in the plan for `net`'s weights, or gathered into `w_buf`.
             let mut w_buf = std::mem::take(&mut self.w_rows);
             let w_rows = plan.pull_weight_rows(net, p, &mut w_buf);
-            self.sums.resize(LANES * row_len, [0.0; 2]);
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
                 self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, &by_block[j0 / LANES]);
-                // 2. Every event into a target reads its trajectory: two targets per pass over
-                // the events (see `read_pair`), the last one of an odd block alone.
-                let mut j = j0;
-                while j < j1 {
-                    let k = (j1 - j).min(2);
-                    let (sums, line) = (&mut self.sums[(j - j0) * row_len..], &self.line[(j - j0) * line_len..]);
-                    let rows = |t: usize| (plan.pull_delays(p, t), &w_rows[t * row_len..(t + 1) * row_len]);
-                    if k == 2 {
-                        read_pair(
-                            &self.events,
-                            [rows(j), rows(j + 1)],
-                            row_len,
-                            line_len,
-                            sums,
-                            line,
-                            &mut self.s_part,
-                        );
-                    } else {
-                        read_one(&self.events, rows(j), row_len, line_len, sums, line, &mut self.s_part);
+                // 2. Every event into a target reads its trajectory: up to four targets per pass
+                // over the events (see `read_columns`), column by column, their delays, weights
+                // and sums interleaved by column.
+                self.lane_d.resize(LANES * row_len, 0);
+                self.lane_w.resize(LANES * row_len, 0.0);
+                self.sums.resize(LANES * row_len, [0.0; 2]);
+                for l in 0..(j1 - j0) {
+                    let j = j0 + l;
+                    let (d_row, w_row) = (plan.pull_delays(p, j), &w_rows[j * row_len..(j + 1) * row_len]);
+                    for (col, (&d, &w)) in d_row.iter().zip(w_row).enumerate() {
+                        self.lane_d[col * LANES + l] = d;
+                        self.lane_w[col * LANES + l] = w;
                     }
-                    j += k;
                 }
-                // 3. The block's gradients: targets j0..j1 of a presynaptic neuron are contiguous.
+                let lanes = Lanes { d: &self.lane_d, w: &self.lane_w, line: &self.line, line_len };
+                let cols = Columns { start: &self.col_start, events: &self.col_events, max_step };
+                let mut l = 0;
+                while l < j1 - j0 {
+                    l += match j1 - j0 - l {
+                        4.. => read_columns::<4>(&cols, &lanes, l, &mut self.sums, &mut self.s_part),
+                        2 | 3 => read_columns::<2>(&cols, &lanes, l, &mut self.sums, &mut self.s_part),
+                        _ => read_columns::<1>(&cols, &lanes, l, &mut self.sums, &mut self.s_part),
+                    };
+                }
+                // 3. The block's gradients: targets j0..j1 of a presynaptic neuron are contiguous
+                // in `gw`, `gd` (and in `sums`, `lane_w`, whose weights are `w`'s: the same values).
                 for &(c, first) in conns {
                     let n_post = plan.conns[c].n_post;
                     let n_pre = plan.pops[plan.conns[c].pre].size;
-                    let w = net.connection(snn_core::ConnectionId(c)).weights().as_slice();
                     let (gw, gd) = (grads.weights[c].as_mut_slice(), grads.delays[c].as_mut_slice());
                     for i in 0..n_pre {
-                        if !self.seen[first + i] {
+                        let col = first + i;
+                        if !self.seen[col] {
                             continue;
                         }
-                        for j in j0..j1 {
-                            let [sum_v, sum_i] = self.sums[(j - j0) * row_len + first + i];
-                            let o = i * n_post + j;
-                            gw[o] -= pp.tau_s * sum_i;
-                            gd[o] -= w[o] * (sum_i - sum_v);
+                        prefetch_column(gw, gd, (i + PREFETCH_COLUMNS) * n_post + j0);
+                        let (gw, gd) =
+                            (&mut gw[i * n_post + j0..i * n_post + j1], &mut gd[i * n_post + j0..i * n_post + j1]);
+                        let (sums, w) = (&self.sums[col * LANES..col * LANES + (j1 - j0)], &self.lane_w[col * LANES..]);
+                        for (((gw, gd), &[sum_v, sum_i]), &w) in gw.iter_mut().zip(gd).zip(sums).zip(w) {
+                            *gw -= pp.tau_s * sum_i;
+                            *gd -= w * (sum_i - sum_v);
                         }
                     }
                 }
@@ -1044,75 +1088,107 @@ impl Layered {
     }
 }
 
-/// The reads of one target's adjoint trajectory by every event into it (step 2 of
-/// [`Layered::sweep`]): per event `(n, col, slot)`, `[hv, hi] = line[n + d[col]]` is added to
-/// `sums[col]` and, for a LIF spike (`slot != u32::MAX`), `w[col] (hv - hi)` to `s_part[slot]`.
-/// `sums` (from index 0, `row_len` long) is cleared first; `line` holds the target's timeline at
-/// `0 .. line_len`. Bounds are checked per event (out-of-range reads panic: they cannot happen
-/// for events of the plan's own network, whose steps are at most `steps` and delays below `slots`).
+/// Columns ahead of the current one whose gradient entries step 3 of [`Layered::sweep`]
+/// prefetches: a block's entries of consecutive columns are `n_post` apart in the column-major
+/// gradients, a stride the hardware prefetchers do not follow.
+const PREFETCH_COLUMNS: usize = 8;
+
+/// Prefetches the cache lines of `gw[o..o + LANES]` and `gd[o..o + LANES]` (nothing if out of
+/// range; a hint, no effect on the values).
 #[inline]
-fn read_one(
-    events: &[(u32, u32, u32)],
-    (d, w): (&[u32], &[f64]),
-    row_len: usize,
-    line_len: usize,
-    sums: &mut [[f64; 2]],
-    line: &[[f64; 2]],
-    s_part: &mut [f64],
-) {
-    let sums = &mut sums[..row_len];
-    sums.fill([0.0; 2]);
-    let line = &line[..line_len];
-    for &(n, col, slot) in events {
-        let col = col as usize;
-        let [hv, hi] = line[n as usize + d[col] as usize];
-        let sc = &mut sums[col];
-        sc[0] += hv;
-        sc[1] += hi;
-        if slot != u32::MAX {
-            s_part[slot as usize] += w[col] * (hv - hi);
+fn prefetch_column(gw: &[f64], gd: &[f64], o: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for g in [gw, gd] {
+        if o + LANES <= g.len() {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let p = g[o..o + LANES].as_ptr();
+            // SAFETY: a prefetch is a hint that reads nothing; both addresses are inside `g`.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.add(LANES - 1).cast());
+            }
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (gw, gd, o);
 }
 
-/// [`read_one`] for two consecutive targets in one pass over the events: `rows[l]` are target
-/// `l`'s delay and weight rows, its sums at `sums[l * row_len..]` and its timeline at
-/// `line[l * line_len..]`. The two chains are independent; each target's sums get its events in
-/// the order of `events`, as alone, and every `s_part` slot (one per event: a spike through one
-/// connection) gets the first target's term, then the second's, as two calls of [`read_one`]
-/// would add them: the same results bit for bit.
-#[inline]
-fn read_pair(
-    events: &[(u32, u32, u32)],
-    rows: [(&[u32], &[f64]); 2],
-    row_len: usize,
+/// What [`read_columns`] reads of a block of [`LANES`] targets: their delay steps and weights
+/// interleaved by column (`d[col * LANES + l]`, `w[col * LANES + l]` for lane `l`) and their
+/// adjoint timelines (`line[l * line_len..]`, `(lambda_V, lambda_I)` per step).
+struct Lanes<'a> {
+    d: &'a [u32],
+    w: &'a [f64],
+    line: &'a [[f64; 2]],
     line_len: usize,
+}
+
+/// The events into a population by column of the target rows (see `Layered::col_start`) and
+/// their largest step.
+struct Columns<'a> {
+    start: &'a [u32],
+    events: &'a [(u32, u32)],
+    max_step: u32,
+}
+
+/// The reads of the adjoint trajectories of lanes `l0 .. l0 + K` of a block by every event into
+/// them (step 2 of [`Layered::sweep`]), column by column: per column `col` with events and lane
+/// `l`, `sums[col * LANES + l]` is set to the sum over the column's events `(n, slot)` of
+/// `[hv, hi] = line_l[n + d_l[col]]` and, for a LIF spike (`slot != u32::MAX`),
+/// `w_l[col] (hv - hi)` is added to `s_part[slot]`. A column's delays, weights and sums stay in
+/// registers while its events stream by. Returns `K`.
+///
+/// Summation order: each lane's sum of a column starts at zero and gets the column's events in
+/// the order of the events into the population (the order of `col_events`), as in a pass over
+/// the events in that order; each `s_part` slot belongs to one event (a spike through one
+/// connection), so it is updated in one column only, with its lanes' terms in increasing lane
+/// order, and the calls of a block run in increasing `l0`: every slot receives the targets'
+/// terms in target order whatever `K` is and whatever order the columns are visited in (the
+/// order of the former one- and two-target kernels over the events in record order): bit for
+/// bit the same. Panics if an event would read past a timeline (it cannot for the events of
+/// the plan's own network, whose steps are at most `steps` and delays below `slots`).
+#[inline]
+fn read_columns<const K: usize>(
+    cols: &Columns<'_>,
+    lanes: &Lanes<'_>,
+    l0: usize,
     sums: &mut [[f64; 2]],
-    line: &[[f64; 2]],
     s_part: &mut [f64],
-) {
-    let (sa, sb) = sums[..2 * row_len].split_at_mut(row_len);
-    sa.fill([0.0; 2]);
-    sb.fill([0.0; 2]);
-    let (la, lb) = line[..2 * line_len].split_at(line_len);
-    let [(da, wa), (db, wb)] = rows;
-    let (da, wa, db, wb) = (&da[..row_len], &wa[..row_len], &db[..row_len], &wb[..row_len]);
-    for &(n, col, slot) in events {
-        let (n, col) = (n as usize, col as usize);
-        let [av, ai] = la[n + da[col] as usize];
-        let [bv, bi] = lb[n + db[col] as usize];
-        let sca = &mut sa[col];
-        sca[0] += av;
-        sca[1] += ai;
-        let scb = &mut sb[col];
-        scb[0] += bv;
-        scb[1] += bi;
-        if slot != u32::MAX {
-            let x = &mut s_part[slot as usize];
-            *x += wa[col] * (av - ai);
-            *x += wb[col] * (bv - bi);
+) -> usize {
+    assert!(l0 + K <= LANES, "read_columns: lanes past the block");
+    let line_len = lanes.line_len;
+    let lines: [&[[f64; 2]]; K] = std::array::from_fn(|l| &lanes.line[(l0 + l) * line_len..(l0 + l + 1) * line_len]);
+    for (col, w2) in cols.start.windows(2).enumerate() {
+        let evs = &cols.events[w2[0] as usize..w2[1] as usize];
+        if evs.is_empty() {
+            continue;
         }
+        let c = col * LANES + l0;
+        let d: [usize; K] = std::array::from_fn(|l| lanes.d[c + l] as usize);
+        let w: [f64; K] = std::array::from_fn(|l| lanes.w[c + l]);
+        // Every read below is at `n + d[l] <= max_step + d[l] < line_len`.
+        assert!(d.iter().all(|&d| cols.max_step as usize + d < line_len), "read_columns: event past a timeline");
+        let mut acc = [[0.0f64; 2]; K];
+        for &(n, slot) in evs {
+            let n = n as usize;
+            let mut h = [[0.0f64; 2]; K];
+            for l in 0..K {
+                // SAFETY: `n <= max_step` (the largest step of the events) and the assertion
+                // above give `n + d[l] < line_len == lines[l].len()`.
+                h[l] = unsafe { *lines[l].get_unchecked(n + d[l]) };
+                acc[l][0] += h[l][0];
+                acc[l][1] += h[l][1];
+            }
+            if slot != u32::MAX {
+                let x = &mut s_part[slot as usize];
+                for l in 0..K {
+                    *x += w[l] * (h[l][0] - h[l][1]);
+                }
+            }
+        }
+        sums[c..c + K].copy_from_slice(&acc);
     }
+    K
 }
 
 impl Layered {
