@@ -62,6 +62,14 @@
 //!   added to `I` after its ring slot, so currents can differ from the push path by a rounding
 //!   where recurrent and input arrivals share a step.
 //!
+//! **Sparse projections** ([`crate::SparseSynapses`]) are pulled under the same rule as dense
+//! ones, through a per-target view of their CSC pattern built with the plan ([`SparsePull`]:
+//! a target's incoming synapses contiguous, each with its source, delay steps and value index):
+//! each target walks its synapses and, for each, its source's spikes, `line[t + D] += w`, so the
+//! cost follows the synapses, not the full matrix. A step's arrivals at a target are then summed
+//! source by source rather than in emission order, so sparse pull equals sparse push up to
+//! rounding (spikes identical in the tests, everything else to 1e-12), not bit for bit.
+//!
 //! `tests/clocked_delivery.rs` (in `snn-eventprop`) compares the two on random networks.
 //!
 //! # Cost
@@ -339,6 +347,108 @@ struct PullPop {
     delay_rows: Vec<u32>,
     /// The largest entry of `delay_rows` (0 if empty): the bound the pull kernels rely on.
     max_delay: u32,
+    /// The pulled sparse projections into this population, target by target.
+    sparse: Vec<SparsePull>,
+}
+
+impl PullPop {
+    /// Whether nothing is pulled into this population.
+    fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.sparse.is_empty()
+    }
+}
+
+/// A sparse projection under pull delivery: its synapses target by target — a CSR-like view of
+/// the CSC pattern of [`crate::SparseSynapses`], built with the plan (it depends on the pattern and
+/// the quantised delays, not on the weights). Target `j`'s incoming synapses are one contiguous
+/// run, sources increasing; each keeps its value index into the connection's (CSC-ordered)
+/// weight and delay arrays, so weights are read from the network at run time and never go stale.
+///
+/// ```
+/// use snn_core::{ClockedEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig, SparseSynapses, Synapse};
+///
+/// let s = |post, pre, delay| Synapse { post, pre, weight: 1.0, delay };
+/// // in(3) -> out(2): 0 -> 1 (2 ms), 2 -> 0 (0 ms), 0 -> 0 (1 ms); CSC value order: (0,0), (1,0), (0,2).
+/// let syn = SparseSynapses::from_triplets(2, 3, &[s(1, 0, 2.0), s(0, 2, 0.0), s(0, 0, 1.0)])?;
+/// let mut b = NetworkBuilder::new();
+/// let i = b.input("in", 3);
+/// let o = b.li("out", 2, LiParams::default());
+/// b.connect_sparse(i, o, syn);
+/// let net = b.build()?;
+/// let plan = ClockedEngine::new(SimConfig::new(10.0, ReadoutKind::MaxVoltage), 1.0)?.plan(&net)?;
+/// let rows = &plan.pull_sparse(1)[0];
+/// assert_eq!(rows.conn(), 0);
+/// // Target 0 gets sources 0 and 2 (value indices 0 and 2), target 1 source 0 (value index 1).
+/// assert_eq!(rows.row(0), (&[0u32, 2][..], &[1u32, 0][..], &[0u32, 2][..]));
+/// assert_eq!(rows.row(1), (&[0u32][..], &[2u32][..], &[1u32][..]));
+/// assert!(plan.is_pulled(0));
+/// # Ok::<(), snn_core::CoreError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SparsePull {
+    /// Connection index.
+    conn: usize,
+    /// Presynaptic population index.
+    pre: usize,
+    /// `starts[j]..starts[j + 1]` are target `j`'s synapses.
+    starts: Vec<u32>,
+    /// Presynaptic neuron of each synapse.
+    src: Vec<u32>,
+    /// Delay steps of each synapse (each `< slots`).
+    delay: Vec<u32>,
+    /// Value index of each synapse in the connection's weight and delay arrays.
+    value: Vec<u32>,
+}
+
+impl SparsePull {
+    /// Builds the view of sparse connection `c` from its fan-outs and delay steps.
+    fn build(c: usize, conn: &crate::Connection, cp: &ConnPlan) -> Self {
+        let (n_post, n_pre) = conn.shape();
+        let mut starts = vec![0u32; n_post + 1];
+        for i in 0..n_pre {
+            for (j, _) in conn.fan_out(i).iter() {
+                starts[j + 1] += 1;
+            }
+        }
+        for j in 0..n_post {
+            starts[j + 1] += starts[j];
+        }
+        let nnz = starts[n_post] as usize;
+        let (mut src, mut delay, mut value) = (vec![0u32; nnz], vec![0u32; nnz], vec![0u32; nnz]);
+        let mut fill: Vec<u32> = starts[..n_post].to_vec();
+        for i in 0..n_pre {
+            for (j, k) in conn.fan_out(i).iter() {
+                let at = fill[j] as usize;
+                fill[j] += 1;
+                src[at] = i as u32;
+                delay[at] = cp.delay_steps[k];
+                value[at] = k as u32;
+            }
+        }
+        Self { conn: c, pre: cp.pre, starts, src, delay, value }
+    }
+
+    /// The connection index.
+    pub fn conn(&self) -> usize {
+        self.conn
+    }
+
+    /// The presynaptic population index.
+    pub fn pre(&self) -> usize {
+        self.pre
+    }
+
+    /// Target `j`'s incoming synapses: presynaptic neurons (increasing), delay steps, and value
+    /// indices into [`crate::Connection::weight_values`]. Panics if `j` is out of range.
+    pub fn row(&self, j: usize) -> (&[u32], &[u32], &[u32]) {
+        let r = self.starts[j] as usize..self.starts[j + 1] as usize;
+        (&self.src[r.clone()], &self.delay[r.clone()], &self.value[r])
+    }
+
+    /// Number of stored synapses.
+    pub fn nnz(&self) -> usize {
+        self.src.len()
+    }
 }
 
 impl ClockedPlan {
@@ -592,10 +702,9 @@ impl ClockedPlan {
 
     /// Topological order and pulled projections (after the connections' delay steps are set).
     ///
-    /// Sparse projections are never pulled (pull delivery reads dense target rows): a network
-    /// with any sparse projection gets no layering (`layers = None`, so it runs step by step on
-    /// the ring), its dense input projections are pulled as in any recurrent network, and its
-    /// sparse ones are pushed through their fan-outs.
+    /// Dense projections are pulled through target-major rows ([`ClockedPlan::pull_delays`]),
+    /// sparse ones through their per-target view ([`ClockedPlan::pull_sparse`]); which ones are
+    /// pulled does not depend on the storage.
     fn build_pull(&mut self, net: &Network) {
         let np = self.pops.len();
         // Kahn's algorithm over the non-input populations; connections from the input (which
@@ -620,19 +729,26 @@ impl ClockedPlan {
             }
         }
         let n_integrating = self.pops.iter().filter(|p| !p.is_input).count();
-        self.layers = (order.len() == n_integrating && !net.has_sparse()).then_some(order);
+        self.layers = (order.len() == n_integrating).then_some(order);
         let layered = self.layers.is_some();
         self.pull.resize_with(np, PullPop::default);
         for (p, pp) in self.pull.iter_mut().enumerate() {
             pp.conns.clear();
             pp.row_len = 0;
             pp.delay_rows.clear();
+            pp.sparse.clear();
             if self.pops[p].is_input {
                 continue;
             }
             for &cid in net.incoming(PopulationId(p)) {
                 let cp = &self.conns[cid.0];
-                if (layered || self.pops[cp.pre].is_input) && !net.connection(cid).is_sparse() {
+                if !(layered || self.pops[cp.pre].is_input) {
+                    continue;
+                }
+                let conn = net.connection(cid);
+                if conn.is_sparse() {
+                    pp.sparse.push(SparsePull::build(cid.0, conn, cp));
+                } else {
                     pp.conns.push((cid.0, pp.row_len));
                     pp.row_len += self.pops[cp.pre].size;
                 }
@@ -653,7 +769,22 @@ impl ClockedPlan {
     /// Whether connection `c` is delivered by pull (with [`Delivery::Pull`]); the others are
     /// pushed through the ring.
     pub fn is_pulled(&self, c: usize) -> bool {
-        self.conns.get(c).is_some_and(|cp| self.pull_conns(cp.post).iter().any(|&(cc, _)| cc == c))
+        self.conns.get(c).is_some_and(|cp| {
+            self.pull_conns(cp.post).iter().any(|&(cc, _)| cc == c)
+                || self.pull_sparse(cp.post).iter().any(|sp| sp.conn == c)
+        })
+    }
+
+    /// The sparse projections pulled into population `p`, each target by target (see
+    /// [`SparsePull`]); empty for the input population (and for `p` out of range). Dense pulled
+    /// projections are in [`ClockedPlan::pull_conns`].
+    pub fn pull_sparse(&self, p: usize) -> &[SparsePull] {
+        self.pull.get(p).map_or(&[], |pp| &pp.sparse)
+    }
+
+    /// Number of neurons of all populations (global indices `0..n`).
+    pub fn num_neurons(&self) -> usize {
+        self.pops.last().map_or(0, |p| p.global_off + p.size)
     }
 
     /// Population index of a global neuron, `None` if out of range.
@@ -744,6 +875,121 @@ struct PullBuffers {
     block: Vec<f64>,
     /// Delay and weight rows of the targets of one pass over the events, interleaved.
     lane_rows: LaneRows,
+    /// Sparse pull: each presynaptic neuron's spikes (emission steps).
+    sources: SourceSpikes,
+    /// Sparse pull: one target's arrivals through its sparse projections, `steps + slots` long.
+    sparse_line: Vec<f64>,
+}
+
+/// Emission steps of the spikes of every neuron (global index), grouped by neuron (CSR): the
+/// per-source spike lists that sparse pull delivery walks for each incoming synapse.
+#[derive(Debug, Clone, Default)]
+struct SourceSpikes {
+    /// `starts[g]..starts[g + 1]` index `steps` for neuron `g`.
+    starts: Vec<u32>,
+    /// Emission steps, each neuron's in emission order.
+    steps: Vec<u32>,
+    fill: Vec<u32>,
+}
+
+impl SourceSpikes {
+    /// Groups the input events `(step, input neuron)` and the recorded spikes `(step, global
+    /// neuron, _)` of a network of `n` neurons (input population first, at global offset 0).
+    fn group(&mut self, n: usize, in_events: &[(u32, u32)], spk: &[(u32, u32, f64)]) {
+        let all = || in_events.iter().copied().chain(spk.iter().map(|&(t, g, _)| (t, g)));
+        self.starts.clear();
+        self.starts.resize(n + 1, 0);
+        for (_, g) in all() {
+            self.starts[g as usize + 1] += 1;
+        }
+        for g in 0..n {
+            self.starts[g + 1] += self.starts[g];
+        }
+        self.fill.clear();
+        self.fill.extend_from_slice(&self.starts[..n]);
+        self.steps.clear();
+        self.steps.resize(self.starts[n] as usize, 0);
+        for (t, g) in all() {
+            let at = &mut self.fill[g as usize];
+            self.steps[*at as usize] = t;
+            *at += 1;
+        }
+    }
+
+    /// The emission steps of global neuron `g`.
+    #[inline]
+    fn of(&self, g: usize) -> &[u32] {
+        &self.steps[self.starts[g] as usize..self.starts[g + 1] as usize]
+    }
+}
+
+/// Sparse pull delivery into one target: for each of target `j`'s synapses in `rows` (source
+/// `i`, delay `D` steps, weight `weights[value]`), `line[t + D] += w` for every emission step `t`
+/// of `i` (`sources`, presynaptic population at global offset `src_off`). Synapse by synapse, so
+/// a step's arrivals are summed in source order rather than in emission order as on the ring:
+/// the same values up to the rounding of the sums. `line` (`steps + slots` long) is not cleared.
+#[inline]
+fn pull_sparse_target(
+    rows: &SparsePull,
+    j: usize,
+    weights: &[f64],
+    sources: &SourceSpikes,
+    src_off: usize,
+    line: &mut [f64],
+) {
+    let (src, delay, value) = rows.row(j);
+    for ((&i, &d), &v) in src.iter().zip(delay).zip(value) {
+        let w = weights[v as usize];
+        let d = d as usize;
+        // Steps are at most `steps` and delays below `slots`: `t + d < line.len()` (checked).
+        let line = &mut line[d..];
+        for &t in sources.of(src_off + i as usize) {
+            line[t as usize] += w;
+        }
+    }
+}
+
+/// The arrivals of targets `j0 .. j0 + lanes` of population `p` into `block` (`(steps + 1) x
+/// LANES`, step-major): the dense pulled projections through [`pull_block`] (events in `events`),
+/// then each target's sparse ones summed into a timeline of its own (`sparse.1`) and added
+/// (`sparse.0` must hold the spikes of their presynaptic populations).
+#[allow(clippy::too_many_arguments)]
+fn fill_block(
+    net: &Network,
+    plan: &ClockedPlan,
+    p: usize,
+    j0: usize,
+    lanes: usize,
+    steps: usize,
+    events: &PullEvents,
+    line: &mut Vec<f64>,
+    w_rows: &[f64],
+    block: &mut Vec<f64>,
+    lane_rows: &mut LaneRows,
+    (sources, sparse_line): (&SourceSpikes, &mut Vec<f64>),
+) {
+    let pp = &plan.pull[p];
+    let line_len = steps + plan.slots;
+    if pp.conns.is_empty() {
+        block.clear();
+        block.resize((steps + 1) * LANES, 0.0);
+    } else {
+        pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
+    }
+    if pp.sparse.is_empty() {
+        return;
+    }
+    for l in 0..lanes {
+        sparse_line.clear();
+        sparse_line.resize(line_len, 0.0);
+        for rows in &pp.sparse {
+            let weights = net.connection(crate::ConnectionId(rows.conn)).weight_values();
+            pull_sparse_target(rows, j0 + l, weights, sources, plan.pops[rows.pre].global_off, sparse_line);
+        }
+        for (x, &y) in block[l..].iter_mut().step_by(LANES).zip(&sparse_line[..=steps]) {
+            *x += y;
+        }
+    }
 }
 
 /// Targets per block of the pull paths (one cache line of `f64`).
@@ -902,8 +1148,12 @@ impl ClockedState {
             + self.pull.pre.capacity()
             + self.pull.fac.capacity()
             + self.pull.block.capacity()
-            + self.pull.lane_rows.w.capacity())
+            + self.pull.lane_rows.w.capacity()
+            + self.pull.sparse_line.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
+            + 4 * (self.pull.sources.starts.capacity()
+                + self.pull.sources.steps.capacity()
+                + self.pull.sources.fill.capacity())
             + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }
@@ -1041,13 +1291,16 @@ fn forward_ring(
     let t_end = cfg.t_end;
     let n_state = plan.n_state;
     let mut next_readout = 0usize;
-    let line_len = steps + plan.slots;
     if pull {
-        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, .. } = &mut *st.pull;
+        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, sources, sparse_line, .. } =
+            &mut *st.pull;
         pre.clear();
         pre.resize((steps + 1) * n_state, 0.0);
+        if plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
+            sources.group(plan.num_neurons(), in_events, &[]);
+        }
         for (p, pp) in plan.pull.iter().enumerate() {
-            if pp.conns.is_empty() {
+            if pp.is_empty() {
                 continue;
             }
             pull_events(net, plan, pp, in_events, &[], events);
@@ -1055,7 +1308,8 @@ fn forward_ring(
             let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
-                pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
+                let sparse = (&*sources, &mut *sparse_line);
+                fill_block(net, plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, sparse);
                 for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
                     row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
                 }
@@ -1142,7 +1396,7 @@ fn forward_ring(
         if pull {
             // Pulled input arrivals of this step (`pre` is `(steps + 1) x n_state`, step-major).
             for (p, pp) in plan.pull.iter().enumerate() {
-                if pp.conns.is_empty() {
+                if pp.is_empty() {
                     continue;
                 }
                 let r = plan.pops[p].state_off..plan.pops[p].state_off + plan.pops[p].size;
@@ -1258,10 +1512,10 @@ fn forward_layered(
     let steps = engine.steps;
     let dt = engine.dt;
     let t_end = cfg.t_end;
-    let line_len = steps + plan.slots;
     let layers = plan.layers.as_deref().unwrap_or(&[]);
     let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
-    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, .. } = &mut **bufs;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, sources, sparse_line, .. } =
+        &mut **bufs;
     spk.clear();
     fac.clear();
     if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
@@ -1276,13 +1530,17 @@ fn forward_layered(
             continue; // a hidden LI population: no spikes, nothing observable
         }
         pull_events(net, plan, pp, in_events, spk, events);
+        if !pp.sparse.is_empty() {
+            sources.group(plan.num_neurons(), in_events, spk);
+        }
         let w_rows = plan.pull_weight_rows(net, p, w_row);
         let first_new = spk.len();
         let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
-            pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
+            let sparse = (&*sources, &mut *sparse_line);
+            fill_block(net, plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, sparse);
             let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
             for (n, arrivals) in block.chunks_exact(LANES).enumerate() {

@@ -72,8 +72,11 @@
 //! the network's current weights. The sums are
 //! taken in the order of the step-by-step deferred sweep with a whole-run window, so the gradients
 //! are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep` measures 5.8 against
-//! 7.5 ms CPU per sample for 700-256-256-20 in one run. Recurrent networks, [`Delivery::Push`] and
-//! [`GradientSweep::PerEvent`] use the step-by-step sweep.
+//! 7.5 ms CPU per sample for 700-256-256-20 in one run. Sparse projections take part through the
+//! plan's per-target view ([`snn_core::clocked::SparsePull`]): each synapse of a target sums its
+//! reads over its source's events in registers (in the dense sums' order) and adds to the sources'
+//! `S`. Recurrent networks, [`Delivery::Push`] and [`GradientSweep::PerEvent`] use the
+//! step-by-step sweep (per event for networks with a sparse projection).
 
 use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
 use snn_core::{ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
@@ -883,6 +886,65 @@ struct Layered {
     col_events: Vec<(u32, u32)>,
     /// Scratch of the counting sort into `col_events`.
     rank_fill: Vec<u32>,
+    /// Sparse projections: `src_start[g]..src_start[g + 1]` index `src_ev`, the events of global
+    /// neuron `g` as `(step, rank among its population's spikes)` (`u32::MAX` for input spikes).
+    src_start: Vec<u32>,
+    src_ev: Vec<(u32, u32)>,
+}
+
+/// The presynaptic events of one sparse projection, for [`read_sparse_target`].
+struct SparseSources<'a> {
+    /// CSR over global neurons into `events`.
+    starts: &'a [u32],
+    /// `(step, rank)` per event.
+    events: &'a [(u32, u32)],
+    /// Global offset of the presynaptic population.
+    offset: usize,
+    /// First `S` slot of the connection (`usize::MAX` for an input projection).
+    s_base: usize,
+}
+
+/// The backward reads of sparse pull delivery for target `j` (the counterpart of
+/// [`read_one`] for a sparse projection): each of its synapses (source `i`, delay `D`, value index
+/// `v`) reads `[hv, hi] = line[t + D]` at every event `t` of its source, in record order, summing
+/// them in registers and adding `w (hv - hi)` to the partial jump sum `S` of a LIF spike; then one
+/// update `dL/dw_v -= tau_s Σ hi`, `dL/dd_v -= w Σ (hi - hv)` (synapses whose source had no event
+/// are not touched, as in the dense sums). Each synapse's sums run over its source's events in the
+/// order of the dense layered sweep, and `S` gets the targets in increasing order as there.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn read_sparse_target(
+    rows: &snn_core::clocked::SparsePull,
+    j: usize,
+    w: &[f64],
+    tau_s: f64,
+    sources: &SparseSources<'_>,
+    line: &[[f64; 2]],
+    s_part: &mut [f64],
+    gw: &mut [f64],
+    gd: &mut [f64],
+) {
+    let (src, delay, value) = rows.row(j);
+    for ((&i, &d), &v) in src.iter().zip(delay).zip(value) {
+        let g = sources.offset + i as usize;
+        let evs = &sources.events[sources.starts[g] as usize..sources.starts[g + 1] as usize];
+        if evs.is_empty() {
+            continue;
+        }
+        let (v, line) = (v as usize, &line[d as usize..]);
+        let wv = w[v];
+        let (mut sum_v, mut sum_i) = (0.0, 0.0);
+        for &(t, rank) in evs {
+            let [hv, hi] = line[t as usize];
+            sum_v += hv;
+            sum_i += hi;
+            if sources.s_base != usize::MAX {
+                s_part[sources.s_base + rank as usize] += wv * (hv - hi);
+            }
+        }
+        gw[v] -= tau_s * sum_i;
+        gd[v] -= wv * (sum_i - sum_v);
+    }
 }
 
 impl Layered {
@@ -900,6 +962,8 @@ impl Layered {
             + 4 * self.col_start.capacity()
             + 8 * self.col_events.capacity()
             + 4 * self.rank_fill.capacity()
+            + 4 * self.src_start.capacity()
+            + 8 * self.src_ev.capacity()
     }
 
     /// The whole backward pass (see the type's docs); validation and the readout set-up
@@ -969,6 +1033,30 @@ impl Layered {
         }
         self.s_part.clear();
         self.s_part.resize(total, 0.0);
+        // Sparse projections read per source: every neuron's events `(step, rank)` (CSR over
+        // global neurons; input events with rank `u32::MAX`), each neuron's in record order.
+        if layers.iter().any(|&p| !plan.pull_sparse(p).is_empty()) {
+            let n = plan.num_neurons();
+            self.src_start.clear();
+            self.src_start.resize(n + 1, 0);
+            let inputs = input.neurons[..n_input].iter().map(|&i| i as usize);
+            for g in inputs.clone().chain(spikes.neurons.iter().map(|&g| g as usize)) {
+                self.src_start[g + 1] += 1;
+            }
+            for g in 0..n {
+                self.src_start[g + 1] += self.src_start[g];
+            }
+            let mut fill = self.src_start[..n].to_vec();
+            self.src_ev.clear();
+            self.src_ev.resize(self.src_start[n] as usize, (0, 0));
+            let in_ev =
+                input.times[..n_input].iter().zip(inputs).map(|(&t, g)| (g, engine.step_of(t) as u32, u32::MAX));
+            let sp_ev = (0..spikes.len()).map(|k| (spikes.neurons[k] as usize, self.spike_step[k], self.rank[k]));
+            for (g, step, rank) in in_ev.chain(sp_ev) {
+                self.src_ev[fill[g] as usize] = (step, rank);
+                fill[g] += 1;
+            }
+        }
 
         for &p in layers.iter().rev() {
             let pp = plan.pops[p];
@@ -1079,6 +1167,23 @@ impl Layered {
                             *gw -= pp.tau_s * sum_i;
                             *gd -= w * (sum_i - sum_v);
                         }
+                    }
+                }
+                // 4. Sparse projections: each target's synapses read its trajectory at their
+                // sources' events ([`read_sparse_target`]).
+                for sp in plan.pull_sparse(p) {
+                    let c = sp.conn();
+                    let w = net.connection(snn_core::ConnectionId(c)).weight_values();
+                    let (gw, gd) = (grads.weights[c].as_mut_slice(), grads.delays[c].as_mut_slice());
+                    let sources = SparseSources {
+                        starts: &self.src_start,
+                        events: &self.src_ev,
+                        offset: plan.pops[sp.pre()].global_off,
+                        s_base: self.s_base[c],
+                    };
+                    for j in j0..j1 {
+                        let line = &self.line[(j - j0) * line_len..(j - j0 + 1) * line_len];
+                        read_sparse_target(sp, j, w, pp.tau_s, &sources, line, &mut self.s_part, gw, gd);
                     }
                 }
             }
