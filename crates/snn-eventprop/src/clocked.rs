@@ -884,8 +884,17 @@ struct Layered {
     /// `events`).
     col_start: Vec<u32>,
     col_events: Vec<(u32, u32)>,
-    /// Scratch of the counting sort into `col_events`.
+    /// Scratch of the counting sorts into `col_events` and `block_spikes`.
     rank_fill: Vec<u32>,
+    /// Each record spike's population (scratch of the CSR `pop_start`, `pop_spikes`).
+    pop_of: Vec<u32>,
+    /// Scratch of the counting sort into `pop_spikes`.
+    pop_fill: Vec<usize>,
+    /// The current population's spikes by block of [`LANES`] neurons (CSR: block `b`'s are
+    /// `block_spikes[block_start[b]..block_start[b + 1]]`), `(step, lane, record index)` in
+    /// record order.
+    block_start: Vec<u32>,
+    block_spikes: Vec<(u32, u32, u32)>,
 }
 
 impl Layered {
@@ -902,7 +911,9 @@ impl Layered {
             + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity() + self.rank.capacity())
             + 4 * self.col_start.capacity()
             + 8 * self.col_events.capacity()
-            + 4 * self.rank_fill.capacity()
+            + 4 * (self.rank_fill.capacity() + self.pop_of.capacity() + self.block_start.capacity())
+            + 8 * self.pop_fill.capacity()
+            + 12 * self.block_spikes.capacity()
     }
 
     /// The whole backward pass (see the type's docs); validation and the readout set-up
@@ -924,7 +935,8 @@ impl Layered {
 
         // Spikes: grid steps (sorted, <= steps, as the step-by-step sweep requires) and populations.
         self.spike_step.clear();
-        let mut pop_of = Vec::with_capacity(spikes.len());
+        let mut pop_of = std::mem::take(&mut self.pop_of);
+        pop_of.clear();
         let mut last = 0usize;
         for k in 0..spikes.len() {
             let ks = engine.step_of(spikes.times[k]);
@@ -940,25 +952,30 @@ impl Layered {
                 return Err(mismatch("spikes of LIF neurons", format!("neuron {g}")));
             };
             self.spike_step.push(ks as u32);
-            pop_of.push(p);
+            pop_of.push(p as u32);
         }
         self.pop_start.clear();
         self.pop_start.resize(np + 1, 0);
         for &p in &pop_of {
-            self.pop_start[p + 1] += 1;
+            self.pop_start[p as usize + 1] += 1;
         }
         for p in 0..np {
             self.pop_start[p + 1] += self.pop_start[p];
         }
-        let mut fill = self.pop_start.clone();
+        let mut fill = std::mem::take(&mut self.pop_fill);
+        fill.clear();
+        fill.extend_from_slice(&self.pop_start);
         self.pop_spikes.clear();
         self.pop_spikes.resize(spikes.len(), 0);
         self.rank.clear();
         for (k, &p) in pop_of.iter().enumerate() {
+            let p = p as usize;
             self.pop_spikes[fill[p]] = k as u32;
             self.rank.push((fill[p] - self.pop_start[p]) as u32);
             fill[p] += 1;
         }
+        self.pop_fill = fill;
+        self.pop_of = pop_of;
         // S slots per connection from a LIF population.
         self.s_base.clear();
         let mut total = 0;
@@ -998,11 +1015,27 @@ impl Layered {
             let own_spikes = &self.pop_spikes[self.pop_start[p]..self.pop_start[p + 1]];
             // Spikes of this population by block of LANES neurons: (step, lane, record index),
             // record order.
-            let mut by_block: Vec<Vec<(u32, u32, u32)>> = Vec::new();
-            by_block.resize_with(pp.size.div_ceil(LANES), Vec::new);
+            // (CSR over blocks, a stable counting sort: block `b`'s spikes are
+            // `by_block[block_start[b]..block_start[b + 1]]`.)
+            let n_blocks = pp.size.div_ceil(LANES);
+            self.block_start.clear();
+            self.block_start.resize(n_blocks + 1, 0);
             for &k in own_spikes {
                 let j = spikes.neurons[k as usize] as usize - pp.global_off;
-                by_block[j / LANES].push((self.spike_step[k as usize], (j % LANES) as u32, k));
+                self.block_start[j / LANES + 1] += 1;
+            }
+            for b in 0..n_blocks {
+                self.block_start[b + 1] += self.block_start[b];
+            }
+            let mut by_block = std::mem::take(&mut self.block_spikes);
+            by_block.resize(own_spikes.len(), (0, 0, 0));
+            self.rank_fill.clear();
+            self.rank_fill.extend_from_slice(&self.block_start[..n_blocks]);
+            for &k in own_spikes {
+                let j = spikes.neurons[k as usize] as usize - pp.global_off;
+                let f = &mut self.rank_fill[j / LANES];
+                by_block[*f as usize] = (self.spike_step[k as usize], (j % LANES) as u32, k);
+                *f += 1;
             }
             let line_len = steps + plan.slots;
             // Columns with events (the same for every target).
@@ -1038,7 +1071,8 @@ impl Layered {
             let w_rows = plan.pull_weight_rows(net, p, &mut w_buf);
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
-                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, &by_block[j0 / LANES]);
+                let own = &by_block[self.block_start[j0 / LANES] as usize..self.block_start[j0 / LANES + 1] as usize];
+                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, own);
                 // 2. Every event into a target reads its trajectory: up to four targets per pass
                 // over the events (see `read_columns`), column by column, their delays, weights
                 // and sums interleaved by column.
@@ -1086,6 +1120,7 @@ impl Layered {
                 }
             }
             self.w_rows = w_buf;
+            self.block_spikes = by_block;
         }
         Ok(())
     }
