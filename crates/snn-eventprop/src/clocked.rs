@@ -1260,8 +1260,11 @@ impl Layered {
         let inv_n = 1.0 / steps as f64;
         let nt = readout_steps.len();
         let line_len = steps + plan.slots;
-        self.line.clear();
+        // Steps `0..=steps` of every lane are written below; only the tails are cleared.
         self.line.resize(LANES * line_len, [0.0; 2]);
+        for tail in self.line.chunks_exact_mut(line_len) {
+            tail[steps + 1..].fill([0.0; 2]);
+        }
         let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
         let mut next_spike = own.len();
         let mut next_readout = nt;
