@@ -65,18 +65,22 @@
 //! reverse topological order and neuron by neuron over the whole run: a neuron's adjoints are the
 //! steps above for that neuron alone (its jump sums `S` are complete, since every population it
 //! projects to is done), kept in a `16 x (steps + slots)`-byte timeline that every event of its
-//! incoming projections then reads from L1, adding to its synapse's sums (one gradient update
-//! per synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike; two targets
-//! share each pass over the events (independent chains, each in the order it would have alone).
-//! The weight rows come from the plan's cache ([`ClockedPlan::refresh_weights`]) when it holds
-//! the network's current weights. The sums are
-//! taken in the order of the step-by-step deferred sweep with a whole-run window, so the gradients
-//! are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep` measures 5.8 against
-//! 7.5 ms CPU per sample for 700-256-256-20 in one run. Sparse projections take part through the
-//! plan's per-target view ([`snn_core::clocked::SparsePull`]): each synapse of a target sums its
-//! reads over its source's events in registers (in the dense sums' order) and adds to the sources'
-//! `S`. Recurrent networks, [`Delivery::Push`] and [`GradientSweep::PerEvent`] use the
-//! step-by-step sweep (per event for networks with a sparse projection).
+//! incoming projections then reads, adding to its synapse's sums (one gradient update per
+//! synapse, 8 targets at a time) and to the partial `S` of the presynaptic spike. The events are
+//! grouped by presynaptic column (a stable counting sort per population), so a column's delays,
+//! weights and sums stay in registers while its events stream by, and four targets share each
+//! pass (independent chains, each in the order it would have alone). The weight rows come from
+//! the plan's cache ([`ClockedPlan::refresh_weights`]) when it holds the network's current
+//! weights. The sums are taken in the order of the step-by-step deferred sweep with a whole-run
+//! window (a synapse's sum gets its events in record order, a spike's `S` its targets in order),
+//! so the gradients are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep ff`
+//! measures 6.7 against 14.8 ms CPU per sample for 700-256-256-20 in one run (load 8.5 on the 2
+//! cores; 5.8 against 7.5 with one target pass in time order, idle machine). Sparse projections
+//! take part through the plan's per-target view ([`snn_core::clocked::SparsePull`]): each synapse
+//! of a target sums its reads over its source's events in registers (in the dense sums' order)
+//! and adds to the sources' `S`. Recurrent networks, [`Delivery::Push`] and
+//! [`GradientSweep::PerEvent`] use the step-by-step sweep (per event for networks with a sparse
+//! projection).
 
 use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
 use snn_core::{ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
@@ -835,11 +839,11 @@ struct LayeredCtx<'a> {
 ///
 /// Populations are swept in reverse topological order, each neuron by itself over the whole run
 /// (the neurons of a population do not interact: what reaches one of them from later populations
-/// is the jump sums `S` of its spikes, complete by then). A target's adjoint trajectory
-/// (`16 x (steps + slots)` bytes) stays in L1 while every presynaptic event of its incoming
-/// projections reads it: the event adds to its synapse's sums of `lambda_V` and `lambda_I` (in
-/// registers of this target's row, then one update of `dL/dw`, `dL/dd` per synapse), and to
-/// the partial jump sum `S` of a presynaptic spike.
+/// is the jump sums `S` of its spikes, complete by then). Every presynaptic event of a target's
+/// incoming projections reads its adjoint trajectory (`16 x (steps + slots)` bytes): the event
+/// adds to its synapse's sums of `lambda_V` and `lambda_I` (in registers while the events of one
+/// column stream by, see [`read_columns`], then one update of `dL/dw`, `dL/dd` per synapse), and
+/// to the partial jump sum `S` of a presynaptic spike.
 ///
 /// The operations per neuron are those of the step-by-step sweep, and every sum is taken in its
 /// order (synapse sums over a neuron's events in record order, as the deferred whole-run window;
@@ -884,12 +888,21 @@ struct Layered {
     /// `events`).
     col_start: Vec<u32>,
     col_events: Vec<(u32, u32)>,
-    /// Scratch of the counting sort into `col_events`.
+    /// Scratch of the counting sorts into `col_events` and `block_spikes`.
     rank_fill: Vec<u32>,
     /// Sparse projections: `src_start[g]..src_start[g + 1]` index `src_ev`, the events of global
     /// neuron `g` as `(step, rank among its population's spikes)` (`u32::MAX` for input spikes).
     src_start: Vec<u32>,
     src_ev: Vec<(u32, u32)>,
+    /// Each record spike's population (scratch of the CSR `pop_start`, `pop_spikes`).
+    pop_of: Vec<u32>,
+    /// Scratch of the counting sort into `pop_spikes`.
+    pop_fill: Vec<usize>,
+    /// The current population's spikes by block of [`LANES`] neurons (CSR: block `b`'s are
+    /// `block_spikes[block_start[b]..block_start[b + 1]]`), `(step, lane, record index)` in
+    /// record order.
+    block_start: Vec<u32>,
+    block_spikes: Vec<(u32, u32, u32)>,
 }
 
 /// The presynaptic events of one sparse projection, for [`read_sparse_target`].
@@ -961,7 +974,9 @@ impl Layered {
             + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity() + self.rank.capacity())
             + 4 * self.col_start.capacity()
             + 8 * self.col_events.capacity()
-            + 4 * self.rank_fill.capacity()
+            + 4 * (self.rank_fill.capacity() + self.pop_of.capacity() + self.block_start.capacity())
+            + 8 * self.pop_fill.capacity()
+            + 12 * self.block_spikes.capacity()
             + 4 * self.src_start.capacity()
             + 8 * self.src_ev.capacity()
     }
@@ -985,7 +1000,8 @@ impl Layered {
 
         // Spikes: grid steps (sorted, <= steps, as the step-by-step sweep requires) and populations.
         self.spike_step.clear();
-        let mut pop_of = Vec::with_capacity(spikes.len());
+        let mut pop_of = std::mem::take(&mut self.pop_of);
+        pop_of.clear();
         let mut last = 0usize;
         for k in 0..spikes.len() {
             let ks = engine.step_of(spikes.times[k]);
@@ -1001,25 +1017,30 @@ impl Layered {
                 return Err(mismatch("spikes of LIF neurons", format!("neuron {g}")));
             };
             self.spike_step.push(ks as u32);
-            pop_of.push(p);
+            pop_of.push(p as u32);
         }
         self.pop_start.clear();
         self.pop_start.resize(np + 1, 0);
         for &p in &pop_of {
-            self.pop_start[p + 1] += 1;
+            self.pop_start[p as usize + 1] += 1;
         }
         for p in 0..np {
             self.pop_start[p + 1] += self.pop_start[p];
         }
-        let mut fill = self.pop_start.clone();
+        let mut fill = std::mem::take(&mut self.pop_fill);
+        fill.clear();
+        fill.extend_from_slice(&self.pop_start);
         self.pop_spikes.clear();
         self.pop_spikes.resize(spikes.len(), 0);
         self.rank.clear();
         for (k, &p) in pop_of.iter().enumerate() {
+            let p = p as usize;
             self.pop_spikes[fill[p]] = k as u32;
             self.rank.push((fill[p] - self.pop_start[p]) as u32);
             fill[p] += 1;
         }
+        self.pop_fill = fill;
+        self.pop_of = pop_of;
         // S slots per connection from a LIF population.
         self.s_base.clear();
         let mut total = 0;
@@ -1083,11 +1104,27 @@ impl Layered {
             let own_spikes = &self.pop_spikes[self.pop_start[p]..self.pop_start[p + 1]];
             // Spikes of this population by block of LANES neurons: (step, lane, record index),
             // record order.
-            let mut by_block: Vec<Vec<(u32, u32, u32)>> = Vec::new();
-            by_block.resize_with(pp.size.div_ceil(LANES), Vec::new);
+            // (CSR over blocks, a stable counting sort: block `b`'s spikes are
+            // `by_block[block_start[b]..block_start[b + 1]]`.)
+            let n_blocks = pp.size.div_ceil(LANES);
+            self.block_start.clear();
+            self.block_start.resize(n_blocks + 1, 0);
             for &k in own_spikes {
                 let j = spikes.neurons[k as usize] as usize - pp.global_off;
-                by_block[j / LANES].push((self.spike_step[k as usize], (j % LANES) as u32, k));
+                self.block_start[j / LANES + 1] += 1;
+            }
+            for b in 0..n_blocks {
+                self.block_start[b + 1] += self.block_start[b];
+            }
+            let mut by_block = std::mem::take(&mut self.block_spikes);
+            by_block.resize(own_spikes.len(), (0, 0, 0));
+            self.rank_fill.clear();
+            self.rank_fill.extend_from_slice(&self.block_start[..n_blocks]);
+            for &k in own_spikes {
+                let j = spikes.neurons[k as usize] as usize - pp.global_off;
+                let f = &mut self.rank_fill[j / LANES];
+                by_block[*f as usize] = (self.spike_step[k as usize], (j % LANES) as u32, k);
+                *f += 1;
             }
             let line_len = steps + plan.slots;
             // Columns with events (the same for every target).
@@ -1123,7 +1160,8 @@ impl Layered {
             let w_rows = plan.pull_weight_rows(net, p, &mut w_buf);
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
-                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, &by_block[j0 / LANES]);
+                let own = &by_block[self.block_start[j0 / LANES] as usize..self.block_start[j0 / LANES + 1] as usize];
+                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, own);
                 // 2. Every event into a target reads its trajectory: up to four targets per pass
                 // over the events (see `read_columns`), column by column, their delays, weights
                 // and sums interleaved by column.
@@ -1188,6 +1226,7 @@ impl Layered {
                 }
             }
             self.w_rows = w_buf;
+            self.block_spikes = by_block;
         }
         Ok(())
     }
@@ -1327,8 +1366,11 @@ impl Layered {
         let inv_n = 1.0 / steps as f64;
         let nt = readout_steps.len();
         let line_len = steps + plan.slots;
-        self.line.clear();
+        // Steps `0..=steps` of every lane are written below; only the tails are cleared.
         self.line.resize(LANES * line_len, [0.0; 2]);
+        for tail in self.line.chunks_exact_mut(line_len) {
+            tail[steps + 1..].fill([0.0; 2]);
+        }
         let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
         let mut next_spike = own.len();
         let mut next_readout = nt;
