@@ -76,7 +76,7 @@
 //! plan's per-target view ([`snn_core::clocked::SparsePull`]): each synapse of a target sums its
 //! reads over its source's events in registers (in the dense sums' order) and adds to the sources'
 //! `S`. Recurrent networks, [`Delivery::Push`] and [`GradientSweep::PerEvent`] use the
-//! step-by-step sweep (whose deferred sums walk a sparse connection synapse by synapse).
+//! step-by-step sweep (per event for networks with a sparse projection).
 
 use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
 use snn_core::{ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
@@ -434,51 +434,6 @@ impl Deferred {
     }
 }
 
-impl Deferred {
-    /// [`Deferred::sum_connection`] for a sparse connection: synapse by synapse through the
-    /// fan-outs of the presynaptic neurons with events, each synapse's reads summed over its
-    /// neuron's events in the same order as the dense sums (so a full-mask sparse connection gets
-    /// the dense gradients bit for bit).
-    fn sum_sparse(
-        &self,
-        plan: &ClockedPlan,
-        cp: &ConnPlan,
-        conn: &snn_core::Connection,
-        gw: &mut [f64],
-        gd: &mut [f64],
-    ) {
-        let tau_s = plan.pops[cp.post].tau_s;
-        let n_pre = self.starts.len() - 1;
-        let len = self.len;
-        let base = self.pop_base[cp.post];
-        let w = conn.weight_values();
-        for i in 0..n_pre {
-            let rows = &self.rows[self.starts[i] as usize..self.starts[i + 1] as usize];
-            if rows.is_empty() {
-                continue;
-            }
-            for (j, k) in conn.fan_out(i).iter() {
-                // Target j is lane j % LANES of block j / LANES; its pair in row r at r * LANES + lane.
-                let region = &self.traj[base + (j / LANES) * len * LANES..base + (j / LANES + 1) * len * LANES];
-                let lane = j % LANES;
-                let d = (cp.delay_steps[k] as usize).min(len - 1);
-                let (mut sum_v, mut sum_i) = (0.0, 0.0);
-                for &r in rows {
-                    let mut at = r as usize + d;
-                    if at >= len {
-                        at -= len;
-                    }
-                    let [lv, li] = region[at * LANES + lane];
-                    sum_v += lv;
-                    sum_i += li;
-                }
-                gw[k] -= tau_s * sum_i;
-                gd[k] -= w[k] * (sum_i - sum_v);
-            }
-        }
-    }
-}
-
 fn mismatch(what: &'static str, got: String) -> EventPropError {
     EventPropError::ReadoutMismatch { loss: "clocked adjoint", expected: what, got }
 }
@@ -683,6 +638,9 @@ pub fn backward_planned_with(
         let ctx = LayeredCtx { engine, net, plan, input, n_input, record, d_readout, jump_bias };
         return layered.sweep(&ctx, layers, first_spike, readout_steps, kink_s, grads);
     }
+    // The deferred sums walk dense columns in blocks of targets; a network with a sparse
+    // projection takes the per-event sweep (through the fan-outs) instead.
+    let sweep = if net.has_sparse() { &GradientSweep::PerEvent } else { sweep };
     let deferring = match *sweep {
         GradientSweep::Deferred { max_bytes } => {
             deferred.reset(plan, steps, max_bytes);
@@ -833,13 +791,13 @@ pub fn backward_planned_with(
                     continue;
                 }
                 for &cid in outgoing {
-                    let (gw, gd) = (grads.weights[cid.0].as_mut_slice(), grads.delays[cid.0].as_mut_slice());
-                    let conn = net.connection(cid);
-                    if conn.is_sparse() {
-                        deferred.sum_sparse(plan, &plan.conns[cid.0], conn, gw, gd);
-                    } else {
-                        deferred.sum_connection(plan, &plan.conns[cid.0], conn.weights().as_slice(), gw, gd);
-                    }
+                    deferred.sum_connection(
+                        plan,
+                        &plan.conns[cid.0],
+                        net.connection(cid).weights().as_slice(),
+                        grads.weights[cid.0].as_mut_slice(),
+                        grads.delays[cid.0].as_mut_slice(),
+                    );
                 }
             }
             win_lo = win_lo.saturating_sub(deferred.window);

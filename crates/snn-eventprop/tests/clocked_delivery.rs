@@ -219,10 +219,6 @@ fn push_against_pull(
     // summed in another order than on the ring (see `SparsePull`), so not bit for bit.
     let exact = !shape.recurrent() && masks.is_none();
     let mut grads = [Gradients::zeros(&net), Gradients::zeros(&net)];
-    // Sparse networks: the push path's deferred sums (sparse connections synapse by synapse)
-    // against the per-event sweep too, with windows as short as the longest delay allows.
-    let mut per_event = Gradients::zeros(&net);
-    let mut short_window = Gradients::zeros(&net);
     for s in 0..batch.len() {
         let what = format!("{shape:?}, sample {s}");
         let (a, b) = (push.run(&net, batch.sample(s)).unwrap(), pull.run(&net, batch.sample(s)).unwrap());
@@ -235,26 +231,11 @@ fn push_against_pull(
             let mut scratch = engine.adjoint_scratch(&net);
             engine.backward_into(&net, batch.sample(s), rec, &g, &mut scratch, grads).unwrap();
         }
-        if masks.is_some() {
-            use snn_eventprop::GradientSweep;
-            for (sweep, grads) in [
-                (GradientSweep::PerEvent, &mut per_event),
-                (GradientSweep::Deferred { max_bytes: 1 }, &mut short_window),
-            ] {
-                let mut scratch = push.adjoint_scratch(&net);
-                scratch.set_sweep(sweep);
-                push.backward_into(&net, batch.sample(s), &a, &g, &mut scratch, grads).unwrap();
-            }
-        }
         if s == 2 {
             prop_assert!(a.spikes.is_empty());
         }
     }
     assert_gradients(&grads[0], &grads[1], exact, &format!("{shape:?}"))?;
-    if masks.is_some() {
-        assert_gradients(&grads[0], &per_event, false, &format!("{shape:?}: deferred vs per event"))?;
-        assert_gradients(&grads[0], &short_window, false, &format!("{shape:?}: whole-run vs short windows"))?;
-    }
     // The batch path (one plan, parallel samples) gives the single runs.
     let all = pull.run_batch(&net, &batch).unwrap();
     for (s, r) in all.iter().enumerate() {
@@ -328,8 +309,7 @@ proptest! {
     /// synapse — to 1, so empty columns and single synapses occur): pull delivery (sparse
     /// projections pulled target by target through `SparsePull`, networks without loops layered,
     /// their gradients from the layered sweep) against push delivery (fan-outs through the ring,
-    /// step-by-step sweep with deferred sums; those also against the per-event sweep and against
-    /// the shortest windows). Spike times and neurons identical, `I - V`, readouts and gradients to
+    /// per-event sweep). Spike times and neurons identical, `I - V`, readouts and gradients to
     /// 1e-12 of their scale: pull sums a step's arrivals at a target source by source, push in
     /// emission order.
     #[test]
