@@ -136,6 +136,9 @@ fn workload_nets(dense: &Network, ps: &[f64]) -> Vec<(String, Network)> {
     nets
 }
 
+/// A quantity of a measured row.
+type Of = fn(&Row) -> f64;
+
 /// Median, minimum and maximum of `x` as `m (lo-hi)`.
 fn spread(mut x: Vec<f64>) -> String {
     x.sort_by(f64::total_cmp);
@@ -174,37 +177,43 @@ fn main() {
         println!("\n{name}");
         println!(
             "| connectivity | synapses | hidden spikes / sample | synaptic events / sample | forward samples/s (CPU) | \
-             training samples/s (CPU) | forward time per synapse vs dense | training time per synapse vs dense | \
-             forward, net of p = 0 | training, net of p = 0 |"
+             training samples/s (CPU) | time per synapse vs dense, forward / training | the same net of p = 0 | \
+             time per event vs dense, net of p = 0 |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         let (dense_runs, floor) = (&runs[0], &runs[runs.len() - 1]);
         for rows in &runs {
-            let ratio = |f: fn(&Row) -> f64, net: bool| {
-                let per: Vec<f64> = (0..reps)
+            // Per repetition, against the dense and p = 0 runs of the same repetition; `per`
+            // picks the unit (synapses or delivered events), `net` subtracts the p = 0 run.
+            let ratio = |f: Of, per: Of, net: bool| {
+                let x: Vec<f64> = (0..reps)
                     .map(|k| {
                         let (r, d, z) = (&rows[k], &dense_runs[k], &floor[k]);
-                        let (zt, zs) = if net { (f(z), z.synapses as f64) } else { (0.0, 0.0) };
-                        ((f(r) - zt) / (r.synapses as f64 - zs)) / ((f(d) - zt) / (d.synapses as f64 - zs))
+                        let (zt, zu) = if net { (f(z), per(z)) } else { (0.0, 0.0) };
+                        ((f(r) - zt) / (per(r) - zu)) / ((f(d) - zt) / (per(d) - zu))
                     })
                     .collect();
-                if per.iter().all(|x| x.is_finite()) { spread(per) } else { "-".into() }
+                if x.iter().all(|v| v.is_finite()) { spread(x) } else { "-".into() }
             };
-            let fwd = |r: &Row| r.forward_cpu;
-            let train = |r: &Row| r.train_cpu;
+            let fwd: Of = |r| r.forward_cpu;
+            let train: Of = |r| r.train_cpu;
+            let syn: Of = |r| r.synapses as f64;
+            let ev: Of = |r| r.events;
             let r = &rows[0];
             println!(
-                "| {} | {} | {:.0} | {:.2} M | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.2} M | {} | {} | {} / {} | {} / {} | {} / {} |",
                 r.label,
                 r.synapses,
                 r.spikes,
                 r.events / 1e6,
                 spread(rows.iter().map(|r| 1.0 / r.forward_cpu).collect()),
                 spread(rows.iter().map(|r| 1.0 / r.train_cpu).collect()),
-                ratio(fwd, false),
-                ratio(train, false),
-                ratio(fwd, true),
-                ratio(train, true),
+                ratio(fwd, syn, false),
+                ratio(train, syn, false),
+                ratio(fwd, syn, true),
+                ratio(train, syn, true),
+                ratio(fwd, ev, true),
+                ratio(train, ev, true),
             );
         }
     }
