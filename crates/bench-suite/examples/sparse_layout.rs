@@ -80,8 +80,8 @@ fn layouts(s: &SparseSynapses) -> (Compressed, Compressed) {
     (csc, csr)
 }
 
-/// Push through the ring: `events` are `(step, source)` in emission order; `fan_out(i, deliver)`
-/// calls `deliver(target, delay steps, weight)` for each synapse of source `i` (inlined: generic).
+/// Push through the ring: `events` are `(step, source)` in emission order; `fan_out(i, ring,
+/// base)` adds the synapses of source `i` for a spike in ring slot `base` (inlined: generic).
 #[inline(always)]
 fn push<F: FnMut(usize, &mut [f64], usize)>(
     events: &[(u32, u32)],
@@ -97,7 +97,7 @@ fn push<F: FnMut(usize, &mut [f64], usize)>(
         while next < events.len() && events[next].0 as usize == n {
             let i = events[next].1 as usize;
             next += 1;
-            fan_out(i, ring, n);
+            fan_out(i, ring, n % slots);
         }
         let row = &mut ring[(n % slots) * N_POST..(n % slots + 1) * N_POST];
         for x in row.iter_mut() {
@@ -108,11 +108,11 @@ fn push<F: FnMut(usize, &mut [f64], usize)>(
     total
 }
 
-/// Adds one synapse's arrival of a spike emitted at step `n` into the ring (`d < slots`: one
-/// wrap, no division, as the engine's precomputed offsets).
+/// Adds one synapse's arrival of a spike emitted in ring slot `base` (`step % slots`) into the
+/// ring (`d < slots`: one wrap, no division, as with the engine's precomputed offsets).
 #[inline(always)]
-fn deliver(ring: &mut [f64], slots: usize, n: usize, j: u32, d: u32, w: f64) {
-    let mut slot = n % slots + d as usize;
+fn deliver(ring: &mut [f64], slots: usize, base: usize, j: u32, d: u32, w: f64) {
+    let mut slot = base + d as usize;
     if slot >= slots {
         slot -= slots;
     }
@@ -205,18 +205,18 @@ fn main() {
             (best * 1e9 / delivered.max(1) as f64, total)
         };
         let push_csc = time(&mut || {
-            push(&events, steps, slots, &mut ring, |i, ring, n| {
+            push(&events, steps, slots, &mut ring, |i, ring, base| {
                 for k in csc.range(i) {
-                    deliver(ring, slots, n, csc.inner[k], csc.delay[k], csc.w[k]);
+                    deliver(ring, slots, base, csc.inner[k], csc.delay[k], csc.w[k]);
                 }
             })
         });
         let push_csr = time(&mut || {
-            push(&events, steps, slots, &mut ring, |i, ring, n| {
+            push(&events, steps, slots, &mut ring, |i, ring, base| {
                 for j in 0..N_POST {
                     let r = csr.range(j);
                     if let Ok(k) = csr.inner[r.clone()].binary_search(&(i as u32)) {
-                        deliver(ring, slots, n, j as u32, csr.delay[r.start + k], csr.w[r.start + k]);
+                        deliver(ring, slots, base, j as u32, csr.delay[r.start + k], csr.w[r.start + k]);
                     }
                 }
             })
