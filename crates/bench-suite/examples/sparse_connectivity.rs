@@ -1,31 +1,22 @@
-//! Sparse connectivity (issue 19) on the SHD-shaped 700-512r-20 network with delays: forward and
-//! training throughput at connection probability 1.0 (the dense path), and sparse with p = 1.0,
-//! 0.5 and 0.1 on the input and recurrent projections (readout dense), all in one run, and the
-//! cost per stored synapse and per delivered synaptic event relative to the dense path.
+//! Sparse connectivity (issue 19) on the SHD-shaped 700-512r-20 (recurrent) and 700-256-256-20
+//! (feedforward) networks with delays: forward and training throughput of the dense network and of
+//! sparse ones at connection probability 1.0, 0.5, 0.1 and 0 on the input and hidden projections
+//! (readout dense), each repetition running every configuration in turn, and the cost per stored
+//! synapse relative to the dense path of the same repetition — also net of the p = 0 network's
+//! cost (no input or hidden synapse: what does not scale with synapses, i.e. neuron updates,
+//! readout, the adjoint's per-step work and the per-target set-up of pull delivery).
 //!
 //! The sparse networks keep the dense network's values on a random mask (`fixed_probability`,
-//! seed 1 and 2) with the input and recurrent weights scaled by `1/p`, so that every hidden
-//! neuron gets about the same drive and the hidden activity stays comparable (otherwise a 10 %
-//! network is simply silent and "fast"). Costs are CPU seconds of this process (user + system)
-//! per sample, robust to other load on a shared machine; compare the ratios within one run.
-//! Sparse projections are pushed through their fan-outs and trained with the per-event sweep
-//! (the dense path pulls the input projection and uses the deferred sweep).
+//! seed 1 and 2) with the sparse weights scaled by `1/p`, so that every hidden neuron gets about
+//! the same drive and the hidden activity stays comparable (otherwise a 10 % network is simply
+//! silent and "fast"). Costs are CPU seconds of this process (user + system, 10 ms ticks: use
+//! enough samples) per sample, robust to other load on a shared machine; compare the ratios
+//! within one run. Under the default pull delivery the feedforward network pulls every
+//! projection (sparse ones through `SparsePull`) and trains with the layered sweep; the
+//! recurrent one pulls its input projection and pushes the others.
 //!
-//! `cargo run --release -p bench-suite --example sparse_connectivity [samples]` (default 16).
-//!
-//! Measured with 64 samples on the shared 2-core machine at load average 9.7-9.8 (CPU samples/s
-//! = 1 / CPU seconds per sample; forward single-threaded, training on 2 rayon threads):
-//!
-//! | connectivity | synapses | events / sample | forward samples/s | training samples/s | forward / training time per synapse vs dense |
-//! | --- | --- | --- | --- | --- | --- |
-//! | dense | 630,784 | 9.15 M | 37.2 | 14.6 | 1.00 / 1.00 |
-//! | sparse p = 1.0 | 630,784 | 9.15 M | 47.1 | 14.4 | 0.79 / 1.02 |
-//! | sparse p = 0.5 | 320,225 | 4.66 M | 88.9 | 24.2 | 0.82 / 1.19 |
-//! | sparse p = 0.1 | 72,164 | 1.15 M | 213.3 | 78.0 | 1.52 / 1.64 |
-//!
-//! Time falls with the synapses down to p = 0.5; at p = 0.1 the fixed per-step and per-spike
-//! costs (state updates of 532 neurons x 1000 steps, the adjoint's per-step work, spike handling)
-//! dominate, so the time per synapse rises to ~1.5x.
+//! `cargo run --release -p bench-suite --example sparse_connectivity [samples] [repetitions]`
+//! (default 16 and 3).
 
 use bench_suite::workload::{self, Rng, T_END};
 use nalgebra::DMatrix;
@@ -53,7 +44,9 @@ fn sparsify(dense: &Network, p: f64) -> Network {
         let (rows, cols) = c.shape();
         let pattern = SparseSynapses::fixed_probability(rows, cols, p, 1 + k as u64).expect("valid p");
         let mask = DMatrix::from_fn(rows, cols, |j, i| pattern.index(j, i).is_some());
-        let s = SparseSynapses::from_dense(&(c.weights() / p), c.delays(), &mask).expect("same shapes");
+        // (p = 0: no synapse, the scale is irrelevant.)
+        let scale = if p > 0.0 { 1.0 / p } else { 1.0 };
+        let s = SparseSynapses::from_dense(&(c.weights() * scale), c.delays(), &mask).expect("same shapes");
         b.connect_sparse(pre, post, s);
     }
     b.build().expect("valid network")
@@ -132,44 +125,96 @@ fn measure(label: &str, net: &Network, batch: &SpikeTrains) -> Row {
     }
 }
 
+/// The networks of one workload: dense, then sparse at each of `ps`.
+fn workload_nets(dense: &Network, ps: &[f64]) -> Vec<(String, Network)> {
+    let mut nets = vec![("dense (p = 1.0)".to_string(), dense.clone())];
+    for &p in ps {
+        let net = sparsify(dense, p);
+        assert!(net.connection(ConnectionId(0)).is_sparse());
+        nets.push((format!("sparse p = {p}"), net));
+    }
+    nets
+}
+
+/// A quantity of a measured row.
+type Of = fn(&Row) -> f64;
+
+/// Median, minimum and maximum of `x` as `m (lo-hi)`.
+fn spread(mut x: Vec<f64>) -> String {
+    x.sort_by(f64::total_cmp);
+    format!("{:.2} ({:.2}-{:.2})", x[x.len() / 2], x[0], x[x.len() - 1])
+}
+
 fn main() {
-    let samples: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let mut args = std::env::args().skip(1);
+    let samples: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
+    let reps: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     let mut rng = Rng(19);
     let batch = workload::shd_like_batch(samples, &mut rng);
-    let dense = workload::recurrent_net(&mut rng, 150.0);
-    let mut rows = vec![measure("dense (p = 1.0)", &dense, &batch)];
-    for p in [1.0, 0.5, 0.1] {
-        let net = sparsify(&dense, p);
-        assert!(net.connection(ConnectionId(0)).is_sparse());
-        rows.push(measure(&format!("sparse p = {p}"), &net, &batch));
-    }
-    let base = &rows[0];
+    let ps = [1.0, 0.5, 0.1, 0.0];
+    let workloads = [
+        ("700-512r-20 (recurrent: input projection pulled, the rest pushed)", workload::recurrent_net(&mut rng, 150.0)),
+        (
+            "700-256-256-20 (feedforward: every projection pulled, layered sweep)",
+            workload::feedforward_net(&mut rng, 150.0),
+        ),
+    ];
     println!(
-        "700-512r-20, delays U(0, 150) ms, T = 1 s, dt = 1 ms, {samples} SHD-like samples; CPU seconds per sample \
-         (threads: {})",
+        "delays U(0, 150) ms, T = 1 s, dt = 1 ms, {samples} SHD-like samples, {reps} repetitions (configurations \
+         interleaved); CPU seconds per sample (threads: {}). p = 0 keeps no input or hidden synapse (the dense \
+         readout stays): its cost is the part that does not scale with synapses. Ratios: median (min-max) over \
+         the repetitions, each against the dense and p = 0 runs of the same repetition.",
         rayon::current_num_threads()
     );
-    println!(
-        "| connectivity | synapses | hidden spikes / sample | synaptic events / sample | forward samples/s (CPU) | \
-         training samples/s (CPU) | forward time per synapse vs dense | training time per synapse vs dense | \
-         forward time per event vs dense | training time per event vs dense |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for r in &rows {
-        let per_syn = |t: f64, tb: f64| (t / r.synapses as f64) / (tb / base.synapses as f64);
-        let per_ev = |t: f64, tb: f64| (t / r.events) / (tb / base.events);
+    for (name, dense) in &workloads {
+        let nets = workload_nets(dense, &ps);
+        let mut runs: Vec<Vec<Row>> = (0..nets.len()).map(|_| Vec::new()).collect();
+        for _ in 0..reps {
+            for ((label, net), runs) in nets.iter().zip(&mut runs) {
+                runs.push(measure(label, net, &batch));
+            }
+        }
+        println!("\n{name}");
         println!(
-            "| {} | {} | {:.0} | {:.2} M | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            r.label,
-            r.synapses,
-            r.spikes,
-            r.events / 1e6,
-            1.0 / r.forward_cpu,
-            1.0 / r.train_cpu,
-            per_syn(r.forward_cpu, base.forward_cpu),
-            per_syn(r.train_cpu, base.train_cpu),
-            per_ev(r.forward_cpu, base.forward_cpu),
-            per_ev(r.train_cpu, base.train_cpu),
+            "| connectivity | synapses | hidden spikes / sample | synaptic events / sample | forward samples/s (CPU) | \
+             training samples/s (CPU) | time per synapse vs dense, forward / training | the same net of p = 0 | \
+             time per event vs dense, net of p = 0 |"
         );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let (dense_runs, floor) = (&runs[0], &runs[runs.len() - 1]);
+        for rows in &runs {
+            // Per repetition, against the dense and p = 0 runs of the same repetition; `per`
+            // picks the unit (synapses or delivered events), `net` subtracts the p = 0 run.
+            let ratio = |f: Of, per: Of, net: bool| {
+                let x: Vec<f64> = (0..reps)
+                    .map(|k| {
+                        let (r, d, z) = (&rows[k], &dense_runs[k], &floor[k]);
+                        let (zt, zu) = if net { (f(z), per(z)) } else { (0.0, 0.0) };
+                        ((f(r) - zt) / (per(r) - zu)) / ((f(d) - zt) / (per(d) - zu))
+                    })
+                    .collect();
+                if x.iter().all(|v| v.is_finite()) { spread(x) } else { "-".into() }
+            };
+            let fwd: Of = |r| r.forward_cpu;
+            let train: Of = |r| r.train_cpu;
+            let syn: Of = |r| r.synapses as f64;
+            let ev: Of = |r| r.events;
+            let r = &rows[0];
+            println!(
+                "| {} | {} | {:.0} | {:.2} M | {} | {} | {} / {} | {} / {} | {} / {} |",
+                r.label,
+                r.synapses,
+                r.spikes,
+                r.events / 1e6,
+                spread(rows.iter().map(|r| 1.0 / r.forward_cpu).collect()),
+                spread(rows.iter().map(|r| 1.0 / r.train_cpu).collect()),
+                ratio(fwd, syn, false),
+                ratio(train, syn, false),
+                ratio(fwd, syn, true),
+                ratio(train, syn, true),
+                ratio(fwd, ev, true),
+                ratio(train, ev, true),
+            );
+        }
     }
 }
