@@ -37,9 +37,7 @@ use crate::models::deep::{MultiLayerClassifier, Pursuit};
 use crate::models::{Approximator, Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use crate::nn::Network;
 use crate::train::task_driven::TaskDrivenParams;
-use crate::train::task_driven::early_stopping::{
-    EarlyStopping, TrainingReport, train_multilayer_validated, train_task_driven_validated,
-};
+use crate::train::task_driven::early_stopping::{EarlyStopping, TrainingReport, train_validated};
 use crate::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear, train_regression};
 use crate::{Algorithm, SolverParams};
 
@@ -644,7 +642,7 @@ impl MnistSetup {
             for (i, (name, m)) in [("bp", &mut bp), ("gbp", &mut gbp), ("pgbp", &mut pgbp)].into_iter().enumerate() {
                 let t = Instant::now();
                 let p = self.end_to_end.params(seed + 31 + i as u64);
-                let r = train_task_driven_validated(m, x_train, labels, x_val, l_val, &p, &es)?;
+                let r = train_validated(m, x_train, labels, x_val, l_val, &p, &es)?;
                 timing.push(stage("end-to-end", name, t, n, r.epochs_run));
                 tracing::info!(model = name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
                 reports.push((name.to_owned(), r));
@@ -866,7 +864,7 @@ pub fn train_deep(
                 let ts = Instant::now();
                 let p = cfg.end_to_end.params(seed + 41 + models.len() as u64);
                 let es = cfg.end_to_end.early_stopping();
-                let r = train_multilayer_validated(&mut m, &x, labels, &x_val, l_val, &p, &es)?;
+                let r = train_validated(&mut m, &x, labels, &x_val, l_val, &p, &es)?;
                 timing.push(stage("deep-end-to-end", &name, ts, n, r.epochs_run));
                 tracing::info!(model = %name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
                 reports.push((name, r));

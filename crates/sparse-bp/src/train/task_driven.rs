@@ -53,15 +53,11 @@
 //! ```
 
 use nalgebra::{DMatrix, DVector};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
 use crate::error::{Result, SparseBpError, check_finite};
 use crate::implicit::vjp_full;
 use crate::models::{CodeKind, LinearClassifier, PursuitClassifier};
-use crate::nn::Adam;
 use crate::solver::Solver;
 
 /// The gap regulariser of one sample and its gradients.
@@ -360,13 +356,7 @@ pub fn task_driven_gradient(
     p: &TaskDrivenParams,
 ) -> Result<TaskDrivenGradient> {
     p.check()?;
-    crate::models::check_batch(model, x)?;
-    if labels.len() != x.ncols() {
-        return Err(SparseBpError::ShapeMismatch { what: "labels", expected: (x.ncols(), 1), got: (labels.len(), 1) });
-    }
-    if labels.is_empty() {
-        return Err(SparseBpError::Empty { what: "training batch" });
-    }
+    trainer::check_labelled(model, x, labels, "training batch")?;
     let solver = model.solver();
     let d = solver.dictionary();
     let z = solver.solve(x)?.codes;
@@ -424,98 +414,42 @@ pub fn warmup_lambda(lambda: f64, t: usize, warmup: usize) -> f64 {
     lambda * ((t + 1) as f64 / (warmup + 1) as f64).min(1.0)
 }
 
-/// Checks a training set against `model`: shapes, one label per column, not empty.
-fn check_training_set(model: &impl crate::models::Classifier, x: &DMatrix<f64>, labels: &[usize]) -> Result<()> {
-    crate::models::check_batch(model, x)?;
-    if labels.len() != x.ncols() {
-        return Err(SparseBpError::ShapeMismatch { what: "labels", expected: (x.ncols(), 1), got: (labels.len(), 1) });
+impl trainer::EndToEnd for PursuitClassifier {
+    fn check_params(p: &TaskDrivenParams) -> Result<()> {
+        p.check()
     }
-    if labels.is_empty() {
-        return Err(SparseBpError::Empty { what: "training set" });
+    fn objective(&self, x: &DMatrix<f64>, labels: &[usize], p: &TaskDrivenParams) -> Result<TaskDrivenLoss> {
+        task_driven_loss(self, x, labels, p.gap_margin)
     }
-    Ok(())
-}
-
-/// The state of [`train_task_driven`] between epochs (parameters, Adam moments, shuffling,
-/// warm-up step), so that the plain and the validated trainer share one epoch.
-pub(crate) struct ShallowTrainer {
-    d: DMatrix<f64>,
-    w: DMatrix<f64>,
-    b: DMatrix<f64>,
-    adam_d: Adam,
-    adam_c: Adam,
-    rng: StdRng,
-    order: Vec<usize>,
-    solver_params: crate::solver::SolverParams,
-    kind: CodeKind,
-    gs: usize,
-    lambda: f64,
-    task: crate::models::TaskLoss,
-    t: usize,
-}
-
-impl ShallowTrainer {
-    /// Starts from `model`'s parameters; with a warm-up, `model` is set to the first step's penalty.
-    pub(crate) fn new(model: &mut PursuitClassifier, n: usize, p: &TaskDrivenParams) -> Result<Self> {
-        let tr = Self {
-            d: model.solver().dictionary().clone(),
-            w: model.classifier.w.clone(),
-            b: DMatrix::from_column_slice(model.classifier.b.len(), 1, model.classifier.b.as_slice()),
-            adam_d: Adam::new(p.lr),
-            adam_c: Adam::new(p.clf_lr.unwrap_or(1.0)),
-            rng: StdRng::seed_from_u64(p.seed),
-            order: (0..n).collect(),
-            solver_params: model.solver().params().clone(),
-            kind: model.kind,
-            gs: model.group_size,
-            lambda: model.lambda,
-            task: model.task,
-            t: 0,
+    fn gradient(&self, x: &DMatrix<f64>, labels: &[usize], p: &TaskDrivenParams) -> Result<deep::MultiLayerGradient> {
+        let g = task_driven_gradient(self, x, labels, p)?;
+        Ok(deep::MultiLayerGradient { loss: g.loss, dictionaries: vec![g.dictionary], w: g.w, b: g.b })
+    }
+    fn dictionary_list(&self) -> Vec<DMatrix<f64>> {
+        vec![self.solver().dictionary().clone()]
+    }
+    fn linear(&self) -> &LinearClassifier {
+        &self.classifier
+    }
+    fn rebuilt(&self, dicts: &[DMatrix<f64>], clf: LinearClassifier, t: usize, warmup: usize) -> Result<Self> {
+        let [d] = dicts else {
+            return Err(SparseBpError::ShapeMismatch {
+                what: "shallow dictionaries",
+                expected: (1, 1),
+                got: (dicts.len(), 1),
+            });
         };
-        if p.warmup_steps > 0 {
-            *model = tr.build(warmup_lambda(tr.lambda, 0, p.warmup_steps))?;
-        }
-        Ok(tr)
-    }
-
-    fn build(&self, lambda: f64) -> Result<PursuitClassifier> {
-        let clf = LinearClassifier { w: self.w.clone(), b: self.b.column(0).into_owned() };
-        let mut next = PursuitClassifier::new(self.kind, self.d.clone(), self.gs, lambda, clf, self.task)?;
-        next.set_solver_params(self.solver_params.clone())?;
+        let lambda = warmup_lambda(self.lambda, t, warmup);
+        let mut next = PursuitClassifier::new(self.kind, d.clone(), self.group_size, lambda, clf, self.task)?;
+        next.set_solver_params(self.solver().params().clone())?;
         Ok(next)
     }
-
-    /// One pass over `(x, labels)` in shuffled mini-batches; `model` ends at the target
-    /// penalty. Returns the mean over the batches of the weighted objective (each batch at
-    /// its own penalty, weighted by its size).
-    pub(crate) fn epoch(
-        &mut self,
-        model: &mut PursuitClassifier,
-        x: &DMatrix<f64>,
-        labels: &[usize],
-        p: &TaskDrivenParams,
-    ) -> Result<f64> {
-        self.order.shuffle(&mut self.rng);
-        let mut total = 0.0;
-        let order = std::mem::take(&mut self.order);
-        for chunk in order.chunks(p.batch_size) {
-            let xb = DMatrix::from_fn(x.nrows(), chunk.len(), |i, j| x[(i, chunk[j])]);
-            let lb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let g = task_driven_gradient(model, &xb, &lb, p)?;
-            total += g.loss.total(p) * chunk.len() as f64;
-            self.adam_d.step(std::iter::once(&mut self.d), &[&g.dictionary]);
-            normalise_columns(&mut self.d);
-            if p.clf_lr.is_some() {
-                let gb = DMatrix::from_column_slice(g.b.len(), 1, g.b.as_slice());
-                self.adam_c.step([&mut self.w, &mut self.b].into_iter(), &[&g.w, &gb]);
-            }
-            self.t += 1;
-            *model = self.build(warmup_lambda(self.lambda, self.t, p.warmup_steps))?;
+    fn label(&self) -> &'static str {
+        match self.kind {
+            CodeKind::Bp => "bp",
+            CodeKind::Gbp => "gbp",
+            CodeKind::Pgbp => "pgbp",
         }
-        self.order = order;
-        // evaluate at the target penalty
-        *model = self.build(self.lambda)?;
-        Ok(total / x.ncols().max(1) as f64)
     }
 }
 
@@ -524,7 +458,7 @@ impl ShallowTrainer {
 /// unit norm after every step, the penalty warmed up over the first `warmup_steps` steps
 /// ([`warmup_lambda`]). Returns the objective terms on the whole training set (at the
 /// target penalty) after every epoch (entry 0: before training).
-/// [`early_stopping::train_task_driven_validated`] is the same with early stopping on a
+/// [`early_stopping::train_validated`] is the same with early stopping on a
 /// held-out set.
 pub fn train_task_driven(
     model: &mut PursuitClassifier,
@@ -532,34 +466,56 @@ pub fn train_task_driven(
     labels: &[usize],
     p: &TaskDrivenParams,
 ) -> Result<Vec<TaskDrivenLoss>> {
-    p.check()?;
-    check_training_set(&*model, x, labels)?;
-    let mut history = vec![task_driven_loss(model, x, labels, p.gap_margin)?];
-    let mut trainer = ShallowTrainer::new(model, x.ncols(), p)?;
-    for epoch in 0..p.epochs {
-        trainer.epoch(model, x, labels, p)?;
-        let l = task_driven_loss(model, x, labels, p.gap_margin)?;
-        tracing::info!(epoch, task = l.task, recon = l.recon, gap = l.gap, "task-driven epoch");
-        history.push(l);
-    }
-    Ok(history)
+    trainer::train_epochs(model, x, labels, p)
 }
 
 pub mod deep;
 pub mod early_stopping;
+pub mod trainer;
+
+/// Test data shared by the trainers' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use nalgebra::DMatrix;
+    use rand::RngExt;
+    use rand::rngs::StdRng;
+    use rand_distr::StandardNormal;
+
+    /// An `r x c` matrix of N(0, 1) entries.
+    pub(crate) fn rand_mat(r: usize, c: usize, rng: &mut StdRng) -> DMatrix<f64> {
+        DMatrix::from_fn(r, c, |_, _| rng.sample::<f64, _>(StandardNormal))
+    }
+
+    /// `n` images of a 3-class teacher problem drawn with `rng`: image `j` has class
+    /// `c = j % 3` and is a random atom of the `c`-th third of `teacher`'s atoms scaled by
+    /// U[1, 2) plus half a random atom (so the class is which third carries the largest code).
+    pub(crate) fn teacher_images(teacher: &DMatrix<f64>, n: usize, rng: &mut StdRng) -> (DMatrix<f64>, Vec<usize>) {
+        let (rows, atoms) = teacher.shape();
+        let third = atoms / 3;
+        let mut x = DMatrix::zeros(rows, n);
+        let mut labels = Vec::with_capacity(n);
+        for j in 0..n {
+            let c = j % 3;
+            let a = third * c + rng.random_range(0..third);
+            let b = rng.random_range(0..atoms);
+            let col = teacher.column(a) * rng.random_range(1.0..2.0) + teacher.column(b) * 0.5;
+            x.set_column(j, &col);
+            labels.push(c);
+        }
+        (x, labels)
+    }
+}
 
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{rand_mat, teacher_images};
     use super::*;
     use crate::groups::{GroupNorm, GroupSpec};
     use crate::models::TaskLoss;
     use crate::solver::SolverParams;
-    use rand::RngExt;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
     use rand_distr::StandardNormal;
-
-    fn rand_mat(r: usize, c: usize, rng: &mut StdRng) -> DMatrix<f64> {
-        DMatrix::from_fn(r, c, |_, _| rng.sample::<f64, _>(StandardNormal))
-    }
 
     fn tight() -> SolverParams {
         SolverParams { tol: 1e-15, max_iter: 400_000, ..SolverParams::default() }
@@ -609,18 +565,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut teacher = rand_mat(8, 12, &mut rng);
         normalise_columns(&mut teacher);
-        // labels: which third of the teacher's atoms carries the largest code
-        let n = 90;
-        let mut x = DMatrix::zeros(8, n);
-        let mut labels = Vec::with_capacity(n);
-        for j in 0..n {
-            let c = j % 3;
-            let a = 4 * c + rng.random_range(0..4);
-            let b = rng.random_range(0..12);
-            let col = teacher.column(a) * rng.random_range(1.0..2.0) + teacher.column(b) * 0.5;
-            x.set_column(j, &col);
-            labels.push(c);
-        }
+        let (x, labels) = teacher_images(&teacher, 90, &mut rng);
         let mut d = rand_mat(8, 12, &mut rng);
         normalise_columns(&mut d);
         let clf = LinearClassifier { w: rand_mat(3, 4, &mut rng), b: DVector::zeros(3) };

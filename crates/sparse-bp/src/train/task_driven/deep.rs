@@ -38,21 +38,17 @@
 //! ```
 
 use nalgebra::{DMatrix, DVector};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
-use super::{
-    TaskDrivenLoss, TaskDrivenParams, accumulate_dictionary, code_cotangent, normalise_columns, warmup_lambda,
-};
+use super::trainer::{EndToEnd, check_labelled, train_epochs};
+use super::{TaskDrivenLoss, TaskDrivenParams, accumulate_dictionary, code_cotangent, warmup_lambda};
 use crate::error::{Result, SparseBpError};
 use crate::implicit::adjoint;
 use crate::models::LinearClassifier;
 use crate::models::deep::{MultiLayerClassifier, Pursuit};
-use crate::nn::Adam;
 
-/// Gradient of the multi-layer training objective on one batch.
+/// Gradient of the multi-layer training objective on one batch (the end-to-end trainers'
+/// gradient of a shallow model too, with one dictionary).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MultiLayerGradient {
     /// The objective terms on the batch (`gap` is always 0).
@@ -106,17 +102,6 @@ pub(crate) fn check_params(p: &TaskDrivenParams) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn check_data(model: &MultiLayerClassifier, x: &DMatrix<f64>, labels: &[usize]) -> Result<()> {
-    crate::models::check_batch(model, x)?;
-    if labels.len() != x.ncols() {
-        return Err(SparseBpError::ShapeMismatch { what: "labels", expected: (x.ncols(), 1), got: (labels.len(), 1) });
-    }
-    if labels.is_empty() {
-        return Err(SparseBpError::Empty { what: "training batch" });
-    }
-    Ok(())
-}
-
 /// The objective of [`train_multilayer`] on the batch `(x, labels)` and its exact gradient
 /// with respect to every layer's dictionary and the classifier (module docs).
 pub fn multilayer_gradient(
@@ -126,7 +111,7 @@ pub fn multilayer_gradient(
     p: &TaskDrivenParams,
 ) -> Result<MultiLayerGradient> {
     check_params(p)?;
-    check_data(model, x, labels)?;
+    check_labelled(model, x, labels, "training batch")?;
     let dicts = model.dictionaries();
     let nl = dicts.len();
     let (codes, res) = codes_and_residuals(model, x)?;
@@ -227,95 +212,37 @@ pub fn multilayer_gradient(
     Ok(MultiLayerGradient { loss: TaskDrivenLoss { task, recon, gap: 0.0 }, dictionaries: acc, w, b })
 }
 
-/// The state of [`train_multilayer`] between epochs (parameters, Adam moments, shuffling,
-/// warm-up step), shared with the validated trainer.
-pub(crate) struct MultiLayerTrainer {
-    dicts: Vec<DMatrix<f64>>,
-    w: DMatrix<f64>,
-    b: DMatrix<f64>,
-    adam_d: Adam,
-    adam_c: Adam,
-    rng: StdRng,
-    order: Vec<usize>,
-    solver_params: crate::solver::SolverParams,
-    pursuit: Pursuit,
-    kind: crate::models::CodeKind,
-    gs: usize,
-    task: crate::models::TaskLoss,
-    weights: Vec<f64>,
-    t: usize,
-}
-
-impl MultiLayerTrainer {
-    /// Starts from `model`'s parameters; with a warm-up, `model` is set to the first step's penalties.
-    pub(crate) fn new(model: &mut MultiLayerClassifier, n: usize, p: &TaskDrivenParams) -> Result<Self> {
-        let tr = Self {
-            dicts: model.dictionaries().to_vec(),
-            w: model.classifier.w.clone(),
-            b: DMatrix::from_column_slice(model.classifier.b.len(), 1, model.classifier.b.as_slice()),
-            adam_d: Adam::new(p.lr),
-            adam_c: Adam::new(p.clf_lr.unwrap_or(1.0)),
-            rng: StdRng::seed_from_u64(p.seed),
-            order: (0..n).collect(),
-            solver_params: model.solvers()[0].params().clone(),
-            pursuit: model.pursuit,
-            kind: model.kind,
-            gs: model.group_size,
-            task: model.task,
-            weights: model.weights.clone(),
-            t: 0,
-        };
-        if p.warmup_steps > 0 {
-            *model = tr.build(0, p.warmup_steps)?;
-        }
-        Ok(tr)
+impl EndToEnd for MultiLayerClassifier {
+    fn check_params(p: &TaskDrivenParams) -> Result<()> {
+        check_params(p)
     }
-
-    fn build(&self, t: usize, warmup: usize) -> Result<MultiLayerClassifier> {
-        let clf = LinearClassifier { w: self.w.clone(), b: self.b.column(0).into_owned() };
+    fn objective(&self, x: &DMatrix<f64>, labels: &[usize], _p: &TaskDrivenParams) -> Result<TaskDrivenLoss> {
+        multilayer_loss(self, x, labels)
+    }
+    fn gradient(&self, x: &DMatrix<f64>, labels: &[usize], p: &TaskDrivenParams) -> Result<MultiLayerGradient> {
+        multilayer_gradient(self, x, labels, p)
+    }
+    fn dictionary_list(&self) -> Vec<DMatrix<f64>> {
+        self.dictionaries().to_vec()
+    }
+    fn linear(&self) -> &LinearClassifier {
+        &self.classifier
+    }
+    fn rebuilt(&self, dicts: &[DMatrix<f64>], clf: LinearClassifier, t: usize, warmup: usize) -> Result<Self> {
         let lw: Vec<f64> = self.weights.iter().map(|&l| warmup_lambda(l, t, warmup)).collect();
         MultiLayerClassifier::with_solver_params(
             self.pursuit,
             self.kind,
-            self.dicts.clone(),
-            self.gs,
+            dicts.to_vec(),
+            self.group_size,
             lw,
             clf,
             self.task,
-            self.solver_params.clone(),
+            self.solvers()[0].params().clone(),
         )
     }
-
-    /// One pass over `(x, labels)` in shuffled mini-batches; `model` ends at the target
-    /// penalties. Returns the size-weighted mean over the batches of the objective.
-    pub(crate) fn epoch(
-        &mut self,
-        model: &mut MultiLayerClassifier,
-        x: &DMatrix<f64>,
-        labels: &[usize],
-        p: &TaskDrivenParams,
-    ) -> Result<f64> {
-        self.order.shuffle(&mut self.rng);
-        let order = std::mem::take(&mut self.order);
-        let mut total = 0.0;
-        for chunk in order.chunks(p.batch_size) {
-            let xb = DMatrix::from_fn(x.nrows(), chunk.len(), |i, j| x[(i, chunk[j])]);
-            let lb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let g = multilayer_gradient(model, &xb, &lb, p)?;
-            total += g.loss.total(p) * chunk.len() as f64;
-            let grads: Vec<&DMatrix<f64>> = g.dictionaries.iter().collect();
-            self.adam_d.step(self.dicts.iter_mut(), &grads);
-            self.dicts.iter_mut().for_each(normalise_columns);
-            if p.clf_lr.is_some() {
-                let gb = DMatrix::from_column_slice(g.b.len(), 1, g.b.as_slice());
-                self.adam_c.step([&mut self.w, &mut self.b].into_iter(), &[&g.w, &gb]);
-            }
-            self.t += 1;
-            *model = self.build(self.t, p.warmup_steps)?;
-        }
-        self.order = order;
-        *model = self.build(p.warmup_steps, p.warmup_steps)?;
-        Ok(total / x.ncols().max(1) as f64)
+    fn label(&self) -> &'static str {
+        self.name()
     }
 }
 
@@ -325,7 +252,7 @@ impl MultiLayerTrainer {
 /// step; every layer's penalty warmed up over `p.warmup_steps` steps
 /// ([`super::warmup_lambda`]). Returns the objective terms on the whole training set (at
 /// the target penalties) after every epoch (entry 0: before training).
-/// [`super::early_stopping::train_multilayer_validated`] is the same with early stopping on
+/// [`super::early_stopping::train_validated`] is the same with early stopping on
 /// a held-out set.
 pub fn train_multilayer(
     model: &mut MultiLayerClassifier,
@@ -333,31 +260,19 @@ pub fn train_multilayer(
     labels: &[usize],
     p: &TaskDrivenParams,
 ) -> Result<Vec<TaskDrivenLoss>> {
-    check_params(p)?;
-    check_data(model, x, labels)?;
-    let mut history = vec![multilayer_loss(model, x, labels)?];
-    let mut trainer = MultiLayerTrainer::new(model, x.ncols(), p)?;
-    for epoch in 0..p.epochs {
-        trainer.epoch(model, x, labels, p)?;
-        let l = multilayer_loss(model, x, labels)?;
-        tracing::info!(epoch, model = model.name(), task = l.task, recon = l.recon, "end-to-end epoch");
-        history.push(l);
-    }
-    Ok(history)
+    train_epochs(model, x, labels, p)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{rand_mat, teacher_images};
+    use super::super::normalise_columns;
     use super::*;
     use crate::models::deep::Pursuit;
     use crate::models::{Classifier, CodeKind, TaskLoss};
     use crate::solver::SolverParams;
-    use rand::RngExt;
-    use rand_distr::StandardNormal;
-
-    fn rand_mat(r: usize, c: usize, rng: &mut StdRng) -> DMatrix<f64> {
-        DMatrix::from_fn(r, c, |_, _| rng.sample::<f64, _>(StandardNormal))
-    }
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
 
     fn tight() -> SolverParams {
         // exact homotopy for the l1 problems, coordinate descent for the group ones
@@ -467,18 +382,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut teacher = rand_mat(8, 12, &mut rng);
         normalise_columns(&mut teacher);
-        let n = 60;
-        let mut x = DMatrix::zeros(8, n);
-        let mut labels = Vec::with_capacity(n);
-        for j in 0..n {
-            let c = j % 3;
-            let a = 4 * c + rng.random_range(0..4);
-            let b = rng.random_range(0..12);
-            let col = teacher.column(a) * rng.random_range(1.0..2.0) + teacher.column(b) * 0.5;
-            x.set_column(j, &col);
-            labels.push(c);
-        }
-        (x, labels)
+        teacher_images(&teacher, 60, &mut rng)
     }
 
     #[test]

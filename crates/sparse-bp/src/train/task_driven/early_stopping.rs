@@ -1,8 +1,7 @@
 //! Early stopping on a held-out set for the end-to-end trainers (issue 20):
-//! [`train_task_driven_validated`] (shallow BP / GBP / PGBP) and
-//! [`train_multilayer_validated`] (the 3-layer models) run the same epochs as
-//! [`super::train_task_driven`] and [`super::deep::train_multilayer`], measure the accuracy
-//! on the held-out images after every epoch, keep the parameters of the best epoch, stop
+//! [`train_validated`] (shallow BP / GBP / PGBP or the 3-layer models) runs the same epochs as
+//! [`super::train_task_driven`] or [`super::deep::train_multilayer`], measures the accuracy
+//! on the held-out images after every epoch, keeps the parameters of the best epoch, stops
 //! after [`EarlyStopping::patience`] epochs without an improvement of more than
 //! [`EarlyStopping::min_delta`], and hand the best parameters back with a
 //! [`TrainingReport`].
@@ -14,14 +13,14 @@
 //! use nalgebra::{DMatrix, DVector};
 //! use sparse_bp::models::{CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 //! use sparse_bp::train::task_driven::TaskDrivenParams;
-//! use sparse_bp::train::task_driven::early_stopping::{EarlyStopping, train_task_driven_validated};
+//! use sparse_bp::train::task_driven::early_stopping::{EarlyStopping, train_validated};
 //! let clf = LinearClassifier { w: DMatrix::from_row_slice(2, 2, &[1.0, -1.0, -1.0, 1.0]), b: DVector::zeros(2) };
 //! let mut m = PursuitClassifier::new(CodeKind::Bp, DMatrix::identity(2, 2), 1, 0.1, clf, TaskLoss::CrossEntropy)?;
 //! let x = DMatrix::from_column_slice(2, 4, &[1.0, 0.2, 0.1, 1.0, 0.9, 0.0, 0.0, 0.8]);
 //! let labels = [0, 1, 0, 1];
 //! let p = TaskDrivenParams { epochs: 5, batch_size: 2, ..TaskDrivenParams::default() };
 //! let es = EarlyStopping { patience: 2, min_delta: 0.0 };
-//! let report = train_task_driven_validated(&mut m, &x, &labels, &x, &labels, &p, &es)?;
+//! let report = train_validated(&mut m, &x, &labels, &x, &labels, &p, &es)?;
 //! // every image is classified right from the start: nothing improves, training stops after 2 epochs
 //! assert_eq!((report.epochs_run, report.best_epoch, report.stopped_early), (2, 0, true));
 //! assert_eq!(report.val_accuracy, vec![1.0, 1.0, 1.0]);
@@ -31,11 +30,9 @@
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use super::deep::{MultiLayerTrainer, check_data, check_params};
-use super::{ShallowTrainer, TaskDrivenParams, check_training_set};
+use super::TaskDrivenParams;
+use super::trainer::{EndToEnd, Trainer, check_labelled};
 use crate::error::{Result, SparseBpError};
-use crate::models::deep::MultiLayerClassifier;
-use crate::models::{Classifier, PursuitClassifier};
 
 /// Early-stopping rule of the validated trainers.
 ///
@@ -144,8 +141,22 @@ pub(crate) fn run_early_stopped<M: Clone>(
     Ok(report)
 }
 
-fn check_held_out(model: &impl Classifier, x_val: &DMatrix<f64>, l_val: &[usize]) -> Result<()> {
-    crate::models::check_batch(model, x_val)?;
+/// [`super::train_task_driven`] (shallow models) or [`super::deep::train_multilayer`]
+/// (3-layer models) with early stopping on `(x_val, l_val)` (module docs): at most
+/// `p.epochs` epochs; `model` ends with the parameters of the best held-out epoch.
+pub fn train_validated<M: EndToEnd>(
+    model: &mut M,
+    x: &DMatrix<f64>,
+    labels: &[usize],
+    x_val: &DMatrix<f64>,
+    l_val: &[usize],
+    p: &TaskDrivenParams,
+    es: &EarlyStopping,
+) -> Result<TrainingReport> {
+    M::check_params(p)?;
+    es.check()?;
+    check_labelled(&*model, x, labels, "training set")?;
+    crate::models::check_batch(&*model, x_val)?;
     if l_val.len() != x_val.ncols() {
         return Err(SparseBpError::ShapeMismatch {
             what: "held-out labels",
@@ -156,60 +167,9 @@ fn check_held_out(model: &impl Classifier, x_val: &DMatrix<f64>, l_val: &[usize]
     if l_val.is_empty() {
         return Err(SparseBpError::Empty { what: "held-out set" });
     }
-    Ok(())
-}
-
-/// [`super::train_task_driven`] with early stopping on `(x_val, l_val)` (module docs): at
-/// most `p.epochs` epochs; `model` ends with the parameters of the best held-out epoch.
-pub fn train_task_driven_validated(
-    model: &mut PursuitClassifier,
-    x: &DMatrix<f64>,
-    labels: &[usize],
-    x_val: &DMatrix<f64>,
-    l_val: &[usize],
-    p: &TaskDrivenParams,
-    es: &EarlyStopping,
-) -> Result<TrainingReport> {
-    p.check()?;
-    es.check()?;
-    check_training_set(&*model, x, labels)?;
-    check_held_out(&*model, x_val, l_val)?;
     let mut warm = model.clone();
-    let mut trainer = ShallowTrainer::new(&mut warm, x.ncols(), p)?;
+    let mut trainer = Trainer::new(&mut warm, x.ncols(), p)?;
     // epoch 0 is the starting model; the first epoch starts from the warm-up penalty
-    let mut first = true;
-    run_early_stopped(
-        model,
-        p.epochs,
-        es,
-        |m| {
-            if first {
-                *m = warm.clone();
-                first = false;
-            }
-            trainer.epoch(m, x, labels, p)
-        },
-        |m| m.accuracy(x_val, l_val),
-    )
-}
-
-/// [`super::deep::train_multilayer`] with early stopping on `(x_val, l_val)` (module docs):
-/// at most `p.epochs` epochs; `model` ends with the parameters of the best held-out epoch.
-pub fn train_multilayer_validated(
-    model: &mut MultiLayerClassifier,
-    x: &DMatrix<f64>,
-    labels: &[usize],
-    x_val: &DMatrix<f64>,
-    l_val: &[usize],
-    p: &TaskDrivenParams,
-    es: &EarlyStopping,
-) -> Result<TrainingReport> {
-    check_params(p)?;
-    es.check()?;
-    check_data(model, x, labels)?;
-    check_held_out(&*model, x_val, l_val)?;
-    let mut warm = model.clone();
-    let mut trainer = MultiLayerTrainer::new(&mut warm, x.ncols(), p)?;
     let mut first = true;
     run_early_stopped(
         model,
@@ -229,6 +189,8 @@ pub fn train_multilayer_validated(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::deep::MultiLayerClassifier;
+    use crate::models::{Classifier, PursuitClassifier};
 
     /// A scripted "model" (its value is the epoch it came from) with a held-out accuracy that
     /// peaks at epoch 2: training stops after `patience` more epochs and epoch 2 is restored.
@@ -295,16 +257,7 @@ mod tests {
         if sample_seed != teacher_seed {
             rng = rand::rngs::StdRng::seed_from_u64(sample_seed);
         }
-        let mut x = DMatrix::zeros(8, n);
-        let mut labels = Vec::with_capacity(n);
-        for j in 0..n {
-            let c = j % 3;
-            let a = 4 * c + rng.random_range(0..4);
-            let b = rng.random_range(0..12);
-            let col = teacher.column(a) * rng.random_range(1.0..2.0) + teacher.column(b) * 0.5;
-            x.set_column(j, &col);
-            labels.push(c);
-        }
+        let (x, labels) = super::super::fixtures::teacher_images(&teacher, n, &mut rng);
         let shifted = labels.iter().map(|&c| (c + 1) % 3).collect();
         (x, labels, shifted)
     }
@@ -377,7 +330,7 @@ mod tests {
                 let plain_p = |e| TaskDrivenParams { epochs: e, ..p.clone() };
 
                 let mut m = shallow0.clone();
-                let r = train_task_driven_validated(&mut m, &x, &labels, xv, lv, &p, &es).unwrap();
+                let r = train_validated(&mut m, &x, &labels, xv, lv, &p, &es).unwrap();
                 check_report(&r, epochs, patience, &format!("shallow {case}"));
                 assert_eq!(m.accuracy(xv, lv).unwrap(), r.best_val_accuracy());
                 let mut plain = shallow0.clone();
@@ -392,7 +345,7 @@ mod tests {
                 later_peaks += usize::from(r.best_epoch > 0 && r.best_epoch < r.epochs_run);
 
                 let mut m = deep0.clone();
-                let r = train_multilayer_validated(&mut m, &x, &labels, xv, lv, &p, &es).unwrap();
+                let r = train_validated(&mut m, &x, &labels, xv, lv, &p, &es).unwrap();
                 check_report(&r, epochs, patience, &format!("3-layer {case}"));
                 assert_eq!(m.accuracy(xv, lv).unwrap(), r.best_val_accuracy());
                 let mut plain = deep0.clone();
@@ -421,13 +374,13 @@ mod tests {
         let mut m = PursuitClassifier::new(CodeKind::Bp, d, 1, 0.2, clf, TaskLoss::CrossEntropy).unwrap();
         let p = TaskDrivenParams { epochs: 1, ..TaskDrivenParams::default() };
         let es = EarlyStopping::default();
-        let r = train_task_driven_validated(&mut m, &x, &labels, &x, &labels[1..], &p, &es);
+        let r = train_validated(&mut m, &x, &labels, &x, &labels[1..], &p, &es);
         assert!(matches!(r, Err(SparseBpError::ShapeMismatch { what: "held-out labels", .. })), "{r:?}");
         let empty = x.columns(0, 0).into_owned();
-        let r = train_task_driven_validated(&mut m, &x, &labels, &empty, &[], &p, &es);
+        let r = train_validated(&mut m, &x, &labels, &empty, &[], &p, &es);
         assert!(matches!(r, Err(SparseBpError::Empty { what: "held-out set" })), "{r:?}");
         let bad = EarlyStopping { patience: 0, min_delta: 0.0 };
-        let r = train_task_driven_validated(&mut m, &x, &labels, &x, &labels, &p, &bad);
+        let r = train_validated(&mut m, &x, &labels, &x, &labels, &p, &bad);
         assert!(matches!(r, Err(SparseBpError::InvalidParam { name: "patience", .. })), "{r:?}");
     }
 
