@@ -180,12 +180,7 @@ pub trait Classifier: Sync {
     /// (`None` on the first) and they warm-start this call's solve, which meets the same
     /// solver tolerance as a cold one; the codes of `x` are left in `warm`. The default
     /// ignores `warm`.
-    fn input_gradient_warm(
-        &self,
-        x: &DMatrix<f64>,
-        labels: &[usize],
-        warm: &mut Option<DMatrix<f64>>,
-    ) -> Result<DMatrix<f64>> {
+    fn input_gradient_warm(&self, x: &DMatrix<f64>, labels: &[usize], warm: &mut WarmCodes) -> Result<DMatrix<f64>> {
         let _ = warm;
         self.input_gradient(x, labels)
     }
@@ -206,6 +201,10 @@ pub trait Classifier: Sync {
         Ok(p.iter().zip(labels).filter(|(a, b)| a == b).count() as f64 / p.len().max(1) as f64)
     }
 }
+
+/// The sparse codes an iterative attack carries from one step to the next
+/// ([`Classifier::input_gradient_warm`]); `None` before the first step.
+pub type WarmCodes = Option<DMatrix<f64>>;
 
 /// Which sparse code and which classifier input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,12 +332,7 @@ impl Classifier for PursuitClassifier {
     fn input_gradient(&self, x: &DMatrix<f64>, labels: &[usize]) -> Result<DMatrix<f64>> {
         self.input_gradient_at(x, labels, &self.codes(x)?)
     }
-    fn input_gradient_warm(
-        &self,
-        x: &DMatrix<f64>,
-        labels: &[usize],
-        warm: &mut Option<DMatrix<f64>>,
-    ) -> Result<DMatrix<f64>> {
+    fn input_gradient_warm(&self, x: &DMatrix<f64>, labels: &[usize], warm: &mut WarmCodes) -> Result<DMatrix<f64>> {
         check_batch(self, x)?;
         let z = match warm.as_ref() {
             Some(w) if w.shape() == (self.solver.dictionary().ncols(), x.ncols()) => {

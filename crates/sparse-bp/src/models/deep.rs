@@ -44,7 +44,7 @@ use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, CodeKind, LinearClassifier, TaskLoss, default_solver_params, group_norms};
+use super::{Classifier, CodeKind, LinearClassifier, TaskLoss, WarmCodes, default_solver_params, group_norms};
 use crate::error::{Result, SparseBpError};
 use crate::groups::{Group, GroupNorm, GroupSpec};
 use crate::multilayer::MultiLayer;
@@ -228,7 +228,7 @@ impl MultiLayerClassifier {
 
     /// [`MultiLayerClassifier::codes`] warm-started from `warm` (every layer's codes stacked,
     /// first layer on top; ignored if its shape does not fit), which then holds the new codes.
-    fn codes_warm(&self, x: &DMatrix<f64>, warm: &mut Option<DMatrix<f64>>) -> Result<Vec<DMatrix<f64>>> {
+    fn codes_warm(&self, x: &DMatrix<f64>, warm: &mut WarmCodes) -> Result<Vec<DMatrix<f64>>> {
         super::check_batch(self, x)?;
         let total: usize = self.dictionaries().iter().map(|d| d.ncols()).sum();
         let init = warm.take().filter(|w| w.shape() == (total, x.ncols()));
@@ -302,12 +302,7 @@ impl Classifier for MultiLayerClassifier {
     fn input_gradient(&self, x: &DMatrix<f64>, labels: &[usize]) -> Result<DMatrix<f64>> {
         self.input_gradient_at(x, labels, &self.codes(x)?)
     }
-    fn input_gradient_warm(
-        &self,
-        x: &DMatrix<f64>,
-        labels: &[usize],
-        warm: &mut Option<DMatrix<f64>>,
-    ) -> Result<DMatrix<f64>> {
+    fn input_gradient_warm(&self, x: &DMatrix<f64>, labels: &[usize], warm: &mut WarmCodes) -> Result<DMatrix<f64>> {
         let codes = self.codes_warm(x, warm)?;
         self.input_gradient_at(x, labels, &codes)
     }
