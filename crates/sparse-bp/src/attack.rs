@@ -131,8 +131,10 @@ pub(crate) fn iterate<C: Classifier + ?Sized>(
     p: &Ifgsm,
 ) -> Result<DMatrix<f64>> {
     let a = step;
+    // each step's solve starts from the previous step's codes (the input moved by one step)
+    let mut warm = None;
     for _ in 0..p.steps {
-        let g = model.input_gradient(&y, labels)?;
+        let g = model.input_gradient_warm(&y, labels, &mut warm)?;
         match p.norm {
             AttackNorm::Linf => {
                 for i in 0..y.len() {

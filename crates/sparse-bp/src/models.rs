@@ -175,6 +175,15 @@ pub trait Classifier: Sync {
     /// Gradient of the summed attack objective ([`TaskLoss::attack_objective`]) with
     /// respect to each input column.
     fn input_gradient(&self, x: &DMatrix<f64>, labels: &[usize]) -> Result<DMatrix<f64>>;
+    /// [`Classifier::input_gradient`] for an iterative attack, whose inputs move little from
+    /// one call to the next: `warm` carries the model's sparse codes of the previous call
+    /// (`None` on the first) and they warm-start this call's solve, which meets the same
+    /// solver tolerance as a cold one; the codes of `x` are left in `warm`. The default
+    /// ignores `warm`.
+    fn input_gradient_warm(&self, x: &DMatrix<f64>, labels: &[usize], warm: &mut WarmCodes) -> Result<DMatrix<f64>> {
+        let _ = warm;
+        self.input_gradient(x, labels)
+    }
     /// Predicted classes.
     fn predict(&self, x: &DMatrix<f64>) -> Result<Vec<usize>> {
         Ok(self.loss().predict(&self.logits(x)?))
@@ -192,6 +201,10 @@ pub trait Classifier: Sync {
         Ok(p.iter().zip(labels).filter(|(a, b)| a == b).count() as f64 / p.len().max(1) as f64)
     }
 }
+
+/// The sparse codes an iterative attack carries from one step to the next
+/// ([`Classifier::input_gradient_warm`]); `None` before the first step.
+pub type WarmCodes = Option<DMatrix<f64>>;
 
 /// Which sparse code and which classifier input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,8 +330,26 @@ impl Classifier for PursuitClassifier {
         self.task
     }
     fn input_gradient(&self, x: &DMatrix<f64>, labels: &[usize]) -> Result<DMatrix<f64>> {
-        let z = self.codes(x)?;
-        let f = self.features_from_codes(&z);
+        self.input_gradient_at(x, labels, &self.codes(x)?)
+    }
+    fn input_gradient_warm(&self, x: &DMatrix<f64>, labels: &[usize], warm: &mut WarmCodes) -> Result<DMatrix<f64>> {
+        check_batch(self, x)?;
+        let z = match warm.as_ref() {
+            Some(w) if w.shape() == (self.solver.dictionary().ncols(), x.ncols()) => {
+                self.solver.solve_warm(x, w)?.codes
+            }
+            _ => self.codes(x)?,
+        };
+        let g = self.input_gradient_at(x, labels, &z)?;
+        *warm = Some(z);
+        Ok(g)
+    }
+}
+
+impl PursuitClassifier {
+    /// The input gradient of the attack objective at the codes `z` of `x`.
+    fn input_gradient_at(&self, x: &DMatrix<f64>, labels: &[usize], z: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let f = self.features_from_codes(z);
         let logits = self.classifier.logits(&f)?;
         let (_, dl) = self.task.attack_objective(&logits, labels)?;
         let df = self.classifier.w.tr_mul(&dl);
@@ -473,6 +504,12 @@ pub(crate) mod tests {
             task.attack_objective(&l, &labels).unwrap().0
         };
         fd_check(&f, &x, &g, 1e-5);
+        // the warm-started gradient (from the codes of a nearby input, as in an attack's next step)
+        let mut warm = None;
+        m.input_gradient_warm(&(&x * 0.97), &labels, &mut warm).unwrap();
+        let gw = m.input_gradient_warm(&x, &labels, &mut warm).unwrap();
+        assert_eq!(warm.as_ref().map(DMatrix::shape), Some((16, 2)));
+        fd_check(&f, &x, &gw, 1e-5);
     }
 
     #[test]

@@ -44,7 +44,7 @@ use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, CodeKind, LinearClassifier, TaskLoss, default_solver_params, group_norms};
+use super::{Classifier, CodeKind, LinearClassifier, TaskLoss, WarmCodes, default_solver_params, group_norms};
 use crate::error::{Result, SparseBpError};
 use crate::groups::{Group, GroupNorm, GroupSpec};
 use crate::multilayer::MultiLayer;
@@ -226,6 +226,41 @@ impl MultiLayerClassifier {
         }
     }
 
+    /// [`MultiLayerClassifier::codes`] warm-started from `warm` (every layer's codes stacked,
+    /// first layer on top; ignored if its shape does not fit), which then holds the new codes.
+    fn codes_warm(&self, x: &DMatrix<f64>, warm: &mut WarmCodes) -> Result<Vec<DMatrix<f64>>> {
+        super::check_batch(self, x)?;
+        let total: usize = self.dictionaries().iter().map(|d| d.ncols()).sum();
+        let init = warm.take().filter(|w| w.shape() == (total, x.ncols()));
+        let stacked = match self.pursuit {
+            Pursuit::Layered => {
+                let mut out = DMatrix::zeros(total, x.ncols());
+                let (mut prev, mut r0) = (x.clone(), 0);
+                for s in &self.solvers {
+                    let rows = s.dictionary().ncols();
+                    let z = match &init {
+                        Some(w) => s.solve_warm(&prev, &w.rows(r0, rows).into_owned())?.codes,
+                        None => s.solve(&prev)?.codes,
+                    };
+                    out.rows_mut(r0, rows).copy_from(&z);
+                    r0 += rows;
+                    prev = z;
+                }
+                out
+            }
+            Pursuit::Deep => {
+                let input = self.layers.stacked_input(x)?;
+                match &init {
+                    Some(w) => self.solvers[0].solve_warm(&input, w)?.codes,
+                    None => self.solvers[0].solve(&input)?.codes,
+                }
+            }
+        };
+        let codes = self.layers.split_stacked(&stacked);
+        *warm = Some(stacked);
+        Ok(codes)
+    }
+
     /// Classifier input from the last layer's code.
     #[must_use]
     pub fn features_from_last(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
@@ -265,7 +300,17 @@ impl Classifier for MultiLayerClassifier {
         self.task
     }
     fn input_gradient(&self, x: &DMatrix<f64>, labels: &[usize]) -> Result<DMatrix<f64>> {
-        let codes = self.codes(x)?;
+        self.input_gradient_at(x, labels, &self.codes(x)?)
+    }
+    fn input_gradient_warm(&self, x: &DMatrix<f64>, labels: &[usize], warm: &mut WarmCodes) -> Result<DMatrix<f64>> {
+        let codes = self.codes_warm(x, warm)?;
+        self.input_gradient_at(x, labels, &codes)
+    }
+}
+
+impl MultiLayerClassifier {
+    /// The input gradient of the attack objective at every layer's codes of `x`.
+    fn input_gradient_at(&self, x: &DMatrix<f64>, labels: &[usize], codes: &[DMatrix<f64>]) -> Result<DMatrix<f64>> {
         let last = codes.last().ok_or(SparseBpError::Empty { what: "layers" })?;
         let f = self.features_from_last(last);
         let logits = self.classifier.logits(&f)?;
@@ -279,7 +324,7 @@ impl Classifier for MultiLayerClassifier {
                 match self.pursuit {
                     Pursuit::Layered => {
                         let mut v = v;
-                        for (s, z) in self.solvers.iter().zip(&codes).rev() {
+                        for (s, z) in self.solvers.iter().zip(codes).rev() {
                             v = crate::implicit::vjp(s, &z.column(j).into_owned(), &v)?;
                         }
                         Ok(v)
@@ -288,7 +333,7 @@ impl Classifier for MultiLayerClassifier {
                         let total: usize = codes.iter().map(|c| c.nrows()).sum();
                         let mut zs = DVector::zeros(total);
                         let mut r = 0;
-                        for c in &codes {
+                        for c in codes {
                             zs.rows_mut(r, c.nrows()).copy_from(&c.column(j));
                             r += c.nrows();
                         }
@@ -343,6 +388,12 @@ mod tests {
         let x = rand_mat(10, 2, &mut rng) * 2.0;
         let labels = vec![1, 2];
         let g = m.input_gradient(&x, &labels).unwrap();
+        // the warm-started gradient (from the codes of a nearby input, as in an attack's next step)
+        let mut warm = None;
+        m.input_gradient_warm(&(&x * 0.97), &labels, &mut warm).unwrap();
+        let gw = m.input_gradient_warm(&x, &labels, &mut warm).unwrap();
+        let total: usize = m.dictionaries().iter().map(|d| d.ncols()).sum();
+        assert_eq!(warm.as_ref().map(DMatrix::shape), Some((total, 2)));
         // non-trivial: the last layer is active for both samples
         assert!(m.codes(&x).unwrap()[1].iter().any(|v| *v != 0.0), "{}: last layer empty", m.name());
         assert!(g.norm() > 0.0, "{}: zero gradient", m.name());
@@ -354,6 +405,7 @@ mod tests {
             xm[i] -= h;
             let fd = (f(&xp) - f(&xm)) / (2.0 * h);
             assert!((fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()), "{} entry {i}: fd {fd} vs {}", m.name(), g[i]);
+            assert!((fd - gw[i]).abs() < 1e-5 * (1.0 + fd.abs()), "{} warm {i}: fd {fd} vs {}", m.name(), gw[i]);
         }
     }
 
