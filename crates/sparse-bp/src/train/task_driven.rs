@@ -372,34 +372,32 @@ pub fn task_driven_gradient(
     let (m, big_m) = d.shape();
     let (kind, gs) = (model.kind, model.group_size);
     let zero = || (vec![DMatrix::zeros(m, big_m)], 0.0);
-    let (acc, gap) = (0..x.ncols())
-        .into_par_iter()
-        .try_fold(zero, |(mut acc, mut gap), j| -> Result<(Vec<DMatrix<f64>>, f64)> {
-            let zj = z.column(j).into_owned();
-            let rj = resid.column(j).into_owned();
-            let mut v = code_cotangent(kind, gs, &z, &f, &df, j);
-            if c > 0.0 {
-                v -= d.tr_mul(&rj) * c;
-                for (s, &zs) in zj.iter().enumerate() {
-                    if zs != 0.0 {
-                        acc[0].column_mut(s).axpy(-c * zs, &rj, 1.0);
-                    }
+    let fold = |(mut acc, mut gap): (Vec<DMatrix<f64>>, f64), j: usize| -> Result<(Vec<DMatrix<f64>>, f64)> {
+        let zj = z.column(j).into_owned();
+        let rj = resid.column(j).into_owned();
+        let mut v = code_cotangent(kind, gs, &z, &f, &df, j);
+        if c > 0.0 {
+            v -= d.tr_mul(&rj) * c;
+            for (s, &zs) in zj.iter().enumerate() {
+                if zs != 0.0 {
+                    acc[0].column_mut(s).axpy(-c * zs, &rj, 1.0);
                 }
             }
-            if let Some((support, y)) = crate::implicit::adjoint(solver, &zj, &v)? {
-                accumulate_dictionary(d, &support, &y, &rj, &zj, &mut acc, &[(0, 0, m)]);
-            }
-            if p.gap_weight > 0.0 {
-                let g = gap_regulariser(solver, &x.column(j).into_owned(), &zj, p.gap_margin)?;
-                acc[0] += g.d_dict * (p.gap_weight / n);
-                gap += g.value / n;
-            }
-            Ok((acc, gap))
-        })
-        .try_reduce(zero, |(mut a, ga), (b, gb)| {
-            a[0] += &b[0];
-            Ok((a, ga + gb))
-        })?;
+        }
+        if let Some((support, y)) = crate::implicit::adjoint(solver, &zj, &v)? {
+            accumulate_dictionary(d, &support, &y, &rj, &zj, &mut acc, &[(0, 0, m)]);
+        }
+        if p.gap_weight > 0.0 {
+            let g = gap_regulariser(solver, &x.column(j).into_owned(), &zj, p.gap_margin)?;
+            acc[0] += g.d_dict * (p.gap_weight / n);
+            gap += g.value / n;
+        }
+        Ok((acc, gap))
+    };
+    let (acc, gap) = ordered_par_sum(x.ncols(), zero, fold, |(mut a, ga), (b, gb)| {
+        a[0] += &b[0];
+        (a, ga + gb)
+    })?;
     let w = &dl * f.transpose();
     let b = DVector::from_fn(dl.nrows(), |i, _| dl.row(i).sum());
     let dictionary = acc.into_iter().next().unwrap_or_else(|| DMatrix::zeros(m, big_m));
@@ -467,6 +465,28 @@ pub fn train_task_driven(
     p: &TaskDrivenParams,
 ) -> Result<Vec<TaskDrivenLoss>> {
     trainer::train_epochs(model, x, labels, p)
+}
+
+/// Columns per work unit of the gradient sums over a batch: fixed, so that the partial sums and
+/// the order they are added in depend neither on the number of threads nor on rayon's work
+/// stealing (a `try_reduce` adds its partials in whatever order the splitting happened, and as
+/// float addition is not associative, one seed gave different losses from run to run).
+const SUM_CHUNK: usize = 16;
+
+/// Folds `0..n` in fixed chunks of [`SUM_CHUNK`] indices, the chunks in parallel, each from
+/// `zero()`; then adds the chunks' results with `add` in chunk order on the calling thread.
+/// The result is the same for any number of threads.
+pub(crate) fn ordered_par_sum<T: Send>(
+    n: usize,
+    zero: impl Fn() -> T + Sync,
+    fold: impl Fn(T, usize) -> Result<T> + Sync,
+    add: impl Fn(T, T) -> T,
+) -> Result<T> {
+    let parts: Vec<Result<T>> = (0..n.div_ceil(SUM_CHUNK))
+        .into_par_iter()
+        .map(|c| (c * SUM_CHUNK..n.min((c + 1) * SUM_CHUNK)).try_fold(zero(), &fold))
+        .collect();
+    parts.into_iter().try_fold(zero(), |acc, part| Ok(add(acc, part?)))
 }
 
 pub mod deep;
@@ -637,6 +657,23 @@ mod tests {
             }
         }
         assert_eq!(checked, 3 * 96);
+    }
+
+    /// The batch gradient is the same bit for bit on 1, 2 and 3 threads and from run to run
+    /// (the sums over columns are taken in fixed chunks and a fixed order: same seed, same numbers).
+    #[test]
+    fn gradient_does_not_depend_on_the_thread_count() {
+        let (m, x, labels) = problem(5);
+        let p = TaskDrivenParams { recon_weight: 0.7, gap_weight: 0.3, gap_margin: 5.0, ..TaskDrivenParams::default() };
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let g = pool.install(|| task_driven_gradient(&m, &x, &labels, &p)).unwrap();
+            (g.dictionary, g.w, g.b, g.loss.total(&p).to_bits())
+        };
+        let one = on(1);
+        for threads in [2, 3, 2, 3] {
+            assert!(on(threads) == one, "{threads} threads differ from one");
+        }
     }
 
     #[test]

@@ -38,7 +38,6 @@
 //! ```
 
 use nalgebra::{DMatrix, DVector};
-use rayon::prelude::*;
 
 use super::trainer::{EndToEnd, check_labelled, train_epochs};
 use super::{TaskDrivenLoss, TaskDrivenParams, accumulate_dictionary, code_cotangent, warmup_lambda};
@@ -136,77 +135,75 @@ pub fn multilayer_gradient(
     }
     let (total_rows, total_cols) = (r0, c0);
     let zero = || dicts.iter().map(|d| DMatrix::zeros(d.nrows(), d.ncols())).collect::<Vec<_>>();
-    let acc = (0..x.ncols())
-        .into_par_iter()
-        .try_fold(zero, |mut acc, j| -> Result<Vec<DMatrix<f64>>> {
-            let v_last = code_cotangent(kind, gs, last, &f, &df, j);
-            let z: Vec<DVector<f64>> = codes.iter().map(|z| z.column(j).into_owned()).collect();
-            let r: Vec<DVector<f64>> = res.iter().map(|r| r.column(j).into_owned()).collect();
-            // direct partials of the reconstruction terms on the dictionaries
-            if c > 0.0 {
-                for l in 0..nl {
-                    for (s, &zs) in z[l].iter().enumerate() {
-                        if zs != 0.0 {
-                            acc[l].column_mut(s).axpy(-c * zs, &r[l], 1.0);
+    let fold = |mut acc: Vec<DMatrix<f64>>, j: usize| -> Result<Vec<DMatrix<f64>>> {
+        let v_last = code_cotangent(kind, gs, last, &f, &df, j);
+        let z: Vec<DVector<f64>> = codes.iter().map(|z| z.column(j).into_owned()).collect();
+        let r: Vec<DVector<f64>> = res.iter().map(|r| r.column(j).into_owned()).collect();
+        // direct partials of the reconstruction terms on the dictionaries
+        if c > 0.0 {
+            for l in 0..nl {
+                for (s, &zs) in z[l].iter().enumerate() {
+                    if zs != 0.0 {
+                        acc[l].column_mut(s).axpy(-c * zs, &r[l], 1.0);
+                    }
+                }
+            }
+        }
+        match model.pursuit {
+            Pursuit::Layered => {
+                let mut cot: Vec<DVector<f64>> = z.iter().map(|zl| DVector::zeros(zl.len())).collect();
+                cot[nl - 1] += &v_last;
+                if c > 0.0 {
+                    for l in 0..nl {
+                        cot[l] -= dicts[l].tr_mul(&r[l]) * c;
+                        if l > 0 {
+                            cot[l - 1].axpy(c, &r[l], 1.0);
+                        }
+                    }
+                }
+                for l in (0..nl).rev() {
+                    if let Some((support, y)) = adjoint(&solvers[l], &z[l], &cot[l])? {
+                        let dy = accumulate_dictionary(
+                            &dicts[l],
+                            &support,
+                            &y,
+                            &r[l],
+                            &z[l],
+                            std::slice::from_mut(&mut acc[l]),
+                            &[(0, 0, dicts[l].nrows())],
+                        );
+                        if l > 0 {
+                            cot[l - 1] += dy;
                         }
                     }
                 }
             }
-            match model.pursuit {
-                Pursuit::Layered => {
-                    let mut cot: Vec<DVector<f64>> = z.iter().map(|zl| DVector::zeros(zl.len())).collect();
-                    cot[nl - 1] += &v_last;
-                    if c > 0.0 {
-                        for l in 0..nl {
-                            cot[l] -= dicts[l].tr_mul(&r[l]) * c;
-                            if l > 0 {
-                                cot[l - 1].axpy(c, &r[l], 1.0);
-                            }
-                        }
-                    }
-                    for l in (0..nl).rev() {
-                        if let Some((support, y)) = adjoint(&solvers[l], &z[l], &cot[l])? {
-                            let dy = accumulate_dictionary(
-                                &dicts[l],
-                                &support,
-                                &y,
-                                &r[l],
-                                &z[l],
-                                std::slice::from_mut(&mut acc[l]),
-                                &[(0, 0, dicts[l].nrows())],
-                            );
-                            if l > 0 {
-                                cot[l - 1] += dy;
-                            }
-                        }
-                    }
+            Pursuit::Deep => {
+                let a = solvers[0].dictionary();
+                let mut zs = DVector::zeros(total_cols);
+                let mut rs = DVector::zeros(total_rows);
+                for (l, &(row0, col0, rows)) in blocks.iter().enumerate() {
+                    zs.rows_mut(col0, z[l].len()).copy_from(&z[l]);
+                    rs.rows_mut(row0, rows).copy_from(&r[l]);
                 }
-                Pursuit::Deep => {
-                    let a = solvers[0].dictionary();
-                    let mut zs = DVector::zeros(total_cols);
-                    let mut rs = DVector::zeros(total_rows);
-                    for (l, &(row0, col0, rows)) in blocks.iter().enumerate() {
-                        zs.rows_mut(col0, z[l].len()).copy_from(&z[l]);
-                        rs.rows_mut(row0, rows).copy_from(&r[l]);
-                    }
-                    let mut v = DVector::zeros(total_cols);
-                    v.rows_mut(total_cols - v_last.len(), v_last.len()).copy_from(&v_last);
-                    if c > 0.0 {
-                        v -= a.tr_mul(&rs) * c;
-                    }
-                    if let Some((support, y)) = adjoint(&solvers[0], &zs, &v)? {
-                        accumulate_dictionary(a, &support, &y, &rs, &zs, &mut acc, &blocks);
-                    }
+                let mut v = DVector::zeros(total_cols);
+                v.rows_mut(total_cols - v_last.len(), v_last.len()).copy_from(&v_last);
+                if c > 0.0 {
+                    v -= a.tr_mul(&rs) * c;
+                }
+                if let Some((support, y)) = adjoint(&solvers[0], &zs, &v)? {
+                    accumulate_dictionary(a, &support, &y, &rs, &zs, &mut acc, &blocks);
                 }
             }
-            Ok(acc)
-        })
-        .try_reduce(zero, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(&b) {
-                *x += y;
-            }
-            Ok(a)
-        })?;
+        }
+        Ok(acc)
+    };
+    let acc = super::ordered_par_sum(x.ncols(), zero, fold, |mut a, b| {
+        for (x, y) in a.iter_mut().zip(&b) {
+            *x += y;
+        }
+        a
+    })?;
     let w = &dl * f.transpose();
     let b = DVector::from_fn(dl.nrows(), |i, _| dl.row(i).sum());
     Ok(MultiLayerGradient { loss: TaskDrivenLoss { task, recon, gap: 0.0 }, dictionaries: acc, w, b })
@@ -383,6 +380,26 @@ mod tests {
         let mut teacher = rand_mat(8, 12, &mut rng);
         normalise_columns(&mut teacher);
         teacher_images(&teacher, 60, &mut rng)
+    }
+
+    /// The batch gradient of layered and Deep Pursuit models is the same bit for bit on 1, 2 and
+    /// 3 threads (fixed chunks, fixed order of the sums).
+    #[test]
+    fn gradient_does_not_depend_on_the_thread_count() {
+        let (x, labels) = problem(9);
+        let p = TaskDrivenParams { recon_weight: 0.7, ..TaskDrivenParams::default() };
+        for (pursuit, kind, seed) in [(Pursuit::Layered, CodeKind::Gbp, 60), (Pursuit::Deep, CodeKind::Pgbp, 61)] {
+            let m = model(pursuit, kind, seed, tight());
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let g = pool.install(|| multilayer_gradient(&m, &x, &labels, &p)).unwrap();
+                (g.dictionaries, g.w, g.b)
+            };
+            let one = on(1);
+            for threads in [2, 3, 2] {
+                assert!(on(threads) == one, "{pursuit:?} {kind:?}: {threads} threads differ from one");
+            }
+        }
     }
 
     #[test]
