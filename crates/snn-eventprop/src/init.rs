@@ -85,6 +85,36 @@ impl NormalInit {
         Ok(())
     }
 
+    /// The distribution for a projection in which each synapse exists with probability `p`
+    /// (fixed-probability connectivity): `N(mean / p, sd / sqrt(p))`. A neuron's summed initial
+    /// input over its (on average `p n`) synapses then has the mean of the dense projection's
+    /// `n` synapses, and the variance the weights contribute stays that of the dense one. With
+    /// the dense distribution a sparse layer starts with `p` times the drive: at `p = 0.5` the
+    /// second hidden layer of the SSC network started silent and the network did not learn.
+    /// `p = 1` (and `p = 0`, no synapses to draw) give `self` unchanged.
+    ///
+    /// ```
+    /// use snn_eventprop::init::NormalInit;
+    /// let s = NormalInit { mean: 0.02, sd: 0.03 }.for_connectivity(0.25)?;
+    /// assert_eq!((s.mean, s.sd), (0.08, 0.06));
+    /// assert_eq!(NormalInit::HIDDEN_HIDDEN.for_connectivity(1.0)?, NormalInit::HIDDEN_HIDDEN);
+    /// assert!(NormalInit::HIDDEN_HIDDEN.for_connectivity(1.5).is_err());
+    /// # Ok::<(), snn_eventprop::EventPropError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `p` outside `[0, 1]` (or NaN): [`EventPropError::InvalidHyperparameter`].
+    pub fn for_connectivity(&self, p: f64) -> Result<NormalInit> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(EventPropError::InvalidHyperparameter {
+                param: "connectivity",
+                value: p,
+                reason: "must be in [0, 1]",
+            });
+        }
+        Ok(if p == 0.0 || p == 1.0 { *self } else { NormalInit { mean: self.mean / p, sd: self.sd / p.sqrt() } })
+    }
+
     /// Overwrites `weights` with independent draws (in storage order).
     pub fn fill<R: Rng + ?Sized>(&self, weights: &mut [f64], rng: &mut R) -> Result<()> {
         self.check()?;

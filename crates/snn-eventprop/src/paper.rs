@@ -520,8 +520,9 @@ pub struct SpeechShape {
 /// `connectivity` (in `[0, 1]`; 1 builds the dense network of [`speech_network`], bit for bit).
 /// Below 1 they are sparse, each pattern drawn by
 /// [`snn_core::SparseSynapses::fixed_probability`] from `seed` (input: `seed ^ 1`, hidden:
-/// `seed ^ 2`), and the paper's initialisations are drawn for the existing synapses only; the
-/// readout projection stays dense.
+/// `seed ^ 2`), and their weights are drawn for the existing synapses only, from the paper's
+/// distributions rescaled by [`NormalInit::for_connectivity`] (mean / P, sd / sqrt(P): each
+/// neuron starts with the dense network's mean drive); the readout projection stays dense.
 ///
 /// ```
 /// use snn_eventprop::paper::{Architecture, SpeechShape, speech_network_with};
@@ -572,9 +573,9 @@ pub fn speech_network_with(
     let mut rng = StdRng::seed_from_u64(seed);
     let scale = (8.0 / input_rate_per_ms.max(1e-3)).max(1.0);
     let w_in = NormalInit { mean: NormalInit::INPUT_HIDDEN.mean * scale, sd: NormalInit::INPUT_HIDDEN.sd * scale };
-    init_weights(&mut net, c_in, &w_in, &mut rng)?;
+    init_weights(&mut net, c_in, &w_in.for_connectivity(connectivity)?, &mut rng)?;
     for &(c, init, _) in &conns {
-        init_weights(&mut net, c, &init, &mut rng)?;
+        init_weights(&mut net, c, &init.for_connectivity(connectivity)?, &mut rng)?;
     }
     init_weights(&mut net, c_out, &NormalInit::HIDDEN_OUTPUT, &mut rng)?;
     let mut delayed = vec![c_in];
@@ -712,6 +713,24 @@ mod tests {
         assert!(ssc.augmentation.is_none());
         let q = ssc.clone().for_duration(200.0);
         assert_eq!((q.max_delay_ms, q.delay_init_ms, q.t_end_ms), (100.0, 50.0, 200.0));
+    }
+
+    /// Sparse speech networks start with the dense network's mean drive per neuron: the mean
+    /// over neurons of the summed incoming weights of every sparse projection is within 10 % of
+    /// the dense network's (at P = 0.25 the dense distributions would give a quarter of it).
+    #[test]
+    fn sparse_networks_keep_the_dense_mean_drive() {
+        let shape = SpeechShape { architecture: Architecture::TwoFeedforward, inputs: 700, hidden: 128, classes: 4 };
+        let drive = |p: f64| {
+            let di = DelayInit::Uniform { lo: 0.0, hi: 50.0 };
+            let (net, delayed) = speech_network_with(shape, p, Some(di), 8.0, 3).unwrap();
+            delayed.iter().map(|&c| net.connection(c).weight_values().iter().sum::<f64>() / 128.0).collect::<Vec<_>>()
+        };
+        let (dense, sparse) = (drive(1.0), drive(0.25));
+        assert_eq!(dense.len(), 2);
+        for (d, s) in dense.iter().zip(&sparse) {
+            assert!(d.abs() > 0.1 && ((s - d) / d).abs() < 0.1, "mean drive dense {d} vs sparse {s}");
+        }
     }
 
     /// The networks have the documented shapes and delayed connections.
