@@ -738,9 +738,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Why the full preset trains the 3-layer models on 10,000 images (the first 10,000 of the
 /// shallow models' 55,000; same held-out and test images), stated in `results.json`.
 pub const DEEP_TRAIN_REASON: &str = "protocol decision (issue 20): the 3-layer models are trained on the first 10,000 \
-     training images in the full preset so that the full run fits a working day on 2 cores; their end-to-end training \
-     through the joint Deep Pursuit problem was about 70 % of the full run's estimated time with all 55,000 images \
-     (quick-run timing block after the solver speed-ups)";
+     training images in the full preset to shorten the full run on 2 cores: with all 55,000 images their end-to-end \
+     training (through the joint Deep Pursuit problem for DP, GDP, PGDP) was about 70 % of the full run's estimated \
+     time (quick-run timing block after the solver speed-ups); even so the estimate is above a working day";
 
 /// The solver of a 3-layer model: coordinate descent, which stops on the same relative duality
 /// gap as FISTA, for the Deep Pursuit models and the `l1` models; FISTA for the layered group
