@@ -164,11 +164,18 @@ fn run<T: Copy + Default + std::ops::AddAssign>(
     ns
 }
 
-/// Best-of-7 nanoseconds per event of pull delivery (`snn_core::clocked`'s `Delivery::Pull`) on
-/// the same events: target by target, every spike of the sample added into the target's timeline
-/// of `STEPS + slots` steps, `line[n + D_ji] += w_ji`, with the target's weights and delays of the
-/// `N_PRE` presynaptic neurons held as one row each (L1); prints one line.
-fn run_pull(label: &str, slots: usize, together: usize) -> f64 {
+/// The pull benchmarks' workload: the delay steps (below `slots`) and weights of `FAN` targets'
+/// rows of `N_PRE` columns, target-major, and the sample's `SPIKES` events `(step, column)` in
+/// time order; with the generator, which the backward benchmark draws its timelines from next.
+struct PullWorkload {
+    rng: Rng,
+    d_rows: Vec<u32>,
+    w_rows: Vec<f64>,
+    events: Vec<(u32, u32)>,
+}
+
+/// See [`PullWorkload`].
+fn pull_workload(slots: usize) -> PullWorkload {
     let mut rng = Rng(1);
     let mut d_rows = vec![0u32; FAN * N_PRE];
     let mut w_rows = vec![0.0f64; FAN * N_PRE];
@@ -178,6 +185,15 @@ fn run_pull(label: &str, slots: usize, together: usize) -> f64 {
     }
     let events: Vec<(u32, u32)> =
         (0..SPIKES).map(|k| ((k / (SPIKES / STEPS)) as u32, (rng.next_u64() % N_PRE as u64) as u32)).collect();
+    PullWorkload { rng, d_rows, w_rows, events }
+}
+
+/// Best-of-7 nanoseconds per event of pull delivery (`snn_core::clocked`'s `Delivery::Pull`) on
+/// the same events: target by target, every spike of the sample added into the target's timeline
+/// of `STEPS + slots` steps, `line[n + D_ji] += w_ji`, with the target's weights and delays of the
+/// `N_PRE` presynaptic neurons held as one row each (L1); prints one line.
+fn run_pull(label: &str, slots: usize, together: usize) -> f64 {
+    let PullWorkload { d_rows, w_rows, events, .. } = pull_workload(slots);
     let len = STEPS + slots;
     let mut lines = vec![0.0f64; together.max(2) * len];
     let mut best = f64::MAX;
@@ -253,15 +269,7 @@ fn run_pull(label: &str, slots: usize, together: usize) -> f64 {
 /// pass with the column's delays, weights and sums in registers (`read_columns::<4>`); otherwise
 /// in time order, two targets per pass (the former `read_pair`). Prints one line.
 fn run_pull_backward(label: &str, slots: usize, jump: bool, by_column: bool) -> f64 {
-    let mut rng = Rng(1);
-    let mut d_rows = vec![0u32; FAN * N_PRE];
-    let mut w_rows = vec![0.0f64; FAN * N_PRE];
-    for (d, w) in d_rows.iter_mut().zip(&mut w_rows) {
-        *d = (rng.next_u64() % slots as u64) as u32;
-        *w = rng.uniform();
-    }
-    let events: Vec<(u32, u32)> =
-        (0..SPIKES).map(|k| ((k / (SPIKES / STEPS)) as u32, (rng.next_u64() % N_PRE as u64) as u32)).collect();
+    let PullWorkload { mut rng, d_rows, w_rows, events } = pull_workload(slots);
     let len = STEPS + slots;
     // Four targets' adjoint timelines (what the sweep's block step leaves), zero after STEPS.
     let mut lines = vec![[0.0f64; 2]; 4 * len];

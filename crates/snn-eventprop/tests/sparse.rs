@@ -493,17 +493,27 @@ fn lcg(seed: &mut u64) -> f64 {
     (*seed >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// A fixed-probability `rows x cols` pattern (seeded by `*seed`) whose weights and delays are
+/// `w(u)` and `d(u)` of successive draws `u` of [`lcg`] (all weights first, then all delays).
+fn random_sparse(
+    rows: usize,
+    cols: usize,
+    p: f64,
+    w: impl Fn(f64) -> f64,
+    d: impl Fn(f64) -> f64,
+    seed: &mut u64,
+) -> SparseSynapses {
+    let mut s = SparseSynapses::fixed_probability(rows, cols, p, *seed).unwrap();
+    s.weight_values_mut().iter_mut().for_each(|x| *x = w(lcg(seed)));
+    s.delay_values_mut().iter_mut().for_each(|x| *x = d(lcg(seed)));
+    s
+}
+
 /// 4 inputs -> 6 LIF (recurrent) -> 3 LI with delays on the 0.1 ms grid; the input projection
 /// dense, the recurrent and output projections sparse with probability 0.5 (the dense one is
 /// pulled under `Delivery::Pull`, the sparse ones pushed).
 fn mixed_net(seed: &mut u64) -> Network {
     let tenth = |x: f64| (x * 10.0).round() / 10.0;
-    let sparse = |rows, cols, p, w: &dyn Fn(f64) -> f64, d: &dyn Fn(f64) -> f64, seed: &mut u64| {
-        let mut s = SparseSynapses::fixed_probability(rows, cols, p, *seed).unwrap();
-        s.weight_values_mut().iter_mut().for_each(|x| *x = w(lcg(seed)));
-        s.delay_values_mut().iter_mut().for_each(|x| *x = d(lcg(seed)));
-        s
-    };
     let mut b = NetworkBuilder::new();
     let i = b.input("in", 4);
     let h = b.lif("hid", 6, LifParams::default());
@@ -511,9 +521,9 @@ fn mixed_net(seed: &mut u64) -> Network {
     let w_in = DMatrix::from_fn(6, 4, |_, _| 5.0 * lcg(seed));
     let d_in = DMatrix::from_fn(6, 4, |_, _| tenth(5.0 * lcg(seed)));
     b.connect(i, h, w_in, d_in);
-    let rec = sparse(6, 6, 0.5, &|u| 3.0 * u - 1.0, &|u| tenth(4.0 * u), seed);
+    let rec = random_sparse(6, 6, 0.5, |u| 3.0 * u - 1.0, |u| tenth(4.0 * u), seed);
     b.connect_sparse(h, h, rec);
-    let out = sparse(3, 6, 0.5, &|u| 3.0 * u - 1.0, &|u| tenth(3.0 * u), seed);
+    let out = random_sparse(3, 6, 0.5, |u| 3.0 * u - 1.0, |u| tenth(3.0 * u), seed);
     b.connect_sparse(h, o, out);
     b.build().unwrap()
 }
@@ -555,18 +565,12 @@ fn clocked_sparse_gradients_approach_exact_and_pull_equals_push() {
 /// target by target (`SparsePull`) and the gradients come from the layered sweep.
 fn sparse_ff_net(seed: &mut u64) -> Network {
     let tenth = |x: f64| (x * 10.0).round() / 10.0;
-    let mut sparse = |rows, cols, p, w: &dyn Fn(f64) -> f64, d: &dyn Fn(f64) -> f64| {
-        let mut s = SparseSynapses::fixed_probability(rows, cols, p, *seed).unwrap();
-        s.weight_values_mut().iter_mut().for_each(|x| *x = w(lcg(seed)));
-        s.delay_values_mut().iter_mut().for_each(|x| *x = d(lcg(seed)));
-        s
-    };
     let mut b = NetworkBuilder::new();
     let i = b.input("in", 4);
     let h = b.lif("hid", 6, LifParams::default());
     let o = b.li("out", 3, LiParams::default());
-    b.connect_sparse(i, h, sparse(6, 4, 0.75, &|u| 5.0 * u + 1.0, &|u| tenth(5.0 * u)));
-    b.connect_sparse(h, o, sparse(3, 6, 0.5, &|u| 3.0 * u - 1.0, &|u| tenth(3.0 * u)));
+    b.connect_sparse(i, h, random_sparse(6, 4, 0.75, |u| 5.0 * u + 1.0, |u| tenth(5.0 * u), seed));
+    b.connect_sparse(h, o, random_sparse(3, 6, 0.5, |u| 3.0 * u - 1.0, |u| tenth(3.0 * u), seed));
     b.build().unwrap()
 }
 
