@@ -64,11 +64,14 @@
 //!
 //! **Sparse projections** ([`crate::SparseSynapses`]) are pulled under the same rule as dense
 //! ones, through a per-target view of their CSC pattern built with the plan ([`SparsePull`]:
-//! a target's incoming synapses contiguous, each with its source, delay steps and value index):
-//! each target walks its synapses and, for each, its source's spikes, `line[t + D] += w`, so the
-//! cost follows the synapses, not the full matrix. A step's arrivals at a target are then summed
-//! source by source rather than in emission order, so sparse pull equals sparse push up to
-//! rounding (spikes identical in the tests, everything else to 1e-12), not bit for bit.
+//! a target's incoming synapses contiguous, each with its source, delay steps and value index,
+//! and the same synapses block by block of 8 targets, sorted by source, as packed records with
+//! the weights gathered into their order and cached like the dense rows): each block of targets
+//! walks its synapses and, for each, its source's spikes, adding `w` straight into the block's
+//! step-major arrivals at step `t + D`, so the cost follows the synapses, not the full matrix. A
+//! step's arrivals at a target are then summed source by source rather than in emission order,
+//! so sparse pull equals sparse push up to rounding (spikes identical in the tests, everything
+//! else to 1e-12), not bit for bit.
 //!
 //! `tests/clocked_delivery.rs` (in `snn-eventprop`) compares the two on random networks.
 //!
@@ -106,6 +109,8 @@
 //! the 2 cores); the SSC network 700-1024-1024-35 1.42 against
 //! 0.92 ns (1.55x; 2.5 against 0.86 ns with delays up to 250 ms, whose 4 MiB ring does not fit
 //! L2); the recurrent 700-512r-20 about the same either way (0.93-1.31 ns).
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -327,6 +332,9 @@ struct WeightRows {
     stamp: Option<u64>,
     /// Per population, `size x row_len` target-major (empty where nothing is pulled).
     rows: Vec<Vec<f64>>,
+    /// Per population, the weights of its pulled sparse projections in block order
+    /// ([`ClockedPlan::pull_sparse_weights`]).
+    sparse: Vec<Vec<f64>>,
 }
 
 impl PartialEq for WeightRows {
@@ -398,6 +406,26 @@ pub struct SparsePull {
     delay: Vec<u32>,
     /// Value index of each synapse in the connection's weight and delay arrays.
     value: Vec<u32>,
+    /// The same synapses block by block of [`LANES`] targets (targets `LANES b ..`), the
+    /// order the pull kernels walk: `blk[b]..blk[b + 1]` index `recs` and `rec_value`.
+    blk: Vec<u32>,
+    /// Per synapse of a block, sorted by (source, target): what the kernels read.
+    recs: Vec<PullRec>,
+    /// Value index of each entry of `recs` (for gathering the weights in `recs` order).
+    rec_value: Vec<u32>,
+}
+
+/// One synapse of a block of [`LANES`] targets of a [`SparsePull`]: its presynaptic neuron and
+/// `off = D * LANES + l` for delay steps `D` and target `l` of the block, so that a spike at step
+/// `t` arrives at `block[t * LANES + off]` of the step-major `(steps + 1) x LANES` arrival block,
+/// and an arrival after the last step at an index past its end (`t + D > steps` exactly when
+/// `t * LANES + off >= (steps + 1) * LANES`, as `l < LANES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PullRec {
+    /// Presynaptic neuron (index in its population).
+    pub src: u32,
+    /// `D * LANES + l`: delay steps times [`SparsePull::LANES`] plus the target's place in its block.
+    pub off: u32,
 }
 
 impl SparsePull {
@@ -425,7 +453,27 @@ impl SparsePull {
                 value[at] = k as u32;
             }
         }
-        Self { conn: c, pre: cp.pre, starts, src, delay, value }
+        // Block records: a counting sort of the synapses by block of targets, fed source by
+        // source (each fan-out in increasing target order), so each block's are sorted by
+        // (source, target).
+        let n_blocks = n_post.div_ceil(LANES);
+        let mut blk = vec![0u32; n_blocks + 1];
+        for b in 0..n_blocks {
+            blk[b + 1] = blk[b] + starts[((b + 1) * LANES).min(n_post)] - starts[b * LANES];
+        }
+        let (mut recs, mut rec_value) = (vec![PullRec::default(); nnz], vec![0u32; nnz]);
+        let mut fill: Vec<u32> = blk[..n_blocks].to_vec();
+        for i in 0..n_pre {
+            for (j, k) in conn.fan_out(i).iter() {
+                let at = &mut fill[j / LANES];
+                // Fits: `rebuild` checks `slots * LANES < u32::MAX`, and `delay_steps < slots`.
+                let off = cp.delay_steps[k] * LANES as u32 + (j % LANES) as u32;
+                recs[*at as usize] = PullRec { src: i as u32, off };
+                rec_value[*at as usize] = k as u32;
+                *at += 1;
+            }
+        }
+        Self { conn: c, pre: cp.pre, starts, src, delay, value, blk, recs, rec_value }
     }
 
     /// The connection index.
@@ -448,6 +496,44 @@ impl SparsePull {
     /// Number of stored synapses.
     pub fn nnz(&self) -> usize {
         self.src.len()
+    }
+
+    /// Targets per block of [`SparsePull::block`] (and of the clocked pull paths).
+    pub const LANES: usize = LANES;
+
+    /// The synapses into targets `LANES b .. LANES (b + 1)` (block `b`), sorted by source and
+    /// then target, with their range in [`SparsePull::block_values`] order (the order in which
+    /// [`ClockedPlan::pull_sparse_weights`] gathers weights). Panics if `b` is out of range.
+    ///
+    /// ```
+    /// use snn_core::{ClockedEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig, SparseSynapses, Synapse};
+    /// use snn_core::clocked::{PullRec, SparsePull};
+    ///
+    /// let s = |post, pre, delay| Synapse { post, pre, weight: 1.0, delay };
+    /// let syn = SparseSynapses::from_triplets(2, 3, &[s(1, 0, 2.0), s(0, 2, 0.0), s(0, 0, 1.0)])?;
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 3);
+    /// let o = b.li("out", 2, LiParams::default());
+    /// b.connect_sparse(i, o, syn);
+    /// let net = b.build()?;
+    /// let plan = ClockedEngine::new(SimConfig::new(10.0, ReadoutKind::MaxVoltage), 1.0)?.plan(&net)?;
+    /// let sp = &plan.pull_sparse(1)[0];
+    /// let (range, recs) = sp.block(0);
+    /// // Source 0 to targets 0 (1 step) and 1 (2 steps), source 2 to target 0 (0 steps).
+    /// let l = SparsePull::LANES as u32;
+    /// assert_eq!(recs, &[PullRec { src: 0, off: l }, PullRec { src: 0, off: 2 * l + 1 }, PullRec { src: 2, off: 0 }]);
+    /// assert_eq!(&sp.block_values()[range], &[0, 1, 2]);
+    /// # Ok::<(), snn_core::CoreError>(())
+    /// ```
+    pub fn block(&self, b: usize) -> (Range<usize>, &[PullRec]) {
+        let r = self.blk[b] as usize..self.blk[b + 1] as usize;
+        (r.clone(), &self.recs[r])
+    }
+
+    /// The value index (into [`crate::Connection::weight_values`]) of every synapse, in the
+    /// order of the blocks of [`SparsePull::block`].
+    pub fn block_values(&self) -> &[u32] {
+        &self.rec_value
     }
 }
 
@@ -561,7 +647,8 @@ impl ClockedPlan {
             }
         }
         self.slots = max_steps + 1;
-        if (self.slots as u128) * (state as u128) >= u32::MAX as u128 {
+        // (At least `LANES` neurons' worth: sparse pull delivery's block offsets, `PullRec`.)
+        if (self.slots as u128) * (state.max(LANES) as u128) >= u32::MAX as u128 {
             return Err(CoreError::InvalidSetting {
                 param: "dt",
                 value: dt,
@@ -662,9 +749,11 @@ impl ClockedPlan {
         let cache = &mut self.weight_rows;
         cache.stamp = None;
         cache.rows.resize_with(self.pull.len(), Vec::new);
-        for ((pp, pop), out) in self.pull.iter().zip(&self.pops).zip(&mut cache.rows) {
+        cache.sparse.resize_with(self.pull.len(), Vec::new);
+        for (((pp, pop), out), sparse) in self.pull.iter().zip(&self.pops).zip(&mut cache.rows).zip(&mut cache.sparse) {
             out.clear();
             gather_rows(&self.conns, pop.size, pp, net, out);
+            gather_sparse(pp, net, sparse);
         }
         cache.stamp = Some(net.weight_stamp());
         Ok(true)
@@ -685,6 +774,40 @@ impl ClockedPlan {
             return self.weight_rows.rows.get(p).map_or(&[], Vec::as_slice);
         }
         self.pull_weights(net, p, scratch);
+        scratch
+    }
+
+    /// The weights of the sparse projections pulled into population `p`
+    /// ([`ClockedPlan::pull_sparse`]), one after the other, each in its block order
+    /// ([`SparsePull::block_values`]): so block `b` of the `k`-th projection has the weights
+    /// `out[o + r]` for `r` in its [`SparsePull::block`] range, `o` the `nnz` of the projections
+    /// before it. The cached copy if [`ClockedPlan::weights_cached_for`] `net`, otherwise
+    /// gathered into `scratch`. Empty if nothing sparse is pulled into `p`.
+    ///
+    /// ```
+    /// use snn_core::{ClockedEngine, LiParams, NetworkBuilder, ReadoutKind, SimConfig, SparseSynapses, Synapse};
+    ///
+    /// let s = |post, pre, weight| Synapse { post, pre, weight, delay: 1.0 };
+    /// let syn = SparseSynapses::from_triplets(9, 2, &[s(8, 0, 1.0), s(0, 1, 2.0), s(1, 0, 3.0)])?;
+    /// let mut b = NetworkBuilder::new();
+    /// let i = b.input("in", 2);
+    /// let o = b.li("out", 9, LiParams::default());
+    /// b.connect_sparse(i, o, syn);
+    /// let net = b.build()?;
+    /// let plan = ClockedEngine::new(SimConfig::new(10.0, ReadoutKind::MaxVoltage), 1.0)?.plan(&net)?;
+    /// // Block 0 (targets 0..8): source 0 -> 1, source 1 -> 0; block 1: source 0 -> 8.
+    /// let mut scratch = Vec::new();
+    /// assert_eq!(plan.pull_sparse_weights(&net, 1, &mut scratch), &[3.0, 2.0, 1.0]);
+    /// # Ok::<(), snn_core::CoreError>(())
+    /// ```
+    pub fn pull_sparse_weights<'a>(&'a self, net: &Network, p: usize, scratch: &'a mut Vec<f64>) -> &'a [f64] {
+        if self.weights_cached_for(net) {
+            return self.weight_rows.sparse.get(p).map_or(&[], Vec::as_slice);
+        }
+        scratch.clear();
+        if let Some(pp) = self.pull.get(p) {
+            gather_sparse(pp, net, scratch);
+        }
         scratch
     }
 
@@ -815,6 +938,16 @@ fn gather_rows(conns: &[ConnPlan], size: usize, pp: &PullPop, net: &Network, out
     }
 }
 
+/// Sets `out` to the weights of the sparse projections pulled by `pp`, one after the other, each
+/// in its block order ([`ClockedPlan::pull_sparse_weights`]).
+fn gather_sparse(pp: &PullPop, net: &Network, out: &mut Vec<f64>) {
+    out.clear();
+    for sp in &pp.sparse {
+        let w = net.connection(crate::ConnectionId(sp.conn)).weight_values();
+        out.extend(sp.rec_value.iter().map(|&v| w[v as usize]));
+    }
+}
+
 /// Adds `w` into the ring at `base_off + offs` (wrapping once): the fan-out of one spike.
 ///
 /// Requires `base_off < ring.len()` and every offset `< ring.len()` (true for offsets of a
@@ -877,8 +1010,8 @@ struct PullBuffers {
     lane_rows: LaneRows,
     /// Sparse pull: each presynaptic neuron's spikes (emission steps).
     sources: SourceSpikes,
-    /// Sparse pull: one target's arrivals through its sparse projections, `steps + slots` long.
-    sparse_line: Vec<f64>,
+    /// Sparse pull: the weights in block order when the plan has none cached for the network.
+    sparse_w: Vec<f64>,
 }
 
 /// Emission steps of the spikes of every neuron (global index), grouped by neuron (CSR): the
@@ -923,39 +1056,43 @@ impl SourceSpikes {
     }
 }
 
-/// Sparse pull delivery into one target: for each of target `j`'s synapses in `rows` (source
-/// `i`, delay `D` steps, weight `weights[value]`), `line[t + D] += w` for every emission step `t`
-/// of `i` (`sources`, presynaptic population at global offset `src_off`). Synapse by synapse, so
-/// a step's arrivals are summed in source order rather than in emission order as on the ring:
-/// the same values up to the rounding of the sums. `line` (`steps + slots` long) is not cleared.
+/// Sparse pull delivery into block `b` of targets (`LANES b ..`) of the population `sp` projects
+/// to: for each of the block's synapses (source `i`, target lane `l`, delay `D` steps, weight
+/// `w`, from [`SparsePull::block`] and `w`, the projection's weights in block order) and every
+/// emission step `t` of `i` (`sources`, presynaptic population at global offset `src_off`),
+/// `block[(t + D) LANES + l] += w`; arrivals after step `steps` (`block` is `(steps + 1) x LANES`)
+/// are dropped. Straight into the step-major block, no per-target timeline.
+///
+/// Summation order: the synapses are walked source by source, and a target has at most one
+/// synapse per source, so each target receives its arrivals in increasing source order, each
+/// source's in emission order — the order of one target walking its own synapses (and the order
+/// before this kernel summed straight into the block): a step's arrivals are summed source by
+/// source rather than in emission order as on the ring, the same values up to the rounding of
+/// the sums.
 #[inline]
-fn pull_sparse_target(
-    rows: &SparsePull,
-    j: usize,
-    weights: &[f64],
-    sources: &SourceSpikes,
-    src_off: usize,
-    line: &mut [f64],
-) {
-    let (src, delay, value) = rows.row(j);
-    for ((&i, &d), &v) in src.iter().zip(delay).zip(value) {
-        let w = weights[v as usize];
-        let d = d as usize;
-        // Steps are at most `steps` and delays below `slots`: `t + d < line.len()` (checked).
-        let line = &mut line[d..];
-        for &t in sources.of(src_off + i as usize) {
-            line[t as usize] += w;
+fn pull_sparse_block(sp: &SparsePull, b: usize, w: &[f64], sources: &SourceSpikes, src_off: usize, block: &mut [f64]) {
+    let (r, recs) = sp.block(b);
+    for (rec, &w) in recs.iter().zip(&w[r]) {
+        let off = rec.off as usize;
+        for &t in sources.of(src_off + rec.src as usize) {
+            // Past the end exactly when the arrival is after step `steps` (see `PullRec`).
+            if let Some(x) = block.get_mut(t as usize * LANES + off) {
+                *x += w;
+            }
         }
     }
 }
 
-/// The arrivals of targets `j0 .. j0 + lanes` of population `p` into `block` (`(steps + 1) x
-/// LANES`, step-major): the dense pulled projections through [`pull_block`] (events in `events`),
-/// then each target's sparse ones summed into a timeline of its own (`sparse.1`) and added
-/// (`sparse.0` must hold the spikes of their presynaptic populations).
+/// The arrivals of targets `j0 .. j0 + lanes` (`j0` a multiple of [`LANES`]) of population `p`
+/// into `block` (`(steps + 1) x LANES`, step-major, cleared here): each sparse pulled projection
+/// summed straight into it ([`pull_sparse_block`], weights `sparse_w` as from
+/// [`ClockedPlan::pull_sparse_weights`]; `sources` must hold the spikes of their presynaptic
+/// populations), then the dense pulled projections through [`pull_block`] (events in `events`),
+/// their per-target timelines added (copied if there is nothing sparse). A step's arrival at a
+/// target is therefore `dense + sparse` with each part summed as alone — the same, bit for bit,
+/// as adding a target's sparse timeline to its dense one.
 #[allow(clippy::too_many_arguments)]
 fn fill_block(
-    net: &Network,
     plan: &ClockedPlan,
     p: usize,
     j0: usize,
@@ -966,29 +1103,21 @@ fn fill_block(
     w_rows: &[f64],
     block: &mut Vec<f64>,
     lane_rows: &mut LaneRows,
-    (sources, sparse_line): (&SourceSpikes, &mut Vec<f64>),
+    (sources, sparse_w): (&SourceSpikes, &[f64]),
 ) {
     let pp = &plan.pull[p];
     let line_len = steps + plan.slots;
-    if pp.conns.is_empty() {
-        block.clear();
-        block.resize((steps + 1) * LANES, 0.0);
-    } else {
-        pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows);
+    block.clear();
+    block.resize((steps + 1) * LANES, 0.0);
+    let mut w_off = 0;
+    for sp in &pp.sparse {
+        let w = &sparse_w[w_off..w_off + sp.nnz()];
+        pull_sparse_block(sp, j0 / LANES, w, sources, plan.pops[sp.pre].global_off, block);
+        w_off += sp.nnz();
     }
-    if pp.sparse.is_empty() {
-        return;
-    }
-    for l in 0..lanes {
-        sparse_line.clear();
-        sparse_line.resize(line_len, 0.0);
-        for rows in &pp.sparse {
-            let weights = net.connection(crate::ConnectionId(rows.conn)).weight_values();
-            pull_sparse_target(rows, j0 + l, weights, sources, plan.pops[rows.pre].global_off, sparse_line);
-        }
-        for (x, &y) in block[l..].iter_mut().step_by(LANES).zip(&sparse_line[..=steps]) {
-            *x += y;
-        }
+    if !pp.conns.is_empty() {
+        let add = !pp.sparse.is_empty();
+        pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows, add);
     }
 }
 
@@ -1023,8 +1152,9 @@ impl PullEvents {
 }
 
 /// Pull delivery to targets `j0 .. j0 + lanes` (`lanes <= LANES`) of the population of `pp`, each
-/// into `line` (see [`pull_lanes`]) and then into `block` step-major, `(steps + 1) x LANES`
-/// (lanes past `lanes` zero).
+/// into `line` (see [`pull_lanes`]) and then into `block` step-major, `(steps + 1) x LANES` (zero
+/// on entry, or, with `add`, holding arrivals the timelines are added to; lanes past `lanes`
+/// untouched).
 #[allow(clippy::too_many_arguments)]
 fn pull_block(
     pp: &PullPop,
@@ -1035,11 +1165,10 @@ fn pull_block(
     line_len: usize,
     line: &mut Vec<f64>,
     w_rows: &[f64],
-    block: &mut Vec<f64>,
+    block: &mut [f64],
     lane_rows: &mut LaneRows,
+    add: bool,
 ) {
-    block.clear();
-    block.resize((steps + 1) * LANES, 0.0);
     let mut l = 0;
     while l < lanes {
         let k = match lanes - l {
@@ -1048,8 +1177,11 @@ fn pull_block(
             _ => pull_lanes::<1>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
         };
         for (m, target) in line.chunks_exact(line_len).enumerate() {
-            for (x, &y) in block[l + m..].iter_mut().step_by(LANES).zip(&target[..=steps]) {
-                *x = y;
+            let column = block[l + m..].iter_mut().step_by(LANES).zip(&target[..=steps]);
+            if add {
+                column.for_each(|(x, &y)| *x += y);
+            } else {
+                column.for_each(|(x, &y)| *x = y);
             }
         }
         l += k;
@@ -1149,7 +1281,7 @@ impl ClockedState {
             + self.pull.fac.capacity()
             + self.pull.block.capacity()
             + self.pull.lane_rows.w.capacity()
-            + self.pull.sparse_line.capacity())
+            + self.pull.sparse_w.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
             + 4 * (self.pull.sources.starts.capacity()
                 + self.pull.sources.steps.capacity()
@@ -1292,7 +1424,7 @@ fn forward_ring(
     let n_state = plan.n_state;
     let mut next_readout = 0usize;
     if pull {
-        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, sources, sparse_line, .. } =
+        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, sources, sparse_w, .. } =
             &mut *st.pull;
         pre.clear();
         pre.resize((steps + 1) * n_state, 0.0);
@@ -1305,11 +1437,11 @@ fn forward_ring(
             }
             pull_events(net, plan, pp, in_events, &[], events);
             let w_rows = plan.pull_weight_rows(net, p, w_row);
+            let sw = plan.pull_sparse_weights(net, p, sparse_w);
             let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
-                let sparse = (&*sources, &mut *sparse_line);
-                fill_block(net, plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, sparse);
+                fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
                 for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
                     row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
                 }
@@ -1514,8 +1646,7 @@ fn forward_layered(
     let t_end = cfg.t_end;
     let layers = plan.layers.as_deref().unwrap_or(&[]);
     let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
-    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, sources, sparse_line, .. } =
-        &mut **bufs;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, sources, sparse_w, .. } = &mut **bufs;
     spk.clear();
     fac.clear();
     if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
@@ -1534,13 +1665,13 @@ fn forward_layered(
             sources.group(plan.num_neurons(), in_events, spk);
         }
         let w_rows = plan.pull_weight_rows(net, p, w_row);
+        let sw = plan.pull_sparse_weights(net, p, sparse_w);
         let first_new = spk.len();
         let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
-            let sparse = (&*sources, &mut *sparse_line);
-            fill_block(net, plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, sparse);
+            fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
             let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
             for (n, arrivals) in block.chunks_exact(LANES).enumerate() {
