@@ -62,9 +62,10 @@ fn curve(out: &mut Vec<Value>, model: &str, attack: &str, eps: f64, acc: f64, ma
     out.push(v);
 }
 
-/// Every white-box column on the pursuit models, transfer from PGBP to the approximators,
-/// clean accuracy of everything. Returns the curve entries and each pursuit model's seconds
-/// per column.
+/// Every white-box column on the pursuit models (each on its first
+/// [`AttackColumn::n_images`] test images), transfer from PGBP to the approximators, clean
+/// accuracy of everything. Returns the curve entries and each pursuit model's seconds per
+/// column.
 fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynResult<(Vec<Value>, Vec<AttackTime>)> {
     let mut out = Vec::new();
     let mut times = Vec::new();
@@ -75,8 +76,11 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
         let labels = (task.labels_for)(name);
         for (ci, col) in task.columns.iter().enumerate() {
             let t = Instant::now();
+            let n = col.n_images(task.x_test.ncols());
+            let x_col = if n < task.x_test.ncols() { columns(task.x_test, 0..n) } else { task.x_test.clone() };
+            let labels = &labels[..n];
             for &eps in &col.grid {
-                let adv = col.protocol.run(m, task.x_test, labels, eps)?;
+                let adv = col.protocol.run(m, &x_col, labels, eps)?;
                 let acc = m.accuracy(&adv, labels)?;
                 if eps == 0.0 && ci == 0 {
                     curve(&mut out, name, "none", 0.0, acc, margin);
@@ -97,7 +101,7 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
         let labels = (task.labels_for)(name);
         let mut clean_done = false;
         for (t, eps, adv) in &pgbp_adv {
-            let acc = a.accuracy(adv, labels)?;
+            let acc = a.accuracy(adv, &labels[..adv.ncols()])?;
             if *eps == 0.0 && !clean_done {
                 curve(&mut out, name, "none", 0.0, acc, margin);
                 clean_done = true;
@@ -345,14 +349,22 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                 protocol: ifgsm(AttackNorm::Linf),
                 grid: sz.eps.clone(),
                 transfer: Some("transfer-linf"),
+                images: None,
             },
             AttackColumn {
                 label: "ifgsm-l2",
                 protocol: ifgsm(AttackNorm::L2),
                 grid: sz.eps_l2.clone(),
                 transfer: None,
+                images: None,
             },
-            AttackColumn { label: "pgd-linf", protocol: pgd, grid: setup.pgd_eps.clone(), transfer: None },
+            AttackColumn {
+                label: "pgd-linf",
+                protocol: pgd,
+                grid: setup.pgd_eps.clone(),
+                transfer: None,
+                images: None,
+            },
         ];
         let task = Task { x_test: &x_test, labels_for: &labels_for, columns, unit: "input" };
         let (c, _) = attack_all(&fam, &task, Some(eta), &format!("eta {eta}"))?;
@@ -726,7 +738,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let space = InputSpace::new(Standardisation::new(mean, sd)?, Some((0.0, 1.0)))?;
     let fam = Family { pursuit: models.pursuit, approx: models.approx };
     let labels_for = |_: &str| -> &[usize] { l_test_shallow };
-    let attack_columns = paper::mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, opts.seed);
+    let attack_columns = paper::mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, cfg.pgd_images, opts.seed);
     // certificates in the models' input units: standardised, like the `-std` attack columns
     let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, unit: "standardised" };
     // the measured stages, each with its work here and in a full run
@@ -737,9 +749,9 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             exp_sparse_timing::training_costs(&timing, &full)?
         }
     };
-    let full_columns = paper::mnist_attack_columns(space, &full.sizes.eps, &full.sizes.eps_l2, full.sizes.steps, 0);
-    let full_deep_columns = paper::mnist_attack_columns(space, &full.deep.eps, &[], full.deep.steps, 0);
-    let deep_columns = paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, opts.seed);
+    let (full_columns, full_deep_columns) = exp_sparse_timing::full_attack_columns(space, &full);
+    let deep_columns =
+        paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, cfg.pgd_images, opts.seed);
     let n_deep = cfg.deep.n_test.min(x_test.ncols());
     let attack_cost = |stage: &str, model: String, label: &str, seconds: f64, deep: bool| -> DynResult<Cost> {
         let (cols, full_cols, n, full_n, steps, full_steps) = if deep {
@@ -763,6 +775,20 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             full_work: exp_sparse_timing::attack_work(&fc, full_n, full_steps),
         })
     };
+    // how many test images each column attacked (the PGD column: PGD_IMAGES_REASON)
+    let attack_images: Vec<Value> =
+        [("shallow", &task.columns, x_test_shallow.ncols()), ("3-layer", &deep_columns, n_deep)]
+            .into_iter()
+            .flat_map(|(part, cols, n)| {
+                cols.iter().map(move |c| {
+                    let mut v = json!({"part": part, "attack": c.label, "images": c.n_images(n), "test_images": n});
+                    if c.images.is_some() {
+                        v["reason"] = json!(paper::PGD_IMAGES_REASON);
+                    }
+                    v
+                })
+            })
+            .collect();
     let t_eval = Instant::now();
     let (mut curves, times) = attack_all(&fam, &task, None, "mnist")?;
     for t in times {
@@ -843,6 +869,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let mut results = Map::new();
     results.insert("preset".into(), json!(scale.name()));
     results.insert("curves".into(), Value::Array(curves.clone()));
+    results.insert("attack_images".into(), Value::Array(attack_images));
     results.insert("certified".into(), Value::Array(certified.clone()));
     results.insert("certificate_unit".into(), json!("standardised"));
     results.insert("end_to_end".into(), models.meta["end_to_end"].clone());
@@ -864,6 +891,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "clf_epochs": sz.clf_epochs, "approx_epochs": sz.approx_epochs,
                "dict_recon_bp": models.meta["dict_recon_bp"], "dict_recon_group": models.meta["dict_recon_group"],
                "pixel_mean": mean, "pixel_std": sd, "three_layer": exp_sparse_deep::config_json(&cfg.deep),
+               "pgd_images": cfg.pgd_images, "pgd_images_reason": paper::PGD_IMAGES_REASON,
                "end_to_end": {"epochs": cfg.end_to_end.epochs, "lr": cfg.end_to_end.lr,
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
                               "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience},
@@ -914,6 +942,17 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     header.push(format!("paper (clean -> eps {eps_max})"));
     let h: Vec<&str> = header.iter().map(String::as_str).collect();
     let e2e = &cfg.end_to_end;
+    let pgd_note = match cfg.pgd_images {
+        Some(n) => format!(
+            " (on the first {} of the {} shallow and {} of the {} 3-layer test images: a protocol decision, \
+             `config.pgd_images_reason` in results.json)",
+            n.min(x_test_shallow.ncols()),
+            x_test_shallow.ncols(),
+            n.min(n_deep),
+            n_deep
+        ),
+        None => " (on every test image)".to_owned(),
+    };
     let mut s = format!(
         "MNIST, preset `{}`: {} training images (+ {} held out for early stopping) / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4}); dictionaries of {atoms} unit-norm atoms learned \
          (alternating coding + Adam dictionary step, penalty warm-up; BP: {dict_epochs} epochs on all images; \
@@ -928,7 +967,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
          `ifgsm-linf-px`, the same attack with eps in **pixel** units (1 / std = {:.2} x the budget; the earlier \
          column of this project); `PGD` = `pgd-linf-std`, PGD with 3 random restarts (one from the clean image), \
          {} steps of 2.5 eps / {}, worst restart per image, at the paper budget — a model that holds up under \
-         I-FGSM but not PGD masks its gradient; `l2-std` = `ifgsm-l2-std`, a literal l2 radius eps in \
+         I-FGSM but not PGD masks its gradient{pgd_note}; `l2-std` = `ifgsm-l2-std`, a literal l2 radius eps in \
          standardised units (what the thesis's figures call \"l2 bound eps\"); `l2-px` = `ifgsm-l2-px`, l2 radius \
          in pixel units. Approximators: PGBP's adversarial images replayed (transfer-linf-std / -px).{}\n\n",
         scale.name(),
@@ -1071,7 +1110,7 @@ mod tests {
     fn mnist_columns_are_labelled_and_convert_units() {
         let (mean, sd) = (0.1307, 0.3081);
         let space = InputSpace::new(Standardisation::new(mean, sd).unwrap(), Some((0.0, 1.0))).unwrap();
-        let cols = paper::mnist_attack_columns(space, &[0.0, 0.15], &[0.0, 3.0], 10, 1);
+        let cols = paper::mnist_attack_columns(space, &[0.0, 0.15], &[0.0, 3.0], 10, None, 1);
         let labels: Vec<&str> = cols.iter().map(|c| c.label).collect();
         assert_eq!(labels, ["ifgsm-linf-std", "ifgsm-linf-px", "ifgsm-l2-std", "pgd-linf-std", "ifgsm-l2-px"]);
         for c in &cols {
@@ -1084,7 +1123,11 @@ mod tests {
         assert_eq!(cols[0].transfer, Some("transfer-linf-std"));
         assert_eq!(cols[1].transfer, Some("transfer-linf-px"));
         assert_eq!(cols[4].grid, vec![0.0, 3.0]);
-        assert!(paper::mnist_attack_columns(space, &[0.15], &[], 10, 1).iter().all(|c| c.label != "ifgsm-l2-px"));
+        assert!(paper::mnist_attack_columns(space, &[0.15], &[], 10, None, 1).iter().all(|c| c.label != "ifgsm-l2-px"));
+        // only the PGD column carries an image limit
+        let limited = paper::mnist_attack_columns(space, &[0.15], &[1.0], 10, Some(7), 1);
+        assert!(limited.iter().all(|c| c.images == (c.label == "pgd-linf-std").then_some(7)), "{limited:?}");
+        assert!(cols.iter().all(|c| c.images.is_none()));
     }
 
     /// `--load-models` refuses a folder without `meta.json`, an unknown format (also the
@@ -1132,7 +1175,7 @@ mod tests {
         let x = DMatrix::from_column_slice(2, 1, &[2.0, 0.1]);
         let labels = [0usize];
         let space = InputSpace::new(Standardisation::new(0.5, 0.25).unwrap(), None).unwrap();
-        let cols = paper::mnist_attack_columns(space, &[0.0, 0.39], &[], 20, 0);
+        let cols = paper::mnist_attack_columns(space, &[0.0, 0.39], &[], 20, None, 0);
         let l2_std = cols.iter().find(|c| c.label == "ifgsm-l2-std").unwrap().clone();
         let fam = Family { pursuit: vec![("bp", m)], approx: Vec::new() };
         let labels_for = |_: &str| -> &[usize] { &labels };

@@ -51,8 +51,8 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
 /// Seconds one model spent under one attack column (all its budgets): (model, column label, seconds).
 pub type ColumnTime = (String, &'static str, f64);
 
-/// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`) of every
-/// model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
+/// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`, each on
+/// its first `AttackColumn::n_images` test images) of every model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
 /// column's label at each of its budgets), and each model's seconds per column.
 pub fn evaluate(
     models: &[MultiLayerClassifier],
@@ -71,8 +71,11 @@ pub fn evaluate(
     for m in models {
         for (ci, col) in columns.iter().enumerate() {
             let t = std::time::Instant::now();
+            let nc = col.n_images(n);
+            let x_col = if nc < n { x.columns(0, nc).into_owned() } else { x.clone() };
+            let labels = &labels[..nc];
             for &eps in &col.grid {
-                let adv = col.protocol.run(m, &x, labels, eps)?;
+                let adv = col.protocol.run(m, &x_col, labels, eps)?;
                 let acc = m.accuracy(&adv, labels)?;
                 if eps == 0.0 && ci == 0 {
                     out.push(json!({"model": m.name(), "attack": "none", "eps": 0.0, "accuracy": acc}));

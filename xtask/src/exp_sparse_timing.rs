@@ -4,7 +4,8 @@
 //! unit of work (images x epochs, or images x budgets x steps) of each stage.
 
 use serde_json::{Value, json};
-use sparse_bp::paper::{AttackColumn, MnistSetup, StageTime};
+use sparse_bp::attack::protocol::InputSpace;
+use sparse_bp::paper::{AttackColumn, MnistSetup, StageTime, mnist_attack_columns};
 
 /// One measured stage and how much work it did here and would do in a full run.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,9 +75,20 @@ pub fn training_costs(timing: &[StageTime], full: &MnistSetup) -> Result<Vec<Cos
         .collect()
 }
 
-/// An attack column's work on `images` test images: images x budgets x steps.
+/// An attack column's work on a part with `images` test images: the images it attacks
+/// ([`AttackColumn::n_images`], the PGD column fewer in the full preset) x budgets x steps.
 pub fn attack_work(col: &AttackColumn, images: usize, steps: usize) -> f64 {
-    (images * col.grid.len() * steps) as f64
+    (col.n_images(images) * col.grid.len() * steps) as f64
+}
+
+/// The attack columns of a `full` run, (shallow, 3-layer), with its PGD image limit: what the
+/// attack stages' work is extrapolated to.
+pub fn full_attack_columns(space: InputSpace, full: &MnistSetup) -> (Vec<AttackColumn>, Vec<AttackColumn>) {
+    let sz = &full.sizes;
+    (
+        mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, full.pgd_images, 0),
+        mnist_attack_columns(space, &full.deep.eps, &[], full.deep.steps, full.pgd_images, 0),
+    )
 }
 
 /// The estimate: every cost's [`Cost::full_seconds`] plus `fixed_seconds` (time that does not
@@ -135,5 +147,34 @@ mod tests {
         let j = timing_json(&costs, 1.0, "quick", Some(total));
         assert_eq!(j["stages"].as_array().unwrap().len(), 2);
         assert!((j["measured_seconds"].as_f64().unwrap() - 3.5).abs() < 1e-12);
+    }
+
+    /// The full estimate's PGD stage counts 1,000 test images (PGD_IMAGES_REASON), shallow and
+    /// 3-layer, every other column all 10,000: a quick PGD stage of 100 images x 3 budgets x 3
+    /// steps scales by (1,000 x 4 x 10) / (100 x 3 x 3), an I-FGSM stage by (10,000 x 4 x 10) / 900.
+    #[test]
+    fn full_estimate_counts_a_thousand_images_for_pgd() {
+        use sparse_bp::attack::protocol::Standardisation;
+        let full = mnist(Scale::Full);
+        let quick = mnist(Scale::Quick);
+        let space = InputSpace::new(Standardisation::new(0.13, 0.31).unwrap(), Some((0.0, 1.0))).unwrap();
+        let (shallow, deep) = full_attack_columns(space, &full);
+        let find = |cs: &[AttackColumn], l: &str| cs.iter().find(|c| c.label == l).cloned().unwrap();
+        let (pgd, ifgsm) = (find(&shallow, "pgd-linf-std"), find(&shallow, "ifgsm-linf-std"));
+        assert_eq!(attack_work(&pgd, full.sizes.n_test, full.sizes.steps), 1_000.0 * 4.0 * 10.0);
+        assert_eq!(attack_work(&ifgsm, full.sizes.n_test, full.sizes.steps), 10_000.0 * 4.0 * 10.0);
+        assert_eq!(attack_work(&find(&deep, "pgd-linf-std"), full.deep.n_test, full.deep.steps), 1_000.0 * 2.0 * 10.0);
+        assert_eq!(attack_work(&find(&deep, "ifgsm-l2-std"), full.deep.n_test, full.deep.steps), 10_000.0 * 2.0 * 10.0);
+        let qcols = mnist_attack_columns(space, &quick.sizes.eps, &quick.sizes.eps_l2, 3, quick.pgd_images, 0);
+        let qpgd = find(&qcols, "pgd-linf-std");
+        let cost = Cost {
+            stage: "attack:pgd-linf-std".into(),
+            model: "bp".into(),
+            seconds: 9.0,
+            work: attack_work(&qpgd, quick.sizes.n_test, quick.sizes.steps),
+            full_work: attack_work(&pgd, full.sizes.n_test, full.sizes.steps),
+        };
+        assert_eq!(cost.work, 100.0 * 3.0 * 3.0);
+        assert!((cost.full_seconds() - 9.0 * 40_000.0 / 900.0).abs() < 1e-9, "{}", cost.full_seconds());
     }
 }

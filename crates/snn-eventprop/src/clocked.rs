@@ -76,9 +76,10 @@
 //! so the gradients are the same bit for bit (`tests/clocked_delivery.rs`); `backward_sweep ff`
 //! measures 6.7 against 14.8 ms CPU per sample for 700-256-256-20 in one run (load 8.5 on the 2
 //! cores; 5.8 against 7.5 with one target pass in time order, idle machine). Sparse projections
-//! take part through the plan's per-target view ([`snn_core::clocked::SparsePull`]): each synapse
-//! of a target sums its reads over its source's events in registers (in the dense sums' order)
-//! and adds to the sources' `S`. Recurrent networks, [`Delivery::Push`] and
+//! take part through the plan's per-block view ([`snn_core::clocked::SparsePull::block`], the
+//! synapses into a block of 8 targets sorted by source, weights in that order from the plan's
+//! cache): each synapse sums its reads over its source's events in registers (in the dense sums'
+//! order) and adds to the sources' `S` (targets in increasing order, as the dense sums). Recurrent networks, [`Delivery::Push`] and
 //! [`GradientSweep::PerEvent`] use the step-by-step sweep (per event for networks with a sparse
 //! projection).
 
@@ -856,6 +857,8 @@ struct Layered {
     line: Vec<[f64; 2]>,
     /// The population's weights, target-major ([`ClockedPlan::pull_weights`]).
     w_rows: Vec<f64>,
+    /// The population's sparse weights in block order ([`ClockedPlan::pull_sparse_weights`]).
+    sparse_w: Vec<f64>,
     /// For a block of [`LANES`] targets, per column of their rows and target: sums of `lambda_V`
     /// and `lambda_I` over the column's events, interleaved by column (`sums[col * LANES + l]`
     /// for target `j0 + l`): one event updates one short run, and the block's gradients are then
@@ -905,7 +908,7 @@ struct Layered {
     block_spikes: Vec<(u32, u32, u32)>,
 }
 
-/// The presynaptic events of one sparse projection, for [`read_sparse_target`].
+/// The presynaptic events of one sparse projection, for [`read_sparse_block`].
 struct SparseSources<'a> {
     /// CSR over global neurons into `events`.
     starts: &'a [u32],
@@ -917,35 +920,40 @@ struct SparseSources<'a> {
     s_base: usize,
 }
 
-/// The backward reads of sparse pull delivery for target `j` (the counterpart of
-/// [`read_one`] for a sparse projection): each of its synapses (source `i`, delay `D`, value index
-/// `v`) reads `[hv, hi] = line[t + D]` at every event `t` of its source, in record order, summing
-/// them in registers and adding `w (hv - hi)` to the partial jump sum `S` of a LIF spike; then one
-/// update `dL/dw_v -= tau_s Σ hi`, `dL/dd_v -= w Σ (hi - hv)` (synapses whose source had no event
-/// are not touched, as in the dense sums). Each synapse's sums run over its source's events in the
-/// order of the dense layered sweep, and `S` gets the targets in increasing order as there.
+/// The backward reads of sparse pull delivery for block `b` of targets (`LANES b ..`, the
+/// counterpart of [`read_one`] for a sparse projection), walking the block's synapses as the
+/// forward pass does ([`snn_core::clocked::SparsePull::block`], sorted by source and then target;
+/// `w` the projection's weights in that order): each synapse (source `i`, target lane `l`, delay
+/// `D`, value index `v`) reads `[hv, hi] = line_l[t + D]` (`line_l = line[l line_len ..]`) at every
+/// event `t` of its source, in record order, summing them in registers and adding `w (hv - hi)`
+/// to the partial jump sum `S` of a LIF spike; then one update `dL/dw_v -= tau_s Σ hi`,
+/// `dL/dd_v -= w Σ (hi - hv)` (synapses whose source had no event are not touched, as in the
+/// dense sums). Each synapse's sums run over its source's events in the order of the dense layered
+/// sweep, and a spike's `S` gets its targets in increasing order (lanes in order within a source,
+/// blocks in order), as there.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn read_sparse_target(
-    rows: &snn_core::clocked::SparsePull,
-    j: usize,
+fn read_sparse_block(
+    sp: &snn_core::clocked::SparsePull,
+    b: usize,
     w: &[f64],
     tau_s: f64,
     sources: &SparseSources<'_>,
-    line: &[[f64; 2]],
+    (line, line_len): (&[[f64; 2]], usize),
     s_part: &mut [f64],
     gw: &mut [f64],
     gd: &mut [f64],
 ) {
-    let (src, delay, value) = rows.row(j);
-    for ((&i, &d), &v) in src.iter().zip(delay).zip(value) {
-        let g = sources.offset + i as usize;
+    let (r, recs) = sp.block(b);
+    let values = &sp.block_values()[r.clone()];
+    for ((rec, &wv), &v) in recs.iter().zip(&w[r]).zip(values) {
+        let g = sources.offset + rec.src as usize;
         let evs = &sources.events[sources.starts[g] as usize..sources.starts[g + 1] as usize];
         if evs.is_empty() {
             continue;
         }
-        let (v, line) = (v as usize, &line[d as usize..]);
-        let wv = w[v];
+        let (d, l) = (rec.off as usize / LANES, rec.off as usize % LANES);
+        let line = &line[l * line_len + d..(l + 1) * line_len];
         let (mut sum_v, mut sum_i) = (0.0, 0.0);
         for &(t, rank) in evs {
             let [hv, hi] = line[t as usize];
@@ -955,8 +963,8 @@ fn read_sparse_target(
                 s_part[sources.s_base + rank as usize] += wv * (hv - hi);
             }
         }
-        gw[v] -= tau_s * sum_i;
-        gd[v] -= wv * (sum_i - sum_v);
+        gw[v as usize] -= tau_s * sum_i;
+        gd[v as usize] -= wv * (sum_i - sum_v);
     }
 }
 
@@ -965,6 +973,7 @@ impl Layered {
         16 * (self.line.capacity() + self.sums.capacity())
             + 4 * self.lane_d.capacity()
             + 8 * (self.w_rows.capacity()
+                + self.sparse_w.capacity()
                 + self.lane_w.capacity()
                 + self.pop_start.capacity()
                 + self.s_base.capacity()
@@ -1158,6 +1167,9 @@ impl Layered {
             // The weight rows: cached in the plan for `net`'s weights, or gathered into `w_buf`.
             let mut w_buf = std::mem::take(&mut self.w_rows);
             let w_rows = plan.pull_weight_rows(net, p, &mut w_buf);
+            // The sparse weights in block order, likewise.
+            let mut sw_buf = std::mem::take(&mut self.sparse_w);
+            let sparse_w = plan.pull_sparse_weights(net, p, &mut sw_buf);
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
                 let own = &by_block[self.block_start[j0 / LANES] as usize..self.block_start[j0 / LANES + 1] as usize];
@@ -1207,11 +1219,13 @@ impl Layered {
                         }
                     }
                 }
-                // 4. Sparse projections: each target's synapses read its trajectory at their
-                // sources' events ([`read_sparse_target`]).
+                // 4. Sparse projections: the block's synapses read their targets' trajectories at
+                // their sources' events ([`read_sparse_block`]).
+                let mut w_off = 0;
                 for sp in plan.pull_sparse(p) {
                     let c = sp.conn();
-                    let w = net.connection(snn_core::ConnectionId(c)).weight_values();
+                    let w = &sparse_w[w_off..w_off + sp.nnz()];
+                    w_off += sp.nnz();
                     let (gw, gd) = (grads.weights[c].as_mut_slice(), grads.delays[c].as_mut_slice());
                     let sources = SparseSources {
                         starts: &self.src_start,
@@ -1219,13 +1233,12 @@ impl Layered {
                         offset: plan.pops[sp.pre()].global_off,
                         s_base: self.s_base[c],
                     };
-                    for j in j0..j1 {
-                        let line = &self.line[(j - j0) * line_len..(j - j0 + 1) * line_len];
-                        read_sparse_target(sp, j, w, pp.tau_s, &sources, line, &mut self.s_part, gw, gd);
-                    }
+                    let line = (&self.line[..], line_len);
+                    read_sparse_block(sp, j0 / LANES, w, pp.tau_s, &sources, line, &mut self.s_part, gw, gd);
                 }
             }
             self.w_rows = w_buf;
+            self.sparse_w = sw_buf;
             self.block_spikes = by_block;
         }
         Ok(())

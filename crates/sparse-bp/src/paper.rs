@@ -421,7 +421,21 @@ pub struct MnistSetup {
     pub deep: DeepConfig,
     /// End-to-end fine-tuning of BP, GBP and PGBP (before the approximators are fitted).
     pub end_to_end: EndToEnd,
+    /// Test images the PGD column (`pgd-linf-std`) attacks, shallow and 3-layer: the first
+    /// this many of each part's test images (`None`: all of them; [`PGD_IMAGES_REASON`]).
+    pub pgd_images: Option<usize>,
 }
+
+/// Why the full preset runs the PGD column (`pgd-linf-std`) on the first 1,000 of its 10,000
+/// test images (shallow and 3-layer), stated in `results.json`.
+pub const PGD_IMAGES_REASON: &str = "protocol decision (issue 20): PGD with restarts is the check for gradient \
+     masking beside the paper-comparison column (ifgsm-linf-std, all test images), not a paper figure; on the first \
+     1,000 test images its accuracy has a standard error of at most 1.6 points (sqrt(0.25 / 1000)), small enough to \
+     show a gap against I-FGSM, and the column (2x the steps of I-FGSM, 3 restarts) was 5.0 h of the full run's \
+     13.9 h estimate on 10,000 images (quick-run timing block)";
+
+/// The PGD column's test images in the full and medium presets ([`PGD_IMAGES_REASON`]).
+pub const PGD_IMAGES: usize = 1_000;
 
 /// The MNIST preset. Held-out images (early stopping of the end-to-end training) come from
 /// the training split, after the `n_train` training images:
@@ -431,6 +445,9 @@ pub struct MnistSetup {
 /// | `Full` | 55,000 + 5,000 | 10,000 | 10,000 / 5,000 / 10,000 ([`DEEP_TRAIN_REASON`]) | 20, 3 | 10 |
 /// | `Medium` | 5,000 + 1,000 | 1,000 | 5,000 / 1,000 / 1,000 | 8, 2 | 10 |
 /// | `Quick` | 2,000 + 200 | 100 | 500 / 200 / 50 | 2, 1 | 3 |
+///
+/// The PGD column (`pgd-linf-std`) attacks the first [`PGD_IMAGES`] test images in `Full` and
+/// `Medium` (all of `Medium`'s 1,000) and every test image in `Quick` ([`PGD_IMAGES_REASON`]).
 pub fn mnist(scale: Scale) -> MnistSetup {
     // the 3-layer models' training images in the full preset (DEEP_TRAIN_REASON)
     const FULL_DEEP_TRAIN: usize = 10_000;
@@ -507,6 +524,7 @@ pub fn mnist(scale: Scale) -> MnistSetup {
         gamma_gbp: 2.0,
         cert_eps: vec![0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
         deep,
+        pgd_images: if scale == Scale::Quick { None } else { Some(PGD_IMAGES) },
     }
 }
 
@@ -919,6 +937,26 @@ pub struct AttackColumn {
     pub grid: Vec<f64>,
     /// Label of the transfer entries of the approximators, if PGBP's images are replayed.
     pub transfer: Option<&'static str>,
+    /// At most this many test images are attacked (the first ones); `None`: all.
+    pub images: Option<usize>,
+}
+
+impl AttackColumn {
+    /// The number of test images this column attacks out of `available`.
+    ///
+    /// ```
+    /// use sparse_bp::attack::protocol::{InputSpace, Standardisation};
+    /// let space = InputSpace::new(Standardisation::IDENTITY, None)?;
+    /// let cols = sparse_bp::paper::mnist_attack_columns(space, &[0.0, 0.15], &[], 10, Some(1_000), 0);
+    /// let pgd = cols.iter().find(|c| c.label == "pgd-linf-std").unwrap();
+    /// assert_eq!((pgd.n_images(10_000), pgd.n_images(500)), (1_000, 500));
+    /// assert_eq!(cols[0].n_images(10_000), 10_000);
+    /// # Ok::<(), sparse_bp::SparseBpError>(())
+    /// ```
+    #[must_use]
+    pub fn n_images(&self, available: usize) -> usize {
+        self.images.map_or(available, |m| m.min(available))
+    }
 }
 
 /// PGD with random restarts at the same budget as I-FGSM — the check for gradient masking:
@@ -931,13 +969,14 @@ pub fn pgd_check(seed: u64) -> Pgd {
 /// `ifgsm-linf-std` (sign steps of `eps / steps`, `eps` in standardised units; the
 /// paper-comparison column), the stronger pixel-unit `ifgsm-linf-px` (`1 / std` times its
 /// budget), the literal `l2` radius in standardised units `ifgsm-l2-std`, PGD with restarts
-/// at the paper budget `pgd-linf-std` ([`pgd_check`], `2 x steps` steps), and, if
-/// `eps_l2_px` is not empty, the pixel-unit `l2` column `ifgsm-l2-px` on those radii.
+/// at the paper budget `pgd-linf-std` ([`pgd_check`], `2 x steps` steps) on the first
+/// `pgd_images` test images (`None`: all; [`MnistSetup::pgd_images`]), and, if `eps_l2_px`
+/// is not empty, the pixel-unit `l2` column `ifgsm-l2-px` on those radii.
 ///
 /// ```
 /// use sparse_bp::attack::protocol::{InputSpace, Standardisation};
 /// let space = InputSpace::new(Standardisation::new(0.1307, 0.3081)?, Some((0.0, 1.0)))?;
-/// let cols = sparse_bp::paper::mnist_attack_columns(space, &[0.0, 0.15], &[], 10, 0);
+/// let cols = sparse_bp::paper::mnist_attack_columns(space, &[0.0, 0.15], &[], 10, None, 0);
 /// assert_eq!(cols[0].label, "ifgsm-linf-std");
 /// assert!((cols[1].protocol.eps_model(0.15)? - 0.15 / 0.3081).abs() < 1e-15);
 /// # Ok::<(), sparse_bp::SparseBpError>(())
@@ -947,6 +986,7 @@ pub fn mnist_attack_columns(
     eps: &[f64],
     eps_l2_px: &[f64],
     steps: usize,
+    pgd_images: Option<usize>,
     seed: u64,
 ) -> Vec<AttackColumn> {
     let ifgsm = |norm, unit| AttackProtocol::ifgsm(norm, unit, steps, space);
@@ -961,7 +1001,10 @@ pub fn mnist_attack_columns(
         cols.push((ifgsm(AttackNorm::L2, EpsUnit::Pixel), eps_l2_px.to_vec(), None));
     }
     cols.into_iter()
-        .map(|(protocol, grid, transfer)| AttackColumn { label: protocol.label(), protocol, grid, transfer })
+        .map(|(protocol, grid, transfer)| {
+            let images = if protocol.label() == "pgd-linf-std" { pgd_images } else { None };
+            AttackColumn { label: protocol.label(), protocol, grid, transfer, images }
+        })
         .collect()
 }
 
@@ -998,5 +1041,33 @@ mod tests {
         }
         assert_eq!((md.sizes.steps, md.sizes.eps.clone()), (m.sizes.steps, m.sizes.eps.clone()), "medium: full recipe");
         assert_eq!([Scale::Full.name(), Scale::Medium.name(), Scale::Quick.name()], ["full", "medium", "quick"]);
+    }
+
+    /// The PGD column's protocol decision (issue 20): full and medium attack the first 1,000
+    /// test images with PGD (the full preset's 10,000 and medium's 1,000), quick all of its
+    /// 100; every other column attacks every test image; the reason names the decision.
+    #[test]
+    fn pgd_column_runs_on_the_first_thousand_test_images() {
+        use crate::attack::protocol::{InputSpace, Standardisation};
+        let space = InputSpace::new(Standardisation::new(0.13, 0.31).unwrap(), Some((0.0, 1.0))).unwrap();
+        for (scale, limit, shallow, deep) in [
+            (Scale::Full, Some(1_000), 1_000, 1_000),
+            (Scale::Medium, Some(1_000), 1_000, 1_000),
+            (Scale::Quick, None, 100, 50),
+        ] {
+            let p = mnist(scale);
+            assert_eq!(p.pgd_images, limit, "{scale:?}");
+            let shallow_cols =
+                mnist_attack_columns(space, &p.sizes.eps, &p.sizes.eps_l2, p.sizes.steps, p.pgd_images, 0);
+            let deep_cols = mnist_attack_columns(space, &p.deep.eps, &[], p.deep.steps, p.pgd_images, 0);
+            for (cols, n_test, n_pgd) in [(&shallow_cols, p.sizes.n_test, shallow), (&deep_cols, p.deep.n_test, deep)] {
+                for c in cols.iter() {
+                    let expected = if c.label == "pgd-linf-std" { n_pgd } else { n_test };
+                    assert_eq!(c.n_images(n_test), expected, "{scale:?} {}", c.label);
+                }
+            }
+        }
+        assert_eq!(mnist(Scale::Full).sizes.n_test, 10_000);
+        assert!(PGD_IMAGES_REASON.contains("issue 20") && PGD_IMAGES_REASON.contains("1,000"));
     }
 }
