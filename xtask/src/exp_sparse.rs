@@ -894,7 +894,8 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "pgd_images": cfg.pgd_images, "pgd_images_reason": paper::PGD_IMAGES_REASON,
                "end_to_end": {"epochs": cfg.end_to_end.epochs, "lr": cfg.end_to_end.lr,
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
-                              "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience},
+                              "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience,
+                              "warm_start": cfg.end_to_end.warm_start},
                "attacks": {"ifgsm-linf-std": "sign-step I-FGSM, eps in standardised units (the thesis's protocol)",
                            "ifgsm-linf-px": "sign-step I-FGSM, eps in pixel units (1/std times the budget)",
                            "ifgsm-l2-std": "normalised-gradient I-FGSM, literal l2 radius in standardised units",
@@ -942,6 +943,12 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     header.push(format!("paper (clean -> eps {eps_max})"));
     let h: Vec<&str> = header.iter().map(String::as_str).collect();
     let e2e = &cfg.end_to_end;
+    let warm = if e2e.warm_start {
+        "; from epoch 2 on each training image's pursuit starts from its codes of the previous epoch, same solver \
+         tolerance"
+    } else {
+        ""
+    };
     let pgd_note = match cfg.pgd_images {
         Some(n) => format!(
             " (on the first {} of the {} shallow and {} of the {} 3-layer test images: a protocol decision, \
@@ -959,7 +966,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
          GBP/PGBP: class-structured, 3-4 groups per class each learned on its class, {} epochs): BP lambda \
          {lambda_bp}, groups of {group} (32 groups) with gamma {gamma_gbp}; softmax classifiers on the codes; then \
          at most {} epoch(s) of end-to-end training (dictionary and classifier on cross-entropy + {} x reconstruction \
-         through the code's implicit derivative, Adam lr {} / {}), stopped after {} epoch(s) without a better held-out \
+         through the code's implicit derivative, Adam lr {} / {}{warm}), stopped after {} epoch(s) without a better held-out \
          accuracy, keeping the best epoch.\n\n\
          **Attack columns** (every attacked image clipped to the pixel box [0, 1]): `linf-std` = `ifgsm-linf-std`, \
          sign-step I-FGSM ({} steps of eps / {}) with eps in **standardised** units (a pixel moves by at most \

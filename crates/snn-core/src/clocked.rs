@@ -65,10 +65,10 @@
 //! **Sparse projections** ([`crate::SparseSynapses`]) are pulled under the same rule as dense
 //! ones, through a per-target view of their CSC pattern built with the plan ([`SparsePull`]:
 //! a target's incoming synapses contiguous, each with its source, delay steps and value index,
-//! and the same synapses block by block of 8 targets, sorted by source, as packed records with
-//! the weights gathered into their order and cached like the dense rows): each block of targets
-//! walks its synapses and, for each, its source's spikes, adding `w` straight into the block's
-//! step-major arrivals at step `t + D`, so the cost follows the synapses, not the full matrix. A
+//! packed as records of source and delay with the target's lane in its block of 8, the weights
+//! gathered into their order and cached like the dense rows): each block of targets walks its
+//! synapses and, for each, its source's spikes, adding `w` straight into the block's step-major
+//! arrivals at step `t + D` (no per-target timeline to clear and add), so the cost follows the synapses, not the full matrix. A
 //! step's arrivals at a target are then summed source by source rather than in emission order,
 //! so sparse pull equals sparse push up to rounding (spikes identical in the tests, everything
 //! else to 1e-12), not bit for bit.
@@ -406,13 +406,8 @@ pub struct SparsePull {
     delay: Vec<u32>,
     /// Value index of each synapse in the connection's weight and delay arrays.
     value: Vec<u32>,
-    /// The same synapses block by block of [`LANES`] targets (targets `LANES b ..`), the
-    /// order the pull kernels walk: `blk[b]..blk[b + 1]` index `recs` and `rec_value`.
-    blk: Vec<u32>,
-    /// Per synapse of a block, sorted by (source, target): what the kernels read.
+    /// The same synapses packed for the pull kernels (source and delay with the target's lane).
     recs: Vec<PullRec>,
-    /// Value index of each entry of `recs` (for gathering the weights in `recs` order).
-    rec_value: Vec<u32>,
 }
 
 /// One synapse of a block of [`LANES`] targets of a [`SparsePull`]: its presynaptic neuron and
@@ -453,27 +448,16 @@ impl SparsePull {
                 value[at] = k as u32;
             }
         }
-        // Block records: a counting sort of the synapses by block of targets, fed source by
-        // source (each fan-out in increasing target order), so each block's are sorted by
-        // (source, target).
-        let n_blocks = n_post.div_ceil(LANES);
-        let mut blk = vec![0u32; n_blocks + 1];
-        for b in 0..n_blocks {
-            blk[b + 1] = blk[b] + starts[((b + 1) * LANES).min(n_post)] - starts[b * LANES];
-        }
-        let (mut recs, mut rec_value) = (vec![PullRec::default(); nnz], vec![0u32; nnz]);
-        let mut fill: Vec<u32> = blk[..n_blocks].to_vec();
-        for i in 0..n_pre {
-            for (j, k) in conn.fan_out(i).iter() {
-                let at = &mut fill[j / LANES];
-                // Fits: `rebuild` checks `slots * LANES < u32::MAX`, and `delay_steps < slots`.
-                let off = cp.delay_steps[k] * LANES as u32 + (j % LANES) as u32;
-                recs[*at as usize] = PullRec { src: i as u32, off };
-                rec_value[*at as usize] = k as u32;
-                *at += 1;
+        // The same synapses packed for the kernels; block `b` (targets `LANES b ..`) is the run
+        // of its targets' rows.
+        let mut recs = vec![PullRec::default(); nnz];
+        for j in 0..n_post {
+            for at in starts[j] as usize..starts[j + 1] as usize {
+                // Fits: `rebuild` checks `slots * LANES < u32::MAX`, and `delay < slots`.
+                recs[at] = PullRec { src: src[at], off: delay[at] * LANES as u32 + (j % LANES) as u32 };
             }
         }
-        Self { conn: c, pre: cp.pre, starts, src, delay, value, blk, recs, rec_value }
+        Self { conn: c, pre: cp.pre, starts, src, delay, value, recs }
     }
 
     /// The connection index.
@@ -501,8 +485,9 @@ impl SparsePull {
     /// Targets per block of [`SparsePull::block`] (and of the clocked pull paths).
     pub const LANES: usize = LANES;
 
-    /// The synapses into targets `LANES b .. LANES (b + 1)` (block `b`), sorted by source and
-    /// then target, with their range in [`SparsePull::block_values`] order (the order in which
+    /// The synapses into targets `LANES b .. LANES (b + 1)` (block `b`), target by target and each
+    /// target's by increasing source (the rows of [`SparsePull::row`] one after the other), with
+    /// their index range in the synapse order of [`SparsePull::block_values`] (the order in which
     /// [`ClockedPlan::pull_sparse_weights`] gathers weights). Panics if `b` is out of range.
     ///
     /// ```
@@ -519,21 +504,22 @@ impl SparsePull {
     /// let plan = ClockedEngine::new(SimConfig::new(10.0, ReadoutKind::MaxVoltage), 1.0)?.plan(&net)?;
     /// let sp = &plan.pull_sparse(1)[0];
     /// let (range, recs) = sp.block(0);
-    /// // Source 0 to targets 0 (1 step) and 1 (2 steps), source 2 to target 0 (0 steps).
+    /// // Target 0 from sources 0 (1 step) and 2 (0 steps), target 1 from source 0 (2 steps).
     /// let l = SparsePull::LANES as u32;
-    /// assert_eq!(recs, &[PullRec { src: 0, off: l }, PullRec { src: 0, off: 2 * l + 1 }, PullRec { src: 2, off: 0 }]);
-    /// assert_eq!(&sp.block_values()[range], &[0, 1, 2]);
+    /// assert_eq!(recs, &[PullRec { src: 0, off: l }, PullRec { src: 2, off: 0 }, PullRec { src: 0, off: 2 * l + 1 }]);
+    /// assert_eq!(&sp.block_values()[range], &[0, 2, 1]);
     /// # Ok::<(), snn_core::CoreError>(())
     /// ```
     pub fn block(&self, b: usize) -> (Range<usize>, &[PullRec]) {
-        let r = self.blk[b] as usize..self.blk[b + 1] as usize;
+        let n_post = self.starts.len() - 1;
+        let r = self.starts[b * LANES] as usize..self.starts[((b + 1) * LANES).min(n_post)] as usize;
         (r.clone(), &self.recs[r])
     }
 
     /// The value index (into [`crate::Connection::weight_values`]) of every synapse, in the
-    /// order of the blocks of [`SparsePull::block`].
+    /// order of the blocks of [`SparsePull::block`] (and of the rows of [`SparsePull::row`]).
     pub fn block_values(&self) -> &[u32] {
-        &self.rec_value
+        &self.value
     }
 }
 
@@ -795,9 +781,9 @@ impl ClockedPlan {
     /// b.connect_sparse(i, o, syn);
     /// let net = b.build()?;
     /// let plan = ClockedEngine::new(SimConfig::new(10.0, ReadoutKind::MaxVoltage), 1.0)?.plan(&net)?;
-    /// // Block 0 (targets 0..8): source 0 -> 1, source 1 -> 0; block 1: source 0 -> 8.
+    /// // Target by target: 0 (from source 1), 1 (from 0), 8 (from 0).
     /// let mut scratch = Vec::new();
-    /// assert_eq!(plan.pull_sparse_weights(&net, 1, &mut scratch), &[3.0, 2.0, 1.0]);
+    /// assert_eq!(plan.pull_sparse_weights(&net, 1, &mut scratch), &[2.0, 3.0, 1.0]);
     /// # Ok::<(), snn_core::CoreError>(())
     /// ```
     pub fn pull_sparse_weights<'a>(&'a self, net: &Network, p: usize, scratch: &'a mut Vec<f64>) -> &'a [f64] {
@@ -944,7 +930,7 @@ fn gather_sparse(pp: &PullPop, net: &Network, out: &mut Vec<f64>) {
     out.clear();
     for sp in &pp.sparse {
         let w = net.connection(crate::ConnectionId(sp.conn)).weight_values();
-        out.extend(sp.rec_value.iter().map(|&v| w[v as usize]));
+        out.extend(sp.value.iter().map(|&v| w[v as usize]));
     }
 }
 
@@ -1063,12 +1049,11 @@ impl SourceSpikes {
 /// `block[(t + D) LANES + l] += w`; arrivals after step `steps` (`block` is `(steps + 1) x LANES`)
 /// are dropped. Straight into the step-major block, no per-target timeline.
 ///
-/// Summation order: the synapses are walked source by source, and a target has at most one
-/// synapse per source, so each target receives its arrivals in increasing source order, each
-/// source's in emission order — the order of one target walking its own synapses (and the order
-/// before this kernel summed straight into the block): a step's arrivals are summed source by
-/// source rather than in emission order as on the ring, the same values up to the rounding of
-/// the sums.
+/// Summation order: target by target, each target's synapses by increasing source and each
+/// source's spikes in emission order, starting from zero — the order in which a target summed its
+/// own timeline before this kernel summed straight into the block, so the sums are the same bit
+/// for bit. A step's arrivals are summed source by source rather than in emission order as on the
+/// ring: the same values up to the rounding of the sums.
 #[inline]
 fn pull_sparse_block(sp: &SparsePull, b: usize, w: &[f64], sources: &SourceSpikes, src_off: usize, block: &mut [f64]) {
     let (r, recs) = sp.block(b);

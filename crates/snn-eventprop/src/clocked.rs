@@ -77,7 +77,7 @@
 //! measures 6.7 against 14.8 ms CPU per sample for 700-256-256-20 in one run (load 8.5 on the 2
 //! cores; 5.8 against 7.5 with one target pass in time order, idle machine). Sparse projections
 //! take part through the plan's per-block view ([`snn_core::clocked::SparsePull::block`], the
-//! synapses into a block of 8 targets sorted by source, weights in that order from the plan's
+//! synapses into a block of 8 targets, target by target, weights in that order from the plan's
 //! cache): each synapse sums its reads over its source's events in registers (in the dense sums'
 //! order) and adds to the sources' `S` (targets in increasing order, as the dense sums). Recurrent networks, [`Delivery::Push`] and
 //! [`GradientSweep::PerEvent`] use the step-by-step sweep (per event for networks with a sparse
@@ -922,15 +922,16 @@ struct SparseSources<'a> {
 
 /// The backward reads of sparse pull delivery for block `b` of targets (`LANES b ..`, the
 /// counterpart of [`read_one`] for a sparse projection), walking the block's synapses as the
-/// forward pass does ([`snn_core::clocked::SparsePull::block`], sorted by source and then target;
-/// `w` the projection's weights in that order): each synapse (source `i`, target lane `l`, delay
-/// `D`, value index `v`) reads `[hv, hi] = line_l[t + D]` (`line_l = line[l line_len ..]`) at every
-/// event `t` of its source, in record order, summing them in registers and adding `w (hv - hi)`
-/// to the partial jump sum `S` of a LIF spike; then one update `dL/dw_v -= tau_s Σ hi`,
-/// `dL/dd_v -= w Σ (hi - hv)` (synapses whose source had no event are not touched, as in the
-/// dense sums). Each synapse's sums run over its source's events in the order of the dense layered
-/// sweep, and a spike's `S` gets its targets in increasing order (lanes in order within a source,
-/// blocks in order), as there.
+/// forward pass does ([`snn_core::clocked::SparsePull::block`]: target by target, so one
+/// target's trajectory is read at a time; `w` the projection's weights in that order): each
+/// synapse (source `i`, target lane `l`, delay `D`, value index `v`) reads
+/// `[hv, hi] = line_l[t + D]` (`line_l = line[l line_len ..]`) at every event `t` of its source,
+/// in record order, summing them in registers and adding `w (hv - hi)` to the partial jump sum
+/// `S` of a LIF spike; then one update `dL/dw_v -= tau_s Σ hi`, `dL/dd_v -= w Σ (hi - hv)`
+/// (synapses whose source had no event are not touched, as in the dense sums). Each synapse's
+/// sums run over its source's events in the order of the dense layered sweep, and a spike's `S`
+/// gets its targets in increasing order, as there: the same sums, bit for bit, as walking each
+/// target's rows with the weights read by value index.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn read_sparse_block(

@@ -228,7 +228,7 @@ impl MultiLayerClassifier {
 
     /// [`MultiLayerClassifier::codes`] warm-started from `warm` (every layer's codes stacked,
     /// first layer on top; ignored if its shape does not fit), which then holds the new codes.
-    fn codes_warm(&self, x: &DMatrix<f64>, warm: &mut WarmCodes) -> Result<Vec<DMatrix<f64>>> {
+    pub(crate) fn codes_warm(&self, x: &DMatrix<f64>, warm: &mut WarmCodes) -> Result<Vec<DMatrix<f64>>> {
         super::check_batch(self, x)?;
         let total: usize = self.dictionaries().iter().map(|d| d.ncols()).sum();
         let init = warm.take().filter(|w| w.shape() == (total, x.ncols()));

@@ -165,6 +165,7 @@ pub fn gap_regulariser(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>, marg
 /// | `gap_margin` | 1 | the gap the regulariser asks for | finite |
 /// | `warmup_steps` | 0 | steps over which the penalty rises linearly to its target ([`warmup_lambda`]) | any |
 /// | `seed` | 0 | shuffling | any |
+/// | `warm_start` | `true` | from the second epoch on, start each training image's pursuit from its codes of the previous epoch (same solver tolerance; memory: one stacked code per training image, [`trainer::EndToEnd::code_rows`] `x n` f64) | any |
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDrivenParams {
     /// Passes over the data.
@@ -187,6 +188,8 @@ pub struct TaskDrivenParams {
     pub warmup_steps: usize,
     /// Seed.
     pub seed: u64,
+    /// Warm-start every training image's pursuit from its codes of the previous epoch.
+    pub warm_start: bool,
 }
 
 impl Default for TaskDrivenParams {
@@ -202,6 +205,7 @@ impl Default for TaskDrivenParams {
             gap_margin: 1.0,
             warmup_steps: 0,
             seed: 0,
+            warm_start: true,
         }
     }
 }
@@ -355,11 +359,43 @@ pub fn task_driven_gradient(
     labels: &[usize],
     p: &TaskDrivenParams,
 ) -> Result<TaskDrivenGradient> {
+    task_driven_gradient_warm(model, x, labels, p, None).map(|(g, _)| g)
+}
+
+/// [`task_driven_gradient`] with the pursuit started from `init` (`M x batch`, e.g. the
+/// codes of the same images from the previous epoch; `None`: from 0). The solver stops on
+/// the same relative duality gap either way. Also returns the batch's codes.
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use sparse_bp::models::{CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
+/// use sparse_bp::train::task_driven::{TaskDrivenParams, task_driven_gradient, task_driven_gradient_warm};
+/// let clf = LinearClassifier::zeros(2, 3);
+/// let d = DMatrix::from_column_slice(2, 3, &[1.0, 0.0, 0.0, 1.0, 0.6, 0.8]);
+/// let m = PursuitClassifier::new(CodeKind::Bp, d, 1, 0.1, clf, TaskLoss::CrossEntropy)?;
+/// let x = DMatrix::from_column_slice(2, 2, &[1.0, 0.5, -0.3, 2.0]);
+/// let p = TaskDrivenParams::default();
+/// let (cold, z) = task_driven_gradient_warm(&m, &x, &[0, 1], &p, None)?;
+/// assert_eq!(cold, task_driven_gradient(&m, &x, &[0, 1], &p)?);
+/// let (warm, _) = task_driven_gradient_warm(&m, &x, &[0, 1], &p, Some(&z))?;
+/// assert!((warm.dictionary - cold.dictionary).amax() < 1e-6);
+/// # Ok::<(), sparse_bp::SparseBpError>(())
+/// ```
+pub fn task_driven_gradient_warm(
+    model: &PursuitClassifier,
+    x: &DMatrix<f64>,
+    labels: &[usize],
+    p: &TaskDrivenParams,
+    init: Option<&DMatrix<f64>>,
+) -> Result<(TaskDrivenGradient, DMatrix<f64>)> {
     p.check()?;
     trainer::check_labelled(model, x, labels, "training batch")?;
     let solver = model.solver();
     let d = solver.dictionary();
-    let z = solver.solve(x)?.codes;
+    let z = match init {
+        Some(z0) => solver.solve_warm(x, z0)?.codes,
+        None => solver.solve(x)?.codes,
+    };
     let f = model.features_from_codes(&z);
     let logits = model.classifier.logits(&f)?;
     let (task, dl) = model.task.value_and_grad(&logits, labels)?; // mean over the batch
@@ -401,7 +437,7 @@ pub fn task_driven_gradient(
     let w = &dl * f.transpose();
     let b = DVector::from_fn(dl.nrows(), |i, _| dl.row(i).sum());
     let dictionary = acc.into_iter().next().unwrap_or_else(|| DMatrix::zeros(m, big_m));
-    Ok(TaskDrivenGradient { loss: TaskDrivenLoss { task, recon, gap }, dictionary, w, b })
+    Ok((TaskDrivenGradient { loss: TaskDrivenLoss { task, recon, gap }, dictionary, w, b }, z))
 }
 
 /// The penalty of step `t` (0-based) under a warm-up of `warmup` steps: linear from
@@ -419,9 +455,18 @@ impl trainer::EndToEnd for PursuitClassifier {
     fn objective(&self, x: &DMatrix<f64>, labels: &[usize], p: &TaskDrivenParams) -> Result<TaskDrivenLoss> {
         task_driven_loss(self, x, labels, p.gap_margin)
     }
-    fn gradient(&self, x: &DMatrix<f64>, labels: &[usize], p: &TaskDrivenParams) -> Result<deep::MultiLayerGradient> {
-        let g = task_driven_gradient(self, x, labels, p)?;
-        Ok(deep::MultiLayerGradient { loss: g.loss, dictionaries: vec![g.dictionary], w: g.w, b: g.b })
+    fn gradient_warm(
+        &self,
+        x: &DMatrix<f64>,
+        labels: &[usize],
+        p: &TaskDrivenParams,
+        init: Option<&DMatrix<f64>>,
+    ) -> Result<(deep::MultiLayerGradient, DMatrix<f64>)> {
+        let (g, z) = task_driven_gradient_warm(self, x, labels, p, init)?;
+        Ok((deep::MultiLayerGradient { loss: g.loss, dictionaries: vec![g.dictionary], w: g.w, b: g.b }, z))
+    }
+    fn code_rows(&self) -> usize {
+        self.solver().dictionary().ncols()
     }
     fn dictionary_list(&self) -> Vec<DMatrix<f64>> {
         vec![self.solver().dictionary().clone()]

@@ -65,7 +65,11 @@ type Layers = Vec<DMatrix<f64>>;
 
 /// Every layer's code and residual `r_j = Gamma_{j-1} - D_j Gamma_j`.
 fn codes_and_residuals(model: &MultiLayerClassifier, x: &DMatrix<f64>) -> Result<(Layers, Layers)> {
-    let codes = model.codes(x)?;
+    residuals(model, x, model.codes(x)?)
+}
+
+/// The residuals `r_j = Gamma_{j-1} - D_j Gamma_j` of every layer's `codes`.
+fn residuals(model: &MultiLayerClassifier, x: &DMatrix<f64>, codes: Layers) -> Result<(Layers, Layers)> {
     let res = codes
         .iter()
         .zip(model.dictionaries())
@@ -109,11 +113,53 @@ pub fn multilayer_gradient(
     labels: &[usize],
     p: &TaskDrivenParams,
 ) -> Result<MultiLayerGradient> {
+    multilayer_gradient_warm(model, x, labels, p, None).map(|(g, _)| g)
+}
+
+/// [`multilayer_gradient`] with the pursuit started from `init` (every layer's code stacked,
+/// first layer on top, `sum_j M_j x batch`: e.g. the codes of the same images from the
+/// previous epoch; `None`: from 0). Layered models warm-start each layer's problem from its
+/// block, Deep Pursuit models the joint problem from the whole stacked code; the solvers stop
+/// on the same relative duality gap either way. Also returns the batch's stacked codes.
+///
+/// ```
+/// use nalgebra::{DMatrix, DVector};
+/// use sparse_bp::models::deep::{MultiLayerClassifier, Pursuit};
+/// use sparse_bp::models::{CodeKind, LinearClassifier, TaskLoss};
+/// use sparse_bp::train::task_driven::TaskDrivenParams;
+/// use sparse_bp::train::task_driven::deep::multilayer_gradient_warm;
+/// let dicts = vec![DMatrix::<f64>::identity(3, 3), DMatrix::<f64>::identity(3, 3)];
+/// let clf = LinearClassifier { w: DMatrix::from_fn(2, 3, |i, j| (i + j) as f64 - 1.0), b: DVector::zeros(2) };
+/// let m = MultiLayerClassifier::new(Pursuit::Deep, CodeKind::Bp, dicts, 1, vec![0.1, 0.1], clf, TaskLoss::CrossEntropy)?;
+/// let x = DMatrix::from_column_slice(3, 2, &[1.0, 0.2, 0.0, 0.0, 0.5, 2.0]);
+/// let p = TaskDrivenParams { recon_weight: 0.1, ..TaskDrivenParams::default() };
+/// let (cold, z) = multilayer_gradient_warm(&m, &x, &[0, 1], &p, None)?;
+/// assert_eq!(z.shape(), (6, 2)); // both layers' codes, stacked
+/// let (warm, _) = multilayer_gradient_warm(&m, &x, &[0, 1], &p, Some(&z))?;
+/// assert!((&warm.dictionaries[1] - &cold.dictionaries[1]).amax() < 1e-6);
+/// # Ok::<(), sparse_bp::SparseBpError>(())
+/// ```
+pub fn multilayer_gradient_warm(
+    model: &MultiLayerClassifier,
+    x: &DMatrix<f64>,
+    labels: &[usize],
+    p: &TaskDrivenParams,
+    init: Option<&DMatrix<f64>>,
+) -> Result<(MultiLayerGradient, DMatrix<f64>)> {
     check_params(p)?;
     check_labelled(model, x, labels, "training batch")?;
     let dicts = model.dictionaries();
     let nl = dicts.len();
-    let (codes, res) = codes_and_residuals(model, x)?;
+    let rows: usize = dicts.iter().map(|d| d.ncols()).sum();
+    if let Some(z0) = init
+        && z0.shape() != (rows, x.ncols())
+    {
+        return Err(SparseBpError::ShapeMismatch { what: "warm start", expected: (rows, x.ncols()), got: z0.shape() });
+    }
+    let mut warm = init.cloned();
+    let codes = model.codes_warm(x, &mut warm)?;
+    let stacked = warm.ok_or(SparseBpError::Empty { what: "layers" })?;
+    let (codes, res) = residuals(model, x, codes)?;
     let last = &codes[nl - 1];
     let f = model.features_from_last(last);
     let logits = model.classifier.logits(&f)?;
@@ -206,7 +252,7 @@ pub fn multilayer_gradient(
     })?;
     let w = &dl * f.transpose();
     let b = DVector::from_fn(dl.nrows(), |i, _| dl.row(i).sum());
-    Ok(MultiLayerGradient { loss: TaskDrivenLoss { task, recon, gap: 0.0 }, dictionaries: acc, w, b })
+    Ok((MultiLayerGradient { loss: TaskDrivenLoss { task, recon, gap: 0.0 }, dictionaries: acc, w, b }, stacked))
 }
 
 impl EndToEnd for MultiLayerClassifier {
@@ -216,8 +262,17 @@ impl EndToEnd for MultiLayerClassifier {
     fn objective(&self, x: &DMatrix<f64>, labels: &[usize], _p: &TaskDrivenParams) -> Result<TaskDrivenLoss> {
         multilayer_loss(self, x, labels)
     }
-    fn gradient(&self, x: &DMatrix<f64>, labels: &[usize], p: &TaskDrivenParams) -> Result<MultiLayerGradient> {
-        multilayer_gradient(self, x, labels, p)
+    fn gradient_warm(
+        &self,
+        x: &DMatrix<f64>,
+        labels: &[usize],
+        p: &TaskDrivenParams,
+        init: Option<&DMatrix<f64>>,
+    ) -> Result<(MultiLayerGradient, DMatrix<f64>)> {
+        multilayer_gradient_warm(self, x, labels, p, init)
+    }
+    fn code_rows(&self) -> usize {
+        self.dictionaries().iter().map(|d| d.ncols()).sum()
     }
     fn dictionary_list(&self) -> Vec<DMatrix<f64>> {
         self.dictionaries().to_vec()
