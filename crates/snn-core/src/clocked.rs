@@ -410,11 +410,11 @@ pub struct SparsePull {
     recs: Vec<PullRec>,
 }
 
-/// One synapse of a block of [`LANES`] targets of a [`SparsePull`]: its presynaptic neuron and
-/// `off = D * LANES + l` for delay steps `D` and target `l` of the block, so that a spike at step
-/// `t` arrives at `block[t * LANES + off]` of the step-major `(steps + 1) x LANES` arrival block,
-/// and an arrival after the last step at an index past its end (`t + D > steps` exactly when
-/// `t * LANES + off >= (steps + 1) * LANES`, as `l < LANES`).
+/// One synapse of a block of [`SparsePull::LANES`] targets of a [`SparsePull`]: its presynaptic
+/// neuron and `off = D * LANES + l` for delay steps `D` and target `l` of the block, so that a
+/// spike at step `t` arrives at `block[t * LANES + off]` of the step-major `(steps + 1) x LANES`
+/// arrival block, and an arrival after the last step at an index past its end (`t + D > steps`
+/// exactly when `t * LANES + off >= (steps + 1) * LANES`, as `l < LANES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PullRec {
     /// Presynaptic neuron (index in its population).
