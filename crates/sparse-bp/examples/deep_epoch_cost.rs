@@ -1,0 +1,159 @@
+//! Cost of end-to-end training epochs of the 3-layer models at this project's layer sizes
+//! against the thesis's (issue 20, point 5): LBP (layered `l1`) and PGDP (pooled Deep
+//! Pursuit, groups of 8) on the first `n` MNIST training images.
+//!
+//! Sizes (atoms of layers 1 -> 2 -> 3): ours 256 -> 128 -> 256 for both; the thesis's
+//! LBP/DP 128 -> 256 -> 4096 and pooled 128 -> 256 -> 512. Each chain is learned here
+//! without labels as in `paper::train_deep` (layer 1 on the images with the MNIST preset's
+//! penalty 2.0, layers 2 and 3 on the previous layer's codes with penalty 0.03 x median code
+//! norm; one dictionary epoch each, a plain group dictionary for layer 1 of the pooled model
+//! instead of the class-structured one), a softmax classifier is trained on the codes, and
+//! then the model is trained end to end with the full preset's recipe
+//! (`paper::mnist(Scale::Full)`: its solver per model, tolerance, learning rates, batch
+//! size, warm starts) for 1 and for 2 epochs (held-out set: 1 image, so validation costs
+//! nothing). Printed: seconds of epoch 1 (cold pursuits) and of epoch 2 (warm-started
+//! from epoch 1's codes: 2-epoch run minus 1-epoch run), and the memory of the stored codes.
+//!
+//! `cargo run --release -p sparse-bp --example deep_epoch_cost -- [data dir] [n] [which]`
+//! (defaults `../shared/data/mnist 500 all`; `which` = `all`, `ours` or `thesis`).
+
+use std::io::Read;
+use std::time::Instant;
+
+use sparse_bp::models::deep::{MultiLayerClassifier, Pursuit};
+use sparse_bp::models::{CodeKind, LinearClassifier, TaskLoss};
+use sparse_bp::nalgebra::DMatrix;
+use sparse_bp::paper::{self, Scale};
+use sparse_bp::train::task_driven::early_stopping::{EarlyStopping, train_validated};
+use sparse_bp::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// The payload of a gzipped IDX file after its `header` bytes, first `n` records of `size` bytes.
+fn read_idx_gz(path: &str, header: usize, size: usize, n: usize) -> Result<Vec<u8>, BoxError> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(f).read_to_end(&mut bytes)?;
+    let end = header + n * size;
+    if bytes.len() < end {
+        return Err(format!("{path}: {} bytes, need {end}", bytes.len()).into());
+    }
+    Ok(bytes[header..end].to_vec())
+}
+
+/// Standardised images (global pixel mean / deviation) and labels of the first `n` training images.
+fn load(dir: &str, n: usize) -> Result<(DMatrix<f64>, Vec<usize>), BoxError> {
+    let img = read_idx_gz(&format!("{dir}/train-images-idx3-ubyte.gz"), 16, 784, n)?;
+    let lab = read_idx_gz(&format!("{dir}/train-labels-idx1-ubyte.gz"), 8, 1, n)?;
+    let x = DMatrix::from_fn(784, n, |i, j| f64::from(img[j * 784 + i]) / 255.0);
+    let len = x.len() as f64;
+    let mean = x.sum() / len;
+    let sd = (x.map(|p| (p - mean) * (p - mean)).sum() / len).sqrt();
+    Ok((x.map(|p| (p - mean) / sd), lab.iter().map(|&l| usize::from(l)).collect()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Learns a chain of dictionaries with `atoms` per layer (unsupervised, see the module docs);
+/// returns the dictionaries and every layer's penalty.
+fn chain(x: &DMatrix<f64>, atoms: [usize; 3], gs: usize, seed: u64) -> Result<(Vec<DMatrix<f64>>, Vec<f64>), BoxError> {
+    let (mut dicts, mut weights) = (Vec::new(), Vec::new());
+    let mut input = x.clone();
+    for (l, &a) in atoms.iter().enumerate() {
+        let lambda = if l == 0 { 2.0 } else { 0.03 * median(input.column_iter().map(|c| c.norm()).collect()) };
+        let p = DictParams {
+            atoms: a,
+            group_size: gs,
+            lambda,
+            epochs: 1,
+            warmup_epochs: 1,
+            lr: 2e-3,
+            batch_size: 250,
+            coherence_weight: 0.0,
+            code_tol: 1e-3,
+            seed: seed + l as u64,
+        };
+        let (d, _) = learn_dictionary(&input, &p)?;
+        let s = sparse_bp::Solver::new(
+            d.clone(),
+            group_spec(a, gs, lambda)?,
+            sparse_bp::SolverParams { tol: 1e-3, ..Default::default() },
+        )?;
+        input = s.solve(&input)?.codes;
+        dicts.push(d);
+        weights.push(lambda);
+    }
+    Ok((dicts, weights))
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args.get(1).cloned().unwrap_or_else(|| "../shared/data/mnist".into());
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(500);
+    let which = args.get(3).cloned().unwrap_or_else(|| "all".into());
+    let (x, labels) = load(&dir, n)?;
+    let full = paper::mnist(Scale::Full);
+    let e2e = &full.deep.end_to_end;
+    println!(
+        "{n} images, full preset's end-to-end recipe (solver tol {}, batch {}, warm starts {})",
+        full.deep.tol, e2e.batch_size, e2e.warm_start
+    );
+    let configs: [(&str, Pursuit, CodeKind, usize, [usize; 3]); 4] = [
+        ("ours", Pursuit::Layered, CodeKind::Bp, 1, [256, 128, 256]),
+        ("thesis", Pursuit::Layered, CodeKind::Bp, 1, [128, 256, 4096]),
+        ("ours", Pursuit::Deep, CodeKind::Pgbp, 8, [256, 128, 256]),
+        ("thesis", Pursuit::Deep, CodeKind::Pgbp, 8, [128, 256, 512]),
+    ];
+    for (sizes, pursuit, kind, gs, atoms) in configs {
+        if which != "all" && which != sizes {
+            continue;
+        }
+        let t = Instant::now();
+        let (dicts, weights) = chain(&x, atoms, gs, 3)?;
+        let sp = paper::deep_solver_params(&full.deep, pursuit, kind);
+        let nf = if kind == CodeKind::Pgbp { atoms[2] / gs } else { atoms[2] };
+        let ce = TaskLoss::CrossEntropy;
+        let build = |clf| {
+            MultiLayerClassifier::with_solver_params(
+                pursuit,
+                kind,
+                dicts.clone(),
+                gs,
+                weights.clone(),
+                clf,
+                ce,
+                sp.clone(),
+            )
+        };
+        let m0 = build(LinearClassifier::zeros(10, nf))?;
+        let fit = FitParams { epochs: 10, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 1 };
+        let m = build(train_linear(&m0.features(&x)?, &labels, ce, &fit)?)?;
+        let setup = t.elapsed().as_secs_f64();
+        let x_val = x.columns(0, 1).into_owned();
+        let es = EarlyStopping { patience: 2, min_delta: 0.0 };
+        let mut secs = Vec::new();
+        for epochs in [1usize, 2] {
+            let mut mm = m.clone();
+            let p = sparse_bp::train::task_driven::TaskDrivenParams { epochs, ..e2e.params(5) };
+            let t = Instant::now();
+            let r = train_validated(&mut mm, &x, &labels, &x_val, &labels[..1], &p, &es)?;
+            secs.push(t.elapsed().as_secs_f64());
+            assert_eq!(r.epochs_run, epochs, "patience 2: every epoch runs");
+        }
+        let rows: usize = atoms.iter().sum();
+        println!(
+            "{} {sizes:<6} {:?} (groups of {gs}): setup {setup:.1} s; epoch 1 (cold) {:.2} s, epoch 2 (warm) {:.2} s \
+             ({:.2}x); stored codes {rows} x n f64 = {:.1} MB at n = 10,000",
+            m.name(),
+            atoms,
+            secs[0],
+            secs[1] - secs[0],
+            secs[0] / (secs[1] - secs[0]),
+            (rows * 10_000 * 8) as f64 / 1e6
+        );
+    }
+    Ok(())
+}
