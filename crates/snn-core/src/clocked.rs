@@ -410,11 +410,11 @@ pub struct SparsePull {
     recs: Vec<PullRec>,
 }
 
-/// One synapse of a block of [`LANES`] targets of a [`SparsePull`]: its presynaptic neuron and
-/// `off = D * LANES + l` for delay steps `D` and target `l` of the block, so that a spike at step
-/// `t` arrives at `block[t * LANES + off]` of the step-major `(steps + 1) x LANES` arrival block,
-/// and an arrival after the last step at an index past its end (`t + D > steps` exactly when
-/// `t * LANES + off >= (steps + 1) * LANES`, as `l < LANES`).
+/// One synapse of a block of [`SparsePull::LANES`] targets of a [`SparsePull`]: its presynaptic
+/// neuron and `off = D * LANES + l` for delay steps `D` and target `l` of the block, so that a
+/// spike at step `t` arrives at `block[t * LANES + off]` of the step-major `(steps + 1) x LANES`
+/// arrival block, and an arrival after the last step at an index past its end (`t + D > steps`
+/// exactly when `t * LANES + off >= (steps + 1) * LANES`, as `l < LANES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PullRec {
     /// Presynaptic neuron (index in its population).
@@ -1004,41 +1004,24 @@ struct PullBuffers {
 /// per-source spike lists that sparse pull delivery walks for each incoming synapse.
 #[derive(Debug, Clone, Default)]
 struct SourceSpikes {
-    /// `starts[g]..starts[g + 1]` index `steps` for neuron `g`.
-    starts: Vec<u32>,
+    /// Groups by global neuron into `steps`.
+    by_neuron: crate::Buckets,
     /// Emission steps, each neuron's in emission order.
     steps: Vec<u32>,
-    fill: Vec<u32>,
 }
 
 impl SourceSpikes {
     /// Groups the input events `(step, input neuron)` and the recorded spikes `(step, global
     /// neuron, _)` of a network of `n` neurons (input population first, at global offset 0).
     fn group(&mut self, n: usize, in_events: &[(u32, u32)], spk: &[(u32, u32, f64)]) {
-        let all = || in_events.iter().copied().chain(spk.iter().map(|&(t, g, _)| (t, g)));
-        self.starts.clear();
-        self.starts.resize(n + 1, 0);
-        for (_, g) in all() {
-            self.starts[g as usize + 1] += 1;
-        }
-        for g in 0..n {
-            self.starts[g + 1] += self.starts[g];
-        }
-        self.fill.clear();
-        self.fill.extend_from_slice(&self.starts[..n]);
-        self.steps.clear();
-        self.steps.resize(self.starts[n] as usize, 0);
-        for (t, g) in all() {
-            let at = &mut self.fill[g as usize];
-            self.steps[*at as usize] = t;
-            *at += 1;
-        }
+        let all = in_events.iter().map(|&(t, g)| (g as usize, t)).chain(spk.iter().map(|&(t, g, _)| (g as usize, t)));
+        self.by_neuron.sort(n, all, &mut self.steps);
     }
 
     /// The emission steps of global neuron `g`.
     #[inline]
     fn of(&self, g: usize) -> &[u32] {
-        &self.steps[self.starts[g] as usize..self.starts[g + 1] as usize]
+        &self.steps[self.by_neuron.range(g)]
     }
 }
 
@@ -1268,9 +1251,8 @@ impl ClockedState {
             + self.pull.lane_rows.w.capacity()
             + self.pull.sparse_w.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
-            + 4 * (self.pull.sources.starts.capacity()
-                + self.pull.sources.steps.capacity()
-                + self.pull.sources.fill.capacity())
+            + 4 * self.pull.sources.steps.capacity()
+            + self.pull.sources.by_neuron.heap_bytes()
             + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }

@@ -62,6 +62,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod buckets;
 pub mod clocked;
 pub mod engine;
 pub mod error;
@@ -72,6 +73,7 @@ pub mod record;
 pub mod sparse;
 pub mod spikes;
 
+pub use buckets::Buckets;
 pub use clocked::{ClockedEngine, ClockedPlan, ClockedScratch, ClockedState, Delivery};
 pub use engine::{Engine, EngineScratch, SimConfig, Simulator, check_input};
 pub use error::{CoreError, Result, SpikeProblem, TripletProblem};

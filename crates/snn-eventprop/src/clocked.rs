@@ -84,7 +84,9 @@
 //! projection).
 
 use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
-use snn_core::{ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain};
+use snn_core::{
+    Buckets, ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain,
+};
 
 use crate::error::{EventPropError, Result};
 use crate::gradients::{Adjoint, Gradients, check_jump_bias};
@@ -278,11 +280,10 @@ struct Deferred {
     /// First pair of each population's region (`usize::MAX` for the input population).
     pop_base: Vec<usize>,
     traj: Vec<[f64; 2]>,
-    /// Presynaptic events of the current window grouped by neuron (CSR): `starts[i]..starts[i+1]`
-    /// index `rows`, each the row `step % len` of one event.
-    starts: Vec<u32>,
+    /// Presynaptic events of the current window grouped by neuron (CSR): `by_neuron.range(i)`
+    /// indexes `rows`, each the row `step % len` of one event.
+    by_neuron: Buckets,
     rows: Vec<u32>,
-    fill: Vec<u32>,
     /// `(len, window, steps, traj.len())` when the zero rows are known to be zero: a whole-run
     /// window never writes them, so they need clearing only when the geometry changes.
     clean_for: Option<(usize, usize, usize, usize)>,
@@ -292,7 +293,8 @@ impl Deferred {
     fn heap_bytes(&self) -> usize {
         16 * self.traj.capacity()
             + 8 * self.pop_base.capacity()
-            + 4 * (self.starts.capacity() + self.rows.capacity() + self.fill.capacity())
+            + 4 * self.rows.capacity()
+            + self.by_neuron.heap_bytes()
     }
 
     /// Sizes the window for `plan` over `steps` within `max_bytes` and clears what must start at zero.
@@ -361,22 +363,8 @@ impl Deferred {
 
     /// Groups the events `(neuron, step)` of one presynaptic population (`n_pre` neurons) by neuron.
     fn group(&mut self, n_pre: usize, events: impl Iterator<Item = (usize, usize)> + Clone) {
-        self.starts.clear();
-        self.starts.resize(n_pre + 1, 0);
-        for (i, _) in events.clone() {
-            self.starts[i + 1] += 1;
-        }
-        for i in 0..n_pre {
-            self.starts[i + 1] += self.starts[i];
-        }
-        self.fill.clear();
-        self.fill.extend_from_slice(&self.starts[..n_pre]);
-        self.rows.clear();
-        self.rows.resize(self.starts[n_pre] as usize, 0);
-        for (i, step) in events {
-            self.rows[self.fill[i] as usize] = (step % self.len) as u32;
-            self.fill[i] += 1;
-        }
+        let len = self.len;
+        self.by_neuron.sort(n_pre, events.map(move |(i, step)| (i, (step % len) as u32)), &mut self.rows);
     }
 
     /// Adds the gradients of connection `cp` for the grouped events: for each synapse,
@@ -386,7 +374,7 @@ impl Deferred {
         let post = plan.pops[cp.post];
         let tau_s = post.tau_s;
         let n_post = cp.n_post;
-        let n_pre = self.starts.len() - 1;
+        let n_pre = self.by_neuron.starts().len() - 1;
         let len = self.len;
         let base = self.pop_base[cp.post];
         let blocks = n_post.div_ceil(LANES);
@@ -395,7 +383,7 @@ impl Deferred {
         // group are GROUP contiguous cache lines.
         for g0 in (0..blocks).step_by(GROUP) {
             for i in 0..n_pre {
-                let rows = &self.rows[self.starts[i] as usize..self.starts[i + 1] as usize];
+                let rows = &self.rows[self.by_neuron.range(i)];
                 if rows.is_empty() {
                     continue;
                 }
@@ -887,24 +875,20 @@ struct Layered {
     /// Each record spike's grid step.
     spike_step: Vec<u32>,
     /// The events into the current population by column (CSR: column `c`'s events are
-    /// `col_events[col_start[c]..col_start[c + 1]]`, `(step, S slot or u32::MAX)` in the order of
-    /// `events`).
-    col_start: Vec<u32>,
+    /// `col_events[by_col.range(c)]`, `(step, S slot or u32::MAX)` in the order of `events`).
+    by_col: Buckets,
     col_events: Vec<(u32, u32)>,
-    /// Scratch of the counting sorts into `col_events` and `block_spikes`.
-    rank_fill: Vec<u32>,
-    /// Sparse projections: `src_start[g]..src_start[g + 1]` index `src_ev`, the events of global
+    /// Sparse projections: `by_src.range(g)` indexes `src_ev`, the events of global
     /// neuron `g` as `(step, rank among its population's spikes)` (`u32::MAX` for input spikes).
-    src_start: Vec<u32>,
+    by_src: Buckets,
     src_ev: Vec<(u32, u32)>,
     /// Each record spike's population (scratch of the CSR `pop_start`, `pop_spikes`).
     pop_of: Vec<u32>,
     /// Scratch of the counting sort into `pop_spikes`.
     pop_fill: Vec<usize>,
     /// The current population's spikes by block of [`LANES`] neurons (CSR: block `b`'s are
-    /// `block_spikes[block_start[b]..block_start[b + 1]]`), `(step, lane, record index)` in
-    /// record order.
-    block_start: Vec<u32>,
+    /// `block_spikes[by_block.range(b)]`), `(step, lane, record index)` in record order.
+    by_block: Buckets,
     block_spikes: Vec<(u32, u32, u32)>,
 }
 
@@ -982,12 +966,13 @@ impl Layered {
             + self.seen.capacity()
             + 12 * self.events.capacity()
             + 4 * (self.pop_spikes.capacity() + self.spike_step.capacity() + self.rank.capacity())
-            + 4 * self.col_start.capacity()
+            + self.by_col.heap_bytes()
             + 8 * self.col_events.capacity()
-            + 4 * (self.rank_fill.capacity() + self.pop_of.capacity() + self.block_start.capacity())
+            + 4 * self.pop_of.capacity()
+            + self.by_block.heap_bytes()
             + 8 * self.pop_fill.capacity()
             + 12 * self.block_spikes.capacity()
-            + 4 * self.src_start.capacity()
+            + self.by_src.heap_bytes()
             + 8 * self.src_ev.capacity()
     }
 
@@ -1068,25 +1053,12 @@ impl Layered {
         // global neurons; input events with rank `u32::MAX`), each neuron's in record order.
         if layers.iter().any(|&p| !plan.pull_sparse(p).is_empty()) {
             let n = plan.num_neurons();
-            self.src_start.clear();
-            self.src_start.resize(n + 1, 0);
             let inputs = input.neurons[..n_input].iter().map(|&i| i as usize);
-            for g in inputs.clone().chain(spikes.neurons.iter().map(|&g| g as usize)) {
-                self.src_start[g + 1] += 1;
-            }
-            for g in 0..n {
-                self.src_start[g + 1] += self.src_start[g];
-            }
-            let mut fill = self.src_start[..n].to_vec();
-            self.src_ev.clear();
-            self.src_ev.resize(self.src_start[n] as usize, (0, 0));
             let in_ev =
-                input.times[..n_input].iter().zip(inputs).map(|(&t, g)| (g, engine.step_of(t) as u32, u32::MAX));
-            let sp_ev = (0..spikes.len()).map(|k| (spikes.neurons[k] as usize, self.spike_step[k], self.rank[k]));
-            for (g, step, rank) in in_ev.chain(sp_ev) {
-                self.src_ev[fill[g] as usize] = (step, rank);
-                fill[g] += 1;
-            }
+                input.times[..n_input].iter().zip(inputs).map(|(&t, g)| (g, (engine.step_of(t) as u32, u32::MAX)));
+            let (steps_of, rank) = (&self.spike_step, &self.rank);
+            let sp_ev = (0..spikes.len()).map(|k| (spikes.neurons[k] as usize, (steps_of[k], rank[k])));
+            self.by_src.sort(n, in_ev.chain(sp_ev), &mut self.src_ev);
         }
 
         for &p in layers.iter().rev() {
@@ -1115,27 +1087,15 @@ impl Layered {
             // Spikes of this population by block of LANES neurons: (step, lane, record index),
             // record order.
             // (CSR over blocks, a stable counting sort: block `b`'s spikes are
-            // `by_block[block_start[b]..block_start[b + 1]]`.)
+            // `by_block[self.by_block.range(b)]`.)
             let n_blocks = pp.size.div_ceil(LANES);
-            self.block_start.clear();
-            self.block_start.resize(n_blocks + 1, 0);
-            for &k in own_spikes {
-                let j = spikes.neurons[k as usize] as usize - pp.global_off;
-                self.block_start[j / LANES + 1] += 1;
-            }
-            for b in 0..n_blocks {
-                self.block_start[b + 1] += self.block_start[b];
-            }
             let mut by_block = std::mem::take(&mut self.block_spikes);
-            by_block.resize(own_spikes.len(), (0, 0, 0));
-            self.rank_fill.clear();
-            self.rank_fill.extend_from_slice(&self.block_start[..n_blocks]);
-            for &k in own_spikes {
+            let step_of = &self.spike_step;
+            let own = own_spikes.iter().map(|&k| {
                 let j = spikes.neurons[k as usize] as usize - pp.global_off;
-                let f = &mut self.rank_fill[j / LANES];
-                by_block[*f as usize] = (self.spike_step[k as usize], (j % LANES) as u32, k);
-                *f += 1;
-            }
+                (j / LANES, (step_of[k as usize], (j % LANES) as u32, k))
+            });
+            self.by_block.sort(n_blocks, own, &mut by_block);
             let line_len = steps + plan.slots;
             // Columns with events (the same for every target).
             self.seen.clear();
@@ -1145,26 +1105,9 @@ impl Layered {
             }
             // The same events by column, each column's in the order of `events` (a stable
             // counting sort), and their largest step.
-            self.col_start.clear();
-            self.col_start.resize(row_len + 1, 0);
-            let mut max_step = 0;
-            for &(n, col, _) in &self.events {
-                self.col_start[col as usize + 1] += 1;
-                max_step = max_step.max(n);
-            }
-            for c in 0..row_len {
-                self.col_start[c + 1] += self.col_start[c];
-            }
-            self.col_events.resize(self.events.len(), (0, 0));
-            let mut fill_at = std::mem::take(&mut self.rank_fill);
-            fill_at.clear();
-            fill_at.extend_from_slice(&self.col_start[..row_len]);
-            for &(n, col, slot) in &self.events {
-                let f = &mut fill_at[col as usize];
-                self.col_events[*f as usize] = (n, slot);
-                *f += 1;
-            }
-            self.rank_fill = fill_at;
+            let max_step = self.events.iter().map(|&(n, _, _)| n).max().unwrap_or(0);
+            let by_col = self.events.iter().map(|&(n, col, slot)| (col as usize, (n, slot)));
+            self.by_col.sort(row_len, by_col, &mut self.col_events);
             // The weight rows: cached in the plan for `net`'s weights, or gathered into `w_buf`.
             let mut w_buf = std::mem::take(&mut self.w_rows);
             let w_rows = plan.pull_weight_rows(net, p, &mut w_buf);
@@ -1173,7 +1116,7 @@ impl Layered {
             let sparse_w = plan.pull_sparse_weights(net, p, &mut sw_buf);
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
-                let own = &by_block[self.block_start[j0 / LANES] as usize..self.block_start[j0 / LANES + 1] as usize];
+                let own = &by_block[self.by_block.range(j0 / LANES)];
                 self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, own);
                 // 2. Every event into a target reads its trajectory: up to four targets per pass
                 // over the events (see `read_columns`), column by column, their delays, weights
@@ -1190,7 +1133,7 @@ impl Layered {
                     }
                 }
                 let lanes = Lanes { d: &self.lane_d, w: &self.lane_w, line: &self.line, line_len };
-                let cols = Columns { start: &self.col_start, events: &self.col_events, max_step };
+                let cols = Columns { start: self.by_col.starts(), events: &self.col_events, max_step };
                 let mut l = 0;
                 while l < j1 - j0 {
                     l += match j1 - j0 - l {
@@ -1229,7 +1172,7 @@ impl Layered {
                     w_off += sp.nnz();
                     let (gw, gd) = (grads.weights[c].as_mut_slice(), grads.delays[c].as_mut_slice());
                     let sources = SparseSources {
-                        starts: &self.src_start,
+                        starts: self.by_src.starts(),
                         events: &self.src_ev,
                         offset: plan.pops[sp.pre()].global_off,
                         s_base: self.s_base[c],
@@ -1281,7 +1224,7 @@ struct Lanes<'a> {
     line_len: usize,
 }
 
-/// The events into a population by column of the target rows (see `Layered::col_start`) and
+/// The events into a population by column of the target rows (see `Layered::by_col`) and
 /// their largest step.
 struct Columns<'a> {
     start: &'a [u32],
