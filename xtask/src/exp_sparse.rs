@@ -62,8 +62,8 @@ fn curve(out: &mut Vec<Value>, model: &str, attack: &str, eps: f64, acc: f64, ma
     out.push(v);
 }
 
-/// Every white-box column on the pursuit models (each on its first
-/// [`AttackColumn::n_images`] test images), transfer from PGBP to the approximators, clean
+/// Every white-box column on the pursuit models (each on its
+/// [`AttackColumn::image_indices`] test images), transfer from PGBP to the approximators, clean
 /// accuracy of everything. Returns the curve entries and each pursuit model's seconds per
 /// column.
 fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynResult<(Vec<Value>, Vec<AttackTime>)> {
@@ -76,9 +76,11 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
         let labels = (task.labels_for)(name);
         for (ci, col) in task.columns.iter().enumerate() {
             let t = Instant::now();
-            let n = col.n_images(task.x_test.ncols());
-            let x_col = if n < task.x_test.ncols() { columns(task.x_test, 0..n) } else { task.x_test.clone() };
-            let labels = &labels[..n];
+            let idx = col.image_indices(task.x_test.ncols());
+            let x_col =
+                if idx.len() < task.x_test.ncols() { task.x_test.select_columns(&idx) } else { task.x_test.clone() };
+            let labels: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
+            let labels = &labels[..];
             for &eps in &col.grid {
                 let adv = col.protocol.run(m, &x_col, labels, eps)?;
                 let acc = m.accuracy(&adv, labels)?;
@@ -783,6 +785,8 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                 cols.iter().map(move |c| {
                     let mut v = json!({"part": part, "attack": c.label, "images": c.n_images(n), "test_images": n});
                     if c.images.is_some() {
+                        v["selection"] =
+                            json!("spread evenly: test image floor(k test_images / images) for k < images");
                         v["reason"] = json!(paper::PGD_IMAGES_REASON);
                     }
                     v
@@ -951,7 +955,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     };
     let pgd_note = match cfg.pgd_images {
         Some(n) => format!(
-            " (on the first {} of the {} shallow and {} of the {} 3-layer test images: a protocol decision, \
+            " (on {} of the {} shallow and {} of the {} 3-layer test images, spread evenly: a protocol decision, \
              `config.pgd_images_reason` in results.json)",
             n.min(x_test_shallow.ncols()),
             x_test_shallow.ncols(),

@@ -52,7 +52,7 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
 pub type ColumnTime = (String, &'static str, f64);
 
 /// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`, each on
-/// its first `AttackColumn::n_images` test images) of every model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
+/// its `AttackColumn::image_indices` test images) of every model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
 /// column's label at each of its budgets), and each model's seconds per column.
 pub fn evaluate(
     models: &[MultiLayerClassifier],
@@ -71,9 +71,10 @@ pub fn evaluate(
     for m in models {
         for (ci, col) in columns.iter().enumerate() {
             let t = std::time::Instant::now();
-            let nc = col.n_images(n);
-            let x_col = if nc < n { x.columns(0, nc).into_owned() } else { x.clone() };
-            let labels = &labels[..nc];
+            let idx = col.image_indices(n);
+            let x_col = if idx.len() < n { x.select_columns(&idx) } else { x.clone() };
+            let labels: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
+            let labels = &labels[..];
             for &eps in &col.grid {
                 let adv = col.protocol.run(m, &x_col, labels, eps)?;
                 let acc = m.accuracy(&adv, labels)?;
