@@ -28,8 +28,9 @@ pub struct Buckets {
 
 impl Buckets {
     /// Sets `out` to `items`' values grouped by key (`0..n`), each key's in the order of `items`
-    /// (which is walked twice: once to count, once to fill). Panics if a key is `n` or more, or
-    /// if there are `u32::MAX` items or more.
+    /// (which is walked twice: once to count, once to fill). Panics if a key is `n` or more.
+    /// The offsets are `u32`: the items must number fewer than `u32::MAX` (the callers group
+    /// one sample's spikes or events, far fewer).
     pub fn sort<T: Copy + Default>(
         &mut self,
         n: usize,
