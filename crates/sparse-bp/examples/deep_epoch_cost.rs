@@ -22,7 +22,6 @@
 //! `cargo run --release -p sparse-bp --example deep_epoch_cost -- [data dir] [n] [which]`
 //! (defaults `../shared/data/mnist 500 all`; `which` = `all`, `ours`, `thesis` or `shallow`).
 
-use std::io::Read;
 use std::time::Instant;
 
 use sparse_bp::models::deep::{MultiLayerClassifier, Pursuit};
@@ -32,29 +31,17 @@ use sparse_bp::paper::{self, Scale};
 use sparse_bp::train::task_driven::early_stopping::{EarlyStopping, train_validated};
 use sparse_bp::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear};
 
-type BoxError = Box<dyn std::error::Error>;
-
-/// The payload of a gzipped IDX file after its `header` bytes, first `n` records of `size` bytes.
-fn read_idx_gz(path: &str, header: usize, size: usize, n: usize) -> Result<Vec<u8>, BoxError> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(f).read_to_end(&mut bytes)?;
-    let end = header + n * size;
-    if bytes.len() < end {
-        return Err(format!("{path}: {} bytes, need {end}", bytes.len()).into());
-    }
-    Ok(bytes[header..end].to_vec())
-}
+#[path = "common/mnist_idx.rs"]
+mod mnist_idx;
+use mnist_idx::BoxError;
 
 /// Standardised images (global pixel mean / deviation) and labels of the first `n` training images.
 fn load(dir: &str, n: usize) -> Result<(DMatrix<f64>, Vec<usize>), BoxError> {
-    let img = read_idx_gz(&format!("{dir}/train-images-idx3-ubyte.gz"), 16, 784, n)?;
-    let lab = read_idx_gz(&format!("{dir}/train-labels-idx1-ubyte.gz"), 8, 1, n)?;
-    let x = DMatrix::from_fn(784, n, |i, j| f64::from(img[j * 784 + i]) / 255.0);
+    let (x, labels) = mnist_idx::load(dir, "train", n)?;
     let len = x.len() as f64;
     let mean = x.sum() / len;
     let sd = (x.map(|p| (p - mean) * (p - mean)).sum() / len).sqrt();
-    Ok((x.map(|p| (p - mean) / sd), lab.iter().map(|&l| usize::from(l)).collect()))
+    Ok((x.map(|p| (p - mean) / sd), labels))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -10,37 +10,18 @@
 //! training pixels' scalar mean and standard deviation; `eps` is in standardised units for
 //! the `-std` columns and in pixel units for `ifgsm-linf-px`. First images of each split.
 
-use std::io::Read;
 use std::time::Instant;
 
 use sparse_bp::attack::AttackNorm;
 use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd, Standardisation};
 use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
-use sparse_bp::nalgebra::DMatrix;
 use sparse_bp::train::task_driven::{TaskDrivenParams, train_task_driven};
 use sparse_bp::train::{DictParams, FitParams, learn_dictionary, train_linear};
 use sparse_bp::{Algorithm, SolverParams};
 
-type BoxError = Box<dyn std::error::Error>;
-
-/// The payload of a gzipped IDX file after its `header` bytes, first `n` records of `size` bytes.
-fn read_idx_gz(path: &str, header: usize, size: usize, n: usize) -> Result<Vec<u8>, BoxError> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(f).read_to_end(&mut bytes)?;
-    let end = header + n * size;
-    if bytes.len() < end {
-        return Err(format!("{path}: {} bytes, need {end}", bytes.len()).into());
-    }
-    Ok(bytes[header..end].to_vec())
-}
-
-fn load(dir: &str, split: &str, n: usize) -> Result<(DMatrix<f64>, Vec<usize>), BoxError> {
-    let img = read_idx_gz(&format!("{dir}/{split}-images-idx3-ubyte.gz"), 16, 784, n)?;
-    let lab = read_idx_gz(&format!("{dir}/{split}-labels-idx1-ubyte.gz"), 8, 1, n)?;
-    let x = DMatrix::from_fn(784, n, |i, j| f64::from(img[j * 784 + i]) / 255.0);
-    Ok((x, lab.iter().map(|&l| usize::from(l)).collect()))
-}
+#[path = "common/mnist_idx.rs"]
+mod mnist_idx;
+use mnist_idx::{BoxError, load};
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
