@@ -178,23 +178,73 @@ static WIDE: Tally = Tally::new();
 static SPARSE: Tally = Tally::new();
 static SPARSE_WIDE: Tally = Tally::new();
 
-/// One case of the property tests: push against pull on three samples (records, gradients) and
-/// the batch path against single runs. After `total` cases of `tally`, checks that they had at
-/// least 10 spikes per case on average.
-#[allow(clippy::too_many_arguments)]
-fn push_against_pull(
+/// One drawn network and input of the property tests below.
+#[derive(Debug, Clone)]
+struct Case {
     shape: Shape,
+    /// 0: exp integral, 1: max voltage, 2: voltage at three times, 3: first spike (LIF output).
     readout: usize,
     dt: f64,
     max_delay: f64,
-    w: &[f64],
-    d: &[f64],
-    times: &[f64],
-    chans: &[u32],
-    tally: &Tally,
-    total: usize,
-    masks: Option<Masks<'_>>,
-) -> Result<(), TestCaseError> {
+    w: Vec<f64>,
+    d: Vec<f64>,
+    times: Vec<f64>,
+    chans: Vec<u32>,
+}
+
+prop_compose! {
+    /// Narrow networks (populations of at most 6 neurons), every `dt` down to 0.1 ms.
+    fn narrow_case()(
+        h1 in 1usize..7,
+        h2 in 0usize..5,
+        self_loop in prop::sample::select(vec![false, false, true]),
+        back_loop in prop::sample::select(vec![false, false, true]),
+        skips in any::<bool>(),
+        out_first in any::<bool>(),
+        readout in 0usize..4,
+        dt in prop::sample::select(vec![1.0, 0.5, 0.1]),
+        // 80 ms: longer than the 60 ms run.
+        max_delay in prop::sample::select(vec![0.0, 3.0, 12.0, 40.0, 80.0]),
+        w in prop::collection::vec(-0.5f64..1.0, 8..24),
+        d in prop::collection::vec(0.0f64..1.0, 5..17),
+        times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
+        chans in prop::collection::vec(0u32..4, 30),
+    ) -> Case {
+        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
+        Case { shape, readout, dt, max_delay, w, d, times, chans }
+    }
+}
+
+prop_compose! {
+    /// Populations wider than a block of 8 targets and of every size modulo 8, so that the
+    /// forward kernel runs with 4, 2 and 1 lanes and the backward reads pairs and single
+    /// targets, in first and later blocks.
+    fn wide_case()(
+        h1 in 9usize..26,
+        h2 in prop::sample::select(vec![0usize, 5, 7, 8, 11, 14, 17]),
+        self_loop in prop::sample::select(vec![false, false, false, true]),
+        back_loop in prop::sample::select(vec![false, false, true]),
+        skips in any::<bool>(),
+        out_first in any::<bool>(),
+        readout in 0usize..4,
+        dt in prop::sample::select(vec![1.0, 0.5]),
+        max_delay in prop::sample::select(vec![0.0, 12.0, 40.0, 80.0]),
+        w in prop::collection::vec(-0.5f64..1.0, 8..40),
+        d in prop::collection::vec(0.0f64..1.0, 5..29),
+        times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
+        chans in prop::collection::vec(0u32..4, 30),
+    ) -> Case {
+        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
+        Case { shape, readout, dt, max_delay, w, d, times, chans }
+    }
+}
+
+/// One case of the property tests: push against pull on three samples (records, gradients) and
+/// the batch path against single runs. After `total` cases of `tally`, checks that they had at
+/// least 10 spikes per case on average.
+fn push_against_pull(case: &Case, tally: &Tally, total: usize, masks: Option<Masks<'_>>) -> Result<(), TestCaseError> {
+    let Case { shape, readout, dt, max_delay, ref w, ref d, ref times, ref chans } = *case;
+    let (w, d, times, chans) = (w.as_slice(), d.as_slice(), times.as_slice(), chans.as_slice());
     let readout_kind = match readout {
         0 => ReadoutKind::ExpIntegral,
         1 => ReadoutKind::MaxVoltage,
@@ -254,51 +304,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn pull_delivery_equals_push_delivery(
-        h1 in 1usize..7,
-        h2 in 0usize..5,
-        self_loop in prop::sample::select(vec![false, false, true]),
-        back_loop in prop::sample::select(vec![false, false, true]),
-        skips in any::<bool>(),
-        out_first in any::<bool>(),
-        readout in 0usize..4,
-        dt in prop::sample::select(vec![1.0, 0.5, 0.1]),
-        // 80 ms: longer than the 60 ms run.
-        max_delay in prop::sample::select(vec![0.0, 3.0, 12.0, 40.0, 80.0]),
-        w in prop::collection::vec(-0.5f64..1.0, 8..24),
-        d in prop::collection::vec(0.0f64..1.0, 5..17),
-        times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
-        chans in prop::collection::vec(0u32..4, 30),
-    ) {
-        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
-        push_against_pull(shape, readout, dt, max_delay, &w, &d, &times, &chans, &NARROW, 256, None)?;
+    fn pull_delivery_equals_push_delivery(case in narrow_case()) {
+        push_against_pull(&case, &NARROW, 256, None)?;
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The same on populations wider than a block of 8 targets and of every size modulo 8, so
-    /// that the forward kernel runs with 4, 2 and 1 lanes and the backward reads pairs and
-    /// single targets, in first and later blocks; bit for bit without recurrent loops.
+    /// The same on wide populations ([`wide_case`]); bit for bit without recurrent loops.
     #[test]
-    fn pull_delivery_equals_push_delivery_on_wide_populations(
-        h1 in 9usize..26,
-        h2 in prop::sample::select(vec![0usize, 5, 7, 8, 11, 14, 17]),
-        self_loop in prop::sample::select(vec![false, false, false, true]),
-        back_loop in prop::sample::select(vec![false, false, true]),
-        skips in any::<bool>(),
-        out_first in any::<bool>(),
-        readout in 0usize..4,
-        dt in prop::sample::select(vec![1.0, 0.5]),
-        max_delay in prop::sample::select(vec![0.0, 12.0, 40.0, 80.0]),
-        w in prop::collection::vec(-0.5f64..1.0, 8..40),
-        d in prop::collection::vec(0.0f64..1.0, 5..29),
-        times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
-        chans in prop::collection::vec(0u32..4, 30),
-    ) {
-        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
-        push_against_pull(shape, readout, dt, max_delay, &w, &d, &times, &chans, &WIDE, 64, None)?;
+    fn pull_delivery_equals_push_delivery_on_wide_populations(case in wide_case()) {
+        push_against_pull(&case, &WIDE, 64, None)?;
     }
 }
 
@@ -314,53 +331,25 @@ proptest! {
     /// emission order.
     #[test]
     fn sparse_pull_delivery_equals_push_delivery(
-        h1 in 1usize..7,
-        h2 in 0usize..5,
-        self_loop in prop::sample::select(vec![false, false, true]),
-        back_loop in prop::sample::select(vec![false, false, true]),
-        skips in any::<bool>(),
-        out_first in any::<bool>(),
-        readout in 0usize..4,
-        dt in prop::sample::select(vec![1.0, 0.5, 0.1]),
-        max_delay in prop::sample::select(vec![0.0, 3.0, 12.0, 40.0, 80.0]),
-        w in prop::collection::vec(-0.5f64..1.0, 8..24),
-        d in prop::collection::vec(0.0f64..1.0, 5..17),
-        times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
-        chans in prop::collection::vec(0u32..4, 30),
+        case in narrow_case(),
         draws in prop::collection::vec(0.0f64..1.0, 7..31),
         density in prop::collection::vec(prop::sample::select(vec![0.0, 0.3, 0.6, 0.9, 1.0]), 1..8),
     ) {
-        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
-        let masks = Some(Masks { draws: &draws, density: &density });
-        push_against_pull(shape, readout, dt, max_delay, &w, &d, &times, &chans, &SPARSE, 256, masks)?;
+        push_against_pull(&case, &SPARSE, 256, Some(Masks { draws: &draws, density: &density }))?;
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The sparse comparison on populations wider than a block of 8 targets.
+    /// The sparse comparison on wide populations ([`wide_case`]).
     #[test]
     fn sparse_pull_delivery_equals_push_delivery_on_wide_populations(
-        h1 in 9usize..26,
-        h2 in prop::sample::select(vec![0usize, 5, 7, 8, 11, 14, 17]),
-        self_loop in prop::sample::select(vec![false, false, false, true]),
-        back_loop in prop::sample::select(vec![false, false, true]),
-        skips in any::<bool>(),
-        out_first in any::<bool>(),
-        readout in 0usize..4,
-        dt in prop::sample::select(vec![1.0, 0.5]),
-        max_delay in prop::sample::select(vec![0.0, 12.0, 40.0, 80.0]),
-        w in prop::collection::vec(-0.5f64..1.0, 8..40),
-        d in prop::collection::vec(0.0f64..1.0, 5..29),
-        times in prop::collection::vec(0.0f64..T_END + 5.0, 6..30),
-        chans in prop::collection::vec(0u32..4, 30),
+        case in wide_case(),
         draws in prop::collection::vec(0.0f64..1.0, 7..61),
         density in prop::collection::vec(prop::sample::select(vec![0.0, 0.3, 0.6, 0.9, 1.0]), 1..8),
     ) {
-        let shape = Shape { h1, h2, self_loop, back_loop, skips, out_first, lif_out: readout == 3 };
-        let masks = Some(Masks { draws: &draws, density: &density });
-        push_against_pull(shape, readout, dt, max_delay, &w, &d, &times, &chans, &SPARSE_WIDE, 64, masks)?;
+        push_against_pull(&case, &SPARSE_WIDE, 64, Some(Masks { draws: &draws, density: &density }))?;
     }
 }
 
