@@ -4,7 +4,12 @@
 //! (readout dense), each repetition running every configuration in turn, and the cost per stored
 //! synapse relative to the dense path of the same repetition — also net of the p = 0 network's
 //! cost (no input or hidden synapse: what does not scale with synapses, i.e. neuron updates,
-//! readout, the adjoint's per-step work and the per-target set-up of pull delivery).
+//! readout, the adjoint's per-step work and the per-target set-up of pull delivery). Net of the
+//! floor, the ratio per synapse is `((T(p) - T(0)) / (S(p) - S(0))) / ((T(1) - T(0)) / (S(1) -
+//! S(0)))` for times `T` and stored synapses `S` (the readout's stay in `S(0)`): with `S(p) - S(0)`
+//! about `p` times the dense network's input and hidden synapses, this is `((T(p) - T(0)) / p) /
+//! (T(1) - T(0))` with the measured fraction of synapses for `p`. The last column is the floor's
+//! share of each configuration's time, `T(0) / T(p)`.
 //!
 //! The sparse networks keep the dense network's values on a random mask (`fixed_probability`,
 //! seed 1 and 2) with the sparse weights scaled by `1/p`, so that every hidden neuron gets about
@@ -178,9 +183,9 @@ fn main() {
         println!(
             "| connectivity | synapses | hidden spikes / sample | synaptic events / sample | forward samples/s (CPU) | \
              training samples/s (CPU) | time per synapse vs dense, forward / training | the same net of p = 0 | \
-             time per event vs dense, net of p = 0 |"
+             time per event vs dense, net of p = 0 | p = 0's share of the time, forward / training |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         let (dense_runs, floor) = (&runs[0], &runs[runs.len() - 1]);
         for rows in &runs {
             // Per repetition, against the dense and p = 0 runs of the same repetition; `per`
@@ -199,9 +204,11 @@ fn main() {
             let train: Of = |r| r.train_cpu;
             let syn: Of = |r| r.synapses as f64;
             let ev: Of = |r| r.events;
+            // The floor's share of this configuration's time, per repetition.
+            let share = |f: Of| spread((0..reps).map(|k| f(&floor[k]) / f(&rows[k])).collect());
             let r = &rows[0];
             println!(
-                "| {} | {} | {:.0} | {:.2} M | {} | {} | {} / {} | {} / {} | {} / {} |",
+                "| {} | {} | {:.0} | {:.2} M | {} | {} | {} / {} | {} / {} | {} / {} | {} / {} |",
                 r.label,
                 r.synapses,
                 r.spikes,
@@ -214,6 +221,8 @@ fn main() {
                 ratio(train, syn, true),
                 ratio(fwd, ev, true),
                 ratio(train, ev, true),
+                share(fwd),
+                share(train),
             );
         }
     }
