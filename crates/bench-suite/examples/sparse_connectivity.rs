@@ -11,8 +11,8 @@
 //! (T(1) - T(0))` with the measured fraction of synapses for `p`. The last column is the floor's
 //! share of each configuration's time, `T(0) / T(p)`.
 //!
-//! The sparse networks keep the dense network's values on a random mask (`fixed_probability`,
-//! seed 1 and 2) with the sparse weights scaled by `1/p`, so that every hidden neuron gets about
+//! The sparse networks keep the dense network's values on a random mask (`workload::sparsify`:
+//! `fixed_probability`, seed 1 and 2) with the sparse weights scaled by `1/p`, so that every hidden neuron gets about
 //! the same drive and the hidden activity stays comparable (otherwise a 10 % network is simply
 //! silent and "fast"). Costs are CPU seconds of this process (user + system, 10 ms ticks: use
 //! enough samples) per sample, robust to other load on a shared machine; compare the ratios
@@ -23,69 +23,15 @@
 //! `cargo run --release -p bench-suite --example sparse_connectivity [samples] [repetitions]`
 //! (default 16 and 3).
 
-use bench_suite::workload::{self, Rng, T_END};
-use nalgebra::DMatrix;
-use snn_core::{ClockedState, ConnectionId, ForwardRecord, Network, NetworkBuilder, SparseSynapses, SpikeTrains};
+use bench_suite::workload::{self, Rng, sparsify};
+use snn_core::{ClockedState, ConnectionId, ForwardRecord, Network, SpikeTrains};
 use snn_eventprop::optim::LrSchedule;
-
-/// `dense` with its input and recurrent projections kept with probability `p` and scaled by `1/p`.
-fn sparsify(dense: &Network, p: f64) -> Network {
-    let mut b = NetworkBuilder::new();
-    let pops: Vec<_> = dense
-        .populations()
-        .iter()
-        .map(|q| match q.kind() {
-            snn_core::NeuronKind::Input => b.input(q.name(), q.size()),
-            snn_core::NeuronKind::Lif(l) => b.lif(q.name(), q.size(), *l),
-            snn_core::NeuronKind::Li(l) => b.li(q.name(), q.size(), *l),
-        })
-        .collect();
-    for (k, c) in dense.connections().iter().enumerate() {
-        let (pre, post) = (pops[c.pre().0], pops[c.post().0]);
-        if c.post() == dense.output() {
-            b.connect(pre, post, c.weights().clone(), c.delays().clone());
-            continue;
-        }
-        let (rows, cols) = c.shape();
-        let pattern = SparseSynapses::fixed_probability(rows, cols, p, 1 + k as u64).expect("valid p");
-        let mask = DMatrix::from_fn(rows, cols, |j, i| pattern.index(j, i).is_some());
-        // (p = 0: no synapse, the scale is irrelevant.)
-        let scale = if p > 0.0 { 1.0 / p } else { 1.0 };
-        let s = SparseSynapses::from_dense(&(c.weights() * scale), c.delays(), &mask).expect("same shapes");
-        b.connect_sparse(pre, post, s);
-    }
-    b.build().expect("valid network")
-}
 
 /// Synaptic events delivered per sample: each presynaptic spike (input or recorded) times the
 /// number of its stored synapses, over every connection.
 fn events(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> f64 {
-    let mut total = 0usize;
-    for (s, r) in recs.iter().enumerate() {
-        for c in net.connections() {
-            if c.pre() == net.input() {
-                let x = batch.sample(s);
-                total += x
-                    .times
-                    .iter()
-                    .zip(x.neurons)
-                    .filter(|&(&t, _)| t < T_END)
-                    .map(|(_, &i)| c.fan_out(i as usize).len)
-                    .sum::<usize>();
-            } else {
-                let off = net.offset(c.pre());
-                let n = net.population(c.pre()).size();
-                total += r
-                    .spikes
-                    .neurons
-                    .iter()
-                    .filter(|&&g| (off..off + n).contains(&(g as usize)))
-                    .map(|&g| c.fan_out(g as usize - off).len)
-                    .sum::<usize>();
-            }
-        }
-    }
-    total as f64 / recs.len().max(1) as f64
+    let (input, hidden) = workload::delivered_events(net, batch, recs);
+    input + hidden
 }
 
 struct Row {

@@ -6,7 +6,7 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 use snn_core::{
     ClockedEngine, ClockedState, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
-    Simulator, SpikeTrains,
+    Simulator, SparseSynapses, SpikeTrains,
 };
 use snn_delays::DelayConstraint;
 use snn_eventprop::optim::{AdamParams, LrSchedule, Optimiser, Trainable};
@@ -110,6 +110,39 @@ pub fn feedforward_net(rng: &mut Rng, max_delay: f64) -> Network {
     b.build().unwrap()
 }
 
+/// `dense` with its input and hidden projections (every one but the readout's) stored sparse,
+/// kept with probability `p` (`SparseSynapses::fixed_probability`, seed `1 + connection index`)
+/// and their weights scaled by `1/p`, so that every hidden neuron gets about the same drive and
+/// the hidden activity stays comparable (otherwise a 10 % network is simply silent and "fast").
+/// `p = 0` keeps no input or hidden synapse.
+pub fn sparsify(dense: &Network, p: f64) -> Network {
+    let mut b = NetworkBuilder::new();
+    let pops: Vec<_> = dense
+        .populations()
+        .iter()
+        .map(|q| match q.kind() {
+            snn_core::NeuronKind::Input => b.input(q.name(), q.size()),
+            snn_core::NeuronKind::Lif(l) => b.lif(q.name(), q.size(), *l),
+            snn_core::NeuronKind::Li(l) => b.li(q.name(), q.size(), *l),
+        })
+        .collect();
+    for (k, c) in dense.connections().iter().enumerate() {
+        let (pre, post) = (pops[c.pre().0], pops[c.post().0]);
+        if c.post() == dense.output() {
+            b.connect(pre, post, c.weights().clone(), c.delays().clone());
+            continue;
+        }
+        let (rows, cols) = c.shape();
+        let pattern = SparseSynapses::fixed_probability(rows, cols, p, 1 + k as u64).expect("valid p");
+        let mask = DMatrix::from_fn(rows, cols, |j, i| pattern.index(j, i).is_some());
+        // (p = 0: no synapse, the scale is irrelevant.)
+        let scale = if p > 0.0 { 1.0 / p } else { 1.0 };
+        let s = SparseSynapses::from_dense(&(c.weights() * scale), c.delays(), &mask).expect("same shapes");
+        b.connect_sparse(pre, post, s);
+    }
+    b.build().expect("valid network")
+}
+
 /// The paper's SSC network: 700 -> 1024 -> 1024 -> 35 feedforward, delays U(0, max_delay) on the
 /// two hidden connections; the h1 -> h2 weights scaled to the 4x larger fan-in (mean / 4, sd / 2).
 pub fn ssc_net(rng: &mut Rng, max_delay: f64) -> Network {
@@ -158,18 +191,32 @@ pub fn describe(name: &str, engine: &ClockedEngine, net: &Network, batch: &Spike
 }
 
 /// Synaptic events delivered per sample, `(from the input, from hidden spikes)`: each input spike
-/// before `T_END` and each recorded spike times the size of every population it projects to.
+/// before `T_END` and each recorded spike times its synapses in every connection from its
+/// population (the target population's size for a dense connection).
 pub fn delivered_events(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64, f64) {
     let (mut input, mut hidden) = (0usize, 0usize);
     for (s, r) in recs.iter().enumerate() {
         for c in net.connections() {
-            let n_post = c.weights().nrows();
+            // Each spike times its fan-out (all targets if dense, its stored synapses if sparse).
             if c.pre() == net.input() {
-                input += batch.sample(s).times.iter().filter(|&&t| t < T_END).count() * n_post;
+                let x = batch.sample(s);
+                input += x
+                    .times
+                    .iter()
+                    .zip(x.neurons)
+                    .filter(|&(&t, _)| t < T_END)
+                    .map(|(_, &i)| c.fan_out(i as usize).len)
+                    .sum::<usize>();
             } else {
                 let off = net.offset(c.pre());
                 let range = off..off + net.population(c.pre()).size();
-                hidden += r.spikes.neurons.iter().filter(|&&g| range.contains(&(g as usize))).count() * n_post;
+                hidden += r
+                    .spikes
+                    .neurons
+                    .iter()
+                    .filter(|&&g| range.contains(&(g as usize)))
+                    .map(|&g| c.fan_out(g as usize - off).len)
+                    .sum::<usize>();
             }
         }
     }
