@@ -320,9 +320,6 @@ pub struct ClockedPlan {
     /// The pulled weights, target-major, as of one [`Network::weight_stamp`]
     /// ([`ClockedPlan::refresh_weights`]).
     weight_rows: WeightRows,
-    /// The per-target views of the sparse projections that are not pulled (the pulled ones are
-    /// in `pull`), for the blocked deferred gradient sums ([`ClockedPlan::sparse_view`]).
-    pushed_sparse: Vec<SparsePull>,
 }
 
 /// The cache of [`ClockedPlan::refresh_weights`]: per population, the rows
@@ -876,42 +873,6 @@ impl ClockedPlan {
             }
             pp.max_delay = pp.delay_rows.iter().copied().max().unwrap_or(0);
         }
-        self.pushed_sparse.clear();
-        for (c, conn) in net.connections().iter().enumerate() {
-            if conn.is_sparse() && !self.is_pulled(c) {
-                self.pushed_sparse.push(SparsePull::build(c, conn, &self.conns[c]));
-            }
-        }
-    }
-
-    /// The per-target view of sparse connection `c` (see [`SparsePull`]): the one pull delivery
-    /// walks if `c` is pulled, else one built with the plan for the adjoint's blocked sums.
-    /// `None` for a dense connection (and for `c` out of range).
-    ///
-    /// ```
-    /// use snn_core::{ClockedEngine, LiParams, LifParams, NetworkBuilder, ReadoutKind, SimConfig, SparseSynapses, Synapse};
-    /// use nalgebra::DMatrix;
-    ///
-    /// let s = |post, pre| Synapse { post, pre, weight: 1.0, delay: 2.0 };
-    /// let mut b = NetworkBuilder::new();
-    /// let i = b.input("in", 2);
-    /// let h = b.lif("h", 2, LifParams::default());
-    /// let o = b.li("out", 1, LiParams::default());
-    /// b.connect_sparse(i, h, SparseSynapses::from_triplets(2, 2, &[s(0, 1)])?);
-    /// b.connect_sparse(h, h, SparseSynapses::from_triplets(2, 2, &[s(1, 0), s(0, 1)])?);
-    /// b.connect(h, o, DMatrix::zeros(1, 2), DMatrix::zeros(1, 2));
-    /// let net = b.build()?;
-    /// let plan = ClockedEngine::new(SimConfig::new(10.0, ReadoutKind::MaxVoltage), 1.0)?.plan(&net)?;
-    /// // The input projection is pulled, the recurrent one pushed: both have a view.
-    /// assert!(plan.is_pulled(0) && !plan.is_pulled(1));
-    /// assert_eq!(plan.sparse_view(0).map(|v| v.nnz()), Some(1));
-    /// assert_eq!(plan.sparse_view(1).map(|v| (v.conn(), v.nnz())), Some((1, 2)));
-    /// assert!(plan.sparse_view(2).is_none());
-    /// # Ok::<(), snn_core::CoreError>(())
-    /// ```
-    pub fn sparse_view(&self, c: usize) -> Option<&SparsePull> {
-        let post = self.conns.get(c)?.post;
-        self.pull_sparse(post).iter().chain(&self.pushed_sparse).find(|sp| sp.conn == c)
     }
 
     /// Whether connection `c` is delivered by pull (with [`Delivery::Pull`]); the others are

@@ -80,13 +80,10 @@
 //! synapses into a block of 8 targets, target by target, weights in that order from the plan's
 //! cache): each synapse sums its reads over its source's events in registers (in the dense sums'
 //! order) and adds to the sources' `S` (targets in increasing order, as the dense sums). Recurrent networks, [`Delivery::Push`] and
-//! [`GradientSweep::PerEvent`] use the step-by-step sweep. Its deferred sums take a sparse
-//! projection block by block of 8 targets through the plan's per-target view
-//! ([`ClockedPlan::sparse_view`]: the pull view of a pulled projection, one built with the plan
-//! for the others), each synapse summing its reads over its source's events of the window in
-//! registers, the reads of a block within its adjoint rows.
+//! [`GradientSweep::PerEvent`] use the step-by-step sweep (per event for networks with a sparse
+//! projection).
 
-use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan, SparsePull};
+use snn_core::clocked::{ClockedPlan, ConnPlan, PopPlan};
 use snn_core::{
     Buckets, ClockedEngine, CoreError, Delivery, ForwardRecord, Network, ReadoutKind, Simulator, SpikeTrain,
 };
@@ -430,50 +427,6 @@ impl Deferred {
     }
 }
 
-impl Deferred {
-    /// [`Deferred::sum_connection`] for a sparse connection into population `post`, through its
-    /// per-target view `sp` ([`ClockedPlan::sparse_view`]; `w`, `gw`, `gd` in the connection's
-    /// value order): block by block of [`LANES`] targets, so that the reads of a block's synapses
-    /// stay within its `len x 128` bytes of adjoints, each synapse (target by target, sources
-    /// increasing) summing its reads over its source's events in registers, in the events' order,
-    /// then one update of its `dL/dw`, `dL/dd`.
-    #[allow(clippy::too_many_arguments)]
-    fn sum_sparse(&self, plan: &ClockedPlan, post: usize, sp: &SparsePull, w: &[f64], gw: &mut [f64], gd: &mut [f64]) {
-        let tau_s = plan.pops[post].tau_s;
-        let n_post = plan.pops[post].size;
-        let len = self.len;
-        let base = self.pop_base[post];
-        // Pair index of a synapse's read for an event in row r: r * LANES + off, less `wrap` when
-        // that passes the end: off = D * LANES + l with D < slots <= len and r < len, so the
-        // index is below 2 * wrap before and below wrap == region.len() after the wrap.
-        let wrap = len * LANES;
-        for blk in 0..n_post.div_ceil(LANES) {
-            let region = &self.traj[base + blk * wrap..base + (blk + 1) * wrap];
-            let (range, recs) = sp.block(blk);
-            for (rec, &k) in recs.iter().zip(&sp.block_values()[range]) {
-                let rows = &self.rows[self.by_neuron.range(rec.src as usize)];
-                if rows.is_empty() {
-                    continue;
-                }
-                let off = rec.off as usize;
-                let (mut sum_v, mut sum_i) = (0.0, 0.0);
-                for &r in rows {
-                    let mut idx = r as usize * LANES + off;
-                    if idx >= wrap {
-                        idx -= wrap;
-                    }
-                    let [lv, li] = region[idx];
-                    sum_v += lv;
-                    sum_i += li;
-                }
-                let k = k as usize;
-                gw[k] -= tau_s * sum_i;
-                gd[k] -= w[k] * (sum_i - sum_v);
-            }
-        }
-    }
-}
-
 fn mismatch(what: &'static str, got: String) -> EventPropError {
     EventPropError::ReadoutMismatch { loss: "clocked adjoint", expected: what, got }
 }
@@ -678,6 +631,9 @@ pub fn backward_planned_with(
         let ctx = LayeredCtx { engine, net, plan, input, n_input, record, d_readout, jump_bias };
         return layered.sweep(&ctx, layers, first_spike, readout_steps, kink_s, grads);
     }
+    // The deferred sums walk dense columns in blocks of targets; a network with a sparse
+    // projection takes the per-event sweep (through the fan-outs) instead.
+    let sweep = if net.has_sparse() { &GradientSweep::PerEvent } else { sweep };
     let deferring = match *sweep {
         GradientSweep::Deferred { max_bytes } => {
             deferred.reset(plan, steps, max_bytes);
@@ -828,17 +784,13 @@ pub fn backward_planned_with(
                     continue;
                 }
                 for &cid in outgoing {
-                    let conn = net.connection(cid);
-                    let (gw, gd) = (grads.weights[cid.0].as_mut_slice(), grads.delays[cid.0].as_mut_slice());
-                    if conn.is_sparse() {
-                        // Every sparse connection of a plan has a view (pulled or built for this).
-                        let sp = plan.sparse_view(cid.0).ok_or(CoreError::InvalidNetwork(
-                            "a plan without the per-target view of a sparse connection",
-                        ))?;
-                        deferred.sum_sparse(plan, plan.conns[cid.0].post, sp, conn.weight_values(), gw, gd);
-                    } else {
-                        deferred.sum_connection(plan, &plan.conns[cid.0], conn.weights().as_slice(), gw, gd);
-                    }
+                    deferred.sum_connection(
+                        plan,
+                        &plan.conns[cid.0],
+                        net.connection(cid).weights().as_slice(),
+                        grads.weights[cid.0].as_mut_slice(),
+                        grads.delays[cid.0].as_mut_slice(),
+                    );
                 }
             }
             win_lo = win_lo.saturating_sub(deferred.window);

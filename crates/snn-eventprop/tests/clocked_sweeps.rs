@@ -1,14 +1,13 @@
 //! The deferred gradient sums of the clocked backward pass against the per-event sweep: on random
 //! feedforward and recurrent networks with delays (zeros included), for every readout, with and
 //! without a jump bias, with a whole-run window and with windows as short as the longest delay
-//! allows, the gradients agree to floating-point reassociation. The same with every connection
-//! sparse (the deferred sums then read through the plan's per-target views).
+//! allows, the gradients agree to floating-point reassociation.
 
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 use snn_core::{
-    ClockedEngine, Delivery, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, NeuronKind, ReadoutKind,
-    SimConfig, Simulator, SparseSynapses, SpikeTrains,
+    ClockedEngine, Delivery, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
+    Simulator, SpikeTrains,
 };
 use snn_eventprop::{Adjoint, ClockedAdjointScratch, GradientSweep, Gradients};
 
@@ -45,30 +44,6 @@ fn network(h1: usize, h2: usize, recurrent: bool, lif_out: bool, w: &[f64], d: &
     // The output population is the last one added.
     let out = if lif_out { b.lif("out", 3, LifParams::default()) } else { b.li("out", 3, LiParams::default()) };
     b.connect(last, out, matrix(3, n_last, &w[3..]).map(|x| x + 0.7), delays(3, n_last, 3));
-    b.build().unwrap()
-}
-
-/// `net` with every connection stored sparse: connection `k` keeps synapse `(a, b)` when
-/// `draws[(a cols + b + 7 k) mod len] < density[k mod len]` (density 0: no synapse at all), with
-/// the same weights and delays.
-fn sparse_version(net: &Network, draws: &[f64], density: &[f64]) -> Network {
-    let mut b = NetworkBuilder::new();
-    let pops: Vec<_> = net
-        .populations()
-        .iter()
-        .map(|q| match q.kind() {
-            NeuronKind::Input => b.input(q.name(), q.size()),
-            NeuronKind::Lif(l) => b.lif(q.name(), q.size(), *l),
-            NeuronKind::Li(l) => b.li(q.name(), q.size(), *l),
-        })
-        .collect();
-    for (k, c) in net.connections().iter().enumerate() {
-        let (rows, cols) = c.shape();
-        let p = density[k % density.len()];
-        let mask = DMatrix::from_fn(rows, cols, |a, b| draws[(a * cols + b + 7 * k) % draws.len()] < p);
-        let s = SparseSynapses::from_dense(c.weights(), c.delays(), &mask).unwrap();
-        b.connect_sparse(pops[c.pre().0], pops[c.post().0], s);
-    }
     b.build().unwrap()
 }
 
@@ -174,86 +149,6 @@ proptest! {
         if n == 256 {
             println!("{n} cases, {:.1} spikes per case (two samples)", total as f64 / n as f64);
             prop_assert!(total >= 256 * 10, "too few spikes to exercise the sums: {total} in {n} cases");
-        }
-    }
-}
-
-static SPARSE_SPIKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static SPARSE_CASES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static SPARSE_NONZERO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
-    /// The comparison above with every connection sparse, each with its own density (from 0, no
-    /// synapse, to 1): the deferred sums of sparse connections go block by block of targets
-    /// through the plan's per-target views (pulled input projections and, for recurrent
-    /// networks or push delivery, the views built for the adjoint), against the per-event sweep
-    /// through the fan-outs.
-    #[test]
-    fn sparse_deferred_sums_equal_per_event_updates(
-        h1 in 2usize..12,
-        h2 in 0usize..5,
-        recurrent in prop::sample::select(vec![true, true, true, false]),
-        readout in 0usize..4,
-        dt in prop::sample::select(vec![1.0, 0.5, 0.1]),
-        max_delay in prop::sample::select(vec![0.0, 3.0, 12.0, 40.0, 80.0]),
-        w in prop::collection::vec(-0.5f64..1.0, 8..24),
-        d in prop::collection::vec(0.0f64..1.0, 5..17),
-        times in prop::collection::vec(0.0f64..T_END, 6..30),
-        chans in prop::collection::vec(0u32..4, 30),
-        with_bias in any::<bool>(),
-        draws in prop::collection::vec(0.0f64..1.0, 7..41),
-        density in prop::collection::vec(prop::sample::select(vec![0.0, 0.3, 0.6, 0.9, 1.0]), 1..6),
-    ) {
-        let readout_kind = match readout {
-            0 => ReadoutKind::ExpIntegral,
-            1 => ReadoutKind::MaxVoltage,
-            2 => ReadoutKind::VoltageAt(vec![10.0, 33.3, 59.0]),
-            _ => ReadoutKind::FirstSpike,
-        };
-        let lif_out = matches!(readout_kind, ReadoutKind::FirstSpike);
-        let n_readout = if let ReadoutKind::VoltageAt(ts) = &readout_kind { 3 * ts.len() } else { 3 };
-        let net = sparse_version(&network(h1, h2, recurrent, lif_out, &w, &d, max_delay), &draws, &density);
-        let engine = ClockedEngine::new(SimConfig::new(T_END, readout_kind), dt).unwrap();
-        let batch = {
-            let mut b = inputs(&times, &chans[..times.len()]);
-            let late: Vec<f64> = times.iter().map(|t| (t * 0.7 + 5.0).min(T_END - 1e-9)).collect();
-            b.push_unsorted(&late, &chans[..times.len()]).unwrap();
-            b
-        };
-        let records: Vec<(ForwardRecord, Vec<f64>)> = (0..batch.len())
-            .map(|s| {
-                let rec = engine.run(&net, batch.sample(s)).unwrap();
-                let g = (0..n_readout).map(|k| w[k % w.len()] - 0.2 * s as f64).collect();
-                (rec, g)
-            })
-            .collect();
-        let spikes: usize = records.iter().map(|(r, _)| r.spikes.len()).sum();
-        let bias: Vec<f64> = (0..net.num_neurons()).map(|g| 0.01 * (g as f64 - 3.0)).collect();
-        let bias = with_bias.then_some(bias.as_slice());
-
-        let reference = gradients(&engine, &net, &batch, &records, bias, GradientSweep::PerEvent);
-        let push = engine.clone().with_delivery(Delivery::Push);
-        for (e, name) in [(&engine, "pull"), (&push, "push")] {
-            let whole = gradients(e, &net, &batch, &records, bias, GradientSweep::DEFAULT);
-            assert_close(&reference, &whole, &format!("{name}, whole-run window, {spikes} spikes"))?;
-            let short = gradients(e, &net, &batch, &records, bias, GradientSweep::Deferred { max_bytes: 1 });
-            assert_close(&reference, &short, &format!("{name}, shortest windows, {spikes} spikes"))?;
-            let mid = gradients(e, &net, &batch, &records, bias, GradientSweep::Deferred { max_bytes: 40_000 });
-            assert_close(&reference, &mid, &format!("{name}, medium windows, {spikes} spikes"))?;
-        }
-        // Cases whose recurrent sparse connection got a nonzero weight gradient: the sums compared
-        // above are not all empty.
-        let nonzero = recurrent && reference.weights[1].amax() > 1e-9;
-        use std::sync::atomic::Ordering::Relaxed;
-        SPARSE_SPIKES.fetch_add(spikes, Relaxed);
-        SPARSE_NONZERO.fetch_add(nonzero as usize, Relaxed);
-        if SPARSE_CASES.fetch_add(1, Relaxed) + 1 == 256 {
-            let (total, nz) = (SPARSE_SPIKES.load(Relaxed), SPARSE_NONZERO.load(Relaxed));
-            println!("256 sparse cases, {:.1} spikes per case, {nz} with recurrent gradients", total as f64 / 256.0);
-            prop_assert!(total >= 256 * 10, "too few spikes to exercise the sums: {total} in 256 cases");
-            prop_assert!(nz >= 64, "too few cases with recurrent gradients: {nz} of 256");
         }
     }
 }
