@@ -998,9 +998,6 @@ struct PullBuffers {
     sources: SourceSpikes,
     /// Sparse pull: the weights in block order when the plan has none cached for the network.
     sparse_w: Vec<f64>,
-    /// Sparse pull: per synapse of a block, the next and the end of its source's spikes in
-    /// `sources` (the windowed kernel, [`pull_sparse_block`]).
-    cursors: Vec<(u32, u32)>,
 }
 
 /// Emission steps of the spikes of every neuron (global index), grouped by neuron (CSR): the
@@ -1028,10 +1025,6 @@ impl SourceSpikes {
     }
 }
 
-/// Steps of the arrival block that [`pull_sparse_block`] fills at a time: `WINDOW_STEPS x LANES`
-/// `f64` are 16 KiB, half of a 32 KiB L1 data cache.
-const WINDOW_STEPS: usize = 256;
-
 /// Sparse pull delivery into block `b` of targets (`LANES b ..`) of the population `sp` projects
 /// to: for each of the block's synapses (source `i`, target lane `l`, delay `D` steps, weight
 /// `w`, from [`SparsePull::block`] and `w`, the projection's weights in block order) and every
@@ -1039,65 +1032,21 @@ const WINDOW_STEPS: usize = 256;
 /// `block[(t + D) LANES + l] += w`; arrivals after step `steps` (`block` is `(steps + 1) x LANES`)
 /// are dropped. Straight into the step-major block, no per-target timeline.
 ///
-/// The block is filled in windows of [`WINDOW_STEPS`] steps (arrival steps), so that the
-/// additions of one window land in 16 KiB rather than all over the block: each window walks the
-/// block's synapses in order, each from where its source's spikes stopped in the previous window
-/// (`cursors`, scratch) up to the first spike that arrives past the window. A block of at most one
-/// window is filled in one pass.
-///
-/// Summation order: every window walks the synapses in the same order, target by target and each
-/// target's synapses by increasing source, and an arrival `(target, step)` lies in one window and
-/// gets at most one spike per synapse (a synapse's spikes have distinct steps), so each
-/// `(target, step)` sums its arrivals source by source in increasing source order, starting from
-/// zero — the order of the one-pass kernel and of a target summing its own timeline, the same
-/// sums bit for bit. A step's arrivals are summed source by source rather than in emission order
-/// as on the ring: the same values up to the rounding of the sums.
+/// Summation order: target by target, each target's synapses by increasing source and each
+/// source's spikes in emission order, starting from zero — the order in which a target summed its
+/// own timeline before this kernel summed straight into the block, so the sums are the same bit
+/// for bit. A step's arrivals are summed source by source rather than in emission order as on the
+/// ring: the same values up to the rounding of the sums.
 #[inline]
-fn pull_sparse_block(
-    sp: &SparsePull,
-    b: usize,
-    w: &[f64],
-    sources: &SourceSpikes,
-    src_off: usize,
-    block: &mut [f64],
-    cursors: &mut Vec<(u32, u32)>,
-) {
+fn pull_sparse_block(sp: &SparsePull, b: usize, w: &[f64], sources: &SourceSpikes, src_off: usize, block: &mut [f64]) {
     let (r, recs) = sp.block(b);
-    let w = &w[r];
-    let window = WINDOW_STEPS * LANES;
-    if block.len() <= window {
-        for (rec, &w) in recs.iter().zip(w) {
-            let off = rec.off as usize;
-            for &t in sources.of(src_off + rec.src as usize) {
-                // Past the end exactly when the arrival is after step `steps` (see `PullRec`).
-                if let Some(x) = block.get_mut(t as usize * LANES + off) {
-                    *x += w;
-                }
-            }
-        }
-        return;
-    }
-    cursors.clear();
-    cursors.extend(recs.iter().map(|rec| {
-        let k = sources.by_neuron.range(src_off + rec.src as usize);
-        (k.start as u32, k.end as u32)
-    }));
-    let steps = &sources.steps[..];
-    let mut hi = 0;
-    while hi < block.len() {
-        hi = (hi + window).min(block.len());
-        // The window's arrivals are below `hi` (and at or above the previous window's `hi`, as a
-        // source's spikes come in increasing steps).
-        let part = &mut block[..hi];
-        for ((rec, &w), cur) in recs.iter().zip(w).zip(cursors.iter_mut()) {
-            let off = rec.off as usize;
-            let mut used = 0;
-            for &t in &steps[cur.0 as usize..cur.1 as usize] {
-                let Some(x) = part.get_mut(t as usize * LANES + off) else { break };
+    for (rec, &w) in recs.iter().zip(&w[r]) {
+        let off = rec.off as usize;
+        for &t in sources.of(src_off + rec.src as usize) {
+            // Past the end exactly when the arrival is after step `steps` (see `PullRec`).
+            if let Some(x) = block.get_mut(t as usize * LANES + off) {
                 *x += w;
-                used += 1;
             }
-            cur.0 += used;
         }
     }
 }
@@ -1122,7 +1071,7 @@ fn fill_block(
     w_rows: &[f64],
     block: &mut Vec<f64>,
     lane_rows: &mut LaneRows,
-    (sources, sparse_w, cursors): (&SourceSpikes, &[f64], &mut Vec<(u32, u32)>),
+    (sources, sparse_w): (&SourceSpikes, &[f64]),
 ) {
     let pp = &plan.pull[p];
     let line_len = steps + plan.slots;
@@ -1131,7 +1080,7 @@ fn fill_block(
     let mut w_off = 0;
     for sp in &pp.sparse {
         let w = &sparse_w[w_off..w_off + sp.nnz()];
-        pull_sparse_block(sp, j0 / LANES, w, sources, plan.pops[sp.pre].global_off, block, cursors);
+        pull_sparse_block(sp, j0 / LANES, w, sources, plan.pops[sp.pre].global_off, block);
         w_off += sp.nnz();
     }
     if !pp.conns.is_empty() {
@@ -1303,7 +1252,6 @@ impl ClockedState {
             + self.pull.sparse_w.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
             + 4 * self.pull.sources.steps.capacity()
-            + 8 * self.pull.cursors.capacity()
             + self.pull.sources.by_neuron.heap_bytes()
             + 16 * self.pull.spk.capacity()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
@@ -1443,7 +1391,7 @@ fn forward_ring(
     let n_state = plan.n_state;
     let mut next_readout = 0usize;
     if pull {
-        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, sources, sparse_w, cursors, .. } =
+        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, sources, sparse_w, .. } =
             &mut *st.pull;
         pre.clear();
         pre.resize((steps + 1) * n_state, 0.0);
@@ -1460,7 +1408,7 @@ fn forward_ring(
             let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
-                fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw, cursors));
+                fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
                 for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
                     row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
                 }
@@ -1665,8 +1613,7 @@ fn forward_layered(
     let t_end = cfg.t_end;
     let layers = plan.layers.as_deref().unwrap_or(&[]);
     let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
-    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, sources, sparse_w, cursors, .. } =
-        &mut **bufs;
+    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, sources, sparse_w, .. } = &mut **bufs;
     spk.clear();
     fac.clear();
     if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
@@ -1691,7 +1638,7 @@ fn forward_layered(
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
-            fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw, cursors));
+            fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
             let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
             for (n, arrivals) in block.chunks_exact(LANES).enumerate() {
@@ -1766,7 +1713,7 @@ fn forward_layered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LiParams, LifParams, NetworkBuilder, SparseSynapses};
+    use crate::{LiParams, LifParams, NetworkBuilder};
     use nalgebra::DMatrix;
 
     fn engine(t_end: f64, readout: ReadoutKind, dt: f64) -> ClockedEngine {
@@ -1786,65 +1733,6 @@ mod tests {
         let o = b.li("out", 1, LiParams::new(20.0, 5.0).unwrap());
         b.connect(i, o, DMatrix::from_element(1, 1, w), DMatrix::from_element(1, 1, d));
         b.build().unwrap()
-    }
-
-    /// The windowed sparse pull kernel against the one-pass loop it replaces (synapses in block
-    /// order, each source's spikes in emission order, arrivals past the block dropped), bit for
-    /// bit, on runs of one window, a few windows and a partial last window, with spikes up to the
-    /// last step and delays up to 150 steps.
-    #[test]
-    fn windowed_sparse_pull_equals_the_one_pass_sums_bit_for_bit() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let (n_pre, n_post) = (30, 21);
-        for (t_end, p) in [(100.0, 0.5), (1000.0, 0.3), (1000.0, 1.0), (2571.0, 0.1)] {
-            let pattern = SparseSynapses::fixed_probability(n_post, n_pre, p, 7).unwrap();
-            let mask = DMatrix::from_fn(n_post, n_pre, |j, i| pattern.index(j, i).is_some());
-            let w = DMatrix::from_fn(n_post, n_pre, |_, _| next() - 0.3);
-            let d = DMatrix::from_fn(n_post, n_pre, |_, _| (150.0 * next()).floor());
-            let mut b = NetworkBuilder::new();
-            let i = b.input("in", n_pre);
-            let o = b.li("out", n_post, LiParams::default());
-            b.connect_sparse(i, o, SparseSynapses::from_dense(&w, &d, &mask).unwrap());
-            let net = b.build().unwrap();
-            let eng = engine(t_end, ReadoutKind::MaxVoltage, 1.0);
-            let plan = eng.plan(&net).unwrap();
-            let steps = eng.num_steps();
-            // About 12 spikes per source, the last step included.
-            let mut in_events: Vec<(u32, u32)> = (0..12 * n_pre)
-                .map(|k| ((next() * (steps + 1) as f64) as u32, (k % n_pre) as u32))
-                .chain([(steps as u32, 0), (steps as u32, 3)])
-                .collect();
-            in_events.sort_unstable();
-            let mut sources = SourceSpikes::default();
-            sources.group(plan.num_neurons(), &in_events, &[]);
-            let sp = &plan.pull_sparse(1)[0];
-            let mut scratch = Vec::new();
-            let sw = plan.pull_sparse_weights(&net, 1, &mut scratch);
-            let mut cursors = Vec::new();
-            for blk in 0..n_post.div_ceil(LANES) {
-                let mut block = vec![0.0; (steps + 1) * LANES];
-                pull_sparse_block(sp, blk, sw, &sources, 0, &mut block, &mut cursors);
-                let mut expected = vec![0.0; (steps + 1) * LANES];
-                let (r, recs) = sp.block(blk);
-                for (rec, &w) in recs.iter().zip(&sw[r]) {
-                    for &t in sources.of(rec.src as usize) {
-                        if let Some(x) = expected.get_mut(t as usize * LANES + rec.off as usize) {
-                            *x += w;
-                        }
-                    }
-                }
-                let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&block), bits(&expected), "t_end {t_end}, p {p}, block {blk}");
-                assert!(expected.iter().any(|&x| x != 0.0), "t_end {t_end}, p {p}, block {blk}: no arrival");
-            }
-        }
     }
 
     #[test]
