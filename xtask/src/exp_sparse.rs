@@ -71,7 +71,8 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
     let mut times = Vec::new();
     let per_model: usize = task.columns.iter().map(|c| c.grid.len()).sum();
     let bar = progress((fam.pursuit.len() * per_model) as u64, &format!("attack {tag}"));
-    let mut pgbp_adv: Vec<(&str, f64, DMatrix<f64>)> = Vec::new();
+    // PGBP's adversarial images of each transfer column, with the labels of the images they came from
+    let mut pgbp_adv: Vec<(&str, f64, DMatrix<f64>, Vec<usize>)> = Vec::new();
     for (name, m) in &fam.pursuit {
         let labels = (task.labels_for)(name);
         for (ci, col) in task.columns.iter().enumerate() {
@@ -91,7 +92,7 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
                 if *name == "pgbp"
                     && let Some(t) = col.transfer
                 {
-                    pgbp_adv.push((t, eps, adv));
+                    pgbp_adv.push((t, eps, adv, labels.to_vec()));
                 }
                 bar.inc(1);
             }
@@ -100,10 +101,9 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
     }
     bar.finish_and_clear();
     for (name, a) in &fam.approx {
-        let labels = (task.labels_for)(name);
         let mut clean_done = false;
-        for (t, eps, adv) in &pgbp_adv {
-            let acc = a.accuracy(adv, &labels[..adv.ncols()])?;
+        for (t, eps, adv, labels) in &pgbp_adv {
+            let acc = a.accuracy(adv, labels)?;
             if *eps == 0.0 && !clean_done {
                 curve(&mut out, name, "none", 0.0, acc, margin);
                 clean_done = true;
@@ -112,6 +112,35 @@ fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynR
         }
     }
     Ok((out, times))
+}
+
+/// The `attack_images` entries of `results.json`: per part (name, its columns, its test
+/// images), how many test images each column attacked and, for a shallow column with a
+/// transfer, the transfer replayed from its images; a limited (check) column says how its
+/// images were chosen and why ([`paper::CHECK_IMAGES_REASON`]).
+fn attack_images_json(parts: &[(&str, &Vec<AttackColumn>, usize)]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for &(part, cols, n) in parts {
+        for c in cols {
+            let entry = |attack: &str| {
+                let mut v = json!({"part": part, "attack": attack, "images": c.n_images(n), "test_images": n});
+                if c.images.is_some() {
+                    v["selection"] = json!("spread evenly: test image floor(k test_images / images) for k < images");
+                    v["reason"] = json!(paper::CHECK_IMAGES_REASON);
+                }
+                if attack != c.label {
+                    v["replayed_from"] = json!(c.label);
+                }
+                v
+            };
+            out.push(entry(c.label));
+            // transfers are replayed on the shallow part's approximators only
+            if let Some(t) = c.transfer.filter(|_| part == "shallow") {
+                out.push(entry(t));
+            }
+        }
+    }
+    out
 }
 
 /// Certified accuracy of the pursuit models at each eps, with issue 6's local certificate
@@ -740,7 +769,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let space = InputSpace::new(Standardisation::new(mean, sd)?, Some((0.0, 1.0)))?;
     let fam = Family { pursuit: models.pursuit, approx: models.approx };
     let labels_for = |_: &str| -> &[usize] { l_test_shallow };
-    let attack_columns = paper::mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, cfg.pgd_images, opts.seed);
+    let attack_columns = paper::mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, cfg.check_images, opts.seed);
     // certificates in the models' input units: standardised, like the `-std` attack columns
     let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, unit: "standardised" };
     // the measured stages, each with its work here and in a full run
@@ -753,7 +782,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     };
     let (full_columns, full_deep_columns) = exp_sparse_timing::full_attack_columns(space, &full);
     let deep_columns =
-        paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, cfg.pgd_images, opts.seed);
+        paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, cfg.check_images, opts.seed);
     let n_deep = cfg.deep.n_test.min(x_test.ncols());
     let attack_cost = |stage: &str, model: String, label: &str, seconds: f64, deep: bool| -> DynResult<Cost> {
         let (cols, full_cols, n, full_n, steps, full_steps) = if deep {
@@ -777,22 +806,10 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             full_work: exp_sparse_timing::attack_work(&fc, full_n, full_steps),
         })
     };
-    // how many test images each column attacked (the PGD column: PGD_IMAGES_REASON)
-    let attack_images: Vec<Value> =
-        [("shallow", &task.columns, x_test_shallow.ncols()), ("3-layer", &deep_columns, n_deep)]
-            .into_iter()
-            .flat_map(|(part, cols, n)| {
-                cols.iter().map(move |c| {
-                    let mut v = json!({"part": part, "attack": c.label, "images": c.n_images(n), "test_images": n});
-                    if c.images.is_some() {
-                        v["selection"] =
-                            json!("spread evenly: test image floor(k test_images / images) for k < images");
-                        v["reason"] = json!(paper::PGD_IMAGES_REASON);
-                    }
-                    v
-                })
-            })
-            .collect();
+    // how many test images each column (and each transfer replayed from it) attacked (the
+    // check columns: CHECK_IMAGES_REASON)
+    let attack_images =
+        attack_images_json(&[("shallow", &task.columns, x_test_shallow.ncols()), ("3-layer", &deep_columns, n_deep)]);
     let t_eval = Instant::now();
     let (mut curves, times) = attack_all(&fam, &task, None, "mnist")?;
     for t in times {
@@ -895,7 +912,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "clf_epochs": sz.clf_epochs, "approx_epochs": sz.approx_epochs,
                "dict_recon_bp": models.meta["dict_recon_bp"], "dict_recon_group": models.meta["dict_recon_group"],
                "pixel_mean": mean, "pixel_std": sd, "three_layer": exp_sparse_deep::config_json(&cfg.deep),
-               "pgd_images": cfg.pgd_images, "pgd_images_reason": paper::PGD_IMAGES_REASON,
+               "check_images": cfg.check_images, "check_images_reason": paper::CHECK_IMAGES_REASON,
                "end_to_end": {"epochs": cfg.end_to_end.epochs, "lr": cfg.end_to_end.lr,
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
                               "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience,
@@ -953,16 +970,17 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     } else {
         ""
     };
-    let pgd_note = match cfg.pgd_images {
+    let check_note = match cfg.check_images {
         Some(n) => format!(
-            " (on {} of the {} shallow and {} of the {} 3-layer test images, spread evenly: a protocol decision, \
-             `config.pgd_images_reason` in results.json)",
+            " `linf-std` (and its transfer) runs on every test image; every other column (`linf-px`, `PGD`, `l2-std`, \
+             `l2-px`, and transfer-linf-px) is a check column on {} of the {} shallow and {} of the {} 3-layer test \
+             images, spread evenly: a protocol decision, `config.check_images_reason` in results.json.",
             n.min(x_test_shallow.ncols()),
             x_test_shallow.ncols(),
             n.min(n_deep),
             n_deep
         ),
-        None => " (on every test image)".to_owned(),
+        None => " Every column runs on every test image.".to_owned(),
     };
     let mut s = format!(
         "MNIST, preset `{}`: {} training images (+ {} held out for early stopping) / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4}); dictionaries of {atoms} unit-norm atoms learned \
@@ -978,9 +996,9 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
          `ifgsm-linf-px`, the same attack with eps in **pixel** units (1 / std = {:.2} x the budget; the earlier \
          column of this project); `PGD` = `pgd-linf-std`, PGD with 3 random restarts (one from the clean image), \
          {} steps of 2.5 eps / {}, worst restart per image, at the paper budget — a model that holds up under \
-         I-FGSM but not PGD masks its gradient{pgd_note}; `l2-std` = `ifgsm-l2-std`, a literal l2 radius eps in \
+         I-FGSM but not PGD masks its gradient; `l2-std` = `ifgsm-l2-std`, a literal l2 radius eps in \
          standardised units (what the thesis's figures call \"l2 bound eps\"); `l2-px` = `ifgsm-l2-px`, l2 radius \
-         in pixel units. Approximators: PGBP's adversarial images replayed (transfer-linf-std / -px).{}\n\n",
+         in pixel units. Approximators: PGBP's adversarial images replayed (transfer-linf-std / -px).{check_note}{}\n\n",
         scale.name(),
         sz.n_train,
         cfg.n_val,
@@ -1135,10 +1153,51 @@ mod tests {
         assert_eq!(cols[1].transfer, Some("transfer-linf-px"));
         assert_eq!(cols[4].grid, vec![0.0, 3.0]);
         assert!(paper::mnist_attack_columns(space, &[0.15], &[], 10, None, 1).iter().all(|c| c.label != "ifgsm-l2-px"));
-        // only the PGD column carries an image limit
+        // every column but the paper-comparison ifgsm-linf-std carries the check columns' limit
         let limited = paper::mnist_attack_columns(space, &[0.15], &[1.0], 10, Some(7), 1);
-        assert!(limited.iter().all(|c| c.images == (c.label == "pgd-linf-std").then_some(7)), "{limited:?}");
+        assert!(limited.iter().all(|c| c.images == (c.label != "ifgsm-linf-std").then_some(7)), "{limited:?}");
         assert!(cols.iter().all(|c| c.images.is_none()));
+    }
+
+    /// `attack_images` records every column's images per part: with a limit of 4 of 10 test
+    /// images, ifgsm-linf-std and its transfer keep all 10, every check column (and the
+    /// transfer replayed from ifgsm-linf-px) 4, with the selection and the reason; the 3-layer
+    /// part lists no transfers; without a limit every entry has all images and no reason.
+    #[test]
+    fn attack_images_record_the_check_columns_subset() {
+        let space = InputSpace::new(Standardisation::new(0.13, 0.31).unwrap(), Some((0.0, 1.0))).unwrap();
+        let cols = paper::mnist_attack_columns(space, &[0.0, 0.15], &[0.0, 1.0], 3, Some(4), 0);
+        let deep = paper::mnist_attack_columns(space, &[0.0, 0.15], &[], 3, Some(4), 0);
+        let v = attack_images_json(&[("shallow", &cols, 10), ("3-layer", &deep, 10)]);
+        let get = |part: &str, attack: &str| {
+            v.iter()
+                .find(|e| e["part"] == part && e["attack"] == attack)
+                .cloned()
+                .unwrap_or_else(|| panic!("{part} {attack}"))
+        };
+        assert_eq!(v.len(), 7 + 4, "{v:?}");
+        for (part, attack, images) in [
+            ("shallow", "ifgsm-linf-std", 10),
+            ("shallow", "transfer-linf-std", 10),
+            ("shallow", "ifgsm-linf-px", 4),
+            ("shallow", "transfer-linf-px", 4),
+            ("shallow", "ifgsm-l2-std", 4),
+            ("shallow", "pgd-linf-std", 4),
+            ("shallow", "ifgsm-l2-px", 4),
+            ("3-layer", "ifgsm-linf-std", 10),
+            ("3-layer", "ifgsm-linf-px", 4),
+            ("3-layer", "ifgsm-l2-std", 4),
+            ("3-layer", "pgd-linf-std", 4),
+        ] {
+            let e = get(part, attack);
+            assert_eq!((e["images"].as_u64(), e["test_images"].as_u64()), (Some(images), Some(10)), "{e}");
+            assert_eq!(e["reason"].as_str() == Some(paper::CHECK_IMAGES_REASON), images == 4, "{e}");
+        }
+        assert_eq!(get("shallow", "transfer-linf-px")["replayed_from"], "ifgsm-linf-px");
+        assert!(!v.iter().any(|e| e["part"] == "3-layer" && e["attack"].as_str().unwrap().starts_with("transfer")));
+        let all = paper::mnist_attack_columns(space, &[0.0, 0.15], &[], 3, None, 0);
+        let v = attack_images_json(&[("shallow", &all, 10)]);
+        assert!(v.iter().all(|e| e["images"] == 10 && e.get("reason").is_none()), "{v:?}");
     }
 
     /// `--load-models` refuses a folder without `meta.json`, an unknown format (also the

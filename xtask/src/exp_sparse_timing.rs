@@ -76,18 +76,18 @@ pub fn training_costs(timing: &[StageTime], full: &MnistSetup) -> Result<Vec<Cos
 }
 
 /// An attack column's work on a part with `images` test images: the images it attacks
-/// ([`AttackColumn::n_images`], the PGD column fewer in the full preset) x budgets x steps.
+/// ([`AttackColumn::n_images`], the check columns fewer in the full preset) x budgets x steps.
 pub fn attack_work(col: &AttackColumn, images: usize, steps: usize) -> f64 {
     (col.n_images(images) * col.grid.len() * steps) as f64
 }
 
-/// The attack columns of a `full` run, (shallow, 3-layer), with its PGD image limit: what the
-/// attack stages' work is extrapolated to.
+/// The attack columns of a `full` run, (shallow, 3-layer), with its check columns' image limit:
+/// what the attack stages' work is extrapolated to.
 pub fn full_attack_columns(space: InputSpace, full: &MnistSetup) -> (Vec<AttackColumn>, Vec<AttackColumn>) {
     let sz = &full.sizes;
     (
-        mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, full.pgd_images, 0),
-        mnist_attack_columns(space, &full.deep.eps, &[], full.deep.steps, full.pgd_images, 0),
+        mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, full.check_images, 0),
+        mnist_attack_columns(space, &full.deep.eps, &[], full.deep.steps, full.check_images, 0),
     )
 }
 
@@ -149,11 +149,13 @@ mod tests {
         assert!((j["measured_seconds"].as_f64().unwrap() - 3.5).abs() < 1e-12);
     }
 
-    /// The full estimate's PGD stage counts 1,000 test images (PGD_IMAGES_REASON), shallow and
-    /// 3-layer, every other column all 10,000: a quick PGD stage of 100 images x 3 budgets x 3
-    /// steps scales by (1,000 x 4 x 10) / (100 x 3 x 3), an I-FGSM stage by (10,000 x 4 x 10) / 900.
+    /// The full estimate counts 1,000 test images for every check column (CHECK_IMAGES_REASON:
+    /// ifgsm-linf-px, ifgsm-l2-std, ifgsm-l2-px, pgd-linf-std), shallow and 3-layer, and all
+    /// 10,000 for the paper-comparison ifgsm-linf-std: a quick PGD stage of 100 images x 3 budgets
+    /// x 3 steps scales by (1,000 x 4 x 10) / (100 x 3 x 3), an ifgsm-linf-std stage by
+    /// (10,000 x 4 x 10) / 900.
     #[test]
-    fn full_estimate_counts_a_thousand_images_for_pgd() {
+    fn full_estimate_counts_a_thousand_images_for_the_check_columns() {
         use sparse_bp::attack::protocol::Standardisation;
         let full = mnist(Scale::Full);
         let quick = mnist(Scale::Quick);
@@ -163,9 +165,28 @@ mod tests {
         let (pgd, ifgsm) = (find(&shallow, "pgd-linf-std"), find(&shallow, "ifgsm-linf-std"));
         assert_eq!(attack_work(&pgd, full.sizes.n_test, full.sizes.steps), 1_000.0 * 4.0 * 10.0);
         assert_eq!(attack_work(&ifgsm, full.sizes.n_test, full.sizes.steps), 10_000.0 * 4.0 * 10.0);
-        assert_eq!(attack_work(&find(&deep, "pgd-linf-std"), full.deep.n_test, full.deep.steps), 1_000.0 * 2.0 * 10.0);
-        assert_eq!(attack_work(&find(&deep, "ifgsm-l2-std"), full.deep.n_test, full.deep.steps), 10_000.0 * 2.0 * 10.0);
-        let qcols = mnist_attack_columns(space, &quick.sizes.eps, &quick.sizes.eps_l2, 3, quick.pgd_images, 0);
+        for l in ["ifgsm-linf-px", "ifgsm-l2-std"] {
+            assert_eq!(
+                attack_work(&find(&shallow, l), full.sizes.n_test, full.sizes.steps),
+                1_000.0 * 4.0 * 10.0,
+                "{l}"
+            );
+        }
+        let l2px = find(&shallow, "ifgsm-l2-px");
+        let n_l2 = full.sizes.eps_l2.len() as f64;
+        assert_eq!(attack_work(&l2px, full.sizes.n_test, full.sizes.steps), 1_000.0 * n_l2 * 10.0);
+        assert_eq!(
+            attack_work(&find(&deep, "ifgsm-linf-std"), full.deep.n_test, full.deep.steps),
+            10_000.0 * 2.0 * 10.0
+        );
+        for l in ["pgd-linf-std", "ifgsm-linf-px", "ifgsm-l2-std"] {
+            assert_eq!(attack_work(&find(&deep, l), full.deep.n_test, full.deep.steps), 1_000.0 * 2.0 * 10.0, "{l}");
+        }
+        // every column but the paper-comparison one is limited, shallow and 3-layer
+        for c in shallow.iter().chain(&deep) {
+            assert_eq!(c.images.is_none(), c.label == sparse_bp::paper::PAPER_COLUMN, "{}", c.label);
+        }
+        let qcols = mnist_attack_columns(space, &quick.sizes.eps, &quick.sizes.eps_l2, 3, quick.check_images, 0);
         let qpgd = find(&qcols, "pgd-linf-std");
         let cost = Cost {
             stage: "attack:pgd-linf-std".into(),
