@@ -408,6 +408,8 @@ pub struct SparsePull {
     value: Vec<u32>,
     /// The same synapses packed for the pull kernels (source and delay with the target's lane).
     recs: Vec<PullRec>,
+    /// Largest [`PullRec::off`] in `recs` (0 if none): the bound [`pull_sparse_block`] checks once.
+    max_off: u32,
 }
 
 /// One synapse of a block of [`SparsePull::LANES`] targets of a [`SparsePull`]: its presynaptic
@@ -457,7 +459,8 @@ impl SparsePull {
                 recs[at] = PullRec { src: src[at], off: delay[at] * LANES as u32 + (j % LANES) as u32 };
             }
         }
-        Self { conn: c, pre: cp.pre, starts, src, delay, value, recs }
+        let max_off = recs.iter().map(|r| r.off).max().unwrap_or(0);
+        Self { conn: c, pre: cp.pre, starts, src, delay, value, recs, max_off }
     }
 
     /// The connection index.
@@ -990,7 +993,8 @@ struct PullBuffers {
     pre: Vec<f64>,
     /// `ExpIntegral` readout factors per step.
     fac: Vec<f64>,
-    /// Arrivals of a block of [`LANES`] targets, step-major: `(steps + 1) x LANES`.
+    /// Arrivals of a block of [`LANES`] targets, step-major: `(steps + 1) x LANES` (`(steps + slots) x
+    /// LANES` with sparse pulled projections, see [`fill_block`]).
     block: Vec<f64>,
     /// Delay and weight rows of the targets of one pass over the events, interleaved.
     lane_rows: LaneRows,
@@ -1008,6 +1012,8 @@ struct SourceSpikes {
     by_neuron: crate::Buckets,
     /// Emission steps, each neuron's in emission order.
     steps: Vec<u32>,
+    /// Largest entry of `steps` (0 if none): the bound [`pull_sparse_block`] checks once.
+    max_step: u32,
 }
 
 impl SourceSpikes {
@@ -1016,6 +1022,7 @@ impl SourceSpikes {
     fn group(&mut self, n: usize, in_events: &[(u32, u32)], spk: &[(u32, u32, f64)]) {
         let all = in_events.iter().map(|&(t, g)| (g as usize, t)).chain(spk.iter().map(|&(t, g, _)| (g as usize, t)));
         self.by_neuron.sort(n, all, &mut self.steps);
+        self.max_step = self.steps.iter().copied().max().unwrap_or(0);
     }
 
     /// The emission steps of global neuron `g`.
@@ -1029,8 +1036,11 @@ impl SourceSpikes {
 /// to: for each of the block's synapses (source `i`, target lane `l`, delay `D` steps, weight
 /// `w`, from [`SparsePull::block`] and `w`, the projection's weights in block order) and every
 /// emission step `t` of `i` (`sources`, presynaptic population at global offset `src_off`),
-/// `block[(t + D) LANES + l] += w`; arrivals after step `steps` (`block` is `(steps + 1) x LANES`)
-/// are dropped. Straight into the step-major block, no per-target timeline.
+/// `block[(t + D) LANES + l] += w`. Straight into the step-major block, no per-target timeline.
+/// `block` has rows past step `steps` (see [`fill_block`]): the arrivals after the last step land
+/// there instead of being tested for, so the inner loop has no bounds test; one check per call
+/// (largest emission step and largest offset against the block's length) proves every access in
+/// range, and panics otherwise.
 ///
 /// Summation order: target by target, each target's synapses by increasing source and each
 /// source's spikes in emission order, starting from zero — the order in which a target summed its
@@ -1040,19 +1050,26 @@ impl SourceSpikes {
 #[inline]
 fn pull_sparse_block(sp: &SparsePull, b: usize, w: &[f64], sources: &SourceSpikes, src_off: usize, block: &mut [f64]) {
     let (r, recs) = sp.block(b);
+    assert!(
+        (sources.max_step as usize) * LANES + (sp.max_off as usize) < block.len(),
+        "sparse pull delivery: arrivals past the block's rows"
+    );
+    let base = block.as_mut_ptr();
     for (rec, &w) in recs.iter().zip(&w[r]) {
         let off = rec.off as usize;
         for &t in sources.of(src_off + rec.src as usize) {
-            // Past the end exactly when the arrival is after step `steps` (see `PullRec`).
-            if let Some(x) = block.get_mut(t as usize * LANES + off) {
-                *x += w;
-            }
+            // SAFETY: `t <= sources.max_step` and `off <= sp.max_off` (the maxima over all steps
+            // and all records), so `t * LANES + off < block.len()` by the assertion above; `base`
+            // is the only live access to `block` here.
+            unsafe { *base.add(t as usize * LANES + off) += w };
         }
     }
 }
 
 /// The arrivals of targets `j0 .. j0 + lanes` (`j0` a multiple of [`LANES`]) of population `p`
-/// into `block` (`(steps + 1) x LANES`, step-major, cleared here): each sparse pulled projection
+/// into the first `steps + 1` rows of `block` (step-major rows of `LANES`, cleared here; with
+/// sparse pulled projections `steps + slots` rows, the rows past step `steps` taking the arrivals
+/// after the last step, to be ignored): each sparse pulled projection
 /// summed straight into it ([`pull_sparse_block`], weights `sparse_w` as from
 /// [`ClockedPlan::pull_sparse_weights`]; `sources` must hold the spikes of their presynaptic
 /// populations), then the dense pulled projections through [`pull_block`] (events in `events`),
@@ -1075,8 +1092,9 @@ fn fill_block(
 ) {
     let pp = &plan.pull[p];
     let line_len = steps + plan.slots;
+    let rows = if pp.sparse.is_empty() { steps + 1 } else { line_len };
     block.clear();
-    block.resize((steps + 1) * LANES, 0.0);
+    block.resize(rows * LANES, 0.0);
     let mut w_off = 0;
     for sp in &pp.sparse {
         let w = &sparse_w[w_off..w_off + sp.nnz()];
@@ -1641,7 +1659,7 @@ fn forward_layered(
             fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
             let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
-            for (n, arrivals) in block.chunks_exact(LANES).enumerate() {
+            for (n, arrivals) in block[..(steps + 1) * LANES].chunks_exact(LANES).enumerate() {
                 if n > 0 {
                     for l in 0..LANES {
                         v[l] = a * v[l] + c * i[l];
@@ -1786,6 +1804,38 @@ mod tests {
         };
         let exact = c * 1.3 * (int(5.0) - int(20.0)) / t_end;
         assert!((rec.readout.values[0] - exact).abs() < 1e-4 * exact.abs(), "{} vs {exact}", rec.readout.values[0]);
+    }
+
+    #[test]
+    fn sparse_pull_arrivals_after_the_last_step_are_ignored_as_on_the_ring() {
+        // Sparse pull delivery adds the arrivals after the last step into rows past it (no bounds
+        // test in its loop). Spikes up to the last step with delays up to the largest, so arrivals
+        // land exactly at the last step, one step after it and far after it, from the input and
+        // from hidden neurons (9 targets: two blocks): the records equal the push path's.
+        use crate::{SparseSynapses, Synapse};
+        let s = |post, pre, weight, delay| Synapse { post, pre, weight, delay };
+        let mut hid: Vec<Synapse> = (0..9).map(|j| s(j, j % 3, 2.0 + 0.1 * j as f64, (j % 5) as f64 * 2.5)).collect();
+        hid.push(s(0, 2, 1.5, 10.0));
+        let out: Vec<Synapse> = (0..9).map(|j| s(j % 2, j, 0.3 + 0.05 * j as f64, (j % 4) as f64 * 3.0)).collect();
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 3);
+        let h = b.lif("h", 9, LifParams::new(10.0, 5.0, 0.5).unwrap());
+        let o = b.li("out", 2, LiParams::new(20.0, 5.0).unwrap());
+        b.connect_sparse(i, h, SparseSynapses::from_triplets(9, 3, &hid).unwrap());
+        b.connect_sparse(h, o, SparseSynapses::from_triplets(2, 9, &out).unwrap());
+        let net = b.build().unwrap();
+        let times = [0.0, 0.0, 1.0, 2.5, 4.0, 5.0, 6.0, 7.5, 8.0, 9.0, 9.5, 9.6];
+        let neurons = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2];
+        let batch = train(&times, &neurons, 3);
+        for readout in [ReadoutKind::ExpIntegral, ReadoutKind::MaxVoltage] {
+            let e = engine(10.0, readout, 0.5);
+            let plan = e.plan(&net).unwrap();
+            assert!(plan.is_pulled(0) && plan.is_pulled(1));
+            let pull = e.run(&net, batch.sample(0)).unwrap();
+            assert!(pull.spikes.neurons.len() > 3, "hidden spikes: {:?}", pull.spikes.times);
+            assert!(pull.spikes.times.iter().any(|&t| t >= 8.0), "late hidden spikes: {:?}", pull.spikes.times);
+            assert_eq!(pull, e.clone().with_delivery(Delivery::Push).run(&net, batch.sample(0)).unwrap());
+        }
     }
 
     #[test]
