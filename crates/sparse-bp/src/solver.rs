@@ -985,9 +985,10 @@ const SMALL_BATCH_CHUNKS: usize = 8;
 
 /// The fewest signals a chunk of a small batch gets: 32 for FISTA / ISTA, whose Gram-matrix
 /// product runs per chunk and repacks the `M x M` Gram matrix on every call (on one thread a
-/// cold FISTA solve of 100 MNIST test images with 256 atoms took 1.1x / 1.2x / 1.8x the time of
-/// one chunk in 2 / 4 / 8 chunks, `examples/small_batch_threads.rs`, load about 3); 4 for
-/// coordinate descent and homotopy, which solve column by column.
+/// cold FISTA solve of 100 MNIST test images with 256 atoms took 1.12x / 1.22x / 1.76x (BP)
+/// and 0.95x / 1.39x / 1.52x (PGBP) the time of one chunk in 2 / 4 / 8 chunks, one run each,
+/// `examples/small_batch_threads.rs`, load about 3 on 2 cores); 4 for coordinate descent and
+/// homotopy, which solve column by column.
 fn min_chunk_signals(algorithm: Algorithm) -> usize {
     match algorithm {
         Algorithm::Fista | Algorithm::Ista => 32,
