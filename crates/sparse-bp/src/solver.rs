@@ -81,7 +81,7 @@ pub enum StoppingRule {
 /// | `power_iter_tol` | `1e-12` | relative change that stops power iteration | finite, `> 0` |
 /// | `lipschitz_safety` | `1.01` | factor applied to the power-iteration estimate | finite, `>= 1` |
 /// | `polish` | `true` | coordinate descent on lasso / weighted lasso: when the signed support has been stable for 3 epochs, try the closed-form solution on it (kept only if its duality gap meets `tol`) | any |
-/// | `chunk_size` | `256` | most signals per work unit (one rayon task); a batch is split into equal chunks, up to 8 for a small batch (at least 32 signals each for FISTA / ISTA, 4 otherwise) so that it uses several cores; the split never depends on the thread count | `>= 1` |
+/// | `chunk_size` | `256` | most signals per work unit (one rayon task); a batch is split into equal chunks, a small one into one chunk per 32 signals for FISTA / ISTA (per 4 otherwise), rounded up, at most 8, so that it uses several cores (100 signals: 4 FISTA chunks of 25); the split never depends on the thread count | `>= 1` |
 /// | `parallel` | `true` | run chunks in parallel with rayon | any |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolverParams {
@@ -983,7 +983,8 @@ impl Solver {
 /// balance signals that need more iterations than others.
 const SMALL_BATCH_CHUNKS: usize = 8;
 
-/// The fewest signals a chunk of a small batch gets: 32 for FISTA / ISTA, whose Gram-matrix
+/// A small batch gets one chunk per this many signals, rounded up (so a chunk may hold fewer:
+/// 100 signals make 4 FISTA chunks of 25): 32 for FISTA / ISTA, whose Gram-matrix
 /// product runs per chunk and repacks the `M x M` Gram matrix on every call (on one thread a
 /// cold FISTA solve of 100 MNIST test images with 256 atoms took 1.12x / 1.22x / 1.76x (BP)
 /// and 0.95x / 1.39x / 1.52x (PGBP) the time of one chunk in 2 / 4 / 8 chunks, one run each,
