@@ -20,6 +20,7 @@ use sparse_bp::stability::{Features, local_certificate};
 use sparse_bp::train::task_driven::early_stopping::TrainingReport;
 use sparse_bp::train::{load_model, save_model};
 
+use crate::attack_log::{self, AttackLog};
 use crate::exp_sparse_deep;
 use crate::exp_sparse_timing::{self, Cost};
 use crate::harness::{DynResult, Options, Outcome, progress};
@@ -65,53 +66,131 @@ fn curve(out: &mut Vec<Value>, model: &str, attack: &str, eps: f64, acc: f64, ma
 /// Every white-box column on the pursuit models (each on its
 /// [`AttackColumn::image_indices`] test images), transfer from PGBP to the approximators, clean
 /// accuracy of everything. Returns the curve entries and each pursuit model's seconds per
-/// column.
-fn attack_all(fam: &Family, task: &Task, margin: Option<f64>, tag: &str) -> DynResult<(Vec<Value>, Vec<AttackTime>)> {
+/// column. With a `log`, every finished point is recorded there and a point the log already has
+/// is read back instead of attacked again (part `shallow`; [`crate::attack_log`]).
+fn attack_all(
+    fam: &Family,
+    task: &Task,
+    margin: Option<f64>,
+    tag: &str,
+    mut log: Option<&mut AttackLog>,
+) -> DynResult<(Vec<Value>, Vec<AttackTime>)> {
     let mut out = Vec::new();
     let mut times = Vec::new();
     let per_model: usize = task.columns.iter().map(|c| c.grid.len()).sum();
     let bar = progress((fam.pursuit.len() * per_model) as u64, &format!("attack {tag}"));
-    // PGBP's adversarial images of each transfer column, with the labels of the images they came from
-    let mut pgbp_adv: Vec<(&str, f64, DMatrix<f64>, Vec<usize>)> = Vec::new();
+    // each approximator's accuracy on PGBP's adversarial images: (transfer label, eps, accuracy)
+    let mut transfers: Vec<Vec<(&str, f64, f64)>> = vec![Vec::new(); fam.approx.len()];
     for (name, m) in &fam.pursuit {
         let labels = (task.labels_for)(name);
         for (ci, col) in task.columns.iter().enumerate() {
-            let t = Instant::now();
-            let idx = col.image_indices(task.x_test.ncols());
-            let x_col =
-                if idx.len() < task.x_test.ncols() { task.x_test.select_columns(&idx) } else { task.x_test.clone() };
-            let labels: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
-            let labels = &labels[..];
+            let mut seconds = 0.0;
+            let mut data: Option<(DMatrix<f64>, Vec<usize>)> = None;
+            let transfer = col.transfer.filter(|_| *name == "pgbp");
             for &eps in &col.grid {
-                let adv = col.protocol.run(m, &x_col, labels, eps)?;
-                let acc = m.accuracy(&adv, labels)?;
+                let k = attack_log::key("shallow", name, col.label, eps);
+                let point = match log.as_deref_mut().and_then(|l| l.get(&k)) {
+                    Some(p) => p,
+                    None => {
+                        let t = Instant::now();
+                        let (x_col, labels) = data.get_or_insert_with(|| {
+                            let idx = col.image_indices(task.x_test.ncols());
+                            let x = if idx.len() < task.x_test.ncols() {
+                                task.x_test.select_columns(&idx)
+                            } else {
+                                task.x_test.clone()
+                            };
+                            (x, idx.iter().map(|&i| labels[i]).collect())
+                        });
+                        let adv = col.protocol.run(m, x_col, labels, eps)?;
+                        let accuracy = m.accuracy(&adv, labels)?;
+                        let mut replayed = Vec::new();
+                        if transfer.is_some() {
+                            for (a_name, a) in &fam.approx {
+                                replayed.push(((*a_name).to_owned(), a.accuracy(&adv, labels)?));
+                            }
+                        }
+                        let p = attack_log::Point { accuracy, seconds: t.elapsed().as_secs_f64(), transfer: replayed };
+                        if let Some(l) = log.as_deref_mut() {
+                            l.put(k, p.clone())?;
+                        }
+                        p
+                    }
+                };
+                seconds += point.seconds;
                 if eps == 0.0 && ci == 0 {
-                    curve(&mut out, name, "none", 0.0, acc, margin);
+                    curve(&mut out, name, "none", 0.0, point.accuracy, margin);
                 }
-                curve(&mut out, name, col.label, eps, acc, margin);
-                if *name == "pgbp"
-                    && let Some(t) = col.transfer
-                {
-                    pgbp_adv.push((t, eps, adv, labels.to_vec()));
+                curve(&mut out, name, col.label, eps, point.accuracy, margin);
+                if let Some(t) = transfer {
+                    if point.transfer.len() != fam.approx.len() {
+                        return Err(format!(
+                            "attack point {name}/{}/{eps} has {} transfer accuracies for {} approximators",
+                            col.label,
+                            point.transfer.len(),
+                            fam.approx.len()
+                        )
+                        .into());
+                    }
+                    for (i, (_, acc)) in point.transfer.iter().enumerate() {
+                        transfers[i].push((t, eps, *acc));
+                    }
                 }
                 bar.inc(1);
             }
-            times.push(AttackTime { model: (*name).to_owned(), label: col.label, seconds: t.elapsed().as_secs_f64() });
+            times.push(AttackTime { model: (*name).to_owned(), label: col.label, seconds });
         }
     }
     bar.finish_and_clear();
-    for (name, a) in &fam.approx {
+    for ((name, _), replays) in fam.approx.iter().zip(&transfers) {
         let mut clean_done = false;
-        for (t, eps, adv, labels) in &pgbp_adv {
-            let acc = a.accuracy(adv, labels)?;
-            if *eps == 0.0 && !clean_done {
+        for &(t, eps, acc) in replays {
+            if eps == 0.0 && !clean_done {
                 curve(&mut out, name, "none", 0.0, acc, margin);
                 clean_done = true;
             }
-            curve(&mut out, name, t, *eps, acc, margin);
+            curve(&mut out, name, t, eps, acc, margin);
         }
     }
     Ok((out, times))
+}
+
+/// What the MNIST attack results depend on, for the attack log ([`AttackLog::open`]): the
+/// models (content hash of every model, encoded), the test images (hash of the standardised
+/// pixels), the columns of both parts in full (protocol, budgets, images), preset and seed.
+fn attack_identity(
+    fam: &Family,
+    deep: &[MultiLayerClassifier],
+    x_test: &DMatrix<f64>,
+    shallow_columns: &[AttackColumn],
+    deep_columns: &[AttackColumn],
+    (scale, seed): (Scale, u64),
+) -> DynResult<std::collections::BTreeMap<String, String>> {
+    fn enc<T: serde::Serialize>(m: &T) -> DynResult<Vec<u8>> {
+        Ok(bincode::serde::encode_to_vec(m, bincode::config::standard())?)
+    }
+    let mut blobs = Vec::new();
+    for (_, m) in &fam.pursuit {
+        blobs.push(enc(m)?);
+    }
+    for (_, a) in &fam.approx {
+        blobs.push(enc(a)?);
+    }
+    for d in deep {
+        blobs.push(enc(d)?);
+    }
+    let pixels: Vec<u8> = x_test.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Ok([
+        ("preset", scale.name().to_owned()),
+        ("seed", seed.to_string()),
+        ("models", attack_log::fingerprint(blobs.iter().map(Vec::as_slice))),
+        ("test images", format!("{} images, {}", x_test.ncols(), attack_log::fingerprint([pixels.as_slice()]))),
+        ("shallow columns", format!("{shallow_columns:?}")),
+        ("3-layer columns", format!("{deep_columns:?}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect())
 }
 
 /// The `attack_images` entries of `results.json`: per part (name, its columns, its test
@@ -398,7 +477,7 @@ pub fn synthetic(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             },
         ];
         let task = Task { x_test: &x_test, labels_for: &labels_for, columns, unit: "input" };
-        let (c, _) = attack_all(&fam, &task, Some(eta), &format!("eta {eta}"))?;
+        let (c, _) = attack_all(&fam, &task, Some(eta), &format!("eta {eta}"), None)?;
         plots(
             dir,
             &c,
@@ -810,14 +889,23 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     // check columns: CHECK_IMAGES_REASON)
     let attack_images =
         attack_images_json(&[("shallow", &task.columns, x_test_shallow.ncols()), ("3-layer", &deep_columns, n_deep)]);
+    // every finished attack point is kept in the run folder: a restarted run resumes there
+    let mut log = AttackLog::open(
+        &dir.path("attack-log.json"),
+        attack_identity(&fam, &models.deep, &x_test, &task.columns, &deep_columns, (scale, opts.seed))?,
+    )?;
     let t_eval = Instant::now();
-    let (mut curves, times) = attack_all(&fam, &task, None, "mnist")?;
+    let (mut curves, times) = attack_all(&fam, &task, None, "mnist", Some(&mut log))?;
     for t in times {
         costs.push(attack_cost("attack", t.model, t.label, t.seconds, false)?);
     }
     tracing::info!(secs = t_eval.elapsed().as_secs_f64(), "shallow attacks done");
     let (deep_curves, deep_times) =
-        exp_sparse_deep::evaluate(&models.deep, &x_test, &l_test, &cfg.deep, &deep_columns)?;
+        exp_sparse_deep::evaluate(&models.deep, &x_test, &l_test, &cfg.deep, &deep_columns, Some(&mut log))?;
+    if log.resumed() > 0 {
+        tracing::info!(points = log.resumed(), log = %log.path().display(), "attack points resumed from the log");
+        eprintln!("sparse-mnist: {} attack points read back from {}", log.resumed(), log.path().display());
+    }
     for (model, label, seconds) in deep_times {
         costs.push(attack_cost("deep-attack", model, label, seconds, true)?);
     }
@@ -895,6 +983,12 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     results.insert("certificate_unit".into(), json!("standardised"));
     results.insert("end_to_end".into(), models.meta["end_to_end"].clone());
     results.insert("timing".into(), timing);
+    results.insert(
+        "attack_log".into(),
+        json!({"path": log.path().display().to_string(), "points_resumed": log.resumed(),
+               "note": "every finished attack point; a restarted run with the same models, preset, seed and \
+                        columns reads them back (their seconds are those measured when they ran)"}),
+    );
     results.insert("throughput".into(), Value::Object(thr.clone()));
     results.insert("approximators".into(), models.meta["approximators"].clone());
     results.insert("certified_radius".into(), Value::Array(radii));
@@ -1017,6 +1111,9 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         match &opts.load_models {
             Some(d) => format!(" **Models loaded from `{}` (not retrained).**", d.display()),
             None => String::new(),
+        } + &match log.resumed() {
+            0 => String::new(),
+            n => format!(" {n} attack points were read back from `attack-log.json` (the run was restarted)."),
         }
     );
     s.push_str(&markdown_table(&h, &rows));
@@ -1131,6 +1228,72 @@ fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small BP and PGBP model (6-pixel inputs, 8 atoms, 3 classes) and a dense approximator
+    /// of PGBP, with 12 test images: enough for every MNIST attack column and the transfers.
+    fn small_family(seed: u64) -> (Family, DMatrix<f64>, Vec<usize>) {
+        use nalgebra::DVector;
+        use sparse_bp::models::{LinearClassifier, TaskLoss};
+        let wave = |i: usize, j: usize, k: u64| ((i * 7 + j * 13) as f64 * 0.37 + k as f64).sin();
+        let d = DMatrix::from_fn(6, 8, |i, j| wave(i, j, seed));
+        let d = DMatrix::from_columns(&d.column_iter().map(|c| c / c.norm()).collect::<Vec<_>>());
+        let ce = TaskLoss::CrossEntropy;
+        let clf = |n: usize| LinearClassifier { w: DMatrix::from_fn(3, n, |i, j| wave(i, j, 5)), b: DVector::zeros(3) };
+        let bp = PursuitClassifier::new(CodeKind::Bp, d.clone(), 1, 0.1, clf(8), ce).unwrap();
+        let pgbp = PursuitClassifier::new(CodeKind::Pgbp, d, 2, 0.1, clf(4), ce).unwrap();
+        let net = sparse_bp::nn::Network::dense(6, 4, seed).unwrap();
+        let approx = Approximator::new(net, pgbp.classifier.clone(), ce).unwrap();
+        let x = DMatrix::from_fn(6, 12, |i, j| 0.5 * wave(i, j, 9));
+        let labels = (0..12).map(|j| (j * 5) % 3).collect();
+        (Family { pursuit: vec![("bp", bp), ("pgbp", pgbp)], approx: vec![("dense", approx)] }, x, labels)
+    }
+
+    /// An attack run interrupted after some points and restarted with its log ends with the
+    /// very curves of an uninterrupted run (and of a run without a log), reading back exactly
+    /// the points that were kept; different models are refused by the log.
+    #[test]
+    fn attack_log_resumes_to_the_same_curves() {
+        let dir = std::env::temp_dir().join(format!("xtask-attack-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (fam, x, labels) = small_family(1);
+        let space = InputSpace::new(Standardisation::new(0.5, 0.25).unwrap(), Some((0.0, 1.0))).unwrap();
+        let cols = paper::mnist_attack_columns(space, &[0.0, 0.1, 0.3], &[0.0, 0.5], 4, Some(5), 3);
+        let labels_for = |_: &str| -> &[usize] { &labels };
+        let task = Task { x_test: &x, labels_for: &labels_for, columns: cols.clone(), unit: "standardised" };
+        let id = attack_identity(&fam, &[], &x, &cols, &[], (Scale::Quick, 3)).unwrap();
+        let (plain, _) = attack_all(&fam, &task, None, "t", None).unwrap();
+        let full_path = dir.join("full.json");
+        let mut log = AttackLog::open(&full_path, id.clone()).unwrap();
+        let (logged, times) = attack_all(&fam, &task, None, "t", Some(&mut log)).unwrap();
+        assert_eq!(logged, plain);
+        assert_eq!(log.resumed(), 0);
+        assert!(plain.iter().any(|v| v["model"] == "dense" && v["attack"] == "transfer-linf-std"));
+        // the interrupted run: every other point of the log kept
+        let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&full_path).unwrap()).unwrap();
+        let points = file["points"].as_object_mut().unwrap();
+        let total = points.len();
+        let dropped: Vec<String> = points.keys().step_by(2).cloned().collect();
+        for k in &dropped {
+            points.remove(k);
+        }
+        let part_path = dir.join("part.json");
+        std::fs::write(&part_path, serde_json::to_string(&file).unwrap()).unwrap();
+        let mut log = AttackLog::open(&part_path, id.clone()).unwrap();
+        let (resumed, resumed_times) = attack_all(&fam, &task, None, "t", Some(&mut log)).unwrap();
+        assert_eq!(resumed, plain);
+        assert_eq!(log.resumed(), total - dropped.len());
+        assert_eq!(resumed_times.len(), times.len());
+        let mut log = AttackLog::open(&part_path, id).unwrap();
+        attack_all(&fam, &task, None, "t", Some(&mut log)).unwrap();
+        assert_eq!(log.resumed(), total, "a finished run attacks nothing again");
+        // other models: another identity
+        let (other, ..) = small_family(2);
+        let id2 = attack_identity(&other, &[], &x, &cols, &[], (Scale::Quick, 3)).unwrap();
+        let err = AttackLog::open(&part_path, id2).err().unwrap().to_string();
+        assert!(err.contains("models: log"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// The MNIST attack columns carry the labels of `results.json` and convert `eps` as
     /// labelled: `-std` budgets are radii in the models' (standardised) input, `-px` budgets

@@ -9,6 +9,7 @@ use sparse_bp::models::Classifier;
 use sparse_bp::models::deep::MultiLayerClassifier;
 use sparse_bp::paper::{AttackColumn, DeepChainInfo, DeepConfig, DeepInfo};
 
+use crate::attack_log::{self, AttackLog};
 use crate::harness::{DynResult, progress};
 
 /// The configuration as JSON for `results.json`.
@@ -52,17 +53,19 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
 pub type ColumnTime = (String, &'static str, f64);
 
 /// Clean accuracy and every white-box column (`sparse_bp::paper::mnist_attack_columns`, each on
-/// its `AttackColumn::image_indices` test images) of every model at every budget; returns the curve entries (`attack` `none` at eps 0, then each
-/// column's label at each of its budgets), and each model's seconds per column.
+/// its `AttackColumn::image_indices` test images) of every model at every budget; returns the
+/// curve entries (`attack` `none` at eps 0, then each column's label at each of its budgets),
+/// and each model's seconds per column. With a `log`, every finished point is recorded there and
+/// a point the log already has is read back instead of attacked again (part `3-layer`).
 pub fn evaluate(
     models: &[MultiLayerClassifier],
     x_test: &DMatrix<f64>,
     labels: &[usize],
     cfg: &DeepConfig,
     columns: &[AttackColumn],
+    mut log: Option<&mut AttackLog>,
 ) -> DynResult<(Vec<Value>, Vec<ColumnTime>)> {
     let n = cfg.n_test.min(x_test.ncols());
-    let x = x_test.columns(0, n).into_owned();
     let labels = &labels[..n];
     let mut out = Vec::new();
     let mut times = Vec::new();
@@ -70,14 +73,30 @@ pub fn evaluate(
     let bar = progress((models.len() * per_model) as u64, "attack 3-layer");
     for m in models {
         for (ci, col) in columns.iter().enumerate() {
-            let t = std::time::Instant::now();
-            let idx = col.image_indices(n);
-            let x_col = if idx.len() < n { x.select_columns(&idx) } else { x.clone() };
-            let labels: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
-            let labels = &labels[..];
+            let mut seconds = 0.0;
+            let mut data: Option<(DMatrix<f64>, Vec<usize>)> = None;
             for &eps in &col.grid {
-                let adv = col.protocol.run(m, &x_col, labels, eps)?;
-                let acc = m.accuracy(&adv, labels)?;
+                let k = attack_log::key("3-layer", m.name(), col.label, eps);
+                let point = match log.as_deref_mut().and_then(|l| l.get(&k)) {
+                    Some(p) => p,
+                    None => {
+                        let t = std::time::Instant::now();
+                        let (x_col, labels) = data.get_or_insert_with(|| {
+                            let idx = col.image_indices(n);
+                            (x_test.select_columns(&idx), idx.iter().map(|&i| labels[i]).collect())
+                        });
+                        let adv = col.protocol.run(m, x_col, labels, eps)?;
+                        let accuracy = m.accuracy(&adv, labels)?;
+                        let p =
+                            attack_log::Point { accuracy, seconds: t.elapsed().as_secs_f64(), transfer: Vec::new() };
+                        if let Some(l) = log.as_deref_mut() {
+                            l.put(k, p.clone())?;
+                        }
+                        p
+                    }
+                };
+                seconds += point.seconds;
+                let acc = point.accuracy;
                 if eps == 0.0 && ci == 0 {
                     out.push(json!({"model": m.name(), "attack": "none", "eps": 0.0, "accuracy": acc}));
                 }
@@ -85,7 +104,7 @@ pub fn evaluate(
                 tracing::info!(model = m.name(), attack = col.label, eps, acc, "3-layer attack");
                 bar.inc(1);
             }
-            times.push((m.name().to_owned(), col.label, t.elapsed().as_secs_f64()));
+            times.push((m.name().to_owned(), col.label, seconds));
         }
     }
     bar.finish_and_clear();

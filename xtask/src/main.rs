@@ -2,6 +2,7 @@
 
 use std::process::{Command, ExitCode};
 
+mod attack_log;
 mod cluster;
 mod dataset_info;
 mod exp_snn;

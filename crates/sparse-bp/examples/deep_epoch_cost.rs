@@ -37,11 +37,8 @@ use mnist_idx::BoxError;
 
 /// Standardised images (global pixel mean / deviation) and labels of the first `n` training images.
 fn load(dir: &str, n: usize) -> Result<(DMatrix<f64>, Vec<usize>), BoxError> {
-    let (x, labels) = mnist_idx::load(dir, "train", n)?;
-    let len = x.len() as f64;
-    let mean = x.sum() / len;
-    let sd = (x.map(|p| (p - mean) * (p - mean)).sum() / len).sqrt();
-    Ok((x.map(|p| (p - mean) / sd), labels))
+    let s = mnist_idx::load_standardised(dir, n, 0)?;
+    Ok((s.x_train, s.y_train))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

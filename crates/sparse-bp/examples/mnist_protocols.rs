@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use sparse_bp::attack::AttackNorm;
-use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd, Standardisation};
+use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit, Pgd};
 use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use sparse_bp::train::task_driven::{TaskDrivenParams, train_task_driven};
 use sparse_bp::train::{DictParams, FitParams, learn_dictionary, train_linear};
@@ -21,7 +21,7 @@ use sparse_bp::{Algorithm, SolverParams};
 
 #[path = "common/mnist_idx.rs"]
 mod mnist_idx;
-use mnist_idx::{BoxError, load};
+use mnist_idx::{BoxError, Standardised, load_standardised};
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
@@ -31,15 +31,11 @@ fn main() -> Result<(), BoxError> {
     let e2e_epochs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
     let eps: f64 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(0.15);
     let t0 = Instant::now();
-    let (px_train, y_train) = load(&dir, "train", n_train)?;
-    let (px_test, y_test) = load(&dir, "t10k", n_test)?;
-    let n = px_train.len() as f64;
-    let mean = px_train.sum() / n;
-    let std = (px_train.map(|p| (p - mean) * (p - mean)).sum() / n).sqrt();
-    let stdz = Standardisation::new(mean, std)?;
-    let space = InputSpace::new(stdz, Some((0.0, 1.0)))?;
-    let (x_train, x_test) = (stdz.standardise(&px_train), stdz.standardise(&px_test));
-    println!("MNIST: {n_train} train / {n_test} test images, pixel mean {mean:.4} std {std:.4}, eps {eps}");
+    let Standardised { x_train, y_train, x_test, y_test, stdz, space } = load_standardised(&dir, n_train, n_test)?;
+    println!(
+        "MNIST: {n_train} train / {n_test} test images, pixel mean {:.4} std {:.4}, eps {eps}",
+        stdz.mean, stdz.std
+    );
     let protocols = [
         AttackProtocol::ifgsm(AttackNorm::Linf, EpsUnit::Standardised, 10, space),
         AttackProtocol::ifgsm(AttackNorm::Linf, EpsUnit::Pixel, 10, space),

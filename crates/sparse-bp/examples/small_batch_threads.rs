@@ -19,7 +19,7 @@
 use std::time::Instant;
 
 use sparse_bp::attack::AttackNorm;
-use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Standardisation};
+use sparse_bp::attack::protocol::{AttackProtocol, EpsUnit};
 use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use sparse_bp::paper::{self, Scale};
 use sparse_bp::train::task_driven::train_task_driven;
@@ -28,7 +28,7 @@ use sparse_bp::{Algorithm, SolverParams};
 
 #[path = "common/mnist_idx.rs"]
 mod mnist_idx;
-use mnist_idx::{BoxError, load};
+use mnist_idx::{BoxError, Standardised, load_standardised};
 
 /// Cold solves of the test batch timed per model (the mean is printed).
 const SOLVE_REPS: usize = 20;
@@ -39,14 +39,7 @@ fn main() -> Result<(), BoxError> {
     let n_train: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let n_test: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
     let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let (px_train, y_train) = load(&dir, "train", n_train)?;
-    let (px_test, y_test) = load(&dir, "t10k", n_test)?;
-    let n = px_train.len() as f64;
-    let mean = px_train.sum() / n;
-    let std = (px_train.map(|p| (p - mean) * (p - mean)).sum() / n).sqrt();
-    let stdz = Standardisation::new(mean, std)?;
-    let space = InputSpace::new(stdz, Some((0.0, 1.0)))?;
-    let (x_train, x_test) = (stdz.standardise(&px_train), stdz.standardise(&px_test));
+    let Standardised { x_train, y_train, x_test, y_test, space, .. } = load_standardised(&dir, n_train, n_test)?;
     let full = paper::mnist(Scale::Full);
     let attack = AttackProtocol::ifgsm(AttackNorm::Linf, EpsUnit::Standardised, full.sizes.steps, space);
     let sp = SolverParams { algorithm: Algorithm::Fista, tol: 1e-5, max_iter: 2000, ..SolverParams::default() };
