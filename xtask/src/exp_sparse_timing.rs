@@ -134,6 +134,7 @@ mod tests {
             seconds,
             images,
             epochs,
+            resumed: false,
         };
         let costs = training_costs(&[t("end-to-end", 2.0, 100, 2), t("codes", 0.5, 50, 1)], &full).unwrap();
         assert_eq!(costs[0].full_work, 55_000.0 * 20.0);
