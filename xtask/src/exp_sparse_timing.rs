@@ -1,7 +1,10 @@
 //! The `timing` block of `sparse-mnist`'s `results.json`: measured seconds of every stage
 //! (training per model, attacks per model and column, certificates) and [`estimate_full`],
 //! the time a full run would take on this machine, extrapolated from the measured cost per
-//! unit of work (images x epochs, or images x budgets x steps) of each stage.
+//! unit of work (images x epochs, or images x budgets x steps) of each stage. A training stage
+//! resumed from the run's training folder keeps the seconds measured by the run that computed
+//! it (`StageTime::resumed`; `sparse-mnist` adds them back to this run's wall time before it
+//! takes the fixed part, and reports them as `resumed_training_seconds`).
 
 use serde_json::{Value, json};
 use sparse_bp::attack::protocol::InputSpace;
