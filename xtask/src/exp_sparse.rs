@@ -797,7 +797,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
         Some(_) => Vec::new(),
         None => {
             let timing: Vec<paper::StageTime> = serde_json::from_value(models.meta["training_timing"].clone())?;
-            resumed_seconds = timing.iter().filter(|t| t.resumed).map(|t| t.seconds).sum();
+            resumed_seconds = timing.iter().filter(|t| t.resumed).fold(0.0, |s, t| s + t.seconds);
             exp_sparse_timing::training_costs(&timing, &full)?
         }
     };
