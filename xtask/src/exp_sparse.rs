@@ -21,11 +21,11 @@ use sparse_bp::train::task_driven::early_stopping::TrainingReport;
 use sparse_bp::train::{load_model, save_model};
 
 use crate::attack_log::{self, AttackLog};
-use crate::exp_sparse_deep;
 use crate::exp_sparse_timing::{self, Cost};
 use crate::harness::{DynResult, Options, Outcome, progress};
 use crate::plot::{LineChart, Series};
 use crate::report::{RunDir, markdown_table, pct};
+use crate::{exp_sparse_deep, exp_sparse_store};
 
 fn columns(x: &DMatrix<f64>, range: std::ops::Range<usize>) -> DMatrix<f64> {
     x.columns(range.start, range.len()).into_owned()
@@ -776,10 +776,17 @@ fn load_mnist_models(dir: &Path, preset: &str) -> DynResult<MnistModels> {
     Ok(MnistModels { pursuit, approx, deep, meta })
 }
 
-/// Trains every MNIST model (`sparse_bp::paper::MnistSetup::train`) on the first `n_train`
-/// training images, standardised with their global pixel mean and deviation; the next
-/// `n_val` training-split images are held out for early stopping.
-fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &Options) -> DynResult<MnistModels> {
+/// Trains every MNIST model (`sparse_bp::paper::MnistSetup::train_resumable`) on the first
+/// `n_train` training images, standardised with their global pixel mean and deviation; the
+/// next `n_val` training-split images are held out for early stopping. Every finished stage is
+/// kept in `train_dir` ([`exp_sparse_store`]): a restarted run of the same preset, seed and
+/// data resumes there, one of another is refused.
+fn train_mnist_models(
+    data: &datasets::Mnist,
+    setup: &paper::MnistSetup,
+    opts: &Options,
+    train_dir: &Path,
+) -> DynResult<MnistModels> {
     let sz = &setup.sizes;
     // global pixel standardisation from the training images used
     let px: Vec<f64> =
@@ -799,9 +806,18 @@ fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &
         )
         .into());
     }
+    let px = data.train.rows * data.train.cols;
+    let (n, nv) = (sz.n_train, setup.n_val);
+    let identity = exp_sparse_store::Identity::new(
+        setup,
+        opts.seed,
+        (&data.train.images[..n * px], &data.train.labels[..n]),
+        (&data.train.images[n * px..(n + nv) * px], &data.train.labels[n..n + nv]),
+    );
+    let mut store = exp_sparse_store::DirStore::open(train_dir, &identity)?;
     let t0 = Instant::now();
-    let m = setup.train(&x_train, &l_train, &x_val, &l_val, opts.seed)?;
-    tracing::info!(secs = t0.elapsed().as_secs_f64(), "MNIST models trained");
+    let m = setup.train_resumable(&x_train, &l_train, &x_val, &l_val, opts.seed, &mut store)?;
+    tracing::info!(secs = t0.elapsed().as_secs_f64(), resumed = store.resumed.len(), "MNIST models trained");
     let reports: Map<String, Value> = m.reports.iter().map(|(n, r)| (n.clone(), training_report_json(r))).collect();
     let meta = json!({
         "format": MODELS_FORMAT, "quick": opts.quick, "preset": setup.scale.name(), "seed": opts.seed,
@@ -811,6 +827,7 @@ fn train_mnist_models(data: &datasets::Mnist, setup: &paper::MnistSetup, opts: &
         "approximators": approx_json(&m.shallow.approx_info),
         "three_layer": exp_sparse_deep::info_json(&m.deep_info, &setup.deep),
         "training_seconds": t0.elapsed().as_secs_f64(),
+        "training_dir": train_dir.display().to_string(), "resumed_stages": store.resumed,
     });
     Ok(MnistModels { pursuit: m.shallow.pursuit, approx: m.shallow.approx, deep: m.deep, meta })
 }
@@ -833,7 +850,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             m
         }
         None => {
-            let m = train_mnist_models(&data, &cfg, opts)?;
+            let m = train_mnist_models(&data, &cfg, opts, &dir.path("training"))?;
             let models_dir = opts.save_models.clone().unwrap_or_else(|| dir.path("models"));
             save_mnist_models(&models_dir, &m)?;
             m
@@ -852,10 +869,14 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     // certificates in the models' input units: standardised, like the `-std` attack columns
     let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, unit: "standardised" };
     // the measured stages, each with its work here and in a full run
+    // training stages resumed from the training folder keep the seconds measured by the run
+    // that computed them: those seconds are not part of this run's wall time
+    let mut resumed_seconds = 0.0;
     let mut costs = match &opts.load_models {
         Some(_) => Vec::new(),
         None => {
             let timing: Vec<paper::StageTime> = serde_json::from_value(models.meta["training_timing"].clone())?;
+            resumed_seconds = timing.iter().filter(|t| t.resumed).fold(0.0, |s, t| s + t.seconds);
             exp_sparse_timing::training_costs(&timing, &full)?
         }
     };
@@ -954,9 +975,10 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
 
     // timing: everything not in a measured stage (data loading, throughput, plots) is fixed
     let measured: f64 = costs.iter().map(|c| c.seconds).sum();
-    let fixed = (t_run.elapsed().as_secs_f64() - measured).max(0.0);
+    let fixed = (t_run.elapsed().as_secs_f64() + resumed_seconds - measured).max(0.0);
     let estimate = opts.load_models.is_none().then(|| exp_sparse_timing::estimate_full(&costs, fixed));
-    let timing = exp_sparse_timing::timing_json(&costs, fixed, scale.name(), estimate);
+    let mut timing = exp_sparse_timing::timing_json(&costs, fixed, scale.name(), estimate);
+    timing["resumed_training_seconds"] = json!(resumed_seconds);
     let estimate_text = match (estimate, scale) {
         (_, Scale::Full) => String::new(),
         (None, _) => {

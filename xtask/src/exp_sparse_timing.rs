@@ -1,7 +1,10 @@
 //! The `timing` block of `sparse-mnist`'s `results.json`: measured seconds of every stage
 //! (training per model, attacks per model and column, certificates) and [`estimate_full`],
 //! the time a full run would take on this machine, extrapolated from the measured cost per
-//! unit of work (images x epochs, or images x budgets x steps) of each stage.
+//! unit of work (images x epochs, or images x budgets x steps) of each stage. A training stage
+//! resumed from the run's training folder keeps the seconds measured by the run that computed
+//! it (`StageTime::resumed`; `sparse-mnist` adds them back to this run's wall time before it
+//! takes the fixed part, and reports them as `resumed_training_seconds`).
 
 use serde_json::{Value, json};
 use sparse_bp::attack::protocol::InputSpace;
@@ -134,6 +137,7 @@ mod tests {
             seconds,
             images,
             epochs,
+            resumed: false,
         };
         let costs = training_costs(&[t("end-to-end", 2.0, 100, 2), t("codes", 0.5, 50, 1)], &full).unwrap();
         assert_eq!(costs[0].full_work, 55_000.0 * 20.0);

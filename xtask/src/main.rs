@@ -8,6 +8,7 @@ mod dataset_info;
 mod exp_snn;
 mod exp_sparse;
 mod exp_sparse_deep;
+mod exp_sparse_store;
 mod exp_sparse_timing;
 mod fetch;
 mod harness;

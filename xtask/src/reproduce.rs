@@ -100,8 +100,10 @@ fn usage() -> String {
          \x20                 probability P (seeded); default dense (the paper's network).\n\
          --save-models DIR  sparse-*: write the trained models there (default <out>/<experiment>/models)\n\
          --load-models DIR  sparse-mnist: load the models of an earlier run (same --quick setting) and skip training\n\
-         \x20                 (sparse-mnist keeps every finished attack point in <out>/sparse-mnist/attack-log.json:\n\
-         \x20                 restarted with the same --out, models and seed, a run reads them back, not attacks again)\n\
+         sparse-mnist keeps every finished training stage in <out>/sparse-mnist/training (kept after the run)\n\
+         \x20 and every finished attack point in <out>/sparse-mnist/attack-log.json:\n\
+         \x20 restarted with the same --out, preset, --seed and data, a run resumes there (training, attacks);\n\
+         \x20 a folder or log of another run is refused (delete it or choose another --out to start afresh).\n\
          --config NAME  epoch-time: measure only this configuration (shd-700-512r-20, ff-700-256-256-20\n\
          \x20              or ssc-700-1024-1024-35; the part after the first `-` suffices, e.g. 700-256-256-20)\n\
          --shard I/N  yin-yang, shd, ssc: train only the runs k with k % N == I (I = 0..N-1, e.g. a\n\

@@ -150,6 +150,27 @@ pub enum SparseBpError {
     /// (magic, version, length, checksum), of another kind, or not decodable (see [`persist`]).
     #[error("model file: {0}")]
     ModelFile(#[from] persist::PersistError),
+    /// A stored training stage could not be encoded, read or decoded: damaged (magic,
+    /// version, length, checksum), of another kind, or not decodable
+    /// ([`crate::paper::StageStore`]).
+    #[error("training stage `{stage}`: {source}")]
+    StageFile {
+        /// The stage's name.
+        stage: String,
+        /// What the framing found.
+        source: persist::PersistError,
+    },
+    /// A stage store failed, or holds another stage under this stage's name
+    /// ([`crate::paper::StageStore`]).
+    #[error("training stage `{stage}` at {}: {reason}", location.display())]
+    Stage {
+        /// The stage's name.
+        stage: String,
+        /// Where the store keeps it.
+        location: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A model file decoded but describes an invalid model.
     #[error("model file {path} holds an invalid model: {source}")]
     InvalidModel {

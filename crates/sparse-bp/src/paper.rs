@@ -30,7 +30,11 @@
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+pub mod stages;
+
+pub use stages::{MemoryStore, NoStore, STAGE_KIND, StageStore};
+use stages::{checked, run_stage};
+
 use crate::attack::AttackNorm;
 use crate::attack::protocol::{AttackProtocol, EpsUnit, InputSpace, Pgd};
 use crate::models::deep::{MultiLayerClassifier, Pursuit};
@@ -39,7 +43,7 @@ use crate::nn::Network;
 use crate::train::task_driven::TaskDrivenParams;
 use crate::train::task_driven::early_stopping::{EarlyStopping, TrainingReport, train_validated};
 use crate::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear, train_regression};
-use crate::{Algorithm, SolverParams};
+use crate::{Algorithm, Result, SolverParams, SparseBpError};
 
 /// Full sizes, the reduced variant of `cargo xtask reproduce --quick`, or (MNIST only) the
 /// intermediate `--medium` run.
@@ -584,10 +588,21 @@ pub struct StageTime {
     pub images: usize,
     /// Passes (epochs; 1 for a single coding pass).
     pub epochs: usize,
+    /// Whether this run loaded the stage from a [`StageStore`] instead of computing it:
+    /// `seconds` were then measured by the run that computed it, not spent by this one.
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 fn stage(stage: &str, model: &str, t: std::time::Instant, images: usize, epochs: usize) -> StageTime {
-    StageTime { stage: stage.to_owned(), model: model.to_owned(), seconds: t.elapsed().as_secs_f64(), images, epochs }
+    StageTime {
+        stage: stage.to_owned(),
+        model: model.to_owned(),
+        seconds: t.elapsed().as_secs_f64(),
+        images,
+        epochs,
+        resumed: false,
+    }
 }
 
 impl MnistSetup {
@@ -598,7 +613,8 @@ impl MnistSetup {
     /// codes; end-to-end fine-tuning of BP, GBP and PGBP ([`MnistSetup::end_to_end`]); the
     /// approximators (on the fine-tuned PGBP); the 3-layer models. The end-to-end training
     /// stops early on the held-out images `(x_val, l_val)` and keeps each model's best epoch
-    /// ([`crate::train::task_driven::early_stopping`]).
+    /// ([`crate::train::task_driven::early_stopping`]). Keeps no stage:
+    /// [`MnistSetup::train_resumable`] with [`NoStore`].
     pub fn train(
         &self,
         x_train: &DMatrix<f64>,
@@ -607,13 +623,60 @@ impl MnistSetup {
         l_val: &[usize],
         seed: u64,
     ) -> Result<MnistModels> {
+        self.train_resumable(x_train, labels, x_val, l_val, seed, &mut NoStore)
+    }
+
+    /// [`MnistSetup::train`], stage by stage through `store` ([`stages`]): each stage's
+    /// result is stored once computed and loaded instead of computed when `store` has it, so
+    /// that a run interrupted in any stage resumes with that stage. Every stage derives its
+    /// own seed from `seed` (no random state is shared across stages), so a resumed run
+    /// returns the same models and reports, bit for bit, as an uninterrupted one; only the
+    /// loaded stages' [`StageTime`]s are those measured when they were computed
+    /// ([`StageTime::resumed`]). The store must come from a run of the same data, recipe and
+    /// seed (it does not know them; see [`stages`]).
+    ///
+    /// The stages, by name: `dictionary-bp`, `dictionary-group`; `shallow-bp`, `shallow-gbp`,
+    /// `shallow-pgbp` (model with its classifier on the codes); `end-to-end-bp`,
+    /// `end-to-end-gbp`, `end-to-end-pgbp` (with [`MnistSetup::end_to_end`] on); `approximators`;
+    /// then [`train_deep_resumable`]'s.
+    ///
+    /// ```
+    /// use sparse_bp::paper::{self, MemoryStore, Scale};
+    /// use sparse_bp::nalgebra::DMatrix;
+    /// # fn tiny() -> paper::MnistSetup {
+    /// #     let mut s = paper::mnist(Scale::Quick);
+    /// #     (s.atoms, s.group, s.dict_epochs, s.lambda_bp, s.gamma_gbp) = (32, 1, 1, 0.1, 0.1);
+    /// #     (s.sizes.clf_epochs, s.sizes.approx_epochs, s.end_to_end.epochs) = (1, 1, 0);
+    /// #     (s.deep.atoms, s.deep.dict_epochs, s.deep.clf_epochs, s.deep.end_to_end.epochs) = ([4, 4], 1, 1, 0);
+    /// #     s
+    /// # }
+    /// let setup = tiny(); // the quick preset, cut down to 28 pixels and 32 atoms
+    /// let x = DMatrix::from_fn(28, 40, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
+    /// let labels: Vec<usize> = (0..40).map(|j| j % 10).collect();
+    /// let mut store = MemoryStore::default();
+    /// let first = setup.train_resumable(&x, &labels, &x, &labels, 1, &mut store)?;
+    /// assert!(store.stages().contains(&"approximators"));
+    /// // again with the same store: every stage loaded, nothing trained
+    /// let again = setup.train_resumable(&x, &labels, &x, &labels, 1, &mut store)?;
+    /// assert!(again.timing.iter().all(|t| t.resumed));
+    /// assert_eq!(again.deep_info, first.deep_info);
+    /// # Ok::<(), sparse_bp::SparseBpError>(())
+    /// ```
+    pub fn train_resumable(
+        &self,
+        x_train: &DMatrix<f64>,
+        labels: &[usize],
+        x_val: &DMatrix<f64>,
+        l_val: &[usize],
+        seed: u64,
+        store: &mut dyn StageStore,
+    ) -> Result<MnistModels> {
         use std::time::Instant;
         let (atoms, group, lambda_bp, gamma_gbp) = (self.atoms, self.group, self.lambda_bp, self.gamma_gbp);
         let sz = &self.sizes;
         let n = x_train.ncols();
         let mut timing = Vec::new();
         let mut reports = Vec::new();
-        let t = Instant::now();
         let dp = DictParams {
             atoms,
             group_size: 1,
@@ -626,87 +689,152 @@ impl MnistSetup {
             code_tol: 1e-3,
             seed,
         };
-        let (d_bp, rec_bp) = learn_dictionary(x_train, &dp)?;
-        timing.push(stage("dictionary-bp", "bp", t, n, self.dict_epochs));
-        let t = Instant::now();
-        let mut blocks = Vec::new();
-        let mut rec_g = 0.0;
-        for c in 0..10usize {
-            let idx: Vec<usize> = (0..labels.len()).filter(|&j| labels[j] == c).collect();
-            let xc = DMatrix::from_fn(x_train.nrows(), idx.len(), |i, j| x_train[(i, idx[j])]);
-            let groups_c = if c < 2 { 4 } else { 3 };
-            let pc = DictParams {
-                atoms: groups_c * group,
-                group_size: group,
-                lambda: gamma_gbp,
-                epochs: self.dict_epochs * 3,
-                batch_size: 100,
-                seed: seed + c as u64,
-                ..dp.clone()
-            };
-            let (dc, r) = learn_dictionary(&xc, &pc)?;
-            rec_g += r * idx.len() as f64 / labels.len() as f64;
-            blocks.push(dc);
-        }
-        let d_g = DMatrix::from_fn(x_train.nrows(), atoms, |i, j| {
-            let mut j = j;
-            for b in &blocks {
-                if j < b.ncols() {
-                    return b[(i, j)];
-                }
-                j -= b.ncols();
+        let ((d_bp, rec_bp), _) = run_stage(store, "dictionary-bp", &mut timing, |timing| {
+            let t = Instant::now();
+            let out = learn_dictionary(x_train, &dp)?;
+            timing.push(stage("dictionary-bp", "bp", t, n, self.dict_epochs));
+            Ok(out)
+        })?;
+        let ((d_g, rec_g), _) = run_stage(store, "dictionary-group", &mut timing, |timing| {
+            let t = Instant::now();
+            let mut blocks = Vec::new();
+            let mut rec_g = 0.0;
+            for c in 0..10usize {
+                let idx: Vec<usize> = (0..labels.len()).filter(|&j| labels[j] == c).collect();
+                let xc = DMatrix::from_fn(x_train.nrows(), idx.len(), |i, j| x_train[(i, idx[j])]);
+                let groups_c = if c < 2 { 4 } else { 3 };
+                let pc = DictParams {
+                    atoms: groups_c * group,
+                    group_size: group,
+                    lambda: gamma_gbp,
+                    epochs: self.dict_epochs * 3,
+                    batch_size: 100,
+                    seed: seed + c as u64,
+                    ..dp.clone()
+                };
+                let (dc, r) = learn_dictionary(&xc, &pc)?;
+                rec_g += r * idx.len() as f64 / labels.len() as f64;
+                blocks.push(dc);
             }
-            0.0
-        });
-        timing.push(stage("dictionary-group", "gbp", t, n, self.dict_epochs * 3));
+            let d_g = DMatrix::from_fn(x_train.nrows(), atoms, |i, j| {
+                let mut j = j;
+                for b in &blocks {
+                    if j < b.ncols() {
+                        return b[(i, j)];
+                    }
+                    j -= b.ncols();
+                }
+                0.0
+            });
+            timing.push(stage("dictionary-group", "gbp", t, n, self.dict_epochs * 3));
+            Ok((d_g, rec_g))
+        })?;
         tracing::info!(rec_bp, rec_g, "dictionaries learned");
         let ce = TaskLoss::CrossEntropy;
         let sp = SolverParams { tol: 1e-5, max_iter: 2000, ..SolverParams::default() };
         let fit = FitParams { epochs: sz.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed };
-        let mut mk = |kind, d: &DMatrix<f64>, lam, name| -> Result<(PursuitClassifier, DMatrix<f64>)> {
-            let nf = if kind == CodeKind::Pgbp { atoms / group } else { atoms };
-            let mut m0 = PursuitClassifier::new(kind, d.clone(), group, lam, LinearClassifier::zeros(10, nf), ce)?;
-            m0.set_solver_params(sp.clone())?;
-            let t = Instant::now();
-            let f = m0.features(x_train)?;
-            timing.push(stage("codes", name, t, n, 1));
-            let t = Instant::now();
-            let clf = train_linear(&f, labels, ce, &fit)?;
-            timing.push(stage("classifier", name, t, n, fit.epochs));
-            let mut m = PursuitClassifier::new(kind, d.clone(), group, lam, clf, ce)?;
-            m.set_solver_params(sp.clone())?;
-            Ok((m, f))
-        };
-        let (mut bp, _) = mk(CodeKind::Bp, &d_bp, lambda_bp, "bp")?;
-        let (mut gbp, _) = mk(CodeKind::Gbp, &d_g, gamma_gbp, "gbp")?;
-        let (mut pgbp, mut norms_train) = mk(CodeKind::Pgbp, &d_g, gamma_gbp, "pgbp")?;
+        // the PGBP features of the training images, kept if computed here (else recomputed
+        // for the approximators, if they are trained)
+        let mut norms_train = None;
+        let mut pursuit = Vec::new();
+        for (name, kind, d, lam) in [
+            ("bp", CodeKind::Bp, &d_bp, lambda_bp),
+            ("gbp", CodeKind::Gbp, &d_g, gamma_gbp),
+            ("pgbp", CodeKind::Pgbp, &d_g, gamma_gbp),
+        ] {
+            let stage_name = format!("shallow-{name}");
+            let mut features = None;
+            let (m, loaded) = run_stage(store, &stage_name, &mut timing, |timing| {
+                let nf = if kind == CodeKind::Pgbp { atoms / group } else { atoms };
+                let mut m0 = PursuitClassifier::new(kind, d.clone(), group, lam, LinearClassifier::zeros(10, nf), ce)?;
+                m0.set_solver_params(sp.clone())?;
+                let t = Instant::now();
+                let f = m0.features(x_train)?;
+                timing.push(stage("codes", name, t, n, 1));
+                let t = Instant::now();
+                let clf = train_linear(&f, labels, ce, &fit)?;
+                timing.push(stage("classifier", name, t, n, fit.epochs));
+                let mut m = PursuitClassifier::new(kind, d.clone(), group, lam, clf, ce)?;
+                m.set_solver_params(sp.clone())?;
+                features = Some(f);
+                Ok(m)
+            })?;
+            if kind == CodeKind::Pgbp {
+                norms_train = features;
+            }
+            pursuit.push((name, checked(m, loaded, store, &stage_name)?));
+        }
         if self.end_to_end.epochs > 0 {
             let es = self.end_to_end.early_stopping();
-            for (i, (name, m)) in [("bp", &mut bp), ("gbp", &mut gbp), ("pgbp", &mut pgbp)].into_iter().enumerate() {
-                let t = Instant::now();
-                let p = self.end_to_end.params(seed + 31 + i as u64);
-                let r = train_validated(m, x_train, labels, x_val, l_val, &p, &es)?;
-                timing.push(stage("end-to-end", name, t, n, r.epochs_run));
-                tracing::info!(model = name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
-                reports.push((name.to_owned(), r));
+            for (i, (name, m)) in pursuit.iter_mut().enumerate() {
+                let stage_name = format!("end-to-end-{name}");
+                let ((trained, r), loaded) = run_stage(store, &stage_name, &mut timing, |timing| {
+                    let mut m = m.clone();
+                    let t = Instant::now();
+                    let p = self.end_to_end.params(seed + 31 + i as u64);
+                    let r = train_validated(&mut m, x_train, labels, x_val, l_val, &p, &es)?;
+                    timing.push(stage("end-to-end", name, t, n, r.epochs_run));
+                    tracing::info!(model = *name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
+                    Ok((m, r))
+                })?;
+                *m = checked(trained, loaded, store, &stage_name)?;
+                reports.push(((*name).to_owned(), r));
             }
-            norms_train = pgbp.features(x_train)?;
+            norms_train = None; // the fine-tuned PGBP's
         }
         tracing::info!("shallow classifiers trained");
+        let pgbp = &pursuit[2].1;
         let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed };
-        let t = Instant::now();
-        let (approx, approx_info) =
-            train_approximators(x_train, &norms_train, &pgbp.classifier, ce, 28, 16, &afit, seed)?;
-        timing.push(stage("approximators", "all", t, n, afit.epochs));
+        let ((approx, approx_info), loaded) = run_stage(store, "approximators", &mut timing, |timing| {
+            let norms = match norms_train.take() {
+                Some(f) => f,
+                None => pgbp.features(x_train)?,
+            };
+            let t = Instant::now();
+            let (approx, info) = train_approximators(x_train, &norms, &pgbp.classifier, ce, 28, 16, &afit, seed)?;
+            timing.push(stage("approximators", "all", t, n, afit.epochs));
+            let approx: Vec<Approximator> = approx.into_iter().map(|(_, a)| a).collect();
+            let info: Vec<StoredApproxInfo> = info.into_iter().map(StoredApproxInfo::from).collect();
+            Ok((approx, info))
+        })?;
+        let approx = approx
+            .into_iter()
+            .zip(APPROXIMATORS)
+            .map(|(a, name)| Ok((name, checked(a, loaded, store, "approximators")?)))
+            .collect::<Result<Approximators>>()?;
+        let approx_info = approx_info
+            .into_iter()
+            .map(|i| i.into_info(store, "approximators"))
+            .collect::<Result<Vec<ApproxInfo>>>()?;
+        if approx.len() != APPROXIMATORS.len() || approx_info.len() != APPROXIMATORS.len() {
+            return Err(SparseBpError::Stage {
+                stage: "approximators".to_owned(),
+                location: store.location("approximators"),
+                reason: format!(
+                    "holds {} approximators and {} descriptions, expected {}",
+                    approx.len(),
+                    approx_info.len(),
+                    APPROXIMATORS.len()
+                ),
+            });
+        }
         tracing::info!("approximators trained");
         let held_out = (x_val, l_val);
-        let (deep, deep_info, deep_reports, deep_timing) =
-            train_deep(x_train, labels, held_out, (&d_bp, lambda_bp), (&d_g, gamma_gbp, group), &self.deep, seed)?;
+        let (deep, deep_info, deep_reports, deep_timing) = train_deep_resumable(
+            x_train,
+            labels,
+            held_out,
+            (&d_bp, lambda_bp),
+            (&d_g, gamma_gbp, group),
+            &self.deep,
+            seed,
+            store,
+        )?;
         reports.extend(deep_reports);
         timing.extend(deep_timing);
         tracing::info!("3-layer models trained");
         Ok(MnistModels {
-            shallow: ShallowModels { pursuit: vec![("bp", bp), ("gbp", gbp), ("pgbp", pgbp)], approx, approx_info },
+            shallow: ShallowModels { pursuit, approx, approx_info },
             deep,
             deep_info,
             dict_recon_bp: rec_bp,
@@ -714,6 +842,31 @@ impl MnistSetup {
             reports,
             timing,
         })
+    }
+}
+
+/// [`ApproxInfo`] as stored: the name owned (it is one of [`APPROXIMATORS`]).
+#[derive(Serialize, Deserialize)]
+struct StoredApproxInfo {
+    model: String,
+    params: usize,
+    train_mse: f64,
+}
+
+impl From<ApproxInfo> for StoredApproxInfo {
+    fn from(i: ApproxInfo) -> Self {
+        Self { model: i.model.to_owned(), params: i.params, train_mse: i.train_mse }
+    }
+}
+
+impl StoredApproxInfo {
+    fn into_info(self, store: &dyn StageStore, stage: &str) -> Result<ApproxInfo> {
+        let model = APPROXIMATORS.into_iter().find(|&n| n == self.model).ok_or_else(|| SparseBpError::Stage {
+            stage: stage.to_owned(),
+            location: store.location(stage),
+            reason: format!("unknown approximator `{}`", self.model),
+        })?;
+        Ok(ApproxInfo { model, params: self.params, train_mse: self.train_mse })
     }
 }
 
@@ -858,6 +1011,7 @@ fn learn_chain(
 /// `l1` family, its penalty), `group` = (group dictionary, its penalty, group size). The
 /// end-to-end training stops early on the first `cfg.n_val` columns of `held_out` (images,
 /// labels). Also returns each model's [`TrainingReport`] (by name) and the stages' times.
+/// Keeps no stage: [`train_deep_resumable`] with [`NoStore`].
 #[allow(clippy::type_complexity)] // the four parts of one training run
 pub fn train_deep(
     x_train: &DMatrix<f64>,
@@ -868,6 +1022,25 @@ pub fn train_deep(
     cfg: &DeepConfig,
     seed: u64,
 ) -> Result<(Vec<MultiLayerClassifier>, DeepInfo, Vec<(String, TrainingReport)>, Vec<StageTime>)> {
+    train_deep_resumable(x_train, l_train, held_out, l1, group, cfg, seed, &mut NoStore)
+}
+
+/// [`train_deep`], stage by stage through `store` (as [`MnistSetup::train_resumable`]): the
+/// stages `deep-chain-l1` and `deep-chain-group` (layers 2 and 3 of each family with their
+/// description), then one per model, `deep-lbp`, `deep-lgbp`, `deep-lpgbp`, `deep-dp`,
+/// `deep-gdp`, `deep-pgdp` (the model after its classifier and end-to-end training, with its
+/// report and description).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)] // as train_deep, plus the store
+pub fn train_deep_resumable(
+    x_train: &DMatrix<f64>,
+    l_train: &[usize],
+    held_out: (&DMatrix<f64>, &[usize]),
+    l1: (&DMatrix<f64>, f64),
+    group: (&DMatrix<f64>, f64, usize),
+    cfg: &DeepConfig,
+    seed: u64,
+    store: &mut dyn StageStore,
+) -> Result<(Vec<MultiLayerClassifier>, DeepInfo, Vec<(String, TrainingReport)>, Vec<StageTime>)> {
     use std::time::Instant;
     let n = cfg.n_train.min(x_train.ncols());
     let x = x_train.columns(0, n).into_owned();
@@ -877,12 +1050,18 @@ pub fn train_deep(
     let l_val = &held_out.1[..nv];
     let mut timing = Vec::new();
     let mut reports = Vec::new();
-    let t = Instant::now();
-    let (dicts_l1, info_l1) = learn_chain(&x, l1.0, l1.1, 1, cfg, seed)?;
-    timing.push(stage("deep-dictionaries", "l1", t, n, cfg.dict_epochs * cfg.atoms.len()));
-    let t = Instant::now();
-    let (dicts_g, info_g) = learn_chain(&x, group.0, group.1, group.2, cfg, seed + 1)?;
-    timing.push(stage("deep-dictionaries", "group", t, n, cfg.dict_epochs * cfg.atoms.len()));
+    let ((dicts_l1, info_l1), _) = run_stage(store, "deep-chain-l1", &mut timing, |timing| {
+        let t = Instant::now();
+        let out = learn_chain(&x, l1.0, l1.1, 1, cfg, seed)?;
+        timing.push(stage("deep-dictionaries", "l1", t, n, cfg.dict_epochs * cfg.atoms.len()));
+        Ok(out)
+    })?;
+    let ((dicts_g, info_g), _) = run_stage(store, "deep-chain-group", &mut timing, |timing| {
+        let t = Instant::now();
+        let out = learn_chain(&x, group.0, group.1, group.2, cfg, seed + 1)?;
+        timing.push(stage("deep-dictionaries", "group", t, n, cfg.dict_epochs * cfg.atoms.len()));
+        Ok(out)
+    })?;
     tracing::info!("deep dictionaries learned");
     let ce = TaskLoss::CrossEntropy;
     let fit = FitParams { epochs: cfg.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed };
@@ -890,7 +1069,7 @@ pub fn train_deep(
     let mut info = Vec::new();
     for pursuit in [Pursuit::Layered, Pursuit::Deep] {
         for kind in [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp] {
-            let t = std::time::Instant::now();
+            let index = models.len() as u64;
             let (dicts, weights, gs) = if kind == CodeKind::Bp {
                 (&dicts_l1, &info_l1.weights, 1)
             } else {
@@ -912,31 +1091,49 @@ pub fn train_deep(
             };
             let m0 = build(LinearClassifier::zeros(10, nf))?;
             let name = m0.name().to_owned();
-            let ts = Instant::now();
-            let f = m0.features(&x)?;
-            timing.push(stage("deep-codes", &name, ts, n, 1));
-            let ts = Instant::now();
-            let mut m = build(train_linear(&f, labels, ce, &fit)?)?;
-            timing.push(stage("deep-classifier", &name, ts, n, fit.epochs));
-            if cfg.end_to_end.epochs > 0 {
-                // each model on its own objective: layered through the chain of layer
-                // solutions, Deep Pursuit through its joint (stacked) problem
+            let stage_name = format!("deep-{name}");
+            let ((m, report, model_info), loaded) = run_stage(store, &stage_name, &mut timing, |timing| {
+                let t = Instant::now();
                 let ts = Instant::now();
-                let p = cfg.end_to_end.params(seed + 41 + models.len() as u64);
-                let es = cfg.end_to_end.early_stopping();
-                let r = train_validated(&mut m, &x, labels, &x_val, l_val, &p, &es)?;
-                timing.push(stage("deep-end-to-end", &name, ts, n, r.epochs_run));
-                tracing::info!(model = %name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
+                let f = m0.features(&x)?;
+                timing.push(stage("deep-codes", &name, ts, n, 1));
+                let ts = Instant::now();
+                let mut m = build(train_linear(&f, labels, ce, &fit)?)?;
+                timing.push(stage("deep-classifier", &name, ts, n, fit.epochs));
+                let mut report = None;
+                if cfg.end_to_end.epochs > 0 {
+                    // each model on its own objective: layered through the chain of layer
+                    // solutions, Deep Pursuit through its joint (stacked) problem
+                    let ts = Instant::now();
+                    let p = cfg.end_to_end.params(seed + 41 + index);
+                    let es = cfg.end_to_end.early_stopping();
+                    let r = train_validated(&mut m, &x, labels, &x_val, l_val, &p, &es)?;
+                    timing.push(stage("deep-end-to-end", &name, ts, n, r.epochs_run));
+                    tracing::info!(model = %name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
+                    report = Some(r);
+                }
+                let train_acc = m.accuracy(&x, labels)?;
+                tracing::info!(model = m.name(), train_acc, secs = t.elapsed().as_secs_f64(), "deep model trained");
+                let model_info = DeepModelInfo {
+                    model: m.name().to_owned(),
+                    train_accuracy: train_acc,
+                    features: nf,
+                    train_seconds: t.elapsed().as_secs_f64(),
+                };
+                Ok((m, report, model_info))
+            })?;
+            let m = checked(m, loaded, store, &stage_name)?;
+            if m.name() != name || model_info.model != name {
+                return Err(SparseBpError::Stage {
+                    stage: stage_name.clone(),
+                    location: store.location(&stage_name),
+                    reason: format!("holds model `{}` described as `{}`", m.name(), model_info.model),
+                });
+            }
+            if let Some(r) = report {
                 reports.push((name, r));
             }
-            let train_acc = m.accuracy(&x, labels)?;
-            tracing::info!(model = m.name(), train_acc, secs = t.elapsed().as_secs_f64(), "deep model trained");
-            info.push(DeepModelInfo {
-                model: m.name().to_owned(),
-                train_accuracy: train_acc,
-                features: nf,
-                train_seconds: t.elapsed().as_secs_f64(),
-            });
+            info.push(model_info);
             models.push(m);
         }
     }

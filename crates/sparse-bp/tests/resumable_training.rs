@@ -1,0 +1,262 @@
+//! Resumable MNIST training (issue 20): a run killed while storing any stage and resumed with
+//! the same store returns the same models, reports and descriptions, bit for bit, as an
+//! uninterrupted run, and loads exactly the stages the killed run finished; a damaged or
+//! misplaced stage is a typed error.
+
+use std::path::PathBuf;
+
+use nalgebra::DMatrix;
+use persist::PersistError;
+use sparse_bp::models::Classifier;
+use sparse_bp::paper::{self, MemoryStore, MnistModels, MnistSetup, Scale, StageStore};
+use sparse_bp::train::{ModelFile, encode_model};
+use sparse_bp::{Result, SparseBpError};
+
+/// The quick preset cut down to 28 pixels (one token of the linear transformer), 64 atoms in
+/// 32 groups of 2, small penalties, one or two epochs of everything, end-to-end training on.
+fn tiny() -> MnistSetup {
+    let mut s = paper::mnist(Scale::Quick);
+    (s.atoms, s.group, s.dict_epochs) = (64, 2, 1);
+    (s.lambda_bp, s.gamma_gbp) = (0.1, 0.1);
+    (s.sizes.clf_epochs, s.sizes.approx_epochs) = (2, 1);
+    s.end_to_end.epochs = 1;
+    s.end_to_end.batch_size = 20;
+    s.deep.atoms = [8, 16];
+    (s.deep.dict_epochs, s.deep.clf_epochs) = (1, 2);
+    s.deep.end_to_end.epochs = 1;
+    s.deep.end_to_end.batch_size = 20;
+    s.deep.n_train = 40;
+    s
+}
+
+/// Deterministic class-dependent images: a bump whose place depends on the class, plus a
+/// pattern that depends on the image.
+fn data(n: usize, offset: usize) -> (DMatrix<f64>, Vec<usize>) {
+    let labels: Vec<usize> = (0..n).map(|j| (j + offset) % 10).collect();
+    let x = DMatrix::from_fn(28, n, |i, j| {
+        let c = labels[j];
+        let bump = if i / 3 == c % 9 { 1.0 } else { 0.0 };
+        bump + (((i * 7 + (j + offset) * 13) % 17) as f64 / 17.0 - 0.5) * 0.4
+    });
+    (x, labels)
+}
+
+const SEED: u64 = 5;
+
+fn train(setup: &MnistSetup, store: &mut dyn StageStore) -> Result<MnistModels> {
+    let (x, l) = data(60, 0);
+    let (xv, lv) = data(20, 60);
+    setup.train_resumable(&x, &l, &xv, &lv, SEED, store)
+}
+
+/// A store that fails ("killed") when asked to store its `kill_at`-th stage (0-based) and
+/// records which stages it handed out.
+struct Killing<'a> {
+    inner: &'a mut MemoryStore,
+    kill_at: Option<usize>,
+    stored: usize,
+    loaded: Vec<String>,
+}
+
+impl<'a> Killing<'a> {
+    fn new(inner: &'a mut MemoryStore, kill_at: Option<usize>) -> Self {
+        Self { inner, kill_at, stored: 0, loaded: Vec::new() }
+    }
+}
+
+impl StageStore for Killing<'_> {
+    fn load(&mut self, stage: &str) -> Result<Option<Vec<u8>>> {
+        let b = self.inner.load(stage)?;
+        if b.is_some() {
+            self.loaded.push(stage.to_owned());
+        }
+        Ok(b)
+    }
+
+    fn store(&mut self, stage: &str, bytes: &[u8]) -> Result<()> {
+        if Some(self.stored) == self.kill_at {
+            return Err(SparseBpError::Stage {
+                stage: stage.to_owned(),
+                location: self.location(stage),
+                reason: "killed".into(),
+            });
+        }
+        self.stored += 1;
+        self.inner.store(stage, bytes)
+    }
+}
+
+/// The stages in the order a run computes them.
+const STAGES: [&str; 17] = [
+    "dictionary-bp",
+    "dictionary-group",
+    "shallow-bp",
+    "shallow-gbp",
+    "shallow-pgbp",
+    "end-to-end-bp",
+    "end-to-end-gbp",
+    "end-to-end-pgbp",
+    "approximators",
+    "deep-chain-l1",
+    "deep-chain-group",
+    "deep-lbp",
+    "deep-lgbp",
+    "deep-lpgbp",
+    "deep-dp",
+    "deep-gdp",
+    "deep-pgdp",
+];
+
+/// A model's stored fields and its logits on a fixed batch (derived state included), as bits.
+fn fingerprint<M: ModelFile + Classifier>(m: &M) -> (Vec<u8>, Vec<u64>) {
+    let x = DMatrix::from_fn(28, 4, |i, j| ((i + 3 * j) % 7) as f64 * 0.2 - 0.6);
+    let logits = m.logits(&x).unwrap();
+    (encode_model(m).unwrap(), logits.iter().map(|v| v.to_bits()).collect())
+}
+
+/// Everything a run returns but the measured seconds, bit for bit.
+fn assert_same(a: &MnistModels, b: &MnistModels, what: &str) {
+    let (sa, sb) = (&a.shallow, &b.shallow);
+    assert_eq!(sa.pursuit.len(), 3, "{what}");
+    assert_eq!(sa.pursuit.len(), sb.pursuit.len(), "{what}");
+    for ((na, ma), (nb, mb)) in sa.pursuit.iter().zip(&sb.pursuit) {
+        assert_eq!(na, nb, "{what}");
+        assert!(fingerprint(ma) == fingerprint(mb), "{what}: {na} differs");
+    }
+    assert_eq!(sa.approx.len(), 3, "{what}");
+    for ((na, ma), (nb, mb)) in sa.approx.iter().zip(&sb.approx) {
+        assert_eq!(na, nb, "{what}");
+        assert!(fingerprint(ma) == fingerprint(mb), "{what}: {na} differs");
+    }
+    assert_eq!(sa.approx_info, sb.approx_info, "{what}");
+    assert_eq!(a.deep.len(), 6, "{what}");
+    for (ma, mb) in a.deep.iter().zip(&b.deep) {
+        assert_eq!(ma.name(), mb.name(), "{what}");
+        assert!(fingerprint(ma) == fingerprint(mb), "{what}: {} differs", ma.name());
+    }
+    assert_eq!(a.reports.len(), 9, "{what}: 3 shallow and 6 3-layer reports");
+    assert_eq!(a.reports, b.reports, "{what}");
+    assert_eq!(a.dict_recon_bp.to_bits(), b.dict_recon_bp.to_bits(), "{what}");
+    assert_eq!(a.dict_recon_group.to_bits(), b.dict_recon_group.to_bits(), "{what}");
+    let (mut da, mut db) = (a.deep_info.clone(), b.deep_info.clone());
+    for m in da.models.iter_mut().chain(db.models.iter_mut()) {
+        m.train_seconds = 0.0;
+    }
+    assert_eq!(da, db, "{what}");
+    let work = |m: &MnistModels| -> Vec<(String, String, usize, usize)> {
+        m.timing.iter().map(|t| (t.stage.clone(), t.model.clone(), t.images, t.epochs)).collect()
+    };
+    assert_eq!(work(a), work(b), "{what}");
+}
+
+/// Killed while storing stage `k` (so stages `0..k` are stored), then resumed with the same
+/// store: the resumed run loads exactly those `k` stages and equals an uninterrupted run bit
+/// for bit. `k` covers the dictionaries, the shallow models, their end-to-end training, the
+/// approximators, the 3-layer chains and the 3-layer models.
+#[test]
+fn a_killed_run_resumes_bit_for_bit() {
+    let setup = tiny();
+    let mut full_store = MemoryStore::default();
+    let uninterrupted = train(&setup, &mut Killing::new(&mut full_store, None)).unwrap();
+    assert_eq!(full_store.stages().len(), STAGES.len());
+    let mut sorted = STAGES.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(full_store.stages(), sorted);
+    assert!(uninterrupted.timing.iter().all(|t| !t.resumed));
+    // the same as the plain `train` (no store)
+    let (x, l) = data(60, 0);
+    let (xv, lv) = data(20, 60);
+    let plain = setup.train(&x, &l, &xv, &lv, SEED).unwrap();
+    assert_same(&uninterrupted, &plain, "train vs train_resumable");
+
+    for k in [0, 3, 6, 8, 10, 12, 16] {
+        let mut store = MemoryStore::default();
+        let err = train(&setup, &mut Killing::new(&mut store, Some(k))).err().expect("killed");
+        assert!(
+            matches!(&err, SparseBpError::Stage { stage, reason, .. } if stage == STAGES[k] && reason == "killed"),
+            "k = {k}: {err}"
+        );
+        assert_eq!(store.stages().len(), k, "k = {k}");
+        let mut resuming = Killing::new(&mut store, None);
+        let resumed = train(&setup, &mut resuming).unwrap();
+        assert_eq!(resuming.loaded, STAGES[..k], "k = {k}");
+        assert_same(&resumed, &uninterrupted, &format!("killed at stage {k} ({})", STAGES[k]));
+        // the loaded stages' times are marked and are those of the killed run
+        let n_resumed = resumed.timing.iter().filter(|t| t.resumed).count();
+        assert_eq!(resumed.timing.iter().take_while(|t| t.resumed).count(), n_resumed, "k = {k}");
+        assert_eq!(n_resumed > 0, k > 0, "k = {k}");
+        // and the store now holds every stage: a third run trains nothing
+        assert_eq!(store.stages().len(), STAGES.len(), "k = {k}");
+    }
+    let mut again = Killing::new(&mut full_store, Some(0));
+    let third = train(&setup, &mut again).unwrap();
+    assert_eq!(again.loaded, STAGES, "a complete store: every stage loaded, none stored");
+    assert!(third.timing.iter().all(|t| t.resumed));
+    assert_same(&third, &uninterrupted, "complete store");
+}
+
+/// A damaged stage (truncated, a flipped byte, empty), a stage stored under another stage's
+/// name and a model that fails its checks are typed errors naming the stage, not panics.
+#[test]
+fn damaged_stages_are_typed_errors() {
+    let mut setup = tiny();
+    // the shallow part is enough: kill before the approximators
+    setup.end_to_end.epochs = 0;
+    let mut store = MemoryStore::default();
+    let stop = STAGES.iter().position(|s| *s == "approximators").unwrap() - 3; // e2e stages off
+    assert!(train(&setup, &mut Killing::new(&mut store, Some(stop))).is_err());
+    assert_eq!(store.stages().len(), 5);
+    let good = store.clone();
+    let location = |stage: &str| PathBuf::from(format!("<stage {stage}>"));
+
+    let damage: [(&str, fn(&mut Vec<u8>)); 3] = [
+        ("truncated", |b| b.truncate(b.len() - 7)),
+        ("flipped", |b| {
+            let i = b.len() - 11;
+            b[i] ^= 0x20;
+        }),
+        ("empty", |b| b.clear()),
+    ];
+    for stage in ["dictionary-group", "shallow-gbp"] {
+        for (what, f) in damage {
+            let mut s = good.clone();
+            f(s.bytes_mut(stage).unwrap());
+            let err = train(&setup, &mut s).err().unwrap_or_else(|| panic!("{stage} {what}: accepted"));
+            match &err {
+                SparseBpError::StageFile { stage: st, source } => {
+                    assert_eq!(st, stage, "{what}");
+                    let path = match source {
+                        PersistError::Truncated { path, .. }
+                        | PersistError::Checksum { path, .. }
+                        | PersistError::BadMagic { path } => path,
+                        other => panic!("{stage} {what}: {other}"),
+                    };
+                    assert_eq!(path, &location(stage), "{what}");
+                }
+                other => panic!("{stage} {what}: {other}"),
+            }
+            assert!(err.to_string().contains(stage), "{err}");
+        }
+    }
+    // a stage under another stage's name
+    let mut s = good.clone();
+    let other = s.load("shallow-bp").unwrap().unwrap();
+    s.store("shallow-gbp", &other).unwrap();
+    let err = train(&setup, &mut s).err().unwrap();
+    assert!(
+        matches!(&err, SparseBpError::Stage { stage, reason, .. } if stage == "shallow-gbp" && reason.contains("shallow-bp")),
+        "{err}"
+    );
+    // a well-framed stage whose model fails its checks (NaN classifier weight)
+    let mut s = good.clone();
+    let (_, mut m, times): (String, sparse_bp::models::PursuitClassifier, Vec<paper::StageTime>) =
+        persist::decode(&location("shallow-bp"), paper::STAGE_KIND, &s.load("shallow-bp").unwrap().unwrap()).unwrap();
+    m.classifier.w[(0, 0)] = f64::NAN;
+    let bytes = persist::encode(&location("shallow-bp"), paper::STAGE_KIND, &("shallow-bp", &m, &times)).unwrap();
+    s.store("shallow-bp", &bytes).unwrap();
+    let err = train(&setup, &mut s).err().unwrap();
+    assert!(matches!(&err, SparseBpError::InvalidModel { path, .. } if *path == location("shallow-bp")), "{err}");
+    // the undamaged store resumes
+    let mut s = good;
+    assert!(train(&setup, &mut s).is_ok());
+}
