@@ -122,17 +122,19 @@ impl fmt::Display for StoreError {
         let afresh = |f: &mut fmt::Formatter<'_>, dir: &Path| {
             write!(
                 f,
-                "; to train afresh, delete {} or choose another --out (or, to keep going from these stages, run \
-                 with the settings and data they were trained with)",
+                ". To train afresh, delete {} or choose another --out (to keep going from these stages, run with \
+                 the settings and data they were trained with)",
                 dir.display()
             )
         };
         match self {
             StoreError::Mismatch { dir, differences } => {
-                write!(f, "the training checkpoints in {} belong to another run:", dir.display())?;
-                for (field, stored, this) in differences {
-                    write!(f, " {field} is {stored} there, {this} in this run;")?;
-                }
+                write!(f, "the training checkpoints in {} belong to another run: ", dir.display())?;
+                let listed: Vec<String> = differences
+                    .iter()
+                    .map(|(field, stored, this)| format!("{field} is {stored} there, {this} in this run"))
+                    .collect();
+                write!(f, "{}", listed.join("; "))?;
                 afresh(f, dir)
             }
             StoreError::BadIdentity { path, reason } => {

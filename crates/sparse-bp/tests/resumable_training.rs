@@ -209,7 +209,8 @@ fn damaged_stages_are_typed_errors() {
     let good = store.clone();
     let location = |stage: &str| PathBuf::from(format!("<stage {stage}>"));
 
-    let damage: [(&str, fn(&mut Vec<u8>)); 3] = [
+    type Damage = fn(&mut Vec<u8>);
+    let damage: [(&str, Damage); 3] = [
         ("truncated", |b| b.truncate(b.len() - 7)),
         ("flipped", |b| {
             let i = b.len() - 11;
@@ -249,7 +250,8 @@ fn damaged_stages_are_typed_errors() {
     );
     // a well-framed stage whose model fails its checks (NaN classifier weight)
     let mut s = good.clone();
-    let (_, mut m, times): (String, sparse_bp::models::PursuitClassifier, Vec<paper::StageTime>) =
+    type Stage = (String, sparse_bp::models::PursuitClassifier, Vec<paper::StageTime>);
+    let (_, mut m, times): Stage =
         persist::decode(&location("shallow-bp"), paper::STAGE_KIND, &s.load("shallow-bp").unwrap().unwrap()).unwrap();
     m.classifier.w[(0, 0)] = f64::NAN;
     let bytes = persist::encode(&location("shallow-bp"), paper::STAGE_KIND, &("shallow-bp", &m, &times)).unwrap();
