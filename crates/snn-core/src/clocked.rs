@@ -1126,6 +1126,12 @@ struct PullEvents {
     max_step: u32,
     /// Largest column in `list` (0 if empty).
     max_col: u32,
+    /// Scratch of [`pull_events`]: the populations with dense pulled projections into the
+    /// current one, `(first global neuron, end, first and end index into cols)`.
+    pre: Vec<(u32, u32, u32, u32)>,
+    /// Scratch of [`pull_events`]: the first columns of those projections, population by
+    /// population, each population's in the order of its outgoing connections.
+    cols: Vec<u32>,
 }
 
 impl PullEvents {
@@ -1275,7 +1281,8 @@ impl ClockedState {
             + self.pull.lane_rows.w.capacity()
             + self.pull.sparse_w.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
-            + 4 * self.pull.sources.steps.capacity()
+            + 4 * (self.pull.sources.steps.capacity() + self.pull.events.cols.capacity())
+            + 16 * self.pull.events.pre.capacity()
             + self.pull.sources.by_neuron.heap_bytes()
             + 16 * (self.pull.spk.capacity() + self.pull.spk_new.capacity() + self.pull.spk_merged.capacity())
             + self.pull.by_step.heap_bytes()
@@ -1593,27 +1600,47 @@ fn pull_events(
     events: &mut PullEvents,
 ) {
     events.clear();
-    let column = |c: usize| pp.conns.iter().find(|&&(cc, _)| cc == c).map(|&(_, first)| first as u32);
-    let in_pop = net.input();
-    let in_cols: Vec<u32> = net.outgoing(in_pop).iter().filter_map(|cid| column(cid.0)).collect();
+    if pp.conns.is_empty() {
+        return; // only sparse projections (or none): they read the spikes by source, not events
+    }
+    // Per presynaptic population, the first columns of its dense pulled projections.
+    events.pre.clear();
+    events.cols.clear();
+    let mut in_cols = 0..0;
+    for (q, pop) in plan.pops.iter().enumerate() {
+        let c0 = events.cols.len();
+        for cid in net.outgoing(PopulationId(q)) {
+            if let Some(&(_, first)) = pp.conns.iter().find(|&&(c, _)| c == cid.0) {
+                events.cols.push(first as u32);
+            }
+        }
+        let c1 = events.cols.len();
+        if q == net.input().0 {
+            in_cols = c0..c1;
+        } else if c1 > c0 {
+            events.pre.push((pop.global_off as u32, (pop.global_off + pop.size) as u32, c0 as u32, c1 as u32));
+        }
+    }
+    let in_events = if in_cols.is_empty() { &[][..] } else { in_events };
     let (mut a, mut b) = (0, 0);
     while a < spk.len() || b < in_events.len() {
         let n = spk.get(a).map_or(u32::MAX, |x| x.0).min(in_events.get(b).map_or(u32::MAX, |x| x.0));
         while a < spk.len() && spk[a].0 == n {
-            let g = spk[a].1 as usize;
+            let g = spk[a].1;
             a += 1;
-            let Some(p) = plan.locate(g) else { continue };
-            let i = (g - plan.pops[p].global_off) as u32;
-            for cid in net.outgoing(PopulationId(p)) {
-                if let Some(first) = column(cid.0) {
-                    events.push(n, first + i);
-                }
+            let Some(&(off, _, c0, c1)) = events.pre.iter().find(|&&(off, end, _, _)| off <= g && g < end) else {
+                continue;
+            };
+            for k in c0 as usize..c1 as usize {
+                let first = events.cols[k];
+                events.push(n, first + (g - off));
             }
         }
         while b < in_events.len() && in_events[b].0 == n {
             let i = in_events[b].1;
             b += 1;
-            for &first in &in_cols {
+            for k in in_cols.clone() {
+                let first = events.cols[k];
                 events.push(n, first + i);
             }
         }
