@@ -7,8 +7,12 @@
 //! arrivals are dropped by both paths), split into the input and hidden projections (the sparse
 //! kernel's when sparse) and the dense readout, and the CPU time per arrival of the whole forward.
 //!
-//! `cargo run --release -p bench-suite --example sparse_pull_profile -- <dense|P> [samples] [iters]`
-//! (`P` a connection probability, as in `sparse_connectivity`; defaults 16 and 20). The build has
+//! `cargo run --release -p bench-suite --example sparse_pull_profile -- <dense|P> [samples] [iters] [bwd]`
+//! (`P` a connection probability, as in `sparse_connectivity`; defaults 16 and 20). With `bwd` it
+//! then runs the clocked backward pass (`backward_planned`, the layered sweep; loss
+//! `ExpIntegralCrossEntropy`, label `sample % 20`) on the records, `iters` times, and prints its
+//! CPU time per sample too: `valgrind --tool=callgrind
+//! --toggle-collect=snn_eventprop::clocked::backward_planned` counts its instructions. The build has
 //! line tables (`debug = "line-tables-only"` in the release profile), so `valgrind --tool=cachegrind`
 //! and `perf annotate` attribute the inlined kernel to its source lines.
 //!
@@ -51,9 +55,32 @@
 //! timer samples at its addresses, medians of 5 rounds alternating the binaries of the two kernels
 //! (18:35-18:38 UTC, load 2.1-2.7): p = 1 2.09 before / 1.30 after, p = 0.1 2.36 / 1.79; the dense
 //! K = 4 loop 1.01 in the same sitting (5 rounds, load 2.6-2.7). The block's L1 misses remain.
+//!
+//! Costs outside the kernel (callgrind instructions of the whole pass, `valgrind --tool=callgrind
+//! --toggle-collect='snn_core::clocked::ClockedEngine::run_planned'`, or
+//! `--toggle-collect=snn_eventprop::clocked::backward_planned` with `bwd`, 16 samples x 1; exact
+//! counts, independent of the load). Forward, p = 0.1 / 0.5 / 1 / dense, in millions:
+//!
+//! | forward | p = 0.1 | p = 0.5 | p = 1 | dense |
+//! | --- | --- | --- | --- | --- |
+//! | comparison sorts of the spikes (before) | 420.9 | 624.0 | 892.2 | 921.8 |
+//! | stable counting sort by step + linear merge | 373.2 | 578.5 | 845.5 | 874.5 |
+//! | no event list without dense pulled projections, columns from a table | 358.2 | 564.1 | 830.8 | 863.3 |
+//! | `step_of` without the libm floor | 354.2 | 560.1 | 826.8 | 859.3 |
+//!
+//! At p = 0.1 the two comparison sorts were 62.9 M (15 %) of the pass, the counting sort and merge
+//! are ~15.5 M; `pull_events` went from 25.0 M to 9.9 M. `memset` of the arrival blocks is 84 M
+//! (88 M after: the counting sort's output buffer is zeroed before it is filled) of the p = 0.1
+//! pass, but valgrind counts each byte of a `rep stosb` as an instruction, so that share
+//! overstates its time. Backward (layered sweep), p = 0.1 / 1 / dense: 417.5 / 1253.8 / 1038.8 M
+//! before, 412.0 / 1248.3 / 1038.4 M with the per-source event grouping fed by zipped iterators
+//! (no bounds-checked indexing per spike), 401.9 / 1238.2 / 1030.5 M with `step_of` without the
+//! floor. Its remaining grouping (`Buckets::sort`, by source, block and column) is 34.6 M (9 %) of the
+//! p = 0.1 backward pass; the rest is the per-neuron adjoint dynamics and the sparse reads.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
+use snn_eventprop::{Adjoint, Gradients, Loss, backward_planned};
 
 /// Arrivals added per sample over all samples: `(input and hidden projections, readout)`.
 fn arrivals(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64, f64) {
@@ -105,6 +132,7 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "0.1".into());
     let samples: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
     let iters: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let bwd = args.next().is_some_and(|a| a == "bwd");
     // The rng sequence of `sparse_connectivity`: the batch, the recurrent net, then this one.
     let mut rng = Rng(19);
     let batch = workload::shd_like_batch(samples, &mut rng);
@@ -134,4 +162,23 @@ fn main() {
         1e3 * cpu / passes,
         1e9 * cpu / passes / (hidden + readout),
     );
+    if bwd {
+        let loss = Loss::ExpIntegralCrossEntropy;
+        let d: Vec<Vec<f64>> = recs
+            .iter()
+            .enumerate()
+            .map(|(s, r)| loss.evaluate(&r.readout, s % 20, s, workload::T_END).expect("loss").d_readout)
+            .collect();
+        let mut scratch = engine.adjoint_scratch(&net);
+        let mut grads = Gradients::zeros(&net);
+        let t0 = workload::cpu_seconds();
+        for _ in 0..iters {
+            for (s, (r, d)) in recs.iter().zip(&d).enumerate() {
+                backward_planned(&engine, &net, &plan, batch.sample(s), r, d, &mut scratch, &mut grads)
+                    .expect("backward");
+            }
+        }
+        let cpu = workload::cpu_seconds() - t0;
+        println!("{mode}: backward CPU {:.3} ms per sample", 1e3 * cpu / passes);
+    }
 }

@@ -223,7 +223,10 @@ impl ClockedEngine {
     /// Grid step of time `t >= 0` (nearest grid point, `round(t/dt)`), not clamped.
     #[inline]
     pub fn step_of(&self, t: f64) -> usize {
-        (t / self.dt + 0.5).floor() as usize
+        // `floor(x) as usize` without the floor: the cast truncates toward zero and saturates, so
+        // it equals the floor for `x >= 0` and gives 0 for negative `x` and NaN as the floor then
+        // the cast do; without SSE4.1 the floor is a libm call (2 % of the layered backward pass).
+        (t / self.dt + 0.5) as usize
     }
 
     /// The delivery plan of `net` on this grid (quantised delays, ring geometry).
@@ -989,6 +992,12 @@ struct PullBuffers {
     in_events: Vec<(u32, u32)>,
     /// Layered: `(step, global neuron, I - V)` of the spikes so far, sorted by step and neuron.
     spk: Vec<(u32, u32, f64)>,
+    /// Layered: the spikes of the population just simulated, sorted by step ([`sort_new_spikes`]).
+    spk_new: Vec<(u32, u32, f64)>,
+    /// Layered: the merge of `spk` and `spk_new`, swapped into `spk`.
+    spk_merged: Vec<(u32, u32, f64)>,
+    /// Layered: the groups of `spk_new` by step.
+    by_step: crate::Buckets,
     /// Recurrent networks: the pulled input arrivals, `(steps + 1) x n_state` step-major.
     pre: Vec<f64>,
     /// `ExpIntegral` readout factors per step.
@@ -1120,6 +1129,12 @@ struct PullEvents {
     max_step: u32,
     /// Largest column in `list` (0 if empty).
     max_col: u32,
+    /// Scratch of [`pull_events`]: the populations with dense pulled projections into the
+    /// current one, `(first global neuron, end, first and end index into cols)`.
+    pre: Vec<(u32, u32, u32, u32)>,
+    /// Scratch of [`pull_events`]: the first columns of those projections, population by
+    /// population, each population's in the order of its outgoing connections.
+    cols: Vec<u32>,
 }
 
 impl PullEvents {
@@ -1269,9 +1284,11 @@ impl ClockedState {
             + self.pull.lane_rows.w.capacity()
             + self.pull.sparse_w.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
-            + 4 * self.pull.sources.steps.capacity()
+            + 4 * (self.pull.sources.steps.capacity() + self.pull.events.cols.capacity())
+            + 16 * self.pull.events.pre.capacity()
             + self.pull.sources.by_neuron.heap_bytes()
-            + 16 * self.pull.spk.capacity()
+            + 16 * (self.pull.spk.capacity() + self.pull.spk_new.capacity() + self.pull.spk_merged.capacity())
+            + self.pull.by_step.heap_bytes()
             + std::mem::size_of::<usize>() * self.readout_steps.capacity()
     }
 }
@@ -1586,31 +1603,93 @@ fn pull_events(
     events: &mut PullEvents,
 ) {
     events.clear();
-    let column = |c: usize| pp.conns.iter().find(|&&(cc, _)| cc == c).map(|&(_, first)| first as u32);
-    let in_pop = net.input();
-    let in_cols: Vec<u32> = net.outgoing(in_pop).iter().filter_map(|cid| column(cid.0)).collect();
+    if pp.conns.is_empty() {
+        return; // only sparse projections (or none): they read the spikes by source, not events
+    }
+    // Per presynaptic population, the first columns of its dense pulled projections.
+    events.pre.clear();
+    events.cols.clear();
+    let mut in_cols = 0..0;
+    for (q, pop) in plan.pops.iter().enumerate() {
+        let c0 = events.cols.len();
+        for cid in net.outgoing(PopulationId(q)) {
+            if let Some(&(_, first)) = pp.conns.iter().find(|&&(c, _)| c == cid.0) {
+                events.cols.push(first as u32);
+            }
+        }
+        let c1 = events.cols.len();
+        if q == net.input().0 {
+            in_cols = c0..c1;
+        } else if c1 > c0 {
+            events.pre.push((pop.global_off as u32, (pop.global_off + pop.size) as u32, c0 as u32, c1 as u32));
+        }
+    }
+    let in_events = if in_cols.is_empty() { &[][..] } else { in_events };
     let (mut a, mut b) = (0, 0);
     while a < spk.len() || b < in_events.len() {
         let n = spk.get(a).map_or(u32::MAX, |x| x.0).min(in_events.get(b).map_or(u32::MAX, |x| x.0));
         while a < spk.len() && spk[a].0 == n {
-            let g = spk[a].1 as usize;
+            let g = spk[a].1;
             a += 1;
-            let Some(p) = plan.locate(g) else { continue };
-            let i = (g - plan.pops[p].global_off) as u32;
-            for cid in net.outgoing(PopulationId(p)) {
-                if let Some(first) = column(cid.0) {
-                    events.push(n, first + i);
-                }
+            let Some(&(off, _, c0, c1)) = events.pre.iter().find(|&&(off, end, _, _)| off <= g && g < end) else {
+                continue;
+            };
+            for k in c0 as usize..c1 as usize {
+                let first = events.cols[k];
+                events.push(n, first + (g - off));
             }
         }
         while b < in_events.len() && in_events[b].0 == n {
             let i = in_events[b].1;
             b += 1;
-            for &first in &in_cols {
+            for k in in_cols.clone() {
+                let first = events.cols[k];
                 events.push(n, first + i);
             }
         }
     }
+}
+
+/// Sorts the spikes `spk[first_new..]` of the population just simulated (steps below `steps`)
+/// by step and global neuron, and merges them with the earlier populations' `spk[..first_new]`
+/// (already sorted so), leaving all of `spk` sorted by `(step, global neuron)`.
+///
+/// A population's spikes come block by block of [`LANES`] neurons (blocks in increasing neuron
+/// order), within a block step by step, within a step lane by lane: a step's spikes are therefore
+/// already in increasing neuron order, and a stable counting sort by step ([`crate::Buckets`],
+/// `O(spikes + steps)`) sorts them by `(step, neuron)`. A population's neurons are one range of
+/// global indices, disjoint from the earlier populations' (which may lie on either side when the
+/// topological order is not the declaration order), so a linear merge of the two sorted runs by
+/// `(step, neuron)` gives the whole order. The buffers are kept for the next call.
+fn sort_new_spikes(
+    spk: &mut Vec<(u32, u32, f64)>,
+    first_new: usize,
+    steps: usize,
+    by_step: &mut crate::Buckets,
+    spk_new: &mut Vec<(u32, u32, f64)>,
+    merged: &mut Vec<(u32, u32, f64)>,
+) {
+    by_step.sort(steps, spk[first_new..].iter().map(|&x| (x.0 as usize, x)), spk_new);
+    debug_assert!(spk_new.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+    if first_new == 0 {
+        std::mem::swap(spk, spk_new);
+        return;
+    }
+    let old = &spk[..first_new];
+    merged.clear();
+    let (mut a, mut b) = (0, 0);
+    while a < old.len() && b < spk_new.len() {
+        if (spk_new[b].0, spk_new[b].1) < (old[a].0, old[a].1) {
+            merged.push(spk_new[b]);
+            b += 1;
+        } else {
+            merged.push(old[a]);
+            a += 1;
+        }
+    }
+    merged.extend_from_slice(&old[a..]);
+    merged.extend_from_slice(&spk_new[b..]);
+    std::mem::swap(spk, merged);
 }
 
 /// Pull delivery for a network without recurrent loops: population by population in topological
@@ -1631,7 +1710,22 @@ fn forward_layered(
     let t_end = cfg.t_end;
     let layers = plan.layers.as_deref().unwrap_or(&[]);
     let ClockedState { acc, acc_t, readout_steps, pull: bufs, .. } = st;
-    let PullBuffers { line, w_row, events, in_events, spk, fac, block, lane_rows, sources, sparse_w, .. } = &mut **bufs;
+    let PullBuffers {
+        line,
+        w_row,
+        events,
+        in_events,
+        spk,
+        spk_new,
+        spk_merged,
+        by_step,
+        fac,
+        block,
+        lane_rows,
+        sources,
+        sparse_w,
+        ..
+    } = &mut **bufs;
     spk.clear();
     fac.clear();
     if matches!(cfg.readout, ReadoutKind::ExpIntegral) {
@@ -1717,10 +1811,7 @@ fn forward_layered(
                 }
             }
         }
-        // This population's spikes come neuron by neuron: sort them, then merge (a stable sort
-        // of two sorted runs) with the earlier populations'.
-        spk[first_new..].sort_unstable_by_key(|&(n, g, _)| (n, g));
-        spk.sort_by_key(|&(n, g, _)| (n, g));
+        sort_new_spikes(spk, first_new, steps, by_step, spk_new, spk_merged);
     }
     for &(n, g, imv) in spk.iter() {
         out.spikes.push(n as f64 * dt, g, imv);
@@ -1771,6 +1862,26 @@ mod tests {
         assert_eq!(e.num_steps(), 20);
         assert_eq!(e.step_of(0.74), 1);
         assert_eq!(e.step_of(0.76), 2);
+    }
+
+    #[test]
+    fn step_of_is_round_half_up_of_t_over_dt() {
+        // The cast in `step_of` against the floor it replaces, at and around every half step and
+        // at the edges (negative, NaN, infinite, beyond usize).
+        for dt in [0.1, 0.5, 1.0, 0.3] {
+            let e = engine(10.0, ReadoutKind::ExpIntegral, dt);
+            let mut ts: Vec<f64> = (-40..4000).map(|k| k as f64 * dt / 4.0).collect();
+            ts.extend(ts.clone().iter().flat_map(|&t| [t.next_down(), t.next_up()]));
+            ts.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e300, -1e300, f64::MIN_POSITIVE]);
+            for t in ts {
+                assert_eq!(e.step_of(t), (t / dt + 0.5).floor() as usize, "t = {t}, dt = {dt}");
+            }
+        }
+        let e = engine(10.0, ReadoutKind::ExpIntegral, 0.5);
+        assert_eq!(
+            (e.step_of(0.0), e.step_of(0.2499), e.step_of(0.25), e.step_of(0.7), e.step_of(-3.0)),
+            (0, 0, 1, 1, 0)
+        );
     }
 
     #[test]
@@ -1836,6 +1947,51 @@ mod tests {
             assert!(pull.spikes.times.iter().any(|&t| t >= 8.0), "late hidden spikes: {:?}", pull.spikes.times);
             assert_eq!(pull, e.clone().with_delivery(Delivery::Push).run(&net, batch.sample(0)).unwrap());
         }
+    }
+
+    #[test]
+    fn layered_records_are_in_step_then_neuron_order_across_blocks_and_populations() {
+        // Many spikes at the same steps in several blocks of 8 and in three LIF populations
+        // simulated in the topological order h1, h2, out but declared h2 (global neurons 4..23),
+        // out (23..34), h1 (34..55): the second population's neurons lie below the first's, the
+        // third's between them. The pull record is sorted by (step, global neuron), no neuron
+        // twice in a step, and equals the push record bit for bit.
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 4);
+        let h2 = b.lif("h2", 19, LifParams::new(10.0, 5.0, 0.5).unwrap());
+        let o = b.lif("out", 11, LifParams::new(10.0, 5.0, 0.5).unwrap());
+        let h1 = b.lif("h1", 21, LifParams::new(10.0, 5.0, 0.5).unwrap());
+        b.output(o);
+        // Equal weights and delays per projection: a population's neurons fire together.
+        let full = |r, c, w, d| (DMatrix::from_element(r, c, w), DMatrix::from_element(r, c, d));
+        let (w, d) = full(21, 4, 3.0, 0.0);
+        b.connect(i, h1, w, d);
+        let (w, d) = full(19, 21, 0.5, 1.0);
+        b.connect(h1, h2, w, d);
+        let (w, d) = full(11, 21, 0.4, 2.0);
+        b.connect(h1, o, w, d);
+        let (w, d) = full(11, 19, 0.3, 1.0);
+        b.connect(h2, o, w, d);
+        let net = b.build().unwrap();
+        let times: Vec<f64> = (0..24).map(|k| (k / 4) as f64 * 2.0).collect();
+        let neurons: Vec<u32> = (0..24).map(|k| k % 4).collect();
+        let batch = train(&times, &neurons, 4);
+        let e = engine(20.0, ReadoutKind::MaxVoltage, 0.5);
+        assert!(e.plan(&net).unwrap().is_layered());
+        let pull = e.run(&net, batch.sample(0)).unwrap();
+        let sp = &pull.spikes;
+        let steps: Vec<usize> = sp.times.iter().map(|&t| e.step_of(t)).collect();
+        assert_eq!(e.plan(&net).unwrap().layers(), Some(&[3, 1, 2][..]));
+        for (k, pop) in [("h2", 4..23), ("out", 23..34), ("h1", 34..55)] {
+            let n = sp.neurons.iter().filter(|&&g| pop.contains(&(g as usize))).count();
+            assert!(n >= 2 * pop.len(), "population {k}: {n} spikes");
+        }
+        let shared = steps.windows(2).filter(|w| w[0] == w[1]).count();
+        assert!(shared > 50, "{shared} spikes share a step with the previous one");
+        for k in 1..steps.len() {
+            assert!((steps[k - 1], sp.neurons[k - 1]) < (steps[k], sp.neurons[k]), "record out of order at {k}");
+        }
+        assert_eq!(pull, e.clone().with_delivery(Delivery::Push).run(&net, batch.sample(0)).unwrap());
     }
 
     #[test]

@@ -1057,7 +1057,7 @@ impl Layered {
             let in_ev =
                 input.times[..n_input].iter().zip(inputs).map(|(&t, g)| (g, (engine.step_of(t) as u32, u32::MAX)));
             let (steps_of, rank) = (&self.spike_step, &self.rank);
-            let sp_ev = (0..spikes.len()).map(|k| (spikes.neurons[k] as usize, (steps_of[k], rank[k])));
+            let sp_ev = spikes.neurons.iter().zip(steps_of).zip(rank).map(|((&g, &t), &r)| (g as usize, (t, r)));
             self.by_src.sort(n, in_ev.chain(sp_ev), &mut self.src_ev);
         }
 
