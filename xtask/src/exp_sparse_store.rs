@@ -10,8 +10,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sparse_bp::paper::{MnistSetup, StageStore};
+
+use crate::attack_log::fingerprint;
 use sparse_bp::{Result as SbpResult, SparseBpError};
 
 /// Version of the folder's layout and of [`Identity`] (1: `<stage>.bin` of kind
@@ -46,14 +47,7 @@ impl Identity {
     /// The identity of a run of `setup` with `seed` on the given training and held-out images
     /// (`(pixels, labels)`, row-major bytes as in the IDX files).
     pub fn new(setup: &MnistSetup, seed: u64, train: (&[u8], &[u8]), held_out: (&[u8], &[u8])) -> Self {
-        let hash = |(px, labels): (&[u8], &[u8])| {
-            let mut h = Sha256::new();
-            h.update((px.len() as u64).to_le_bytes());
-            h.update(px);
-            h.update((labels.len() as u64).to_le_bytes());
-            h.update(labels);
-            hex(&h.finalize())
-        };
+        let hash = |(px, labels): (&[u8], &[u8])| fingerprint([px, labels]);
         let recipe = serde_json::to_string(setup).unwrap_or_default();
         Self {
             format: STORE_FORMAT,
@@ -63,7 +57,7 @@ impl Identity {
             n_val: setup.n_val,
             train_data: hash(train),
             held_out_data: hash(held_out),
-            recipe: hex(&Sha256::digest(recipe.as_bytes())),
+            recipe: fingerprint([recipe.as_bytes()]),
         }
     }
 
@@ -85,10 +79,6 @@ impl Identity {
         cmp("recipe", self.recipe.clone(), other.recipe.clone());
         d
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why the training folder cannot be used.
