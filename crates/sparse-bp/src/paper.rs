@@ -555,6 +555,24 @@ pub fn mnist(scale: Scale) -> MnistSetup {
     }
 }
 
+/// The shallow models of [`MnistSetup::train_shallow_resumable`] and what they were trained from.
+pub struct ShallowTrained {
+    /// `bp`, `gbp`, `pgbp` (after their end-to-end training, if it is on).
+    pub pursuit: Vec<(&'static str, PursuitClassifier)>,
+    /// The BP dictionary as learned without labels (before any end-to-end training).
+    pub dict_bp: DMatrix<f64>,
+    /// The class-structured group dictionary as learned (before any end-to-end training).
+    pub dict_group: DMatrix<f64>,
+    /// Mean reconstruction error of the BP dictionary.
+    pub dict_recon_bp: f64,
+    /// Mean reconstruction error of the group dictionary (weighted over its class blocks).
+    pub dict_recon_group: f64,
+    /// The end-to-end training of `bp`, `gbp`, `pgbp` (empty if it is off).
+    pub reports: Vec<(String, TrainingReport)>,
+    /// Measured seconds of every stage.
+    pub timing: Vec<StageTime>,
+}
+
 /// Everything [`MnistSetup::train`] trained.
 pub struct MnistModels {
     /// The shallow pursuit models and approximators.
@@ -672,6 +690,110 @@ impl MnistSetup {
         store: &mut dyn StageStore,
     ) -> Result<MnistModels> {
         use std::time::Instant;
+        let (group, lambda_bp, gamma_gbp) = (self.group, self.lambda_bp, self.gamma_gbp);
+        let sz = &self.sizes;
+        let n = x_train.ncols();
+        let (shallow, mut norms_train) = self.shallow_stages(x_train, labels, x_val, l_val, seed, store)?;
+        let ShallowTrained {
+            pursuit,
+            dict_bp: d_bp,
+            dict_group: d_g,
+            dict_recon_bp: rec_bp,
+            dict_recon_group: rec_g,
+            mut reports,
+            mut timing,
+        } = shallow;
+        let ce = TaskLoss::CrossEntropy;
+        let pgbp = &pursuit[2].1;
+        let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed };
+        let ((approx, approx_info), loaded) = run_stage(store, "approximators", &mut timing, |timing| {
+            let norms = match norms_train.take() {
+                Some(f) => f,
+                None => pgbp.features(x_train)?,
+            };
+            let t = Instant::now();
+            let (approx, info) = train_approximators(x_train, &norms, &pgbp.classifier, ce, 28, 16, &afit, seed)?;
+            timing.push(stage("approximators", "all", t, n, afit.epochs));
+            let approx: Vec<Approximator> = approx.into_iter().map(|(_, a)| a).collect();
+            let info: Vec<StoredApproxInfo> = info.into_iter().map(StoredApproxInfo::from).collect();
+            Ok((approx, info))
+        })?;
+        let approx = approx
+            .into_iter()
+            .zip(APPROXIMATORS)
+            .map(|(a, name)| Ok((name, checked(a, loaded, store, "approximators")?)))
+            .collect::<Result<Approximators>>()?;
+        let approx_info = approx_info
+            .into_iter()
+            .map(|i| i.into_info(store, "approximators"))
+            .collect::<Result<Vec<ApproxInfo>>>()?;
+        if approx.len() != APPROXIMATORS.len() || approx_info.len() != APPROXIMATORS.len() {
+            return Err(SparseBpError::Stage {
+                stage: "approximators".to_owned(),
+                location: store.location("approximators"),
+                reason: format!(
+                    "holds {} approximators and {} descriptions, expected {}",
+                    approx.len(),
+                    approx_info.len(),
+                    APPROXIMATORS.len()
+                ),
+            });
+        }
+        tracing::info!("approximators trained");
+        let held_out = (x_val, l_val);
+        let (deep, deep_info, deep_reports, deep_timing) = train_deep_resumable(
+            x_train,
+            labels,
+            held_out,
+            (&d_bp, lambda_bp),
+            (&d_g, gamma_gbp, group),
+            &self.deep,
+            seed,
+            store,
+        )?;
+        reports.extend(deep_reports);
+        timing.extend(deep_timing);
+        tracing::info!("3-layer models trained");
+        Ok(MnistModels {
+            shallow: ShallowModels { pursuit, approx, approx_info },
+            deep,
+            deep_info,
+            dict_recon_bp: rec_bp,
+            dict_recon_group: rec_g,
+            reports,
+            timing,
+        })
+    }
+
+    /// The shallow part of [`MnistSetup::train_resumable`] alone, through `store`: the
+    /// dictionaries, BP, GBP and PGBP with their classifiers on the codes and (with
+    /// [`MnistSetup::end_to_end`] on) their end-to-end training, the same stages under the same
+    /// names (`dictionary-bp` ... `end-to-end-pgbp`); no approximators, no 3-layer models.
+    pub fn train_shallow_resumable(
+        &self,
+        x_train: &DMatrix<f64>,
+        labels: &[usize],
+        x_val: &DMatrix<f64>,
+        l_val: &[usize],
+        seed: u64,
+        store: &mut dyn StageStore,
+    ) -> Result<ShallowTrained> {
+        Ok(self.shallow_stages(x_train, labels, x_val, l_val, seed, store)?.0)
+    }
+
+    /// [`MnistSetup::train_shallow_resumable`], with the PGBP features of the training images
+    /// if this call computed them and they are still those of the returned PGBP (no end-to-end
+    /// training).
+    fn shallow_stages(
+        &self,
+        x_train: &DMatrix<f64>,
+        labels: &[usize],
+        x_val: &DMatrix<f64>,
+        l_val: &[usize],
+        seed: u64,
+        store: &mut dyn StageStore,
+    ) -> Result<(ShallowTrained, Option<DMatrix<f64>>)> {
+        use std::time::Instant;
         let (atoms, group, lambda_bp, gamma_gbp) = (self.atoms, self.group, self.lambda_bp, self.gamma_gbp);
         let sz = &self.sizes;
         let n = x_train.ncols();
@@ -783,65 +905,18 @@ impl MnistSetup {
             norms_train = None; // the fine-tuned PGBP's
         }
         tracing::info!("shallow classifiers trained");
-        let pgbp = &pursuit[2].1;
-        let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed };
-        let ((approx, approx_info), loaded) = run_stage(store, "approximators", &mut timing, |timing| {
-            let norms = match norms_train.take() {
-                Some(f) => f,
-                None => pgbp.features(x_train)?,
-            };
-            let t = Instant::now();
-            let (approx, info) = train_approximators(x_train, &norms, &pgbp.classifier, ce, 28, 16, &afit, seed)?;
-            timing.push(stage("approximators", "all", t, n, afit.epochs));
-            let approx: Vec<Approximator> = approx.into_iter().map(|(_, a)| a).collect();
-            let info: Vec<StoredApproxInfo> = info.into_iter().map(StoredApproxInfo::from).collect();
-            Ok((approx, info))
-        })?;
-        let approx = approx
-            .into_iter()
-            .zip(APPROXIMATORS)
-            .map(|(a, name)| Ok((name, checked(a, loaded, store, "approximators")?)))
-            .collect::<Result<Approximators>>()?;
-        let approx_info = approx_info
-            .into_iter()
-            .map(|i| i.into_info(store, "approximators"))
-            .collect::<Result<Vec<ApproxInfo>>>()?;
-        if approx.len() != APPROXIMATORS.len() || approx_info.len() != APPROXIMATORS.len() {
-            return Err(SparseBpError::Stage {
-                stage: "approximators".to_owned(),
-                location: store.location("approximators"),
-                reason: format!(
-                    "holds {} approximators and {} descriptions, expected {}",
-                    approx.len(),
-                    approx_info.len(),
-                    APPROXIMATORS.len()
-                ),
-            });
-        }
-        tracing::info!("approximators trained");
-        let held_out = (x_val, l_val);
-        let (deep, deep_info, deep_reports, deep_timing) = train_deep_resumable(
-            x_train,
-            labels,
-            held_out,
-            (&d_bp, lambda_bp),
-            (&d_g, gamma_gbp, group),
-            &self.deep,
-            seed,
-            store,
-        )?;
-        reports.extend(deep_reports);
-        timing.extend(deep_timing);
-        tracing::info!("3-layer models trained");
-        Ok(MnistModels {
-            shallow: ShallowModels { pursuit, approx, approx_info },
-            deep,
-            deep_info,
-            dict_recon_bp: rec_bp,
-            dict_recon_group: rec_g,
-            reports,
-            timing,
-        })
+        Ok((
+            ShallowTrained {
+                pursuit,
+                dict_bp: d_bp,
+                dict_group: d_g,
+                dict_recon_bp: rec_bp,
+                dict_recon_group: rec_g,
+                reports,
+                timing,
+            },
+            norms_train,
+        ))
     }
 }
 
