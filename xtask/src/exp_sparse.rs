@@ -1225,8 +1225,9 @@ fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
     };
     format!(
         "\n### 3-layer models (white-box, columns as above, I-FGSM {} steps, {} training / {} test images)\n\n\
-         Layer 1 = the shallow model's dictionary (BP's for `lbp`/`dp`, the class-structured group dictionary for the \
-         others); layers 2 and 3 ({:?} atoms, groups of 8 for the group models) learned greedily on the previous \
+         Layer 1 = BP's dictionary for `lbp`/`dp`; for the others a class-structured group dictionary learned like \
+         the shallow one but with the layer-1 group penalty {} (`layer1_group_gamma`; the shallow GBP/PGBP use \
+         `gamma_gbp`); layers 2 and 3 ({:?} atoms, groups of 8 for the group models) learned greedily on the previous \
          layer's codes with penalty {} x median input-code norm (weights l1 {}, group {}). `l*` = layered pursuit \
          (`Gamma_j = BP(D_j, Gamma_(j-1))`, gradient: implicit-differentiation VJPs chained layer by layer); \
          `*dp` = Deep Pursuit, all layers jointly, solved as the stacked shallow group-BP problem (gradient: one \
@@ -1238,6 +1239,7 @@ fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
         cfg.steps,
         cfg.n_train,
         cfg.n_test,
+        cfg.group_gamma,
         cfg.atoms,
         cfg.frac,
         w("weights_l1"),

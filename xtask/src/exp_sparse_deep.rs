@@ -16,6 +16,7 @@ use crate::harness::{DynResult, progress};
 pub fn config_json(cfg: &DeepConfig) -> Value {
     json!({"n_train": cfg.n_train, "n_test": cfg.n_test, "eps": cfg.eps, "steps": cfg.steps,
            "dict_epochs": cfg.dict_epochs, "atoms_layers_2_3": cfg.atoms, "penalty_frac": cfg.frac,
+           "layer1_group_gamma": cfg.group_gamma,
            "clf_epochs": cfg.clf_epochs, "solver_tol": cfg.tol, "end_to_end_epochs": cfg.end_to_end.epochs,
            "end_to_end_patience": cfg.end_to_end.patience, "n_val": cfg.n_val,
            "n_train_reason": sparse_bp::paper::DEEP_TRAIN_REASON})

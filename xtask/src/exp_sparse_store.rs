@@ -267,6 +267,42 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The recipe hash covers the group penalties (issue 20): a folder written by the recipe
+    /// before the shallow `gamma_gbp` went from 2.0 to 4.0 and `DeepConfig::group_gamma` was added
+    /// (same preset, seed and data; its recipe JSON rebuilt from today's by undoing both) is
+    /// refused with `recipe` as the one differing field, and so is a recipe that differs only
+    /// in either penalty.
+    #[test]
+    fn old_recipe_store_is_refused() {
+        let (train, held_out) = ((&[0u8, 1, 2, 3][..], &[1u8][..]), (&[9u8; 4][..], &[2u8][..]));
+        let setup = mnist(Scale::Full);
+        assert_eq!((setup.gamma_gbp, setup.deep.group_gamma), (4.0, 2.0));
+        let now = Identity::new(&setup, 1, train, held_out);
+        let json = serde_json::to_string(&setup).unwrap();
+        assert_eq!(now.recipe, fingerprint([json.as_bytes()]));
+        let (new_gamma, new_field) = ("\"gamma_gbp\":4.0,", "\"group_gamma\":2.0,");
+        assert_eq!((json.matches(new_gamma).count(), json.matches(new_field).count()), (1, 1), "{json}");
+        let old_json = json.replace(new_gamma, "\"gamma_gbp\":2.0,").replace(new_field, "");
+        let old = Identity { recipe: fingerprint([old_json.as_bytes()]), ..now.clone() };
+        let dir = temp("old-recipe");
+        DirStore::open(&dir, &old).unwrap();
+        match DirStore::open(&dir, &now).unwrap_err() {
+            StoreError::Mismatch { differences, .. } => {
+                assert_eq!(differences.iter().map(|d| d.0).collect::<Vec<_>>(), ["recipe"]);
+            }
+            other => panic!("{other}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut gamma = setup.clone();
+        gamma.gamma_gbp = 2.0;
+        let mut deep_gamma = setup.clone();
+        deep_gamma.deep.group_gamma = 4.0;
+        for other in [gamma, deep_gamma] {
+            let d = now.differences(&Identity::new(&other, 1, train, held_out));
+            assert_eq!(d.iter().map(|d| d.0).collect::<Vec<_>>(), ["recipe"]);
+        }
+    }
+
     /// Stages round-trip through the folder; a truncated stage file is an error that names
     /// the file; an absent stage is `None`.
     #[test]

@@ -5,7 +5,7 @@
 //! Sizes (atoms of layers 1 -> 2 -> 3): ours 256 -> 128 -> 256 for both; the thesis's
 //! LBP/DP 128 -> 256 -> 4096 and pooled 128 -> 256 -> 512. Each chain is learned here
 //! without labels as in `paper::train_deep` (layer 1 on the images with the MNIST preset's
-//! penalty 2.0, layers 2 and 3 on the previous layer's codes with penalty 0.03 x median code
+//! layer-1 penalty 2.0 (`lambda_bp`, `DeepConfig::group_gamma`), layers 2 and 3 on the previous layer's codes with penalty 0.03 x median code
 //! norm; one dictionary epoch each, a plain group dictionary for layer 1 of the pooled model
 //! instead of the class-structured one), a softmax classifier is trained on the codes, and
 //! then the model is trained end to end with the full preset's recipe
@@ -15,7 +15,8 @@
 //! from epoch 1's codes: 2-epoch run minus 1-epoch run), and the memory of the stored codes.
 //!
 //! `which = shallow` times the same two runs for the shallow BP and PGBP models instead (256
-//! atoms, groups of 8, penalty 2.0, FISTA to a relative duality gap of `1e-5` as in
+//! atoms, groups of 8, penalty 2.0 — the preset's before issue 20 raised the shallow group
+//! penalty `gamma_gbp` to 4.0 —, FISTA to a relative duality gap of `1e-5` as in
 //! `MnistSetup::train`; dictionary learned here for one epoch, not class-structured), and
 //! also epoch 2 without warm starts (2-epoch cold run minus the 1-epoch run).
 //!

@@ -13,11 +13,13 @@ use sparse_bp::train::{ModelFile, encode_model};
 use sparse_bp::{Result, SparseBpError};
 
 /// The quick preset cut down to 28 pixels (one token of the linear transformer), 64 atoms in
-/// 32 groups of 2, small penalties, one or two epochs of everything, end-to-end training on.
+/// 32 groups of 2, small penalties (the 3-layer group models' layer 1 its own), one or two epochs of everything, end-to-end training on.
 fn tiny() -> MnistSetup {
     let mut s = paper::mnist(Scale::Quick);
     (s.atoms, s.group, s.dict_epochs) = (64, 2, 1);
     (s.lambda_bp, s.gamma_gbp) = (0.1, 0.1);
+    // the 3-layer group models' own layer-1 penalty: stage dictionary-group-deep
+    s.deep.group_gamma = 0.2;
     (s.sizes.clf_epochs, s.sizes.approx_epochs) = (2, 1);
     s.end_to_end.epochs = 1;
     s.end_to_end.batch_size = 20;
@@ -87,7 +89,7 @@ impl StageStore for Killing<'_> {
 }
 
 /// The stages in the order a run computes them.
-const STAGES: [&str; 17] = [
+const STAGES: [&str; 18] = [
     "dictionary-bp",
     "dictionary-group",
     "shallow-bp",
@@ -97,6 +99,7 @@ const STAGES: [&str; 17] = [
     "end-to-end-gbp",
     "end-to-end-pgbp",
     "approximators",
+    "dictionary-group-deep",
     "deep-chain-l1",
     "deep-chain-group",
     "deep-lbp",
@@ -152,7 +155,8 @@ fn assert_same(a: &MnistModels, b: &MnistModels, what: &str) {
 /// Killed while storing stage `k` (so stages `0..k` are stored), then resumed with the same
 /// store: the resumed run loads exactly those `k` stages and equals an uninterrupted run bit
 /// for bit. `k` covers the dictionaries, the shallow models, their end-to-end training, the
-/// approximators, the 3-layer chains and the 3-layer models.
+/// approximators, the 3-layer group models' layer-1 dictionary, the 3-layer chains and the
+/// 3-layer models.
 #[test]
 fn a_killed_run_resumes_bit_for_bit() {
     let setup = tiny();
@@ -169,7 +173,7 @@ fn a_killed_run_resumes_bit_for_bit() {
     let plain = setup.train(&x, &l, &xv, &lv, SEED).unwrap();
     assert_same(&uninterrupted, &plain, "train vs train_resumable");
 
-    for k in [0, 3, 6, 8, 10, 12, 16] {
+    for k in [0, 3, 6, 8, 9, 11, 13, 17] {
         let mut store = MemoryStore::default();
         let err = train(&setup, &mut Killing::new(&mut store, Some(k))).err().expect("killed");
         assert!(
@@ -261,4 +265,35 @@ fn damaged_stages_are_typed_errors() {
     // the undamaged store resumes
     let mut s = good;
     assert!(train(&setup, &mut s).is_ok());
+}
+
+/// The 3-layer models do not depend on the shallow group penalty (issue 20): their layer-1
+/// group dictionary is learned with `deep.group_gamma` in its own stage when the shallow
+/// `gamma_gbp` differs, and is the shallow dictionary (no extra stage) when it is the same, so
+/// both runs give the same 3-layer models bit for bit.
+#[test]
+fn deep_models_keep_their_layer_1_group_penalty() {
+    let mut own = tiny();
+    own.end_to_end.epochs = 0;
+    let mut shared = own.clone();
+    shared.gamma_gbp = own.deep.group_gamma;
+    assert_ne!(own.gamma_gbp, own.deep.group_gamma);
+    let (mut s_own, mut s_shared) = (MemoryStore::default(), MemoryStore::default());
+    let a = train(&own, &mut s_own).unwrap();
+    let b = train(&shared, &mut s_shared).unwrap();
+    assert!(s_own.stages().contains(&"dictionary-group-deep"));
+    assert!(!s_shared.stages().contains(&"dictionary-group-deep"));
+    assert_eq!(s_own.stages().len(), s_shared.stages().len() + 1);
+    // the shallow group models differ (their penalty), the 3-layer models do not
+    assert!(fingerprint(&a.shallow.pursuit[1].1) != fingerprint(&b.shallow.pursuit[1].1));
+    assert_eq!(a.deep.len(), 6);
+    for (ma, mb) in a.deep.iter().zip(&b.deep) {
+        assert_eq!(ma.name(), mb.name());
+        assert!(fingerprint(ma) == fingerprint(mb), "{} differs", ma.name());
+    }
+    assert_eq!(a.deep_info.group, b.deep_info.group);
+    // the extra dictionary is timed as a dictionary-group stage of model `deep`
+    let deep_dict = a.timing.iter().filter(|t| t.stage == "dictionary-group" && t.model == "deep").count();
+    assert_eq!(deep_dict, 1);
+    assert!(!b.timing.iter().any(|t| t.model == "deep"));
 }

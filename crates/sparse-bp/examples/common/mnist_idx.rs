@@ -53,13 +53,28 @@ pub struct Standardised {
 
 /// Loads and standardises ([`Standardised`]).
 pub fn load_standardised(dir: &str, n_train: usize, n_test: usize) -> Result<Standardised, BoxError> {
-    let (px_train, y_train) = load(dir, "train", n_train)?;
+    Ok(load_standardised_held_out(dir, n_train, 0, n_test)?.0)
+}
+
+/// [`load_standardised`], plus the `n_val` training-split images after the first `n_train`
+/// (held out, e.g. for early stopping) and their labels, standardised like the rest (with the
+/// `n_train` training images' mean and deviation, as `cargo xtask reproduce sparse-mnist`).
+pub fn load_standardised_held_out(
+    dir: &str,
+    n_train: usize,
+    n_val: usize,
+    n_test: usize,
+) -> Result<(Standardised, DMatrix<f64>, Vec<usize>), BoxError> {
+    let (px_split, y_split) = load(dir, "train", n_train + n_val)?;
+    let px_train = px_split.columns(0, n_train).into_owned();
+    let px_val = px_split.columns(n_train, n_val).into_owned();
+    let (y_train, y_val) = (y_split[..n_train].to_vec(), y_split[n_train..].to_vec());
     let (px_test, y_test) = load(dir, "t10k", n_test)?;
     let n = px_train.len() as f64;
     let mean = px_train.sum() / n;
     let std = (px_train.map(|p| (p - mean) * (p - mean)).sum() / n).sqrt();
     let stdz = Standardisation::new(mean, std)?;
     let space = InputSpace::new(stdz, Some((0.0, 1.0)))?;
-    let (x_train, x_test) = (stdz.standardise(&px_train), stdz.standardise(&px_test));
-    Ok(Standardised { x_train, y_train, x_test, y_test, stdz, space })
+    let (x_train, x_val, x_test) = (stdz.standardise(&px_train), stdz.standardise(&px_val), stdz.standardise(&px_test));
+    Ok((Standardised { x_train, y_train, x_test, y_test, stdz, space }, x_val, y_val))
 }
