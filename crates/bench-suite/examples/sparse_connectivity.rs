@@ -11,11 +11,21 @@
 //! (T(1) - T(0))` with the measured fraction of synapses for `p`. The last column is the floor's
 //! share of each configuration's time, `T(0) / T(p)`.
 //!
+//! The same networks are also run stored dense, masked (`workload::mask_dense`: the sparse
+//! network's synapses, weights and delays in dense matrices, zeros elsewhere; the same
+//! computation up to summation order, at the dense path's cost), at p = 0.5, 0.1 and 0. The
+//! "synaptic part" column takes each configuration net of the p = 0 floor of its own storage:
+//! `((T(p) - T(0)) / (S(p) - S(0)))` with sparse `T(0)` for the sparse rows and masked-dense `T(0)`
+//! for the dense and masked rows (`S` counting the mask's synapses), over the same for the dense
+//! network. A dense projection with zero weights still delivers every input event, so the dense
+//! storage's floor keeps that work: its synaptic part is what hidden activity adds, and the masked
+//! rows show how the dense path's cost follows the kept synapses (it barely does).
+//!
 //! The sparse networks keep the dense network's values on a random mask (`workload::sparsify`:
 //! `fixed_probability`, seed 1 and 2) with the sparse weights scaled by `1/p`, so that every hidden neuron gets about
 //! the same drive and the hidden activity stays comparable (otherwise a 10 % network is simply
-//! silent and "fast"). Costs are CPU seconds of this process (user + system, 10 ms ticks: use
-//! enough samples) per sample, robust to other load on a shared machine; compare the ratios
+//! silent and "fast"). Costs are CPU seconds of this process (user + system, all threads,
+//! `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` through `workload::process_cpu_seconds`) per sample, robust to other load on a shared machine; compare the ratios
 //! within one run. Under the default pull delivery the feedforward network pulls every
 //! projection (sparse ones through `SparsePull`) and trains with the layered sweep; the
 //! recurrent one pulls its input projection and pushes the others.
@@ -43,7 +53,17 @@ struct Row {
     train_cpu: f64,
 }
 
-fn measure(label: &str, net: &Network, batch: &SpikeTrains) -> Row {
+/// One configuration: label, network, synapses (stored, or kept by the mask for a masked dense
+/// network) and the index of its storage's p = 0 floor in the list.
+struct Config {
+    label: String,
+    net: Network,
+    synapses: usize,
+    floor: usize,
+}
+
+fn measure(config: &Config, batch: &SpikeTrains) -> Row {
+    let Config { label, net, synapses, .. } = config;
     let engine = workload::engine();
     let plan = engine.plan(net).expect("plan");
     // Forward: every sample once to warm up, then timed.
@@ -52,37 +72,45 @@ fn measure(label: &str, net: &Network, batch: &SpikeTrains) -> Row {
     for (s, r) in recs.iter_mut().enumerate() {
         engine.run_planned(net, &plan, batch.sample(s), &mut state, r).expect("forward");
     }
-    let t0 = workload::cpu_seconds();
+    let t0 = workload::process_cpu_seconds();
     for (s, r) in recs.iter_mut().enumerate() {
         engine.run_planned(net, &plan, batch.sample(s), &mut state, r).expect("forward");
     }
-    let forward_cpu = (workload::cpu_seconds() - t0) / batch.len() as f64;
+    let forward_cpu = (workload::process_cpu_seconds() - t0) / batch.len() as f64;
     // Training: forward + backward of the batch and one optimiser step.
     let mut trained = net.clone();
     let mut opt = workload::paper_optimiser(&trained, LrSchedule::constant(), 150.0);
-    let t0 = workload::cpu_seconds();
+    let t0 = workload::process_cpu_seconds();
     let mut g = workload::train_step(&engine, &trained, batch);
     g.scale_mut(1.0 / batch.len() as f64);
     opt.step(&mut trained, &g, 0).expect("optimiser step");
-    let train_cpu = (workload::cpu_seconds() - t0) / batch.len() as f64;
+    let train_cpu = (workload::process_cpu_seconds() - t0) / batch.len() as f64;
     let spikes = recs.iter().map(|r| r.spikes.len()).sum::<usize>() as f64 / recs.len() as f64;
-    Row {
-        label: label.into(),
-        synapses: net.num_synapses(),
-        events: events(net, batch, &recs),
-        spikes,
-        forward_cpu,
-        train_cpu,
-    }
+    Row { label: label.clone(), synapses: *synapses, events: events(net, batch, &recs), spikes, forward_cpu, train_cpu }
 }
 
-/// The networks of one workload: dense, then sparse at each of `ps`.
-fn workload_nets(dense: &Network, ps: &[f64]) -> Vec<(String, Network)> {
-    let mut nets = vec![("dense (p = 1.0)".to_string(), dense.clone())];
+/// The configurations of one workload: dense, then sparse at each of `ps` (the last being 0),
+/// then the dense network masked as the sparse ones at each of `masked` (the last being 0): the
+/// same synapses stored dense (`workload::mask_dense`). Each configuration's floor is the p = 0
+/// configuration of its storage (the dense network's that of the masked ones).
+fn workload_nets(dense: &Network, ps: &[f64], masked: &[f64]) -> Vec<Config> {
+    let sparse_floor = ps.len();
+    let dense_floor = ps.len() + masked.len();
+    let mut nets = vec![Config {
+        label: "dense (p = 1.0)".into(),
+        net: dense.clone(),
+        synapses: dense.num_synapses(),
+        floor: dense_floor,
+    }];
     for &p in ps {
         let net = sparsify(dense, p);
         assert!(net.connection(ConnectionId(0)).is_sparse());
-        nets.push((format!("sparse p = {p}"), net));
+        let synapses = net.num_synapses();
+        nets.push(Config { label: format!("sparse p = {p}"), net, synapses, floor: sparse_floor });
+    }
+    for &p in masked {
+        let (net, synapses) = workload::mask_dense(dense, p);
+        nets.push(Config { label: format!("dense masked p = {p}"), net, synapses, floor: dense_floor });
     }
     nets
 }
@@ -103,6 +131,8 @@ fn main() {
     let mut rng = Rng(19);
     let batch = workload::shd_like_batch(samples, &mut rng);
     let ps = [1.0, 0.5, 0.1, 0.0];
+    // The dense network masked as the sparse ones (1.0 is the dense network itself).
+    let masked = [0.5, 0.1, 0.0];
     let workloads = [
         ("700-512r-20 (recurrent: input projection pulled, the rest pushed)", workload::recurrent_net(&mut rng, 150.0)),
         (
@@ -118,22 +148,24 @@ fn main() {
         rayon::current_num_threads()
     );
     for (name, dense) in &workloads {
-        let nets = workload_nets(dense, &ps);
+        let nets = workload_nets(dense, &ps, &masked);
         let mut runs: Vec<Vec<Row>> = (0..nets.len()).map(|_| Vec::new()).collect();
         for _ in 0..reps {
-            for ((label, net), runs) in nets.iter().zip(&mut runs) {
-                runs.push(measure(label, net, &batch));
+            for (config, runs) in nets.iter().zip(&mut runs) {
+                runs.push(measure(config, &batch));
             }
         }
         println!("\n{name}");
         println!(
             "| connectivity | synapses | hidden spikes / sample | synaptic events / sample | forward samples/s (CPU) | \
              training samples/s (CPU) | time per synapse vs dense, forward / training | the same net of p = 0 | \
+             synaptic part per synapse vs dense, each storage net of its own p = 0, forward / training | \
              time per event vs dense, net of p = 0 | p = 0's share of the time, forward / training |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-        let (dense_runs, floor) = (&runs[0], &runs[runs.len() - 1]);
-        for rows in &runs {
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let sparse_floor = nets[1].floor;
+        let (dense_runs, floor) = (&runs[0], &runs[sparse_floor]);
+        for (config, rows) in nets.iter().zip(&runs) {
             // Per repetition, against the dense and p = 0 runs of the same repetition; `per`
             // picks the unit (synapses or delivered events), `net` subtracts the p = 0 run.
             let ratio = |f: Of, per: Of, net: bool| {
@@ -146,6 +178,19 @@ fn main() {
                     .collect();
                 if x.iter().all(|v| v.is_finite()) { spread(x) } else { "-".into() }
             };
+            // The synaptic part: this configuration net of its own storage's floor, per synapse
+            // over the floor's, against the dense network net of the dense storage's floor.
+            let (own, dense_own) = (&runs[config.floor], &runs[nets[0].floor]);
+            let synaptic = |f: Of| {
+                let x: Vec<f64> = (0..reps)
+                    .map(|k| {
+                        let (r, z, d, dz) = (&rows[k], &own[k], &dense_runs[k], &dense_own[k]);
+                        let part = |r: &Row, z: &Row| (f(r) - f(z)) / (r.synapses as f64 - z.synapses as f64);
+                        part(r, z) / part(d, dz)
+                    })
+                    .collect();
+                if x.iter().all(|v| v.is_finite()) { spread(x) } else { "-".into() }
+            };
             let fwd: Of = |r| r.forward_cpu;
             let train: Of = |r| r.train_cpu;
             let syn: Of = |r| r.synapses as f64;
@@ -154,7 +199,7 @@ fn main() {
             let share = |f: Of| spread((0..reps).map(|k| f(&floor[k]) / f(&rows[k])).collect());
             let r = &rows[0];
             println!(
-                "| {} | {} | {:.0} | {:.2} M | {} | {} | {} / {} | {} / {} | {} / {} | {} / {} |",
+                "| {} | {} | {:.0} | {:.2} M | {} | {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} |",
                 r.label,
                 r.synapses,
                 r.spikes,
@@ -165,6 +210,8 @@ fn main() {
                 ratio(train, syn, false),
                 ratio(fwd, syn, true),
                 ratio(train, syn, true),
+                synaptic(fwd),
+                synaptic(train),
                 ratio(fwd, ev, true),
                 ratio(train, ev, true),
                 share(fwd),

@@ -30,6 +30,35 @@ pub fn cpu_seconds() -> f64 {
     (f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime")) / 100.0
 }
 
+/// CPU seconds of this process so far, every thread, user + system, from
+/// `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (nanosecond resolution, unlike the 10 ms ticks of
+/// [`cpu_seconds`], so that short configurations are timed as well as long ones); on a platform
+/// without it, [`cpu_seconds`]. Like it, robust to other processes' load on a shared machine.
+pub fn process_cpu_seconds() -> f64 {
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    {
+        /// `struct timespec` of 64-bit Linux (glibc and musl).
+        #[repr(C)]
+        struct Timespec {
+            tv_sec: i64,
+            tv_nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        /// `CLOCK_PROCESS_CPUTIME_ID` of `<time.h>` on Linux.
+        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+        let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid, writable `struct timespec`; the C library's `clock_gettime`
+        // (linked by std on Linux) writes only it.
+        let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    cpu_seconds()
+}
+
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -110,14 +139,19 @@ pub fn feedforward_net(rng: &mut Rng, max_delay: f64) -> Network {
     b.build().unwrap()
 }
 
-/// `dense` with its input and hidden projections (every one but the readout's) stored sparse,
-/// kept with probability `p` (`SparseSynapses::fixed_probability`, seed `1 + connection index`)
-/// and their weights scaled by `1/p`, so that every hidden neuron gets about the same drive and
-/// the hidden activity stays comparable (otherwise a 10 % network is simply silent and "fast").
-/// `p = 0` keeps no input or hidden synapse.
-pub fn sparsify(dense: &Network, p: f64) -> Network {
+/// The synapses of connection `k` (`rows x cols`) that `sparsify` and `mask_dense` keep at
+/// probability `p` (`SparseSynapses::fixed_probability`, seed `1 + k`), and the weight scale `1/p`
+/// (1 at `p = 0`, where no synapse is kept and the scale is irrelevant).
+fn kept(rows: usize, cols: usize, k: usize, p: f64) -> (DMatrix<bool>, f64) {
+    let pattern = SparseSynapses::fixed_probability(rows, cols, p, 1 + k as u64).expect("valid p");
+    let mask = DMatrix::from_fn(rows, cols, |j, i| pattern.index(j, i).is_some());
+    (mask, if p > 0.0 { 1.0 / p } else { 1.0 })
+}
+
+/// `dense`'s populations in a new builder, and their ids in it.
+fn same_populations(dense: &Network) -> (NetworkBuilder, Vec<snn_core::PopulationId>) {
     let mut b = NetworkBuilder::new();
-    let pops: Vec<_> = dense
+    let pops = dense
         .populations()
         .iter()
         .map(|q| match q.kind() {
@@ -126,6 +160,16 @@ pub fn sparsify(dense: &Network, p: f64) -> Network {
             snn_core::NeuronKind::Li(l) => b.li(q.name(), q.size(), *l),
         })
         .collect();
+    (b, pops)
+}
+
+/// `dense` with its input and hidden projections (every one but the readout's) stored sparse,
+/// kept with probability `p` (`SparseSynapses::fixed_probability`, seed `1 + connection index`)
+/// and their weights scaled by `1/p`, so that every hidden neuron gets about the same drive and
+/// the hidden activity stays comparable (otherwise a 10 % network is simply silent and "fast").
+/// `p = 0` keeps no input or hidden synapse.
+pub fn sparsify(dense: &Network, p: f64) -> Network {
+    let (mut b, pops) = same_populations(dense);
     for (k, c) in dense.connections().iter().enumerate() {
         let (pre, post) = (pops[c.pre().0], pops[c.post().0]);
         if c.post() == dense.output() {
@@ -133,14 +177,35 @@ pub fn sparsify(dense: &Network, p: f64) -> Network {
             continue;
         }
         let (rows, cols) = c.shape();
-        let pattern = SparseSynapses::fixed_probability(rows, cols, p, 1 + k as u64).expect("valid p");
-        let mask = DMatrix::from_fn(rows, cols, |j, i| pattern.index(j, i).is_some());
-        // (p = 0: no synapse, the scale is irrelevant.)
-        let scale = if p > 0.0 { 1.0 / p } else { 1.0 };
+        let (mask, scale) = kept(rows, cols, k, p);
         let s = SparseSynapses::from_dense(&(c.weights() * scale), c.delays(), &mask).expect("same shapes");
         b.connect_sparse(pre, post, s);
     }
     b.build().expect("valid network")
+}
+
+/// The network of [`sparsify`]`(dense, p)` stored dense: the same synapses, weights and delays,
+/// every other weight of the input and hidden projections zero (a dense, masked projection). It
+/// computes what the sparse one computes (up to the summation order), at the dense path's cost.
+/// Returns the network and its number of synapses with the mask's, i.e. the sparse network's,
+/// count (the readout's included).
+pub fn mask_dense(dense: &Network, p: f64) -> (Network, usize) {
+    let (mut b, pops) = same_populations(dense);
+    let mut kept_synapses = 0;
+    for (k, c) in dense.connections().iter().enumerate() {
+        let (pre, post) = (pops[c.pre().0], pops[c.post().0]);
+        if c.post() == dense.output() {
+            kept_synapses += c.weights().len();
+            b.connect(pre, post, c.weights().clone(), c.delays().clone());
+            continue;
+        }
+        let (rows, cols) = c.shape();
+        let (mask, scale) = kept(rows, cols, k, p);
+        kept_synapses += mask.iter().filter(|&&m| m).count();
+        let w = DMatrix::from_fn(rows, cols, |j, i| if mask[(j, i)] { c.weights()[(j, i)] * scale } else { 0.0 });
+        b.connect(pre, post, w, c.delays().clone());
+    }
+    (b.build().expect("valid network"), kept_synapses)
 }
 
 /// The paper's SSC network: 700 -> 1024 -> 1024 -> 35 feedforward, delays U(0, max_delay) on the

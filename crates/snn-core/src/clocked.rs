@@ -67,8 +67,10 @@
 //! a target's incoming synapses contiguous, each with its source, delay steps and value index,
 //! packed as records of source and delay with the target's lane in its block of 8, the weights
 //! gathered into their order and cached like the dense rows): each block of targets walks its
-//! synapses and, for each, its source's spikes, adding `w` straight into the block's step-major
-//! arrivals at step `t + D` (no per-target timeline to clear and add), so the cost follows the synapses, not the full matrix. A
+//! synapses and, for each, its source's spikes, adding `w` straight into the block's arrivals at
+//! step `t + D` (no per-target timeline to clear and add), so the cost follows the synapses, not
+//! the full matrix. The block is target-major (8 timelines one after the other): the synapses
+//! come target by target, so one target's additions stay within its 8 KiB timeline. A
 //! step's arrivals at a target are then summed source by source rather than in emission order,
 //! so sparse pull equals sparse push up to rounding (spikes identical in the tests, everything
 //! else to 1e-12), not bit for bit.
@@ -416,10 +418,8 @@ pub struct SparsePull {
 }
 
 /// One synapse of a block of [`SparsePull::LANES`] targets of a [`SparsePull`]: its presynaptic
-/// neuron and `off = D * LANES + l` for delay steps `D` and target `l` of the block, so that a
-/// spike at step `t` arrives at `block[t * LANES + off]` of the step-major `(steps + 1) x LANES`
-/// arrival block, and an arrival after the last step at an index past its end (`t + D > steps`
-/// exactly when `t * LANES + off >= (steps + 1) * LANES`, as `l < LANES`).
+/// neuron and `off = D * LANES + l` for delay steps `D` and target `l` of the block: a spike at
+/// step `t` arrives at step `t + off / LANES` of target `off % LANES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PullRec {
     /// Presynaptic neuron (index in its population).
@@ -1002,8 +1002,8 @@ struct PullBuffers {
     pre: Vec<f64>,
     /// `ExpIntegral` readout factors per step.
     fac: Vec<f64>,
-    /// Arrivals of a block of [`LANES`] targets, step-major: `(steps + 1) x LANES` (`(steps + slots) x
-    /// LANES` with sparse pulled projections, see [`fill_block`]).
+    /// Arrivals of a block of [`LANES`] targets, target-major: `LANES` timelines of `steps + slots`
+    /// steps (see [`fill_block`]).
     block: Vec<f64>,
     /// Delay and weight rows of the targets of one pass over the events, interleaved.
     lane_rows: LaneRows,
@@ -1045,11 +1045,13 @@ impl SourceSpikes {
 /// to: for each of the block's synapses (source `i`, target lane `l`, delay `D` steps, weight
 /// `w`, from [`SparsePull::block`] and `w`, the projection's weights in block order) and every
 /// emission step `t` of `i` (`sources`, presynaptic population at global offset `src_off`),
-/// `block[(t + D) LANES + l] += w`. Straight into the step-major block, no per-target timeline.
-/// `block` has rows past step `steps` (see [`fill_block`]): the arrivals after the last step land
-/// there instead of being tested for, so the inner loop has no bounds test; one check per call
-/// (largest emission step and largest offset against the block's length) proves every access in
-/// range, and panics otherwise.
+/// `block[l line_len + t + D] += w`. Straight into the target-major block (`LANES` timelines of
+/// `line_len` steps one after the other, see [`fill_block`]), no per-target timeline: the block's
+/// synapses come target by target, so the additions of one target stay within its timeline
+/// (`8 line_len` bytes, which fits L1 where the whole block does not). Each timeline has rows
+/// past step `steps`: the arrivals after the last step land there instead of being tested for,
+/// so the inner loop has no bounds test; one check per call (largest emission step and largest
+/// delay against the timeline's length) proves every access in range, and panics otherwise.
 ///
 /// Summation order: target by target, each target's synapses by increasing source and each
 /// source's spikes in emission order, starting from zero — the order in which a target summed its
@@ -1057,34 +1059,45 @@ impl SourceSpikes {
 /// for bit. A step's arrivals are summed source by source rather than in emission order as on the
 /// ring: the same values up to the rounding of the sums.
 #[inline]
-fn pull_sparse_block(sp: &SparsePull, b: usize, w: &[f64], sources: &SourceSpikes, src_off: usize, block: &mut [f64]) {
+fn pull_sparse_block(
+    sp: &SparsePull,
+    b: usize,
+    w: &[f64],
+    sources: &SourceSpikes,
+    src_off: usize,
+    (block, line_len): (&mut [f64], usize),
+) {
     let (r, recs) = sp.block(b);
     assert!(
-        (sources.max_step as usize) * LANES + (sp.max_off as usize) < block.len(),
-        "sparse pull delivery: arrivals past the block's rows"
+        block.len() == LANES * line_len && (sources.max_step as usize) + (sp.max_off as usize) / LANES < line_len,
+        "sparse pull delivery: arrivals past the block's timelines"
     );
     let base = block.as_mut_ptr();
     for (rec, &w) in recs.iter().zip(&w[r]) {
         let off = rec.off as usize;
+        // Lane `off % LANES`'s timeline, at the delay `off / LANES`.
+        let at = (off % LANES) * line_len + off / LANES;
         for &t in sources.of(src_off + rec.src as usize) {
-            // SAFETY: `t <= sources.max_step` and `off <= sp.max_off` (the maxima over all steps
-            // and all records), so `t * LANES + off < block.len()` by the assertion above; `base`
-            // is the only live access to `block` here.
-            unsafe { *base.add(t as usize * LANES + off) += w };
+            // SAFETY: `t <= sources.max_step` and `off / LANES <= sp.max_off / LANES` (the maxima
+            // over all steps and all records), so `t + off / LANES < line_len` by the assertion
+            // above and `at + t < (off % LANES + 1) line_len <= LANES line_len == block.len()`;
+            // `base` is the only live access to `block` here.
+            unsafe { *base.add(at + t as usize) += w };
         }
     }
 }
 
 /// The arrivals of targets `j0 .. j0 + lanes` (`j0` a multiple of [`LANES`]) of population `p`
-/// into the first `steps + 1` rows of `block` (step-major rows of `LANES`, cleared here; with
-/// sparse pulled projections `steps + slots` rows, the rows past step `steps` taking the arrivals
-/// after the last step, to be ignored): each sparse pulled projection
-/// summed straight into it ([`pull_sparse_block`], weights `sparse_w` as from
+/// into `block`, target-major: `LANES` timelines of `steps + slots` steps (`block[l (steps +
+/// slots) + n]` for target `j0 + l` at step `n`; the steps past `steps` take the arrivals after
+/// the last step, to be ignored, and lanes past `lanes` are zero). Each sparse pulled projection
+/// is summed straight into it ([`pull_sparse_block`], weights `sparse_w` as from
 /// [`ClockedPlan::pull_sparse_weights`]; `sources` must hold the spikes of their presynaptic
-/// populations), then the dense pulled projections through [`pull_block`] (events in `events`),
-/// their per-target timelines added (copied if there is nothing sparse). A step's arrival at a
-/// target is therefore `dense + sparse` with each part summed as alone — the same, bit for bit,
-/// as adding a target's sparse timeline to its dense one.
+/// populations), then the dense pulled projections through [`pull_block`] (events in `events`):
+/// without sparse projections straight into the block's timelines, otherwise into `line`, whose
+/// timelines are then added. A step's arrival at a target is therefore `dense + sparse` with each
+/// part summed as alone — the same, bit for bit, as adding a target's sparse timeline to its dense
+/// one.
 #[allow(clippy::too_many_arguments)]
 fn fill_block(
     plan: &ClockedPlan,
@@ -1101,16 +1114,24 @@ fn fill_block(
 ) {
     let pp = &plan.pull[p];
     let line_len = steps + plan.slots;
-    let rows = if pp.sparse.is_empty() { steps + 1 } else { line_len };
-    block.clear();
-    block.resize(rows * LANES, 0.0);
+    block.resize(LANES * line_len, 0.0);
+    if pp.sparse.is_empty() {
+        // `pull_block` writes (and first clears) the timelines of lanes `0..lanes`.
+        block[lanes * line_len..].fill(0.0);
+    } else {
+        block.fill(0.0);
+    }
     let mut w_off = 0;
     for sp in &pp.sparse {
         let w = &sparse_w[w_off..w_off + sp.nnz()];
-        pull_sparse_block(sp, j0 / LANES, w, sources, plan.pops[sp.pre].global_off, block);
+        pull_sparse_block(sp, j0 / LANES, w, sources, plan.pops[sp.pre].global_off, (block, line_len));
         w_off += sp.nnz();
     }
-    if !pp.conns.is_empty() {
+    if pp.conns.is_empty() {
+        if pp.sparse.is_empty() {
+            block.fill(0.0);
+        }
+    } else {
         let add = !pp.sparse.is_empty();
         pull_block(pp, j0, lanes, steps, events, line_len, line, w_rows, block, lane_rows, add);
     }
@@ -1152,10 +1173,11 @@ impl PullEvents {
     }
 }
 
-/// Pull delivery to targets `j0 .. j0 + lanes` (`lanes <= LANES`) of the population of `pp`, each
-/// into `line` (see [`pull_lanes`]) and then into `block` step-major, `(steps + 1) x LANES` (zero
-/// on entry, or, with `add`, holding arrivals the timelines are added to; lanes past `lanes`
-/// untouched).
+/// Pull delivery to targets `j0 .. j0 + lanes` (`lanes <= LANES`) of the population of `pp` into
+/// `block`'s target-major timelines (`block[l line_len + n]`, see [`fill_block`]), `K` targets at a
+/// time (see [`pull_lanes`]): straight into the block, or, with `add`, into `line` and then added
+/// to the block's timelines (steps `0..=steps`), which hold arrivals already. Lanes past `lanes`
+/// untouched.
 #[allow(clippy::too_many_arguments)]
 fn pull_block(
     pp: &PullPop,
@@ -1173,16 +1195,27 @@ fn pull_block(
     let mut l = 0;
     while l < lanes {
         let k = match lanes - l {
-            4.. => pull_lanes::<4>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
-            2 | 3 => pull_lanes::<2>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
-            _ => pull_lanes::<1>(pp, j0 + l, events, line_len, line, w_rows, lane_rows),
+            4.. => 4,
+            2 | 3 => 2,
+            _ => 1,
         };
-        for (m, target) in line.chunks_exact(line_len).enumerate() {
-            let column = block[l + m..].iter_mut().step_by(LANES).zip(&target[..=steps]);
-            if add {
-                column.for_each(|(x, &y)| *x += y);
-            } else {
-                column.for_each(|(x, &y)| *x = y);
+        let out = if add {
+            line.resize(k * line_len, 0.0);
+            &mut line[..]
+        } else {
+            &mut block[l * line_len..(l + k) * line_len]
+        };
+        match k {
+            4 => pull_lanes::<4>(pp, j0 + l, events, line_len, out, w_rows, lane_rows),
+            2 => pull_lanes::<2>(pp, j0 + l, events, line_len, out, w_rows, lane_rows),
+            _ => pull_lanes::<1>(pp, j0 + l, events, line_len, out, w_rows, lane_rows),
+        };
+        if add {
+            let targets = block[l * line_len..(l + k) * line_len].chunks_exact_mut(line_len);
+            for (timeline, target) in targets.zip(line.chunks_exact(line_len)) {
+                for (x, &y) in timeline[..=steps].iter_mut().zip(&target[..=steps]) {
+                    *x += y;
+                }
             }
         }
         l += k;
@@ -1199,8 +1232,8 @@ struct LaneRows {
 
 /// Pull delivery to the `K` targets `j .. j + K` of the population of `pp` in one pass over the
 /// events: target `j + l` gets `line[l * line_len + t + D] += w` for each event (`t` its step,
-/// `D`, `w` the target's delay steps and weight in the event's column; `line` cleared to
-/// `K * line_len` first, `line_len = steps + slots`, so arrivals after step `steps` land in each
+/// `D`, `w` the target's delay steps and weight in the event's column; `line`, `K * line_len`
+/// long, cleared first, `line_len = steps + slots`, so arrivals after step `steps` land in each
 /// timeline's tail). The `K` chains of additions are independent and each timeline receives its
 /// events in the order of `events`, as it would alone: the result is the same for every `K`, bit
 /// for bit. `w_rows` as from [`ClockedPlan::pull_weights`]; `lanes` is scratch. Returns `K`.
@@ -1210,12 +1243,12 @@ fn pull_lanes<const K: usize>(
     j: usize,
     events: &PullEvents,
     line_len: usize,
-    line: &mut Vec<f64>,
+    line: &mut [f64],
     w_rows: &[f64],
     lanes: &mut LaneRows,
 ) -> usize {
-    line.clear();
-    line.resize(K * line_len, 0.0);
+    assert_eq!(line.len(), K * line_len, "pull delivery: K timelines");
+    line.fill(0.0);
     if events.list.is_empty() {
         return K;
     }
@@ -1444,8 +1477,12 @@ fn forward_ring(
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
                 fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
-                for (row, arrivals) in pre.chunks_exact_mut(n_state).zip(block.chunks_exact(LANES)) {
-                    row[s0 + j0..s0 + j0 + lanes].copy_from_slice(&arrivals[..lanes]);
+                // The block's timelines (target-major) into `pre` (step-major).
+                let line_len = steps + plan.slots;
+                for (l, timeline) in block.chunks_exact(line_len).take(lanes).enumerate() {
+                    for (row, &x) in pre.chunks_exact_mut(n_state).zip(&timeline[..=steps]) {
+                        row[s0 + j0 + l] = x;
+                    }
                 }
             }
         }
@@ -1753,7 +1790,11 @@ fn forward_layered(
             fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
             let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
             let mut next_readout = 0usize;
-            for (n, arrivals) in block[..(steps + 1) * LANES].chunks_exact(LANES).enumerate() {
+            // The block's timelines, target-major (see `fill_block`): lane `l` at step `n` is
+            // `timelines[l][n]`.
+            let line_len = steps + plan.slots;
+            let timelines: [&[f64]; LANES] = std::array::from_fn(|l| &block[l * line_len..l * line_len + steps + 1]);
+            for n in 0..steps + 1 {
                 if n > 0 {
                     for l in 0..LANES {
                         v[l] = a * v[l] + c * i[l];
@@ -1780,8 +1821,8 @@ fn forward_layered(
                         }
                     }
                 }
-                for (il, &x) in i.iter_mut().zip(arrivals) {
-                    *il += x;
+                for (il, timeline) in i.iter_mut().zip(&timelines) {
+                    *il += timeline[n];
                 }
                 if is_out {
                     match &cfg.readout {
