@@ -1065,8 +1065,8 @@ pub const DEEP_TRAIN_REASON: &str = "protocol decision (issue 20): the 3-layer m
      training images in the full preset, as the shallow ones. The first full run trained them on the first 10,000 \
      (to shorten the run) and they tested 1.6-3 points below the thesis while fitting their training images to \
      99.8-99.96 %; with the full preset's chain and end-to-end recipe, LBP tested 93.2 / 94.35 / 96.2 % on 2,000 test \
-     images after training on 10,000 / 20,000 / 55,000 images (thesis 96.1 %; examples/deep_train_size.rs, \
-     2026-12-04)";
+     images after training on 10,000 / 20,000 / 55,000 images (thesis 96.1 %), DP 96.1 % on 55,000 (thesis 97.2 %; \
+     94.2 % on 10,000 in the first full run) (examples/deep_train_size.rs, 2026-12-04)";
 
 /// The solver of a 3-layer model: coordinate descent, which stops on the same relative duality
 /// gap as FISTA, for the Deep Pursuit models and the `l1` models; FISTA for the layered group
