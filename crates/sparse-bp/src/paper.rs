@@ -683,6 +683,7 @@ impl MnistSetup {
     /// # fn tiny() -> paper::MnistSetup {
     /// #     let mut s = paper::mnist(Scale::Quick);
     /// #     (s.atoms, s.group, s.dict_epochs, s.lambda_bp, s.gamma_gbp) = (32, 1, 1, 0.1, 0.1);
+    /// #     s.deep.group_gamma = 0.1; // the 3-layer group models' layer 1 (the preset's 2.0 zeroes these codes)
     /// #     (s.sizes.clf_epochs, s.sizes.approx_epochs, s.end_to_end.epochs) = (1, 1, 0);
     /// #     (s.deep.atoms, s.deep.dict_epochs, s.deep.clf_epochs, s.deep.end_to_end.epochs) = ([4, 4], 1, 1, 0);
     /// #     s
