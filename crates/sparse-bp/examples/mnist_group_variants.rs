@@ -16,6 +16,7 @@
 //! | --- | --- | --- |
 //! | `gamma` | GBP / PGBP penalty (`MnistSetup::gamma_gbp`: group dictionary and codes) | the preset's |
 //! | `epochs` | end-to-end epochs (at most; early stopping, patience 2) | 3 |
+//! | `recon` | the group models' end-to-end reconstruction weight (`EndToEnd::group_recon_weight`) | the preset's (`recon_weight`) |
 //! | `eps` | the `ifgsm-linf-std` budget (standardised units) | 0.15 |
 //!
 //! The recipe is the `Medium` preset's (the full run's recipe) with `n_train` training images
@@ -44,6 +45,7 @@ const N_VAL: usize = 1_000;
 struct Variant {
     gamma: f64,
     epochs: usize,
+    group_recon: Option<f64>,
     eps: f64,
 }
 
@@ -55,8 +57,9 @@ impl Variant {
             match k {
                 "gamma" => v.gamma = val.parse()?,
                 "epochs" => v.epochs = val.parse()?,
+                "recon" => v.group_recon = Some(val.parse()?),
                 "eps" => v.eps = val.parse()?,
-                _ => return Err(format!("variant `{spec}`: unknown key `{k}` (gamma, epochs, eps)").into()),
+                _ => return Err(format!("variant `{spec}`: unknown key `{k}` (gamma, epochs, recon, eps)").into()),
             }
         }
         Ok(v)
@@ -83,7 +86,12 @@ fn main() -> Result<(), BoxError> {
     base_setup.sizes.n_train = n_train;
     base_setup.n_val = N_VAL;
     base_setup.end_to_end.patience = 2;
-    let base = Variant { gamma: base_setup.gamma_gbp, epochs: 3, eps: 0.15 };
+    let base = Variant {
+        gamma: base_setup.gamma_gbp,
+        epochs: 3,
+        group_recon: base_setup.end_to_end.group_recon_weight,
+        eps: 0.15,
+    };
     let specs: Vec<String> = if args.len() > 5 { args[5..].to_vec() } else { vec!["gamma=2".into(), "gamma=4".into()] };
     let variants = specs.iter().map(|s| Variant::parse(s, &base)).collect::<Result<Vec<_>, _>>()?;
 
@@ -92,8 +100,13 @@ fn main() -> Result<(), BoxError> {
         load_standardised_held_out(&dir, n_train, N_VAL, n_test)?;
     println!(
         "MNIST: {n_train} train / {N_VAL} held out / {n_test} test images, seed {seed}, pixel mean {:.4} std {:.4}; \
-         preset recipe: lambda_bp {}, gamma_gbp {}, end-to-end recon weight {}",
-        stdz.mean, stdz.std, base_setup.lambda_bp, base_setup.gamma_gbp, base_setup.end_to_end.recon_weight
+         preset recipe: lambda_bp {}, gamma_gbp {}, end-to-end recon weight {} (group models: {:?})",
+        stdz.mean,
+        stdz.std,
+        base_setup.lambda_bp,
+        base_setup.gamma_gbp,
+        base_setup.end_to_end.recon_weight,
+        base_setup.end_to_end.group_recon_weight
     );
     println!(
         "{:<36} {:>6} {:>7} {:>16} {:>7} {:>8} {:>8}",
@@ -105,6 +118,7 @@ fn main() -> Result<(), BoxError> {
         let mut setup = base_setup.clone();
         setup.gamma_gbp = v.gamma;
         setup.end_to_end.epochs = v.epochs;
+        setup.end_to_end.group_recon_weight = v.group_recon;
         for s in GROUP_STAGES {
             store.remove(s);
         }
