@@ -1086,6 +1086,10 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     } else {
         ""
     };
+    let group_recon = match e2e.group_recon_weight {
+        Some(w) => format!(" ({w} x reconstruction for GBP/PGBP)"),
+        None => String::new(),
+    };
     let check_note = match cfg.check_images {
         Some(n) => format!(
             " `linf-std` (and its transfer) runs on every test image; every other column (`linf-px`, `PGD`, `l2-std`, \
@@ -1103,7 +1107,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
          (alternating coding + Adam dictionary step, penalty warm-up; BP: {dict_epochs} epochs on all images; \
          GBP/PGBP: class-structured, 3-4 groups per class each learned on its class, {} epochs): BP lambda \
          {lambda_bp}, groups of {group} (32 groups) with gamma {gamma_gbp}; softmax classifiers on the codes; then \
-         at most {} epoch(s) of end-to-end training (dictionary and classifier on cross-entropy + {} x reconstruction \
+         at most {} epoch(s) of end-to-end training (dictionary and classifier on cross-entropy + {} x reconstruction{group_recon} \
          through the code's implicit derivative, Adam lr {} / {}{warm}), stopped after {} epoch(s) without a better held-out \
          accuracy, keeping the best epoch.\n\n\
          **Attack columns** (every attacked image clipped to the pixel box [0, 1]): `linf-std` = `ifgsm-linf-std`, \

@@ -268,8 +268,9 @@ mod tests {
     }
 
     /// The recipe hash covers the group penalties (issue 20): a folder written by the recipe
-    /// before the shallow `gamma_gbp` went from 2.0 to 4.0 and `DeepConfig::group_gamma` was added
-    /// (same preset, seed and data; its recipe JSON rebuilt from today's by undoing both) is
+    /// before the shallow `gamma_gbp` went from 2.0 to 4.0 and `DeepConfig::group_gamma` and
+    /// `EndToEnd::group_recon_weight` were added (same preset, seed and data; its recipe JSON
+    /// rebuilt from today's by undoing the three) is
     /// refused with `recipe` as the one differing field, and so is a recipe that differs only
     /// in either penalty.
     #[test]
@@ -281,8 +282,10 @@ mod tests {
         let json = serde_json::to_string(&setup).unwrap();
         assert_eq!(now.recipe, fingerprint([json.as_bytes()]));
         let (new_gamma, new_field) = ("\"gamma_gbp\":4.0,", "\"group_gamma\":2.0,");
+        let recon_field = "\"group_recon_weight\":null,"; // shallow and 3-layer end to end
         assert_eq!((json.matches(new_gamma).count(), json.matches(new_field).count()), (1, 1), "{json}");
-        let old_json = json.replace(new_gamma, "\"gamma_gbp\":2.0,").replace(new_field, "");
+        assert_eq!(json.matches(recon_field).count(), 2, "{json}");
+        let old_json = json.replace(new_gamma, "\"gamma_gbp\":2.0,").replace(new_field, "").replace(recon_field, "");
         let old = Identity { recipe: fingerprint([old_json.as_bytes()]), ..now.clone() };
         let dir = temp("old-recipe");
         DirStore::open(&dir, &old).unwrap();

@@ -368,6 +368,11 @@ pub struct EndToEnd {
     pub clf_lr: f64,
     /// Weight of the reconstruction term (the task loss has weight 1).
     pub recon_weight: f64,
+    /// Weight of the reconstruction term for the group models instead of `recon_weight` (GBP
+    /// and PGBP in [`MnistSetup::end_to_end`]; LGBP, LPGBP, GDP and PGDP in
+    /// [`DeepConfig::end_to_end`]); `None`: `recon_weight` ([`EndToEnd::params_for`]).
+    #[serde(default)]
+    pub group_recon_weight: Option<f64>,
     /// Images per step.
     pub batch_size: usize,
     /// Early stopping: epochs without a better held-out accuracy before training stops
@@ -386,7 +391,19 @@ impl EndToEnd {
         EarlyStopping { patience: self.patience, min_delta: 0.0 }
     }
 
-    /// The training parameters (seeded).
+    /// The training parameters (seeded) of a model whose codes are of `kind`: the reconstruction
+    /// weight is [`EndToEnd::group_recon_weight`] for the group kinds (GBP, PGBP) if set, else
+    /// `recon_weight`.
+    pub fn params_for(&self, kind: CodeKind, seed: u64) -> TaskDrivenParams {
+        let recon_weight = match (kind, self.group_recon_weight) {
+            (CodeKind::Gbp | CodeKind::Pgbp, Some(w)) => w,
+            _ => self.recon_weight,
+        };
+        TaskDrivenParams { recon_weight, ..self.params(seed) }
+    }
+
+    /// The training parameters (seeded), with the reconstruction weight `recon_weight` whatever
+    /// the model ([`EndToEnd::params_for`] for a given model).
     pub fn params(&self, seed: u64) -> TaskDrivenParams {
         TaskDrivenParams {
             epochs: self.epochs.max(1),
@@ -488,6 +505,7 @@ pub fn mnist(scale: Scale) -> MnistSetup {
         lr: 5e-4,
         clf_lr: 3e-3,
         recon_weight: 0.05,
+        group_recon_weight: None,
         batch_size: 100,
         patience,
         warm_start: true,
@@ -681,6 +699,7 @@ impl MnistSetup {
     /// # fn tiny() -> paper::MnistSetup {
     /// #     let mut s = paper::mnist(Scale::Quick);
     /// #     (s.atoms, s.group, s.dict_epochs, s.lambda_bp, s.gamma_gbp) = (32, 1, 1, 0.1, 0.1);
+    /// #     s.deep.group_gamma = 0.1; // the 3-layer group models' layer 1 (the preset's 2.0 zeroes these codes)
     /// #     (s.sizes.clf_epochs, s.sizes.approx_epochs, s.end_to_end.epochs) = (1, 1, 0);
     /// #     (s.deep.atoms, s.deep.dict_epochs, s.deep.clf_epochs, s.deep.end_to_end.epochs) = ([4, 4], 1, 1, 0);
     /// #     s
@@ -948,7 +967,7 @@ impl MnistSetup {
                 let ((trained, r), loaded) = run_stage(store, &stage_name, &mut timing, |timing| {
                     let mut m = m.clone();
                     let t = Instant::now();
-                    let p = self.end_to_end.params(seed + 31 + i as u64);
+                    let p = self.end_to_end.params_for(m.kind, seed + 31 + i as u64);
                     let r = train_validated(&mut m, x_train, labels, x_val, l_val, &p, &es)?;
                     timing.push(stage("end-to-end", name, t, n, r.epochs_run));
                     tracing::info!(model = *name, epochs = r.epochs_run, best = r.best_epoch, "end-to-end training");
@@ -1237,7 +1256,7 @@ pub fn train_deep_resumable(
                     // each model on its own objective: layered through the chain of layer
                     // solutions, Deep Pursuit through its joint (stacked) problem
                     let ts = Instant::now();
-                    let p = cfg.end_to_end.params(seed + 41 + index);
+                    let p = cfg.end_to_end.params_for(kind, seed + 41 + index);
                     let es = cfg.end_to_end.early_stopping();
                     let r = train_validated(&mut m, &x, labels, &x_val, l_val, &p, &es)?;
                     timing.push(stage("deep-end-to-end", &name, ts, n, r.epochs_run));
@@ -1426,6 +1445,29 @@ mod tests {
         }
         assert_eq!((md.sizes.steps, md.sizes.eps.clone()), (m.sizes.steps, m.sizes.eps.clone()), "medium: full recipe");
         assert_eq!([Scale::Full.name(), Scale::Medium.name(), Scale::Quick.name()], ["full", "medium", "quick"]);
+    }
+
+    /// The group models' reconstruction weight (issue 20): off in every preset (every model
+    /// trains with `recon_weight`); when set, GBP and PGBP train with it and BP does not.
+    #[test]
+    fn group_recon_weight_applies_to_the_group_models_only() {
+        for scale in [Scale::Full, Scale::Medium, Scale::Quick] {
+            let p = mnist(scale);
+            for e in [&p.end_to_end, &p.deep.end_to_end] {
+                assert_eq!(e.group_recon_weight, None, "{scale:?}");
+                for kind in [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp] {
+                    assert_eq!(e.params_for(kind, 3), e.params(3), "{scale:?} {kind:?}");
+                }
+            }
+        }
+        let mut e = mnist(Scale::Medium).end_to_end;
+        e.group_recon_weight = Some(0.0);
+        assert_eq!(e.params_for(CodeKind::Bp, 3).recon_weight, e.recon_weight);
+        for kind in [CodeKind::Gbp, CodeKind::Pgbp] {
+            let p = e.params_for(kind, 3);
+            assert_eq!(p.recon_weight, 0.0);
+            assert_eq!(TaskDrivenParams { recon_weight: e.recon_weight, ..p }, e.params(3));
+        }
     }
 
     /// The check columns' protocol decision (issue 20): full and medium attack 1,000 test
