@@ -268,7 +268,7 @@ mod tests {
     }
 
     /// The recipe hash covers the group penalties (issue 20): a folder written by the recipe
-    /// before the shallow `gamma_gbp` went from 2.0 to 4.0 and `DeepConfig::group_gamma` and
+    /// before the shallow `gamma_gbp` went from 2.0 to 6.0 and `DeepConfig::group_gamma` and
     /// `EndToEnd::group_recon_weight` were added (same preset, seed and data; its recipe JSON
     /// rebuilt from today's by undoing the three) is
     /// refused with `recipe` as the one differing field, and so is a recipe that differs only
@@ -277,11 +277,11 @@ mod tests {
     fn old_recipe_store_is_refused() {
         let (train, held_out) = ((&[0u8, 1, 2, 3][..], &[1u8][..]), (&[9u8; 4][..], &[2u8][..]));
         let setup = mnist(Scale::Full);
-        assert_eq!((setup.gamma_gbp, setup.deep.group_gamma), (4.0, 2.0));
+        assert_eq!((setup.gamma_gbp, setup.deep.group_gamma), (6.0, 2.0));
         let now = Identity::new(&setup, 1, train, held_out);
         let json = serde_json::to_string(&setup).unwrap();
         assert_eq!(now.recipe, fingerprint([json.as_bytes()]));
-        let (new_gamma, new_field) = ("\"gamma_gbp\":4.0,", "\"group_gamma\":2.0,");
+        let (new_gamma, new_field) = ("\"gamma_gbp\":6.0,", "\"group_gamma\":2.0,");
         let recon_field = "\"group_recon_weight\":null,"; // shallow and 3-layer end to end
         assert_eq!((json.matches(new_gamma).count(), json.matches(new_field).count()), (1, 1), "{json}");
         assert_eq!(json.matches(recon_field).count(), 2, "{json}");
@@ -299,7 +299,7 @@ mod tests {
         let mut gamma = setup.clone();
         gamma.gamma_gbp = 2.0;
         let mut deep_gamma = setup.clone();
-        deep_gamma.deep.group_gamma = 4.0;
+        deep_gamma.deep.group_gamma = 6.0;
         for other in [gamma, deep_gamma] {
             let d = now.differences(&Identity::new(&other, 1, train, held_out));
             assert_eq!(d.iter().map(|d| d.0).collect::<Vec<_>>(), ["recipe"]);
