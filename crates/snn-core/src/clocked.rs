@@ -1477,11 +1477,14 @@ fn forward_ring(
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
                 fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
-                // The block's timelines (target-major) into `pre` (step-major).
+                // The block's timelines (target-major) into `pre` (step-major), step by step:
+                // `pre` is far larger than the caches, so each of its rows is visited once.
                 let line_len = steps + plan.slots;
-                for (l, timeline) in block.chunks_exact(line_len).take(lanes).enumerate() {
-                    for (row, &x) in pre.chunks_exact_mut(n_state).zip(&timeline[..=steps]) {
-                        row[s0 + j0 + l] = x;
+                let timelines: [&[f64]; LANES] =
+                    std::array::from_fn(|l| &block[l * line_len..l * line_len + steps + 1]);
+                for (n, row) in pre.chunks_exact_mut(n_state).enumerate() {
+                    for (x, timeline) in row[s0 + j0..s0 + j0 + lanes].iter_mut().zip(&timelines) {
+                        *x = timeline[n];
                     }
                 }
             }
