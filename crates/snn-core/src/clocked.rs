@@ -70,8 +70,9 @@
 //! synapses and, for each, its source's spikes, adding `w` straight into the block's arrivals at
 //! step `t + D` (no per-target timeline to clear and add), so the cost follows the synapses, not
 //! the full matrix. The block is target-major (8 timelines one after the other): the synapses
-//! come target by target, so one target's additions stay within its 8 KiB timeline. A
-//! step's arrivals at a target are then summed source by source rather than in emission order,
+//! come target by target, so one target's additions stay within its timeline (9 KiB at 1000
+//! steps and 150 delay slots). A step's arrivals at a target are then summed source by source
+//! rather than in emission order,
 //! so sparse pull equals sparse push up to rounding (spikes identical in the tests, everything
 //! else to 1e-12), not bit for bit.
 //!
