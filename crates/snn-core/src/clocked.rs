@@ -70,8 +70,9 @@
 //! synapses and, for each, its source's spikes, adding `w` straight into the block's arrivals at
 //! step `t + D` (no per-target timeline to clear and add), so the cost follows the synapses, not
 //! the full matrix. The block is target-major (8 timelines one after the other): the synapses
-//! come target by target, so one target's additions stay within its 8 KiB timeline. A
-//! step's arrivals at a target are then summed source by source rather than in emission order,
+//! come target by target, so one target's additions stay within its timeline (9 KiB at 1000
+//! steps and 150 delay slots). A step's arrivals at a target are then summed source by source
+//! rather than in emission order,
 //! so sparse pull equals sparse push up to rounding (spikes identical in the tests, everything
 //! else to 1e-12), not bit for bit.
 //!
@@ -1477,11 +1478,14 @@ fn forward_ring(
             for j0 in (0..size).step_by(LANES) {
                 let lanes = (size - j0).min(LANES);
                 fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
-                // The block's timelines (target-major) into `pre` (step-major).
+                // The block's timelines (target-major) into `pre` (step-major), step by step:
+                // `pre` is far larger than the caches, so each of its rows is visited once.
                 let line_len = steps + plan.slots;
-                for (l, timeline) in block.chunks_exact(line_len).take(lanes).enumerate() {
-                    for (row, &x) in pre.chunks_exact_mut(n_state).zip(&timeline[..=steps]) {
-                        row[s0 + j0 + l] = x;
+                let timelines: [&[f64]; LANES] =
+                    std::array::from_fn(|l| &block[l * line_len..l * line_len + steps + 1]);
+                for (n, row) in pre.chunks_exact_mut(n_state).enumerate() {
+                    for (x, timeline) in row[s0 + j0..s0 + j0 + lanes].iter_mut().zip(&timelines) {
+                        *x = timeline[n];
                     }
                 }
             }

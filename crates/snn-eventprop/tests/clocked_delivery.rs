@@ -269,6 +269,9 @@ fn push_against_pull(case: &Case, tally: &Tally, total: usize, masks: Option<Mas
     // summed in another order than on the ring (see `SparsePull`), so not bit for bit.
     let exact = !shape.recurrent() && masks.is_none();
     let mut grads = [Gradients::zeros(&net), Gradients::zeros(&net)];
+    // One pull scratch reused across the samples (its buffers sized by the previous sample's
+    // spikes: the per-neuron S slots, the event groupings) against a fresh one per sample.
+    let (mut reused, mut reused_grads) = (pull.adjoint_scratch(&net), Gradients::zeros(&net));
     for s in 0..batch.len() {
         let what = format!("{shape:?}, sample {s}");
         let (a, b) = (push.run(&net, batch.sample(s)).unwrap(), pull.run(&net, batch.sample(s)).unwrap());
@@ -281,11 +284,13 @@ fn push_against_pull(case: &Case, tally: &Tally, total: usize, masks: Option<Mas
             let mut scratch = engine.adjoint_scratch(&net);
             engine.backward_into(&net, batch.sample(s), rec, &g, &mut scratch, grads).unwrap();
         }
+        pull.backward_into(&net, batch.sample(s), &b, &g, &mut reused, &mut reused_grads).unwrap();
         if s == 2 {
             prop_assert!(a.spikes.is_empty());
         }
     }
     assert_gradients(&grads[0], &grads[1], exact, &format!("{shape:?}"))?;
+    assert_gradients(&grads[1], &reused_grads, true, &format!("{shape:?}, one scratch for every sample"))?;
     // The batch path (one plan, parallel samples) gives the single runs.
     let all = pull.run_batch(&net, &batch).unwrap();
     for (s, r) in all.iter().enumerate() {
