@@ -16,7 +16,7 @@
 //!
 //! `which = shallow` times the same two runs for the shallow BP and PGBP models instead (256
 //! atoms, groups of 8, penalty 2.0 — the preset's before issue 20 raised the shallow group
-//! penalty `gamma_gbp` to 4.0 —, FISTA to a relative duality gap of `1e-5` as in
+//! penalty `gamma_gbp` to 6.0 —, FISTA to a relative duality gap of `1e-5` as in
 //! `MnistSetup::train`; dictionary learned here for one epoch, not class-structured), and
 //! also epoch 2 without warm starts (2-epoch cold run minus the 1-epoch run).
 //!

@@ -9,7 +9,7 @@
 //!
 //! `cargo run --release -p sparse-bp --example mnist_group_variants -- [data dir] [n_train] [n_test] [seed] [variant ...]`
 //!
-//! Defaults: `../shared/data/mnist 5000 500 1 gamma=2 gamma=4`. A variant is a comma-separated
+//! Defaults: `../shared/data/mnist 5000 500 1 gamma=2 gamma=6`. A variant is a comma-separated
 //! list of `key=value` overrides of the recipe (unset keys keep the defaults below):
 //!
 //! | key | meaning | default |
@@ -113,7 +113,7 @@ fn main() -> Result<(), BoxError> {
         group_recon: base_setup.end_to_end.group_recon_weight,
         eps: 0.15,
     };
-    let specs: Vec<String> = if args.len() > 5 { args[5..].to_vec() } else { vec!["gamma=2".into(), "gamma=4".into()] };
+    let specs: Vec<String> = if args.len() > 5 { args[5..].to_vec() } else { vec!["gamma=2".into(), "gamma=6".into()] };
     let variants = specs.iter().map(|s| Variant::parse(s, &base)).collect::<Result<Vec<_>, _>>()?;
 
     let t0 = Instant::now();
