@@ -26,51 +26,36 @@ use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, TaskLoss};
 use sparse_bp::nalgebra::DMatrix;
 use sparse_bp::paper::{self, Scale};
 use sparse_bp::train::task_driven::early_stopping::train_validated;
-use sparse_bp::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear};
+use sparse_bp::train::{DictParams, FitParams, learn_dictionary, train_linear};
 
 #[path = "common/mnist_idx.rs"]
 mod mnist_idx;
 use mnist_idx::BoxError;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// The chain of three dictionaries and their penalties (module docs), learned on `x`.
+/// The chain of three dictionaries and their penalties (module docs), learned on `x`: layer 1
+/// here, layers 2 and 3 by the library's [`paper::learn_chain`].
 fn chain(
     x: &DMatrix<f64>,
     gs: usize,
     cfg: &paper::DeepConfig,
     seed: u64,
 ) -> Result<(Vec<DMatrix<f64>>, Vec<f64>), BoxError> {
-    let kind = if gs == 1 { CodeKind::Bp } else { CodeKind::Gbp };
-    let sp = paper::deep_solver_params(cfg, Pursuit::Layered, kind);
-    let mut atoms = vec![256];
-    atoms.extend(cfg.atoms);
-    let (mut dicts, mut weights) = (Vec::new(), Vec::new());
-    let mut input = x.clone();
-    for (l, &a) in atoms.iter().enumerate() {
-        let lambda = if l == 0 { 2.0 } else { cfg.frac * median(input.column_iter().map(|c| c.norm()).collect()) };
-        let p = DictParams {
-            atoms: a,
-            group_size: gs,
-            lambda,
-            epochs: if l == 0 { 3 } else { cfg.dict_epochs },
-            warmup_epochs: 1,
-            lr: 2e-3,
-            batch_size: 250,
-            coherence_weight: 0.0,
-            code_tol: 1e-3,
-            seed: seed + 17 * l as u64,
-        };
-        let (d, _) = learn_dictionary(&input, &p)?;
-        let s = sparse_bp::Solver::new(d.clone(), group_spec(a, gs, lambda)?, sp.clone())?;
-        input = s.solve(&input)?.codes;
-        dicts.push(d);
-        weights.push(lambda);
-    }
-    Ok((dicts, weights))
+    let lambda = 2.0;
+    let p = DictParams {
+        atoms: 256,
+        group_size: gs,
+        lambda,
+        epochs: 3,
+        warmup_epochs: 1,
+        lr: 2e-3,
+        batch_size: 250,
+        coherence_weight: 0.0,
+        code_tol: 1e-3,
+        seed,
+    };
+    let (d1, _) = learn_dictionary(x, &p)?;
+    let (dicts, info) = paper::learn_chain(x, &d1, lambda, gs, cfg, seed)?;
+    Ok((dicts, info.weights))
 }
 
 fn main() -> Result<(), BoxError> {

@@ -1108,9 +1108,12 @@ pub fn deep_solver_params(cfg: &DeepConfig, pursuit: Pursuit, kind: CodeKind) ->
     SolverParams { tol: cfg.tol, max_iter: 2000, algorithm, ..SolverParams::default() }
 }
 
-/// Learns layers 2 and 3 on top of `d1` (penalty `lam1`); returns the dictionaries and the
-/// chain's description (with the layer weights).
-fn learn_chain(
+/// Learns layers 2 and 3 of a 3-layer model on top of its layer-1 dictionary `d1` (penalty
+/// `lam1`, groups of `group_size`) without labels, as [`train_deep`] does: each layer's
+/// penalty is `cfg.frac` x the median norm of its input codes, its dictionary learned for
+/// `cfg.dict_epochs` epochs (seed `seed + 17 (l - 1)` for layer `l`). Returns the three
+/// dictionaries and the chain's description (with the layer weights).
+pub fn learn_chain(
     x: &DMatrix<f64>,
     d1: &DMatrix<f64>,
     lam1: f64,
