@@ -1031,6 +1031,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
                "check_images": cfg.check_images, "check_images_reason": paper::CHECK_IMAGES_REASON,
                "end_to_end": {"epochs": cfg.end_to_end.epochs, "lr": cfg.end_to_end.lr,
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
+                              "group_recon_weight": cfg.end_to_end.group_recon_weight,
                               "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience,
                               "warm_start": cfg.end_to_end.warm_start},
                "attacks": {"ifgsm-linf-std": "sign-step I-FGSM, eps in standardised units (the thesis's protocol)",
