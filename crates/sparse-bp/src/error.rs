@@ -171,6 +171,15 @@ pub enum SparseBpError {
         /// What went wrong.
         reason: String,
     },
+    /// A training unit's name is none of [`crate::paper::MNIST_UNITS`], or a selected 3-layer
+    /// model's layer-1 dictionary was not given ([`crate::paper::train_deep_selected`]).
+    #[error("training unit `{unit}`: {reason}")]
+    Unit {
+        /// The unit's name.
+        unit: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A model file decoded but describes an invalid model.
     #[error("model file {path} holds an invalid model: {source}")]
     InvalidModel {

@@ -627,6 +627,92 @@ pub struct MnistModels {
     pub timing: Vec<StageTime>,
 }
 
+/// The independent units of MNIST training, in the order a run trains them: the shallow family
+/// (`shallow`: BP, GBP, PGBP, their end-to-end training and the approximators) and each 3-layer
+/// model, in the order of [`DEEP_PAPER`]. [`MnistSetup::train_selected`] trains any selection
+/// of them; `cargo xtask reproduce sparse-mnist --shard I/N` splits a run by them.
+pub const MNIST_UNITS: [&str; 7] = ["shallow", "lbp", "lgbp", "lpgbp", "dp", "gdp", "pgdp"];
+
+/// A selection of [`MNIST_UNITS`].
+///
+/// ```
+/// use sparse_bp::paper::Units;
+/// let u = Units::new(&["gdp", "shallow"])?;
+/// assert!(u.contains("shallow") && u.contains("gdp") && !u.contains("lbp"));
+/// assert_eq!(u.names(), ["shallow", "gdp"]); // in the order of MNIST_UNITS
+/// assert!(Units::new(&["bp"]).is_err()); // `bp` is part of the unit `shallow`
+/// assert_eq!(Units::ALL.names().len(), 7);
+/// # Ok::<(), sparse_bp::SparseBpError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Units([bool; 7]);
+
+impl Units {
+    /// Every unit: what [`MnistSetup::train_resumable`] trains.
+    pub const ALL: Units = Units([true; 7]);
+
+    /// The units named (each one of [`MNIST_UNITS`], in any order; repeats are ignored).
+    pub fn new(names: &[&str]) -> Result<Units> {
+        let mut sel = [false; 7];
+        for &n in names {
+            let k = MNIST_UNITS.iter().position(|&u| u == n).ok_or_else(|| SparseBpError::Unit {
+                unit: n.to_owned(),
+                reason: format!("not a training unit (the units: {})", MNIST_UNITS.join(", ")),
+            })?;
+            sel[k] = true;
+        }
+        Ok(Units(sel))
+    }
+
+    /// Whether `unit` is selected (`false` for a name that is not a unit).
+    #[must_use]
+    pub fn contains(&self, unit: &str) -> bool {
+        MNIST_UNITS.iter().position(|&u| u == unit).is_some_and(|k| self.0[k])
+    }
+
+    /// The selected units' names, in the order of [`MNIST_UNITS`].
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        MNIST_UNITS.iter().zip(self.0).filter(|(_, on)| *on).map(|(n, _)| *n).collect()
+    }
+
+    /// Whether a selected 3-layer model is of the `l1` family (`lbp`, `dp`: layer 1 is the BP
+    /// dictionary, stages `dictionary-bp` and `deep-chain-l1`).
+    fn needs_l1_chain(&self) -> bool {
+        self.contains("lbp") || self.contains("dp")
+    }
+
+    /// Whether a selected 3-layer model is of the group family (`lgbp`, `lpgbp`, `gdp`, `pgdp`:
+    /// stages `dictionary-group-deep` (or `dictionary-group`) and `deep-chain-group`).
+    fn needs_group_chain(&self) -> bool {
+        ["lgbp", "lpgbp", "gdp", "pgdp"].iter().any(|u| self.contains(u))
+    }
+}
+
+/// What [`MnistSetup::train_selected`] trained: the parts of [`MnistModels`] its units produce.
+pub struct MnistPart {
+    /// The units trained.
+    pub units: Units,
+    /// The shallow models and approximators (with the unit `shallow`).
+    pub shallow: Option<ShallowModels>,
+    /// Mean reconstruction error of the BP dictionary (with the unit `shallow`).
+    pub dict_recon_bp: Option<f64>,
+    /// Mean reconstruction error of the group dictionary (with the unit `shallow`).
+    pub dict_recon_group: Option<f64>,
+    /// The selected 3-layer models, in the order of [`DEEP_PAPER`].
+    pub deep: Vec<MultiLayerClassifier>,
+    /// The `l1` chain (with `lbp` or `dp`).
+    pub deep_l1: Option<DeepChainInfo>,
+    /// The group chain (with `lgbp`, `lpgbp`, `gdp` or `pgdp`).
+    pub deep_group: Option<DeepChainInfo>,
+    /// The selected 3-layer models' descriptions, in the order of `deep`.
+    pub deep_models: Vec<DeepModelInfo>,
+    /// The end-to-end training of every trained model, by model name.
+    pub reports: Vec<(String, TrainingReport)>,
+    /// Measured seconds of every training stage this call ran or loaded.
+    pub timing: Vec<StageTime>,
+}
+
 /// Seconds one training stage took and how much work it did: `images` images (or codes)
 /// for `epochs` passes. A stage's cost is taken to scale with `images x epochs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -729,24 +815,174 @@ impl MnistSetup {
         seed: u64,
         store: &mut dyn StageStore,
     ) -> Result<MnistModels> {
-        use std::time::Instant;
-        let (group, lambda_bp, gamma_gbp) = (self.group, self.lambda_bp, self.gamma_gbp);
-        let sz = &self.sizes;
-        let n = x_train.ncols();
-        let (shallow, mut norms_train) = self.shallow_stages(x_train, labels, x_val, l_val, seed, store)?;
-        let ShallowTrained {
-            pursuit,
-            dict_bp: d_bp,
-            dict_group: d_g,
+        let part = self.train_selected(x_train, labels, x_val, l_val, seed, store, Units::ALL)?;
+        let incomplete = |what: &str| SparseBpError::Unit {
+            unit: what.to_owned(),
+            reason: "not produced by a run of every unit (a bug)".to_owned(),
+        };
+        let (Some(shallow), Some(rec_bp), Some(rec_g), Some(l1), Some(group)) =
+            (part.shallow, part.dict_recon_bp, part.dict_recon_group, part.deep_l1, part.deep_group)
+        else {
+            return Err(incomplete("shallow"));
+        };
+        if part.deep.len() != DEEP_PAPER.len() {
+            return Err(incomplete("3-layer"));
+        }
+        Ok(MnistModels {
+            shallow,
+            deep: part.deep,
+            deep_info: DeepInfo { l1, group, models: part.deep_models },
             dict_recon_bp: rec_bp,
             dict_recon_group: rec_g,
-            mut reports,
-            mut timing,
-        } = shallow;
+            reports: part.reports,
+            timing: part.timing,
+        })
+    }
+
+    /// [`MnistSetup::train_resumable`] for the selected `units` only ([`MNIST_UNITS`]): each
+    /// stage under the same name, with the same inputs and numbers as in a run of every unit,
+    /// and only the stages the units need. The unit `shallow` needs `dictionary-bp`,
+    /// `dictionary-group`, `shallow-*`, `end-to-end-*` and `approximators`; `lbp` and `dp`
+    /// need `dictionary-bp`, `deep-chain-l1` and their own `deep-<name>`; `lgbp`, `lpgbp`, `gdp`
+    /// and `pgdp` need `dictionary-group-deep` (or `dictionary-group` when
+    /// [`DeepConfig::group_gamma`] equals [`MnistSetup::gamma_gbp`]), `deep-chain-group` and
+    /// their own stage. A stage two selections share is computed by each (deterministically:
+    /// the same bytes but for its measured seconds) unless `store` has it. With
+    /// [`Units::ALL`], this is [`MnistSetup::train_resumable`] stage for stage.
+    ///
+    /// ```
+    /// use sparse_bp::paper::{self, MemoryStore, Scale, Units};
+    /// use sparse_bp::nalgebra::DMatrix;
+    /// # fn tiny() -> paper::MnistSetup {
+    /// #     let mut s = paper::mnist(Scale::Quick);
+    /// #     (s.atoms, s.group, s.dict_epochs, s.lambda_bp, s.gamma_gbp) = (32, 1, 1, 0.1, 0.1);
+    /// #     s.deep.group_gamma = 0.1;
+    /// #     (s.sizes.clf_epochs, s.sizes.approx_epochs, s.end_to_end.epochs) = (1, 1, 0);
+    /// #     (s.deep.atoms, s.deep.dict_epochs, s.deep.clf_epochs, s.deep.end_to_end.epochs) = ([4, 4], 1, 1, 0);
+    /// #     s
+    /// # }
+    /// let setup = tiny(); // the quick preset, cut down to 28 pixels and 32 atoms
+    /// let x = DMatrix::from_fn(28, 40, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
+    /// let labels: Vec<usize> = (0..40).map(|j| j % 10).collect();
+    /// let mut store = MemoryStore::default();
+    /// let part = setup.train_selected(&x, &labels, &x, &labels, 1, &mut store, Units::new(&["lbp"])?)?;
+    /// assert!(part.shallow.is_none() && part.deep_group.is_none());
+    /// assert_eq!(part.deep.len(), 1);
+    /// assert_eq!(store.stages(), ["deep-chain-l1", "deep-lbp", "dictionary-bp"]);
+    /// # Ok::<(), sparse_bp::SparseBpError>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)] // train_resumable's arguments and the selection
+    pub fn train_selected(
+        &self,
+        x_train: &DMatrix<f64>,
+        labels: &[usize],
+        x_val: &DMatrix<f64>,
+        l_val: &[usize],
+        seed: u64,
+        store: &mut dyn StageStore,
+        units: Units,
+    ) -> Result<MnistPart> {
+        use std::time::Instant;
+        let (group, lambda_bp, gamma_gbp) = (self.group, self.lambda_bp, self.gamma_gbp);
+        let n = x_train.ncols();
+        let mut timing = Vec::new();
+        let mut reports = Vec::new();
+        let (mut shallow_models, mut rec_bp, mut rec_g) = (None, None, None);
+        let (d_bp, d_g) = if units.contains("shallow") {
+            let (shallow, norms_train) = self.shallow_stages(x_train, labels, x_val, l_val, seed, store)?;
+            let ShallowTrained {
+                pursuit,
+                dict_bp,
+                dict_group,
+                dict_recon_bp,
+                dict_recon_group,
+                reports: shallow_reports,
+                timing: shallow_timing,
+            } = shallow;
+            (reports, timing) = (shallow_reports, shallow_timing);
+            let (approx, approx_info) =
+                self.approximator_stage(x_train, &pursuit[2].1, norms_train, seed, store, &mut timing)?;
+            shallow_models = Some(ShallowModels { pursuit, approx, approx_info });
+            (rec_bp, rec_g) = (Some(dict_recon_bp), Some(dict_recon_group));
+            (Some(dict_bp), Some(dict_group))
+        } else {
+            let d_bp = match units.needs_l1_chain() {
+                true => Some(self.dictionary_bp_stage(x_train, seed, store, &mut timing)?.0),
+                false => None,
+            };
+            let d_g = match units.needs_group_chain() && self.deep.group_gamma == gamma_gbp {
+                true => Some(self.dictionary_group_stage(x_train, labels, seed, store, &mut timing)?.0),
+                false => None,
+            };
+            (d_bp, d_g)
+        };
+        // the 3-layer group models' layer 1: the shallow group dictionary if it was learned
+        // with their penalty, else one learned with it (same images and seed)
+        let group_gamma = self.deep.group_gamma;
+        let d_g_deep = if !units.needs_group_chain() {
+            None
+        } else if group_gamma == gamma_gbp {
+            d_g
+        } else {
+            Some(
+                run_stage(store, "dictionary-group-deep", &mut timing, |timing| {
+                    let t = Instant::now();
+                    let out = self.learn_group_dictionary(x_train, labels, group_gamma, seed)?;
+                    timing.push(stage("dictionary-group", "deep", t, n, self.dict_epochs * 3));
+                    tracing::info!(rec = out.1, gamma = group_gamma, "3-layer group dictionary (layer 1) learned");
+                    Ok(out)
+                })?
+                .0
+                .0,
+            )
+        };
+        let held_out = (x_val, l_val);
+        let deep = train_deep_selected(
+            x_train,
+            labels,
+            held_out,
+            d_bp.as_ref().filter(|_| units.needs_l1_chain()).map(|d| (d, lambda_bp)),
+            d_g_deep.as_ref().map(|d| (d, group_gamma, group)),
+            &self.deep,
+            seed,
+            store,
+            units,
+        )?;
+        reports.extend(deep.reports);
+        timing.extend(deep.timing);
+        if units.names().len() > 1 || !units.contains("shallow") {
+            tracing::info!("3-layer models trained");
+        }
+        Ok(MnistPart {
+            units,
+            shallow: shallow_models,
+            dict_recon_bp: rec_bp,
+            dict_recon_group: rec_g,
+            deep: deep.models,
+            deep_l1: deep.l1,
+            deep_group: deep.group,
+            deep_models: deep.infos,
+            reports,
+            timing,
+        })
+    }
+
+    /// The stage `approximators`: the three approximators of the (fine-tuned) `pgbp`, trained on
+    /// its group norms of `x_train` (`norms_train` if the caller has them).
+    fn approximator_stage(
+        &self,
+        x_train: &DMatrix<f64>,
+        pgbp: &PursuitClassifier,
+        mut norms_train: Option<DMatrix<f64>>,
+        seed: u64,
+        store: &mut dyn StageStore,
+        timing: &mut Vec<StageTime>,
+    ) -> Result<(Approximators, Vec<ApproxInfo>)> {
+        use std::time::Instant;
+        let n = x_train.ncols();
         let ce = TaskLoss::CrossEntropy;
-        let pgbp = &pursuit[2].1;
-        let afit = FitParams { epochs: sz.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed };
-        let ((approx, approx_info), loaded) = run_stage(store, "approximators", &mut timing, |timing| {
+        let afit = FitParams { epochs: self.sizes.approx_epochs, lr: 3e-3, batch_size: 100, weight_decay: 0.0, seed };
+        let ((approx, approx_info), loaded) = run_stage(store, "approximators", timing, |timing| {
             let norms = match norms_train.take() {
                 Some(f) => f,
                 None => pgbp.features(x_train)?,
@@ -780,45 +1016,46 @@ impl MnistSetup {
             });
         }
         tracing::info!("approximators trained");
-        // the 3-layer group models' layer 1: the shallow group dictionary if it was learned
-        // with their penalty, else one learned with it (same images and seed)
-        let group_gamma = self.deep.group_gamma;
-        let d_g_deep = if group_gamma == gamma_gbp {
-            d_g
-        } else {
-            run_stage(store, "dictionary-group-deep", &mut timing, |timing| {
-                let t = Instant::now();
-                let out = self.learn_group_dictionary(x_train, labels, group_gamma, seed)?;
-                timing.push(stage("dictionary-group", "deep", t, n, self.dict_epochs * 3));
-                tracing::info!(rec = out.1, gamma = group_gamma, "3-layer group dictionary (layer 1) learned");
-                Ok(out)
-            })?
-            .0
-            .0
-        };
-        let held_out = (x_val, l_val);
-        let (deep, deep_info, deep_reports, deep_timing) = train_deep_resumable(
-            x_train,
-            labels,
-            held_out,
-            (&d_bp, lambda_bp),
-            (&d_g_deep, group_gamma, group),
-            &self.deep,
-            seed,
-            store,
-        )?;
-        reports.extend(deep_reports);
-        timing.extend(deep_timing);
-        tracing::info!("3-layer models trained");
-        Ok(MnistModels {
-            shallow: ShallowModels { pursuit, approx, approx_info },
-            deep,
-            deep_info,
-            dict_recon_bp: rec_bp,
-            dict_recon_group: rec_g,
-            reports,
-            timing,
-        })
+        Ok((approx, approx_info))
+    }
+
+    /// The stage `dictionary-bp`: the BP dictionary and its reconstruction error.
+    fn dictionary_bp_stage(
+        &self,
+        x_train: &DMatrix<f64>,
+        seed: u64,
+        store: &mut dyn StageStore,
+        timing: &mut Vec<StageTime>,
+    ) -> Result<(DMatrix<f64>, f64)> {
+        let dp = self.bp_dict_params(seed);
+        let n = x_train.ncols();
+        Ok(run_stage(store, "dictionary-bp", timing, |timing| {
+            let t = std::time::Instant::now();
+            let out = learn_dictionary(x_train, &dp)?;
+            timing.push(stage("dictionary-bp", "bp", t, n, self.dict_epochs));
+            Ok(out)
+        })?
+        .0)
+    }
+
+    /// The stage `dictionary-group`: the class-structured group dictionary with the shallow
+    /// penalty [`MnistSetup::gamma_gbp`] and its reconstruction error.
+    fn dictionary_group_stage(
+        &self,
+        x_train: &DMatrix<f64>,
+        labels: &[usize],
+        seed: u64,
+        store: &mut dyn StageStore,
+        timing: &mut Vec<StageTime>,
+    ) -> Result<(DMatrix<f64>, f64)> {
+        let n = x_train.ncols();
+        Ok(run_stage(store, "dictionary-group", timing, |timing| {
+            let t = std::time::Instant::now();
+            let out = self.learn_group_dictionary(x_train, labels, self.gamma_gbp, seed)?;
+            timing.push(stage("dictionary-group", "gbp", t, n, self.dict_epochs * 3));
+            Ok(out)
+        })?
+        .0)
     }
 
     /// The BP dictionary's learning parameters (the group blocks start from them).
@@ -916,19 +1153,8 @@ impl MnistSetup {
         let n = x_train.ncols();
         let mut timing = Vec::new();
         let mut reports = Vec::new();
-        let dp = self.bp_dict_params(seed);
-        let ((d_bp, rec_bp), _) = run_stage(store, "dictionary-bp", &mut timing, |timing| {
-            let t = Instant::now();
-            let out = learn_dictionary(x_train, &dp)?;
-            timing.push(stage("dictionary-bp", "bp", t, n, self.dict_epochs));
-            Ok(out)
-        })?;
-        let ((d_g, rec_g), _) = run_stage(store, "dictionary-group", &mut timing, |timing| {
-            let t = Instant::now();
-            let out = self.learn_group_dictionary(x_train, labels, gamma_gbp, seed)?;
-            timing.push(stage("dictionary-group", "gbp", t, n, self.dict_epochs * 3));
-            Ok(out)
-        })?;
+        let (d_bp, rec_bp) = self.dictionary_bp_stage(x_train, seed, store, &mut timing)?;
+        let (d_g, rec_g) = self.dictionary_group_stage(x_train, labels, seed, store, &mut timing)?;
         tracing::info!(rec_bp, rec_g, "dictionaries learned");
         let ce = TaskLoss::CrossEntropy;
         let sp = SolverParams { tol: 1e-5, max_iter: 2000, ..SolverParams::default() };
@@ -995,6 +1221,43 @@ impl MnistSetup {
             },
             norms_train,
         ))
+    }
+}
+
+/// The stages that two disjoint selections of [`MNIST_UNITS`] may both compute
+/// ([`MnistSetup::train_selected`]): the dictionaries and the 3-layer chains.
+pub const SHARED_STAGES: [&str; 5] =
+    ["dictionary-bp", "dictionary-group", "dictionary-group-deep", "deep-chain-l1", "deep-chain-group"];
+
+/// Whether two stored blobs of `stage` (as a [`StageStore`] holds them) hold the same result.
+/// Equal bytes are the same result; for a stage of [`SHARED_STAGES`] the blobs are decoded and
+/// their results compared bit for bit, the measured seconds stored beside them ignored (two
+/// runs computing a shared stage store the same result with different seconds). Any other
+/// stage with different bytes is a different result. A blob that does not decode as `stage`
+/// is an error ([`SparseBpError::StageFile`], [`SparseBpError::Stage`]).
+pub fn same_stage_result(stage: &str, a: &[u8], b: &[u8]) -> Result<bool> {
+    if a == b {
+        return Ok(true);
+    }
+    let bits = |m: &DMatrix<f64>| -> (usize, usize, Vec<u64>) {
+        (m.nrows(), m.ncols(), m.iter().map(|v| v.to_bits()).collect())
+    };
+    match stage {
+        "dictionary-bp" | "dictionary-group" | "dictionary-group-deep" => {
+            let ((da, ra), (db, rb)): ((DMatrix<f64>, f64), (DMatrix<f64>, f64)) =
+                (stages::decode_result(stage, a)?, stages::decode_result(stage, b)?);
+            Ok(bits(&da) == bits(&db) && ra.to_bits() == rb.to_bits())
+        }
+        "deep-chain-l1" | "deep-chain-group" => {
+            type Chain = (Vec<DMatrix<f64>>, DeepChainInfo);
+            let ((da, ia), (db, ib)): (Chain, Chain) =
+                (stages::decode_result(stage, a)?, stages::decode_result(stage, b)?);
+            let dicts = |d: &[DMatrix<f64>]| d.iter().map(bits).collect::<Vec<_>>();
+            // the description's floats by their bits too (as encoded)
+            let enc = |i: &DeepChainInfo| persist::encode(std::path::Path::new(stage), STAGE_KIND, i).ok();
+            Ok(dicts(&da) == dicts(&db) && enc(&ia).is_some() && enc(&ia) == enc(&ib))
+        }
+        _ => Ok(false),
     }
 }
 
@@ -1199,6 +1462,49 @@ pub fn train_deep_resumable(
     seed: u64,
     store: &mut dyn StageStore,
 ) -> Result<(Vec<MultiLayerClassifier>, DeepInfo, Vec<(String, TrainingReport)>, Vec<StageTime>)> {
+    let p = train_deep_selected(x_train, l_train, held_out, Some(l1), Some(group), cfg, seed, store, Units::ALL)?;
+    let (Some(l1), Some(group)) = (p.l1, p.group) else {
+        return Err(SparseBpError::Unit {
+            unit: "3-layer".to_owned(),
+            reason: "a chain missing from a run of every model (a bug)".to_owned(),
+        });
+    };
+    Ok((p.models, DeepInfo { l1, group, models: p.infos }, p.reports, p.timing))
+}
+
+/// What [`train_deep_selected`] trained.
+pub struct DeepPart {
+    /// The selected 3-layer models, in the order of [`DEEP_PAPER`].
+    pub models: Vec<MultiLayerClassifier>,
+    /// The `l1` chain, if a selected model needs it (`lbp`, `dp`).
+    pub l1: Option<DeepChainInfo>,
+    /// The group chain, if a selected model needs it (`lgbp`, `lpgbp`, `gdp`, `pgdp`).
+    pub group: Option<DeepChainInfo>,
+    /// The selected models' descriptions, in the order of `models`.
+    pub infos: Vec<DeepModelInfo>,
+    /// Their end-to-end training, by model name.
+    pub reports: Vec<(String, TrainingReport)>,
+    /// The stages' times.
+    pub timing: Vec<StageTime>,
+}
+
+/// [`train_deep_resumable`] for the 3-layer models among `units` only (the unit `shallow` is
+/// ignored): the same stages under the same names and with the same numbers (each model keeps
+/// its seed, which derives from its place in [`DEEP_PAPER`]), a chain only if a selected model
+/// needs it. `l1` may be `None` unless `lbp` or `dp` is selected, `group` unless a group model
+/// is; a missing one is [`SparseBpError::Unit`].
+#[allow(clippy::too_many_arguments)] // as train_deep_resumable, plus the selection
+pub fn train_deep_selected(
+    x_train: &DMatrix<f64>,
+    l_train: &[usize],
+    held_out: (&DMatrix<f64>, &[usize]),
+    l1: Option<(&DMatrix<f64>, f64)>,
+    group: Option<(&DMatrix<f64>, f64, usize)>,
+    cfg: &DeepConfig,
+    seed: u64,
+    store: &mut dyn StageStore,
+    units: Units,
+) -> Result<DeepPart> {
     use std::time::Instant;
     let n = cfg.n_train.min(x_train.ncols());
     let x = x_train.columns(0, n).into_owned();
@@ -1208,31 +1514,55 @@ pub fn train_deep_resumable(
     let l_val = &held_out.1[..nv];
     let mut timing = Vec::new();
     let mut reports = Vec::new();
-    let ((dicts_l1, info_l1), _) = run_stage(store, "deep-chain-l1", &mut timing, |timing| {
-        let t = Instant::now();
-        let out = learn_chain(&x, l1.0, l1.1, 1, cfg, seed)?;
-        timing.push(stage("deep-dictionaries", "l1", t, n, cfg.dict_epochs * cfg.atoms.len()));
-        Ok(out)
-    })?;
-    let ((dicts_g, info_g), _) = run_stage(store, "deep-chain-group", &mut timing, |timing| {
-        let t = Instant::now();
-        let out = learn_chain(&x, group.0, group.1, group.2, cfg, seed + 1)?;
-        timing.push(stage("deep-dictionaries", "group", t, n, cfg.dict_epochs * cfg.atoms.len()));
-        Ok(out)
-    })?;
-    tracing::info!("deep dictionaries learned");
+    let missing = |unit: &str, what: &str| SparseBpError::Unit {
+        unit: unit.to_owned(),
+        reason: format!("selected, but the layer-1 dictionary of its {what} family was not given"),
+    };
+    let chain_l1 = match (units.needs_l1_chain(), l1) {
+        (false, _) => None,
+        (true, None) => return Err(missing(if units.contains("lbp") { "lbp" } else { "dp" }, "l1")),
+        (true, Some(l1)) => Some(
+            run_stage(store, "deep-chain-l1", &mut timing, |timing| {
+                let t = Instant::now();
+                let out = learn_chain(&x, l1.0, l1.1, 1, cfg, seed)?;
+                timing.push(stage("deep-dictionaries", "l1", t, n, cfg.dict_epochs * cfg.atoms.len()));
+                Ok(out)
+            })?
+            .0,
+        ),
+    };
+    let chain_g = match (units.needs_group_chain(), group) {
+        (false, _) => None,
+        (true, None) => {
+            let first = ["lgbp", "lpgbp", "gdp", "pgdp"].into_iter().find(|u| units.contains(u)).unwrap_or("lgbp");
+            return Err(missing(first, "group"));
+        }
+        (true, Some(group)) => Some(
+            run_stage(store, "deep-chain-group", &mut timing, |timing| {
+                let t = Instant::now();
+                let out = learn_chain(&x, group.0, group.1, group.2, cfg, seed + 1)?;
+                timing.push(stage("deep-dictionaries", "group", t, n, cfg.dict_epochs * cfg.atoms.len()));
+                Ok(out)
+            })?
+            .0,
+        ),
+    };
+    if chain_l1.is_some() || chain_g.is_some() {
+        tracing::info!("deep dictionaries learned");
+    }
+    let group_size = group.map_or(1, |g| g.2);
     let ce = TaskLoss::CrossEntropy;
     let fit = FitParams { epochs: cfg.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed };
     let mut models = Vec::new();
     let mut info = Vec::new();
+    let mut index = 0u64; // the model's place in DEEP_PAPER, selected or not: its seed
     for pursuit in [Pursuit::Layered, Pursuit::Deep] {
         for kind in [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp] {
-            let index = models.len() as u64;
-            let (dicts, weights, gs) = if kind == CodeKind::Bp {
-                (&dicts_l1, &info_l1.weights, 1)
-            } else {
-                (&dicts_g, &info_g.weights, group.2)
-            };
+            let this = index;
+            index += 1;
+            let chain = if kind == CodeKind::Bp { &chain_l1 } else { &chain_g };
+            let Some((dicts, chain_info)) = chain else { continue };
+            let (weights, gs) = (&chain_info.weights, if kind == CodeKind::Bp { 1 } else { group_size });
             let last = dicts.last().map_or(0, |d| d.ncols());
             let nf = if kind == CodeKind::Pgbp { last / gs } else { last };
             let build = |clf| {
@@ -1249,6 +1579,9 @@ pub fn train_deep_resumable(
             };
             let m0 = build(LinearClassifier::zeros(10, nf))?;
             let name = m0.name().to_owned();
+            if !units.contains(&name) {
+                continue;
+            }
             let stage_name = format!("deep-{name}");
             let ((m, report, model_info), loaded) = run_stage(store, &stage_name, &mut timing, |timing| {
                 let t = Instant::now();
@@ -1263,7 +1596,7 @@ pub fn train_deep_resumable(
                     // each model on its own objective: layered through the chain of layer
                     // solutions, Deep Pursuit through its joint (stacked) problem
                     let ts = Instant::now();
-                    let p = cfg.end_to_end.params_for(kind, seed + 41 + index);
+                    let p = cfg.end_to_end.params_for(kind, seed + 41 + this);
                     let es = cfg.end_to_end.early_stopping();
                     let r = train_validated(&mut m, &x, labels, &x_val, l_val, &p, &es)?;
                     timing.push(stage("deep-end-to-end", &name, ts, n, r.epochs_run));
@@ -1295,7 +1628,7 @@ pub fn train_deep_resumable(
             models.push(m);
         }
     }
-    Ok((models, DeepInfo { l1: info_l1, group: info_g, models: info }, reports, timing))
+    Ok(DeepPart { models, l1: chain_l1.map(|c| c.1), group: chain_g.map(|c| c.1), infos: info, reports, timing })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -297,3 +297,70 @@ fn deep_models_keep_their_layer_1_group_penalty() {
     assert_eq!(deep_dict, 1);
     assert!(!b.timing.iter().any(|t| t.model == "deep"));
 }
+
+/// A run split into disjoint selections of units ([`paper::MnistSetup::train_selected`]), each
+/// with its own store, computes every stage with the numbers of an unsharded run: the stores
+/// merged (the first copy of a shared stage kept) hold exactly the unsharded run's stages, a
+/// shared stage computed by two selections holds the same result in both
+/// ([`paper::same_stage_result`]), and a run of every unit on the merged store loads every
+/// stage, trains nothing and returns the unsharded run's models bit for bit.
+#[test]
+fn selections_of_units_compute_the_unsharded_stages() {
+    let setup = tiny();
+    let mut full_store = MemoryStore::default();
+    let unsharded = train(&setup, &mut full_store).unwrap();
+    let (x, l) = data(60, 0);
+    let (xv, lv) = data(20, 60);
+    let slices: [&[&str]; 3] = [&["shallow", "lgbp", "dp"], &["lbp", "lpgbp"], &["gdp", "pgdp"]];
+    let mut merged = MemoryStore::default();
+    let mut shared_twice = 0;
+    for names in slices {
+        let units = paper::Units::new(names).unwrap();
+        let mut store = MemoryStore::default();
+        let part = setup.train_selected(&x, &l, &xv, &lv, SEED, &mut store, units).unwrap();
+        let deep: Vec<&str> = part.deep.iter().map(|m| m.name()).collect();
+        assert_eq!(deep, names.iter().copied().filter(|n| *n != "shallow").collect::<Vec<_>>());
+        assert_eq!(part.shallow.is_some(), names.contains(&"shallow"));
+        for m in &part.deep {
+            let same = unsharded.deep.iter().find(|u| u.name() == m.name()).unwrap();
+            assert!(fingerprint(m) == fingerprint(same), "{} differs", m.name());
+        }
+        let names_stored: Vec<String> = store.stages().iter().map(|s| (*s).to_owned()).collect();
+        for stage in names_stored.iter().map(String::as_str) {
+            let bytes = store.load(stage).unwrap().unwrap();
+            let full = full_store.load(stage).unwrap().unwrap();
+            // (the other stages hold their measured seconds: their results are compared below)
+            if paper::SHARED_STAGES.contains(&stage) {
+                assert!(paper::same_stage_result(stage, &bytes, &full).unwrap(), "{names:?}: stage {stage} differs");
+            }
+            match merged.load(stage).unwrap() {
+                Some(first) => {
+                    assert!(paper::SHARED_STAGES.contains(&stage), "{stage} computed by two selections");
+                    assert!(paper::same_stage_result(stage, &first, &bytes).unwrap());
+                    shared_twice += 1;
+                }
+                None => merged.store(stage, &bytes).unwrap(),
+            }
+        }
+    }
+    // dictionary-bp (shallow, lbp/dp), dictionary-group-deep and deep-chain-group (lgbp, lpgbp, gdp)
+    // and deep-chain-l1 (dp, lbp) are computed more than once
+    assert!(shared_twice >= 4, "{shared_twice}");
+    assert_eq!(merged.stages(), full_store.stages());
+    let mut resuming = Killing::new(&mut merged, Some(0));
+    let collected = train(&setup, &mut resuming).unwrap();
+    assert_eq!(resuming.loaded, STAGES, "every stage loaded, none trained");
+    assert_same(&collected, &unsharded, "merged shards");
+    // a different result under a shared stage's name is told apart; a non-shared stage with other
+    // bytes (its seconds differ) is a different result
+    let bp = full_store.load("dictionary-bp").unwrap().unwrap();
+    let grp = full_store.load("dictionary-group").unwrap().unwrap();
+    assert!(paper::same_stage_result("dictionary-bp", &bp, &bp).unwrap());
+    assert!(paper::same_stage_result("dictionary-bp", &bp, &grp).is_err(), "a blob of another stage");
+    let m = full_store.load("deep-lbp").unwrap().unwrap();
+    let mut other = m.clone();
+    let k = other.len() - 3;
+    other[k] ^= 1;
+    assert!(!paper::same_stage_result("deep-lbp", &m, &other).unwrap());
+    assert!(paper::Units::new(&["lbp", "bp"]).is_err());
+}

@@ -140,6 +140,22 @@ pub(crate) fn run_stage<T: Serialize + DeserializeOwned>(
     Ok((value, false))
 }
 
+/// The result stored in the blob `bytes` of `stage` (its measured times dropped): the framing,
+/// the kind and the stage's name are checked as [`run_stage`] checks them.
+pub(crate) fn decode_result<T: DeserializeOwned>(stage: &str, bytes: &[u8]) -> Result<T> {
+    let location = PathBuf::from(format!("<stage {stage}>"));
+    let (stored, value, _times): (String, T, Vec<StageTime>) = persist::decode(&location, STAGE_KIND, bytes)
+        .map_err(|source| SparseBpError::StageFile { stage: stage.to_owned(), source })?;
+    if stored != stage {
+        return Err(SparseBpError::Stage {
+            stage: stage.to_owned(),
+            location,
+            reason: format!("holds stage `{stored}`"),
+        });
+    }
+    Ok(value)
+}
+
 /// `model` re-checked by its constructor if it was `loaded` from `store`'s `stage` (derived
 /// state such as Gram matrices is not stored), else as it is.
 pub(crate) fn checked<M: ModelFile>(model: M, loaded: bool, store: &dyn StageStore, stage: &str) -> Result<M> {
