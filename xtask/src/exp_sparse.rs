@@ -25,7 +25,7 @@ use crate::exp_sparse_timing::{self, Cost};
 use crate::harness::{DynResult, Options, Outcome, progress};
 use crate::plot::{LineChart, Series};
 use crate::report::{RunDir, markdown_table, pct};
-use crate::{exp_sparse_deep, exp_sparse_store};
+use crate::{exp_sparse_deep, exp_sparse_store, shard};
 
 fn columns(x: &DMatrix<f64>, range: std::ops::Range<usize>) -> DMatrix<f64> {
     x.columns(range.start, range.len()).into_owned()
@@ -156,8 +156,9 @@ fn attack_all(
 }
 
 /// What the MNIST attack results depend on, for the attack log ([`AttackLog::open`]): the
-/// models (content hash of every model, encoded), the test images (hash of the standardised
-/// pixels), the columns of both parts in full (protocol, budgets, images), preset and seed.
+/// settings (the test images (hash of the standardised pixels), the columns of both parts in
+/// full (protocol, budgets, images), preset and seed) and each model's content hash (encoded),
+/// by `shallow/<name>` (pursuit models and approximators) and `3-layer/<name>`.
 fn attack_identity(
     fam: &Family,
     deep: &[MultiLayerClassifier],
@@ -165,32 +166,33 @@ fn attack_identity(
     shallow_columns: &[AttackColumn],
     deep_columns: &[AttackColumn],
     (scale, seed): (Scale, u64),
-) -> DynResult<std::collections::BTreeMap<String, String>> {
-    fn enc<T: serde::Serialize>(m: &T) -> DynResult<Vec<u8>> {
-        Ok(bincode::serde::encode_to_vec(m, bincode::config::standard())?)
+) -> DynResult<attack_log::Identity> {
+    fn hash<T: serde::Serialize>(m: &T) -> DynResult<String> {
+        let bytes = bincode::serde::encode_to_vec(m, bincode::config::standard())?;
+        Ok(attack_log::fingerprint([bytes.as_slice()]))
     }
-    let mut blobs = Vec::new();
-    for (_, m) in &fam.pursuit {
-        blobs.push(enc(m)?);
+    let mut models = std::collections::BTreeMap::new();
+    for (n, m) in &fam.pursuit {
+        models.insert(format!("shallow/{n}"), hash(m)?);
     }
-    for (_, a) in &fam.approx {
-        blobs.push(enc(a)?);
+    for (n, a) in &fam.approx {
+        models.insert(format!("shallow/{n}"), hash(a)?);
     }
     for d in deep {
-        blobs.push(enc(d)?);
+        models.insert(format!("3-layer/{}", d.name()), hash(d)?);
     }
     let pixels: Vec<u8> = x_test.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Ok([
+    let settings = [
         ("preset", scale.name().to_owned()),
         ("seed", seed.to_string()),
-        ("models", attack_log::fingerprint(blobs.iter().map(Vec::as_slice))),
         ("test images", format!("{} images, {}", x_test.ncols(), attack_log::fingerprint([pixels.as_slice()]))),
         ("shallow columns", format!("{shallow_columns:?}")),
         ("3-layer columns", format!("{deep_columns:?}")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .collect())
+    .collect();
+    Ok(attack_log::Identity { settings, models })
 }
 
 /// The `attack_images` entries of `results.json`: per part (name, its columns, its test
@@ -776,17 +778,27 @@ fn load_mnist_models(dir: &Path, preset: &str) -> DynResult<MnistModels> {
     Ok(MnistModels { pursuit, approx, deep, meta })
 }
 
-/// Trains every MNIST model (`sparse_bp::paper::MnistSetup::train_resumable`) on the first
-/// `n_train` training images, standardised with their global pixel mean and deviation; the
-/// next `n_val` training-split images are held out for early stopping. Every finished stage is
-/// kept in `train_dir` ([`exp_sparse_store`]): a restarted run of the same preset, seed and
-/// data resumes there, one of another is refused.
-fn train_mnist_models(
+/// The standardised training and held-out images of a run, their pixel standardisation and the
+/// opened training folder.
+struct Prepared {
+    x_train: DMatrix<f64>,
+    l_train: Vec<usize>,
+    x_val: DMatrix<f64>,
+    l_val: Vec<usize>,
+    mean: f64,
+    sd: f64,
+    store: exp_sparse_store::DirStore,
+}
+
+/// The first `n_train` training images, standardised with their global pixel mean and
+/// deviation, the next `n_val` (held out), and the training folder `train_dir` opened for them
+/// ([`exp_sparse_store::DirStore::open`]).
+fn prepare_training(
     data: &datasets::Mnist,
     setup: &paper::MnistSetup,
     opts: &Options,
     train_dir: &Path,
-) -> DynResult<MnistModels> {
+) -> DynResult<Prepared> {
     let sz = &setup.sizes;
     // global pixel standardisation from the training images used
     let px: Vec<f64> =
@@ -814,7 +826,24 @@ fn train_mnist_models(
         (&data.train.images[..n * px], &data.train.labels[..n]),
         (&data.train.images[n * px..(n + nv) * px], &data.train.labels[n..n + nv]),
     );
-    let mut store = exp_sparse_store::DirStore::open(train_dir, &identity)?;
+    let store = exp_sparse_store::DirStore::open(train_dir, &identity)?;
+    Ok(Prepared { x_train, l_train, x_val, l_val, mean, sd, store })
+}
+
+/// Trains every MNIST model (`sparse_bp::paper::MnistSetup::train_resumable`) on the first
+/// `n_train` training images, standardised with their global pixel mean and deviation; the
+/// next `n_val` training-split images are held out for early stopping. Every finished stage is
+/// kept in `train_dir` ([`exp_sparse_store`]): a restarted run of the same preset, seed and
+/// data resumes there, one of another is refused.
+fn train_mnist_models(
+    data: &datasets::Mnist,
+    setup: &paper::MnistSetup,
+    opts: &Options,
+    train_dir: &Path,
+) -> DynResult<MnistModels> {
+    let sz = &setup.sizes;
+    let Prepared { x_train, l_train, x_val, l_val, mean, sd, mut store } =
+        prepare_training(data, setup, opts, train_dir)?;
     let t0 = Instant::now();
     let m = setup.train_resumable(&x_train, &l_train, &x_val, &l_val, opts.seed, &mut store)?;
     tracing::info!(secs = t0.elapsed().as_secs_f64(), resumed = store.resumed.len(), "MNIST models trained");
@@ -832,13 +861,115 @@ fn train_mnist_models(
     Ok(MnistModels { pursuit: m.shallow.pursuit, approx: m.shallow.approx, deep: m.deep, meta })
 }
 
-/// `cargo xtask reproduce sparse-mnist`.
+/// `cargo xtask reproduce sparse-mnist` (with `--shard I/N`: [`mnist_shard`]).
 pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let t_run = Instant::now();
     let data = datasets::load_mnist(mnist_dir(opts)?)?;
     data.check_geometry(28, 28)?;
-    let scale = mnist_scale(opts);
-    let cfg = paper::mnist(scale);
+    let cfg = paper::mnist(mnist_scale(opts));
+    match shard::mode() {
+        shard::Mode::Shard(s) => {
+            let (outcome, parts) = mnist_shard(opts, dir, &data, &cfg, s)?;
+            shard::record_parts(parts);
+            Ok(outcome)
+        }
+        shard::Mode::All | shard::Mode::Collect => mnist_run(opts, dir, &data, &cfg, t_run),
+    }
+}
+
+/// The files a `sparse-mnist` shard leaves for `collect`, relative to its run folder: the
+/// training folder's identity and stages, and the attack log.
+fn shard_files(dir: &RunDir) -> DynResult<Vec<String>> {
+    let training = dir.path("training");
+    let mut stages: Vec<String> = std::fs::read_dir(&training)
+        .map_err(|e| format!("{}: {e}", training.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bin"))
+        .collect();
+    stages.sort();
+    let mut parts = vec![format!("training/{}", exp_sparse_store::IDENTITY_FILE)];
+    parts.extend(stages.into_iter().map(|n| format!("training/{n}")));
+    if dir.path("attack-log.json").is_file() {
+        parts.push("attack-log.json".to_owned());
+    }
+    Ok(parts)
+}
+
+/// One shard of `sparse-mnist` (`--shard I/N`): trains the stages of its units
+/// ([`shard::mnist_units`], [`paper::MnistSetup::train_selected`]) into the training folder and
+/// attacks only its units' models into the attack log, as a run of every unit would (same
+/// stages, same points); no models, reports, certificates or throughput (the collect run, which
+/// resumes every stage and point, computes those). Returns the outcome (this shard's curves)
+/// and the files `collect` merges ([`shard_files`]).
+fn mnist_shard(
+    opts: &Options,
+    dir: &RunDir,
+    data: &datasets::Mnist,
+    cfg: &paper::MnistSetup,
+    s: shard::Shard,
+) -> DynResult<(Outcome, Vec<String>)> {
+    let units = shard::mnist_units(s);
+    eprintln!("sparse-mnist shard {}/{}: units {}", s.index, s.count, units.names().join(", "));
+    let sz = &cfg.sizes;
+    let mut prep = prepare_training(data, cfg, opts, &dir.path("training"))?;
+    let t0 = Instant::now();
+    let part =
+        cfg.train_selected(&prep.x_train, &prep.l_train, &prep.x_val, &prep.l_val, opts.seed, &mut prep.store, units)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let (x_test, l_test) = mnist_matrix(&data.test, sz.n_test.max(cfg.deep.n_test), prep.mean, prep.sd);
+    let x_test_shallow = columns(&x_test, 0..sz.n_test.min(x_test.ncols()));
+    let l_test_shallow = &l_test[..x_test_shallow.ncols()];
+    let space = InputSpace::new(Standardisation::new(prep.mean, prep.sd)?, Some((0.0, 1.0)))?;
+    let fam = match part.shallow {
+        Some(sh) => Family { pursuit: sh.pursuit, approx: sh.approx },
+        None => Family { pursuit: Vec::new(), approx: Vec::new() },
+    };
+    let labels_for = |_: &str| -> &[usize] { l_test_shallow };
+    let attack_columns = paper::mnist_attack_columns(space, &sz.eps, &sz.eps_l2, sz.steps, cfg.check_images, opts.seed);
+    let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, unit: "standardised" };
+    let deep_columns =
+        paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, cfg.check_images, opts.seed);
+    let identity = attack_identity(&fam, &part.deep, &x_test, &task.columns, &deep_columns, (cfg.scale, opts.seed))?;
+    let mut log = AttackLog::open(&dir.path("attack-log.json"), identity)?;
+    let t_attack = Instant::now();
+    let mut curves = Vec::new();
+    if !fam.pursuit.is_empty() {
+        curves.extend(attack_all(&fam, &task, None, "mnist", Some(&mut log))?.0);
+    }
+    curves.extend(exp_sparse_deep::evaluate(&part.deep, &x_test, &l_test, &cfg.deep, &deep_columns, Some(&mut log))?.0);
+    let attack_seconds = t_attack.elapsed().as_secs_f64();
+    let parts = shard_files(dir)?;
+    let mut results = Map::new();
+    results.insert("shard".into(), json!({"index": s.index, "count": s.count}));
+    results.insert("units".into(), json!(units.names()));
+    results.insert("curves".into(), Value::Array(curves));
+    results.insert("files".into(), json!(parts));
+    results.insert("resumed_stages".into(), json!(prep.store.resumed));
+    results.insert("points_resumed".into(), json!(log.resumed()));
+    let summary = format!(
+        "sparse-mnist shard {}/{}: units {}; training {train_seconds:.0} s ({} stage(s) resumed), attacks \
+         {attack_seconds:.0} s ({} point(s) resumed); {} file(s) for `cargo xtask collect`",
+        s.index,
+        s.count,
+        units.names().join(", "),
+        prep.store.resumed.len(),
+        log.resumed(),
+        parts.len()
+    );
+    eprintln!("{summary}");
+    Ok((Outcome { results, summary }, parts))
+}
+
+/// A run of every unit (unsharded, or `collect`, which resumes every stage and point).
+fn mnist_run(
+    opts: &Options,
+    dir: &RunDir,
+    data: &datasets::Mnist,
+    cfg: &paper::MnistSetup,
+    t_run: Instant,
+) -> DynResult<Outcome> {
+    let scale = cfg.scale;
     let full = paper::mnist(Scale::Full);
     let sz = &cfg.sizes;
     let (atoms, group, lambda_bp, gamma_gbp) = (cfg.atoms, cfg.group, cfg.lambda_bp, cfg.gamma_gbp);
@@ -850,7 +981,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
             m
         }
         None => {
-            let m = train_mnist_models(&data, &cfg, opts, &dir.path("training"))?;
+            let m = train_mnist_models(data, cfg, opts, &dir.path("training"))?;
             let models_dir = opts.save_models.clone().unwrap_or_else(|| dir.path("models"));
             save_mnist_models(&models_dir, &m)?;
             m
@@ -1320,7 +1451,7 @@ mod tests {
         let (other, ..) = small_family(2);
         let id2 = attack_identity(&other, &[], &x, &cols, &[], (Scale::Quick, 3)).unwrap();
         let err = AttackLog::open(&part_path, id2).err().unwrap().to_string();
-        assert!(err.contains("models: log"), "{err}");
+        assert!(err.contains("model shallow/bp: log"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1458,6 +1589,149 @@ mod tests {
         let adv = l2_std.protocol.run(&fam.pursuit[0].1, &x, &labels, 0.39).unwrap();
         assert!(((&adv - &x).norm() - 0.39).abs() < 1e-9, "the attack uses its whole budget in the same units");
         assert_eq!(fam.pursuit[0].1.accuracy(&adv, &labels).unwrap(), 1.0);
+    }
+
+    /// The quick preset cut down to seconds: 60 training + 20 held-out images, 12 test images,
+    /// 64 atoms in 32 groups of 2, 3-layer models on 40 images with 32 / 32 atoms, one epoch of
+    /// everything end to end, 2 attack steps.
+    fn tiny_setup() -> paper::MnistSetup {
+        let mut s = paper::mnist(Scale::Quick);
+        (s.atoms, s.group, s.dict_epochs, s.lambda_bp, s.gamma_gbp) = (64, 2, 1, 0.1, 0.1);
+        s.deep.group_gamma = 0.2; // its own stage dictionary-group-deep, as in the presets
+        (s.sizes.n_train, s.n_val, s.sizes.n_test) = (60, 20, 12);
+        (s.sizes.eps, s.sizes.eps_l2, s.sizes.steps) = (vec![0.0, 0.1], vec![0.0, 0.5], 2);
+        (s.sizes.clf_epochs, s.sizes.approx_epochs) = (2, 1);
+        (s.end_to_end.epochs, s.end_to_end.batch_size) = (1, 20);
+        (s.deep.n_train, s.deep.n_val, s.deep.n_test) = (40, 20, 10);
+        (s.deep.eps, s.deep.steps, s.deep.atoms, s.deep.frac) = (vec![0.0, 0.1], 2, [32, 32], 0.01);
+        (s.deep.dict_epochs, s.deep.clf_epochs) = (1, 2);
+        (s.deep.end_to_end.epochs, s.deep.end_to_end.batch_size) = (1, 20);
+        s.cert_eps = vec![0.1];
+        s.check_images = Some(6);
+        s
+    }
+
+    /// A 28 x 28 MNIST in memory: a class-dependent bright block plus an image-dependent pattern.
+    fn tiny_mnist() -> datasets::Mnist {
+        let split = |n: usize, offset: usize| {
+            let labels: Vec<u8> = (0..n).map(|j| ((j + offset) % 10) as u8).collect();
+            let mut images = Vec::with_capacity(n * 784);
+            for (j, &c) in labels.iter().enumerate() {
+                for i in 0..784 {
+                    let (r, col) = (i / 28, i % 28);
+                    let block = r / 7 == usize::from(c) % 4 && col / 7 == usize::from(c) / 4;
+                    let pattern = ((i * 7 + (j + offset) * 13) % 17) as u8 * 6;
+                    images.push(if block { 200 + pattern / 3 } else { pattern });
+                }
+            }
+            datasets::MnistSplit { images, labels, rows: 28, cols: 28 }
+        };
+        datasets::Mnist { train: split(80, 0), test: split(12, 80) }
+    }
+
+    /// `sparse-mnist` split over 2 shards and collected gives the curves of the unsharded run
+    /// (tiny setup, same seed) and the same training stages (the shared ones computed by both
+    /// shards equal but for their seconds); the collect run resumes every stage and point. A
+    /// missing shard is named with its units; a shard whose attack log holds a point at
+    /// another accuracy is refused, naming the point, and the refused collect writes nothing.
+    #[test]
+    fn mnist_shards_collected_give_the_unsharded_curves() {
+        let root = std::env::temp_dir().join(format!("xtask-mnist-shards-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (data, cfg) = (tiny_mnist(), tiny_setup());
+        let log = crate::report::LogFile::default();
+        let opts = |out: PathBuf| Options { quick: true, seed: 3, out, ..Options::default() };
+        let run = |o: &Options| {
+            let dir = RunDir::create(&o.out, "sparse-mnist", &log).unwrap();
+            mnist_run(o, &dir, &data, &cfg, Instant::now()).unwrap()
+        };
+        let full = run(&opts(root.join("full")));
+        let args: Vec<String> = ["sparse-mnist", "--quick", "--seed", "3"].map(String::from).to_vec();
+        let mut shard_dirs = Vec::new();
+        for index in 0..2 {
+            let s = shard::Shard { index, count: 2 };
+            let o = opts(root.join(format!("shard{index}")));
+            let dir = RunDir::create(&o.out, "sparse-mnist", &log).unwrap();
+            let (outcome, parts) = mnist_shard(&o, &dir, &data, &cfg, s).unwrap();
+            assert_eq!(outcome.results["units"], json!(shard::mnist_units(s).names()));
+            assert!(parts.contains(&"attack-log.json".to_owned()) && parts.len() > 3, "{parts:?}");
+            assert!(!dir.path("models").exists() && !dir.path("results.json").exists());
+            let m = shard::Manifest { experiment: "sparse-mnist".into(), shard: s, args: args.clone(), parts };
+            shard::write_manifest(&o.out, &m).unwrap();
+            shard_dirs.push(o.out.to_string_lossy().into_owned());
+        }
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        // one shard missing: named, with its units
+        let merged = root.join("merged");
+        let err = shard::prepare_collect(&[shard_dirs[0].clone(), "--out".into(), s(&merged)]).unwrap_err();
+        let units1 = shard::mnist_units(shard::Shard { index: 1, count: 2 }).names().join(", ");
+        assert!(err.contains("shard 1/2 is missing") && err.contains(&units1), "{err}");
+        assert!(!merged.exists());
+        let line = shard::prepare_collect(&[shard_dirs[1].clone(), shard_dirs[0].clone(), "--out".into(), s(&merged)])
+            .unwrap();
+        assert_eq!(line, [&args[..], &["--out".to_owned(), s(&merged)]].concat());
+        // the merged training folder: the unsharded run's stages, the same results
+        let (full_train, merged_train) =
+            (root.join("full/sparse-mnist/training"), merged.join("sparse-mnist/training"));
+        let names = |d: &Path| {
+            let mut v: Vec<String> =
+                std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&merged_train), names(&full_train));
+        for n in names(&full_train).iter().filter(|n| n.ends_with(".bin")) {
+            let (a, b) = (std::fs::read(full_train.join(n)).unwrap(), std::fs::read(merged_train.join(n)).unwrap());
+            let stage = n.trim_end_matches(".bin");
+            if paper::SHARED_STAGES.contains(&stage) {
+                assert!(paper::same_stage_result(stage, &a, &b).unwrap(), "{stage}");
+            }
+        }
+        let collected = run(&opts(merged.clone()));
+        assert_eq!(collected.results["curves"], full.results["curves"]);
+        assert!(full.results["curves"].as_array().unwrap().len() > 20);
+        let points = collected.results["attack_log"]["points_resumed"].as_u64().unwrap();
+        let total: usize = full.results["curves"].as_array().unwrap().iter().filter(|v| v["attack"] != "none").count();
+        assert!(points > 0 && points as usize <= total, "{points} of {total}");
+        let log_text = std::fs::read_to_string(merged.join("sparse-mnist/attack-log.json")).unwrap();
+        let full_log = std::fs::read_to_string(root.join("full/sparse-mnist/attack-log.json")).unwrap();
+        let keys = |t: &str| {
+            let v: Value = serde_json::from_str(t).unwrap();
+            v["points"].as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&log_text), keys(&full_log));
+        assert_eq!(points as usize, keys(&full_log).len(), "every point resumed");
+        let resumed = collected.results["timing"]["resumed_training_seconds"].as_f64().unwrap();
+        assert!(resumed > 0.0);
+        // the same certificates and the training descriptions too
+        assert_eq!(collected.results["certified"], full.results["certified"]);
+        assert_eq!(collected.results["three_layer"]["models"].as_array().unwrap().len(), 6);
+        // shard 0's log given a point of shard 1's at another accuracy: the logs conflict
+        let log_of = |i: usize| PathBuf::from(&shard_dirs[i]).join("sparse-mnist/attack-log.json");
+        let read = |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+        let (k, mut p) =
+            read(&log_of(1))["points"].as_object().unwrap().iter().next().map(|(k, p)| (k.clone(), p.clone())).unwrap();
+        p["accuracy"] = json!(p["accuracy"].as_f64().unwrap() + 0.5);
+        let mut v0 = read(&log_of(0));
+        v0["points"][&k] = p.clone();
+        std::fs::write(log_of(0), serde_json::to_string(&v0).unwrap()).unwrap();
+        let other = root.join("other");
+        let err = shard::prepare_collect(&[shard_dirs[0].clone(), shard_dirs[1].clone(), "--out".into(), s(&other)])
+            .unwrap_err();
+        assert!(err.contains(&format!("{k} conflicts")), "{err}");
+        assert!(!other.exists(), "a refused collect wrote {}", other.display());
+        // shard 1's own log changed: it conflicts with the merged folder of the first collect
+        let mut v1 = read(&log_of(1));
+        v1["points"][&k] = p;
+        std::fs::write(log_of(1), serde_json::to_string(&v1).unwrap()).unwrap();
+        let mut v0 = read(&log_of(0));
+        v0["points"].as_object_mut().unwrap().remove(&k);
+        std::fs::write(log_of(0), serde_json::to_string(&v0).unwrap()).unwrap();
+        // the merged folder itself conflicts with the changed shard
+        let err = shard::prepare_collect(&[shard_dirs[0].clone(), shard_dirs[1].clone(), "--out".into(), s(&merged)])
+            .unwrap_err();
+        assert!(err.contains("conflicts"), "{err}");
+        std::fs::remove_dir_all(&root).ok();
     }
 
     /// `meta.json`'s normalisation must be finite and in range; each fault is named precisely.

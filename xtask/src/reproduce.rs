@@ -107,7 +107,11 @@ fn usage() -> String {
          --config NAME  epoch-time: measure only this configuration (shd-700-512r-20, ff-700-256-256-20\n\
          \x20              or ssc-700-1024-1024-35; the part after the first `-` suffices, e.g. 700-256-256-20)\n\
          --shard I/N  yin-yang, shd, ssc: train only the runs k with k % N == I (I = 0..N-1, e.g. a\n\
-         \x20           Slurm array task); `cargo xtask collect DIR... --out OUT` then writes the reports\n\
+         \x20           Slurm array task); `cargo xtask collect DIR... --out OUT` then writes the reports.\n\
+         \x20           sparse-mnist: its 7 units (shallow, lbp, lgbp, lpgbp, dp, gdp, pgdp) dealt over the\n\
+         \x20           N shards by their projected cost; a shard trains and attacks its units only (its\n\
+         \x20           training stages and attack log; not with --load-models); collect merges them\n\
+         \x20           and runs sparse-mnist there, resuming every stage and point\n\
          \nexperiments:\n",
     );
     for e in experiments() {
@@ -126,6 +130,17 @@ fn take_shard(args: &[String], all: &[Experiment]) -> Result<Option<shard::Shard
         [e] if shard::SHARDABLE.contains(e) => Ok(Some(s)),
         _ => Err(format!("--shard applies to one named experiment of {}", shard::SHARDABLE.join(", "))),
     }
+}
+
+/// Options that exclude `--shard`: `--load-models` (a shard trains its units; the loaded models
+/// would leave it nothing to do that `collect` could merge).
+fn check_shard_options(shard: Option<shard::Shard>, opts: &Options) -> Result<(), String> {
+    if shard.is_some() && opts.load_models.is_some() {
+        return Err("--shard and --load-models exclude each other: a shard trains and attacks its own units \
+                    (attack loaded models in one unsharded run)"
+            .into());
+    }
+    Ok(())
 }
 
 /// What the command line asked for.
@@ -254,6 +269,10 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = check_shard_options(shard, &opts) {
+        eprintln!("error: {e}\n\n{}", usage());
+        return ExitCode::from(2);
+    }
     // `--quick` without a name runs every quick experiment; there, one whose data is neither on
     // this machine nor downloadable is skipped (with its reason) instead of failing the run.
     let quick_all: Vec<usize> = (0..all.len()).filter(|&k| all[k].in_quick_all).collect();

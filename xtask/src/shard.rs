@@ -11,12 +11,47 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use snn_core::Network;
 use snn_eventprop::train::EpochMetrics;
 
 /// Experiments whose runs can be split.
-pub const SHARDABLE: [&str; 3] = ["yin-yang", "shd", "ssc"];
+pub const SHARDABLE: [&str; 4] = ["yin-yang", "shd", "ssc", "sparse-mnist"];
+
+/// Relative cost of each unit of `sparse-mnist` ([`sparse_bp::paper::MNIST_UNITS`], same order),
+/// in hundredths of an hour: the quick run's projection of a full run at load 1.6-1.8 (README,
+/// "Time of a full `sparse-mnist` run"; 10.5 h upper bound): the 3-layer end-to-end stages LBP
+/// 0.2 h, LGBP 0.8, LPGBP 0.75, DP 0.7, GDP 2.9, PGDP 2.7, and the remaining 2.4 h (shallow
+/// training, every attack, certificates) counted for the shallow unit. Only their order and
+/// rough ratios matter: they balance the shards ([`mnist_units`]).
+const MNIST_UNIT_COST: [u32; 7] = [240, 20, 80, 75, 70, 290, 270];
+
+/// The `sparse-mnist` units ([`sparse_bp::paper::MNIST_UNITS`]) of shard `s`: the units are dealt
+/// longest first ([`MNIST_UNIT_COST`], ties in unit order), each to the shard with the least
+/// cost so far (the lowest index among equals). Every unit lands in exactly one shard; with
+/// N > 7 the shards from 7 on get none. For N = 2 this deals 5.15 / 5.3 h of the projection
+/// (`k % 2` would deal 6.6 / 3.85 h), for N = 3 at most 3.6 h (`k % 3`: 5.85 h); the shared
+/// stages each shard recomputes (dictionaries, 3-layer chains) are not counted.
+pub fn mnist_units(s: Shard) -> sparse_bp::paper::Units {
+    let units = sparse_bp::paper::MNIST_UNITS;
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(MNIST_UNIT_COST[k])); // stable: ties in unit order
+    let mut load = vec![0u32; s.count];
+    let mut mine = Vec::new();
+    for k in order {
+        let target = (0..s.count).min_by_key(|&i| (load[i], i)).unwrap_or(0);
+        load[target] += MNIST_UNIT_COST[k];
+        if target == s.index {
+            mine.push(units[k]);
+        }
+    }
+    sparse_bp::paper::Units::new(&mine).unwrap_or(sparse_bp::paper::Units::ALL)
+}
+
+/// Records the files (relative to `OUT/<experiment>/`) an experiment wrote as this shard's parts.
+pub fn record_parts(parts: impl IntoIterator<Item = String>) {
+    state().parts.extend(parts);
+}
 
 /// Slice `index` of `count` (0-based: `--shard 0/4` ... `--shard 3/4`, as Slurm's
 /// `$SLURM_ARRAY_TASK_ID` with `--array=0-3`).
@@ -237,8 +272,32 @@ pub fn prepare_collect(args: &[String]) -> Result<Vec<String>, String> {
             ));
         }
     }
-    if let Some(missing) = seen.iter().position(Option::is_none) {
-        return Err(format!("shard {missing}/{count} is missing (its folder was not given)"));
+    let missing: Vec<usize> = (0..count).filter(|&i| seen[i].is_none()).collect();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|i| format!("{i}/{count}")).collect();
+        let units = if first.experiment == "sparse-mnist" {
+            let names: Vec<&str> =
+                missing.iter().flat_map(|&index| mnist_units(Shard { index, count }).names()).collect();
+            format!(
+                "; its units {} would be missing",
+                if names.is_empty() { "(none)".into() } else { names.join(", ") }
+            )
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "shard{} {} {} missing (folder not given){units}",
+            if missing.len() > 1 { "s" } else { "" },
+            list.join(", "),
+            if missing.len() > 1 { "are" } else { "is" }
+        ));
+    }
+    if first.experiment == "sparse-mnist" {
+        let shards: Vec<(&Manifest, &Path)> = manifests.iter().zip(dirs.iter().map(PathBuf::as_path)).collect();
+        merge_sparse_mnist(&shards, &out.join(&first.experiment))?;
+        let mut line = first.args.clone();
+        line.extend(["--out".to_owned(), out.to_string_lossy().into_owned()]);
+        return Ok(line);
     }
     let mut copies = Vec::new();
     for (m, d) in manifests.iter().zip(&dirs) {
@@ -259,6 +318,97 @@ pub fn prepare_collect(args: &[String]) -> Result<Vec<String>, String> {
     Ok(line)
 }
 
+/// `collect` of `sparse-mnist`: merges the shards' training folders and attack logs into `out`
+/// (`OUT/sparse-mnist`), which may hold an earlier collect's. Every shard's training identity
+/// must be the same; a stage two shards (or a shard and `out`) hold must be the same result
+/// (a shared stage such as `dictionary-bp` may differ in its measured seconds only:
+/// [`sparse_bp::paper::same_stage_result`]); the attack logs must merge
+/// ([`crate::attack_log::merge`]). Everything is checked before anything is written.
+fn merge_sparse_mnist(shards: &[(&Manifest, &Path)], out: &Path) -> Result<(), String> {
+    let identity_name = format!("training/{}", crate::exp_sparse_store::IDENTITY_FILE);
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let parse_identity = |p: &Path| -> Result<Value, String> {
+        serde_json::from_slice(&read(p)?).map_err(|e| format!("{}: not a training identity ({e})", p.display()))
+    };
+    // (relative path, bytes, where from)
+    let mut files: Vec<(String, Vec<u8>, PathBuf)> = Vec::new();
+    let mut identity: Option<(Value, PathBuf)> = None;
+    let existing = out.join(&identity_name);
+    if existing.is_file() {
+        identity = Some((parse_identity(&existing)?, existing));
+    }
+    let mut logs = Vec::new();
+    for (m, d) in shards {
+        let run = d.join(&m.experiment);
+        for part in &m.parts {
+            let from = run.join(part);
+            if !from.is_file() {
+                return Err(format!("part {} of shard {}/{} is missing", from.display(), m.shard.index, m.shard.count));
+            }
+            if *part == identity_name {
+                let id = parse_identity(&from)?;
+                match &identity {
+                    Some((first, where_)) if *first != id => {
+                        return Err(format!(
+                            "{} and {} are training folders of different runs (identity.json differs: preset, seed, \
+                             data or recipe)",
+                            from.display(),
+                            where_.display()
+                        ));
+                    }
+                    Some(_) => {}
+                    None => identity = Some((id, from.clone())),
+                }
+            } else if part == "attack-log.json" {
+                logs.push(from);
+            } else if let Some(stage) = part.strip_prefix("training/").and_then(|p| p.strip_suffix(".bin")) {
+                let bytes = read(&from)?;
+                let earlier = files.iter().find(|(p, ..)| p == part).map(|(_, b, w)| (b.clone(), w.clone()));
+                let earlier = match earlier {
+                    Some(e) => Some(e),
+                    None if out.join(part).is_file() => Some((read(&out.join(part))?, out.join(part))),
+                    None => None,
+                };
+                match earlier {
+                    Some((first, where_)) => {
+                        let same = sparse_bp::paper::same_stage_result(stage, &first, &bytes)
+                            .map_err(|e| format!("{} or {}: {e}", where_.display(), from.display()))?;
+                        if !same {
+                            return Err(format!(
+                                "training stage {stage} conflicts: {} and {} hold different results",
+                                where_.display(),
+                                from.display()
+                            ));
+                        }
+                    }
+                    None => files.push((part.clone(), bytes, from)),
+                }
+            } else {
+                return Err(format!("shard {}/{}: unexpected part {part}", m.shard.index, m.shard.count));
+            }
+        }
+    }
+    let merged = crate::attack_log::merge(&logs, &out.join("attack-log.json")).map_err(|e| e.to_string())?;
+    if let Some((_, from)) = &identity {
+        let to = out.join(&identity_name);
+        if *from != to {
+            files.push((identity_name.clone(), read(from)?, from.clone()));
+        }
+    }
+    for (part, bytes, _) in &files {
+        let to = out.join(part);
+        crate::report::write_atomic(&to, bytes).map_err(|e| format!("{}: {e}", to.display()))?;
+    }
+    let points = merged.write().map_err(|e| e.to_string())?;
+    eprintln!(
+        "collect sparse-mnist: {} shard(s), {} training file(s) and {points} attack point(s) merged into {}",
+        shards.len(),
+        files.len(),
+        out.display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +421,37 @@ mod tests {
             let e = Shard::parse(bad).unwrap_err();
             assert!(e.contains(&format!("got `{bad}`")), "{bad}: {e}");
         }
+    }
+
+    /// The `sparse-mnist` shards k/N for N in {1, 2, 3, 7} (and 9: two shards idle) cover every
+    /// unit exactly once; N = 1 is every unit; the balance is the one documented.
+    #[test]
+    fn mnist_shards_cover_every_unit_once() {
+        use sparse_bp::paper::MNIST_UNITS;
+        for count in [1, 2, 3, 7, 9] {
+            let mut seen = vec![0; MNIST_UNITS.len()];
+            let mut loads = Vec::new();
+            for index in 0..count {
+                let units = mnist_units(Shard { index, count });
+                let mut load = 0;
+                for (k, u) in MNIST_UNITS.iter().enumerate() {
+                    if units.contains(u) {
+                        seen[k] += 1;
+                        load += MNIST_UNIT_COST[k];
+                    }
+                }
+                assert_eq!(units.names().is_empty(), index >= 7, "{index}/{count}");
+                loads.push(load);
+            }
+            assert_eq!(seen, vec![1; MNIST_UNITS.len()], "N = {count}");
+            match count {
+                1 => assert_eq!(mnist_units(Shard { index: 0, count: 1 }), sparse_bp::paper::Units::ALL),
+                2 => assert_eq!(loads, [515, 530]),
+                3 => assert_eq!(*loads.iter().max().unwrap(), 360),
+                _ => {}
+            }
+        }
+        assert_eq!(mnist_units(Shard { index: 0, count: 7 }).names(), ["gdp"]);
     }
 
     #[test]

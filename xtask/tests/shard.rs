@@ -82,6 +82,21 @@ fn bad_shards_are_errors_that_write_nothing() {
     }
     let (ok, err) = xtask(&["reproduce", "epoch-time", "--quick", "--shard", "0/2", "--out", &s(&out)]);
     assert!(!ok && err.contains("--shard applies to one named experiment of yin-yang, shd, ssc"), "{err}");
+    // sparse-mnist: an index out of range, and --shard with --load-models
+    let (ok, err) = xtask(&["reproduce", "sparse-mnist", "--quick", "--shard", "2/2", "--out", &s(&out)]);
+    assert!(!ok && err.contains("got `2/2`"), "{err}");
+    let (ok, err) = xtask(&[
+        "reproduce",
+        "sparse-mnist",
+        "--quick",
+        "--shard",
+        "0/2",
+        "--load-models",
+        &s(&root.join("models")),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(!ok && err.contains("--shard and --load-models exclude each other"), "{err}");
     assert!(!out.exists(), "a refused command line wrote {}", out.display());
 
     // One of two shards, and a folder that does not exist.
