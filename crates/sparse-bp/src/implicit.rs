@@ -63,6 +63,12 @@ fn active_system(solver: &Solver, z: &[f64]) -> (Vec<usize>, DMatrix<f64>) {
     (support, a)
 }
 
+/// `a^{-1} v` for the symmetric positive definite `a = D_S^T D_S + H`, bit for bit nalgebra's
+/// `a.cholesky()?.solve(&v)` ([`crate::solver::kernels::cholesky_solve`], faster).
+fn solve_spd(a: DMatrix<f64>, v: &DVector<f64>) -> Result<DVector<f64>> {
+    crate::solver::kernels::cholesky_solve(a, v).ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })
+}
+
 fn check_code(solver: &Solver, z: &DVector<f64>) -> Result<()> {
     let m = solver.dictionary().ncols();
     if z.len() != m {
@@ -93,9 +99,8 @@ pub fn vjp(solver: &Solver, z: &DVector<f64>, v: &DVector<f64>) -> Result<DVecto
     if support.is_empty() {
         return Ok(DVector::zeros(d.nrows()));
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
-    let y = chol.solve(&vs);
+    let y = solve_spd(a, &vs)?;
     Ok(d.select_columns(&support) * y)
 }
 
@@ -136,9 +141,8 @@ pub(crate) fn adjoint(
     if support.is_empty() {
         return Ok(None);
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
-    let y = chol.solve(&vs);
+    let y = solve_spd(a, &vs)?;
     Ok(Some((support, y)))
 }
 
@@ -287,9 +291,8 @@ pub fn vjp_full(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>, v: &DVector
     if support.is_empty() {
         return Ok(out);
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
-    let y = chol.solve(&vs);
+    let y = solve_spd(a, &vs)?;
     let ds = d.select_columns(&support);
     let dy = &ds * &y;
     let r = x - d * z;

@@ -278,6 +278,7 @@ impl Solver {
         let mut v = vec![0.0; big_m];
         let mut scratch = Vec::new();
         let mut zg = Vec::new();
+        let rows = super::kernels::column_ranges(&self.gram);
         for (j, &xxj) in xx.iter().enumerate().take(c) {
             let bs = b.column(j);
             let bs = bs.as_slice();
@@ -298,9 +299,9 @@ impl Solver {
                 (steps, gap, true)
             } else {
                 let (it, g2, ok) = if self.params.stopping == StoppingRule::DualityGap {
-                    self.cd_lasso_column(bs, xxj, &mut z, t, &mut grad, &mut v, &mut scratch)
+                    self.cd_lasso_column(bs, xxj, &mut z, t, &rows, &mut grad, &mut v, &mut scratch)
                 } else {
-                    self.cd_column(bs, xxj, &mut z, &mut grad, &mut v, &mut zg, &mut scratch)
+                    self.cd_column(bs, xxj, &mut z, &rows, &mut grad, &mut v, &mut zg, &mut scratch)
                 };
                 (steps + it, g2, ok)
             };

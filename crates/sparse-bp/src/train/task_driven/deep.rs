@@ -180,6 +180,12 @@ pub fn multilayer_gradient_warm(
         c0 += d.ncols();
     }
     let (total_rows, total_cols) = (r0, c0);
+    // the non-zero rows of each column of the stacked dictionary (Deep Pursuit): `A^T r` skips
+    // its zero blocks, bit for bit as `A.tr_mul(r)`
+    let a_rows = match model.pursuit {
+        Pursuit::Deep => crate::solver::kernels::column_ranges(solvers[0].dictionary()),
+        Pursuit::Layered => Vec::new(),
+    };
     let zero = || dicts.iter().map(|d| DMatrix::zeros(d.nrows(), d.ncols())).collect::<Vec<_>>();
     let fold = |mut acc: Vec<DMatrix<f64>>, j: usize| -> Result<Vec<DMatrix<f64>>> {
         let v_last = code_cotangent(kind, gs, last, &f, &df, j);
@@ -235,7 +241,7 @@ pub fn multilayer_gradient_warm(
                 let mut v = DVector::zeros(total_cols);
                 v.rows_mut(total_cols - v_last.len(), v_last.len()).copy_from(&v_last);
                 if c > 0.0 {
-                    v -= a.tr_mul(&rs) * c;
+                    v -= crate::solver::kernels::tr_mul_vec(a, &a_rows, &rs) * c;
                 }
                 if let Some((support, y)) = adjoint(&solvers[0], &zs, &v)? {
                     accumulate_dictionary(a, &support, &y, &rs, &zs, &mut acc, &blocks);
