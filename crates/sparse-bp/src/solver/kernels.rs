@@ -16,6 +16,31 @@
 
 use nalgebra::{DMatrix, DVector};
 
+/// Defines `pub(crate) fn $name` that runs `$body` compiled with AVX2 when the CPU has it
+/// (`$name` + `_avx2`, 4 doubles per instruction) and as plain code otherwise. AVX2 without
+/// FMA: every product and sum is still rounded on its own in the same order, so both give the
+/// same bits; the bodies use only `+ - * /`, `sqrt` and comparisons (no `min` / `max`, whose
+/// sign of zero may depend on the instructions chosen).
+macro_rules! avx2_dispatch {
+    ($(#[$doc:meta])* fn $name:ident / $avx:ident ($($arg:ident : $ty:ty),*) $(-> $ret:ty)? = $body:ident) => {
+        $(#[$doc])*
+        pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { $avx($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $avx($($arg: $ty),*) $(-> $ret)? {
+            $body($($arg),*)
+        }
+    };
+}
+
 /// The rows `[lo, hi)` between the first and the last non-zero entry of every column of `a`
 /// (`(0, 0)` for a zero column).
 pub(crate) fn column_ranges(a: &DMatrix<f64>) -> Vec<(usize, usize)> {
@@ -35,7 +60,7 @@ pub(crate) fn column_ranges(a: &DMatrix<f64>) -> Vec<(usize, usize)> {
 /// `x . y` (both of length `m`) exactly as nalgebra's `dot` sums it (eight accumulators over
 /// the rows below `8 floor(m / 8)`, lane `row mod 8`, then the remaining rows one by one), with
 /// the products outside the rows `[lo, hi)` left out (they must be exact zeros).
-#[inline]
+#[inline(always)]
 #[allow(clippy::many_single_char_names)]
 pub(crate) fn dot_in(x: &[f64], y: &[f64], lo: usize, hi: usize) -> f64 {
     let m = x.len();
@@ -70,10 +95,15 @@ pub(crate) fn dot_in(x: &[f64], y: &[f64], lo: usize, hi: usize) -> f64 {
     res
 }
 
-/// `a^T a`, bit for bit `a.tr_mul(a)`, computing each entry once (the product is symmetric
-/// bit for bit: IEEE multiplication commutes) over the rows where both columns can be
-/// non-zero.
-pub(crate) fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
+avx2_dispatch! {
+    /// `a^T a`, bit for bit `a.tr_mul(a)`, computing each entry once (the product is symmetric
+    /// bit for bit: IEEE multiplication commutes) over the rows where both columns can be
+    /// non-zero.
+    fn gram / gram_avx2(a: &DMatrix<f64>) -> DMatrix<f64> = gram_body
+}
+
+#[inline(always)]
+fn gram_body(a: &DMatrix<f64>) -> DMatrix<f64> {
     let (m, n) = a.shape();
     let s = a.as_slice();
     let ranges = column_ranges(a);
@@ -91,26 +121,40 @@ pub(crate) fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
     g
 }
 
-/// `a^T r` for a vector `r`, bit for bit `a.tr_mul(r)`, each entry over the non-zero rows
-/// `ranges` of `a`'s columns ([`column_ranges`]).
-pub(crate) fn tr_mul_vec(a: &DMatrix<f64>, ranges: &[(usize, usize)], r: &DVector<f64>) -> DVector<f64> {
+avx2_dispatch! {
+    /// `a^T r` for a vector `r`, bit for bit `a.tr_mul(r)`, each entry over the non-zero rows
+    /// `ranges` of `a`'s columns ([`column_ranges`]).
+    fn tr_mul_vec / tr_mul_vec_avx2(a: &DMatrix<f64>, ranges: &[(usize, usize)], r: &DVector<f64>) -> DVector<f64> = tr_mul_vec_body
+}
+
+#[inline(always)]
+fn tr_mul_vec_body(a: &DMatrix<f64>, ranges: &[(usize, usize)], r: &DVector<f64>) -> DVector<f64> {
     let m = a.nrows();
     let s = a.as_slice();
     DVector::from_fn(a.ncols(), |j, _| dot_in(&s[j * m..(j + 1) * m], r.as_slice(), ranges[j].0, ranges[j].1))
 }
 
-/// `grad[i] += col[i] * delta` for the rows `[lo, hi)` of a Gram column (its non-zero rows,
-/// [`column_ranges`]).
-#[inline]
-pub(crate) fn axpy_in(grad: &mut [f64], col: &[f64], delta: f64, (lo, hi): (usize, usize)) {
+avx2_dispatch! {
+    /// `grad[i] += col[i] * delta` for the rows `range = [lo, hi)` of a Gram column (its
+    /// non-zero rows, [`column_ranges`]).
+    fn axpy_in / axpy_in_avx2(grad: &mut [f64], col: &[f64], delta: f64, range: (usize, usize)) = axpy_in_body
+}
+
+#[inline(always)]
+fn axpy_in_body(grad: &mut [f64], col: &[f64], delta: f64, (lo, hi): (usize, usize)) {
     grad[lo..hi].iter_mut().zip(&col[lo..hi]).for_each(|(g, c)| *g += c * delta);
 }
 
-/// `grad += G_a delta_a` for every `(a, delta_a)` of `upd` in turn (columns of the `m x m`
-/// Gram matrix `gram`, column-major), each entry summed in the order of `upd` exactly as one
-/// [`axpy_in`] per atom would, but four atoms per pass over `grad`; over the union of the
-/// atoms' non-zero rows `rows`.
-pub(crate) fn add_columns(grad: &mut [f64], gram: &[f64], upd: &[(usize, f64)], rows: &[(usize, usize)]) {
+avx2_dispatch! {
+    /// `grad += G_a delta_a` for every `(a, delta_a)` of `upd` in turn (columns of the `m x m`
+    /// Gram matrix `gram`, column-major), each entry summed in the order of `upd` exactly as one
+    /// [`axpy_in`] per atom would, but four atoms per pass over `grad`; over the union of the
+    /// atoms' non-zero rows `rows`.
+    fn add_columns / add_columns_avx2(grad: &mut [f64], gram: &[f64], upd: &[(usize, f64)], rows: &[(usize, usize)]) = add_columns_body
+}
+
+#[inline(always)]
+fn add_columns_body(grad: &mut [f64], gram: &[f64], upd: &[(usize, f64)], rows: &[(usize, usize)]) {
     let m = grad.len();
     let col = |a: usize| &gram[a * m..(a + 1) * m];
     for part in upd.chunks(4) {
@@ -157,17 +201,30 @@ pub(crate) fn add_columns(grad: &mut [f64], gram: &[f64], upd: &[(usize, f64)], 
     }
 }
 
-/// The solution `y` of `a y = v` for a symmetric positive definite `a`, bit for bit
-/// `a.cholesky()?.solve(&v)` (nalgebra 0.35: left-looking Cholesky, column `j` updated by
-/// `col_j += (-L[j, k]) col_k` for `k = 0..j` in turn, then divided by its diagonal's square
-/// root; a forward and a backward substitution), or `None` where nalgebra's factorisation
-/// fails (a diagonal pivot zero, negative or NaN). Faster than nalgebra's only in how the
-/// factorisation's updates are grouped: four `k` per pass over column `j`, each entry still
-/// updated in the order `k = 0, 1, ...` with the same operations.
-pub(crate) fn cholesky_solve(mut a: DMatrix<f64>, v: &DVector<f64>) -> Option<DVector<f64>> {
+avx2_dispatch! {
+    /// The solution `y` of `a y = v` for a symmetric positive definite `a`, bit for bit
+    /// `a.cholesky()?.solve(&v)` (nalgebra 0.35: left-looking Cholesky, column `j` updated by
+    /// `col_j += (-L[j, k]) col_k` for `k = 0..j` in turn, then divided by its diagonal's square
+    /// root; a forward and a backward substitution), or `None` where nalgebra's factorisation
+    /// fails (a diagonal pivot zero, negative or NaN). Faster than nalgebra's only in how the
+    /// factorisation's updates are grouped: four `k` per pass over column `j`, each entry still
+    /// updated in the order `k = 0, 1, ...` with the same operations.
+    fn cholesky_solve / cholesky_solve_avx2(a: DMatrix<f64>, v: &DVector<f64>) -> Option<DVector<f64>> = cholesky_solve_body
+}
+
+#[inline(always)]
+fn cholesky_solve_body(mut a: DMatrix<f64>, v: &DVector<f64>) -> Option<DVector<f64>> {
     let n = a.nrows();
     assert_eq!(a.ncols(), n, "square matrix");
     assert_eq!(v.len(), n, "right-hand side");
+    // Without negative zeros in `a`, no entry of the factor nor any partial sum of an update
+    // is `-0` (module docs: a sum is `-0` only if both terms are), so the updates whose factor
+    // `L[j, k]` or entry `L[i, k]` is zero add `+-0` to a value that is not `-0` and are skipped
+    // (the stacked Deep Pursuit systems are block tridiagonal: their factor has zero blocks).
+    let skip_zeros = !a.iter().any(|x| *x == 0.0 && x.is_sign_negative());
+    // one past the last non-zero row of each finished column of the factor
+    let mut hi = vec![n; n];
+    let mut ks: Vec<usize> = Vec::with_capacity(n);
     let s = a.as_mut_slice();
     for j in 0..n {
         let (left, right) = s.split_at_mut(j * n);
@@ -176,24 +233,28 @@ pub(crate) fn cholesky_solve(mut a: DMatrix<f64>, v: &DVector<f64>) -> Option<DV
         // nalgebra: y = factor * x * 1 + 1 * y with factor = -L[j, k]; `* 1` and `1 *` are exact and
         // IEEE addition commutes, so this is y += factor * x
         let f = |k: usize| -left[k * n + j];
-        let mut k = 0;
-        while k + 4 <= j {
-            let (c0, c1, c2, c3) = (col(k), col(k + 1), col(k + 2), col(k + 3));
-            let (f0, f1, f2, f3) = (f(k), f(k + 1), f(k + 2), f(k + 3));
-            for i in 0..cj.len() {
-                let mut y = cj[i];
-                y += f0 * c0[i];
-                y += f1 * c1[i];
-                y += f2 * c2[i];
-                y += f3 * c3[i];
-                cj[i] = y;
+        ks.clear();
+        ks.extend((0..j).filter(|&k| !skip_zeros || (left[k * n + j] != 0.0 && hi[k] > j)));
+        let mut q = 0;
+        while q + 4 <= ks.len() {
+            let (k0, k1, k2, k3) = (ks[q], ks[q + 1], ks[q + 2], ks[q + 3]);
+            let rows = hi[k0].max(hi[k1]).max(hi[k2]).max(hi[k3]) - j;
+            let (c0, c1, c2, c3) = (&col(k0)[..rows], &col(k1)[..rows], &col(k2)[..rows], &col(k3)[..rows]);
+            let (f0, f1, f2, f3) = (f(k0), f(k1), f(k2), f(k3));
+            for (i, y) in cj[..rows].iter_mut().enumerate() {
+                let mut t = *y;
+                t += f0 * c0[i];
+                t += f1 * c1[i];
+                t += f2 * c2[i];
+                t += f3 * c3[i];
+                *y = t;
             }
-            k += 4;
+            q += 4;
         }
-        while k < j {
-            let (c0, f0) = (col(k), f(k));
-            cj.iter_mut().zip(c0).for_each(|(y, x)| *y += f0 * x);
-            k += 1;
+        for &k in &ks[q..] {
+            let rows = hi[k] - j;
+            let f0 = f(k);
+            cj[..rows].iter_mut().zip(&col(k)[..rows]).for_each(|(y, x)| *y += f0 * x);
         }
         let diag = cj[0];
         // nalgebra: zero -> None; `try_sqrt`: `>= 0` -> Some(sqrt), else (negative, NaN) None
@@ -203,6 +264,9 @@ pub(crate) fn cholesky_solve(mut a: DMatrix<f64>, v: &DVector<f64>) -> Option<DV
         let denom = diag.sqrt();
         cj[0] = denom;
         cj[1..].iter_mut().for_each(|x| *x /= denom);
+        if skip_zeros {
+            hi[j] = j + 1 + cj[1..].iter().rposition(|&x| x != 0.0).map_or(0, |p| p + 1);
+        }
     }
     let l = a.as_slice();
     let mut b = v.clone();
@@ -263,6 +327,8 @@ mod tests {
                     blocky(m, n, &mut rng)
                 };
                 assert!(same_bits(gram(&a).as_slice(), a.tr_mul(&a).as_slice()), "gram {m} x {n} dense {dense}");
+                // the plain build (the AVX2 one runs above where the CPU has it)
+                assert!(same_bits(gram_body(&a).as_slice(), a.tr_mul(&a).as_slice()), "plain gram {m} x {n}");
                 let r = DVector::from_fn(m, |i, _| if i % 4 == 0 { -0.0 } else { rng.random_range(-1.0..1.0) });
                 let ours = tr_mul_vec(&a, &column_ranges(&a), &r);
                 assert!(same_bits(ours.as_slice(), a.tr_mul(&r).as_slice()), "A^T r {m} x {n} dense {dense}");
@@ -274,12 +340,24 @@ mod tests {
     fn cholesky_solve_matches_nalgebra_bit_for_bit() {
         let mut rng = StdRng::seed_from_u64(9);
         for n in [1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 40, 67, 130] {
-            for trial in 0..3 {
+            for trial in 0..4 {
                 let b = DMatrix::from_fn(n + 3, n, |_, _| match rng.random_range(0..8) {
                     0 => 0.0,
                     _ => rng.random_range(-1.0..1.0),
                 });
                 let mut a = b.tr_mul(&b);
+                if trial == 2 {
+                    // block tridiagonal (zero blocks far from the diagonal), as a stacked system
+                    let w = (n / 3).max(1);
+                    for i in 0..n {
+                        for k in 0..n {
+                            if i / w > k / w + 1 || k / w > i / w + 1 {
+                                a[(i, k)] = 0.0;
+                            }
+                        }
+                        a[(i, i)] += n as f64;
+                    }
+                }
                 if trial == 1 {
                     // a curvature term as in the implicit-differentiation systems
                     for i in 0..n {
@@ -287,7 +365,25 @@ mod tests {
                     }
                 }
                 let v = DVector::from_fn(n, |i, _| if i % 5 == 0 { 0.0 } else { rng.random_range(-1.0..1.0) });
+                if trial == 3 {
+                    // negative zeros in the matrix: no skipping
+                    for i in 0..n {
+                        for k in 0..n {
+                            if (i + 2 * k) % 7 == 3 && i != k {
+                                a[(i, k)] = -0.0;
+                                a[(k, i)] = -0.0;
+                            }
+                        }
+                        a[(i, i)] += n as f64;
+                    }
+                }
+                let plain = cholesky_solve_body(a.clone(), &v);
                 let ours = cholesky_solve(a.clone(), &v);
+                assert_eq!(
+                    plain.as_ref().map(|p| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+                    ours.as_ref().map(|p| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+                    "plain vs dispatched, n {n} trial {trial}"
+                );
                 let theirs = a.clone().cholesky().map(|c| c.solve(&v));
                 match (ours, theirs) {
                     (Some(o), Some(t)) => assert!(same_bits(o.as_slice(), t.as_slice()), "n {n} trial {trial}"),
