@@ -326,7 +326,7 @@ pub fn main(args: &[String]) -> ExitCode {
             eprintln!("error: cannot write {}: {err}", opts.out.join("shard.json").display());
             failed.push(e);
         } else {
-            eprintln!("shard {}/{}: {} run(s) in {}", s.index, s.count, m.parts.len(), opts.out.display());
+            eprintln!("shard {}/{}: {} part file(s) in {}", s.index, s.count, m.parts.len(), opts.out.display());
         }
     }
     if !index.is_empty() && root && shard.is_none() {
