@@ -1632,8 +1632,9 @@ mod tests {
     /// `sparse-mnist` split over 2 shards and collected gives the curves of the unsharded run
     /// (tiny setup, same seed) and the same training stages (the shared ones computed by both
     /// shards equal but for their seconds); the collect run resumes every stage and point. A
-    /// missing shard is named with its units; a shard whose attack log holds a point at
-    /// another accuracy is refused, naming the point, and the refused collect writes nothing.
+    /// missing shard is named with its units; shards of another seed, a training stage two
+    /// shards hold with different bytes and a point two attack logs hold at different
+    /// accuracies are refused (naming the stage or point), and a refused collect writes nothing.
     #[test]
     fn mnist_shards_collected_give_the_unsharded_curves() {
         let root = std::env::temp_dir().join(format!("xtask-mnist-shards-{}", std::process::id()));
@@ -1706,6 +1707,37 @@ mod tests {
         // the same certificates and the training descriptions too
         assert_eq!(collected.results["certified"], full.results["certified"]);
         assert_eq!(collected.results["three_layer"]["models"].as_array().unwrap().len(), 6);
+        // shards of another seed are refused by their command line
+        let seed1: Vec<String> = ["sparse-mnist", "--quick", "--seed", "4"].map(String::from).to_vec();
+        let other_seed = root.join("seed4");
+        let m = shard::Manifest {
+            experiment: "sparse-mnist".into(),
+            shard: shard::Shard { index: 1, count: 2 },
+            args: seed1,
+            parts: Vec::new(),
+        };
+        shard::write_manifest(&other_seed, &m).unwrap();
+        let err = shard::prepare_collect(&[shard_dirs[0].clone(), s(&other_seed), "--out".into(), s(&root.join("x"))])
+            .unwrap_err();
+        assert!(err.contains("--seed 4") && err.contains("is a shard of"), "{err}");
+        // a training stage of shard 0 in shard 1's folder with other bytes: the stages conflict
+        let stage1 = PathBuf::from(&shard_dirs[1]).join("sparse-mnist/training/deep-dp.bin");
+        let mut bytes = std::fs::read(PathBuf::from(&shard_dirs[0]).join("sparse-mnist/training/deep-dp.bin")).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&stage1, &bytes).unwrap();
+        let manifest1 = PathBuf::from(&shard_dirs[1]).join("shard.json");
+        let mut m1: shard::Manifest = serde_json::from_str(&std::fs::read_to_string(&manifest1).unwrap()).unwrap();
+        m1.parts.push("training/deep-dp.bin".into());
+        shard::write_manifest(Path::new(&shard_dirs[1]), &m1).unwrap();
+        let other = root.join("other");
+        let err = shard::prepare_collect(&[shard_dirs[0].clone(), shard_dirs[1].clone(), "--out".into(), s(&other)])
+            .unwrap_err();
+        assert!(err.contains("training stage deep-dp conflicts"), "{err}");
+        assert!(!other.exists(), "a refused collect wrote {}", other.display());
+        m1.parts.pop();
+        shard::write_manifest(Path::new(&shard_dirs[1]), &m1).unwrap();
+        std::fs::remove_file(&stage1).unwrap();
         // shard 0's log given a point of shard 1's at another accuracy: the logs conflict
         let log_of = |i: usize| PathBuf::from(&shard_dirs[i]).join("sparse-mnist/attack-log.json");
         let read = |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
