@@ -22,13 +22,13 @@
 //! for 2 epochs), before (faa796a) / after the exact kernels of `solver::kernels`, with the
 //! same model hash before and after in every case (the trained bits did not change):
 //!
-//! | model | callgrind instructions, `n` = 200 (100 for DP) | CPU s, `n` = 1000 (load 8-9) |
+//! | model | callgrind instructions, `n` = 200 (100 for DP, LGBP, LPGBP) | CPU s, `n` = 1000 (load 8-9) |
 //! | --- | --- | --- |
 //! | GDP | 68.98 G / 22.34 G (3.1x) | 18.97 / 10.51 (1.80x) |
 //! | PGDP | 71.08 G / 22.88 G (3.1x) | 20.49 / 12.12 (1.69x) |
 //! | DP | 9.94 G / 4.04 G (2.5x) | 3.30 / 1.98 (1.67x) |
-//! | LGBP | | 6.80 / 6.60 |
-//! | LPGBP | | 6.73 / 6.42 |
+//! | LGBP | 9.13 G / 9.03 G | 6.80 / 6.60 |
+//! | LPGBP | 9.19 G / 9.10 G | 6.73 / 6.42 |
 //!
 //! (Part of the instruction-count drop is AVX2's four doubles per instruction; the CPU times
 //! are the fairer speed-up, on this loaded 2-core VM.)
