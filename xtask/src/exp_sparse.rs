@@ -1721,19 +1721,23 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("--seed 4") && err.contains("is a shard of"), "{err}");
         // a training stage of shard 0 in shard 1's folder with other bytes: the stages conflict
-        let stage1 = PathBuf::from(&shard_dirs[1]).join("sparse-mnist/training/deep-dp.bin");
-        let mut bytes = std::fs::read(PathBuf::from(&shard_dirs[0]).join("sparse-mnist/training/deep-dp.bin")).unwrap();
+        let unit0 =
+            shard::mnist_units(shard::Shard { index: 0, count: 2 }).names().into_iter().find(|&u| u != "shallow");
+        let stage = format!("training/deep-{}.bin", unit0.expect("shard 0/2 has a 3-layer unit"));
+        let stage1 = PathBuf::from(&shard_dirs[1]).join("sparse-mnist").join(&stage);
+        let mut bytes = std::fs::read(PathBuf::from(&shard_dirs[0]).join("sparse-mnist").join(&stage)).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&stage1, &bytes).unwrap();
         let manifest1 = PathBuf::from(&shard_dirs[1]).join("shard.json");
         let mut m1: shard::Manifest = serde_json::from_str(&std::fs::read_to_string(&manifest1).unwrap()).unwrap();
-        m1.parts.push("training/deep-dp.bin".into());
+        m1.parts.push(stage.clone());
         shard::write_manifest(Path::new(&shard_dirs[1]), &m1).unwrap();
         let other = root.join("other");
         let err = shard::prepare_collect(&[shard_dirs[0].clone(), shard_dirs[1].clone(), "--out".into(), s(&other)])
             .unwrap_err();
-        assert!(err.contains("training stage deep-dp conflicts"), "{err}");
+        let conflict = format!("training stage {} conflicts", &stage["training/".len()..stage.len() - ".bin".len()]);
+        assert!(err.contains(&conflict), "{err}");
         assert!(!other.exists(), "a refused collect wrote {}", other.display());
         m1.parts.pop();
         shard::write_manifest(Path::new(&shard_dirs[1]), &m1).unwrap();

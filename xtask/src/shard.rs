@@ -19,18 +19,21 @@ use snn_eventprop::train::EpochMetrics;
 pub const SHARDABLE: [&str; 4] = ["yin-yang", "shd", "ssc", "sparse-mnist"];
 
 /// Relative cost of each unit of `sparse-mnist` ([`sparse_bp::paper::MNIST_UNITS`], same order),
-/// in hundredths of an hour: the quick run's projection of a full run at load 1.6-1.8 (README,
-/// "Time of a full `sparse-mnist` run"; 10.5 h upper bound): the 3-layer end-to-end stages LBP
-/// 0.2 h, LGBP 0.8, LPGBP 0.75, DP 0.7, GDP 2.9, PGDP 2.7, and the remaining 2.4 h (shallow
-/// training, every attack, certificates) counted for the shallow unit. Only their order and
-/// rough ratios matter: they balance the shards ([`mnist_units`]).
-const MNIST_UNIT_COST: [u32; 7] = [240, 20, 80, 75, 70, 290, 270];
+/// in hundredths of an hour: the quick run's projection of a full run after the exact Deep
+/// Pursuit kernels (2026-12-04, 7.2 h upper bound at load 2.5-3.7; README, "Time of a full
+/// `sparse-mnist` run"), each stage counted for the unit whose model it trains or attacks: the
+/// shallow unit 1.49 h (dictionaries, shallow training, approximators, shallow attacks,
+/// certificates), LBP 0.26, LGBP 0.91, LPGBP 0.91, DP 0.37, GDP 1.68, PGDP 1.41 (each with its
+/// codes, classifier, end-to-end training and attacks; the 3-layer chains, 0.13 h, are
+/// recomputed by each shard that needs them and not counted). Only their order and rough ratios
+/// matter: they balance the shards ([`mnist_units`]).
+const MNIST_UNIT_COST: [u32; 7] = [149, 26, 91, 91, 37, 168, 141];
 
 /// The `sparse-mnist` units ([`sparse_bp::paper::MNIST_UNITS`]) of shard `s`: the units are dealt
 /// longest first ([`MNIST_UNIT_COST`], ties in unit order), each to the shard with the least
 /// cost so far (the lowest index among equals). Every unit lands in exactly one shard; with
-/// N > 7 the shards from 7 on get none. For N = 2 this deals 5.15 / 5.3 h of the projection
-/// (`k % 2` would deal 6.6 / 3.85 h), for N = 3 at most 3.6 h (`k % 3`: 5.85 h); the shared
+/// N > 7 the shards from 7 on get none. For N = 2 this deals 3.5 / 3.53 h of the projection
+/// (`k % 2` would deal 4.18 / 2.85 h), for N = 3 at most 2.4 h (`k % 3`: 3.81 h); the shared
 /// stages each shard recomputes (dictionaries, 3-layer chains) are not counted.
 pub fn mnist_units(s: Shard) -> sparse_bp::paper::Units {
     let units = sparse_bp::paper::MNIST_UNITS;
@@ -446,8 +449,8 @@ mod tests {
             assert_eq!(seen, vec![1; MNIST_UNITS.len()], "N = {count}");
             match count {
                 1 => assert_eq!(mnist_units(Shard { index: 0, count: 1 }), sparse_bp::paper::Units::ALL),
-                2 => assert_eq!(loads, [515, 530]),
-                3 => assert_eq!(*loads.iter().max().unwrap(), 360),
+                2 => assert_eq!(loads, [350, 353]),
+                3 => assert_eq!(*loads.iter().max().unwrap(), 240),
                 _ => {}
             }
         }
