@@ -35,7 +35,7 @@
 
 use std::path::Path;
 
-use sparse_bp::models::deep::{MultiLayerClassifier, Pursuit};
+use sparse_bp::models::deep::MultiLayerClassifier;
 use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, TaskLoss};
 use sparse_bp::paper::{self, Scale};
 use sparse_bp::train::task_driven::early_stopping::{EarlyStopping, train_validated};
@@ -63,15 +63,7 @@ fn hash(values: impl Iterator<Item = f64>) -> u64 {
 }
 
 fn prep(dir: &str, model: &str, n: usize, file: &str) -> Result<(), BoxError> {
-    let (pursuit, kind) = match model {
-        "lbp" => (Pursuit::Layered, CodeKind::Bp),
-        "lgbp" => (Pursuit::Layered, CodeKind::Gbp),
-        "lpgbp" => (Pursuit::Layered, CodeKind::Pgbp),
-        "dp" => (Pursuit::Deep, CodeKind::Bp),
-        "gdp" => (Pursuit::Deep, CodeKind::Gbp),
-        "pgdp" => (Pursuit::Deep, CodeKind::Pgbp),
-        other => return Err(format!("unknown model `{other}`").into()),
-    };
+    let (pursuit, kind) = paper::deep_model_kind(model).ok_or_else(|| format!("unknown model `{model}`"))?;
     let s = mnist_idx::load_standardised(dir, n, 0)?;
     let (x, labels) = (s.x_train, s.y_train);
     let full = paper::mnist(Scale::Full);
@@ -91,22 +83,9 @@ fn prep(dir: &str, model: &str, n: usize, file: &str) -> Result<(), BoxError> {
     };
     let (d1, _) = learn_dictionary(&x, &p)?;
     let (dicts, info) = paper::learn_chain(&x, &d1, 2.0, gs, cfg, 7)?;
-    let last = dicts.last().map_or(0, |d| d.ncols());
-    let nf = if kind == CodeKind::Pgbp { last / gs } else { last };
+    let nf = paper::deep_features(kind, &dicts, gs);
     let ce = TaskLoss::CrossEntropy;
-    let sp = paper::deep_solver_params(cfg, pursuit, kind);
-    let build = |clf| {
-        MultiLayerClassifier::with_solver_params(
-            pursuit,
-            kind,
-            dicts.clone(),
-            gs,
-            info.weights.clone(),
-            clf,
-            ce,
-            sp.clone(),
-        )
-    };
+    let build = |clf| paper::deep_model(cfg, (pursuit, kind), &dicts, gs, &info.weights, clf);
     let m0 = build(LinearClassifier::zeros(10, nf))?;
     let fit = FitParams { epochs: cfg.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 0 };
     let m = build(train_linear(&m0.features(&x)?, &labels, ce, &fit)?)?;

@@ -25,7 +25,7 @@
 
 use std::time::Instant;
 
-use sparse_bp::models::deep::{MultiLayerClassifier, Pursuit};
+use sparse_bp::models::deep::Pursuit;
 use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use sparse_bp::nalgebra::DMatrix;
 use sparse_bp::paper::{self, Scale};
@@ -106,21 +106,9 @@ fn main() -> Result<(), BoxError> {
         }
         let t = Instant::now();
         let (dicts, weights) = chain(&x, atoms, gs, 3)?;
-        let sp = paper::deep_solver_params(&full.deep, pursuit, kind);
-        let nf = if kind == CodeKind::Pgbp { atoms[2] / gs } else { atoms[2] };
+        let nf = paper::deep_features(kind, &dicts, gs);
         let ce = TaskLoss::CrossEntropy;
-        let build = |clf| {
-            MultiLayerClassifier::with_solver_params(
-                pursuit,
-                kind,
-                dicts.clone(),
-                gs,
-                weights.clone(),
-                clf,
-                ce,
-                sp.clone(),
-            )
-        };
+        let build = |clf| paper::deep_model(&full.deep, (pursuit, kind), &dicts, gs, &weights, clf);
         let m0 = build(LinearClassifier::zeros(10, nf))?;
         let fit = FitParams { epochs: 10, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 1 };
         let m = build(train_linear(&m0.features(&x)?, &labels, ce, &fit)?)?;

@@ -21,7 +21,6 @@
 
 use std::time::Instant;
 
-use sparse_bp::models::deep::{MultiLayerClassifier, Pursuit};
 use sparse_bp::models::{Classifier, CodeKind, LinearClassifier, TaskLoss};
 use sparse_bp::nalgebra::DMatrix;
 use sparse_bp::paper::{self, Scale};
@@ -68,15 +67,8 @@ fn main() -> Result<(), BoxError> {
     };
     let n_val: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2_000);
     let n_test: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(2_000);
-    let (pursuit, kind) = match model.as_str() {
-        "lbp" => (Pursuit::Layered, CodeKind::Bp),
-        "lgbp" => (Pursuit::Layered, CodeKind::Gbp),
-        "lpgbp" => (Pursuit::Layered, CodeKind::Pgbp),
-        "dp" => (Pursuit::Deep, CodeKind::Bp),
-        "gdp" => (Pursuit::Deep, CodeKind::Gbp),
-        "pgdp" => (Pursuit::Deep, CodeKind::Pgbp),
-        other => return Err(format!("unknown model `{other}`: lbp, lgbp, lpgbp, dp, gdp or pgdp").into()),
-    };
+    let (pursuit, kind) = paper::deep_model_kind(&model)
+        .ok_or_else(|| format!("unknown model `{model}`: lbp, lgbp, lpgbp, dp, gdp or pgdp"))?;
     let n_max = ns.iter().copied().max().ok_or("no training sizes given")?;
     if n_test == 0 || n_test > 10_000 {
         return Err(format!("n_test = {n_test}: between 1 and 10,000").into());
@@ -102,20 +94,8 @@ fn main() -> Result<(), BoxError> {
         let x = s.x_train.columns(0, n).into_owned();
         let labels = &s.y_train[..n];
         let (dicts, weights) = chain(&x, gs, cfg, 7)?;
-        let last = dicts.last().map_or(0, |d| d.ncols());
-        let nf = if kind == CodeKind::Pgbp { last / gs } else { last };
-        let build = |clf| {
-            MultiLayerClassifier::with_solver_params(
-                pursuit,
-                kind,
-                dicts.clone(),
-                gs,
-                weights.clone(),
-                clf,
-                ce,
-                paper::deep_solver_params(cfg, pursuit, kind),
-            )
-        };
+        let nf = paper::deep_features(kind, &dicts, gs);
+        let build = |clf| paper::deep_model(cfg, (pursuit, kind), &dicts, gs, &weights, clf);
         let m0 = build(LinearClassifier::zeros(10, nf))?;
         let fit = FitParams { epochs: cfg.clf_epochs, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 0 };
         let mut m = build(train_linear(&m0.features(&x)?, labels, ce, &fit)?)?;

@@ -1354,6 +1354,54 @@ pub const DEEP_TRAIN_REASON: &str = "protocol decision (issue 20): the 3-layer m
      images after training on 10,000 / 20,000 / 55,000 images (thesis 96.1 %), DP 96.1 % on 55,000 (thesis 97.2 %; \
      94.2 % on 10,000 in the first full run) (examples/deep_train_size.rs, 2026-12-04)";
 
+/// The pursuit and code kind of the 3-layer model named `name` in [`DEEP_PAPER`] (`lbp`, `lgbp`,
+/// `lpgbp`: layered; `dp`, `gdp`, `pgdp`: Deep Pursuit; BP, group, pooled-group codes in turn).
+///
+/// ```
+/// use sparse_bp::models::CodeKind;
+/// use sparse_bp::models::deep::Pursuit;
+/// assert_eq!(sparse_bp::paper::deep_model_kind("gdp"), Some((Pursuit::Deep, CodeKind::Gbp)));
+/// assert_eq!(sparse_bp::paper::deep_model_kind("bp"), None);
+/// ```
+#[must_use]
+pub fn deep_model_kind(name: &str) -> Option<(Pursuit, CodeKind)> {
+    let k = DEEP_PAPER.iter().position(|m| m.0 == name)?;
+    let pursuit = if k < 3 { Pursuit::Layered } else { Pursuit::Deep };
+    Some((pursuit, [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp][k % 3]))
+}
+
+/// How many features a 3-layer model's classifier reads from its last layer's code: one per atom,
+/// or one per group of `group_size` atoms for the pooled (`Pgbp`) models.
+#[must_use]
+pub fn deep_features(kind: CodeKind, dicts: &[DMatrix<f64>], group_size: usize) -> usize {
+    let last = dicts.last().map_or(0, |d| d.ncols());
+    if kind == CodeKind::Pgbp { last / group_size } else { last }
+}
+
+/// A 3-layer model of the MNIST presets on the chain `dicts` with layer penalties `weights`,
+/// cross-entropy loss, the solver of [`deep_solver_params`] and the classifier `clf` (e.g.
+/// `LinearClassifier::zeros(10, deep_features(..))` to compute the codes a first classifier is
+/// trained on).
+pub fn deep_model(
+    cfg: &DeepConfig,
+    (pursuit, kind): (Pursuit, CodeKind),
+    dicts: &[DMatrix<f64>],
+    group_size: usize,
+    weights: &[f64],
+    clf: LinearClassifier,
+) -> Result<MultiLayerClassifier> {
+    MultiLayerClassifier::with_solver_params(
+        pursuit,
+        kind,
+        dicts.to_vec(),
+        group_size,
+        weights.to_vec(),
+        clf,
+        TaskLoss::CrossEntropy,
+        deep_solver_params(cfg, pursuit, kind),
+    )
+}
+
 /// The solver of a 3-layer model: coordinate descent, which stops on the same relative duality
 /// gap as FISTA, for the Deep Pursuit models and the `l1` models; FISTA for the layered group
 /// models. On the stacked Deep Pursuit problem of the quick preset's trained models (40 MNIST
@@ -1563,20 +1611,8 @@ pub fn train_deep_selected(
             let chain = if kind == CodeKind::Bp { &chain_l1 } else { &chain_g };
             let Some((dicts, chain_info)) = chain else { continue };
             let (weights, gs) = (&chain_info.weights, if kind == CodeKind::Bp { 1 } else { group_size });
-            let last = dicts.last().map_or(0, |d| d.ncols());
-            let nf = if kind == CodeKind::Pgbp { last / gs } else { last };
-            let build = |clf| {
-                MultiLayerClassifier::with_solver_params(
-                    pursuit,
-                    kind,
-                    dicts.clone(),
-                    gs,
-                    weights.clone(),
-                    clf,
-                    ce,
-                    deep_solver_params(cfg, pursuit, kind),
-                )
-            };
+            let nf = deep_features(kind, dicts, gs);
+            let build = |clf| deep_model(cfg, (pursuit, kind), dicts, gs, weights, clf);
             let m0 = build(LinearClassifier::zeros(10, nf))?;
             let name = m0.name().to_owned();
             if !units.contains(&name) {
