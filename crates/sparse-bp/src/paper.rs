@@ -1608,6 +1608,9 @@ pub fn train_deep_selected(
         for kind in [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp] {
             let this = index;
             index += 1;
+            if !units.contains(DEEP_PAPER[this as usize].0) {
+                continue;
+            }
             let chain = if kind == CodeKind::Bp { &chain_l1 } else { &chain_g };
             let Some((dicts, chain_info)) = chain else { continue };
             let (weights, gs) = (&chain_info.weights, if kind == CodeKind::Bp { 1 } else { group_size });
@@ -1615,9 +1618,6 @@ pub fn train_deep_selected(
             let build = |clf| deep_model(cfg, (pursuit, kind), dicts, gs, weights, clf);
             let m0 = build(LinearClassifier::zeros(10, nf))?;
             let name = m0.name().to_owned();
-            if !units.contains(&name) {
-                continue;
-            }
             let stage_name = format!("deep-{name}");
             let ((m, report, model_info), loaded) = run_stage(store, &stage_name, &mut timing, |timing| {
                 let t = Instant::now();
