@@ -14,7 +14,7 @@ use sparse_bp::attack::{AttackNorm, certified_accuracy, certified_radius_l2};
 use sparse_bp::models::deep::MultiLayerClassifier;
 use sparse_bp::models::{Approximator, Classifier, CodeKind, PursuitClassifier};
 use sparse_bp::paper::{
-    self, APPROXIMATORS, ApproxInfo, Approximators, AttackColumn, DEEP_PAPER, DeepConfig, PURSUIT_MODELS, Scale,
+    self, APPROXIMATORS, ApproxInfo, Approximators, AttackColumn, DEEP_PAPER, PURSUIT_MODELS, Scale,
 };
 use sparse_bp::stability::{Features, local_certificate};
 use sparse_bp::train::task_driven::early_stopping::TrainingReport;
@@ -691,6 +691,18 @@ fn mnist_scale(opts: &Options) -> Scale {
     }
 }
 
+/// The MNIST recipe of a run: the preset of [`mnist_scale`]; with `--thesis-sizes` its 3-layer
+/// models at the thesis's sizes ([`paper::mnist_thesis_sizes`]).
+fn mnist_setup(opts: &Options) -> paper::MnistSetup {
+    let scale = mnist_scale(opts);
+    if opts.thesis_sizes { paper::mnist_thesis_sizes(scale) } else { paper::mnist(scale) }
+}
+
+/// The full preset a run's timing is projected to: with the run's layer sizes.
+fn full_setup(cfg: &paper::MnistSetup) -> paper::MnistSetup {
+    if cfg.deep.thesis.is_some() { paper::mnist_thesis_sizes(Scale::Full) } else { paper::mnist(Scale::Full) }
+}
+
 /// Version of the `meta.json` written beside the MNIST model files (2: the run-size preset is
 /// recorded as `preset`, models trained with early stopping).
 const MODELS_FORMAT: u64 = 2;
@@ -746,8 +758,9 @@ fn normalisation(meta: &Value, path: &Path) -> DynResult<(f64, f64)> {
 }
 
 /// Loads what [`save_mnist_models`] wrote; the run must use the same preset (`quick`,
-/// `medium`, `full`: the test subset and the attack grid depend on it).
-fn load_mnist_models(dir: &Path, preset: &str) -> DynResult<MnistModels> {
+/// `medium`, `full`: the test subset and the attack grid depend on it) and the same layer sizes
+/// (`thesis_sizes` in `meta.json`, absent = false: the reports state the sizes).
+fn load_mnist_models(dir: &Path, preset: &str, thesis_sizes: bool) -> DynResult<MnistModels> {
     let meta_path = dir.join("meta.json");
     let text = std::fs::read_to_string(&meta_path).map_err(|e| format!("cannot read {}: {e}", meta_path.display()))?;
     let meta: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", meta_path.display()))?;
@@ -759,6 +772,17 @@ fn load_mnist_models(dir: &Path, preset: &str) -> DynResult<MnistModels> {
             "models in {} were trained with preset = {}, this run has preset = {preset}",
             dir.display(),
             meta["preset"]
+        )
+        .into());
+    }
+    let stored_thesis = meta["thesis_sizes"].as_bool().unwrap_or(false);
+    if stored_thesis != thesis_sizes {
+        let sizes = |t: bool| if t { "the thesis's layer sizes (--thesis-sizes)" } else { "the preset's layer sizes" };
+        return Err(format!(
+            "models in {} have {}, this run asks for {}",
+            dir.display(),
+            sizes(stored_thesis),
+            sizes(thesis_sizes)
         )
         .into());
     }
@@ -850,11 +874,12 @@ fn train_mnist_models(
     let reports: Map<String, Value> = m.reports.iter().map(|(n, r)| (n.clone(), training_report_json(r))).collect();
     let meta = json!({
         "format": MODELS_FORMAT, "quick": opts.quick, "preset": setup.scale.name(), "seed": opts.seed,
+        "thesis_sizes": setup.deep.thesis.is_some(),
         "n_train": sz.n_train, "n_val": setup.n_val, "end_to_end": reports,
         "training_timing": serde_json::to_value(&m.timing)?,
         "pixel_mean": mean, "pixel_std": sd, "dict_recon_bp": m.dict_recon_bp, "dict_recon_group": m.dict_recon_group,
         "approximators": approx_json(&m.shallow.approx_info),
-        "three_layer": exp_sparse_deep::info_json(&m.deep_info, &setup.deep),
+        "three_layer": exp_sparse_deep::info_json(&m.deep_info, setup),
         "training_seconds": t0.elapsed().as_secs_f64(),
         "training_dir": train_dir.display().to_string(), "resumed_stages": store.resumed,
     });
@@ -866,7 +891,7 @@ pub fn mnist(opts: &Options, dir: &RunDir) -> DynResult<Outcome> {
     let t_run = Instant::now();
     let data = datasets::load_mnist(mnist_dir(opts)?)?;
     data.check_geometry(28, 28)?;
-    let cfg = paper::mnist(mnist_scale(opts));
+    let cfg = mnist_setup(opts);
     match shard::mode() {
         shard::Mode::Shard(s) => {
             let (outcome, parts) = mnist_shard(opts, dir, &data, &cfg, s)?;
@@ -970,13 +995,13 @@ fn mnist_run(
     t_run: Instant,
 ) -> DynResult<Outcome> {
     let scale = cfg.scale;
-    let full = paper::mnist(Scale::Full);
+    let full = full_setup(cfg);
     let sz = &cfg.sizes;
     let (atoms, group, lambda_bp, gamma_gbp) = (cfg.atoms, cfg.group, cfg.lambda_bp, cfg.gamma_gbp);
     let dict_epochs = cfg.dict_epochs;
     let models = match &opts.load_models {
         Some(d) => {
-            let m = load_mnist_models(d, scale.name())?;
+            let m = load_mnist_models(d, scale.name(), cfg.deep.thesis.is_some())?;
             tracing::info!(dir = %d.display(), "models loaded, training skipped");
             m
         }
@@ -1130,6 +1155,7 @@ fn mnist_run(
 
     let mut results = Map::new();
     results.insert("preset".into(), json!(scale.name()));
+    results.insert("thesis_sizes".into(), json!(cfg.deep.thesis.is_some()));
     results.insert("curves".into(), Value::Array(curves.clone()));
     results.insert("attack_images".into(), Value::Array(attack_images));
     results.insert("certified".into(), Value::Array(certified.clone()));
@@ -1158,7 +1184,7 @@ fn mnist_run(
                "group_size": group, "lambda_bp": lambda_bp, "gamma_gbp": gamma_gbp, "dict_epochs": dict_epochs,
                "clf_epochs": sz.clf_epochs, "approx_epochs": sz.approx_epochs,
                "dict_recon_bp": models.meta["dict_recon_bp"], "dict_recon_group": models.meta["dict_recon_group"],
-               "pixel_mean": mean, "pixel_std": sd, "three_layer": exp_sparse_deep::config_json(&cfg.deep),
+               "pixel_mean": mean, "pixel_std": sd, "three_layer": exp_sparse_deep::config_json(cfg),
                "check_images": cfg.check_images, "check_images_reason": paper::CHECK_IMAGES_REASON,
                "end_to_end": {"epochs": cfg.end_to_end.epochs, "lr": cfg.end_to_end.lr,
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
@@ -1233,7 +1259,7 @@ fn mnist_run(
         None => " Every column runs on every test image.".to_owned(),
     };
     let mut s = format!(
-        "MNIST, preset `{}`: {} training images (+ {} held out for early stopping) / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4}); dictionaries of {atoms} unit-norm atoms learned \
+        "MNIST, preset `{}`{}: {} training images (+ {} held out for early stopping) / {} test images, global standardisation (pixel mean {mean:.4}, std {sd:.4}); dictionaries of {atoms} unit-norm atoms learned \
          (alternating coding + Adam dictionary step, penalty warm-up; BP: {dict_epochs} epochs on all images; \
          GBP/PGBP: class-structured, 3-4 groups per class each learned on its class, {} epochs): BP lambda \
          {lambda_bp}, groups of {group} (32 groups) with gamma {gamma_gbp}; softmax classifiers on the codes; then \
@@ -1250,6 +1276,11 @@ fn mnist_run(
          standardised units (what the thesis's figures call \"l2 bound eps\"); `l2-px` = `ifgsm-l2-px`, l2 radius \
          in pixel units. Approximators: PGBP's adversarial images replayed (transfer-linf-std / -px).{check_note}{}\n\n",
         scale.name(),
+        if cfg.deep.thesis.is_some() {
+            " with the 3-layer models at the thesis's sizes (`--thesis-sizes`)"
+        } else {
+            ""
+        },
         sz.n_train,
         cfg.n_val,
         sz.n_test,
@@ -1273,7 +1304,7 @@ fn mnist_run(
         }
     );
     s.push_str(&markdown_table(&h, &rows));
-    s.push_str(&deep_table(&curves, &cfg.deep, &models.meta["three_layer"]));
+    s.push_str(&deep_table(&curves, cfg, &models.meta["three_layer"]));
     let (targets_md, targets_json) = targets(&curves, scale);
     s.push_str(&targets_md);
     results.insert("targets".into(), targets_json);
@@ -1387,7 +1418,10 @@ fn deep_plot(dir: &RunDir, curves: &[Value]) -> DynResult<()> {
     Ok(())
 }
 
-fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
+/// The 3-layer models' table and how they were made, with the layer sizes of this run
+/// ([`layer_sizes_sentence`]).
+fn deep_table(curves: &[Value], setup: &paper::MnistSetup, info: &Value) -> String {
+    let cfg = &setup.deep;
     let mut rows = Vec::new();
     for (name, paper_name, clean, attacked) in DEEP_PAPER {
         let f = |a: &str, e: f64| lookup(curves, name, a, e, None).map_or("-".into(), pct);
@@ -1412,30 +1446,76 @@ fn deep_table(curves: &[Value], cfg: &DeepConfig, info: &Value) -> String {
             format!("[{}]", v.join(", "))
         })
     };
+    let layer1 = match &cfg.thesis {
+        None => format!(
+            "Layer 1 = BP's dictionary for `lbp`/`dp`; for the others a class-structured group dictionary learned like \
+             the shallow one but with the layer-1 group penalty {} (`layer1_group_gamma`; the shallow GBP/PGBP use \
+             `gamma_gbp`)",
+            cfg.group_gamma
+        ),
+        Some(t) => {
+            let groups = t.layer1_atoms / setup.group.max(1);
+            let per_class = paper::class_groups(groups);
+            format!(
+                "Layer 1 = dictionaries of their own of {} atoms (the thesis's size; the shallow models keep theirs): \
+                 for `lbp`/`dp` learned as BP's (lambda {}, {} epochs on all training images); for the others a \
+                 class-structured group dictionary of {groups} groups of {} learned like the shallow one (groups per \
+                 class 0-9: {per_class:?}, `paper::class_groups`) with the layer-1 group penalty {} \
+                 (`layer1_group_gamma`)",
+                t.layer1_atoms, setup.lambda_bp, setup.dict_epochs, setup.group, cfg.group_gamma
+            )
+        }
+    };
+    let pooled_weights = match info.get("weights_pooled") {
+        Some(_) => format!(", pooled {}", w("weights_pooled")),
+        None => String::new(),
+    };
     format!(
         "\n### 3-layer models (white-box, columns as above, I-FGSM {} steps, {} training / {} test images)\n\n\
-         Layer 1 = BP's dictionary for `lbp`/`dp`; for the others a class-structured group dictionary learned like \
-         the shallow one but with the layer-1 group penalty {} (`layer1_group_gamma`; the shallow GBP/PGBP use \
-         `gamma_gbp`); layers 2 and 3 ({:?} atoms, groups of 8 for the group models) learned greedily on the previous \
-         layer's codes with penalty {} x median input-code norm (weights l1 {}, group {}). `l*` = layered pursuit \
+         {layer1}; layers 2 and 3 (groups of {} for the group models; sizes below) learned greedily on the previous \
+         layer's codes with penalty {} x median input-code norm (weights l1 {}, group {}{pooled_weights}). `l*` = layered pursuit \
          (`Gamma_j = BP(D_j, Gamma_(j-1))`, gradient: implicit-differentiation VJPs chained layer by layer); \
          `*dp` = Deep Pursuit, all layers jointly, solved as the stacked shallow group-BP problem (gradient: one \
          implicit-differentiation VJP through it). Pooled models classify the last layer's group norms. The joint \
          models start from the layered models' dictionaries with classifiers trained on their own codes; then every \
          model is fine-tuned end to end on its own objective for at most {} epoch(s), early-stopped on held-out images (layered: through the chain of layer \
          solutions; Deep Pursuit: through the joint stacked problem, so each DP-family model ends with its own \
-         dictionaries). Layer sizes are ours, not the thesis's (128 -> 256 -> 4096, pooled 128 -> 256 -> 512).\n\n{}",
+         dictionaries). {}\n\n{}",
         cfg.steps,
         cfg.n_train,
         cfg.n_test,
-        cfg.group_gamma,
-        cfg.atoms,
+        setup.group,
         cfg.frac,
         w("weights_l1"),
         w("weights_group"),
         cfg.end_to_end.epochs,
+        layer_sizes_sentence(setup),
         markdown_table(&h, &rows)
     )
+}
+
+/// The sentence of the 3-layer section that states the layer sizes of this run (atoms of
+/// layers 1 -> 2 -> 3) against the thesis's.
+fn layer_sizes_sentence(setup: &paper::MnistSetup) -> String {
+    let sizes = exp_sparse_deep::layer_sizes(setup);
+    let arrow = |s: &[usize; 3]| s.map(|a| a.to_string()).join(" -> ");
+    // models with the same sizes together, in the order of DEEP_PAPER
+    let mut seen: Vec<([usize; 3], Vec<&str>)> = Vec::new();
+    for (m, s) in &sizes {
+        let name = DEEP_PAPER.iter().find(|p| p.0 == *m).map_or(*m, |p| p.1);
+        match seen.iter_mut().find(|(t, _)| t == s) {
+            Some((_, names)) => names.push(name),
+            None => seen.push((*s, vec![name])),
+        }
+    }
+    let listed: Vec<String> = seen.iter().map(|(s, names)| format!("{} {}", names.join("/"), arrow(s))).collect();
+    let whose = if setup.deep.thesis.is_some() {
+        "the thesis's sizes (`--thesis-sizes`)"
+    } else {
+        "this project's preset, not the thesis's (LBP/LGBP/DP/GDP 128 -> 256 -> 4096, pooled LPGBP/PGDP 128 -> 256 -> \
+         512; run with `--thesis-sizes` for those)"
+    };
+    format!("Layer sizes of this run (atoms of layers 1 -> 2 -> 3): {}; {whose}.", listed.join(", "))
 }
 
 #[cfg(test)]
@@ -1618,7 +1698,7 @@ mod tests {
     fn load_models_rejects_bad_folders() {
         let dir = std::env::temp_dir().join(format!("xtask-load-models-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let err = |preset| load_mnist_models(&dir, preset).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = |preset| load_mnist_models(&dir, preset, false).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err("quick").contains("meta.json"), "{}", err("quick"));
         let meta = |format: u64, preset: &str| {
             let m = json!({"format": format, "preset": preset, "pixel_mean": 0.1, "pixel_std": 0.3});
@@ -1632,6 +1712,17 @@ mod tests {
         assert!(err("quick").contains("preset = \"full\", this run has preset = quick"), "{}", err("quick"));
         meta(MODELS_FORMAT, "medium");
         assert!(err("full").contains("preset = \"medium\""), "{}", err("full"));
+        // models of the other layer sizes (`--thesis-sizes`) are refused, naming both
+        let m = json!({"format": MODELS_FORMAT, "preset": "medium", "thesis_sizes": true, "pixel_mean": 0.1,
+                       "pixel_std": 0.3});
+        crate::report::write_json(&dir.join("meta.json"), &m).unwrap();
+        let e = load_mnist_models(&dir, "medium", false).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("have the thesis's layer sizes") && e.contains("asks for the preset's"), "{e}");
+        let e = load_mnist_models(&dir, "medium", true).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("bp.bin"), "{e}"); // past the check: the missing model file
+        meta(MODELS_FORMAT, "medium");
+        let e = load_mnist_models(&dir, "medium", true).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("have the preset's layer sizes"), "{e}"); // no `thesis_sizes`: the preset's
         std::fs::write(dir.join("bp.bin"), b"EPSBFILE\x01\0\0\0").unwrap(); // a framed file cut after its magic
         assert!(err("medium").contains("bp.bin") && err("medium").contains("truncated"), "{}", err("medium"));
         std::fs::remove_dir_all(&dir).ok();
@@ -1715,6 +1806,97 @@ mod tests {
             datasets::MnistSplit { images, labels, rows: 28, cols: 28 }
         };
         datasets::Mnist { train: split(80, 0), test: split(12, 80) }
+    }
+
+    /// [`tiny_setup`] with the structure of `--thesis-sizes` ([`paper::mnist_thesis_sizes`]): the
+    /// 3-layer models' own layer 1 of 20 atoms (10 groups of 2), layers 2-3 of 16 / 12 atoms,
+    /// the pooled models' 12 / 8 (not overcomplete like the thesis's: on these few images an
+    /// overcomplete layer's active sets make the code derivative's system singular).
+    fn tiny_thesis_setup() -> paper::MnistSetup {
+        let mut s = tiny_setup();
+        s.deep.atoms = [16, 12];
+        s.deep.thesis = Some(paper::ThesisSizes { layer1_atoms: 20, pooled_atoms: [12, 8] });
+        s
+    }
+
+    /// A tiny run with thesis sizes trains and reports: `results.json` says so and records every
+    /// model's layer sizes, the 3-layer section states them (not the presets' "ours" sentence),
+    /// the pooled chain is described and timed; split over 2 shards and collected it gives the
+    /// same curves, resuming every training stage (the `-thesis` ones) and attack point.
+    #[test]
+    fn a_thesis_size_run_reports_its_sizes_and_shards() {
+        let root = std::env::temp_dir().join(format!("xtask-mnist-thesis-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (data, cfg) = (tiny_mnist(), tiny_thesis_setup());
+        let log = crate::report::LogFile::default();
+        let opts = |out: PathBuf| Options { quick: true, seed: 3, out, thesis_sizes: true, ..Options::default() };
+        let run = |o: &Options| {
+            let dir = RunDir::create(&o.out, "sparse-mnist", &log).unwrap();
+            mnist_run(o, &dir, &data, &cfg, Instant::now()).unwrap()
+        };
+        let full = run(&opts(root.join("full")));
+        assert_eq!(full.results["thesis_sizes"], json!(true));
+        let sizes = &full.results["config"]["three_layer"]["layer_sizes"];
+        for (m, want) in [("lbp", [20, 16, 12]), ("lgbp", [20, 16, 12]), ("lpgbp", [20, 12, 8])] {
+            assert_eq!(sizes[m], json!(want), "{m}");
+        }
+        assert_eq!((sizes["dp"].clone(), sizes["pgdp"].clone()), (json!([20, 16, 12]), json!([20, 12, 8])));
+        assert_eq!(full.results["config"]["three_layer"]["thesis_sizes"], json!(true));
+        assert!(full.results["three_layer"]["layers_pooled"].is_array());
+        let summary = &full.summary;
+        assert!(
+            summary.contains(
+                "Layer sizes of this run (atoms of layers 1 -> 2 -> 3): LBP/LGBP/DP/GDP 20 -> 16 -> 12, LPGBP/PGDP \
+                 20 -> 12 -> 8; the thesis's sizes (`--thesis-sizes`)."
+            ),
+            "{summary}"
+        );
+        assert!(!summary.contains("not the thesis's") && summary.contains("10 groups of 2"), "{summary}");
+        assert!(summary.contains("preset `quick` with the 3-layer models at the thesis's sizes"));
+        let stages = full.results["timing"]["stages"].as_array().unwrap();
+        assert!(stages.iter().any(|t| t["stage"] == "deep-dictionaries" && t["model"] == "pooled"));
+        assert!(full.results["timing"]["estimate_full_seconds"].as_f64().unwrap() > 0.0);
+        let stored = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d.join("sparse-mnist/training"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let full_stages = stored(&root.join("full"));
+        assert!(full_stages.contains(&"deep-chain-pooled-thesis.bin".to_owned()), "{full_stages:?}");
+        assert!(!full_stages.iter().any(|n| n == "deep-chain-l1.bin" || n == "deep-lbp.bin"), "{full_stages:?}");
+        // two shards and collect
+        let args: Vec<String> = ["sparse-mnist", "--quick", "--thesis-sizes", "--seed", "3"].map(String::from).to_vec();
+        let mut shard_dirs = Vec::new();
+        for index in 0..2 {
+            let s = shard::Shard { index, count: 2 };
+            let o = opts(root.join(format!("shard{index}")));
+            let dir = RunDir::create(&o.out, "sparse-mnist", &log).unwrap();
+            let (_, parts) = mnist_shard(&o, &dir, &data, &cfg, s).unwrap();
+            let m = shard::Manifest { experiment: "sparse-mnist".into(), shard: s, args: args.clone(), parts };
+            shard::write_manifest(&o.out, &m).unwrap();
+            shard_dirs.push(o.out.to_string_lossy().into_owned());
+        }
+        let merged = root.join("merged");
+        let out = merged.to_string_lossy().into_owned();
+        let line = shard::prepare_collect(&[shard_dirs[0].clone(), shard_dirs[1].clone(), "--out".into(), out.clone()])
+            .unwrap();
+        assert_eq!(line, [&args[..], &["--out".to_owned(), out]].concat());
+        assert_eq!(stored(&merged), full_stages);
+        let collected = run(&opts(merged.clone()));
+        assert_eq!(collected.results["curves"], full.results["curves"]);
+        let points = collected.results["attack_log"]["points_resumed"].as_u64().unwrap() as usize;
+        let total = full.results["curves"].as_array().unwrap().iter().filter(|v| v["attack"] != "none").count();
+        assert!(points > 0 && points <= total, "{points} of {total}");
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(merged.join("sparse-mnist/models/meta.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["thesis_sizes"], json!(true));
+        let resumed = meta["resumed_stages"].as_array().unwrap().len();
+        assert_eq!(resumed, full_stages.len() - 1, "every stage resumed (all but identity.json)");
+        std::fs::remove_dir_all(&root).ok();
     }
 
     /// `sparse-mnist` split over 2 shards and collected gives the curves of the unsharded run

@@ -7,14 +7,31 @@ use nalgebra::DMatrix;
 use serde_json::{Value, json};
 use sparse_bp::models::Classifier;
 use sparse_bp::models::deep::MultiLayerClassifier;
-use sparse_bp::paper::{AttackColumn, DeepChainInfo, DeepConfig, DeepInfo};
+use sparse_bp::paper::{AttackColumn, DEEP_PAPER, DeepChainInfo, DeepConfig, DeepInfo, MnistSetup};
 
 use crate::attack_log::{self, AttackLog};
 use crate::harness::{DynResult, progress};
 
-/// The configuration as JSON for `results.json`.
-pub fn config_json(cfg: &DeepConfig) -> Value {
+/// Atoms of layers 1, 2 and 3 of every 3-layer model of a run of `setup`, by model name (in the
+/// order of `DEEP_PAPER`).
+pub fn layer_sizes(setup: &MnistSetup) -> Vec<(&'static str, [usize; 3])> {
+    DEEP_PAPER
+        .iter()
+        .filter_map(|m| {
+            sparse_bp::paper::deep_model_kind(m.0).map(|(_, kind)| (m.0, setup.deep.layer_sizes(kind, setup)))
+        })
+        .collect()
+}
+
+/// The 3-layer models' configuration in a run of `setup` as JSON for `results.json`: with the
+/// atoms of every model's three layers (`layer_sizes`) and whether they are the thesis's
+/// (`thesis_sizes`, `--thesis-sizes`).
+pub fn config_json(setup: &MnistSetup) -> Value {
+    let cfg: &DeepConfig = &setup.deep;
+    let sizes: serde_json::Map<String, Value> =
+        layer_sizes(setup).into_iter().map(|(m, s)| (m.to_owned(), json!(s))).collect();
     json!({"n_train": cfg.n_train, "n_test": cfg.n_test, "eps": cfg.eps, "steps": cfg.steps,
+           "thesis_sizes": cfg.thesis.is_some(), "layer_sizes": sizes,
            "dict_epochs": cfg.dict_epochs, "atoms_layers_2_3": cfg.atoms, "penalty_frac": cfg.frac,
            "layer1_group_gamma": cfg.group_gamma,
            "clf_epochs": cfg.clf_epochs, "solver_tol": cfg.tol, "end_to_end_epochs": cfg.end_to_end.epochs,
@@ -35,8 +52,9 @@ fn chain_json(c: &DeepChainInfo) -> Value {
     Value::Array(v)
 }
 
-/// How the models were trained, as JSON for `results.json` and `meta.json`.
-pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
+/// How the models were trained, as JSON for `results.json` and `meta.json` (the pooled models'
+/// own chain, with thesis sizes, as `layers_pooled` and `weights_pooled`).
+pub fn info_json(info: &DeepInfo, setup: &MnistSetup) -> Value {
     let models: Vec<Value> = info
         .models
         .iter()
@@ -45,9 +63,14 @@ pub fn info_json(info: &DeepInfo, cfg: &DeepConfig) -> Value {
                    "train_seconds": m.train_seconds})
         })
         .collect();
-    json!({"layers_l1": chain_json(&info.l1), "layers_group": chain_json(&info.group),
+    let mut v = json!({"layers_l1": chain_json(&info.l1), "layers_group": chain_json(&info.group),
            "weights_l1": info.l1.weights, "weights_group": info.group.weights,
-           "models": models, "config": config_json(cfg)})
+           "models": models, "config": config_json(setup)});
+    if let Some(p) = &info.pooled {
+        v["layers_pooled"] = chain_json(p);
+        v["weights_pooled"] = json!(p.weights);
+    }
+    v
 }
 
 /// Seconds one model spent under one attack column (all its budgets): (model, column label, seconds).

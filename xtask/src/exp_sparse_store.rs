@@ -231,6 +231,25 @@ mod tests {
         d
     }
 
+    /// The presets' recipes hash as they did before `--thesis-sizes` existed (the identities of
+    /// `/work/exp/quick3`'s and the full run's training folders, made with the code before it):
+    /// a folder trained by that code resumes. The thesis-size variant hashes differently, so
+    /// its stages are never mixed with a preset's.
+    #[test]
+    fn preset_recipes_hash_as_before_thesis_sizes() {
+        use sparse_bp::paper::{Scale, mnist, mnist_thesis_sizes};
+        let recipe = |s: &MnistSetup| Identity::new(s, 0, (&[], &[]), (&[], &[])).recipe;
+        assert_eq!(recipe(&mnist(Scale::Quick)), "8841d8a0447e4c068e8454dafa9397f70e8d8a0bcc9264d09f2a444d2c03863d");
+        assert_eq!(recipe(&mnist(Scale::Full)), "4fe1e46d8d0782c5c8e555e9f4c428b5944523aa9c54779bd0a0b27db805721d");
+        for scale in [Scale::Quick, Scale::Medium, Scale::Full] {
+            assert!(!serde_json::to_string(&mnist(scale)).unwrap().contains("thesis"), "{scale:?}");
+            assert_ne!(recipe(&mnist_thesis_sizes(scale)), recipe(&mnist(scale)), "{scale:?}");
+            let back: MnistSetup =
+                serde_json::from_str(&serde_json::to_string(&mnist_thesis_sizes(scale)).unwrap()).unwrap();
+            assert_eq!(back, mnist_thesis_sizes(scale), "{scale:?}");
+        }
+    }
+
     /// A folder of another run (seed, training pixels, preset) is refused with every
     /// differing field named; the same run reopens it; a damaged identity file is named.
     #[test]

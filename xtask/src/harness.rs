@@ -21,6 +21,9 @@ pub struct Options {
     /// `sparse-mnist` only: the intermediate preset (6,000 training-split images with 1,000
     /// held out, 1,000 test images; the full run's recipe). Excludes `quick`.
     pub medium: bool,
+    /// `sparse-mnist` only: the 3-layer models at the thesis's layer sizes
+    /// (`sparse_bp::paper::mnist_thesis_sizes`) instead of the preset's; combines with any run size.
+    pub thesis_sizes: bool,
     /// Seed of every random choice of the run.
     pub seed: u64,
     /// Output root; each experiment writes to `out/<experiment>/`.
@@ -55,6 +58,7 @@ impl Default for Options {
         Self {
             quick: false,
             medium: false,
+            thesis_sizes: false,
             seed: 0,
             out: PathBuf::from("results"),
             data: None,

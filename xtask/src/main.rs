@@ -23,7 +23,7 @@ cargo xtask <task>
 
 tasks:
   ci                      run exactly what .ci/run runs (fmt check, clippy, tests)
-  reproduce [EXP] [--quick | --medium] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR] [--shard I/N]
+  reproduce [EXP] [--quick | --medium] [--seed N] [--out DIR] [--data PATH] [--save-models DIR] [--load-models DIR] [--shard I/N] [--thesis-sizes]
                           reproduce an experiment of the papers
   collect DIR... [--out OUT]
                           merge the outputs of `reproduce EXP --shard I/N` (I = 0..N-1) into the

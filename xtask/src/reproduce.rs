@@ -82,13 +82,18 @@ fn usage() -> String {
     let mut s = String::from(
         "cargo xtask reproduce [EXPERIMENT] [--quick | --medium] [--seed N] [--out DIR] [--data PATH] [--synthetic]\n\
          \x20                    [--epochs N] [--spike-reg off|paper|STRENGTH] [--save-models DIR] [--load-models DIR]\n\
-         \x20                    [--shard I/N] [--config NAME] [--connectivity P]\n\n\
+         \x20                    [--shard I/N] [--config NAME] [--connectivity P] [--thesis-sizes]\n\n\
          With no EXPERIMENT and --quick, runs the quick version of every experiment but efficiency;\n\
          one whose data set is neither found nor downloadable is then skipped (with its reason).\n\
          --medium  sparse-mnist only: 6,000 training images (1,000 of them held out for early\n\
          \x20         stopping) and 1,000 test images with the full run's recipe (full: 60,000 with\n\
          \x20         5,000 held out, 10,000 test); --quick and --medium print an estimate of the\n\
          \x20         full run's time on this machine.\n\
+         --thesis-sizes  sparse-mnist only (with any run size, --shard, collect): the 3-layer models at\n\
+         \x20         the thesis's sizes, 128 -> 256 -> 4096 atoms (pooled LPGBP/PGDP 128 -> 256 -> 512,\n\
+         \x20         groups of 8) with layer-1 dictionaries of their own, instead of the preset's\n\
+         \x20         256 -> 128 -> 256 (layer 1 = the shallow dictionaries); everything else as in the\n\
+         \x20         preset. Much longer (the README's sparse-mnist section says how much).\n\
          --data PATH  the data set (MNIST, SHD, SSC); default: $EVENTPROP_DATA/<name>, the user cache,\n\
          \x20            shared/data/<name> beside the repository, else downloaded (cargo xtask fetch).\n\
          --epochs N  training epochs of sequence-detection, yin-yang, shd and ssc instead of their\n\
@@ -166,6 +171,7 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
         match a.as_str() {
             "--quick" => opts.quick = true,
             "--medium" => opts.medium = true,
+            "--thesis-sizes" => opts.thesis_sizes = true,
             "--synthetic" => opts.synthetic = true,
             "--seed" => {
                 let v = value("--seed")?;
@@ -230,6 +236,9 @@ fn parse(args: &[String], all: &[Experiment]) -> Result<Request, String> {
     }
     if opts.medium && selected.iter().any(|&k| all[k].name != "sparse-mnist") {
         return Err("--medium applies to sparse-mnist only".into());
+    }
+    if opts.thesis_sizes && selected.iter().any(|&k| all[k].name != "sparse-mnist") {
+        return Err("--thesis-sizes applies to sparse-mnist only (name it)".into());
     }
     if opts.epochs.is_some() && !selected.iter().any(|&k| all[k].takes_epochs) {
         let takers: Vec<&str> = all.iter().filter(|e| e.takes_epochs).map(|e| e.name).collect();
@@ -429,6 +438,10 @@ mod tests {
         assert_eq!((sel, o.medium, o.quick, o.preset()), (vec!["sparse-mnist"], true, false, "medium"));
         assert_eq!(run("sparse-mnist").unwrap().0.preset(), "full");
         assert_eq!(run("sparse-mnist --quick").unwrap().0.preset(), "quick");
+        assert!(!run("sparse-mnist --quick").unwrap().0.thesis_sizes);
+        let (o, sel) = run("sparse-mnist --thesis-sizes --quick --seed 1").unwrap();
+        assert_eq!((sel, o.thesis_sizes, o.preset(), o.seed), (vec!["sparse-mnist"], true, "quick", 1));
+        assert!(run("sparse-mnist --medium --thesis-sizes").unwrap().0.thesis_sizes);
     }
 
     #[test]
@@ -453,6 +466,8 @@ mod tests {
             ("sparse-mnist --quick --medium", "--quick and --medium exclude each other"),
             ("shd --medium", "--medium applies to sparse-mnist only"),
             ("--medium", "name an experiment"),
+            ("shd --thesis-sizes", "--thesis-sizes applies to sparse-mnist only"),
+            ("--quick --thesis-sizes", "--thesis-sizes applies to sparse-mnist only"),
         ] {
             match run(line) {
                 Err(e) => assert!(e.contains(says), "`{line}`: got `{e}`, expected `{says}`"),

@@ -350,6 +350,77 @@ pub struct DeepConfig {
     pub tol: f64,
     /// End-to-end fine-tuning of each of the six models on its own objective.
     pub end_to_end: EndToEnd,
+    /// The thesis's layer sizes ([`ThesisSizes`]; `None` in every [`mnist`] preset, set by
+    /// [`mnist_thesis_sizes`]): the 3-layer models then learn their own layer-1 dictionaries
+    /// and the pooled models (LPGBP, PGDP) their own layers 2 and 3. Left out of the serialised
+    /// form when `None`, so that the presets' recipe (hashed into a training folder's identity)
+    /// serialises exactly as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thesis: Option<ThesisSizes>,
+}
+
+/// The 3-layer models' sizes in the thesis (issue 20; Aslan & Mészáros 2022, App. B): LBP, LGBP,
+/// DP and GDP 128 -> 256 -> 4096 atoms, the pooled LPGBP and PGDP 128 -> 256 -> 512 (groups of
+/// 8). With these, [`MnistSetup::train_selected`] learns the 3-layer models' layer 1 in stages of
+/// their own, `dictionary-bp-thesis` (BP-style, penalty [`MnistSetup::lambda_bp`], for `lbp` and
+/// `dp`) and `dictionary-group-thesis` (class-structured groups of [`MnistSetup::group`], penalty
+/// [`DeepConfig::group_gamma`], for the four group models; its groups are dealt to the classes
+/// by [`class_groups`]), and three chains: `deep-chain-l1-thesis` and `deep-chain-group-thesis`
+/// with layers 2 and 3 of [`DeepConfig::atoms`], `deep-chain-pooled-thesis` with
+/// [`ThesisSizes::pooled_atoms`]; the models' stages are `deep-<name>-thesis`. The shallow
+/// models are not affected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThesisSizes {
+    /// Atoms of the 3-layer models' own layer-1 dictionaries (thesis: 128; a multiple of
+    /// [`MnistSetup::group`]).
+    pub layer1_atoms: usize,
+    /// Atoms of layers 2 and 3 of the pooled models LPGBP and PGDP (thesis: 256, 512); the others
+    /// use [`DeepConfig::atoms`] (thesis: 256, 4096).
+    pub pooled_atoms: [usize; 2],
+}
+
+/// The thesis's sizes: layer 1 of 128 atoms, pooled layers 2 and 3 of 256 and 512 (the non-pooled
+/// ones, 256 and 4096, are [`DeepConfig::atoms`] in [`mnist_thesis_sizes`]).
+pub const THESIS_SIZES: ThesisSizes = ThesisSizes { layer1_atoms: 128, pooled_atoms: [256, 512] };
+
+/// Layers 2 and 3 of the non-pooled 3-layer models in the thesis (LBP, LGBP, DP, GDP).
+pub const THESIS_ATOMS: [usize; 2] = [256, 4096];
+
+impl DeepConfig {
+    /// Atoms of layers 2 and 3 of the 3-layer models with codes of `kind`:
+    /// [`ThesisSizes::pooled_atoms`] for the pooled ones (`Pgbp`) with thesis sizes, else
+    /// [`DeepConfig::atoms`].
+    #[must_use]
+    pub fn chain_atoms(&self, kind: CodeKind) -> [usize; 2] {
+        match (&self.thesis, kind) {
+            (Some(t), CodeKind::Pgbp) => t.pooled_atoms,
+            _ => self.atoms,
+        }
+    }
+
+    /// Atoms of layers 1, 2 and 3 of the 3-layer models with codes of `kind` in a run of `setup`
+    /// (whose `deep` is this configuration): layer 1 is [`ThesisSizes::layer1_atoms`] with thesis
+    /// sizes, else the shallow dictionaries' [`MnistSetup::atoms`].
+    ///
+    /// ```
+    /// use sparse_bp::models::CodeKind;
+    /// use sparse_bp::paper::{self, Scale};
+    /// let ours = paper::mnist(Scale::Full);
+    /// assert_eq!(ours.deep.layer_sizes(CodeKind::Pgbp, &ours), [256, 128, 256]);
+    /// let thesis = paper::mnist_thesis_sizes(Scale::Full);
+    /// assert_eq!(thesis.deep.layer_sizes(CodeKind::Bp, &thesis), [128, 256, 4096]);
+    /// assert_eq!(thesis.deep.layer_sizes(CodeKind::Pgbp, &thesis), [128, 256, 512]);
+    /// ```
+    #[must_use]
+    pub fn layer_sizes(&self, kind: CodeKind, setup: &MnistSetup) -> [usize; 3] {
+        let [a2, a3] = self.chain_atoms(kind);
+        [self.thesis.as_ref().map_or(setup.atoms, |t| t.layer1_atoms), a2, a3]
+    }
+
+    /// The suffix of the 3-layer stages' names: `-thesis` with thesis sizes, else none.
+    fn stage_suffix(&self) -> &'static str {
+        if self.thesis.is_some() { "-thesis" } else { "" }
+    }
 }
 
 /// End-to-end (task-driven) fine-tuning after the unsupervised start (issue 20): every
@@ -554,6 +625,7 @@ pub fn mnist(scale: Scale) -> MnistSetup {
                 clf_epochs: 30,
                 tol: 1e-4,
                 end_to_end: e2e(2, 1),
+                thesis: None,
             },
         ),
         Scale::Medium | Scale::Full => {
@@ -584,6 +656,7 @@ pub fn mnist(scale: Scale) -> MnistSetup {
                     clf_epochs: 40,
                     tol: 1e-5,
                     end_to_end: e2e(epochs, patience),
+                    thesis: None,
                 },
             )
         }
@@ -603,6 +676,41 @@ pub fn mnist(scale: Scale) -> MnistSetup {
         deep,
         check_images: if scale == Scale::Quick { None } else { Some(CHECK_IMAGES) },
     }
+}
+
+/// [`mnist`]'s preset with the 3-layer models at the thesis's sizes ([`ThesisSizes`]; `cargo
+/// xtask reproduce sparse-mnist --thesis-sizes`): [`DeepConfig::atoms`] = [`THESIS_ATOMS`] and
+/// [`DeepConfig::thesis`] = [`THESIS_SIZES`]; everything else (data, training recipe, attacks,
+/// the shallow models) as in [`mnist`]`(scale)`. Not the default: the 4096-atom third layer makes
+/// the run much longer (the README's sparse-mnist section says by how much).
+///
+/// ```
+/// use sparse_bp::paper::{self, Scale};
+/// let t = paper::mnist_thesis_sizes(Scale::Quick);
+/// assert_eq!((t.deep.atoms, t.deep.thesis.as_ref().map(|s| s.layer1_atoms)), ([256, 4096], Some(128)));
+/// assert_eq!(t.atoms, paper::mnist(Scale::Quick).atoms); // the shallow models as in the preset
+/// ```
+pub fn mnist_thesis_sizes(scale: Scale) -> MnistSetup {
+    let mut s = mnist(scale);
+    s.deep.atoms = THESIS_ATOMS;
+    s.deep.thesis = Some(THESIS_SIZES);
+    s
+}
+
+/// How many groups of a class-structured group dictionary of `groups` groups each MNIST class
+/// (0-9) gets: `groups / 10` each, one more for the first `groups % 10` classes. The presets'
+/// 32 groups give the shallow dictionary's 4 groups to classes 0-1 and 3 to classes 2-9; the
+/// thesis-size layer 1 ([`ThesisSizes`], 16 groups of 8) gives 2 groups to classes 0-5 and 1 to
+/// classes 6-9 (which classes get the extra groups is arbitrary; the lowest digits, as in the
+/// 32-group dictionary). With fewer than 10 groups the last classes get none.
+///
+/// ```
+/// assert_eq!(sparse_bp::paper::class_groups(32), [4, 4, 3, 3, 3, 3, 3, 3, 3, 3]);
+/// assert_eq!(sparse_bp::paper::class_groups(16), [2, 2, 2, 2, 2, 2, 1, 1, 1, 1]);
+/// ```
+#[must_use]
+pub fn class_groups(groups: usize) -> [usize; 10] {
+    std::array::from_fn(|c| groups / 10 + usize::from(c < groups % 10))
 }
 
 /// The shallow models of [`MnistSetup::train_shallow_resumable`] and what they were trained from.
@@ -697,9 +805,16 @@ impl Units {
     }
 
     /// Whether a selected 3-layer model is of the group family (`lgbp`, `lpgbp`, `gdp`, `pgdp`:
-    /// stages `dictionary-group-deep` (or `dictionary-group`) and `deep-chain-group`).
+    /// stages `dictionary-group-deep` (or `dictionary-group`) and `deep-chain-group`; with thesis
+    /// sizes `dictionary-group-thesis` and `deep-chain-group-thesis` or `deep-chain-pooled-thesis`).
     fn needs_group_chain(&self) -> bool {
         ["lgbp", "lpgbp", "gdp", "pgdp"].iter().any(|u| self.contains(u))
+    }
+
+    /// Whether a selected 3-layer model is pooled (`lpgbp`, `pgdp`: with thesis sizes, the
+    /// stage `deep-chain-pooled-thesis`).
+    fn needs_pooled_chain(&self) -> bool {
+        self.contains("lpgbp") || self.contains("pgdp")
     }
 }
 
@@ -717,8 +832,12 @@ pub struct MnistPart {
     pub deep: Vec<MultiLayerClassifier>,
     /// The `l1` chain (with `lbp` or `dp`).
     pub deep_l1: Option<DeepChainInfo>,
-    /// The group chain (with `lgbp`, `lpgbp`, `gdp` or `pgdp`).
+    /// The group chain (with `lgbp`, `lpgbp`, `gdp` or `pgdp`; with thesis sizes `lgbp` or
+    /// `gdp`).
     pub deep_group: Option<DeepChainInfo>,
+    /// With thesis sizes ([`DeepConfig::thesis`]), the pooled models' own chain (with `lpgbp` or
+    /// `pgdp`); else `None`.
+    pub deep_pooled: Option<DeepChainInfo>,
     /// The selected 3-layer models' descriptions, in the order of `deep`.
     pub deep_models: Vec<DeepModelInfo>,
     /// The end-to-end training of every trained model, by model name.
@@ -734,8 +853,10 @@ pub struct StageTime {
     /// What ran: `dictionary-bp`, `dictionary-group`, `codes`, `classifier`, `end-to-end`,
     /// `approximators`, `deep-dictionaries`, `deep-codes`, `deep-classifier`, `deep-end-to-end`.
     pub stage: String,
-    /// The model (or chain: `l1`, `group`; `all` for the approximators; `deep` for the 3-layer
-    /// group models' own `dictionary-group`, stage `dictionary-group-deep`).
+    /// The model (or chain: `l1`, `group`, with thesis sizes also `pooled`; `all` for the
+    /// approximators; `deep` for the 3-layer models' own layer-1 dictionaries: `dictionary-group`
+    /// of stage `dictionary-group-deep` or `dictionary-group-thesis`, `dictionary-bp` of stage
+    /// `dictionary-bp-thesis`).
     pub model: String,
     /// Measured wall-clock seconds.
     pub seconds: f64,
@@ -845,7 +966,7 @@ impl MnistSetup {
         Ok(MnistModels {
             shallow,
             deep: part.deep,
-            deep_info: DeepInfo { l1, group, models: part.deep_models },
+            deep_info: DeepInfo { l1, group, pooled: part.deep_pooled, models: part.deep_models },
             dict_recon_bp: rec_bp,
             dict_recon_group: rec_g,
             reports: part.reports,
@@ -920,28 +1041,61 @@ impl MnistSetup {
             (rec_bp, rec_g) = (Some(dict_recon_bp), Some(dict_recon_group));
             (Some(dict_bp), Some(dict_group))
         } else {
-            let d_bp = match units.needs_l1_chain() {
+            // (with thesis sizes the 3-layer models have layer-1 dictionaries of their own)
+            let own = self.deep.thesis.is_some();
+            let d_bp = match units.needs_l1_chain() && !own {
                 true => Some(self.dictionary_bp_stage(x_train, seed, store, &mut timing)?.0),
                 false => None,
             };
-            let d_g = match units.needs_group_chain() && self.deep.group_gamma == gamma_gbp {
+            let d_g = match units.needs_group_chain() && !own && self.deep.group_gamma == gamma_gbp {
                 true => Some(self.dictionary_group_stage(x_train, labels, seed, store, &mut timing)?.0),
                 false => None,
             };
             (d_bp, d_g)
         };
-        // the 3-layer group models' layer 1: the shallow group dictionary if it was learned
-        // with their penalty, else one learned with it (same images and seed)
         let group_gamma = self.deep.group_gamma;
+        // the 3-layer l1 models' layer 1: the BP dictionary, or with thesis sizes one of their
+        // own (BP's recipe with their layer-1 atoms; same images and seed)
+        let d_bp_deep = match &self.deep.thesis {
+            _ if !units.needs_l1_chain() => None,
+            None => d_bp,
+            Some(t) => Some(
+                run_stage(store, "dictionary-bp-thesis", &mut timing, |timing| {
+                    let t0 = Instant::now();
+                    let p = DictParams { atoms: t.layer1_atoms, ..self.bp_dict_params(seed) };
+                    let out = learn_dictionary(x_train, &p)?;
+                    timing.push(stage("dictionary-bp", "deep", t0, n, self.dict_epochs));
+                    tracing::info!(rec = out.1, atoms = t.layer1_atoms, "3-layer BP dictionary (layer 1) learned");
+                    Ok(out)
+                })?
+                .0
+                .0,
+            ),
+        };
+        // the 3-layer group models' layer 1: with thesis sizes one of their own (class-structured
+        // as the shallow one, with their atoms and penalty); else the shallow group dictionary if
+        // it was learned with their penalty, else one learned with it (same images and seed)
         let d_g_deep = if !units.needs_group_chain() {
             None
+        } else if let Some(t) = &self.deep.thesis {
+            Some(
+                run_stage(store, "dictionary-group-thesis", &mut timing, |timing| {
+                    let t0 = Instant::now();
+                    let out = self.learn_group_dictionary(x_train, labels, t.layer1_atoms, group_gamma, seed)?;
+                    timing.push(stage("dictionary-group", "deep", t0, n, self.dict_epochs * 3));
+                    tracing::info!(rec = out.1, atoms = t.layer1_atoms, "3-layer group dictionary (layer 1) learned");
+                    Ok(out)
+                })?
+                .0
+                .0,
+            )
         } else if group_gamma == gamma_gbp {
             d_g
         } else {
             Some(
                 run_stage(store, "dictionary-group-deep", &mut timing, |timing| {
                     let t = Instant::now();
-                    let out = self.learn_group_dictionary(x_train, labels, group_gamma, seed)?;
+                    let out = self.learn_group_dictionary(x_train, labels, self.atoms, group_gamma, seed)?;
                     timing.push(stage("dictionary-group", "deep", t, n, self.dict_epochs * 3));
                     tracing::info!(rec = out.1, gamma = group_gamma, "3-layer group dictionary (layer 1) learned");
                     Ok(out)
@@ -955,7 +1109,7 @@ impl MnistSetup {
             x_train,
             labels,
             held_out,
-            d_bp.as_ref().filter(|_| units.needs_l1_chain()).map(|d| (d, lambda_bp)),
+            d_bp_deep.as_ref().map(|d| (d, lambda_bp)),
             d_g_deep.as_ref().map(|d| (d, group_gamma, group)),
             &self.deep,
             seed,
@@ -975,6 +1129,7 @@ impl MnistSetup {
             deep: deep.models,
             deep_l1: deep.l1,
             deep_group: deep.group,
+            deep_pooled: deep.pooled,
             deep_models: deep.infos,
             reports,
             timing,
@@ -1065,7 +1220,7 @@ impl MnistSetup {
         let n = x_train.ncols();
         Ok(run_stage(store, "dictionary-group", timing, |timing| {
             let t = std::time::Instant::now();
-            let out = self.learn_group_dictionary(x_train, labels, self.gamma_gbp, seed)?;
+            let out = self.learn_group_dictionary(x_train, labels, self.atoms, self.gamma_gbp, seed)?;
             timing.push(stage("dictionary-group", "gbp", t, n, self.dict_epochs * 3));
             Ok(out)
         })?
@@ -1088,25 +1243,30 @@ impl MnistSetup {
         }
     }
 
-    /// The class-structured group dictionary learned with penalty `gamma` (4 groups of
-    /// [`MnistSetup::group`] atoms for classes 0-1, 3 for classes 2-9, each block learned on its
-    /// class's images for `3 x dict_epochs` epochs) and its reconstruction error (weighted over
-    /// the blocks by their images).
+    /// The class-structured group dictionary of `atoms` atoms learned with penalty `gamma`
+    /// (`atoms / group` groups of [`MnistSetup::group`] atoms dealt to the classes by
+    /// [`class_groups`]: for 256 atoms in groups of 8, 4 groups for classes 0-1, 3 for classes
+    /// 2-9; each block learned on its class's images for `3 x dict_epochs` epochs) and its
+    /// reconstruction error (weighted over the blocks by their images).
     fn learn_group_dictionary(
         &self,
         x_train: &DMatrix<f64>,
         labels: &[usize],
+        atoms: usize,
         gamma: f64,
         seed: u64,
     ) -> Result<(DMatrix<f64>, f64)> {
-        let (atoms, group) = (self.atoms, self.group);
+        let group = self.group;
         let dp = self.bp_dict_params(seed);
+        let per_class = class_groups(atoms / group.max(1));
         let mut blocks = Vec::new();
         let mut rec_g = 0.0;
-        for c in 0..10usize {
+        for (c, &groups_c) in per_class.iter().enumerate() {
+            if groups_c == 0 {
+                continue;
+            }
             let idx: Vec<usize> = (0..labels.len()).filter(|&j| labels[j] == c).collect();
             let xc = DMatrix::from_fn(x_train.nrows(), idx.len(), |i, j| x_train[(i, idx[j])]);
-            let groups_c = if c < 2 { 4 } else { 3 };
             let pc = DictParams {
                 atoms: groups_c * group,
                 group_size: group,
@@ -1239,9 +1399,20 @@ impl MnistSetup {
 }
 
 /// The stages that two disjoint selections of [`MNIST_UNITS`] may both compute
-/// ([`MnistSetup::train_selected`]): the dictionaries and the 3-layer chains.
-pub const SHARED_STAGES: [&str; 5] =
-    ["dictionary-bp", "dictionary-group", "dictionary-group-deep", "deep-chain-l1", "deep-chain-group"];
+/// ([`MnistSetup::train_selected`]): the dictionaries and the 3-layer chains, those of the
+/// presets and (the last five) those of a run with thesis sizes ([`ThesisSizes`]).
+pub const SHARED_STAGES: [&str; 10] = [
+    "dictionary-bp",
+    "dictionary-group",
+    "dictionary-group-deep",
+    "deep-chain-l1",
+    "deep-chain-group",
+    "dictionary-bp-thesis",
+    "dictionary-group-thesis",
+    "deep-chain-l1-thesis",
+    "deep-chain-group-thesis",
+    "deep-chain-pooled-thesis",
+];
 
 /// Whether two stored blobs of `stage` (as a [`StageStore`] holds them) hold the same result.
 /// Equal bytes are the same result; for a stage of [`SHARED_STAGES`] the blobs are decoded and
@@ -1257,12 +1428,20 @@ pub fn same_stage_result(stage: &str, a: &[u8], b: &[u8]) -> Result<bool> {
         (m.nrows(), m.ncols(), m.iter().map(|v| v.to_bits()).collect())
     };
     match stage {
-        "dictionary-bp" | "dictionary-group" | "dictionary-group-deep" => {
+        "dictionary-bp"
+        | "dictionary-group"
+        | "dictionary-group-deep"
+        | "dictionary-bp-thesis"
+        | "dictionary-group-thesis" => {
             let ((da, ra), (db, rb)): ((DMatrix<f64>, f64), (DMatrix<f64>, f64)) =
                 (stages::decode_result(stage, a)?, stages::decode_result(stage, b)?);
             Ok(bits(&da) == bits(&db) && ra.to_bits() == rb.to_bits())
         }
-        "deep-chain-l1" | "deep-chain-group" => {
+        "deep-chain-l1"
+        | "deep-chain-group"
+        | "deep-chain-l1-thesis"
+        | "deep-chain-group-thesis"
+        | "deep-chain-pooled-thesis" => {
             type Chain = (Vec<DMatrix<f64>>, DeepChainInfo);
             let ((da, ia), (db, ib)): (Chain, Chain) =
                 (stages::decode_result(stage, a)?, stages::decode_result(stage, b)?);
@@ -1348,8 +1527,12 @@ pub struct DeepModelInfo {
 pub struct DeepInfo {
     /// The `l1` chain.
     pub l1: DeepChainInfo,
-    /// The group chain.
+    /// The group chain (with thesis sizes, of LGBP and GDP only).
     pub group: DeepChainInfo,
+    /// With thesis sizes ([`DeepConfig::thesis`]), the pooled models' (LPGBP, PGDP) own chain;
+    /// else `None` (they share the group chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<DeepChainInfo>,
     /// Every model.
     pub models: Vec<DeepModelInfo>,
 }
@@ -1447,6 +1630,20 @@ pub fn learn_chain(
     cfg: &DeepConfig,
     seed: u64,
 ) -> Result<(Vec<DMatrix<f64>>, DeepChainInfo)> {
+    learn_chain_sized(x, d1, lam1, group_size, cfg.atoms, cfg, seed)
+}
+
+/// [`learn_chain`] with layers 2 and 3 of `atoms` atoms instead of [`DeepConfig::atoms`] (the
+/// pooled models' chain with thesis sizes, [`DeepConfig::chain_atoms`]).
+pub fn learn_chain_sized(
+    x: &DMatrix<f64>,
+    d1: &DMatrix<f64>,
+    lam1: f64,
+    group_size: usize,
+    atoms: [usize; 2],
+    cfg: &DeepConfig,
+    seed: u64,
+) -> Result<(Vec<DMatrix<f64>>, DeepChainInfo)> {
     let sp = deep_solver_params(cfg, Pursuit::Layered, if group_size == 1 { CodeKind::Bp } else { CodeKind::Gbp });
     let solve = |d: &DMatrix<f64>, lam: f64, input: &DMatrix<f64>| -> Result<DMatrix<f64>> {
         let s = crate::Solver::new(d.clone(), group_spec(d.ncols(), group_size, lam)?, sp.clone())?;
@@ -1456,7 +1653,7 @@ pub fn learn_chain(
     let mut weights = vec![lam1];
     let mut code = solve(d1, lam1, x)?;
     let mut layers = Vec::new();
-    for (l, &atoms) in cfg.atoms.iter().enumerate() {
+    for (l, &atoms) in atoms.iter().enumerate() {
         let scale = median(code.column_iter().map(|c| c.norm()).collect());
         let nnz = code.iter().filter(|v| **v != 0.0).count() as f64 / code.ncols().max(1) as f64;
         let lam = cfg.frac * scale;
@@ -1531,7 +1728,7 @@ pub fn train_deep_resumable(
             reason: "a chain missing from a run of every model (a bug)".to_owned(),
         });
     };
-    Ok((p.models, DeepInfo { l1, group, models: p.infos }, p.reports, p.timing))
+    Ok((p.models, DeepInfo { l1, group, pooled: p.pooled, models: p.infos }, p.reports, p.timing))
 }
 
 /// What [`train_deep_selected`] trained.
@@ -1540,8 +1737,11 @@ pub struct DeepPart {
     pub models: Vec<MultiLayerClassifier>,
     /// The `l1` chain, if a selected model needs it (`lbp`, `dp`).
     pub l1: Option<DeepChainInfo>,
-    /// The group chain, if a selected model needs it (`lgbp`, `lpgbp`, `gdp`, `pgdp`).
+    /// The group chain, if a selected model needs it (`lgbp`, `lpgbp`, `gdp`, `pgdp`; with thesis
+    /// sizes `lgbp`, `gdp`).
     pub group: Option<DeepChainInfo>,
+    /// With thesis sizes, the pooled models' chain if one of them is selected (`lpgbp`, `pgdp`).
+    pub pooled: Option<DeepChainInfo>,
     /// The selected models' descriptions, in the order of `models`.
     pub infos: Vec<DeepModelInfo>,
     /// Their end-to-end training, by model name.
@@ -1580,36 +1780,41 @@ pub fn train_deep_selected(
         unit: unit.to_owned(),
         reason: format!("selected, but the layer-1 dictionary of its {what} family was not given"),
     };
+    let suffix = cfg.stage_suffix();
+    let mut chain = |name: &str, d1: &DMatrix<f64>, lam1: f64, gs: usize, kind: CodeKind, seed: u64| {
+        let stage_name = format!("deep-chain-{name}{suffix}");
+        let atoms = cfg.chain_atoms(kind);
+        let out = run_stage(store, &stage_name, &mut timing, |timing| {
+            let t = Instant::now();
+            let out = learn_chain_sized(&x, d1, lam1, gs, atoms, cfg, seed)?;
+            timing.push(stage("deep-dictionaries", name, t, n, cfg.dict_epochs * atoms.len()));
+            Ok(out)
+        });
+        out.map(|o| o.0)
+    };
     let chain_l1 = match (units.needs_l1_chain(), l1) {
         (false, _) => None,
         (true, None) => return Err(missing(if units.contains("lbp") { "lbp" } else { "dp" }, "l1")),
-        (true, Some(l1)) => Some(
-            run_stage(store, "deep-chain-l1", &mut timing, |timing| {
-                let t = Instant::now();
-                let out = learn_chain(&x, l1.0, l1.1, 1, cfg, seed)?;
-                timing.push(stage("deep-dictionaries", "l1", t, n, cfg.dict_epochs * cfg.atoms.len()));
-                Ok(out)
-            })?
-            .0,
-        ),
+        (true, Some(l1)) => Some(chain("l1", l1.0, l1.1, 1, CodeKind::Bp, seed)?),
     };
-    let chain_g = match (units.needs_group_chain(), group) {
-        (false, _) => None,
-        (true, None) => {
-            let first = ["lgbp", "lpgbp", "gdp", "pgdp"].into_iter().find(|u| units.contains(u)).unwrap_or("lgbp");
-            return Err(missing(first, "group"));
-        }
-        (true, Some(group)) => Some(
-            run_stage(store, "deep-chain-group", &mut timing, |timing| {
-                let t = Instant::now();
-                let out = learn_chain(&x, group.0, group.1, group.2, cfg, seed + 1)?;
-                timing.push(stage("deep-dictionaries", "group", t, n, cfg.dict_epochs * cfg.atoms.len()));
-                Ok(out)
-            })?
-            .0,
-        ),
+    // with thesis sizes the pooled models (lpgbp, pgdp) have a chain of their own
+    let own_pooled = cfg.thesis.is_some();
+    let needs_group =
+        if own_pooled { units.contains("lgbp") || units.contains("gdp") } else { units.needs_group_chain() };
+    let needs_pooled = own_pooled && units.needs_pooled_chain();
+    if (needs_group || needs_pooled) && group.is_none() {
+        let first = ["lgbp", "lpgbp", "gdp", "pgdp"].into_iter().find(|u| units.contains(u)).unwrap_or("lgbp");
+        return Err(missing(first, "group"));
+    }
+    let chain_g = match group {
+        Some(g) if needs_group => Some(chain("group", g.0, g.1, g.2, CodeKind::Gbp, seed + 1)?),
+        _ => None,
     };
-    if chain_l1.is_some() || chain_g.is_some() {
+    let chain_p = match group {
+        Some(g) if needs_pooled => Some(chain("pooled", g.0, g.1, g.2, CodeKind::Pgbp, seed + 2)?),
+        _ => None,
+    };
+    if chain_l1.is_some() || chain_g.is_some() || chain_p.is_some() {
         tracing::info!("deep dictionaries learned");
     }
     let group_size = group.map_or(1, |g| g.2);
@@ -1625,14 +1830,18 @@ pub fn train_deep_selected(
             if !units.contains(DEEP_PAPER[this as usize].0) {
                 continue;
             }
-            let chain = if kind == CodeKind::Bp { &chain_l1 } else { &chain_g };
+            let chain = match kind {
+                CodeKind::Bp => &chain_l1,
+                CodeKind::Pgbp if own_pooled => &chain_p,
+                _ => &chain_g,
+            };
             let Some((dicts, chain_info)) = chain else { continue };
             let (weights, gs) = (&chain_info.weights, if kind == CodeKind::Bp { 1 } else { group_size });
             let nf = deep_features(kind, dicts, gs);
             let build = |clf| deep_model(cfg, (pursuit, kind), dicts, gs, weights, clf);
             let m0 = build(LinearClassifier::zeros(10, nf))?;
             let name = m0.name().to_owned();
-            let stage_name = format!("deep-{name}");
+            let stage_name = format!("deep-{name}{suffix}");
             let ((m, report, model_info), loaded) = run_stage(store, &stage_name, &mut timing, |timing| {
                 let t = Instant::now();
                 let ts = Instant::now();
@@ -1678,7 +1887,15 @@ pub fn train_deep_selected(
             models.push(m);
         }
     }
-    Ok(DeepPart { models, l1: chain_l1.map(|c| c.1), group: chain_g.map(|c| c.1), infos: info, reports, timing })
+    Ok(DeepPart {
+        models,
+        l1: chain_l1.map(|c| c.1),
+        group: chain_g.map(|c| c.1),
+        pooled: chain_p.map(|c| c.1),
+        infos: info,
+        reports,
+        timing,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1835,6 +2052,96 @@ mod tests {
         }
         assert_eq!((md.sizes.steps, md.sizes.eps.clone()), (m.sizes.steps, m.sizes.eps.clone()), "medium: full recipe");
         assert_eq!([Scale::Full.name(), Scale::Medium.name(), Scale::Quick.name()], ["full", "medium", "quick"]);
+    }
+
+    /// The thesis-size variant (issue 20): the thesis's 3-layer sizes, 128 -> 256 -> 4096 atoms
+    /// (pooled 128 -> 256 -> 512, 16 groups of 8 in layer 1), and otherwise the preset it is
+    /// made from; the presets themselves carry no thesis sizes and keep 256 -> 128 -> 256.
+    #[test]
+    fn thesis_sizes_variant_has_the_thesis_layer_sizes() {
+        for scale in [Scale::Full, Scale::Medium, Scale::Quick] {
+            let (p, t) = (mnist(scale), mnist_thesis_sizes(scale));
+            assert_eq!(p.deep.thesis, None, "{scale:?}");
+            assert_eq!(p.deep.stage_suffix(), "");
+            assert_eq!(t.deep.stage_suffix(), "-thesis");
+            for (name, ..) in DEEP_PAPER {
+                let (_, kind) = deep_model_kind(name).unwrap();
+                let thesis = if kind == CodeKind::Pgbp { [128, 256, 512] } else { [128, 256, 4096] };
+                assert_eq!(t.deep.layer_sizes(kind, &t), thesis, "{scale:?} {name}");
+                assert_eq!(p.deep.layer_sizes(kind, &p), [256, 128, 256], "{scale:?} {name}");
+            }
+            let layer1 = t.deep.thesis.as_ref().map(|s| s.layer1_atoms).unwrap();
+            assert_eq!((layer1 / t.group, layer1 % t.group), (16, 0), "{scale:?}: 16 groups of 8");
+            // everything else is the preset's
+            let mut back = t.clone();
+            (back.deep.atoms, back.deep.thesis) = (p.deep.atoms, None);
+            assert_eq!(back, p, "{scale:?}");
+        }
+        // the 32-group rule of the shallow dictionary, generalised: every group dealt once
+        assert_eq!(class_groups(32), [4, 4, 3, 3, 3, 3, 3, 3, 3, 3]);
+        assert_eq!(class_groups(16), [2, 2, 2, 2, 2, 2, 1, 1, 1, 1]);
+        for g in [0, 7, 10, 16, 32, 64] {
+            assert_eq!(class_groups(g).iter().sum::<usize>(), g, "{g}");
+        }
+    }
+
+    /// A tiny run with thesis sizes (layer 1 of 20 atoms, 10 groups of 2; layers 2-3 of 8 / 16
+    /// atoms, pooled 8 / 12) trains every model through its own stages (the 3-layer ones named
+    /// `-thesis`, none of the presets' 3-layer stages), with the sizes it was given, and a second
+    /// run on the same store loads every stage.
+    #[test]
+    fn a_tiny_thesis_size_run_trains_every_model_at_its_sizes() {
+        let mut s = mnist_thesis_sizes(Scale::Quick);
+        (s.atoms, s.group, s.dict_epochs, s.lambda_bp, s.gamma_gbp) = (32, 2, 1, 0.1, 0.1);
+        s.deep.group_gamma = 0.1;
+        (s.sizes.clf_epochs, s.sizes.approx_epochs, s.end_to_end.epochs) = (1, 1, 0);
+        (s.deep.atoms, s.deep.dict_epochs, s.deep.clf_epochs) = ([8, 16], 1, 1);
+        (s.deep.end_to_end.epochs, s.deep.end_to_end.batch_size, s.deep.n_train) = (1, 20, 40);
+        s.deep.thesis = Some(ThesisSizes { layer1_atoms: 20, pooled_atoms: [8, 12] });
+        let x = DMatrix::from_fn(28, 40, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5 + f64::from(i == j % 10));
+        let labels: Vec<usize> = (0..40).map(|j| j % 10).collect();
+        let mut store = MemoryStore::default();
+        let m = s.train_resumable(&x, &labels, &x, &labels, 1, &mut store).unwrap();
+        let mut expected = vec![
+            "approximators",
+            "dictionary-bp",
+            "dictionary-group",
+            "shallow-bp",
+            "shallow-gbp",
+            "shallow-pgbp",
+            "dictionary-bp-thesis",
+            "dictionary-group-thesis",
+            "deep-chain-l1-thesis",
+            "deep-chain-group-thesis",
+            "deep-chain-pooled-thesis",
+        ];
+        expected.extend(["deep-lbp-thesis", "deep-lgbp-thesis", "deep-lpgbp-thesis"]);
+        expected.extend(["deep-dp-thesis", "deep-gdp-thesis", "deep-pgdp-thesis"]);
+        expected.sort_unstable();
+        assert_eq!(store.stages(), expected);
+        assert_eq!(m.deep.len(), 6);
+        for model in &m.deep {
+            let (_, kind) = deep_model_kind(model.name()).unwrap();
+            let atoms: Vec<usize> = model.dictionaries().iter().map(|d| d.ncols()).collect();
+            let want = if kind == CodeKind::Pgbp { [20, 8, 12] } else { [20, 8, 16] };
+            assert_eq!(atoms, want, "{}", model.name());
+            assert_eq!(want, s.deep.layer_sizes(kind, &s), "{}", model.name());
+            let rows: Vec<usize> = model.dictionaries().iter().map(|d| d.nrows()).collect();
+            assert_eq!(rows, [28, 20, 8], "{}", model.name());
+        }
+        // the features the classifiers read: layer 3's atoms, or its groups for the pooled ones
+        let features: Vec<usize> = m.deep_info.models.iter().map(|i| i.features).collect();
+        assert_eq!(features, [16, 16, 6, 16, 16, 6]);
+        let pooled = m.deep_info.pooled.as_ref().expect("the pooled models' own chain");
+        assert_eq!(pooled.weights.len(), 3);
+        assert_eq!(m.reports.len(), 6, "the 3-layer models' end-to-end training");
+        // layer-1 dictionaries timed as the 3-layer models' own, the pooled chain as `pooled`
+        let own = |stage: &str| m.timing.iter().filter(|t| t.stage == stage && t.model == "deep").count();
+        assert_eq!((own("dictionary-bp"), own("dictionary-group")), (1, 1));
+        assert!(m.timing.iter().any(|t| t.stage == "deep-dictionaries" && t.model == "pooled"));
+        let again = s.train_resumable(&x, &labels, &x, &labels, 1, &mut store).unwrap();
+        assert!(again.timing.iter().all(|t| t.resumed));
+        assert_eq!(again.deep_info, m.deep_info);
     }
 
     /// The group models' reconstruction weight (issue 20): off in every preset (every model

@@ -364,3 +364,123 @@ fn selections_of_units_compute_the_unsharded_stages() {
     assert!(!paper::same_stage_result("deep-lbp", &m, &other).unwrap());
     assert!(paper::Units::new(&["lbp", "bp"]).is_err());
 }
+
+/// [`tiny`] with the thesis-size variant's structure ([`paper::ThesisSizes`]): the 3-layer
+/// models' own layer 1 of 20 atoms (10 groups of 2), layers 2-3 of 8 / 16 atoms, the pooled
+/// models' 8 / 12.
+fn tiny_thesis() -> MnistSetup {
+    let mut s = tiny();
+    s.deep.thesis = Some(paper::ThesisSizes { layer1_atoms: 20, pooled_atoms: [8, 12] });
+    s
+}
+
+/// The stages of a [`tiny_thesis`] run in the order it computes them.
+const THESIS_STAGES: [&str; 20] = [
+    "dictionary-bp",
+    "dictionary-group",
+    "shallow-bp",
+    "shallow-gbp",
+    "shallow-pgbp",
+    "end-to-end-bp",
+    "end-to-end-gbp",
+    "end-to-end-pgbp",
+    "approximators",
+    "dictionary-bp-thesis",
+    "dictionary-group-thesis",
+    "deep-chain-l1-thesis",
+    "deep-chain-group-thesis",
+    "deep-chain-pooled-thesis",
+    "deep-lbp-thesis",
+    "deep-lgbp-thesis",
+    "deep-lpgbp-thesis",
+    "deep-dp-thesis",
+    "deep-gdp-thesis",
+    "deep-pgdp-thesis",
+];
+
+/// With thesis sizes, a run stores exactly [`THESIS_STAGES`] (none of the presets' 3-layer
+/// stages), a killed one resumes bit for bit, and a run split into disjoint selections of units
+/// computes every stage once but the shared ones ([`paper::SHARED_STAGES`]: the layer-1
+/// dictionaries and the chains, each equal in every selection that computes it): the merged
+/// stores hold the unsharded run's stages, and a run of every unit on them loads every stage and
+/// returns the unsharded run's models bit for bit.
+#[test]
+fn thesis_sizes_shards_cover_every_stage_once() {
+    let setup = tiny_thesis();
+    let mut full_store = MemoryStore::default();
+    let mut recording = Killing::new(&mut full_store, None);
+    let unsharded = train(&setup, &mut recording).unwrap();
+    assert!(recording.loaded.is_empty());
+    let mut sorted = THESIS_STAGES.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(full_store.stages(), sorted);
+    for t in ["dictionary-bp-thesis", "dictionary-group-thesis", "deep-chain-l1-thesis"] {
+        assert!(paper::SHARED_STAGES.contains(&t), "{t}");
+    }
+    for t in ["deep-chain-group-thesis", "deep-chain-pooled-thesis"] {
+        assert!(paper::SHARED_STAGES.contains(&t), "{t}");
+    }
+    // killed while storing the pooled chain: resumes with the stages before it
+    let k = THESIS_STAGES.iter().position(|s| *s == "deep-chain-pooled-thesis").unwrap();
+    let mut store = MemoryStore::default();
+    assert!(train(&setup, &mut Killing::new(&mut store, Some(k))).is_err());
+    let mut resuming = Killing::new(&mut store, None);
+    let resumed = train(&setup, &mut resuming).unwrap();
+    assert_eq!(resuming.loaded, THESIS_STAGES[..k]);
+    assert_same(&resumed, &unsharded, "thesis sizes, killed at the pooled chain");
+    assert_eq!(resumed.deep_info.pooled, unsharded.deep_info.pooled);
+    // shards: units dealt so that every thesis chain and dictionary is shared by two of them
+    let (x, l) = data(60, 0);
+    let (xv, lv) = data(20, 60);
+    let slices: [&[&str]; 3] = [&["shallow", "lgbp", "dp", "pgdp"], &["lbp", "lpgbp"], &["gdp"]];
+    let mut merged = MemoryStore::default();
+    let mut shared_twice = Vec::new();
+    for names in slices {
+        let units = paper::Units::new(names).unwrap();
+        let mut store = MemoryStore::default();
+        let part = setup.train_selected(&x, &l, &xv, &lv, SEED, &mut store, units).unwrap();
+        let deep: Vec<&str> = part.deep.iter().map(|m| m.name()).collect();
+        let mut want: Vec<&str> = names.iter().copied().filter(|n| *n != "shallow").collect();
+        want.sort_by_key(|n| ["lbp", "lgbp", "lpgbp", "dp", "gdp", "pgdp"].iter().position(|m| m == n));
+        assert_eq!(deep, want);
+        assert_eq!(part.deep_pooled.is_some(), names.contains(&"lpgbp") || names.contains(&"pgdp"), "{names:?}");
+        for m in &part.deep {
+            let same = unsharded.deep.iter().find(|u| u.name() == m.name()).unwrap();
+            assert!(fingerprint(m) == fingerprint(same), "{} differs", m.name());
+        }
+        let stored: Vec<String> = store.stages().iter().map(|s| (*s).to_owned()).collect();
+        for stage in stored.iter().map(String::as_str) {
+            assert!(THESIS_STAGES.contains(&stage), "{names:?}: unexpected stage {stage}");
+            let bytes = store.load(stage).unwrap().unwrap();
+            let full = full_store.load(stage).unwrap().unwrap();
+            if paper::SHARED_STAGES.contains(&stage) {
+                assert!(paper::same_stage_result(stage, &bytes, &full).unwrap(), "{names:?}: stage {stage} differs");
+            }
+            match merged.load(stage).unwrap() {
+                Some(first) => {
+                    assert!(paper::SHARED_STAGES.contains(&stage), "{stage} computed by two selections");
+                    assert!(paper::same_stage_result(stage, &first, &bytes).unwrap());
+                    shared_twice.push(stage.to_owned());
+                }
+                None => merged.store(stage, &bytes).unwrap(),
+            }
+        }
+    }
+    shared_twice.sort_unstable();
+    assert_eq!(
+        shared_twice,
+        [
+            "deep-chain-group-thesis",
+            "deep-chain-l1-thesis",
+            "deep-chain-pooled-thesis",
+            "dictionary-bp-thesis",
+            "dictionary-group-thesis",
+            "dictionary-group-thesis"
+        ]
+    );
+    assert_eq!(merged.stages(), full_store.stages());
+    let mut resuming = Killing::new(&mut merged, Some(0));
+    let collected = train(&setup, &mut resuming).unwrap();
+    assert_eq!(resuming.loaded, THESIS_STAGES, "every stage loaded, none trained");
+    assert_same(&collected, &unsharded, "merged thesis-size shards");
+}
