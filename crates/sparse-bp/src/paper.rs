@@ -916,7 +916,10 @@ impl MnistSetup {
     /// `end-to-end-gbp`, `end-to-end-pgbp` (with [`MnistSetup::end_to_end`] on); `approximators`;
     /// `dictionary-group-deep` (the 3-layer group models' layer-1 dictionary, only when
     /// [`DeepConfig::group_gamma`] differs from [`MnistSetup::gamma_gbp`]); then
-    /// [`train_deep_resumable`]'s.
+    /// [`train_deep_resumable`]'s. With thesis sizes ([`DeepConfig::thesis`]) the 3-layer models'
+    /// layer 1 is learned in `dictionary-bp-thesis` and `dictionary-group-thesis` instead (never
+    /// `dictionary-group-deep`), and their stages are [`train_deep_resumable`]'s with `-thesis`
+    /// appended, plus `deep-chain-pooled-thesis`.
     ///
     /// ```
     /// use sparse_bp::paper::{self, MemoryStore, Scale};
@@ -1709,7 +1712,9 @@ pub fn train_deep(
 /// stages `deep-chain-l1` and `deep-chain-group` (layers 2 and 3 of each family with their
 /// description), then one per model, `deep-lbp`, `deep-lgbp`, `deep-lpgbp`, `deep-dp`,
 /// `deep-gdp`, `deep-pgdp` (the model after its classifier and end-to-end training, with its
-/// report and description).
+/// report and description). With thesis sizes ([`DeepConfig::thesis`]): `deep-chain-l1-thesis`,
+/// `deep-chain-group-thesis` (LGBP, GDP) and `deep-chain-pooled-thesis` (LPGBP, PGDP: layers of
+/// [`ThesisSizes::pooled_atoms`], seed `seed + 2`), then `deep-lbp-thesis` ... `deep-pgdp-thesis`.
 #[allow(clippy::type_complexity, clippy::too_many_arguments)] // as train_deep, plus the store
 pub fn train_deep_resumable(
     x_train: &DMatrix<f64>,
