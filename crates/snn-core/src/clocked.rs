@@ -1733,6 +1733,341 @@ fn sort_new_spikes(
     std::mem::swap(spk, merged);
 }
 
+/// The constants of a population's blocks in [`forward_layered`]: `V <- a V + c I`, `I <- b I`
+/// per step, `steps` steps, and the length of a block's timelines (see [`fill_block`]).
+struct BlockDynamics {
+    a: f64,
+    b: f64,
+    c: f64,
+    steps: usize,
+    line_len: usize,
+}
+
+/// What a block of an output population records per step (see [`simulate_block`]).
+trait LaneReadout {
+    /// Step `n`'s voltages `v` of the block's lanes (after the step's spikes and arrivals).
+    fn at(&mut self, n: usize, v: &[f64; LANES]);
+}
+
+/// Hidden populations, and `FirstSpike` (recorded by [`SpikeSink`]): nothing per step.
+struct NoReadout;
+
+impl LaneReadout for NoReadout {
+    #[inline(always)]
+    fn at(&mut self, _: usize, _: &[f64; LANES]) {}
+}
+
+/// `ExpIntegral`: `acc += fac[n] V` per lane (`fac`: the readout factors of steps `0..=steps`).
+struct ExpIntegralLanes<'a> {
+    fac: &'a [f64],
+    acc: [f64; LANES],
+}
+
+impl LaneReadout for ExpIntegralLanes<'_> {
+    #[inline(always)]
+    fn at(&mut self, n: usize, v: &[f64; LANES]) {
+        let f = self.fac[n];
+        for (acc, &v) in self.acc.iter_mut().zip(v) {
+            *acc += f * v;
+        }
+    }
+}
+
+/// `MaxVoltage`: each lane's largest voltage so far and the time of its first attainment.
+struct MaxVoltageLanes {
+    dt: f64,
+    max: [f64; LANES],
+    at: [f64; LANES],
+}
+
+impl LaneReadout for MaxVoltageLanes {
+    #[inline(always)]
+    fn at(&mut self, n: usize, v: &[f64; LANES]) {
+        for ((&v, max), at) in v.iter().zip(&mut self.max).zip(&mut self.at) {
+            if v > *max {
+                *max = v;
+                *at = n as f64 * self.dt;
+            }
+        }
+    }
+}
+
+/// `VoltageAt`: the voltages at the readout steps (`steps`, non-decreasing) into `acc`, the block's
+/// `lanes x steps.len()` values neuron-major.
+struct VoltageAtLanes<'a> {
+    steps: &'a [usize],
+    next: usize,
+    acc: &'a mut [f64],
+    lanes: usize,
+}
+
+impl LaneReadout for VoltageAtLanes<'_> {
+    #[inline(always)]
+    fn at(&mut self, n: usize, v: &[f64; LANES]) {
+        let nt = self.steps.len();
+        while self.next < nt && self.steps[self.next] == n {
+            for (l, &v) in v.iter().enumerate().take(self.lanes) {
+                self.acc[l * nt + self.next] = v;
+            }
+            self.next += 1;
+        }
+    }
+}
+
+/// Where a block's spikes go: `(step, global neuron g0 + lane, I - V)` onto `spk` (at most `cap`
+/// spikes in all), and with `first` (`FirstSpike` readout of an output block: the block's
+/// accumulators and `dt`) each lane's first spike time.
+struct SpikeSink<'a> {
+    spk: &'a mut Vec<(u32, u32, f64)>,
+    cap: usize,
+    g0: u32,
+    first: Option<(&'a mut [f64], f64)>,
+}
+
+impl SpikeSink<'_> {
+    /// The spikes of step `n` among the first `lanes` lanes (`!(V < theta)`, as the ring path tests
+    /// it: a NaN voltage counts as a spike), in lane order; returns the voltages after the reset.
+    /// Out of line: most steps have no spike, and the block's state stays in registers.
+    #[cold]
+    #[inline(never)]
+    fn spikes(
+        &mut self,
+        n: usize,
+        lanes: usize,
+        theta: f64,
+        mut v: [f64; LANES],
+        i: [f64; LANES],
+    ) -> Result<[f64; LANES]> {
+        for l in 0..lanes {
+            if v[l] < theta {
+                continue;
+            }
+            if self.spk.len() >= self.cap {
+                return Err(CoreError::SpikeCapExceeded { cap: self.cap });
+            }
+            self.spk.push((n as u32, self.g0 + l as u32, i[l] - v[l]));
+            v[l] = 0.0;
+            if let Some((acc, dt)) = &mut self.first
+                && acc[l] == f64::INFINITY
+            {
+                acc[l] = n as f64 * *dt;
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// Lane pairs in a block: [`simulate_lanes`] keeps lanes `2k` and `2k + 1` in pair `k`.
+const PAIRS: usize = LANES / 2;
+
+/// Two lanes of a block in one SSE2 register (x86_64's baseline), each operation rounding each lane
+/// on its own: the same values, bit for bit, as the same operations on the two `f64`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct F2(std::arch::x86_64::__m128d);
+
+#[cfg(target_arch = "x86_64")]
+impl F2 {
+    #[inline(always)]
+    fn new(lo: f64, hi: f64) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_set_pd(hi, lo) })
+    }
+
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_set1_pd(x) })
+    }
+
+    /// `(*lo, *hi)`.
+    ///
+    /// # Safety
+    /// Both pointers valid for reads of an `f64`.
+    #[inline(always)]
+    unsafe fn load2(lo: *const f64, hi: *const f64) -> Self {
+        use std::arch::x86_64::{_mm_load_sd, _mm_loadh_pd};
+        // SAFETY: the caller's.
+        Self(unsafe { _mm_loadh_pd(_mm_load_sd(lo), hi) })
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_add_pd(self.0, o.0) })
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_mul_pd(self.0, o.0) })
+    }
+
+    /// Per lane, all bits set where `!(self < thr)` (a NaN counts), else zero.
+    #[inline(always)]
+    fn not_below(self, thr: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_cmpnlt_pd(self.0, thr.0) })
+    }
+
+    #[inline(always)]
+    fn or(self, o: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_or_pd(self.0, o.0) })
+    }
+
+    /// Whether a lane of a [`F2::not_below`] mask (or of masks combined by [`F2::or`]) is set.
+    #[inline(always)]
+    fn any(self) -> bool {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) != 0 }
+    }
+
+    #[inline(always)]
+    fn to_lanes(p: [Self; PAIRS]) -> [f64; LANES] {
+        // SAFETY: `__m128d` and `[f64; 2]` have the same size, and every bit pattern is valid.
+        unsafe { std::mem::transmute(p) }
+    }
+
+    #[inline(always)]
+    fn from_lanes(x: [f64; LANES]) -> [Self; PAIRS] {
+        std::array::from_fn(|k| Self::new(x[2 * k], x[2 * k + 1]))
+    }
+}
+
+/// Two lanes of a block (portable version of the SSE2 one, same operations lane by lane).
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy)]
+struct F2([f64; 2]);
+
+#[cfg(not(target_arch = "x86_64"))]
+impl F2 {
+    #[inline(always)]
+    fn new(lo: f64, hi: f64) -> Self {
+        Self([lo, hi])
+    }
+
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        Self([x, x])
+    }
+
+    /// `(*lo, *hi)`.
+    ///
+    /// # Safety
+    /// Both pointers valid for reads of an `f64`.
+    #[inline(always)]
+    unsafe fn load2(lo: *const f64, hi: *const f64) -> Self {
+        // SAFETY: the caller's.
+        Self(unsafe { [*lo, *hi] })
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Self([self.0[0] + o.0[0], self.0[1] + o.0[1]])
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Self([self.0[0] * o.0[0], self.0[1] * o.0[1]])
+    }
+
+    /// Per lane, `1.0` where `!(self < thr)` (a NaN counts), else `0.0`.
+    #[inline(always)]
+    fn not_below(self, thr: Self) -> Self {
+        Self([f64::from(u8::from(!(self.0[0] < thr.0[0]))), f64::from(u8::from(!(self.0[1] < thr.0[1])))])
+    }
+
+    #[inline(always)]
+    fn or(self, o: Self) -> Self {
+        Self([self.0[0].max(o.0[0]), self.0[1].max(o.0[1])])
+    }
+
+    /// Whether a lane of a [`F2::not_below`] mask (or of masks combined by [`F2::or`]) is set.
+    #[inline(always)]
+    fn any(self) -> bool {
+        self.0[0] != 0.0 || self.0[1] != 0.0
+    }
+
+    #[inline(always)]
+    fn to_lanes(p: [Self; PAIRS]) -> [f64; LANES] {
+        std::array::from_fn(|l| p[l / 2].0[l % 2])
+    }
+
+    #[inline(always)]
+    fn from_lanes(x: [f64; LANES]) -> [Self; PAIRS] {
+        std::array::from_fn(|k| Self::new(x[2 * k], x[2 * k + 1]))
+    }
+}
+
+/// One block of `lanes` neurons of a population (threshold `theta` if LIF) over the whole run,
+/// its arrivals in `block` (target-major timelines, see [`fill_block`]): per step `n > 0`,
+/// `V <- a V + c I` then `I <- b I`, the spike test (steps `1..steps`), then at every step
+/// `I += arrival(n)` and the readout. Lanes past `lanes` (zero arrivals) are computed and ignored.
+#[inline(never)]
+fn simulate_block<R: LaneReadout>(
+    (d, theta, block, lanes): (&BlockDynamics, Option<f64>, &[f64], usize),
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    match theta {
+        Some(theta) => simulate_lanes::<R, true>(d, theta, block, lanes, readout, sink),
+        None => simulate_lanes::<R, false>(d, 0.0, block, lanes, readout, sink),
+    }
+}
+
+/// [`simulate_block`] with the spike test (`LIF`) or without.
+#[inline(always)]
+fn simulate_lanes<R: LaneReadout, const LIF: bool>(
+    d: &BlockDynamics,
+    theta: f64,
+    block: &[f64],
+    lanes: usize,
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    let &BlockDynamics { a, b, c, steps, line_len } = d;
+    assert!(
+        (1..=LANES).contains(&lanes) && steps < line_len && block.len() >= LANES * line_len,
+        "a block of LANES timelines of steps + 1 or more steps"
+    );
+    let (a, b, c, th) = (F2::splat(a), F2::splat(b), F2::splat(c), F2::splat(theta));
+    let (mut v, mut i) = ([F2::splat(0.0); PAIRS], [F2::splat(0.0); PAIRS]);
+    let lines: [*const f64; LANES] = std::array::from_fn(|l| block[l * line_len..].as_ptr());
+    // Step `n`'s arrivals into `I`.
+    let arrive = |i: &mut [F2; PAIRS], n: usize| {
+        for (k, i) in i.iter_mut().enumerate() {
+            // SAFETY: `lines[l] + n` is `block[l line_len + n]`, and `l line_len + n < LANES
+            // line_len <= block.len()` for `l < LANES` and `n <= steps < line_len` (assertion above).
+            *i = i.add(unsafe { F2::load2(lines[2 * k].add(n), lines[2 * k + 1].add(n)) });
+        }
+    };
+    let decay = |v: &mut [F2; PAIRS], i: &mut [F2; PAIRS]| {
+        for (v, i) in v.iter_mut().zip(i) {
+            *v = a.mul(*v).add(c.mul(*i));
+            *i = i.mul(b);
+        }
+    };
+    arrive(&mut i, 0);
+    readout.at(0, &F2::to_lanes(v));
+    for n in 1..steps {
+        decay(&mut v, &mut i);
+        // `!(V < theta)` in any lane: the lanes past `lanes` keep `V = 0 < theta` (`theta > 0`).
+        if LIF && v[0].not_below(th).or(v[1].not_below(th)).or(v[2].not_below(th).or(v[3].not_below(th))).any() {
+            v = F2::from_lanes(sink.spikes(n, lanes, theta, F2::to_lanes(v), F2::to_lanes(i))?);
+        }
+        arrive(&mut i, n);
+        readout.at(n, &F2::to_lanes(v));
+    }
+    if steps > 0 {
+        // The last step: no spike test (as on the ring).
+        decay(&mut v, &mut i);
+        arrive(&mut i, steps);
+        readout.at(steps, &F2::to_lanes(v));
+    }
+    Ok(())
+}
+
 /// Pull delivery for a network without recurrent loops: population by population in topological
 /// order, and within a population neuron by neuron over the whole run (its neurons do not interact),
 /// each target's arrivals pulled into `line` first. The record gets the spikes in the ring's order
@@ -1787,72 +2122,42 @@ fn forward_layered(
         let w_rows = plan.pull_weight_rows(net, p, w_row);
         let sw = plan.pull_sparse_weights(net, p, sparse_w);
         let first_new = spk.len();
-        let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
+        let dynamics =
+            BlockDynamics { a: pop.alpha, b: pop.beta, c: pop.coupling, steps, line_len: steps + plan.slots };
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
             fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
-            let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
-            let mut next_readout = 0usize;
-            // The block's timelines, target-major (see `fill_block`): lane `l` at step `n` is
-            // `timelines[l][n]`.
-            let line_len = steps + plan.slots;
-            let timelines: [&[f64]; LANES] = std::array::from_fn(|l| &block[l * line_len..l * line_len + steps + 1]);
-            for n in 0..steps + 1 {
-                if n > 0 {
-                    for l in 0..LANES {
-                        v[l] = a * v[l] + c * i[l];
-                        i[l] *= b;
-                    }
-                    if let Some(theta) = pop.theta
-                        && n < steps
-                        // `!(V < theta)`, as the ring path tests it (a NaN voltage counts as a spike).
-                        && !v[..lanes].iter().fold(true, |below, &x| below & (x < theta))
-                    {
-                        for l in 0..lanes {
-                            if v[l] < theta {
-                                continue;
-                            }
-                            if spk.len() >= cfg.max_spikes {
-                                return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
-                            }
-                            spk.push((n as u32, (pop.global_off + j0 + l) as u32, i[l] - v[l]));
-                            v[l] = 0.0;
-                            let j = j0 + l;
-                            if is_out && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
-                                acc[j] = n as f64 * dt;
-                            }
-                        }
-                    }
+            let mut sink = SpikeSink { spk, cap: cfg.max_spikes, g0: (pop.global_off + j0) as u32, first: None };
+            let run = (&dynamics, pop.theta, &block[..], lanes);
+            if !is_out {
+                simulate_block(run, &mut NoReadout, &mut sink)?;
+                continue;
+            }
+            let lane_range = j0..j0 + lanes;
+            match &cfg.readout {
+                ReadoutKind::ExpIntegral => {
+                    let mut r = ExpIntegralLanes { fac, acc: [0.0; LANES] };
+                    r.acc[..lanes].copy_from_slice(&acc[lane_range.clone()]);
+                    simulate_block(run, &mut r, &mut sink)?;
+                    acc[lane_range].copy_from_slice(&r.acc[..lanes]);
                 }
-                for (il, timeline) in i.iter_mut().zip(&timelines) {
-                    *il += timeline[n];
+                ReadoutKind::MaxVoltage => {
+                    let mut r = MaxVoltageLanes { dt, max: [0.0; LANES], at: [0.0; LANES] };
+                    r.max[..lanes].copy_from_slice(&acc[lane_range.clone()]);
+                    r.at[..lanes].copy_from_slice(&acc_t[lane_range.clone()]);
+                    simulate_block(run, &mut r, &mut sink)?;
+                    acc[lane_range.clone()].copy_from_slice(&r.max[..lanes]);
+                    acc_t[lane_range].copy_from_slice(&r.at[..lanes]);
                 }
-                if is_out {
-                    match &cfg.readout {
-                        ReadoutKind::ExpIntegral => {
-                            for l in 0..lanes {
-                                acc[j0 + l] += fac[n] * v[l];
-                            }
-                        }
-                        ReadoutKind::MaxVoltage => {
-                            for l in 0..lanes {
-                                if v[l] > acc[j0 + l] {
-                                    acc[j0 + l] = v[l];
-                                    acc_t[j0 + l] = n as f64 * dt;
-                                }
-                            }
-                        }
-                        ReadoutKind::FirstSpike => {}
-                        ReadoutKind::VoltageAt(_) => {
-                            while next_readout < nt && readout_steps[next_readout] == n {
-                                for l in 0..lanes {
-                                    acc[(j0 + l) * nt + next_readout] = v[l];
-                                }
-                                next_readout += 1;
-                            }
-                        }
-                    }
+                ReadoutKind::FirstSpike => {
+                    sink.first = Some((&mut acc[lane_range], dt));
+                    simulate_block(run, &mut NoReadout, &mut sink)?;
+                }
+                ReadoutKind::VoltageAt(_) => {
+                    let acc = &mut acc[j0 * nt..(j0 + lanes) * nt];
+                    let mut r = VoltageAtLanes { steps: readout_steps, next: 0, acc, lanes };
+                    simulate_block(run, &mut r, &mut sink)?;
                 }
             }
         }
