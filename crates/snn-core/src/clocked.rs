@@ -1825,35 +1825,28 @@ struct SpikeSink<'a> {
 }
 
 impl SpikeSink<'_> {
-    /// The spikes of step `n` among the first `lanes` lanes (`!(V < theta)`, as the ring path tests
-    /// it: a NaN voltage counts as a spike), in lane order; returns the voltages after the reset.
-    /// Out of line: most steps have no spike, and the block's state stays in registers.
+    /// The spikes of step `n`: the lanes among the first `lanes` whose bit is set in `over` (those
+    /// with `!(V < theta)`, as the ring path tests it: a NaN voltage counts as a spike), in lane
+    /// order, `I - V` from the block's `v` and `i`. The caller resets their voltages to 0. Out of
+    /// line: most steps have no spike, and the block's state stays in registers.
     #[cold]
     #[inline(never)]
-    fn spikes(
-        &mut self,
-        n: usize,
-        lanes: usize,
-        theta: f64,
-        mut v: [f64; LANES],
-        i: [f64; LANES],
-    ) -> Result<[f64; LANES]> {
-        for l in 0..lanes {
-            if v[l] < theta {
-                continue;
-            }
+    fn spikes(&mut self, n: usize, lanes: usize, over: u32, v: [f64; LANES], i: [f64; LANES]) -> Result<()> {
+        let mut over = over & ((1u32 << lanes) - 1);
+        while over != 0 {
+            let l = over.trailing_zeros() as usize;
+            over &= over - 1;
             if self.spk.len() >= self.cap {
                 return Err(CoreError::SpikeCapExceeded { cap: self.cap });
             }
             self.spk.push((n as u32, self.g0 + l as u32, i[l] - v[l]));
-            v[l] = 0.0;
             if let Some((acc, dt)) = &mut self.first
                 && acc[l] == f64::INFINITY
             {
                 acc[l] = n as f64 * *dt;
             }
         }
-        Ok(v)
+        Ok(())
     }
 }
 
@@ -1868,12 +1861,6 @@ struct F2(std::arch::x86_64::__m128d);
 
 #[cfg(target_arch = "x86_64")]
 impl F2 {
-    #[inline(always)]
-    fn new(lo: f64, hi: f64) -> Self {
-        // SAFETY: SSE2 is part of the x86_64 baseline.
-        Self(unsafe { std::arch::x86_64::_mm_set_pd(hi, lo) })
-    }
-
     #[inline(always)]
     fn splat(x: f64) -> Self {
         // SAFETY: SSE2 is part of the x86_64 baseline.
@@ -1923,15 +1910,24 @@ impl F2 {
         unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) != 0 }
     }
 
+    /// The lanes of a mask as bits (lane 0 bit 0).
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) as u32 }
+    }
+
+    /// `+0.0` in the lanes set in `mask`, `self` in the others.
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_andnot_pd(mask.0, self.0) })
+    }
+
     #[inline(always)]
     fn to_lanes(p: [Self; PAIRS]) -> [f64; LANES] {
         // SAFETY: `__m128d` and `[f64; 2]` have the same size, and every bit pattern is valid.
         unsafe { std::mem::transmute(p) }
-    }
-
-    #[inline(always)]
-    fn from_lanes(x: [f64; LANES]) -> [Self; PAIRS] {
-        std::array::from_fn(|k| Self::new(x[2 * k], x[2 * k + 1]))
     }
 }
 
@@ -1942,11 +1938,6 @@ struct F2([f64; 2]);
 
 #[cfg(not(target_arch = "x86_64"))]
 impl F2 {
-    #[inline(always)]
-    fn new(lo: f64, hi: f64) -> Self {
-        Self([lo, hi])
-    }
-
     #[inline(always)]
     fn splat(x: f64) -> Self {
         Self([x, x])
@@ -1989,14 +1980,96 @@ impl F2 {
         self.0[0] != 0.0 || self.0[1] != 0.0
     }
 
+    /// The lanes of a mask as bits (lane 0 bit 0).
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        u32::from(self.0[0] != 0.0) | u32::from(self.0[1] != 0.0) << 1
+    }
+
+    /// `+0.0` in the lanes set in `mask`, `self` in the others.
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        Self([if mask.0[0] != 0.0 { 0.0 } else { self.0[0] }, if mask.0[1] != 0.0 { 0.0 } else { self.0[1] }])
+    }
+
     #[inline(always)]
     fn to_lanes(p: [Self; PAIRS]) -> [f64; LANES] {
         std::array::from_fn(|l| p[l / 2].0[l % 2])
     }
+}
+
+/// The state of the [`LANES`] lanes of a block (one quantity, `V` or `I`), as vector registers:
+/// every operation rounds each lane on its own, the same values bit for bit as on `[f64; LANES]`.
+trait Block8: Copy {
+    fn splat(x: f64) -> Self;
+    /// `*lines[l].add(n)` in lane `l`.
+    ///
+    /// # Safety
+    /// Every `lines[l].add(n)` valid for reads of an `f64`.
+    unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self;
+    fn add(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    /// Per lane, all bits set where `!(self < th)` (a NaN counts), else zero.
+    fn not_below(self, th: Self) -> Self;
+    /// Whether a lane of a mask (from [`Block8::not_below`]) is set.
+    fn any(self) -> bool;
+    /// The lanes of a mask as bits (lane `l` bit `l`).
+    fn bits(self) -> u32;
+    /// `+0.0` in the lanes set in `mask`, `self` in the others.
+    fn zero_where(self, mask: Self) -> Self;
+    fn to_lanes(self) -> [f64; LANES];
+}
+
+/// Four SSE2 pairs (lanes `2k`, `2k + 1` in pair `k`).
+#[derive(Clone, Copy)]
+struct Pairs([F2; PAIRS]);
+
+impl Block8 for Pairs {
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        Self([F2::splat(x); PAIRS])
+    }
 
     #[inline(always)]
-    fn from_lanes(x: [f64; LANES]) -> [Self; PAIRS] {
-        std::array::from_fn(|k| Self::new(x[2 * k], x[2 * k + 1]))
+    unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self {
+        // SAFETY: the caller's.
+        Self(std::array::from_fn(|k| unsafe { F2::load2(lines[2 * k].add(n), lines[2 * k + 1].add(n)) }))
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].add(o.0[k])))
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].mul(o.0[k])))
+    }
+
+    #[inline(always)]
+    fn not_below(self, th: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].not_below(th.0[k])))
+    }
+
+    #[inline(always)]
+    fn any(self) -> bool {
+        let m = self.0;
+        m[0].or(m[1]).or(m[2].or(m[3])).any()
+    }
+
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        self.0.iter().enumerate().fold(0, |b, (k, m)| b | m.bits() << (2 * k))
+    }
+
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].zero_where(mask.0[k])))
+    }
+
+    #[inline(always)]
+    fn to_lanes(self) -> [f64; LANES] {
+        F2::to_lanes(self.0)
     }
 }
 
@@ -2006,19 +2079,28 @@ impl F2 {
 /// `I += arrival(n)` and the readout. Lanes past `lanes` (zero arrivals) are computed and ignored.
 #[inline(never)]
 fn simulate_block<R: LaneReadout>(
+    run: (&BlockDynamics, Option<f64>, &[f64], usize),
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    simulate_block_with::<Pairs, R>(run, readout, sink)
+}
+
+#[inline(always)]
+fn simulate_block_with<B: Block8, R: LaneReadout>(
     (d, theta, block, lanes): (&BlockDynamics, Option<f64>, &[f64], usize),
     readout: &mut R,
     sink: &mut SpikeSink<'_>,
 ) -> Result<()> {
     match theta {
-        Some(theta) => simulate_lanes::<R, true>(d, theta, block, lanes, readout, sink),
-        None => simulate_lanes::<R, false>(d, 0.0, block, lanes, readout, sink),
+        Some(theta) => simulate_lanes::<B, R, true>(d, theta, block, lanes, readout, sink),
+        None => simulate_lanes::<B, R, false>(d, 0.0, block, lanes, readout, sink),
     }
 }
 
 /// [`simulate_block`] with the spike test (`LIF`) or without.
 #[inline(always)]
-fn simulate_lanes<R: LaneReadout, const LIF: bool>(
+fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
     d: &BlockDynamics,
     theta: f64,
     block: &[f64],
@@ -2031,39 +2113,32 @@ fn simulate_lanes<R: LaneReadout, const LIF: bool>(
         (1..=LANES).contains(&lanes) && steps < line_len && block.len() >= LANES * line_len,
         "a block of LANES timelines of steps + 1 or more steps"
     );
-    let (a, b, c, th) = (F2::splat(a), F2::splat(b), F2::splat(c), F2::splat(theta));
-    let (mut v, mut i) = ([F2::splat(0.0); PAIRS], [F2::splat(0.0); PAIRS]);
+    let (a, b, c, th) = (B::splat(a), B::splat(b), B::splat(c), B::splat(theta));
+    let (mut v, mut i) = (B::splat(0.0), B::splat(0.0));
     let lines: [*const f64; LANES] = std::array::from_fn(|l| block[l * line_len..].as_ptr());
-    // Step `n`'s arrivals into `I`.
-    let arrive = |i: &mut [F2; PAIRS], n: usize| {
-        for (k, i) in i.iter_mut().enumerate() {
-            // SAFETY: `lines[l] + n` is `block[l line_len + n]`, and `l line_len + n < LANES
-            // line_len <= block.len()` for `l < LANES` and `n <= steps < line_len` (assertion above).
-            *i = i.add(unsafe { F2::load2(lines[2 * k].add(n), lines[2 * k + 1].add(n)) });
-        }
-    };
-    let decay = |v: &mut [F2; PAIRS], i: &mut [F2; PAIRS]| {
-        for (v, i) in v.iter_mut().zip(i) {
-            *v = a.mul(*v).add(c.mul(*i));
-            *i = i.mul(b);
-        }
-    };
-    arrive(&mut i, 0);
-    readout.at(0, &F2::to_lanes(v));
+    // SAFETY: `lines[l] + n` is `block[l line_len + n]`, and `l line_len + n < LANES line_len <=
+    // block.len()` for `l < LANES` and `n <= steps < line_len` (assertion above).
+    let arrival = |n: usize| unsafe { B::load(&lines, n) };
+    i = i.add(arrival(0));
+    readout.at(0, &v.to_lanes());
     for n in 1..steps {
-        decay(&mut v, &mut i);
+        v = a.mul(v).add(c.mul(i));
+        i = i.mul(b);
         // `!(V < theta)` in any lane: the lanes past `lanes` keep `V = 0 < theta` (`theta > 0`).
-        if LIF && v[0].not_below(th).or(v[1].not_below(th)).or(v[2].not_below(th).or(v[3].not_below(th))).any() {
-            v = F2::from_lanes(sink.spikes(n, lanes, theta, F2::to_lanes(v), F2::to_lanes(i))?);
+        if LIF {
+            let over = v.not_below(th);
+            if over.any() {
+                sink.spikes(n, lanes, over.bits(), v.to_lanes(), i.to_lanes())?;
+                v = v.zero_where(over);
+            }
         }
-        arrive(&mut i, n);
-        readout.at(n, &F2::to_lanes(v));
+        i = i.add(arrival(n));
+        readout.at(n, &v.to_lanes());
     }
     if steps > 0 {
-        // The last step: no spike test (as on the ring).
-        decay(&mut v, &mut i);
-        arrive(&mut i, steps);
-        readout.at(steps, &F2::to_lanes(v));
+        // The last step: no spike test (as on the ring), and `I` is not read again.
+        v = a.mul(v).add(c.mul(i));
+        readout.at(steps, &v.to_lanes());
     }
     Ok(())
 }
