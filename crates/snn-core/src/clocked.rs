@@ -2073,6 +2073,84 @@ impl Block8 for Pairs {
     }
 }
 
+/// Two AVX registers of four lanes (lanes `4k ..` in register `k`); only inside functions compiled
+/// with AVX ([`simulate_block_avx`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Quads([std::arch::x86_64::__m256d; 2]);
+
+#[cfg(target_arch = "x86_64")]
+impl Block8 for Quads {
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        // SAFETY: only called where AVX is enabled.
+        let q = unsafe { std::arch::x86_64::_mm256_set1_pd(x) };
+        Self([q, q])
+    }
+
+    #[inline(always)]
+    unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self {
+        use std::arch::x86_64::{_mm_load_sd, _mm_loadh_pd, _mm256_set_m128d};
+        // SAFETY: the caller's, and AVX where this is called.
+        let q = |k: usize| unsafe {
+            let lo = _mm_loadh_pd(_mm_load_sd(lines[4 * k].add(n)), lines[4 * k + 1].add(n));
+            let hi = _mm_loadh_pd(_mm_load_sd(lines[4 * k + 2].add(n)), lines[4 * k + 3].add(n));
+            _mm256_set_m128d(hi, lo)
+        };
+        Self([q(0), q(1)])
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        use std::arch::x86_64::_mm256_add_pd;
+        // SAFETY: only called where AVX is enabled.
+        unsafe { Self([_mm256_add_pd(self.0[0], o.0[0]), _mm256_add_pd(self.0[1], o.0[1])]) }
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        use std::arch::x86_64::_mm256_mul_pd;
+        // SAFETY: only called where AVX is enabled.
+        unsafe { Self([_mm256_mul_pd(self.0[0], o.0[0]), _mm256_mul_pd(self.0[1], o.0[1])]) }
+    }
+
+    #[inline(always)]
+    fn not_below(self, th: Self) -> Self {
+        use std::arch::x86_64::{_CMP_NLT_UQ, _mm256_cmp_pd};
+        // SAFETY: only called where AVX is enabled.
+        unsafe {
+            Self([_mm256_cmp_pd::<_CMP_NLT_UQ>(self.0[0], th.0[0]), _mm256_cmp_pd::<_CMP_NLT_UQ>(self.0[1], th.0[1])])
+        }
+    }
+
+    #[inline(always)]
+    fn any(self) -> bool {
+        use std::arch::x86_64::{_mm256_movemask_pd, _mm256_or_pd};
+        // SAFETY: only called where AVX is enabled.
+        unsafe { _mm256_movemask_pd(_mm256_or_pd(self.0[0], self.0[1])) != 0 }
+    }
+
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        use std::arch::x86_64::_mm256_movemask_pd;
+        // SAFETY: only called where AVX is enabled.
+        unsafe { (_mm256_movemask_pd(self.0[0]) | _mm256_movemask_pd(self.0[1]) << 4) as u32 }
+    }
+
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        use std::arch::x86_64::_mm256_andnot_pd;
+        // SAFETY: only called where AVX is enabled.
+        unsafe { Self([_mm256_andnot_pd(mask.0[0], self.0[0]), _mm256_andnot_pd(mask.0[1], self.0[1])]) }
+    }
+
+    #[inline(always)]
+    fn to_lanes(self) -> [f64; LANES] {
+        // SAFETY: `__m256d` and `[f64; 4]` have the same size, and every bit pattern is valid.
+        unsafe { std::mem::transmute(self.0) }
+    }
+}
+
 /// One block of `lanes` neurons of a population (threshold `theta` if LIF) over the whole run,
 /// its arrivals in `block` (target-major timelines, see [`fill_block`]): per step `n > 0`,
 /// `V <- a V + c I` then `I <- b I`, the spike test (steps `1..steps`), then at every step
@@ -2083,7 +2161,24 @@ fn simulate_block<R: LaneReadout>(
     readout: &mut R,
     sink: &mut SpikeSink<'_>,
 ) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked just above).
+        return unsafe { simulate_block_avx(run, readout, sink) };
+    }
     simulate_block_with::<Pairs, R>(run, readout, sink)
+}
+
+/// [`simulate_block`] compiled with AVX: four lanes per instruction ([`Quads`]). AVX without FMA:
+/// the same operations, each rounded on its own, so the same bits as the SSE2 pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn simulate_block_avx<R: LaneReadout>(
+    run: (&BlockDynamics, Option<f64>, &[f64], usize),
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    simulate_block_with::<Quads, R>(run, readout, sink)
 }
 
 #[inline(always)]
