@@ -1012,6 +1012,8 @@ struct PullBuffers {
     sources: SourceSpikes,
     /// Sparse pull: the weights in block order when the plan has none cached for the network.
     sparse_w: Vec<f64>,
+    /// Layered: the steps with spikes of the block being simulated (see [`simulate_lanes`]).
+    spike_steps: Vec<SpikeStep>,
 }
 
 /// Emission steps of the spikes of every neuron (global index), grouped by neuron (CSR): the
@@ -1822,28 +1824,45 @@ struct SpikeSink<'a> {
     cap: usize,
     g0: u32,
     first: Option<(&'a mut [f64], f64)>,
+    /// Scratch: the block's steps with spikes, recorded by [`simulate_lanes`] and emitted after it.
+    steps: &'a mut Vec<SpikeStep>,
+}
+
+/// A step with spikes of a block: the step, and `V` (before the reset) and `I` of every lane
+/// (after the decay, before the step's arrivals).
+#[derive(Debug, Clone, Copy, Default)]
+struct SpikeStep {
+    n: usize,
+    v: [f64; LANES],
+    i: [f64; LANES],
 }
 
 impl SpikeSink<'_> {
-    /// The spikes of step `n`: the lanes among the first `lanes` whose bit is set in `over` (those
-    /// with `!(V < theta)`, as the ring path tests it: a NaN voltage counts as a spike), in lane
-    /// order, `I - V` from the block's `v` and `i`. The caller resets their voltages to 0. Out of
-    /// line: most steps have no spike, and the block's state stays in registers.
-    #[cold]
+    /// The spikes of the first `count` steps recorded in `steps` (in step order): in each, the
+    /// lanes among the first `lanes` with `!(V < theta)` (as the ring path tests it: a NaN voltage
+    /// counts as a spike), in lane order, with `I - V` — the order and values in which the step
+    /// loop once pushed them itself. Once per block, out of line (the step loop's registers).
     #[inline(never)]
-    fn spikes(&mut self, n: usize, lanes: usize, over: u32, v: [f64; LANES], i: [f64; LANES]) -> Result<()> {
-        let mut over = over & ((1u32 << lanes) - 1);
-        while over != 0 {
-            let l = over.trailing_zeros() as usize;
-            over &= over - 1;
-            if self.spk.len() >= self.cap {
-                return Err(CoreError::SpikeCapExceeded { cap: self.cap });
-            }
-            self.spk.push((n as u32, self.g0 + l as u32, i[l] - v[l]));
-            if let Some((acc, dt)) = &mut self.first
-                && acc[l] == f64::INFINITY
-            {
-                acc[l] = n as f64 * *dt;
+    fn emit(&mut self, lanes: usize, theta: f64, count: usize) -> Result<()> {
+        let Self { spk, cap, g0, first, steps } = self;
+        let th = F2::splat(theta);
+        for &SpikeStep { n, ref v, ref i } in &steps[..count] {
+            // The spiking lanes as bits, visited by their trailing zeros (few mispredicted branches).
+            let over =
+                (0..PAIRS).fold(0u32, |b, k| b | F2::new(v[2 * k], v[2 * k + 1]).not_below(th).bits() << (2 * k));
+            let mut over = over & ((1u32 << lanes) - 1);
+            while over != 0 {
+                let l = over.trailing_zeros() as usize;
+                over &= over - 1;
+                if spk.len() >= *cap {
+                    return Err(CoreError::SpikeCapExceeded { cap: *cap });
+                }
+                spk.push((n as u32, *g0 + l as u32, i[l] - v[l]));
+                if let Some((acc, dt)) = first
+                    && acc[l] == f64::INFINITY
+                {
+                    acc[l] = n as f64 * *dt;
+                }
             }
         }
         Ok(())
@@ -1862,9 +1881,22 @@ struct F2(std::arch::x86_64::__m128d);
 #[cfg(target_arch = "x86_64")]
 impl F2 {
     #[inline(always)]
+    fn new(lo: f64, hi: f64) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_set_pd(hi, lo) })
+    }
+
+    #[inline(always)]
     fn splat(x: f64) -> Self {
         // SAFETY: SSE2 is part of the x86_64 baseline.
         Self(unsafe { std::arch::x86_64::_mm_set1_pd(x) })
+    }
+
+    /// The lanes of a mask as bits (lane 0 bit 0).
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) as u32 }
     }
 
     /// `(*lo, *hi)`.
@@ -1910,13 +1942,6 @@ impl F2 {
         unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) != 0 }
     }
 
-    /// The lanes of a mask as bits (lane 0 bit 0).
-    #[inline(always)]
-    fn bits(self) -> u32 {
-        // SAFETY: SSE2 is part of the x86_64 baseline.
-        unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) as u32 }
-    }
-
     /// `+0.0` in the lanes set in `mask`, `self` in the others.
     #[inline(always)]
     fn zero_where(self, mask: Self) -> Self {
@@ -1939,8 +1964,19 @@ struct F2([f64; 2]);
 #[cfg(not(target_arch = "x86_64"))]
 impl F2 {
     #[inline(always)]
+    fn new(lo: f64, hi: f64) -> Self {
+        Self([lo, hi])
+    }
+
+    #[inline(always)]
     fn splat(x: f64) -> Self {
         Self([x, x])
+    }
+
+    /// The lanes of a mask as bits (lane 0 bit 0).
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        u32::from(self.0[0] != 0.0) | u32::from(self.0[1] != 0.0) << 1
     }
 
     /// `(*lo, *hi)`.
@@ -1980,12 +2016,6 @@ impl F2 {
         self.0[0] != 0.0 || self.0[1] != 0.0
     }
 
-    /// The lanes of a mask as bits (lane 0 bit 0).
-    #[inline(always)]
-    fn bits(self) -> u32 {
-        u32::from(self.0[0] != 0.0) | u32::from(self.0[1] != 0.0) << 1
-    }
-
     /// `+0.0` in the lanes set in `mask`, `self` in the others.
     #[inline(always)]
     fn zero_where(self, mask: Self) -> Self {
@@ -2013,8 +2043,6 @@ trait Block8: Copy {
     fn not_below(self, th: Self) -> Self;
     /// Whether a lane of a mask (from [`Block8::not_below`]) is set.
     fn any(self) -> bool;
-    /// The lanes of a mask as bits (lane `l` bit `l`).
-    fn bits(self) -> u32;
     /// `+0.0` in the lanes set in `mask`, `self` in the others.
     fn zero_where(self, mask: Self) -> Self;
     fn to_lanes(self) -> [f64; LANES];
@@ -2055,11 +2083,6 @@ impl Block8 for Pairs {
     fn any(self) -> bool {
         let m = self.0;
         m[0].or(m[1]).or(m[2].or(m[3])).any()
-    }
-
-    #[inline(always)]
-    fn bits(self) -> u32 {
-        self.0.iter().enumerate().fold(0, |b, (k, m)| b | m.bits() << (2 * k))
     }
 
     #[inline(always)]
@@ -2131,13 +2154,6 @@ impl Block8 for Quads {
     }
 
     #[inline(always)]
-    fn bits(self) -> u32 {
-        use std::arch::x86_64::_mm256_movemask_pd;
-        // SAFETY: only called where AVX is enabled.
-        unsafe { (_mm256_movemask_pd(self.0[0]) | _mm256_movemask_pd(self.0[1]) << 4) as u32 }
-    }
-
-    #[inline(always)]
     fn zero_where(self, mask: Self) -> Self {
         use std::arch::x86_64::_mm256_andnot_pd;
         // SAFETY: only called where AVX is enabled.
@@ -2155,6 +2171,12 @@ impl Block8 for Quads {
 /// its arrivals in `block` (target-major timelines, see [`fill_block`]): per step `n > 0`,
 /// `V <- a V + c I` then `I <- b I`, the spike test (steps `1..steps`), then at every step
 /// `I += arrival(n)` and the readout. Lanes past `lanes` (zero arrivals) are computed and ignored.
+///
+/// The step loop has no data-dependent branch: about one block-step in five has a spike at
+/// p = 0.1, and a branch on it was mispredicted that often. Each step writes its `V` and `I` into
+/// the next free [`SpikeStep`] and takes that slot (count + 1) only if a lane spiked, resets the
+/// spiking lanes with a mask, and the spikes are pushed after the loop ([`SpikeSink::emit`]) in
+/// the order the loop found them.
 #[inline(never)]
 fn simulate_block<R: LaneReadout>(
     run: (&BlockDynamics, Option<f64>, &[f64], usize),
@@ -2214,6 +2236,11 @@ fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
     // SAFETY: `lines[l] + n` is `block[l line_len + n]`, and `l line_len + n < LANES line_len <=
     // block.len()` for `l < LANES` and `n <= steps < line_len` (assertion above).
     let arrival = |n: usize| unsafe { B::load(&lines, n) };
+    if sink.steps.len() < steps {
+        sink.steps.resize(steps, SpikeStep::default());
+    }
+    let rec = sink.steps.as_mut_ptr();
+    let mut count = 0;
     i = i.add(arrival(0));
     readout.at(0, &v.to_lanes());
     for n in 1..steps {
@@ -2222,10 +2249,10 @@ fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
         // `!(V < theta)` in any lane: the lanes past `lanes` keep `V = 0 < theta` (`theta > 0`).
         if LIF {
             let over = v.not_below(th);
-            if over.any() {
-                sink.spikes(n, lanes, over.bits(), v.to_lanes(), i.to_lanes())?;
-                v = v.zero_where(over);
-            }
+            // SAFETY: `count < n < steps <= sink.steps.len()` (resized above).
+            unsafe { *rec.add(count) = SpikeStep { n, v: v.to_lanes(), i: i.to_lanes() } };
+            count += usize::from(over.any());
+            v = v.zero_where(over);
         }
         i = i.add(arrival(n));
         readout.at(n, &v.to_lanes());
@@ -2235,7 +2262,7 @@ fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
         v = a.mul(v).add(c.mul(i));
         readout.at(steps, &v.to_lanes());
     }
-    Ok(())
+    if LIF { sink.emit(lanes, theta, count) } else { Ok(()) }
 }
 
 /// Pull delivery for a network without recurrent loops: population by population in topological
@@ -2270,6 +2297,7 @@ fn forward_layered(
         lane_rows,
         sources,
         sparse_w,
+        spike_steps,
         ..
     } = &mut **bufs;
     spk.clear();
@@ -2298,7 +2326,13 @@ fn forward_layered(
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
             fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
-            let mut sink = SpikeSink { spk, cap: cfg.max_spikes, g0: (pop.global_off + j0) as u32, first: None };
+            let mut sink = SpikeSink {
+                spk,
+                cap: cfg.max_spikes,
+                g0: (pop.global_off + j0) as u32,
+                first: None,
+                steps: spike_steps,
+            };
             let run = (&dynamics, pop.theta, &block[..], lanes);
             if !is_out {
                 simulate_block(run, &mut NoReadout, &mut sink)?;
