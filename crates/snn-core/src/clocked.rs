@@ -2503,6 +2503,105 @@ mod tests {
         }
     }
 
+    /// The scalar per-neuron loop `simulate_block` replaced: spikes `(step, lane, I - V)` and the
+    /// `ExpIntegral` accumulators of one block.
+    fn block_reference(
+        d: &BlockDynamics,
+        theta: Option<f64>,
+        block: &[f64],
+        lanes: usize,
+        fac: &[f64],
+    ) -> (Vec<(u32, u32, f64)>, [f64; LANES]) {
+        let (mut v, mut i, mut acc) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
+        let mut spk = Vec::new();
+        for n in 0..=d.steps {
+            if n > 0 {
+                for l in 0..LANES {
+                    v[l] = d.a * v[l] + d.c * i[l];
+                    i[l] *= d.b;
+                }
+                if let Some(theta) = theta
+                    && n < d.steps
+                {
+                    for l in 0..lanes {
+                        if v[l] < theta {
+                            continue;
+                        }
+                        spk.push((n as u32, l as u32, i[l] - v[l]));
+                        v[l] = 0.0;
+                    }
+                }
+            }
+            for l in 0..LANES {
+                i[l] += block[l * d.line_len + n];
+            }
+            for l in 0..lanes {
+                acc[l] += fac[n] * v[l];
+            }
+        }
+        (spk, acc)
+    }
+
+    #[test]
+    fn block_kernels_match_the_scalar_loop_bit_for_bit() {
+        let (steps, line_len) = (400, 409);
+        let d = BlockDynamics { a: (-0.5f64 / 20.0).exp(), b: (-0.5f64 / 5.0).exp(), c: 0.9, steps, line_len };
+        let fac: Vec<f64> = (0..=steps).map(|n| (-(n as f64) / 300.0).exp()).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for lanes in [8, 5, 1] {
+            // Sparse arrivals, strong enough for frequent spikes; lanes past `lanes` stay zero.
+            let mut block = vec![0.0; LANES * line_len];
+            for l in 0..lanes {
+                for n in 0..line_len {
+                    if rnd() < 0.15 {
+                        block[l * line_len + n] = 1.2 * rnd() - 0.2;
+                    }
+                }
+            }
+            if lanes == 5 {
+                block[3 * line_len + 200] = f64::NAN; // NaN voltages count as spikes
+            }
+            for theta in [Some(0.6), None] {
+                let (want_spk, want_acc) = block_reference(&d, theta, &block, lanes, &fac);
+                let mut kernels: Vec<(&str, KernelFn)> = vec![("SSE2 pairs", |run, r, sink| {
+                    simulate_block_with::<Pairs, ExpIntegralLanes<'_>>(run, r, sink)
+                })];
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx") {
+                    // SAFETY: the CPU has AVX (checked just above).
+                    kernels.push(("AVX quads", |run, r, sink| unsafe { simulate_block_avx(run, r, sink) }));
+                }
+                for (name, kernel) in kernels {
+                    let (mut spk, mut steps_buf) = (Vec::new(), Vec::new());
+                    let mut sink =
+                        SpikeSink { spk: &mut spk, cap: usize::MAX, g0: 0, first: None, steps: &mut steps_buf };
+                    let mut r = ExpIntegralLanes { fac: &fac, acc: [0.0; LANES] };
+                    kernel((&d, theta, &block, lanes), &mut r, &mut sink).unwrap();
+                    let bits =
+                        |s: &[(u32, u32, f64)]| s.iter().map(|&(n, l, x)| (n, l, x.to_bits())).collect::<Vec<_>>();
+                    assert_eq!(bits(&spk), bits(&want_spk), "{name}, lanes {lanes}, theta {theta:?}");
+                    assert!(theta.is_none() || want_spk.len() > 20, "too few spikes to test: {}", want_spk.len());
+                    for (l, (got, want)) in r.acc.iter().zip(&want_acc).enumerate().take(lanes) {
+                        assert_eq!(got.to_bits(), want.to_bits(), "{name}, lane {l}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A block kernel as the test calls it.
+    type KernelFn = for<'a, 'b, 'c, 'd> fn(
+        (&'a BlockDynamics, Option<f64>, &'a [f64], usize),
+        &'b mut ExpIntegralLanes<'c>,
+        &'b mut SpikeSink<'d>,
+    ) -> Result<()>;
+
     #[test]
     fn layered_records_are_in_step_then_neuron_order_across_blocks_and_populations() {
         // Many spikes at the same steps in several blocks of 8 and in three LIF populations
