@@ -1012,6 +1012,8 @@ struct PullBuffers {
     sources: SourceSpikes,
     /// Sparse pull: the weights in block order when the plan has none cached for the network.
     sparse_w: Vec<f64>,
+    /// Layered: the steps with spikes of the block being simulated (see [`simulate_lanes`]).
+    spike_steps: Vec<SpikeStep>,
 }
 
 /// Emission steps of the spikes of every neuron (global index), grouped by neuron (CSR): the
@@ -1733,6 +1735,536 @@ fn sort_new_spikes(
     std::mem::swap(spk, merged);
 }
 
+/// The constants of a population's blocks in [`forward_layered`]: `V <- a V + c I`, `I <- b I`
+/// per step, `steps` steps, and the length of a block's timelines (see [`fill_block`]).
+struct BlockDynamics {
+    a: f64,
+    b: f64,
+    c: f64,
+    steps: usize,
+    line_len: usize,
+}
+
+/// What a block of an output population records per step (see [`simulate_block`]).
+trait LaneReadout {
+    /// Step `n`'s voltages `v` of the block's lanes (after the step's spikes and arrivals).
+    fn at(&mut self, n: usize, v: &[f64; LANES]);
+}
+
+/// Hidden populations, and `FirstSpike` (recorded by [`SpikeSink`]): nothing per step.
+struct NoReadout;
+
+impl LaneReadout for NoReadout {
+    #[inline(always)]
+    fn at(&mut self, _: usize, _: &[f64; LANES]) {}
+}
+
+/// `ExpIntegral`: `acc += fac[n] V` per lane (`fac`: the readout factors of steps `0..=steps`).
+struct ExpIntegralLanes<'a> {
+    fac: &'a [f64],
+    acc: [f64; LANES],
+}
+
+impl LaneReadout for ExpIntegralLanes<'_> {
+    #[inline(always)]
+    fn at(&mut self, n: usize, v: &[f64; LANES]) {
+        let f = self.fac[n];
+        for (acc, &v) in self.acc.iter_mut().zip(v) {
+            *acc += f * v;
+        }
+    }
+}
+
+/// `MaxVoltage`: each lane's largest voltage so far and the time of its first attainment.
+struct MaxVoltageLanes {
+    dt: f64,
+    max: [f64; LANES],
+    at: [f64; LANES],
+}
+
+impl LaneReadout for MaxVoltageLanes {
+    #[inline(always)]
+    fn at(&mut self, n: usize, v: &[f64; LANES]) {
+        for ((&v, max), at) in v.iter().zip(&mut self.max).zip(&mut self.at) {
+            if v > *max {
+                *max = v;
+                *at = n as f64 * self.dt;
+            }
+        }
+    }
+}
+
+/// `VoltageAt`: the voltages at the readout steps (`steps`, non-decreasing) into `acc`, the block's
+/// `lanes x steps.len()` values neuron-major.
+struct VoltageAtLanes<'a> {
+    steps: &'a [usize],
+    next: usize,
+    acc: &'a mut [f64],
+    lanes: usize,
+}
+
+impl LaneReadout for VoltageAtLanes<'_> {
+    #[inline(always)]
+    fn at(&mut self, n: usize, v: &[f64; LANES]) {
+        let nt = self.steps.len();
+        while self.next < nt && self.steps[self.next] == n {
+            for (l, &v) in v.iter().enumerate().take(self.lanes) {
+                self.acc[l * nt + self.next] = v;
+            }
+            self.next += 1;
+        }
+    }
+}
+
+/// Where a block's spikes go: `(step, global neuron g0 + lane, I - V)` onto `spk` (at most `cap`
+/// spikes in all), and with `first` (`FirstSpike` readout of an output block: the block's
+/// accumulators and `dt`) each lane's first spike time.
+struct SpikeSink<'a> {
+    spk: &'a mut Vec<(u32, u32, f64)>,
+    cap: usize,
+    g0: u32,
+    first: Option<(&'a mut [f64], f64)>,
+    /// Scratch: the block's steps with spikes, recorded by [`simulate_lanes`] and emitted after it.
+    steps: &'a mut Vec<SpikeStep>,
+}
+
+/// A step with spikes of a block: the step, and `V` (before the reset) and `I` of every lane
+/// (after the decay, before the step's arrivals).
+#[derive(Debug, Clone, Copy, Default)]
+struct SpikeStep {
+    n: usize,
+    v: [f64; LANES],
+    i: [f64; LANES],
+}
+
+impl SpikeSink<'_> {
+    /// The spikes of the first `count` steps recorded in `steps` (in step order): in each, the
+    /// lanes among the first `lanes` with `!(V < theta)` (as the ring path tests it: a NaN voltage
+    /// counts as a spike), in lane order, with `I - V` — the order and values in which the step
+    /// loop once pushed them itself. Once per block, out of line (the step loop's registers).
+    #[inline(never)]
+    fn emit(&mut self, lanes: usize, theta: f64, count: usize) -> Result<()> {
+        let Self { spk, cap, g0, first, steps } = self;
+        let th = F2::splat(theta);
+        for &SpikeStep { n, ref v, ref i } in &steps[..count] {
+            // The spiking lanes as bits, visited by their trailing zeros (few mispredicted branches).
+            let over =
+                (0..PAIRS).fold(0u32, |b, k| b | F2::new(v[2 * k], v[2 * k + 1]).not_below(th).bits() << (2 * k));
+            let mut over = over & ((1u32 << lanes) - 1);
+            while over != 0 {
+                let l = over.trailing_zeros() as usize;
+                over &= over - 1;
+                if spk.len() >= *cap {
+                    return Err(CoreError::SpikeCapExceeded { cap: *cap });
+                }
+                spk.push((n as u32, *g0 + l as u32, i[l] - v[l]));
+                if let Some((acc, dt)) = first
+                    && acc[l] == f64::INFINITY
+                {
+                    acc[l] = n as f64 * *dt;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lane pairs in a block: [`simulate_lanes`] keeps lanes `2k` and `2k + 1` in pair `k`.
+const PAIRS: usize = LANES / 2;
+
+/// Two lanes of a block in one SSE2 register (x86_64's baseline), each operation rounding each lane
+/// on its own: the same values, bit for bit, as the same operations on the two `f64`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct F2(std::arch::x86_64::__m128d);
+
+#[cfg(target_arch = "x86_64")]
+impl F2 {
+    #[inline(always)]
+    fn new(lo: f64, hi: f64) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_set_pd(hi, lo) })
+    }
+
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_set1_pd(x) })
+    }
+
+    /// The lanes of a mask as bits (lane 0 bit 0).
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) as u32 }
+    }
+
+    /// `(*lo, *hi)`.
+    ///
+    /// # Safety
+    /// Both pointers valid for reads of an `f64`.
+    #[inline(always)]
+    unsafe fn load2(lo: *const f64, hi: *const f64) -> Self {
+        use std::arch::x86_64::{_mm_load_sd, _mm_loadh_pd};
+        // SAFETY: the caller's.
+        Self(unsafe { _mm_loadh_pd(_mm_load_sd(lo), hi) })
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_add_pd(self.0, o.0) })
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_mul_pd(self.0, o.0) })
+    }
+
+    /// Per lane, all bits set where `!(self < thr)` (a NaN counts), else zero.
+    #[inline(always)]
+    fn not_below(self, thr: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_cmpnlt_pd(self.0, thr.0) })
+    }
+
+    #[inline(always)]
+    fn or(self, o: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_or_pd(self.0, o.0) })
+    }
+
+    /// Whether a lane of a [`F2::not_below`] mask (or of masks combined by [`F2::or`]) is set.
+    #[inline(always)]
+    fn any(self) -> bool {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) != 0 }
+    }
+
+    /// `+0.0` in the lanes set in `mask`, `self` in the others.
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Self(unsafe { std::arch::x86_64::_mm_andnot_pd(mask.0, self.0) })
+    }
+
+    #[inline(always)]
+    fn to_lanes(p: [Self; PAIRS]) -> [f64; LANES] {
+        // SAFETY: `__m128d` and `[f64; 2]` have the same size, and every bit pattern is valid.
+        unsafe { std::mem::transmute(p) }
+    }
+}
+
+/// Two lanes of a block (portable version of the SSE2 one, same operations lane by lane).
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy)]
+struct F2([f64; 2]);
+
+#[cfg(not(target_arch = "x86_64"))]
+impl F2 {
+    #[inline(always)]
+    fn new(lo: f64, hi: f64) -> Self {
+        Self([lo, hi])
+    }
+
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        Self([x, x])
+    }
+
+    /// The lanes of a mask as bits (lane 0 bit 0).
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        u32::from(self.0[0] != 0.0) | u32::from(self.0[1] != 0.0) << 1
+    }
+
+    /// `(*lo, *hi)`.
+    ///
+    /// # Safety
+    /// Both pointers valid for reads of an `f64`.
+    #[inline(always)]
+    unsafe fn load2(lo: *const f64, hi: *const f64) -> Self {
+        // SAFETY: the caller's.
+        Self(unsafe { [*lo, *hi] })
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Self([self.0[0] + o.0[0], self.0[1] + o.0[1]])
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Self([self.0[0] * o.0[0], self.0[1] * o.0[1]])
+    }
+
+    /// Per lane, `1.0` where `!(self < thr)` (a NaN counts), else `0.0`.
+    #[inline(always)]
+    fn not_below(self, thr: Self) -> Self {
+        Self([f64::from(u8::from(!(self.0[0] < thr.0[0]))), f64::from(u8::from(!(self.0[1] < thr.0[1])))])
+    }
+
+    #[inline(always)]
+    fn or(self, o: Self) -> Self {
+        Self([self.0[0].max(o.0[0]), self.0[1].max(o.0[1])])
+    }
+
+    /// Whether a lane of a [`F2::not_below`] mask (or of masks combined by [`F2::or`]) is set.
+    #[inline(always)]
+    fn any(self) -> bool {
+        self.0[0] != 0.0 || self.0[1] != 0.0
+    }
+
+    /// `+0.0` in the lanes set in `mask`, `self` in the others.
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        Self([if mask.0[0] != 0.0 { 0.0 } else { self.0[0] }, if mask.0[1] != 0.0 { 0.0 } else { self.0[1] }])
+    }
+
+    #[inline(always)]
+    fn to_lanes(p: [Self; PAIRS]) -> [f64; LANES] {
+        std::array::from_fn(|l| p[l / 2].0[l % 2])
+    }
+}
+
+/// The state of the [`LANES`] lanes of a block (one quantity, `V` or `I`), as vector registers:
+/// every operation rounds each lane on its own, the same values bit for bit as on `[f64; LANES]`.
+trait Block8: Copy {
+    fn splat(x: f64) -> Self;
+    /// `*lines[l].add(n)` in lane `l`.
+    ///
+    /// # Safety
+    /// Every `lines[l].add(n)` valid for reads of an `f64`.
+    unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self;
+    fn add(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    /// Per lane, all bits set where `!(self < th)` (a NaN counts), else zero.
+    fn not_below(self, th: Self) -> Self;
+    /// Whether a lane of a mask (from [`Block8::not_below`]) is set.
+    fn any(self) -> bool;
+    /// `+0.0` in the lanes set in `mask`, `self` in the others.
+    fn zero_where(self, mask: Self) -> Self;
+    fn to_lanes(self) -> [f64; LANES];
+}
+
+/// Four SSE2 pairs (lanes `2k`, `2k + 1` in pair `k`).
+#[derive(Clone, Copy)]
+struct Pairs([F2; PAIRS]);
+
+impl Block8 for Pairs {
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        Self([F2::splat(x); PAIRS])
+    }
+
+    #[inline(always)]
+    unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self {
+        // SAFETY: the caller's.
+        Self(std::array::from_fn(|k| unsafe { F2::load2(lines[2 * k].add(n), lines[2 * k + 1].add(n)) }))
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].add(o.0[k])))
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].mul(o.0[k])))
+    }
+
+    #[inline(always)]
+    fn not_below(self, th: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].not_below(th.0[k])))
+    }
+
+    #[inline(always)]
+    fn any(self) -> bool {
+        let m = self.0;
+        m[0].or(m[1]).or(m[2].or(m[3])).any()
+    }
+
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k].zero_where(mask.0[k])))
+    }
+
+    #[inline(always)]
+    fn to_lanes(self) -> [f64; LANES] {
+        F2::to_lanes(self.0)
+    }
+}
+
+/// Two AVX registers of four lanes (lanes `4k ..` in register `k`); only inside functions compiled
+/// with AVX ([`simulate_block_avx`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Quads([std::arch::x86_64::__m256d; 2]);
+
+#[cfg(target_arch = "x86_64")]
+impl Block8 for Quads {
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        // SAFETY: only called where AVX is enabled.
+        let q = unsafe { std::arch::x86_64::_mm256_set1_pd(x) };
+        Self([q, q])
+    }
+
+    #[inline(always)]
+    unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self {
+        use std::arch::x86_64::{_mm_load_sd, _mm_loadh_pd, _mm256_set_m128d};
+        // SAFETY: the caller's, and AVX where this is called.
+        let q = |k: usize| unsafe {
+            let lo = _mm_loadh_pd(_mm_load_sd(lines[4 * k].add(n)), lines[4 * k + 1].add(n));
+            let hi = _mm_loadh_pd(_mm_load_sd(lines[4 * k + 2].add(n)), lines[4 * k + 3].add(n));
+            _mm256_set_m128d(hi, lo)
+        };
+        Self([q(0), q(1)])
+    }
+
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        use std::arch::x86_64::_mm256_add_pd;
+        // SAFETY: only called where AVX is enabled.
+        unsafe { Self([_mm256_add_pd(self.0[0], o.0[0]), _mm256_add_pd(self.0[1], o.0[1])]) }
+    }
+
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        use std::arch::x86_64::_mm256_mul_pd;
+        // SAFETY: only called where AVX is enabled.
+        unsafe { Self([_mm256_mul_pd(self.0[0], o.0[0]), _mm256_mul_pd(self.0[1], o.0[1])]) }
+    }
+
+    #[inline(always)]
+    fn not_below(self, th: Self) -> Self {
+        use std::arch::x86_64::{_CMP_NLT_UQ, _mm256_cmp_pd};
+        // SAFETY: only called where AVX is enabled.
+        unsafe {
+            Self([_mm256_cmp_pd::<_CMP_NLT_UQ>(self.0[0], th.0[0]), _mm256_cmp_pd::<_CMP_NLT_UQ>(self.0[1], th.0[1])])
+        }
+    }
+
+    #[inline(always)]
+    fn any(self) -> bool {
+        use std::arch::x86_64::{_mm256_movemask_pd, _mm256_or_pd};
+        // SAFETY: only called where AVX is enabled.
+        unsafe { _mm256_movemask_pd(_mm256_or_pd(self.0[0], self.0[1])) != 0 }
+    }
+
+    #[inline(always)]
+    fn zero_where(self, mask: Self) -> Self {
+        use std::arch::x86_64::_mm256_andnot_pd;
+        // SAFETY: only called where AVX is enabled.
+        unsafe { Self([_mm256_andnot_pd(mask.0[0], self.0[0]), _mm256_andnot_pd(mask.0[1], self.0[1])]) }
+    }
+
+    #[inline(always)]
+    fn to_lanes(self) -> [f64; LANES] {
+        // SAFETY: `__m256d` and `[f64; 4]` have the same size, and every bit pattern is valid.
+        unsafe { std::mem::transmute(self.0) }
+    }
+}
+
+/// One block of `lanes` neurons of a population (threshold `theta` if LIF) over the whole run,
+/// its arrivals in `block` (target-major timelines, see [`fill_block`]): per step `n > 0`,
+/// `V <- a V + c I` then `I <- b I`, the spike test (steps `1..steps`), then at every step
+/// `I += arrival(n)` and the readout. Lanes past `lanes` (zero arrivals) are computed and ignored.
+///
+/// The step loop has no data-dependent branch: about one block-step in five has a spike at
+/// p = 0.1, and a branch on it was mispredicted that often. Each step writes its `V` and `I` into
+/// the next free [`SpikeStep`] and takes that slot (count + 1) only if a lane spiked, resets the
+/// spiking lanes with a mask, and the spikes are pushed after the loop ([`SpikeSink::emit`]) in
+/// the order the loop found them.
+#[inline(never)]
+fn simulate_block<R: LaneReadout>(
+    run: (&BlockDynamics, Option<f64>, &[f64], usize),
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked just above).
+        return unsafe { simulate_block_avx(run, readout, sink) };
+    }
+    simulate_block_with::<Pairs, R>(run, readout, sink)
+}
+
+/// [`simulate_block`] compiled with AVX: four lanes per instruction ([`Quads`]). AVX without FMA:
+/// the same operations, each rounded on its own, so the same bits as the SSE2 pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn simulate_block_avx<R: LaneReadout>(
+    run: (&BlockDynamics, Option<f64>, &[f64], usize),
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    simulate_block_with::<Quads, R>(run, readout, sink)
+}
+
+#[inline(always)]
+fn simulate_block_with<B: Block8, R: LaneReadout>(
+    (d, theta, block, lanes): (&BlockDynamics, Option<f64>, &[f64], usize),
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    match theta {
+        Some(theta) => simulate_lanes::<B, R, true>(d, theta, block, lanes, readout, sink),
+        None => simulate_lanes::<B, R, false>(d, 0.0, block, lanes, readout, sink),
+    }
+}
+
+/// [`simulate_block`] with the spike test (`LIF`) or without.
+#[inline(always)]
+fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
+    d: &BlockDynamics,
+    theta: f64,
+    block: &[f64],
+    lanes: usize,
+    readout: &mut R,
+    sink: &mut SpikeSink<'_>,
+) -> Result<()> {
+    let &BlockDynamics { a, b, c, steps, line_len } = d;
+    assert!(
+        (1..=LANES).contains(&lanes) && steps < line_len && block.len() >= LANES * line_len,
+        "a block of LANES timelines of steps + 1 or more steps"
+    );
+    let (a, b, c, th) = (B::splat(a), B::splat(b), B::splat(c), B::splat(theta));
+    let (mut v, mut i) = (B::splat(0.0), B::splat(0.0));
+    let lines: [*const f64; LANES] = std::array::from_fn(|l| block[l * line_len..].as_ptr());
+    // SAFETY: `lines[l] + n` is `block[l line_len + n]`, and `l line_len + n < LANES line_len <=
+    // block.len()` for `l < LANES` and `n <= steps < line_len` (assertion above).
+    let arrival = |n: usize| unsafe { B::load(&lines, n) };
+    if sink.steps.len() < steps {
+        sink.steps.resize(steps, SpikeStep::default());
+    }
+    let rec = sink.steps.as_mut_ptr();
+    let mut count = 0;
+    i = i.add(arrival(0));
+    readout.at(0, &v.to_lanes());
+    for n in 1..steps {
+        v = a.mul(v).add(c.mul(i));
+        i = i.mul(b);
+        // `!(V < theta)` in any lane: the lanes past `lanes` keep `V = 0 < theta` (`theta > 0`).
+        if LIF {
+            let over = v.not_below(th);
+            // SAFETY: `count < n < steps <= sink.steps.len()` (resized above).
+            unsafe { *rec.add(count) = SpikeStep { n, v: v.to_lanes(), i: i.to_lanes() } };
+            count += usize::from(over.any());
+            v = v.zero_where(over);
+        }
+        i = i.add(arrival(n));
+        readout.at(n, &v.to_lanes());
+    }
+    if steps > 0 {
+        // The last step: no spike test (as on the ring), and `I` is not read again.
+        v = a.mul(v).add(c.mul(i));
+        readout.at(steps, &v.to_lanes());
+    }
+    if LIF { sink.emit(lanes, theta, count) } else { Ok(()) }
+}
+
 /// Pull delivery for a network without recurrent loops: population by population in topological
 /// order, and within a population neuron by neuron over the whole run (its neurons do not interact),
 /// each target's arrivals pulled into `line` first. The record gets the spikes in the ring's order
@@ -1765,6 +2297,7 @@ fn forward_layered(
         lane_rows,
         sources,
         sparse_w,
+        spike_steps,
         ..
     } = &mut **bufs;
     spk.clear();
@@ -1787,72 +2320,48 @@ fn forward_layered(
         let w_rows = plan.pull_weight_rows(net, p, w_row);
         let sw = plan.pull_sparse_weights(net, p, sparse_w);
         let first_new = spk.len();
-        let (a, b, c) = (pop.alpha, pop.beta, pop.coupling);
+        let dynamics =
+            BlockDynamics { a: pop.alpha, b: pop.beta, c: pop.coupling, steps, line_len: steps + plan.slots };
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
             fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
-            let (mut v, mut i) = ([0.0f64; LANES], [0.0f64; LANES]);
-            let mut next_readout = 0usize;
-            // The block's timelines, target-major (see `fill_block`): lane `l` at step `n` is
-            // `timelines[l][n]`.
-            let line_len = steps + plan.slots;
-            let timelines: [&[f64]; LANES] = std::array::from_fn(|l| &block[l * line_len..l * line_len + steps + 1]);
-            for n in 0..steps + 1 {
-                if n > 0 {
-                    for l in 0..LANES {
-                        v[l] = a * v[l] + c * i[l];
-                        i[l] *= b;
-                    }
-                    if let Some(theta) = pop.theta
-                        && n < steps
-                        // `!(V < theta)`, as the ring path tests it (a NaN voltage counts as a spike).
-                        && !v[..lanes].iter().fold(true, |below, &x| below & (x < theta))
-                    {
-                        for l in 0..lanes {
-                            if v[l] < theta {
-                                continue;
-                            }
-                            if spk.len() >= cfg.max_spikes {
-                                return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
-                            }
-                            spk.push((n as u32, (pop.global_off + j0 + l) as u32, i[l] - v[l]));
-                            v[l] = 0.0;
-                            let j = j0 + l;
-                            if is_out && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
-                                acc[j] = n as f64 * dt;
-                            }
-                        }
-                    }
+            let mut sink = SpikeSink {
+                spk,
+                cap: cfg.max_spikes,
+                g0: (pop.global_off + j0) as u32,
+                first: None,
+                steps: spike_steps,
+            };
+            let run = (&dynamics, pop.theta, &block[..], lanes);
+            if !is_out {
+                simulate_block(run, &mut NoReadout, &mut sink)?;
+                continue;
+            }
+            let lane_range = j0..j0 + lanes;
+            match &cfg.readout {
+                ReadoutKind::ExpIntegral => {
+                    let mut r = ExpIntegralLanes { fac, acc: [0.0; LANES] };
+                    r.acc[..lanes].copy_from_slice(&acc[lane_range.clone()]);
+                    simulate_block(run, &mut r, &mut sink)?;
+                    acc[lane_range].copy_from_slice(&r.acc[..lanes]);
                 }
-                for (il, timeline) in i.iter_mut().zip(&timelines) {
-                    *il += timeline[n];
+                ReadoutKind::MaxVoltage => {
+                    let mut r = MaxVoltageLanes { dt, max: [0.0; LANES], at: [0.0; LANES] };
+                    r.max[..lanes].copy_from_slice(&acc[lane_range.clone()]);
+                    r.at[..lanes].copy_from_slice(&acc_t[lane_range.clone()]);
+                    simulate_block(run, &mut r, &mut sink)?;
+                    acc[lane_range.clone()].copy_from_slice(&r.max[..lanes]);
+                    acc_t[lane_range].copy_from_slice(&r.at[..lanes]);
                 }
-                if is_out {
-                    match &cfg.readout {
-                        ReadoutKind::ExpIntegral => {
-                            for l in 0..lanes {
-                                acc[j0 + l] += fac[n] * v[l];
-                            }
-                        }
-                        ReadoutKind::MaxVoltage => {
-                            for l in 0..lanes {
-                                if v[l] > acc[j0 + l] {
-                                    acc[j0 + l] = v[l];
-                                    acc_t[j0 + l] = n as f64 * dt;
-                                }
-                            }
-                        }
-                        ReadoutKind::FirstSpike => {}
-                        ReadoutKind::VoltageAt(_) => {
-                            while next_readout < nt && readout_steps[next_readout] == n {
-                                for l in 0..lanes {
-                                    acc[(j0 + l) * nt + next_readout] = v[l];
-                                }
-                                next_readout += 1;
-                            }
-                        }
-                    }
+                ReadoutKind::FirstSpike => {
+                    sink.first = Some((&mut acc[lane_range], dt));
+                    simulate_block(run, &mut NoReadout, &mut sink)?;
+                }
+                ReadoutKind::VoltageAt(_) => {
+                    let acc = &mut acc[j0 * nt..(j0 + lanes) * nt];
+                    let mut r = VoltageAtLanes { steps: readout_steps, next: 0, acc, lanes };
+                    simulate_block(run, &mut r, &mut sink)?;
                 }
             }
         }
@@ -1993,6 +2502,105 @@ mod tests {
             assert_eq!(pull, e.clone().with_delivery(Delivery::Push).run(&net, batch.sample(0)).unwrap());
         }
     }
+
+    /// The scalar per-neuron loop `simulate_block` replaced: spikes `(step, lane, I - V)` and the
+    /// `ExpIntegral` accumulators of one block.
+    fn block_reference(
+        d: &BlockDynamics,
+        theta: Option<f64>,
+        block: &[f64],
+        lanes: usize,
+        fac: &[f64],
+    ) -> (Vec<(u32, u32, f64)>, [f64; LANES]) {
+        let (mut v, mut i, mut acc) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
+        let mut spk = Vec::new();
+        for n in 0..=d.steps {
+            if n > 0 {
+                for l in 0..LANES {
+                    v[l] = d.a * v[l] + d.c * i[l];
+                    i[l] *= d.b;
+                }
+                if let Some(theta) = theta
+                    && n < d.steps
+                {
+                    for l in 0..lanes {
+                        if v[l] < theta {
+                            continue;
+                        }
+                        spk.push((n as u32, l as u32, i[l] - v[l]));
+                        v[l] = 0.0;
+                    }
+                }
+            }
+            for l in 0..LANES {
+                i[l] += block[l * d.line_len + n];
+            }
+            for l in 0..lanes {
+                acc[l] += fac[n] * v[l];
+            }
+        }
+        (spk, acc)
+    }
+
+    #[test]
+    fn block_kernels_match_the_scalar_loop_bit_for_bit() {
+        let (steps, line_len) = (400, 409);
+        let d = BlockDynamics { a: (-0.5f64 / 20.0).exp(), b: (-0.5f64 / 5.0).exp(), c: 0.9, steps, line_len };
+        let fac: Vec<f64> = (0..=steps).map(|n| (-(n as f64) / 300.0).exp()).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for lanes in [8, 5, 1] {
+            // Sparse arrivals, strong enough for frequent spikes; lanes past `lanes` stay zero.
+            let mut block = vec![0.0; LANES * line_len];
+            for l in 0..lanes {
+                for n in 0..line_len {
+                    if rnd() < 0.15 {
+                        block[l * line_len + n] = 1.2 * rnd() - 0.2;
+                    }
+                }
+            }
+            if lanes == 5 {
+                block[3 * line_len + 200] = f64::NAN; // NaN voltages count as spikes
+            }
+            for theta in [Some(0.6), None] {
+                let (want_spk, want_acc) = block_reference(&d, theta, &block, lanes, &fac);
+                let mut kernels: Vec<(&str, KernelFn)> = vec![("SSE2 pairs", |run, r, sink| {
+                    simulate_block_with::<Pairs, ExpIntegralLanes<'_>>(run, r, sink)
+                })];
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx") {
+                    // SAFETY: the CPU has AVX (checked just above).
+                    kernels.push(("AVX quads", |run, r, sink| unsafe { simulate_block_avx(run, r, sink) }));
+                }
+                for (name, kernel) in kernels {
+                    let (mut spk, mut steps_buf) = (Vec::new(), Vec::new());
+                    let mut sink =
+                        SpikeSink { spk: &mut spk, cap: usize::MAX, g0: 0, first: None, steps: &mut steps_buf };
+                    let mut r = ExpIntegralLanes { fac: &fac, acc: [0.0; LANES] };
+                    kernel((&d, theta, &block, lanes), &mut r, &mut sink).unwrap();
+                    let bits =
+                        |s: &[(u32, u32, f64)]| s.iter().map(|&(n, l, x)| (n, l, x.to_bits())).collect::<Vec<_>>();
+                    assert_eq!(bits(&spk), bits(&want_spk), "{name}, lanes {lanes}, theta {theta:?}");
+                    assert!(theta.is_none() || want_spk.len() > 20, "too few spikes to test: {}", want_spk.len());
+                    for (l, (got, want)) in r.acc.iter().zip(&want_acc).enumerate().take(lanes) {
+                        assert_eq!(got.to_bits(), want.to_bits(), "{name}, lane {l}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A block kernel as the test calls it.
+    type KernelFn = for<'a, 'b, 'c, 'd> fn(
+        (&'a BlockDynamics, Option<f64>, &'a [f64], usize),
+        &'b mut ExpIntegralLanes<'c>,
+        &'b mut SpikeSink<'d>,
+    ) -> Result<()>;
 
     #[test]
     fn layered_records_are_in_step_then_neuron_order_across_blocks_and_populations() {
