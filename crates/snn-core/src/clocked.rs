@@ -1874,7 +1874,7 @@ impl SpikeSink<'_> {
     }
 }
 
-/// Lane pairs in a block: [`simulate_lanes`] keeps lanes `2k` and `2k + 1` in pair `k`.
+/// Lane pairs in a block: [`Pairs`] keeps lanes `2k` and `2k + 1` in pair `k`.
 const PAIRS: usize = LANES / 2;
 
 /// Two lanes of a block in one SSE2 register (x86_64's baseline), each operation rounding each lane
