@@ -1826,6 +1826,11 @@ struct SpikeSink<'a> {
     first: Option<(&'a mut [f64], f64)>,
     /// Scratch: the block's steps with spikes, recorded by [`simulate_lanes`] and emitted after it.
     steps: &'a mut Vec<SpikeStep>,
+    /// Whether the step loop branches on a spike (rather than recording every step, see
+    /// [`simulate_block`]).
+    branch: bool,
+    /// Out: the number of the block's steps with a spike.
+    recorded: usize,
 }
 
 /// A step with spikes of a block: the step, and `V` (before the reset) and `I` of every lane
@@ -1844,7 +1849,7 @@ impl SpikeSink<'_> {
     /// loop once pushed them itself. Once per block, out of line (the step loop's registers).
     #[inline(never)]
     fn emit(&mut self, lanes: usize, theta: f64, count: usize) -> Result<()> {
-        let Self { spk, cap, g0, first, steps } = self;
+        let Self { spk, cap, g0, first, steps, .. } = self;
         let th = F2::splat(theta);
         for &SpikeStep { n, ref v, ref i } in &steps[..count] {
             // The spiking lanes as bits, visited by their trailing zeros (few mispredicted branches).
@@ -1869,7 +1874,7 @@ impl SpikeSink<'_> {
     }
 }
 
-/// Lane pairs in a block: [`simulate_lanes`] keeps lanes `2k` and `2k + 1` in pair `k`.
+/// Lane pairs in a block: [`Pairs`] keeps lanes `2k` and `2k + 1` in pair `k`.
 const PAIRS: usize = LANES / 2;
 
 /// Two lanes of a block in one SSE2 register (x86_64's baseline), each operation rounding each lane
@@ -2176,7 +2181,9 @@ impl Block8 for Quads {
 /// p = 0.1, and a branch on it was mispredicted that often. Each step writes its `V` and `I` into
 /// the next free [`SpikeStep`] and takes that slot (count + 1) only if a lane spiked, resets the
 /// spiking lanes with a mask, and the spikes are pushed after the loop ([`SpikeSink::emit`]) in
-/// the order the loop found them.
+/// the order the loop found them. With `sink.branch` (a block of a quiet population, see
+/// [`SPARSE_SPIKE_STEPS`]) the loop branches on a spike instead, and records only those steps:
+/// the same records, without a store per step where nearly nothing spikes.
 #[inline(never)]
 fn simulate_block<R: LaneReadout>(
     run: (&BlockDynamics, Option<f64>, &[f64], usize),
@@ -2209,15 +2216,17 @@ fn simulate_block_with<B: Block8, R: LaneReadout>(
     readout: &mut R,
     sink: &mut SpikeSink<'_>,
 ) -> Result<()> {
-    match theta {
-        Some(theta) => simulate_lanes::<B, R, true>(d, theta, block, lanes, readout, sink),
-        None => simulate_lanes::<B, R, false>(d, 0.0, block, lanes, readout, sink),
+    match (theta, sink.branch) {
+        (Some(theta), false) => simulate_lanes::<B, R, true, false>(d, theta, block, lanes, readout, sink),
+        (Some(theta), true) => simulate_lanes::<B, R, true, true>(d, theta, block, lanes, readout, sink),
+        (None, _) => simulate_lanes::<B, R, false, false>(d, 0.0, block, lanes, readout, sink),
     }
 }
 
-/// [`simulate_block`] with the spike test (`LIF`) or without.
+/// [`simulate_block`] with the spike test (`LIF`) or without, and with a branch on a spike
+/// (`BRANCH`) or without.
 #[inline(always)]
-fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
+fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool, const BRANCH: bool>(
     d: &BlockDynamics,
     theta: f64,
     block: &[f64],
@@ -2249,10 +2258,16 @@ fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
         // `!(V < theta)` in any lane: the lanes past `lanes` keep `V = 0 < theta` (`theta > 0`).
         if LIF {
             let over = v.not_below(th);
-            // SAFETY: `count < n < steps <= sink.steps.len()` (resized above).
-            unsafe { *rec.add(count) = SpikeStep { n, v: v.to_lanes(), i: i.to_lanes() } };
-            count += usize::from(over.any());
-            v = v.zero_where(over);
+            // SAFETY (both writes): `count < n < steps <= sink.steps.len()` (resized above).
+            if !BRANCH {
+                unsafe { *rec.add(count) = SpikeStep { n, v: v.to_lanes(), i: i.to_lanes() } };
+                count += usize::from(over.any());
+                v = v.zero_where(over);
+            } else if over.any() {
+                unsafe { *rec.add(count) = SpikeStep { n, v: v.to_lanes(), i: i.to_lanes() } };
+                count += 1;
+                v = v.zero_where(over);
+            }
         }
         i = i.add(arrival(n));
         readout.at(n, &v.to_lanes());
@@ -2262,8 +2277,14 @@ fn simulate_lanes<B: Block8, R: LaneReadout, const LIF: bool>(
         v = a.mul(v).add(c.mul(i));
         readout.at(steps, &v.to_lanes());
     }
+    sink.recorded = count;
     if LIF { sink.emit(lanes, theta, count) } else { Ok(()) }
 }
+
+/// A block's step loop branches on spikes when the previous block of its population had a spike
+/// in fewer than one step in this many (then the branch is rarely mispredicted, and cheaper than
+/// recording every step; see [`simulate_block`]).
+const SPARSE_SPIKE_STEPS: usize = 32;
 
 /// Pull delivery for a network without recurrent loops: population by population in topological
 /// order, and within a population neuron by neuron over the whole run (its neurons do not interact),
@@ -2322,6 +2343,9 @@ fn forward_layered(
         let first_new = spk.len();
         let dynamics =
             BlockDynamics { a: pop.alpha, b: pop.beta, c: pop.coupling, steps, line_len: steps + plan.slots };
+        // Whether the step loop branches on spikes: when the previous block had a spike in fewer
+        // than one step in `SPARSE_SPIKE_STEPS` (speed only: both give the same records).
+        let mut branch = false;
         // Blocks of LANES neurons simulated side by side (independent chains of arithmetic).
         for j0 in (0..pop.size).step_by(LANES) {
             let lanes = (pop.size - j0).min(LANES);
@@ -2332,14 +2356,13 @@ fn forward_layered(
                 g0: (pop.global_off + j0) as u32,
                 first: None,
                 steps: spike_steps,
+                branch,
+                recorded: 0,
             };
             let run = (&dynamics, pop.theta, &block[..], lanes);
-            if !is_out {
-                simulate_block(run, &mut NoReadout, &mut sink)?;
-                continue;
-            }
             let lane_range = j0..j0 + lanes;
             match &cfg.readout {
+                _ if !is_out => simulate_block(run, &mut NoReadout, &mut sink)?,
                 ReadoutKind::ExpIntegral => {
                     let mut r = ExpIntegralLanes { fac, acc: [0.0; LANES] };
                     r.acc[..lanes].copy_from_slice(&acc[lane_range.clone()]);
@@ -2364,6 +2387,7 @@ fn forward_layered(
                     simulate_block(run, &mut r, &mut sink)?;
                 }
             }
+            branch = sink.recorded * SPARSE_SPIKE_STEPS < steps;
         }
         sort_new_spikes(spk, first_new, steps, by_step, spk_new, spk_merged);
     }
@@ -2577,18 +2601,25 @@ mod tests {
                     // SAFETY: the CPU has AVX (checked just above).
                     kernels.push(("AVX quads", |run, r, sink| unsafe { simulate_block_avx(run, r, sink) }));
                 }
-                for (name, kernel) in kernels {
+                for ((name, kernel), branch) in kernels.iter().flat_map(|&k| [(k, false), (k, true)]) {
                     let (mut spk, mut steps_buf) = (Vec::new(), Vec::new());
-                    let mut sink =
-                        SpikeSink { spk: &mut spk, cap: usize::MAX, g0: 0, first: None, steps: &mut steps_buf };
+                    let mut sink = SpikeSink {
+                        spk: &mut spk,
+                        cap: usize::MAX,
+                        g0: 0,
+                        first: None,
+                        steps: &mut steps_buf,
+                        branch,
+                        recorded: 0,
+                    };
                     let mut r = ExpIntegralLanes { fac: &fac, acc: [0.0; LANES] };
                     kernel((&d, theta, &block, lanes), &mut r, &mut sink).unwrap();
                     let bits =
                         |s: &[(u32, u32, f64)]| s.iter().map(|&(n, l, x)| (n, l, x.to_bits())).collect::<Vec<_>>();
-                    assert_eq!(bits(&spk), bits(&want_spk), "{name}, lanes {lanes}, theta {theta:?}");
+                    assert_eq!(bits(&spk), bits(&want_spk), "{name}, branch {branch}, lanes {lanes}, theta {theta:?}");
                     assert!(theta.is_none() || want_spk.len() > 20, "too few spikes to test: {}", want_spk.len());
                     for (l, (got, want)) in r.acc.iter().zip(&want_acc).enumerate().take(lanes) {
-                        assert_eq!(got.to_bits(), want.to_bits(), "{name}, lane {l}");
+                        assert_eq!(got.to_bits(), want.to_bits(), "{name}, branch {branch}, lane {l}");
                     }
                 }
             }
