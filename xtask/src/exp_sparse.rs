@@ -1220,7 +1220,7 @@ fn mnist_run(
         row.push(match (m, paper::SHALLOW_PAPER.iter().find(|p| p.0 == m)) {
             (_, Some(&(_, _, clean, attacked))) => {
                 let best = if m == "pgbp" { "; best white-box pursuit model" } else { "" };
-                format!("{clean} -> {attacked} % (Fig. 3.4){best}")
+                format!("{clean:.1} -> {attacked:.1} % (Fig. 3.4){best}")
             }
             ("linear-transformer", None) => "best approximator".to_owned(),
             _ => "(figure only)".to_owned(),
@@ -1430,7 +1430,7 @@ fn deep_table(curves: &[Value], setup: &paper::MnistSetup, info: &Value) -> Stri
         row.extend(cfg.eps[1..].iter().map(|&e| f("pgd-linf-std", e)));
         row.extend(cfg.eps[1..].iter().map(|&e| f("ifgsm-linf-px", e)));
         row.extend(cfg.eps[1..].iter().map(|&e| f("ifgsm-l2-std", e)));
-        row.push(format!("{clean} -> {attacked} %"));
+        row.push(format!("{clean:.1} -> {attacked:.1} %"));
         rows.push(row);
     }
     let mut header = vec!["model".to_owned(), "clean".to_owned()];
