@@ -100,7 +100,7 @@ fn run(dir: &str, file: &str, n: usize, epochs: usize) -> Result<(), BoxError> {
     let mut m: MultiLayerClassifier = load_model(Path::new(file))?;
     let full = paper::mnist(Scale::Full);
     let p = sparse_bp::train::task_driven::TaskDrivenParams { epochs, ..full.deep.end_to_end.params_for(m.kind, 41) };
-    let es = EarlyStopping { patience: epochs.max(1), min_delta: 0.0 };
+    let es = EarlyStopping { patience: epochs.max(1), min_delta: 0.0, decay: None };
     let x_val = x.columns(0, 1).into_owned();
     let c0 = cpu_seconds();
     let t = std::time::Instant::now();

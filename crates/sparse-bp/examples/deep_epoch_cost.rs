@@ -114,7 +114,7 @@ fn main() -> Result<(), BoxError> {
         let m = build(train_linear(&m0.features(&x)?, &labels, ce, &fit)?)?;
         let setup = t.elapsed().as_secs_f64();
         let x_val = x.columns(0, 1).into_owned();
-        let es = EarlyStopping { patience: 2, min_delta: 0.0 };
+        let es = EarlyStopping { patience: 2, min_delta: 0.0, decay: None };
         let mut secs = Vec::new();
         for epochs in [1usize, 2] {
             let mut mm = m.clone();
@@ -148,7 +148,7 @@ fn epoch_seconds<M: sparse_bp::train::task_driven::trainer::EndToEnd>(
     e2e: &paper::EndToEnd,
 ) -> Result<[f64; 3], BoxError> {
     let x_val = x.columns(0, 1).into_owned();
-    let es = EarlyStopping { patience: 2, min_delta: 0.0 };
+    let es = EarlyStopping { patience: 2, min_delta: 0.0, decay: None };
     let mut secs = [0.0; 3];
     for (k, (epochs, warm_start)) in [(1usize, true), (2, true), (2, false)].into_iter().enumerate() {
         let mut mm = m.clone();

@@ -41,7 +41,7 @@ use crate::models::deep::{MultiLayerClassifier, Pursuit};
 use crate::models::{Approximator, Classifier, CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
 use crate::nn::Network;
 use crate::train::task_driven::TaskDrivenParams;
-use crate::train::task_driven::early_stopping::{EarlyStopping, TrainingReport, train_validated};
+use crate::train::task_driven::early_stopping::{EarlyStopping, PlateauDecay, TrainingReport, train_validated};
 use crate::train::{DictParams, FitParams, group_spec, learn_dictionary, train_linear, train_regression};
 use crate::{Algorithm, Result, SolverParams, SparseBpError};
 
@@ -454,12 +454,17 @@ pub struct EndToEnd {
     /// 256 x 55,000 f64 = 113 MB for the shallow model being trained, (256 + 128 + 256) x
     /// 55,000 f64 = 282 MB for a 3-layer model (one model at a time).
     pub warm_start: bool,
+    /// At a plateau of `patience` epochs, go back to the best epoch with smaller learning rates
+    /// instead of stopping ([`PlateauDecay`]); `None`: stop. Left out of the serialised recipe
+    /// when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_decay: Option<PlateauDecay>,
 }
 
 impl EndToEnd {
-    /// The early-stopping rule (any gain in held-out accuracy counts).
+    /// The early-stopping rule (any gain in held-out accuracy counts; [`EndToEnd::lr_decay`]).
     pub fn early_stopping(&self) -> EarlyStopping {
-        EarlyStopping { patience: self.patience, min_delta: 0.0 }
+        EarlyStopping { patience: self.patience, min_delta: 0.0, decay: self.lr_decay }
     }
 
     /// The training parameters (seeded) of a model whose codes are of `kind`: the reconstruction
@@ -598,6 +603,7 @@ pub fn mnist(scale: Scale) -> MnistSetup {
         batch_size: 100,
         patience,
         warm_start: true,
+        lr_decay: None,
     };
     let (sizes, n_val, dict_epochs, deep) = match scale {
         Scale::Quick => (

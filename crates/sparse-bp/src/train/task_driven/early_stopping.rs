@@ -9,6 +9,13 @@
 //! Epoch 0 is the starting point: if no epoch beats the starting parameters' held-out
 //! accuracy, they are what the trainer returns.
 //!
+//! With [`EarlyStopping::decay`] a plateau first steps back instead of stopping: the best
+//! epoch's parameters are restored, the learning rates are multiplied by
+//! [`PlateauDecay::factor`] (Adam's moments start afresh) and training goes on; only the
+//! plateau after the last of [`PlateauDecay::max_decays`] decays stops it. The epochs before
+//! the first plateau are the same as without the decay, so the decay can only add better
+//! epochs, never lose the best one.
+//!
 //! ```
 //! use nalgebra::{DMatrix, DVector};
 //! use sparse_bp::models::{CodeKind, LinearClassifier, PursuitClassifier, TaskLoss};
@@ -19,7 +26,7 @@
 //! let x = DMatrix::from_column_slice(2, 4, &[1.0, 0.2, 0.1, 1.0, 0.9, 0.0, 0.0, 0.8]);
 //! let labels = [0, 1, 0, 1];
 //! let p = TaskDrivenParams { epochs: 5, batch_size: 2, ..TaskDrivenParams::default() };
-//! let es = EarlyStopping { patience: 2, min_delta: 0.0 };
+//! let es = EarlyStopping { patience: 2, min_delta: 0.0, decay: None };
 //! let report = train_validated(&mut m, &x, &labels, &x, &labels, &p, &es)?;
 //! // every image is classified right from the start: nothing improves, training stops after 2 epochs
 //! assert_eq!((report.epochs_run, report.best_epoch, report.stopped_early), (2, 0, true));
@@ -40,19 +47,42 @@ use crate::error::{Result, SparseBpError};
 /// | --- | --- | --- |
 /// | `patience` | epochs without improvement after which training stops | `>= 1` |
 /// | `min_delta` | held-out accuracy gain (fraction) that counts as an improvement: `acc > best + min_delta` | finite, in `[0, 1)` |
+/// | `decay` | `None`: a plateau stops training; else it steps back with smaller learning rates ([`PlateauDecay`]) | see [`PlateauDecay`] |
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
-    /// Epochs without improvement before stopping.
+    /// Epochs without improvement before stopping (or decaying).
     pub patience: usize,
     /// Minimum accuracy gain that counts as an improvement.
     pub min_delta: f64,
+    /// Learning-rate decay on a plateau before stopping (module docs); `None`: stop at the
+    /// first plateau. Left out of the serialised form when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<PlateauDecay>,
 }
 
 impl Default for EarlyStopping {
-    /// Patience 3, any gain counts.
+    /// Patience 3, any gain counts, no decay.
     fn default() -> Self {
-        Self { patience: 3, min_delta: 0.0 }
+        Self { patience: 3, min_delta: 0.0, decay: None }
     }
+}
+
+/// Step back and decay on a plateau ([`EarlyStopping::decay`]): after `patience` epochs
+/// without a better held-out accuracy, the best epoch's parameters are restored and the
+/// learning rates (dictionaries and classifier) become `factor^k` times their starting values
+/// at the `k`-th plateau, with fresh Adam moments; the plateau after the `max_decays`-th decay
+/// stops training.
+///
+/// | field | meaning | valid range |
+/// | --- | --- | --- |
+/// | `factor` | learning-rate multiplier per plateau | finite, in `(0, 1)` |
+/// | `max_decays` | plateaus answered by a decay | `>= 1` |
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PlateauDecay {
+    /// Learning-rate multiplier per plateau.
+    pub factor: f64,
+    /// Plateaus answered by a decay before one stops training.
+    pub max_decays: usize,
 }
 
 impl EarlyStopping {
@@ -67,6 +97,18 @@ impl EarlyStopping {
                 value: self.min_delta,
                 expected: "finite, in [0, 1)",
             });
+        }
+        if let Some(d) = self.decay {
+            if !(d.factor > 0.0 && d.factor < 1.0) {
+                return Err(SparseBpError::InvalidParam {
+                    name: "decay factor",
+                    value: d.factor,
+                    expected: "finite, in (0, 1)",
+                });
+            }
+            if d.max_decays == 0 {
+                return Err(SparseBpError::InvalidParam { name: "max_decays", value: 0.0, expected: ">= 1" });
+            }
         }
         Ok(())
     }
@@ -98,13 +140,16 @@ impl TrainingReport {
 
 /// The early-stopping loop: `epoch` trains one epoch in place and returns its training
 /// loss, `validate` returns the held-out accuracy. Keeps a copy of the best model and
-/// leaves it in `model`.
+/// leaves it in `model`. With [`EarlyStopping::decay`], at a plateau `model` is set back to
+/// the best one and `restart(model, scale)` tells the trainer to go on from it with its
+/// learning rates at `scale` times their starting values.
 pub(crate) fn run_early_stopped<M: Clone>(
     model: &mut M,
     epochs: usize,
     es: &EarlyStopping,
     mut epoch: impl FnMut(&mut M) -> Result<f64>,
     validate: impl Fn(&M) -> Result<f64>,
+    mut restart: impl FnMut(&mut M, f64) -> Result<()>,
 ) -> Result<TrainingReport> {
     es.check()?;
     let mut best = model.clone();
@@ -117,6 +162,7 @@ pub(crate) fn run_early_stopped<M: Clone>(
         val_accuracy: vec![best_acc],
     };
     let mut since_best = 0;
+    let mut decays = 0;
     for e in 1..=epochs {
         let loss = epoch(model)?;
         let acc = validate(model)?;
@@ -132,8 +178,20 @@ pub(crate) fn run_early_stopped<M: Clone>(
         } else {
             since_best += 1;
             if since_best >= es.patience {
-                report.stopped_early = e < epochs;
-                break;
+                match es.decay {
+                    Some(d) if decays < d.max_decays => {
+                        decays += 1;
+                        let scale = d.factor.powi(decays as i32);
+                        *model = best.clone();
+                        restart(model, scale)?;
+                        since_best = 0;
+                        tracing::info!(epoch = e, best_epoch = report.best_epoch, lr_scale = scale, "plateau: back to the best epoch, learning rates decayed");
+                    }
+                    _ => {
+                        report.stopped_early = e < epochs;
+                        break;
+                    }
+                }
             }
         }
     }
@@ -168,7 +226,8 @@ pub fn train_validated<M: EndToEnd>(
         return Err(SparseBpError::Empty { what: "held-out set" });
     }
     let mut warm = model.clone();
-    let mut trainer = Trainer::new(&mut warm, x.ncols(), p)?;
+    // the epochs train it, a plateau's decay restarts it
+    let trainer = std::cell::RefCell::new(Trainer::new(&mut warm, x.ncols(), p)?);
     // epoch 0 is the starting model; the first epoch starts from the warm-up penalty
     let mut first = true;
     run_early_stopped(
@@ -180,9 +239,13 @@ pub fn train_validated<M: EndToEnd>(
                 *m = warm.clone();
                 first = false;
             }
-            trainer.epoch(m, x, labels, p)
+            trainer.borrow_mut().epoch(m, x, labels, p)
         },
         |m| m.accuracy(x_val, l_val),
+        |m, scale| {
+            trainer.borrow_mut().restart_from(m, p, scale);
+            Ok(())
+        },
     )
 }
 
@@ -199,7 +262,7 @@ mod tests {
         let accs = [0.50, 0.60, 0.80, 0.70, 0.75, 0.79, 0.90, 0.95];
         for (patience, runs, stopped) in [(1, 3, true), (3, 5, true), (4, 7, false)] {
             let mut m = 0usize;
-            let es = EarlyStopping { patience, min_delta: 0.0 };
+            let es = EarlyStopping { patience, min_delta: 0.0, decay: None };
             let r = run_early_stopped(
                 &mut m,
                 7,
@@ -209,6 +272,7 @@ mod tests {
                     Ok(1.0 / *m as f64)
                 },
                 |m| Ok(accs[*m]),
+                |_, _| panic!("no decay configured"),
             )
             .unwrap();
             assert_eq!(r.epochs_run, runs, "patience {patience}");
@@ -225,7 +289,7 @@ mod tests {
         // min_delta: 0.80 -> 0.85 is not enough with min_delta 0.1
         let accs = [0.5, 0.8, 0.85, 0.86, 0.87];
         let mut m = 0usize;
-        let es = EarlyStopping { patience: 2, min_delta: 0.1 };
+        let es = EarlyStopping { patience: 2, min_delta: 0.1, decay: None };
         let r = run_early_stopped(
             &mut m,
             4,
@@ -235,9 +299,63 @@ mod tests {
                 Ok(0.0)
             },
             |m| Ok(accs[*m]),
+            |_, _| panic!("no decay configured"),
         )
         .unwrap();
         assert_eq!((r.best_epoch, r.epochs_run, m), (1, 3, 1));
+    }
+
+    /// A scripted "model" whose held-out accuracy is looked up by (epoch trained, decays seen):
+    /// each plateau restores the best epoch, calls the restart with `factor^k`, and only the
+    /// plateau after the last decay stops.
+    #[test]
+    fn plateaus_step_back_to_the_best_epoch_and_decay() {
+        // (epochs trained in total, model value) -> accuracy; the model value is the epoch it
+        // came from; a restart resets it to the restored best epoch's value.
+        let acc = |m: usize| [0.50, 0.60, 0.80, 0.70, 0.75, 0.85, 0.82, 0.81, 0.84, 0.83, 0.90][m.min(10)];
+        let es = EarlyStopping { patience: 2, min_delta: 0.0, decay: Some(PlateauDecay { factor: 0.5, max_decays: 2 }) };
+        let mut trained = 0usize;
+        let mut restarts = Vec::new();
+        let mut m = 0usize;
+        let r = run_early_stopped(
+            &mut m,
+            20,
+            &es,
+            |m| {
+                trained += 1;
+                *m = trained;
+                Ok(0.0)
+            },
+            |m| Ok(acc(*m)),
+            |m, scale| {
+                restarts.push((*m, scale));
+                Ok(())
+            },
+        )
+        .unwrap();
+        // epochs 1-2 improve, 3-4 plateau -> back to epoch 2 at half the rates; 5 improves,
+        // 6-7 plateau -> back to epoch 5 at a quarter; 8-9 plateau again -> stop
+        assert_eq!(restarts, vec![(2, 0.5), (5, 0.25)]);
+        assert_eq!((r.epochs_run, r.best_epoch, r.stopped_early, m), (9, 5, true, 5));
+        assert_eq!(r.best_val_accuracy(), 0.85);
+        // without the decay the first plateau stops at epoch 4, with the same first epochs
+        let mut m = 0usize;
+        let mut trained = 0usize;
+        let plain = run_early_stopped(
+            &mut m,
+            20,
+            &EarlyStopping { decay: None, ..es },
+            |m| {
+                trained += 1;
+                *m = trained;
+                Ok(0.0)
+            },
+            |m| Ok(acc(*m)),
+            |_, _| panic!("no decay configured"),
+        )
+        .unwrap();
+        assert_eq!((plain.epochs_run, plain.best_epoch, m), (4, 2, 2));
+        assert_eq!(plain.val_accuracy[..], r.val_accuracy[..=4]);
     }
 
     /// A 3-class problem (the class is which third of a teacher's atoms carries the largest
@@ -326,7 +444,7 @@ mod tests {
             .unwrap();
             let mut later_peaks = 0;
             for (case, xv, lv, patience) in [("shifted", &x, &shifted, 2), ("fresh", &x_fresh, &l_fresh, epochs)] {
-                let es = EarlyStopping { patience, min_delta: 0.0 };
+                let es = EarlyStopping { patience, min_delta: 0.0, decay: None };
                 let plain_p = |e| TaskDrivenParams { epochs: e, ..p.clone() };
 
                 let mut m = shallow0.clone();
@@ -364,6 +482,53 @@ mod tests {
         });
     }
 
+    /// A real trainer at a plateau goes back to the best epoch: with a vanishing learning rate
+    /// after the decay, the epochs that follow reproduce the best epoch's held-out accuracy (a
+    /// trainer that went on from its last parameters would not), and the epochs before the
+    /// plateau are the same as without the decay.
+    #[test]
+    fn a_decayed_trainer_goes_on_from_the_best_epoch() {
+        use crate::models::{CodeKind, LinearClassifier, TaskLoss};
+        use crate::solver::SolverParams;
+        use rand::{RngExt, SeedableRng};
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            let (x, labels, shifted) = shifted_problem(3);
+            let p = TaskDrivenParams {
+                epochs: 12,
+                lr: 1e-2,
+                clf_lr: Some(5e-2),
+                batch_size: 20,
+                recon_weight: 0.1,
+                warmup_steps: 2,
+                seed: 5,
+                ..TaskDrivenParams::default()
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let mut d = DMatrix::from_fn(8, 12, |_, _| rng.random_range(-1.0..1.0));
+            super::super::normalise_columns(&mut d);
+            // a classifier without ties (a zero one's argmax would flip at the first tiny step)
+            let w = DMatrix::from_fn(3, 12, |_, _| rng.random_range(-1.0..1.0));
+            let clf = LinearClassifier { w, b: nalgebra::DVector::zeros(3) };
+            let mut m0 = PursuitClassifier::new(CodeKind::Bp, d, 1, 0.2, clf, TaskLoss::CrossEntropy).unwrap();
+            m0.set_solver_params(SolverParams { tol: 1e-9, max_iter: 50_000, ..SolverParams::default() }).unwrap();
+            let stop = EarlyStopping { patience: 2, min_delta: 0.0, decay: None };
+            let mut a = m0.clone();
+            let ra = train_validated(&mut a, &x, &labels, &x, &shifted, &p, &stop).unwrap();
+            assert!(ra.stopped_early && ra.epochs_run + 2 <= p.epochs, "{ra:?}");
+            assert!(ra.val_accuracy[ra.epochs_run] < ra.best_val_accuracy(), "the last epoch must differ from the best: {ra:?}");
+            let decay = EarlyStopping { decay: Some(PlateauDecay { factor: 1e-9, max_decays: 1 }), ..stop };
+            let mut b = m0.clone();
+            let rb = train_validated(&mut b, &x, &labels, &x, &shifted, &p, &decay).unwrap();
+            assert_eq!(rb.val_accuracy[..=ra.epochs_run], ra.val_accuracy[..], "same epochs before the plateau");
+            assert_eq!(rb.epochs_run, ra.epochs_run + 2, "{rb:?}");
+            assert_eq!(rb.val_accuracy[ra.epochs_run + 1..], [ra.best_val_accuracy(); 2], "{rb:?}");
+            assert_eq!((rb.best_epoch, rb.stopped_early), (ra.best_epoch, true));
+            assert_eq!(b.solver().dictionary(), a.solver().dictionary());
+            assert_eq!(b.classifier, a.classifier);
+        });
+    }
+
     #[test]
     fn bad_held_out_sets_are_typed_errors() {
         use crate::models::{CodeKind, LinearClassifier, TaskLoss};
@@ -379,7 +544,7 @@ mod tests {
         let empty = x.columns(0, 0).into_owned();
         let r = train_validated(&mut m, &x, &labels, &empty, &[], &p, &es);
         assert!(matches!(r, Err(SparseBpError::Empty { what: "held-out set" })), "{r:?}");
-        let bad = EarlyStopping { patience: 0, min_delta: 0.0 };
+        let bad = EarlyStopping { patience: 0, min_delta: 0.0, decay: None };
         let r = train_validated(&mut m, &x, &labels, &x, &labels, &p, &bad);
         assert!(matches!(r, Err(SparseBpError::InvalidParam { name: "patience", .. })), "{r:?}");
     }
@@ -387,15 +552,23 @@ mod tests {
     #[test]
     fn parameters_are_checked() {
         assert!(matches!(
-            EarlyStopping { patience: 0, min_delta: 0.0 }.check(),
+            EarlyStopping { patience: 0, min_delta: 0.0, decay: None }.check(),
             Err(SparseBpError::InvalidParam { name: "patience", .. })
         ));
         for d in [-0.1, 1.0, f64::NAN] {
             assert!(matches!(
-                EarlyStopping { patience: 1, min_delta: d }.check(),
+                EarlyStopping { patience: 1, min_delta: d, decay: None }.check(),
                 Err(SparseBpError::InvalidParam { name: "min_delta", .. })
             ));
         }
         assert!(EarlyStopping::default().check().is_ok());
+        for (factor, max_decays, name) in
+            [(0.0, 1, "decay factor"), (1.0, 1, "decay factor"), (f64::NAN, 1, "decay factor"), (0.5, 0, "max_decays")]
+        {
+            let es = EarlyStopping { decay: Some(PlateauDecay { factor, max_decays }), ..EarlyStopping::default() };
+            assert!(matches!(es.check(), Err(SparseBpError::InvalidParam { name: n, .. }) if n == name), "{es:?}");
+        }
+        let es = EarlyStopping { decay: Some(PlateauDecay { factor: 0.5, max_decays: 3 }), ..EarlyStopping::default() };
+        assert!(es.check().is_ok());
     }
 }

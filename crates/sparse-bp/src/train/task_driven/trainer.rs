@@ -117,6 +117,19 @@ impl<M: EndToEnd> Trainer<M> {
         Ok(tr)
     }
 
+    /// Goes on from `model`'s dictionaries and classifier (the best epoch restored at a
+    /// plateau, [`super::early_stopping::PlateauDecay`]) with the learning rates at `scale` times
+    /// `p`'s and fresh Adam moments; the shuffling, the warm-up step and the stored warm-start
+    /// codes carry on.
+    pub(crate) fn restart_from(&mut self, model: &M, p: &TaskDrivenParams, scale: f64) {
+        self.dicts = model.dictionary_list();
+        let clf = model.linear();
+        self.w = clf.w.clone();
+        self.b = DMatrix::from_column_slice(clf.b.len(), 1, clf.b.as_slice());
+        self.adam_d = Adam::new(p.lr * scale);
+        self.adam_c = Adam::new(p.clf_lr.unwrap_or(1.0) * scale);
+    }
+
     fn build(&self, t: usize, warmup: usize) -> Result<M> {
         let clf = LinearClassifier { w: self.w.clone(), b: self.b.column(0).into_owned() };
         self.template.rebuilt(&self.dicts, clf, t, warmup)
