@@ -955,14 +955,17 @@ fn mnist_shard(
     let task = Task { x_test: &x_test_shallow, labels_for: &labels_for, columns: attack_columns, unit: "standardised" };
     let deep_columns =
         paper::mnist_attack_columns(space, &cfg.deep.eps, &[], cfg.deep.steps, cfg.check_images, opts.seed);
-    let identity = attack_identity(&fam, &part.deep, &x_test, &task.columns, &deep_columns, (cfg.scale, opts.seed))?;
+    let identity =
+        attack_identity(&fam, &part.deep.models, &x_test, &task.columns, &deep_columns, (cfg.scale, opts.seed))?;
     let mut log = AttackLog::open(&dir.path("attack-log.json"), identity)?;
     let t_attack = Instant::now();
     let mut curves = Vec::new();
     if !fam.pursuit.is_empty() {
         curves.extend(attack_all(&fam, &task, None, "mnist", Some(&mut log))?.0);
     }
-    curves.extend(exp_sparse_deep::evaluate(&part.deep, &x_test, &l_test, &cfg.deep, &deep_columns, Some(&mut log))?.0);
+    curves.extend(
+        exp_sparse_deep::evaluate(&part.deep.models, &x_test, &l_test, &cfg.deep, &deep_columns, Some(&mut log))?.0,
+    );
     let attack_seconds = t_attack.elapsed().as_secs_f64();
     let parts = shard_files(dir)?;
     let mut results = Map::new();

@@ -834,21 +834,18 @@ pub struct MnistPart {
     pub dict_recon_bp: Option<f64>,
     /// Mean reconstruction error of the group dictionary (with the unit `shallow`).
     pub dict_recon_group: Option<f64>,
-    /// The selected 3-layer models, in the order of [`DEEP_PAPER`].
-    pub deep: Vec<MultiLayerClassifier>,
-    /// The `l1` chain (with `lbp` or `dp`).
-    pub deep_l1: Option<DeepChainInfo>,
-    /// The group chain (with `lgbp`, `lpgbp`, `gdp` or `pgdp`; with thesis sizes `lgbp` or
-    /// `gdp`).
-    pub deep_group: Option<DeepChainInfo>,
-    /// With thesis sizes ([`DeepConfig::thesis`]), the pooled models' own chain (with `lpgbp` or
-    /// `pgdp`); else `None`.
-    pub deep_pooled: Option<DeepChainInfo>,
-    /// The selected 3-layer models' descriptions, in the order of `deep`.
-    pub deep_models: Vec<DeepModelInfo>,
-    /// The end-to-end training of every trained model, by model name.
+    /// The selected 3-layer models with their chains, descriptions, end-to-end reports and
+    /// stage times ([`train_deep_selected`] on the layer-1 dictionaries this call learned or
+    /// loaded); with no 3-layer model selected, no models, chains, reports or times.
+    pub deep: DeepPart,
+    /// The end-to-end training of the shallow models, by model name (with the unit `shallow`;
+    /// the 3-layer models' are in [`DeepPart::reports`]).
     pub reports: Vec<(String, TrainingReport)>,
-    /// Measured seconds of every training stage this call ran or loaded.
+    /// Measured seconds of every training stage this call ran or loaded before the 3-layer
+    /// chains: the shallow unit's, then the 3-layer models' layer-1 dictionaries (the stages
+    /// `dictionary-group-deep`, `dictionary-bp-thesis`, `dictionary-group-thesis`, timed as model
+    /// `deep`; without the unit `shallow`, also `dictionary-bp` and `dictionary-group` when a
+    /// selected 3-layer model needs them); the 3-layer stages' are in [`DeepPart::timing`].
     pub timing: Vec<StageTime>,
 }
 
@@ -964,22 +961,26 @@ impl MnistSetup {
             unit: what.to_owned(),
             reason: "not produced by a run of every unit (a bug)".to_owned(),
         };
+        let MnistPart { shallow, dict_recon_bp, dict_recon_group, deep, mut reports, mut timing, .. } = part;
         let (Some(shallow), Some(rec_bp), Some(rec_g), Some(l1), Some(group)) =
-            (part.shallow, part.dict_recon_bp, part.dict_recon_group, part.deep_l1, part.deep_group)
+            (shallow, dict_recon_bp, dict_recon_group, deep.l1, deep.group)
         else {
             return Err(incomplete("shallow"));
         };
-        if part.deep.len() != DEEP_PAPER.len() {
+        if deep.models.len() != DEEP_PAPER.len() {
             return Err(incomplete("3-layer"));
         }
+        // the shallow unit's (and the layer-1 dictionaries') first, then the 3-layer stages'
+        reports.extend(deep.reports);
+        timing.extend(deep.timing);
         Ok(MnistModels {
             shallow,
-            deep: part.deep,
-            deep_info: DeepInfo { l1, group, pooled: part.deep_pooled, models: part.deep_models },
+            deep: deep.models,
+            deep_info: DeepInfo { l1, group, pooled: deep.pooled, models: deep.infos },
             dict_recon_bp: rec_bp,
             dict_recon_group: rec_g,
-            reports: part.reports,
-            timing: part.timing,
+            reports,
+            timing,
         })
     }
 
@@ -1010,8 +1011,8 @@ impl MnistSetup {
     /// let labels: Vec<usize> = (0..40).map(|j| j % 10).collect();
     /// let mut store = MemoryStore::default();
     /// let part = setup.train_selected(&x, &labels, &x, &labels, 1, &mut store, Units::new(&["lbp"])?)?;
-    /// assert!(part.shallow.is_none() && part.deep_group.is_none());
-    /// assert_eq!(part.deep.len(), 1);
+    /// assert!(part.shallow.is_none() && part.deep.group.is_none());
+    /// assert_eq!(part.deep.models.len(), 1);
     /// assert_eq!(store.stages(), ["deep-chain-l1", "deep-lbp", "dictionary-bp"]);
     /// # Ok::<(), sparse_bp::SparseBpError>(())
     /// ```
@@ -1125,8 +1126,6 @@ impl MnistSetup {
             store,
             units,
         )?;
-        reports.extend(deep.reports);
-        timing.extend(deep.timing);
         if !deep.models.is_empty() {
             tracing::info!("3-layer models trained");
         }
@@ -1135,11 +1134,7 @@ impl MnistSetup {
             shallow: shallow_models,
             dict_recon_bp: rec_bp,
             dict_recon_group: rec_g,
-            deep: deep.models,
-            deep_l1: deep.l1,
-            deep_group: deep.group,
-            deep_pooled: deep.pooled,
-            deep_models: deep.infos,
+            deep,
             reports,
             timing,
         })
@@ -1742,7 +1737,7 @@ pub fn train_deep_resumable(
     Ok((p.models, DeepInfo { l1, group, pooled: p.pooled, models: p.infos }, p.reports, p.timing))
 }
 
-/// What [`train_deep_selected`] trained.
+/// What [`train_deep_selected`] trained (also [`MnistPart::deep`]).
 pub struct DeepPart {
     /// The selected 3-layer models, in the order of [`DEEP_PAPER`].
     pub models: Vec<MultiLayerClassifier>,

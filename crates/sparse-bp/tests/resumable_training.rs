@@ -318,10 +318,10 @@ fn selections_of_units_compute_the_unsharded_stages() {
         let units = paper::Units::new(names).unwrap();
         let mut store = MemoryStore::default();
         let part = setup.train_selected(&x, &l, &xv, &lv, SEED, &mut store, units).unwrap();
-        let deep: Vec<&str> = part.deep.iter().map(|m| m.name()).collect();
+        let deep: Vec<&str> = part.deep.models.iter().map(|m| m.name()).collect();
         assert_eq!(deep, names.iter().copied().filter(|n| *n != "shallow").collect::<Vec<_>>());
         assert_eq!(part.shallow.is_some(), names.contains(&"shallow"));
-        for m in &part.deep {
+        for m in &part.deep.models {
             let same = unsharded.deep.iter().find(|u| u.name() == m.name()).unwrap();
             assert!(fingerprint(m) == fingerprint(same), "{} differs", m.name());
         }
@@ -439,12 +439,12 @@ fn thesis_sizes_shards_cover_every_stage_once() {
         let units = paper::Units::new(names).unwrap();
         let mut store = MemoryStore::default();
         let part = setup.train_selected(&x, &l, &xv, &lv, SEED, &mut store, units).unwrap();
-        let deep: Vec<&str> = part.deep.iter().map(|m| m.name()).collect();
+        let deep: Vec<&str> = part.deep.models.iter().map(|m| m.name()).collect();
         let mut want: Vec<&str> = names.iter().copied().filter(|n| *n != "shallow").collect();
         want.sort_by_key(|n| ["lbp", "lgbp", "lpgbp", "dp", "gdp", "pgdp"].iter().position(|m| m == n));
         assert_eq!(deep, want);
-        assert_eq!(part.deep_pooled.is_some(), names.contains(&"lpgbp") || names.contains(&"pgdp"), "{names:?}");
-        for m in &part.deep {
+        assert_eq!(part.deep.pooled.is_some(), names.contains(&"lpgbp") || names.contains(&"pgdp"), "{names:?}");
+        for m in &part.deep.models {
             let same = unsharded.deep.iter().find(|u| u.name() == m.name()).unwrap();
             assert!(fingerprint(m) == fingerprint(same), "{} differs", m.name());
         }
