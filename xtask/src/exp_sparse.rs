@@ -1193,7 +1193,7 @@ fn mnist_run(
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
                               "group_recon_weight": cfg.end_to_end.group_recon_weight,
                               "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience,
-                              "warm_start": cfg.end_to_end.warm_start},
+                              "lr_decay": cfg.end_to_end.lr_decay, "warm_start": cfg.end_to_end.warm_start},
                "attacks": {"ifgsm-linf-std": "sign-step I-FGSM, eps in standardised units (the thesis's protocol)",
                            "ifgsm-linf-px": "sign-step I-FGSM, eps in pixel units (1/std times the budget)",
                            "ifgsm-l2-std": "normalised-gradient I-FGSM, literal l2 radius in standardised units",
@@ -1245,6 +1245,14 @@ fn mnist_run(
     } else {
         ""
     };
+    let decay = match e2e.lr_decay {
+        Some(d) => format!(
+            "; at each of the first {} such plateaus training went back to the best epoch with {} x the learning \
+             rates (fresh Adam moments) instead of stopping",
+            d.max_decays, d.factor
+        ),
+        None => String::new(),
+    };
     let group_recon = match e2e.group_recon_weight {
         Some(w) => format!(" ({w} x reconstruction for GBP/PGBP)"),
         None => String::new(),
@@ -1268,7 +1276,7 @@ fn mnist_run(
          {lambda_bp}, groups of {group} (32 groups) with gamma {gamma_gbp}; softmax classifiers on the codes; then \
          at most {} epoch(s) of end-to-end training (dictionary and classifier on cross-entropy + {} x reconstruction{group_recon} \
          through the code's implicit derivative, Adam lr {} / {}{warm}), stopped after {} epoch(s) without a better held-out \
-         accuracy, keeping the best epoch.\n\n\
+         accuracy{decay}, keeping the best epoch.\n\n\
          **Attack columns** (every attacked image clipped to the pixel box [0, 1]): `linf-std` = `ifgsm-linf-std`, \
          sign-step I-FGSM ({} steps of eps / {}) with eps in **standardised** units (a pixel moves by at most \
          eps x std = eps x {sd:.4}) — the thesis's protocol, the paper-comparison column; `linf-px` = \

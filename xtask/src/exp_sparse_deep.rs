@@ -35,7 +35,8 @@ pub fn config_json(setup: &MnistSetup) -> Value {
            "dict_epochs": cfg.dict_epochs, "atoms_layers_2_3": cfg.atoms, "penalty_frac": cfg.frac,
            "layer1_group_gamma": cfg.group_gamma,
            "clf_epochs": cfg.clf_epochs, "solver_tol": cfg.tol, "end_to_end_epochs": cfg.end_to_end.epochs,
-           "end_to_end_patience": cfg.end_to_end.patience, "n_val": cfg.n_val,
+           "end_to_end_patience": cfg.end_to_end.patience, "end_to_end_lr_decay": cfg.end_to_end.lr_decay,
+           "n_val": cfg.n_val,
            "n_train_reason": sparse_bp::paper::DEEP_TRAIN_REASON})
 }
 

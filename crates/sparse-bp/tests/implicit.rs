@@ -37,6 +37,58 @@ fn support(z: &DVector<f64>) -> Vec<usize> {
     (0..z.len()).filter(|&i| z[i] != 0.0).collect()
 }
 
+/// Central differences of the code along input coordinate `k` with step `h`, or `None` if
+/// the step changes the support (the derivative is then not the implicit one).
+fn central_difference(s: &Solver, x: &DVector<f64>, z: &DVector<f64>, k: usize, h: f64) -> Option<DVector<f64>> {
+    let mut xp = x.clone();
+    xp[k] += h;
+    let mut xm = x.clone();
+    xm[k] -= h;
+    let (zp, zm) = (code(s, &xp), code(s, &xm));
+    (support(&zp) == support(z) && support(&zm) == support(z)).then(|| (zp - zm) / (2.0 * h))
+}
+
+/// The body of `jacobian_matches_central_differences`: every Jacobian column within
+/// `1e-5 (1 + |fd|)` of central differences. The difference quotient's error is its truncation
+/// error (O(h^2)) plus the solver's error over h; at h = 1e-6 the second dominates where the
+/// problem is ill-conditioned (e.g. 18 active atoms in 12 dimensions, flat along the active
+/// groups' radii), so a column failing at h = 1e-6 is checked again at h = 1e-5 against the
+/// same bound: a wrong column fails at both.
+fn check_jacobian_fd(seed: u64, kind: u8, v: Vec<f64>) -> std::result::Result<(), TestCaseError> {
+    let (s, x) = solver(seed, kind);
+    let z = code(&s, &x);
+    prop_assume!(!support(&z).is_empty());
+    let j = jacobian(&s, &z).unwrap();
+    let mut checked = 0;
+    for k in 0..x.len() {
+        let mut errs = Vec::new();
+        for h in [1e-6, 1e-5] {
+            let Some(fd) = central_difference(&s, &x, &z, k, h) else { continue };
+            let err = (&fd - j.column(k)).amax();
+            errs.push((h, err));
+            if err < 1e-5 * (1.0 + fd.amax()) {
+                checked += 1;
+                errs.clear();
+                break;
+            }
+        }
+        prop_assert!(errs.is_empty(), "col {k}: (step, err) {errs:?}");
+    }
+    prop_assert!(checked > 0);
+    let v = DVector::from_vec(v);
+    let g = vjp(&s, &z, &v).unwrap();
+    prop_assert!((g - j.transpose() * &v).amax() < 1e-10);
+    Ok(())
+}
+
+/// A case the property found where h = 1e-6 is solver-noise limited (column 4: 1.5e-5
+/// relative at h = 1e-6, 1.6e-6 at 1e-5, 7.6e-8 at 1e-4: the error shrinks as the step grows,
+/// so it is the difference quotient's, not the Jacobian's).
+#[test]
+fn jacobian_matches_central_differences_ill_conditioned_case() {
+    check_jacobian_fd(89069, 1, vec![0.5; 24]).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
@@ -44,26 +96,7 @@ proptest! {
     /// perturbation changes the support), and VJP = J^T v.
     #[test]
     fn jacobian_matches_central_differences(seed in 0u64..100_000, kind in 0u8..6, v in proptest::collection::vec(-1.0f64..1.0, 24)) {
-        let (s, x) = solver(seed, kind);
-        let z = code(&s, &x);
-        prop_assume!(!support(&z).is_empty());
-        let j = jacobian(&s, &z).unwrap();
-        let h = 1e-6;
-        let mut checked = 0;
-        for k in 0..x.len() {
-            let mut xp = x.clone(); xp[k] += h;
-            let mut xm = x.clone(); xm[k] -= h;
-            let (zp, zm) = (code(&s, &xp), code(&s, &xm));
-            if support(&zp) != support(&z) || support(&zm) != support(&z) { continue; }
-            let fd = (zp - zm) / (2.0 * h);
-            let err = (&fd - j.column(k)).amax();
-            prop_assert!(err < 1e-5 * (1.0 + fd.amax()), "col {k}: err {err}");
-            checked += 1;
-        }
-        prop_assert!(checked > 0);
-        let v = DVector::from_vec(v);
-        let g = vjp(&s, &z, &v).unwrap();
-        prop_assert!((g - j.transpose() * &v).amax() < 1e-10);
+        check_jacobian_fd(seed, kind, v)?;
     }
 
     /// Forward-mode derivative of many plain FISTA iterations converges to the implicit one.

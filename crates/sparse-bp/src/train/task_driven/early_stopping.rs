@@ -185,7 +185,12 @@ pub(crate) fn run_early_stopped<M: Clone>(
                         *model = best.clone();
                         restart(model, scale)?;
                         since_best = 0;
-                        tracing::info!(epoch = e, best_epoch = report.best_epoch, lr_scale = scale, "plateau: back to the best epoch, learning rates decayed");
+                        tracing::info!(
+                            epoch = e,
+                            best_epoch = report.best_epoch,
+                            lr_scale = scale,
+                            "plateau: back to the best epoch, learning rates decayed"
+                        );
                     }
                     _ => {
                         report.stopped_early = e < epochs;
@@ -313,7 +318,8 @@ mod tests {
         // (epochs trained in total, model value) -> accuracy; the model value is the epoch it
         // came from; a restart resets it to the restored best epoch's value.
         let acc = |m: usize| [0.50, 0.60, 0.80, 0.70, 0.75, 0.85, 0.82, 0.81, 0.84, 0.83, 0.90][m.min(10)];
-        let es = EarlyStopping { patience: 2, min_delta: 0.0, decay: Some(PlateauDecay { factor: 0.5, max_decays: 2 }) };
+        let es =
+            EarlyStopping { patience: 2, min_delta: 0.0, decay: Some(PlateauDecay { factor: 0.5, max_decays: 2 }) };
         let mut trained = 0usize;
         let mut restarts = Vec::new();
         let mut m = 0usize;
@@ -516,7 +522,10 @@ mod tests {
             let mut a = m0.clone();
             let ra = train_validated(&mut a, &x, &labels, &x, &shifted, &p, &stop).unwrap();
             assert!(ra.stopped_early && ra.epochs_run + 2 <= p.epochs, "{ra:?}");
-            assert!(ra.val_accuracy[ra.epochs_run] < ra.best_val_accuracy(), "the last epoch must differ from the best: {ra:?}");
+            assert!(
+                ra.val_accuracy[ra.epochs_run] < ra.best_val_accuracy(),
+                "the last epoch must differ from the best: {ra:?}"
+            );
             let decay = EarlyStopping { decay: Some(PlateauDecay { factor: 1e-9, max_decays: 1 }), ..stop };
             let mut b = m0.clone();
             let rb = train_validated(&mut b, &x, &labels, &x, &shifted, &p, &decay).unwrap();
