@@ -8,7 +8,9 @@
 //! kernel's when sparse) and the dense readout, and the CPU time per arrival of the whole forward.
 //!
 //! `cargo run --release -p bench-suite --example sparse_pull_profile -- <dense|P> [samples] [iters] [bwd]`
-//! (`P` a connection probability, as in `sparse_connectivity`; defaults 16 and 20). With `bwd` it
+//! (`P` a connection probability, as in `sparse_connectivity`; defaults 16 and 20; `r` before the
+//! mode, `rdense` or `r0.1`, runs the recurrent 700-512r-20 network of `sparse_connectivity`, the
+//! ring path with its input projection pulled, instead). With `bwd` it
 //! then runs the clocked backward pass (`backward_planned`, the layered sweep; loss
 //! `ExpIntegralCrossEntropy`, label `sample % 20`) on the records, `iters` times, and prints its
 //! CPU time per sample too: `valgrind --tool=callgrind
@@ -136,11 +138,16 @@ fn main() {
     // The rng sequence of `sparse_connectivity`: the batch, the recurrent net, then this one.
     let mut rng = Rng(19);
     let batch = workload::shd_like_batch(samples, &mut rng);
-    let _recurrent = workload::recurrent_net(&mut rng, 150.0);
-    let dense = workload::feedforward_net(&mut rng, 150.0);
-    let net = match mode.as_str() {
+    let recurrent = workload::recurrent_net(&mut rng, 150.0);
+    let feedforward = workload::feedforward_net(&mut rng, 150.0);
+    // `r` before the mode: the recurrent 700-512r-20 network (the ring path) instead.
+    let (dense, which) = match mode.strip_prefix('r') {
+        Some(m) => (recurrent, m),
+        None => (feedforward, mode.as_str()),
+    };
+    let net = match which {
         "dense" => dense,
-        p => sparsify(&dense, p.parse().expect("mode: dense or a connection probability")),
+        p => sparsify(&dense, p.parse().expect("mode: [r]dense or [r] and a connection probability")),
     };
     let engine = workload::engine();
     let plan = engine.plan(&net).expect("plan");

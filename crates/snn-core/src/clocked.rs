@@ -999,8 +999,13 @@ struct PullBuffers {
     spk_merged: Vec<(u32, u32, f64)>,
     /// Layered: the groups of `spk_new` by step.
     by_step: crate::Buckets,
-    /// Recurrent networks: the pulled input arrivals, `(steps + 1) x n_state` step-major.
+    /// Recurrent networks: the pulled input arrivals, per pulled population its blocks of
+    /// [`LANES`] targets, each `(steps + 1) x LANES` step-major (see [`forward_ring`]).
     pre: Vec<f64>,
+    /// Recurrent networks: per population, its first entry in `pre` if it has pulled arrivals.
+    pre_off: Vec<Option<usize>>,
+    /// Recurrent networks: `(population, neuron)` of the spikes of the current step.
+    fired: Vec<(u32, u32)>,
     /// `ExpIntegral` readout factors per step.
     fac: Vec<f64>,
     /// Arrivals of a block of [`LANES`] targets, target-major: `LANES` timelines of `steps + slots`
@@ -1142,6 +1147,12 @@ fn fill_block(
 
 /// Targets per block of the pull paths (one cache line of `f64`).
 const LANES: usize = 8;
+
+/// Steps per tile of the pulled arrivals of [`forward_ring`]: a step reads one row of [`LANES`]
+/// values per block of targets, `RING_TILE` rows apart (512 bytes: within a page, a stride the
+/// hardware prefetchers follow; one block's `(steps + 1) x LANES` rows one after the other put
+/// them 64 KiB apart, on the same cache sets, and cost the step loop more than everything else).
+const RING_TILE: usize = 8;
 
 /// The events pulled into one population (see [`pull_events`]) and their largest step and column,
 /// which the pull kernels check once against their buffers instead of at every event.
@@ -1321,7 +1332,8 @@ impl ClockedState {
             + self.pull.sparse_w.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
             + 4 * (self.pull.sources.steps.capacity() + self.pull.events.cols.capacity())
-            + 16 * self.pull.events.pre.capacity()
+            + 16 * (self.pull.events.pre.capacity() + self.pull.pre_off.capacity())
+            + 8 * self.pull.fired.capacity()
             + self.pull.sources.by_neuron.heap_bytes()
             + 16 * (self.pull.spk.capacity() + self.pull.spk_new.capacity() + self.pull.spk_merged.capacity())
             + self.pull.by_step.heap_bytes()
@@ -1379,8 +1391,6 @@ impl Simulator for ClockedEngine {
     }
 }
 
-// Index loops touch several parallel arrays (state, accumulators, record) at once.
-#[allow(clippy::needless_range_loop)]
 fn forward(
     engine: &ClockedEngine,
     net: &Network,
@@ -1388,6 +1398,33 @@ fn forward(
     input: SpikeTrain<'_>,
     st: &mut ClockedState,
     out: &mut ForwardRecord,
+) -> Result<()> {
+    forward_with(engine, net, plan, input, st, out, forward_ring)
+}
+
+/// The signature of [`forward_ring`] (the tests pass the step loop it replaced instead).
+type RingLoop = fn(
+    &ClockedEngine,
+    &Network,
+    &ClockedPlan,
+    SpikeTrain<'_>,
+    usize,
+    bool,
+    &mut ClockedState,
+    &mut ForwardRecord,
+) -> Result<()>;
+
+/// [`forward`] with `ring` as the step loop of recurrent networks.
+// Index loops touch several parallel arrays (state, accumulators, record) at once.
+#[allow(clippy::needless_range_loop)]
+fn forward_with(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    st: &mut ClockedState,
+    out: &mut ForwardRecord,
+    ring: RingLoop,
 ) -> Result<()> {
     out.clear();
     let cfg = &engine.config;
@@ -1432,14 +1469,27 @@ fn forward(
     if layered {
         forward_layered(engine, net, plan, st, out)?;
     } else {
-        forward_ring(engine, net, plan, input, n_input, pull, st, out)?;
+        ring(engine, net, plan, input, n_input, pull, st, out)?;
     }
     finish_readout(cfg, steps, &st.acc, &st.acc_t, out);
     Ok(())
 }
 
 /// The step-by-step loop over all populations with the ring buffer; with `pull`, the input
-/// projections are pulled into per-target timelines first and added after each step's ring slot.
+/// projections are pulled into per-target timelines first (`pre`, per pulled population its blocks
+/// of [`LANES`] targets, each `(steps + 1) x LANES` step-major) and added after each step's ring
+/// slot.
+///
+/// Each step `n > 0` starts with one pass over the neurons, population by population in blocks of
+/// [`LANES`] side by side ([`ring_pass`]): absorb step `n - 1`'s arrivals (its ring slot, cleared,
+/// then its pulled arrivals), propagate, test for spikes (steps `1..steps`), record and reset the
+/// spiking neurons. Then the step's spikes go through the ring in the order the pass found them
+/// (population by population, neuron by neuron), then the input spikes of the step, then the
+/// readout of step `n`. Every neuron sees the same operations in the same order as in the five
+/// parts of a step one after the other (see the module doc), and the scatters of step `n` come
+/// after the whole pass, so none lands in slot `n - 1` before it is absorbed (a delay of
+/// `slots - 1` steps wraps onto it): the same states, spikes and readouts, bit for bit. Step
+/// `steps`' arrivals are not absorbed: nothing reads `I` after the last step.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn forward_ring(
     engine: &ClockedEngine,
@@ -1461,33 +1511,49 @@ fn forward_ring(
     let t_end = cfg.t_end;
     let n_state = plan.n_state;
     let mut next_readout = 0usize;
-    if pull {
-        let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, sources, sparse_w, .. } =
+    // `pre` holds the pulled arrivals in tiles of `RING_TILE` steps: per tile, each block's
+    // `RING_TILE x LANES` values (step-major), block after block.
+    let tiles = (steps + 1).div_ceil(RING_TILE);
+    let tile_row = RING_TILE * LANES;
+    {
+        let PullBuffers { pre, pre_off, line, w_row, events, in_events, block, lane_rows, sources, sparse_w, .. } =
             &mut *st.pull;
-        pre.clear();
-        pre.resize((steps + 1) * n_state, 0.0);
-        if plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
-            sources.group(plan.num_neurons(), in_events, &[]);
-        }
+        pre_off.clear();
+        let mut len = 0;
         for (p, pp) in plan.pull.iter().enumerate() {
-            if pp.is_empty() {
-                continue;
+            if pull && !pp.is_empty() {
+                pre_off.push(Some(len));
+                len += tiles * plan.pops[p].size.div_ceil(LANES) * tile_row;
+            } else {
+                pre_off.push(None);
             }
-            pull_events(net, plan, pp, in_events, &[], events);
-            let w_rows = plan.pull_weight_rows(net, p, w_row);
-            let sw = plan.pull_sparse_weights(net, p, sparse_w);
-            let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
-            for j0 in (0..size).step_by(LANES) {
-                let lanes = (size - j0).min(LANES);
-                fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
-                // The block's timelines (target-major) into `pre` (step-major), step by step:
-                // `pre` is far larger than the caches, so each of its rows is visited once.
+        }
+        // Every entry that is read is written below: no clearing.
+        pre.resize(len, 0.0);
+        if pull {
+            if plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
+                sources.group(plan.num_neurons(), in_events, &[]);
+            }
+            for (p, pp) in plan.pull.iter().enumerate() {
+                let Some(first) = pre_off[p] else { continue };
+                pull_events(net, plan, pp, in_events, &[], events);
+                let w_rows = plan.pull_weight_rows(net, p, w_row);
+                let sw = plan.pull_sparse_weights(net, p, sparse_w);
+                let size = plan.pops[p].size;
+                let blocks = size.div_ceil(LANES);
                 let line_len = steps + plan.slots;
-                let timelines: [&[f64]; LANES] =
-                    std::array::from_fn(|l| &block[l * line_len..l * line_len + steps + 1]);
-                for (n, row) in pre.chunks_exact_mut(n_state).enumerate() {
-                    for (x, timeline) in row[s0 + j0..s0 + j0 + lanes].iter_mut().zip(&timelines) {
-                        *x = timeline[n];
+                for j0 in (0..size).step_by(LANES) {
+                    let lanes = (size - j0).min(LANES);
+                    fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
+                    // The block's timelines (target-major, lanes past `lanes` zero) step-major into
+                    // its part of each tile of `pre`: runs of `RING_TILE` rows written in order, and
+                    // a step of the loop reads one row per block at a constant stride.
+                    let b = j0 / LANES;
+                    for n in 0..=steps {
+                        let row = first + ((n / RING_TILE) * blocks + b) * tile_row + (n % RING_TILE) * LANES;
+                        for (l, x) in pre[row..row + LANES].iter_mut().enumerate() {
+                            *x = block[l * line_len + n];
+                        }
                     }
                 }
             }
@@ -1495,59 +1561,57 @@ fn forward_ring(
     }
 
     let ClockedState { v, i, ring, acc, acc_t, readout_steps, pull: bufs } = st;
-    let pre = &bufs.pre;
+    let PullBuffers { pre, pre_off, fired, .. } = &mut **bufs;
     // With pull delivery the input spikes still go through the ring for the pushed (sparse)
     // input projections, if any.
     let in_conns = net.outgoing(PopulationId(in_pop));
     let pushes_input = !pull || in_conns.iter().any(|c| !plan.is_pulled(c.0));
     let mut next_input = if pushes_input { 0 } else { n_input };
+    let first_spike = matches!(cfg.readout, ReadoutKind::FirstSpike);
 
     for n in 0..=steps {
         let base_off = (n % plan.slots) * n_state;
-        // 1. propagate
         if n > 0 {
-            for p in plan.pops.iter().filter(|p| !p.is_input) {
-                let r = p.state_off..p.state_off + p.size;
-                let (a, b, c) = (p.alpha, p.beta, p.coupling);
-                for (vj, ij) in v[r.clone()].iter_mut().zip(&mut i[r]) {
-                    *vj = a * *vj + c * *ij;
-                    *ij *= b;
-                }
-            }
-        }
-        // 2.-3. spikes of LIF neurons and their emission
-        if n > 0 && n < steps {
+            // 4. of step n - 1, then 1.-2.: absorb, propagate, spike test and reset.
+            let prev_off = ((n - 1) % plan.slots) * n_state;
             let t = n as f64 * dt;
+            fired.clear();
             for (pi, p) in plan.pops.iter().enumerate() {
-                let Some(theta) = p.theta else { continue };
-                // Blocks of 8 neurons with a branch-free test first: spikes are rare. A neuron
-                // spikes when `!(V < theta)` (so a NaN voltage counts, as it always did).
-                for j0 in (0..p.size).step_by(8) {
-                    let j1 = (j0 + 8).min(p.size);
-                    let block = &v[p.state_off + j0..p.state_off + j1];
-                    if block.iter().fold(true, |below, &x| below & (x < theta)) {
-                        continue;
-                    }
-                    for j in j0..j1 {
-                        let s = p.state_off + j;
-                        if v[s] < theta {
-                            continue;
-                        }
-                        if out.spikes.len() >= cfg.max_spikes {
-                            return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
-                        }
-                        out.spikes.push(t, (p.global_off + j) as u32, i[s] - v[s]);
-                        v[s] = 0.0;
-                        if pi == out_pop && acc[j] == f64::INFINITY && matches!(cfg.readout, ReadoutKind::FirstSpike) {
-                            acc[j] = t;
-                        }
-                        for &cid in net.outgoing(PopulationId(pi)) {
-                            let conn = net.connection(cid);
-                            let col = conn.fan_out(j).indices();
-                            let offsets = &plan.conns[cid.0].offsets;
-                            scatter(ring, base_off, &conn.weight_values()[col.clone()], &offsets[col]);
-                        }
-                    }
+                if p.is_input {
+                    continue;
+                }
+                let r = p.state_off..p.state_off + p.size;
+                let step = RingStep {
+                    a: p.alpha,
+                    b: p.beta,
+                    c: p.coupling,
+                    theta: p.theta.filter(|_| n < steps),
+                    pulled: pre_off[pi].map(|o| {
+                        let blocks = p.size.div_ceil(LANES);
+                        let row = ((n - 1) / RING_TILE) * blocks * tile_row + ((n - 1) % RING_TILE) * LANES;
+                        (&pre[o..o + tiles * blocks * tile_row], row)
+                    }),
+                    stride: tile_row,
+                };
+                let mut sink = RingSink {
+                    spikes: &mut out.spikes,
+                    fired,
+                    cap: cfg.max_spikes,
+                    t,
+                    pop: pi as u32,
+                    g0: p.global_off as u32,
+                    first: (pi == out_pop && first_spike).then_some(&mut acc[..]),
+                };
+                let slot = &mut ring[prev_off + p.state_off..prev_off + p.state_off + p.size];
+                ring_pass(&step, &mut v[r.clone()], &mut i[r], slot, &mut sink)?;
+            }
+            // 3. the step's spikes through the ring, in the order found.
+            for &(pi, j) in fired.iter() {
+                for &cid in net.outgoing(PopulationId(pi as usize)) {
+                    let conn = net.connection(cid);
+                    let col = conn.fan_out(j as usize).indices();
+                    let offsets = &plan.conns[cid.0].offsets;
+                    scatter(ring, base_off, &conn.weight_values()[col.clone()], &offsets[col]);
                 }
             }
         }
@@ -1565,24 +1629,7 @@ fn forward_ring(
             }
             next_input += 1;
         }
-        // 4. absorb this step's arrivals
-        for (ij, rj) in i.iter_mut().zip(&mut ring[base_off..base_off + n_state]) {
-            *ij += *rj;
-            *rj = 0.0;
-        }
-        if pull {
-            // Pulled input arrivals of this step (`pre` is `(steps + 1) x n_state`, step-major).
-            for (p, pp) in plan.pull.iter().enumerate() {
-                if pp.is_empty() {
-                    continue;
-                }
-                let r = plan.pops[p].state_off..plan.pops[p].state_off + plan.pops[p].size;
-                for (ij, &x) in i[r.clone()].iter_mut().zip(&pre[n * n_state..][r]) {
-                    *ij += x;
-                }
-            }
-        }
-        // 5. readout
+        // 5. readout (`V` is final for the step: absorbing its arrivals changes only `I`)
         let vo = &v[op.state_off..op.state_off + n_out];
         match &cfg.readout {
             ReadoutKind::ExpIntegral => {
@@ -1613,6 +1660,206 @@ fn forward_ring(
     }
 
     Ok(())
+}
+
+/// The constants of one population's part of a step of [`forward_ring`] ([`ring_pass`]).
+struct RingStep<'a> {
+    /// `V <- a V + c I`, `I <- b I`.
+    a: f64,
+    b: f64,
+    c: f64,
+    /// The threshold if the population is LIF and the step has a spike test.
+    theta: Option<f64>,
+    /// The population's pulled arrivals and the offset of the absorbed step's row of its first
+    /// block: block `k`'s is `stride k` further (see [`forward_ring`]).
+    pulled: Option<(&'a [f64], usize)>,
+    stride: usize,
+}
+
+/// Where [`ring_pass`] puts a step's spikes: the record (at most `cap` spikes), `(population,
+/// neuron)` onto `fired` for the scatters, and with `first` (`FirstSpike` readout of the output
+/// population) each neuron's first spike time.
+struct RingSink<'a> {
+    spikes: &'a mut crate::record::SpikeRecord,
+    fired: &'a mut Vec<(u32, u32)>,
+    cap: usize,
+    /// The step's time.
+    t: f64,
+    pop: u32,
+    /// The population's first global neuron.
+    g0: u32,
+    first: Option<&'a mut [f64]>,
+}
+
+impl RingSink<'_> {
+    /// Neuron `j` spiked with `I - V` = `imv`.
+    #[inline(never)]
+    fn fire(&mut self, j: usize, imv: f64) -> Result<()> {
+        if self.spikes.len() >= self.cap {
+            return Err(CoreError::SpikeCapExceeded { cap: self.cap });
+        }
+        self.spikes.push(self.t, self.g0 + j as u32, imv);
+        if let Some(acc) = self.first.as_deref_mut()
+            && acc[j] == f64::INFINITY
+        {
+            acc[j] = self.t;
+        }
+        self.fired.push((self.pop, j as u32));
+        Ok(())
+    }
+}
+
+/// One population's part of a step of [`forward_ring`], neurons `j` in blocks of [`LANES`]:
+/// `I += slot[j]`, `slot[j] = 0`, `I += pulled` (the absorbed step's arrivals), then `V <- a V +
+/// c I`, `I <- b I`, and with a threshold, for each neuron with `!(V < theta)` (a NaN voltage
+/// counts) in neuron order, the spike with `I - V` into `sink` and `V = 0`. The operations of the
+/// scalar loops, each rounded on its own (SSE2 pairs, or AVX quads without FMA): the same bits.
+fn ring_pass(
+    step: &RingStep<'_>,
+    v: &mut [f64],
+    i: &mut [f64],
+    slot: &mut [f64],
+    sink: &mut RingSink<'_>,
+) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked just above).
+        return unsafe { ring_pass_avx(step, v, i, slot, sink) };
+    }
+    ring_pass_with::<Pairs>(step, v, i, slot, sink)
+}
+
+/// [`ring_pass`] compiled with AVX ([`Quads`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn ring_pass_avx(
+    step: &RingStep<'_>,
+    v: &mut [f64],
+    i: &mut [f64],
+    slot: &mut [f64],
+    sink: &mut RingSink<'_>,
+) -> Result<()> {
+    ring_pass_with::<Quads>(step, v, i, slot, sink)
+}
+
+#[inline(always)]
+fn ring_pass_with<B: Block8>(
+    step: &RingStep<'_>,
+    v: &mut [f64],
+    i: &mut [f64],
+    slot: &mut [f64],
+    sink: &mut RingSink<'_>,
+) -> Result<()> {
+    let size = v.len();
+    let blocks = size.div_ceil(LANES);
+    assert!(
+        i.len() == size
+            && slot.len() == size
+            && step.pulled.is_none_or(|(pre, row)| row + (blocks - 1) * step.stride + LANES <= pre.len()),
+        "ring pass: state, slot and pulled arrivals of one population"
+    );
+    let k = RingLanes {
+        a: B::splat(step.a),
+        b: B::splat(step.b),
+        c: B::splat(step.c),
+        th: B::splat(step.theta.unwrap_or(0.0)),
+        theta: step.theta,
+    };
+    // The pulled row of block `bk`.
+    let pulled = |bk: usize| step.pulled.map(|(pre, row)| pre[row + bk * step.stride..][..LANES].as_ptr());
+    let full = size / LANES;
+    for bk in 0..full {
+        let j0 = bk * LANES;
+        // SAFETY: `j0 + LANES <= size`, the length of `v`, `i` and `slot` (asserted), and the pulled
+        // row is a slice of `LANES` values.
+        unsafe {
+            let at = (v.as_mut_ptr().add(j0), i.as_mut_ptr().add(j0), slot.as_mut_ptr().add(j0), pulled(bk));
+            if let Some(p) = at.3 {
+                // The block's row `RING_TILE` steps later (the next tile), if any.
+                prefetch(p.wrapping_add(blocks * step.stride));
+            }
+            k.block(at, j0, LANES, sink)?;
+        }
+    }
+    if full < blocks {
+        // The last, partial block through copies (lanes past the population's zero).
+        let (j0, lanes) = (full * LANES, size - full * LANES);
+        let (mut tv, mut ti, mut ts) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        tv[..lanes].copy_from_slice(&v[j0..]);
+        ti[..lanes].copy_from_slice(&i[j0..]);
+        ts[..lanes].copy_from_slice(&slot[j0..]);
+        // SAFETY: the copies are `LANES` long, the pulled row is a slice of `LANES` values.
+        unsafe { k.block((tv.as_mut_ptr(), ti.as_mut_ptr(), ts.as_mut_ptr(), pulled(full)), j0, lanes, sink)? };
+        v[j0..].copy_from_slice(&tv[..lanes]);
+        i[j0..].copy_from_slice(&ti[..lanes]);
+        slot[j0..].copy_from_slice(&ts[..lanes]);
+    }
+    Ok(())
+}
+
+/// A hint to load the cache line at `p` (nothing on other targets); `p` need not point into an
+/// allocation (a prefetch never faults).
+#[inline(always)]
+fn prefetch(p: *const f64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86_64 baseline, and a prefetch does not access memory.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The constants of [`ring_pass`] as vectors.
+struct RingLanes<B> {
+    a: B,
+    b: B,
+    c: B,
+    th: B,
+    theta: Option<f64>,
+}
+
+impl<B: Block8> RingLanes<B> {
+    /// One block of [`ring_pass`]: neurons `j0 + l` for lanes `l < lanes` (the others computed
+    /// and ignored).
+    ///
+    /// # Safety
+    /// `v`, `i` and `slot` valid for reads and writes of [`LANES`] `f64`, `pulled` for reads.
+    #[inline(always)]
+    unsafe fn block(
+        &self,
+        (v, i, slot, pulled): (*mut f64, *mut f64, *mut f64, Option<*const f64>),
+        j0: usize,
+        lanes: usize,
+        sink: &mut RingSink<'_>,
+    ) -> Result<()> {
+        // SAFETY (every access): the caller's.
+        unsafe {
+            let mut ib = B::loadu(i).add(B::loadu(slot));
+            B::splat(0.0).storeu(slot);
+            if let Some(p) = pulled {
+                ib = ib.add(B::loadu(p));
+            }
+            let mut vb = self.a.mul(B::loadu(v)).add(self.c.mul(ib));
+            ib = ib.mul(self.b);
+            if let Some(theta) = self.theta {
+                let over = vb.not_below(self.th);
+                if over.any() {
+                    let (vl, il) = (vb.to_lanes(), ib.to_lanes());
+                    for l in 0..lanes {
+                        if vl[l] < theta {
+                            continue;
+                        }
+                        sink.fire(j0 + l, il[l] - vl[l])?;
+                    }
+                    vb = vb.zero_where(over);
+                }
+            }
+            vb.storeu(v);
+            ib.storeu(i);
+        }
+        Ok(())
+    }
 }
 
 /// Moves the readout accumulators into the record.
@@ -1915,6 +2162,26 @@ impl F2 {
         Self(unsafe { _mm_loadh_pd(_mm_load_sd(lo), hi) })
     }
 
+    /// `(*p, *p.add(1))`.
+    ///
+    /// # Safety
+    /// `p` valid for reads of two `f64`.
+    #[inline(always)]
+    unsafe fn loadu(p: *const f64) -> Self {
+        // SAFETY: the caller's.
+        Self(unsafe { std::arch::x86_64::_mm_loadu_pd(p) })
+    }
+
+    /// `*p = lo, *p.add(1) = hi`.
+    ///
+    /// # Safety
+    /// `p` valid for writes of two `f64`.
+    #[inline(always)]
+    unsafe fn storeu(self, p: *mut f64) {
+        // SAFETY: the caller's.
+        unsafe { std::arch::x86_64::_mm_storeu_pd(p, self.0) }
+    }
+
     #[inline(always)]
     fn add(self, o: Self) -> Self {
         // SAFETY: SSE2 is part of the x86_64 baseline.
@@ -1994,6 +2261,26 @@ impl F2 {
         Self(unsafe { [*lo, *hi] })
     }
 
+    /// `(*p, *p.add(1))`.
+    ///
+    /// # Safety
+    /// `p` valid for reads of two `f64`.
+    #[inline(always)]
+    unsafe fn loadu(p: *const f64) -> Self {
+        // SAFETY: the caller's.
+        Self(unsafe { [*p, *p.add(1)] })
+    }
+
+    /// `*p = lo, *p.add(1) = hi`.
+    ///
+    /// # Safety
+    /// `p` valid for writes of two `f64`.
+    #[inline(always)]
+    unsafe fn storeu(self, p: *mut f64) {
+        // SAFETY: the caller's.
+        unsafe { (*p, *p.add(1)) = (self.0[0], self.0[1]) }
+    }
+
     #[inline(always)]
     fn add(self, o: Self) -> Self {
         Self([self.0[0] + o.0[0], self.0[1] + o.0[1]])
@@ -2042,6 +2329,16 @@ trait Block8: Copy {
     /// # Safety
     /// Every `lines[l].add(n)` valid for reads of an `f64`.
     unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self;
+    /// `*p.add(l)` in lane `l`.
+    ///
+    /// # Safety
+    /// `p` valid for reads of [`LANES`] `f64`.
+    unsafe fn loadu(p: *const f64) -> Self;
+    /// Lane `l` into `*p.add(l)`.
+    ///
+    /// # Safety
+    /// `p` valid for writes of [`LANES`] `f64`.
+    unsafe fn storeu(self, p: *mut f64);
     fn add(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
     /// Per lane, all bits set where `!(self < th)` (a NaN counts), else zero.
@@ -2067,6 +2364,20 @@ impl Block8 for Pairs {
     unsafe fn load(lines: &[*const f64; LANES], n: usize) -> Self {
         // SAFETY: the caller's.
         Self(std::array::from_fn(|k| unsafe { F2::load2(lines[2 * k].add(n), lines[2 * k + 1].add(n)) }))
+    }
+
+    #[inline(always)]
+    unsafe fn loadu(p: *const f64) -> Self {
+        // SAFETY: the caller's.
+        Self(std::array::from_fn(|k| unsafe { F2::loadu(p.add(2 * k)) }))
+    }
+
+    #[inline(always)]
+    unsafe fn storeu(self, p: *mut f64) {
+        for (k, x) in self.0.into_iter().enumerate() {
+            // SAFETY: the caller's.
+            unsafe { x.storeu(p.add(2 * k)) };
+        }
     }
 
     #[inline(always)]
@@ -2126,6 +2437,23 @@ impl Block8 for Quads {
             _mm256_set_m128d(hi, lo)
         };
         Self([q(0), q(1)])
+    }
+
+    #[inline(always)]
+    unsafe fn loadu(p: *const f64) -> Self {
+        use std::arch::x86_64::_mm256_loadu_pd;
+        // SAFETY: the caller's, and AVX where this is called.
+        unsafe { Self([_mm256_loadu_pd(p), _mm256_loadu_pd(p.add(4))]) }
+    }
+
+    #[inline(always)]
+    unsafe fn storeu(self, p: *mut f64) {
+        use std::arch::x86_64::_mm256_storeu_pd;
+        // SAFETY: the caller's, and AVX where this is called.
+        unsafe {
+            _mm256_storeu_pd(p, self.0[0]);
+            _mm256_storeu_pd(p.add(4), self.0[1]);
+        }
     }
 
     #[inline(always)]
@@ -2400,7 +2728,7 @@ fn forward_layered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LiParams, LifParams, NetworkBuilder};
+    use crate::{LiParams, LifParams, NetworkBuilder, SparseSynapses};
     use nalgebra::DMatrix;
 
     fn engine(t_end: f64, readout: ReadoutKind, dt: f64) -> ClockedEngine {
@@ -2631,6 +2959,391 @@ mod tests {
         (&'a BlockDynamics, Option<f64>, &'a [f64], usize),
         &'b mut ExpIntegralLanes<'c>,
         &'b mut SpikeSink<'d>,
+    ) -> Result<()>;
+
+    /// The step loop of `forward_ring` before its single pass per step (`ring_pass`): the five
+    /// parts of a step one after the other, each a loop over the neurons, and the pulled arrivals
+    /// transposed into `(steps + 1) x n_state` step-major — the reference `forward_ring` must equal
+    /// bit for bit.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    fn forward_ring_five_loops(
+        engine: &ClockedEngine,
+        net: &Network,
+        plan: &ClockedPlan,
+        input: SpikeTrain<'_>,
+        n_input: usize,
+        pull: bool,
+        st: &mut ClockedState,
+        out: &mut ForwardRecord,
+    ) -> Result<()> {
+        let cfg = &engine.config;
+        let in_pop = net.input().0;
+        let out_pop = net.output().0;
+        let op = plan.pops[out_pop];
+        let n_out = op.size;
+        let steps = engine.steps;
+        let dt = engine.dt;
+        let t_end = cfg.t_end;
+        let n_state = plan.n_state;
+        let mut next_readout = 0usize;
+        if pull {
+            let PullBuffers { pre, line, w_row, events, in_events, block, lane_rows, sources, sparse_w, .. } =
+                &mut *st.pull;
+            pre.clear();
+            pre.resize((steps + 1) * n_state, 0.0);
+            if plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
+                sources.group(plan.num_neurons(), in_events, &[]);
+            }
+            for (p, pp) in plan.pull.iter().enumerate() {
+                if pp.is_empty() {
+                    continue;
+                }
+                pull_events(net, plan, pp, in_events, &[], events);
+                let w_rows = plan.pull_weight_rows(net, p, w_row);
+                let sw = plan.pull_sparse_weights(net, p, sparse_w);
+                let (size, s0) = (plan.pops[p].size, plan.pops[p].state_off);
+                for j0 in (0..size).step_by(LANES) {
+                    let lanes = (size - j0).min(LANES);
+                    fill_block(plan, p, j0, lanes, steps, events, line, w_rows, block, lane_rows, (sources, sw));
+                    // The block's timelines (target-major) into `pre` (step-major), step by step:
+                    // `pre` is far larger than the caches, so each of its rows is visited once.
+                    let line_len = steps + plan.slots;
+                    let timelines: [&[f64]; LANES] =
+                        std::array::from_fn(|l| &block[l * line_len..l * line_len + steps + 1]);
+                    for (n, row) in pre.chunks_exact_mut(n_state).enumerate() {
+                        for (x, timeline) in row[s0 + j0..s0 + j0 + lanes].iter_mut().zip(&timelines) {
+                            *x = timeline[n];
+                        }
+                    }
+                }
+            }
+        }
+
+        let ClockedState { v, i, ring, acc, acc_t, readout_steps, pull: bufs } = st;
+        let pre = &bufs.pre;
+        // With pull delivery the input spikes still go through the ring for the pushed (sparse)
+        // input projections, if any.
+        let in_conns = net.outgoing(PopulationId(in_pop));
+        let pushes_input = !pull || in_conns.iter().any(|c| !plan.is_pulled(c.0));
+        let mut next_input = if pushes_input { 0 } else { n_input };
+
+        for n in 0..=steps {
+            let base_off = (n % plan.slots) * n_state;
+            // 1. propagate
+            if n > 0 {
+                for p in plan.pops.iter().filter(|p| !p.is_input) {
+                    let r = p.state_off..p.state_off + p.size;
+                    let (a, b, c) = (p.alpha, p.beta, p.coupling);
+                    for (vj, ij) in v[r.clone()].iter_mut().zip(&mut i[r]) {
+                        *vj = a * *vj + c * *ij;
+                        *ij *= b;
+                    }
+                }
+            }
+            // 2.-3. spikes of LIF neurons and their emission
+            if n > 0 && n < steps {
+                let t = n as f64 * dt;
+                for (pi, p) in plan.pops.iter().enumerate() {
+                    let Some(theta) = p.theta else { continue };
+                    // Blocks of 8 neurons with a branch-free test first: spikes are rare. A neuron
+                    // spikes when `!(V < theta)` (so a NaN voltage counts, as it always did).
+                    for j0 in (0..p.size).step_by(8) {
+                        let j1 = (j0 + 8).min(p.size);
+                        let block = &v[p.state_off + j0..p.state_off + j1];
+                        if block.iter().fold(true, |below, &x| below & (x < theta)) {
+                            continue;
+                        }
+                        for j in j0..j1 {
+                            let s = p.state_off + j;
+                            if v[s] < theta {
+                                continue;
+                            }
+                            if out.spikes.len() >= cfg.max_spikes {
+                                return Err(CoreError::SpikeCapExceeded { cap: cfg.max_spikes });
+                            }
+                            out.spikes.push(t, (p.global_off + j) as u32, i[s] - v[s]);
+                            v[s] = 0.0;
+                            if pi == out_pop
+                                && acc[j] == f64::INFINITY
+                                && matches!(cfg.readout, ReadoutKind::FirstSpike)
+                            {
+                                acc[j] = t;
+                            }
+                            for &cid in net.outgoing(PopulationId(pi)) {
+                                let conn = net.connection(cid);
+                                let col = conn.fan_out(j).indices();
+                                let offsets = &plan.conns[cid.0].offsets;
+                                scatter(ring, base_off, &conn.weight_values()[col.clone()], &offsets[col]);
+                            }
+                        }
+                    }
+                }
+            }
+            // 3. input spikes binned to this step
+            while next_input < n_input && engine.step_of(input.times[next_input]) <= n {
+                let j = input.neurons[next_input] as usize;
+                for &cid in in_conns {
+                    if pull && plan.is_pulled(cid.0) {
+                        continue;
+                    }
+                    let conn = net.connection(cid);
+                    let col = conn.fan_out(j).indices();
+                    let offsets = &plan.conns[cid.0].offsets;
+                    scatter(ring, base_off, &conn.weight_values()[col.clone()], &offsets[col]);
+                }
+                next_input += 1;
+            }
+            // 4. absorb this step's arrivals
+            for (ij, rj) in i.iter_mut().zip(&mut ring[base_off..base_off + n_state]) {
+                *ij += *rj;
+                *rj = 0.0;
+            }
+            if pull {
+                // Pulled input arrivals of this step (`pre` is `(steps + 1) x n_state`, step-major).
+                for (p, pp) in plan.pull.iter().enumerate() {
+                    if pp.is_empty() {
+                        continue;
+                    }
+                    let r = plan.pops[p].state_off..plan.pops[p].state_off + plan.pops[p].size;
+                    for (ij, &x) in i[r.clone()].iter_mut().zip(&pre[n * n_state..][r]) {
+                        *ij += x;
+                    }
+                }
+            }
+            // 5. readout
+            let vo = &v[op.state_off..op.state_off + n_out];
+            match &cfg.readout {
+                ReadoutKind::ExpIntegral => {
+                    let f = (-(n as f64 * dt) / t_end).exp();
+                    for (a, &x) in acc.iter_mut().zip(vo) {
+                        *a += f * x;
+                    }
+                }
+                ReadoutKind::MaxVoltage => {
+                    for k in 0..n_out {
+                        if vo[k] > acc[k] {
+                            acc[k] = vo[k];
+                            acc_t[k] = n as f64 * dt;
+                        }
+                    }
+                }
+                ReadoutKind::FirstSpike => {}
+                ReadoutKind::VoltageAt(_) => {
+                    let nt = readout_steps.len();
+                    while next_readout < nt && readout_steps[next_readout] == n {
+                        for k in 0..n_out {
+                            acc[k * nt + next_readout] = vo[k];
+                        }
+                        next_readout += 1;
+                    }
+                }
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Recurrent networks with every case of the ring step: LIF populations of 13 and 8 neurons
+    /// (a partial block), an LI hidden population, recurrent and feedforward connections with zero
+    /// delays and delays of `slots - 1` steps (wrapping onto the slot just absorbed), dense and
+    /// sparse, and an LIF or LI output.
+    fn ring_net(seed: u64, sparse: bool, lif_out: bool) -> Network {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut b = NetworkBuilder::new();
+        let i = b.input("in", 9);
+        let h1 = b.lif("h1", 13, LifParams::default());
+        let h2 = b.lif("h2", 8, LifParams::default());
+        let li = b.li("li", 3, LiParams::default());
+        let o = if lif_out { b.lif("out", 11, LifParams::default()) } else { b.li("out", 11, LiParams::default()) };
+        let max_delay = 6.0;
+        let mut m = |rows: usize, cols: usize, w: f64, spread: f64| {
+            let weights = DMatrix::from_fn(rows, cols, |_, _| w + spread * (rnd() - 0.5));
+            // Delays in 0..=6 ms with many at 0 and at the maximum.
+            let delays = DMatrix::from_fn(rows, cols, |_, _| match rnd() {
+                u if u < 0.25 => 0.0,
+                u if u < 0.5 => max_delay,
+                u => (u - 0.5) * 2.0 * max_delay,
+            });
+            let mask = DMatrix::from_fn(rows, cols, |_, _| rnd() < 0.6);
+            (weights, delays, mask)
+        };
+        let connect = |b: &mut NetworkBuilder, pre, post, (w, d, mask): (DMatrix<f64>, DMatrix<f64>, DMatrix<bool>)| {
+            if sparse {
+                b.connect_sparse(pre, post, SparseSynapses::from_dense(&w, &d, &mask).unwrap());
+            } else {
+                b.connect(pre, post, w, d);
+            }
+        };
+        connect(&mut b, i, h1, m(13, 9, 2.5, 3.0));
+        connect(&mut b, i, h2, m(8, 9, 1.5, 3.0));
+        connect(&mut b, h1, h2, m(8, 13, 1.0, 2.0));
+        connect(&mut b, h2, h1, m(13, 8, 0.5, 2.0));
+        connect(&mut b, h1, h1, m(13, 13, 0.0, 1.5));
+        connect(&mut b, h1, li, m(3, 13, 0.5, 1.0));
+        connect(&mut b, h2, o, m(11, 8, 1.5, 2.0));
+        connect(&mut b, h1, o, m(11, 13, 0.5, 2.0));
+        let out_to_h2 = m(8, 11, 0.5, 1.0);
+        if lif_out {
+            connect(&mut b, o, h2, out_to_h2);
+        }
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn ring_step_loop_equals_the_five_loops_bit_for_bit() {
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let mut spikes = 0;
+        for seed in 0..6u64 {
+            let (sparse, lif_out) = (seed % 2 == 1, seed % 3 != 0);
+            let net = ring_net(seed, sparse, lif_out);
+            let mut input = SpikeTrains::new(9);
+            let times: Vec<f64> = (0..90).map(|k| k as f64 * 0.7 + 0.1 * (seed as f64)).collect();
+            let neurons: Vec<u32> = (0..90).map(|k| ((k * 7 + seed as usize) % 9) as u32).collect();
+            input.push_sample(&times, &neurons).unwrap();
+            let mut readouts =
+                vec![ReadoutKind::ExpIntegral, ReadoutKind::MaxVoltage, ReadoutKind::VoltageAt(vec![3.0, 20.0, 63.0])];
+            if lif_out {
+                readouts.push(ReadoutKind::FirstSpike);
+            }
+            for readout in readouts {
+                for delivery in [Delivery::Pull, Delivery::Push] {
+                    let e = engine(63.0, readout.clone(), 0.5).with_delivery(delivery);
+                    let plan = e.plan(&net).unwrap();
+                    assert!(!plan.is_layered());
+                    let (mut st, mut want, mut got) =
+                        (ClockedState::default(), ForwardRecord::default(), ForwardRecord::default());
+                    forward_with(&e, &net, &plan, input.sample(0), &mut st, &mut want, forward_ring_five_loops)
+                        .unwrap();
+                    forward(&e, &net, &plan, input.sample(0), &mut st, &mut got).unwrap();
+                    let what = format!("seed {seed}, {readout:?}, {delivery:?}");
+                    assert_eq!(got.spikes.neurons, want.spikes.neurons, "{what}");
+                    assert_eq!(bits(&got.spikes.times), bits(&want.spikes.times), "{what}");
+                    assert_eq!(bits(&got.spikes.i_minus_v), bits(&want.spikes.i_minus_v), "{what}");
+                    assert_eq!(bits(&got.readout.values), bits(&want.readout.values), "{what}");
+                    assert_eq!(bits(&got.readout.times), bits(&want.readout.times), "{what}");
+                    spikes += want.spikes.len();
+                    // Every population spikes (LIF ones), or the comparison would miss cases.
+                    for (p, pop) in plan.pops.iter().enumerate().filter(|(_, p)| p.theta.is_some()) {
+                        let r = pop.global_off as u32..(pop.global_off + pop.size) as u32;
+                        assert!(want.spikes.neurons.iter().any(|g| r.contains(g)), "{what}: population {p} silent");
+                    }
+                    // The spike cap stops both at the same spike.
+                    let mut cfg = e.config.clone();
+                    cfg.max_spikes = want.spikes.len() / 2;
+                    let capped = ClockedEngine::new(cfg, 0.5).unwrap().with_delivery(delivery);
+                    assert!(matches!(
+                        forward(&capped, &net, &plan, input.sample(0), &mut st, &mut got),
+                        Err(CoreError::SpikeCapExceeded { .. })
+                    ));
+                    let _ = forward_with(
+                        &capped,
+                        &net,
+                        &plan,
+                        input.sample(0),
+                        &mut st,
+                        &mut want,
+                        forward_ring_five_loops,
+                    );
+                    assert_eq!(got.spikes.neurons, want.spikes.neurons, "{what}, capped");
+                }
+            }
+        }
+        assert!(spikes > 5000, "too few spikes to test: {spikes}");
+    }
+
+    #[test]
+    fn ring_pass_matches_the_scalar_loops_bit_for_bit() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (a, b, c, theta) = ((-0.5f64 / 20.0).exp(), (-0.5f64 / 5.0).exp(), 0.9, 1.0);
+        let (stride, row) = (4 * LANES, 2 * LANES);
+        for size in [21usize, 16, 3] {
+            let blocks = size.div_ceil(LANES);
+            for (with_theta, with_pulled) in [(true, true), (true, false), (false, true)] {
+                let mut v: Vec<f64> = (0..size).map(|_| 2.4 * rnd() - 0.2).collect();
+                let i: Vec<f64> = (0..size).map(|_| rnd() - 0.3).collect();
+                let slot: Vec<f64> = (0..size).map(|_| rnd() - 0.5).collect();
+                v[size - 1] = f64::NAN; // NaN voltages count as spikes
+                let pre: Vec<f64> = (0..blocks * stride).map(|_| rnd() - 0.5).collect();
+                // The scalar loops of the five-part step.
+                let (mut wv, mut wi, mut wslot, mut want) = (v.clone(), i.clone(), slot.clone(), Vec::new());
+                for j in 0..size {
+                    wi[j] += wslot[j];
+                    wslot[j] = 0.0;
+                    if with_pulled {
+                        wi[j] += pre[j / LANES * stride + row + j % LANES];
+                    }
+                    wv[j] = a * wv[j] + c * wi[j];
+                    wi[j] *= b;
+                    if !with_theta || wv[j] < theta {
+                        continue;
+                    }
+                    want.push((j as u32, (wi[j] - wv[j]).to_bits()));
+                    wv[j] = 0.0;
+                }
+                assert!(!with_theta || want.len() >= size / 4, "too few spikes to test: {}", want.len());
+                let step = RingStep {
+                    a,
+                    b,
+                    c,
+                    theta: with_theta.then_some(theta),
+                    pulled: with_pulled.then_some((&pre[..], row)),
+                    stride,
+                };
+                let mut kernels: Vec<(&str, RingPassFn)> = vec![("SSE2 pairs", ring_pass_with::<Pairs>)];
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx") {
+                    // SAFETY: the CPU has AVX (checked just above).
+                    kernels.push(("AVX quads", |s, v, i, slot, sink| unsafe { ring_pass_avx(s, v, i, slot, sink) }));
+                }
+                for (name, kernel) in kernels {
+                    let (mut gv, mut gi, mut gslot) = (v.clone(), i.clone(), slot.clone());
+                    let (mut spikes, mut fired) = (crate::record::SpikeRecord::default(), Vec::new());
+                    let mut sink = RingSink {
+                        spikes: &mut spikes,
+                        fired: &mut fired,
+                        cap: usize::MAX,
+                        t: 1.5,
+                        pop: 2,
+                        g0: 40,
+                        first: None,
+                    };
+                    kernel(&step, &mut gv, &mut gi, &mut gslot, &mut sink).unwrap();
+                    let what = format!("{name}, size {size}, theta {with_theta}, pulled {with_pulled}");
+                    let got: Vec<(u32, u64)> =
+                        spikes.neurons.iter().zip(&spikes.i_minus_v).map(|(&g, x)| (g - 40, x.to_bits())).collect();
+                    assert_eq!(got, want, "{what}");
+                    assert_eq!(fired, want.iter().map(|&(j, _)| (2, j)).collect::<Vec<_>>(), "{what}");
+                    for (got, want) in [(&gv, &wv), (&gi, &wi), (&gslot, &wslot)] {
+                        assert_eq!(
+                            got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                            want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                            "{what}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A ring pass kernel as the test calls it.
+    type RingPassFn = for<'a, 'b, 'c> fn(
+        &'a RingStep<'b>,
+        &'a mut [f64],
+        &'a mut [f64],
+        &'a mut [f64],
+        &'a mut RingSink<'c>,
     ) -> Result<()>;
 
     #[test]
