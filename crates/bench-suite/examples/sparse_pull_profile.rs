@@ -108,7 +108,10 @@
 //! 12 % more hidden spikes at p = 0.1 and the dense readout's events, 15.7 per stored synapse at
 //! p = 0.1 against 14.1). Tried and not kept (no gain beyond the noise, `rMODE 16 10`, 2-3
 //! rounds alternating, load 7-12): the pulled arrivals read in place from the target-major
-//! blocks with 8 gathers per block (no copy), non-temporal stores for the copy.
+//! blocks with 8 gathers per block (no copy), non-temporal stores for the copy; and recording
+//! every block-step as a spike candidate instead of branching on a spike (`simulate_block`'s
+//! scheme; `rMODE 16 30`, 3 rounds, load 4.8-6.9, p = 0.1 3.52 / 3.48 / 3.35 ms without against
+//! 3.94 / 3.46 / 3.85 with: 144 bytes stored per block-step cost more than the mispredictions).
 //!
 //! Backward (`bwd`; a network with a sparse projection takes the per-event sweep, the dense one
 //! the deferred sweep): callgrind `--toggle-collect=snn_eventprop::clocked::backward_planned`,
