@@ -80,15 +80,57 @@
 //! floor. Its remaining grouping (`Buckets::sort`, by source, block and column) is 34.6 M (9 %) of the
 //! p = 0.1 backward pass; the rest is the per-neuron adjoint dynamics and the sparse reads.
 
+//!
+//! Recurrent 700-512r-20 (`r` modes; the ring path, its input projection pulled), after the ring
+//! pass of 6c01827: forward CPU per sample split by `perf record -e cpu-clock -F 4000` of
+//! `rMODE 16 30` (v3 = 6c01827's binary, 00:08 UTC, load 6.5-8.2; the samples of the timed pass
+//! only, by function and source line), with the arrivals per sample that this driver prints
+//! (input 395,462 / 3,972,635, recurrent 521,553 / 4,721,194, readout 219,324 / 195,848 at
+//! p = 0.1 / dense):
+//!
+//! | ms per sample | p = 0.1 | dense | p = 0 |
+//! | --- | --- | --- | --- |
+//! | whole forward pass | 3.29 | 11.04 | 0.77 |
+//! | ring scatter (recurrent and readout) and the rest of `forward` | 1.40 | 6.26 | 0.12 |
+//! | input pull (`fill_block`, spike grouping) | 0.52 | 3.18 | 0.02 |
+//! | neuron pass (`ring_pass`, `RingSink::fire`) | 0.98 | 0.98 | 0.32 |
+//! | copying the pulled blocks into the step loop's tiles | 0.24 | 0.39 | 0.19 |
+//! | `memset` and the rest | 0.16 | 0.24 | 0.12 |
+//!
+//! Per arrival the ring costs 1.73 ns at p = 0.1 against 1.25 dense (net of p = 0's 0.12 ms), the
+//! input pull 1.26 against 0.80 ns: a fan-out of 51 targets pays its set-up and its cold weight and
+//! offset lines over a tenth of the events (prefetching the next spike's fan-out, or the next
+//! step's ring slot, changed nothing measurable). The work that does not scale with synapses —
+//! the neuron pass, which costs the same at p = 0.1 as dense (the same ~10^4 spikes, and the ring
+//! traffic evicting its slot rows), the copy, `memset` — is ~1.5 ms, 46 % of the p = 0.1 pass
+//! and 16 % of the dense one. Hence the time per synapse at p = 0.1 against dense: 2.60 in these
+//! runs; 1.67 with that work removed; ~1.2 with also the dense path's cost per arrival (the rest:
+//! 12 % more hidden spikes at p = 0.1 and the dense readout's events, 15.7 per stored synapse at
+//! p = 0.1 against 14.1). Tried and not kept (no gain beyond the noise, `rMODE 16 10`, 2-3
+//! rounds alternating, load 7-12): the pulled arrivals read in place from the target-major
+//! blocks with 8 gathers per block (no copy), non-temporal stores for the copy; and recording
+//! every block-step as a spike candidate instead of branching on a spike (`simulate_block`'s
+//! scheme; `rMODE 16 30`, 3 rounds, load 4.8-6.9, p = 0.1 3.52 / 3.48 / 3.35 ms without against
+//! 3.94 / 3.46 / 3.85 with: 144 bytes stored per block-step cost more than the mispredictions).
+//!
+//! Backward (`bwd`; a network with a sparse projection takes the per-event sweep, the dense one
+//! the deferred sweep): callgrind `--toggle-collect=snn_eventprop::clocked::backward_planned`,
+//! 16 samples x 1, p = 0.1 / dense / p = 0: 751.6 / 3379.8 / 124.5 M instructions, 1.94x the dense
+//! instructions per synapse; CPU 4.25 and 4.19 / 24.0 and 26.0 / 0.75 and 0.44 ms per sample
+//! (`rMODE 16 10 bwd`, load 5.4-5.5), 1.47x per synapse. `fan_out_column` (one history read and
+//! two gradient read-modify-writes per synapse and event, ~26 instructions) is 81 % of it at
+//! p = 0.1.
+
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
 use snn_eventprop::{Adjoint, Gradients, Loss, backward_planned};
 
-/// Arrivals added per sample over all samples: `(input and hidden projections, readout)`.
-fn arrivals(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64, f64) {
+/// Arrivals added per sample over all samples: `(input and hidden projections, readout)`, and
+/// of the first those from the input.
+fn arrivals(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64, f64, f64) {
     let engine = workload::engine();
     let steps = (workload::T_END / workload::DT).round() as usize;
-    let (mut hidden, mut readout) = (0usize, 0usize);
+    let (mut hidden, mut readout, mut from_input) = (0usize, 0usize, 0usize);
     for (s, r) in recs.iter().enumerate() {
         let x = batch.sample(s);
         let input: Vec<(usize, usize)> = x
@@ -123,10 +165,13 @@ fn arrivals(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64,
             } else {
                 hidden += k;
             }
+            if c.pre() == net.input() {
+                from_input += k;
+            }
         }
     }
     let n = recs.len().max(1) as f64;
-    (hidden as f64 / n, readout as f64 / n)
+    (hidden as f64 / n, readout as f64 / n, from_input as f64 / n)
 }
 
 fn main() {
@@ -160,11 +205,11 @@ fn main() {
         }
     }
     let cpu = workload::cpu_seconds() - t0;
-    let (hidden, readout) = arrivals(&net, &batch, &recs);
+    let (hidden, readout, from_input) = arrivals(&net, &batch, &recs);
     let passes = (iters * batch.len()) as f64;
     println!(
-        "{mode}: {} synapses, {samples} samples x {iters}; arrivals per sample: input + hidden {hidden:.0}, readout \
-         {readout:.0}; forward CPU {:.3} ms per sample, {:.2} ns per arrival (all projections)",
+        "{mode}: {} synapses, {samples} samples x {iters}; arrivals per sample: input + hidden {hidden:.0} (input \
+         {from_input:.0}), readout {readout:.0}; forward CPU {:.3} ms per sample, {:.2} ns per arrival (all projections)",
         net.num_synapses(),
         1e3 * cpu / passes,
         1e9 * cpu / passes / (hidden + readout),
