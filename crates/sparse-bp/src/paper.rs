@@ -593,6 +593,12 @@ pub const CHECK_IMAGES: usize = 1_000;
 /// The check columns (every attack column but `ifgsm-linf-std`) attack [`CHECK_IMAGES`] test
 /// images spread evenly over the test set in `Full` (every 10th) and `Medium` (all of
 /// `Medium`'s 1,000) and every test image in `Quick` ([`CHECK_IMAGES_REASON`]).
+///
+/// In `Full` and `Medium` the shallow models' end-to-end training answers its first two
+/// plateaus by going back to the best epoch at half the learning rates ([`EndToEnd::lr_decay`],
+/// [`PlateauDecay`]) before it stops; the 3-layer models stop at their first plateau. On the
+/// full run (seed 0) this moved PGBP's best held-out accuracy from 97.42 % (epoch 2) to
+/// 97.52 % (epoch 10, at a quarter of the rates); BP's and GBP's best epochs did not change.
 pub fn mnist(scale: Scale) -> MnistSetup {
     let e2e = |epochs, patience| EndToEnd {
         epochs,
@@ -667,7 +673,9 @@ pub fn mnist(scale: Scale) -> MnistSetup {
             )
         }
     };
-    let end_to_end = deep.end_to_end.clone();
+    // the shallow models: at a plateau, back to the best epoch at half the learning rates (twice)
+    let lr_decay = (scale != Scale::Quick).then_some(PlateauDecay { factor: 0.5, max_decays: 2 });
+    let end_to_end = EndToEnd { lr_decay, ..deep.end_to_end.clone() };
     MnistSetup {
         scale,
         n_val,
