@@ -35,7 +35,7 @@ use crate::groups::{GroupNorm, GroupSpec};
 use crate::models::deep::MultiLayerClassifier;
 use crate::models::{Approximator, LinearClassifier, PursuitClassifier, TaskLoss};
 use crate::nn::{Adam, Network};
-use crate::solver::{Solver, SolverParams};
+use crate::solver::{Algorithm, Solver, SolverParams};
 
 pub mod task_driven;
 
@@ -267,9 +267,38 @@ fn normalise_columns(d: &mut DMatrix<f64>) {
     }
 }
 
+/// The solver of the coding step of [`learn_dictionary_with`] (stopping on the relative duality
+/// gap `DictParams::code_tol`, at most 500 iterations or epochs).
+///
+/// | field | default | meaning |
+/// | --- | --- | --- |
+/// | `algorithm` | `Fista` | the [`Algorithm`] |
+/// | `factored` | `false` | FISTA / ISTA products `D^T (D y)` instead of `G y` ([`Solver::with_factored_products`]) |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeStep {
+    /// Which solver.
+    pub algorithm: Algorithm,
+    /// Factored products (FISTA / ISTA).
+    pub factored: bool,
+}
+
+impl Default for CodeStep {
+    fn default() -> Self {
+        Self { algorithm: Algorithm::Fista, factored: false }
+    }
+}
+
 /// Learns a unit-norm dictionary for signals `x` (`m x n`); returns `D` and the final
-/// mean reconstruction error `||X - D Gamma||^2 / n` of the last epoch.
+/// mean reconstruction error `||X - D Gamma||^2 / n` of the last epoch. The coding step is
+/// FISTA on `G = D^T D` ([`CodeStep::default`]; [`learn_dictionary_with`] chooses another).
 pub fn learn_dictionary(x: &DMatrix<f64>, p: &DictParams) -> Result<(DMatrix<f64>, f64)> {
+    learn_dictionary_with(x, p, CodeStep::default())
+}
+
+/// [`learn_dictionary`] with the coding step's solver `code`: every solver stops on the same
+/// relative duality gap `p.code_tol`, so the codes differ from FISTA's only within that
+/// tolerance, and so does the dictionary learned from them.
+pub fn learn_dictionary_with(x: &DMatrix<f64>, p: &DictParams, code: CodeStep) -> Result<(DMatrix<f64>, f64)> {
     check_finite("training signals", x.as_slice())?;
     if x.ncols() == 0 || x.nrows() == 0 {
         return Err(SparseBpError::Empty { what: "training signals" });
@@ -290,7 +319,7 @@ pub fn learn_dictionary(x: &DMatrix<f64>, p: &DictParams) -> Result<(DMatrix<f64
     normalise_columns(&mut d);
     let mut adam = Adam::new(p.lr);
     let mut order: Vec<usize> = (0..x.ncols()).collect();
-    let sp = SolverParams { tol: p.code_tol, max_iter: 500, ..SolverParams::default() };
+    let sp = SolverParams { tol: p.code_tol, max_iter: 500, algorithm: code.algorithm, ..SolverParams::default() };
     let mut last = f64::NAN;
     for epoch in 0..p.epochs {
         let lam = p.lambda * ((epoch + 1) as f64 / (p.warmup_epochs + 1) as f64).min(1.0);
@@ -298,7 +327,8 @@ pub fn learn_dictionary(x: &DMatrix<f64>, p: &DictParams) -> Result<(DMatrix<f64
         let mut total = 0.0;
         for chunk in order.chunks(p.batch_size) {
             let xb = columns(x, chunk);
-            let solver = Solver::new(d.clone(), group_spec(p.atoms, p.group_size, lam)?, sp.clone())?;
+            let solver = Solver::new(d.clone(), group_spec(p.atoms, p.group_size, lam)?, sp.clone())?
+                .with_factored_products(code.factored);
             let z = solver.solve(&xb)?.codes;
             let r = &xb - &d * &z;
             total += r.norm_squared();
