@@ -19,6 +19,9 @@
 //! `solver::factored_products_pay`), `cd` (coordinate descent in both), `compare` (only the
 //! iteration counts and code difference of `gram` and `factored` on the first 40 codes).
 //!
+//! `STAGE_DIR e2e MODEL n [epochs]` times a thesis-size 3-layer model's end-to-end training
+//! instead (see `end_to_end`).
+//!
 //! `cargo run --release -p sparse-bp --example thesis_layer3_profile -- STAGE_DIR [l1|group] [n]
 //! [dict_epochs] [final_tol] [data dir]` (defaults `l1 500 1 1e-4 ../shared/data/mnist`;
 //! `dict_epochs` 0 skips the dictionary learning, `final_tol` 0 skips the final pass).
@@ -50,8 +53,104 @@ fn median_usize(mut v: Vec<usize>) -> usize {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
+/// `STAGE_DIR e2e MODEL n [epochs] [data dir]`: the seconds of building the thesis-size 3-layer
+/// model `MODEL` (`lbp`, `lgbp`, `dp`, `gdp`) on the stored chain with a first classifier on its
+/// codes, and of `epochs` end-to-end epochs (full thesis-size recipe: tolerance, learning rates,
+/// batch of 100, warm starts) on the first `n` images (held-out set: 1 image).
+fn end_to_end(args: &[String]) -> Result<(), BoxError> {
+    use sparse_bp::models::{LinearClassifier, TaskLoss};
+    use sparse_bp::train::task_driven::early_stopping::{EarlyStopping, train_validated};
+    use sparse_bp::train::{FitParams, train_linear};
+    let dir = &args[0];
+    let name = args.get(2).map_or("lgbp", String::as_str);
+    let n: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
+    let epochs: usize = args.get(4).map_or(Ok(1), |s| s.parse())?;
+    let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
+    let full = paper::mnist_thesis_sizes(Scale::Full);
+    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
+    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let s = mnist_idx::load_standardised(data, 2000, 0)?;
+    let (x, labels) = (s.x_train.columns(0, n).into_owned(), s.y_train[..n].to_vec());
+    let t = Instant::now();
+    let nf = paper::deep_features(kind, &dicts, gs);
+    let build = |clf| paper::deep_model(&full.deep, (pursuit, kind), &dicts, gs, &info.weights, clf);
+    let m0 = build(LinearClassifier::zeros(10, nf))?;
+    let t_build = t.elapsed().as_secs_f64();
+    let f0 = m0.features(&x)?;
+    let t_codes = t.elapsed().as_secs_f64() - t_build;
+    let fit = FitParams { epochs: 10, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 1 };
+    let mut m = build(train_linear(&f0, &labels, TaskLoss::CrossEntropy, &fit)?)?;
+    let es = EarlyStopping { patience: epochs + 1, min_delta: 0.0 };
+    let p = sparse_bp::train::task_driven::TaskDrivenParams { epochs, ..full.deep.end_to_end.params_for(kind, 5) };
+    let x_val = x.columns(0, 1).into_owned();
+    let t = Instant::now();
+    let r = train_validated(&mut m, &x, &labels, &x_val, &labels[..1], &p, &es)?;
+    println!(
+        "{name} thesis sizes {:?}, {n} images: build {t_build:.2} s, cold codes {t_codes:.2} s, {} end-to-end epoch(s) \
+         {:.2} s (solver {:?} tol {}, factored products {:?})",
+        dicts.iter().map(|d| d.ncols()).collect::<Vec<_>>(),
+        r.epochs_run,
+        t.elapsed().as_secs_f64(),
+        m.solvers()[0].params().algorithm,
+        m.solvers()[0].params().tol,
+        m.solvers().iter().map(|s| s.factored_products()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// `STAGE_DIR dict FAMILY n epochs warm`: the seconds of `train::learn_dictionary_with` learning
+/// the 4096-atom layer 3 (as `paper::learn_chain_sized`, `paper::wide_layer_code_step`) on the
+/// layer-2 codes of the first `n` images for `epochs` epochs, with (`warm` 1) or without (0)
+/// warm starts from the previous epoch's codes.
+fn dict(args: &[String]) -> Result<(), BoxError> {
+    use sparse_bp::train::{DictParams, learn_dictionary_with};
+    let dir = &args[0];
+    let family = args.get(2).map_or("l1", String::as_str);
+    let n: usize = args.get(3).map_or(Ok(500), |s| s.parse())?;
+    let epochs: usize = args.get(4).map_or(Ok(2), |s| s.parse())?;
+    let warm = args.get(5).map(String::as_str) == Some("1");
+    let setup = paper::mnist_thesis_sizes(Scale::Quick);
+    let (gs, kind) = if family == "group" { (setup.group, CodeKind::Gbp) } else { (1, CodeKind::Bp) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let s = mnist_idx::load_standardised("/work/shared/data/mnist", 2000, 0)?;
+    let x = s.x_train.columns(0, n).into_owned();
+    let sp = paper::deep_solver_params(&setup.deep, Pursuit::Layered, kind);
+    let mut input = x;
+    for (d, &w) in dicts.iter().zip(&info.weights).take(2) {
+        let s = Solver::new(d.clone(), group_spec(d.ncols(), gs, w)?, sp.clone())?;
+        input = s.solve(&input)?.codes;
+    }
+    let p = DictParams {
+        atoms: 4096,
+        group_size: gs,
+        lambda: info.weights[2],
+        epochs,
+        warmup_epochs: 1,
+        lr: 2e-3,
+        batch_size: 250,
+        coherence_weight: 0.0,
+        code_tol: 1e-3,
+        seed: 35,
+    };
+    let step = sparse_bp::train::CodeStep { warm_start: warm, ..paper::wide_layer_code_step(&sp, 256, 4096) };
+    let t = Instant::now();
+    let (_, rec) = learn_dictionary_with(&input, &p, step)?;
+    println!(
+        "{family} dictionary 256 -> 4096, {n} codes, {epochs} epochs, {step:?}: {:.2} s, recon {rec:.4}",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.get(1).map(String::as_str) == Some("e2e") {
+        return end_to_end(&args);
+    }
+    if args.get(1).map(String::as_str) == Some("dict") {
+        return dict(&args);
+    }
     let dir = args.first().ok_or("usage: STAGE_DIR [l1|group] [n] [dict_epochs] [final_tol] [data dir]")?;
     let family = args.get(1).map_or("l1", String::as_str);
     let n: usize = args.get(2).map_or(Ok(500), |s| s.parse())?;
