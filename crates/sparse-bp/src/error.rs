@@ -126,6 +126,41 @@ pub enum SparseBpError {
         /// Which matrix.
         what: &'static str,
     },
+    /// The implicit-differentiation system `D_S^T D_S + H` at a code (its active atoms `S`,
+    /// [`crate::implicit`]) is singular or numerically rank deficient: its Cholesky
+    /// factorisation met a zero, negative or NaN pivot, or the solve gave a non-finite value.
+    /// With more active atoms than dictionary rows, `D_S^T D_S` has rank at most `rows` and
+    /// (without curvature from group-`l2` terms) the code on this support is not unique, so
+    /// `dGamma_S/dY = (D_S^T D_S + H)^{-1} D_S^T` does not exist; a tighter solver tolerance
+    /// (fewer spurious small entries) or a larger penalty usually removes it.
+    #[error(
+        "{what} at a code with {active} active atoms in {groups} active groups (dictionary {rows} x {atoms}) is \
+         singular or numerically rank deficient{}",
+        singular_hint(*.active, *.rows)
+    )]
+    SingularImplicit {
+        /// Which matrix (`D_S^T D_S + H`).
+        what: &'static str,
+        /// Active atoms `|S|` of the code.
+        active: usize,
+        /// Active groups of the code.
+        groups: usize,
+        /// Rows `m` of the dictionary.
+        rows: usize,
+        /// Atoms `M` of the dictionary.
+        atoms: usize,
+    },
+    /// An error of one sample's computation in one layer of a multi-layer model (e.g. a
+    /// [`SparseBpError::SingularImplicit`] in an attack's or a training step's gradient).
+    #[error("sample {sample} of the batch, {}: {source}", layer_name(*.layer))]
+    InLayer {
+        /// The layer (1-based) of a layered model, or `None` for the stacked Deep Pursuit problem.
+        layer: Option<usize>,
+        /// The sample's column in the batch.
+        sample: usize,
+        /// What went wrong there.
+        source: Box<SparseBpError>,
+    },
     /// Multi-layer dictionaries do not chain (`D_j` columns vs `D_{j+1}` rows).
     #[error("layer {layer}: dictionary has {rows} rows but the previous layer has {expected} atoms")]
     LayerMismatch {
@@ -188,6 +223,21 @@ pub enum SparseBpError {
         /// What the model's checks found.
         source: Box<SparseBpError>,
     },
+}
+
+fn singular_hint(active: usize, rows: usize) -> &'static str {
+    if active > rows {
+        " (more active atoms than dictionary rows: D_S^T D_S has rank <= rows, the code on this support is not unique)"
+    } else {
+        ""
+    }
+}
+
+fn layer_name(layer: Option<usize>) -> String {
+    match layer {
+        Some(l) => format!("layer {l}"),
+        None => "the stacked Deep Pursuit problem".to_owned(),
+    }
 }
 
 /// `Result` with [`SparseBpError`].

@@ -63,10 +63,30 @@ fn active_system(solver: &Solver, z: &[f64]) -> (Vec<usize>, DMatrix<f64>) {
     (support, a)
 }
 
-/// `a^{-1} v` for the symmetric positive definite `a = D_S^T D_S + H`, bit for bit nalgebra's
-/// `a.cholesky()?.solve(&v)` ([`crate::solver::kernels::cholesky_solve`], faster).
-fn solve_spd(a: DMatrix<f64>, v: &DVector<f64>) -> Result<DVector<f64>> {
-    crate::solver::kernels::cholesky_solve(a, v).ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })
+/// The typed error of a singular `D_S^T D_S + H` at the code `z` of `solver` (active atoms
+/// `support`): what, how many atoms and groups are active, and the dictionary's shape.
+fn singular(solver: &Solver, z: &[f64], support: &[usize]) -> SparseBpError {
+    let d = solver.dictionary();
+    let groups = solver.groups().groups().iter().filter(|g| g.atoms.iter().any(|&a| z[a] != 0.0)).count();
+    SparseBpError::SingularImplicit {
+        what: "D_S^T D_S + H",
+        active: support.len(),
+        groups,
+        rows: d.nrows(),
+        atoms: d.ncols(),
+    }
+}
+
+/// `a^{-1} v` for the symmetric positive definite `a = D_S^T D_S + H` at the code `z` (active
+/// atoms `support`), bit for bit nalgebra's `a.cholesky()?.solve(&v)`
+/// ([`crate::solver::kernels::cholesky_solve`], faster); a failed factorisation (a zero,
+/// negative or NaN pivot) or a non-finite solution is [`SparseBpError::SingularImplicit`],
+/// never a NaN handed on.
+fn solve_spd(solver: &Solver, z: &[f64], support: &[usize], a: DMatrix<f64>, v: &DVector<f64>) -> Result<DVector<f64>> {
+    match crate::solver::kernels::cholesky_solve(a, v) {
+        Some(y) if y.iter().all(|x| x.is_finite()) => Ok(y),
+        _ => Err(singular(solver, z, support)),
+    }
 }
 
 fn check_code(solver: &Solver, z: &DVector<f64>) -> Result<()> {
@@ -100,7 +120,7 @@ pub fn vjp(solver: &Solver, z: &DVector<f64>, v: &DVector<f64>) -> Result<DVecto
         return Ok(DVector::zeros(d.nrows()));
     }
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
-    let y = solve_spd(a, &vs)?;
+    let y = solve_spd(solver, z.as_slice(), &support, a, &vs)?;
     Ok(d.select_columns(&support) * y)
 }
 
@@ -142,7 +162,7 @@ pub(crate) fn adjoint(
         return Ok(None);
     }
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
-    let y = solve_spd(a, &vs)?;
+    let y = solve_spd(solver, z.as_slice(), &support, a, &vs)?;
     Ok(Some((support, y)))
 }
 
@@ -155,8 +175,11 @@ pub fn jacobian(solver: &Solver, z: &DVector<f64>) -> Result<DMatrix<f64>> {
     if support.is_empty() {
         return Ok(j);
     }
-    let chol = a.cholesky().ok_or(SparseBpError::Singular { what: "D_S^T D_S + H" })?;
+    let chol = a.cholesky().ok_or_else(|| singular(solver, z.as_slice(), &support))?;
     let js = chol.solve(&d.select_columns(&support).transpose());
+    if js.iter().any(|x| !x.is_finite()) {
+        return Err(singular(solver, z.as_slice(), &support));
+    }
     for (k, &s) in support.iter().enumerate() {
         j.row_mut(s).copy_from(&js.row(k));
     }
@@ -292,7 +315,7 @@ pub fn vjp_full(solver: &Solver, x: &DVector<f64>, z: &DVector<f64>, v: &DVector
         return Ok(out);
     }
     let vs = DVector::from_fn(support.len(), |i, _| v[support[i]]);
-    let y = solve_spd(a, &vs)?;
+    let y = solve_spd(solver, z.as_slice(), &support, a, &vs)?;
     let ds = d.select_columns(&support);
     let dy = &ds * &y;
     let r = x - d * z;

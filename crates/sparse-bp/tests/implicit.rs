@@ -222,3 +222,58 @@ proptest! {
         prop_assert!(checked > 0);
     }
 }
+
+/// A dictionary with a repeated atom (`d_2 = d_0`) whose solution splits its weight between the
+/// copies (FISTA from zero moves both copies alike): with `l1` the active block of `D_S^T D_S` is
+/// `[[1, 1], [1, 1]]`, singular, and every derivative is the typed error that says what, how
+/// many atoms and groups are active and the dictionary's shape (and, with more active atoms
+/// than rows, why), never a panic nor a NaN; with both copies in one group-`l2` group the
+/// curvature `H` makes the system invertible, and the VJP matches central finite differences.
+#[test]
+fn singular_implicit_system_is_a_typed_error() {
+    let d = nalgebra::DMatrix::from_column_slice(2, 3, &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+    let p = SolverParams::builder().algorithm(Algorithm::Fista).restart(false).tol(1e-14).max_iter(200_000);
+    let l1 = Solver::new(d.clone(), GroupSpec::lasso(3, 0.1).unwrap(), p.clone().build().unwrap()).unwrap();
+    let v = DVector::from_element(3, 1.0);
+    // two active atoms (the copies) on two rows
+    let x = DVector::from_vec(vec![2.0, 0.05]);
+    let z = code(&l1, &x);
+    assert!(z[0] > 0.0 && z[0] == z[2] && z[1] == 0.0, "the copies share the weight: {z:?}");
+    let expect = |e: SparseBpError| {
+        assert!(
+            matches!(
+                e,
+                SparseBpError::SingularImplicit { what: "D_S^T D_S + H", active: 2, groups: 2, rows: 2, atoms: 3 }
+            ),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("2 active atoms in 2 active groups (dictionary 2 x 3)"), "{msg}");
+        assert!(!msg.contains("more active atoms than dictionary rows"), "{msg}");
+    };
+    expect(vjp(&l1, &z, &v).unwrap_err());
+    expect(jacobian(&l1, &z).unwrap_err());
+    expect(vjp_full(&l1, &x, &z, &v).unwrap_err());
+    // three active atoms on two rows: the message says why the system cannot be inverted
+    let x3 = DVector::from_vec(vec![2.0, 0.5]);
+    let z3 = code(&l1, &x3);
+    assert!(z3.iter().all(|&c| c > 0.0), "{z3:?}");
+    let e = vjp(&l1, &z3, &v).unwrap_err();
+    assert!(matches!(e, SparseBpError::SingularImplicit { active: 3, groups: 3, rows: 2, atoms: 3, .. }), "{e:?}");
+    assert!(e.to_string().contains("more active atoms than dictionary rows"), "{e}");
+    // the copies in one l2 group: H = w/||z_g|| (I - u u^T) covers the null direction (1, -1)
+    let groups = vec![Group::new(vec![0, 2], 0.1, GroupNorm::L2), Group::new(vec![1], 0.1, GroupNorm::L2)];
+    let gl = Solver::new(d, GroupSpec::new(3, groups).unwrap(), p.build().unwrap()).unwrap();
+    let zg = code(&gl, &x3);
+    assert!(zg.iter().all(|&c| c != 0.0), "{zg:?}");
+    let g = vjp(&gl, &zg, &v).unwrap();
+    assert!(g.iter().all(|x| x.is_finite()));
+    let h = 1e-6;
+    for i in 0..2 {
+        let (mut xp, mut xm) = (x3.clone(), x3.clone());
+        xp[i] += h;
+        xm[i] -= h;
+        let fd = (code(&gl, &xp).sum() - code(&gl, &xm).sum()) / (2.0 * h);
+        assert!((fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()), "entry {i}: fd {fd} vs {}", g[i]);
+    }
+}

@@ -316,3 +316,51 @@ fn small_batch_is_bit_identical_on_any_thread_count() {
         }
     }
 }
+
+/// Factored FISTA / ISTA products (`D^T (D y)` instead of `G y`, `Solver::with_factored_products`)
+/// on a dictionary more than twice overcomplete, `l1` and group `l2`: the same iteration counts
+/// and convergence, every gap within the same tolerance, codes equal to rounding, the optimum
+/// reached (a tight solve from either matches coordinate descent's), and the flag leaves the
+/// solver's serialised bytes unchanged (model files keep their format; a decoded solver uses `G`).
+#[test]
+fn factored_products_give_the_same_iterates_to_rounding() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let (m, big_m) = (12, 60);
+    assert!(solver::factored_products_pay(m, big_m) && !solver::factored_products_pay(m, 2 * m));
+    let d = gaussian_dictionary(m, big_m, &mut rng);
+    let x = DMatrix::from_fn(m, 40, |_, _| rand::RngExt::random_range(&mut rng, -2.0..2.0));
+    for (groups, alg) in [
+        (GroupSpec::lasso(big_m, 0.2).unwrap(), Algorithm::Fista),
+        (GroupSpec::contiguous_blocks(big_m, 4, 0.3, GroupNorm::L2).unwrap(), Algorithm::Fista),
+        (GroupSpec::contiguous_blocks(big_m, 4, 0.3, GroupNorm::L2).unwrap(), Algorithm::Ista),
+    ] {
+        for tol in [1e-3, 1e-10] {
+            let g = Solver::new(d.clone(), groups.clone(), params(alg, tol)).unwrap();
+            let f = g.clone().with_factored_products(true);
+            assert!(f.factored_products() && !g.factored_products());
+            let (a, b) = (g.solve(&x).unwrap(), f.solve(&x).unwrap());
+            assert_eq!(a.iterations, b.iterations, "{alg:?} tol {tol}");
+            assert!(a.all_converged() && b.all_converged(), "{alg:?} tol {tol}");
+            assert!(b.max_gap() <= tol, "{alg:?} tol {tol}: {}", b.max_gap());
+            assert!((&a.codes - &b.codes).amax() < 1e-9, "{alg:?} tol {tol}: {}", (&a.codes - &b.codes).amax());
+            // the gap the solver reports is the solver-independent one
+            for j in 0..x.ncols() {
+                let (xj, zj) = (x.column(j).into_owned(), b.codes.column(j).into_owned());
+                let rel = f.duality_gap(&xj, &zj).unwrap() / (0.5 * xj.norm_squared());
+                assert!((rel - b.gaps[j]).abs() <= 1e-9 * (1.0 + rel), "{rel} vs {}", b.gaps[j]);
+            }
+            if tol < 1e-6 {
+                let cd = g.with_params(params(Algorithm::CoordinateDescent, 1e-12)).unwrap().solve(&x).unwrap();
+                assert!((&cd.codes - &b.codes).amax() < 1e-4, "{alg:?}: {}", (&cd.codes - &b.codes).amax());
+            }
+            let bytes = |s: &Solver| bincode::serde::encode_to_vec(s, bincode::config::standard()).unwrap();
+            assert_eq!(bytes(&g), bytes(&f), "the flag is not serialised");
+            let (back, _): (Solver, usize) =
+                bincode::serde::decode_from_slice(&bytes(&f), bincode::config::standard()).unwrap();
+            assert!(!back.factored_products());
+            // off again: bit for bit the Gram path
+            let off = f.with_factored_products(false).solve(&x).unwrap();
+            assert_eq!(off, a);
+        }
+    }
+}

@@ -48,7 +48,7 @@ use super::{Classifier, CodeKind, LinearClassifier, TaskLoss, WarmCodes, default
 use crate::error::{Result, SparseBpError};
 use crate::groups::{Group, GroupNorm, GroupSpec};
 use crate::multilayer::MultiLayer;
-use crate::solver::{Solver, SolverParams};
+use crate::solver::{Solver, SolverParams, factored_products_pay};
 
 /// How the layers' codes are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +127,12 @@ impl MultiLayerClassifier {
         Self::with_solver_params(pursuit, kind, dicts, group_size, weights, classifier, task, default_solver_params())
     }
 
-    /// [`MultiLayerClassifier::new`] with explicit solver parameters.
+    /// [`MultiLayerClassifier::new`] with explicit solver parameters. A solver whose dictionary
+    /// (a layer's, or the stacked one) is more than twice overcomplete
+    /// ([`factored_products_pay`]: the thesis-size 4096-atom layer, never a preset's) forms
+    /// FISTA / ISTA products as `D^T (D y)` ([`Solver::with_factored_products`]); the choice
+    /// follows from the dictionaries, so a model decoded from a file and rebuilt here
+    /// ([`crate::train::ModelFile::validated`]) makes the same one.
     #[allow(clippy::too_many_arguments)]
     pub fn with_solver_params(
         pursuit: Pursuit,
@@ -163,7 +168,8 @@ impl MultiLayerClassifier {
                 .zip(&weights)
                 .map(|(d, &w)| {
                     let g = GroupSpec::new(d.ncols(), layer_groups(kind, 0, d.ncols(), gs, w))?;
-                    Solver::new(d.clone(), g, params.clone())
+                    let s = Solver::new(d.clone(), g, params.clone())?;
+                    Ok(s.with_factored_products(factored_products_pay(d.nrows(), d.ncols())))
                 })
                 .collect::<Result<Vec<_>>>()?,
             Pursuit::Deep => {
@@ -174,7 +180,9 @@ impl MultiLayerClassifier {
                     start += s;
                 }
                 let spec = GroupSpec::new(start, groups)?;
-                vec![Solver::new(layers.stacked_dictionary(), spec, params)?]
+                let a = layers.stacked_dictionary();
+                let pay = factored_products_pay(a.nrows(), a.ncols());
+                vec![Solver::new(a, spec, params)?.with_factored_products(pay)]
             }
         };
         Ok(Self { pursuit, kind, group_size: gs, weights, classifier, task, layers, solvers })
@@ -324,8 +332,10 @@ impl MultiLayerClassifier {
                 match self.pursuit {
                     Pursuit::Layered => {
                         let mut v = v;
-                        for (s, z) in self.solvers.iter().zip(codes).rev() {
-                            v = crate::implicit::vjp(s, &z.column(j).into_owned(), &v)?;
+                        for (l, (s, z)) in self.solvers.iter().zip(codes).enumerate().rev() {
+                            v = crate::implicit::vjp(s, &z.column(j).into_owned(), &v).map_err(|e| {
+                                SparseBpError::InLayer { layer: Some(l + 1), sample: j, source: Box::new(e) }
+                            })?;
                         }
                         Ok(v)
                     }
@@ -339,7 +349,8 @@ impl MultiLayerClassifier {
                         }
                         let mut vs = DVector::zeros(total);
                         vs.rows_mut(total - v.len(), v.len()).copy_from(&v);
-                        let g = crate::implicit::vjp(&self.solvers[0], &zs, &vs)?;
+                        let g = crate::implicit::vjp(&self.solvers[0], &zs, &vs)
+                            .map_err(|e| SparseBpError::InLayer { layer: None, sample: j, source: Box::new(e) })?;
                         Ok(g.rows(0, m).into_owned())
                     }
                 }
@@ -435,6 +446,53 @@ mod tests {
             assert!((a - b).amax() < 1e-8);
         }
         assert_eq!([l.name(), m.name()], ["lbp", "dp"], "names used in results.json must stay stable");
+    }
+
+    /// A layer-2 dictionary with a repeated atom (the tiny overcomplete case that met a singular
+    /// `D_S^T D_S + H`): the attack gradient of the layered `l1` model is the typed error naming
+    /// the layer and the sample, not a panic nor a NaN; so is the Deep Pursuit model's, whose
+    /// stacked dictionary repeats the atom's column too (its layer named as the stacked problem).
+    #[test]
+    fn a_singular_layer_system_names_its_layer_and_sample() {
+        let d1 = DMatrix::<f64>::identity(2, 2);
+        let d2 = DMatrix::from_column_slice(2, 3, &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+        let clf =
+            LinearClassifier { w: DMatrix::from_fn(2, 3, |i, j| (i + j) as f64 * 0.5 - 0.5), b: DVector::zeros(2) };
+        let mk = |pursuit| {
+            MultiLayerClassifier::with_solver_params(
+                pursuit,
+                CodeKind::Bp,
+                vec![d1.clone(), d2.clone()],
+                1,
+                vec![0.1, 0.1],
+                clf.clone(),
+                TaskLoss::CrossEntropy,
+                SolverParams { restart: false, ..tight() },
+            )
+            .unwrap()
+        };
+        let x = DMatrix::from_column_slice(2, 2, &[0.0, 0.0, 3.0, 0.2]);
+        let m = mk(Pursuit::Layered);
+        let codes = m.codes(&x).unwrap();
+        assert!(codes[1][(0, 1)] > 0.0 && codes[1][(0, 1)] == codes[1][(2, 1)], "{}", codes[1]);
+        let e = m.input_gradient(&x, &[0, 1]).unwrap_err();
+        match &e {
+            SparseBpError::InLayer { layer: Some(2), sample: 1, source } => assert!(
+                matches!(**source, SparseBpError::SingularImplicit { active: 2, rows: 2, atoms: 3, .. }),
+                "{source:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().starts_with("sample 1 of the batch, layer 2: D_S^T D_S + H at a code"), "{e}");
+        let e = mk(Pursuit::Deep).input_gradient(&x, &[0, 1]).unwrap_err();
+        match &e {
+            SparseBpError::InLayer { layer: None, sample: 1, source } => assert!(
+                matches!(**source, SparseBpError::SingularImplicit { active: 4, rows: 4, atoms: 5, .. }),
+                "{source:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().starts_with("sample 1 of the batch, the stacked Deep Pursuit problem: "), "{e}");
     }
 
     #[test]

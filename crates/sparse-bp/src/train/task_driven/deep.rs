@@ -214,7 +214,12 @@ pub fn multilayer_gradient_warm(
                     }
                 }
                 for l in (0..nl).rev() {
-                    if let Some((support, y)) = adjoint(&solvers[l], &z[l], &cot[l])? {
+                    let adj = adjoint(&solvers[l], &z[l], &cot[l]).map_err(|e| SparseBpError::InLayer {
+                        layer: Some(l + 1),
+                        sample: j,
+                        source: Box::new(e),
+                    })?;
+                    if let Some((support, y)) = adj {
                         let dy = accumulate_dictionary(
                             &dicts[l],
                             &support,
@@ -243,7 +248,12 @@ pub fn multilayer_gradient_warm(
                 if c > 0.0 {
                     v -= crate::solver::kernels::tr_mul_vec(a, &a_rows, &rs) * c;
                 }
-                if let Some((support, y)) = adjoint(&solvers[0], &zs, &v)? {
+                let adj = adjoint(&solvers[0], &zs, &v).map_err(|e| SparseBpError::InLayer {
+                    layer: None,
+                    sample: j,
+                    source: Box::new(e),
+                })?;
+                if let Some((support, y)) = adj {
                     accumulate_dictionary(a, &support, &y, &rs, &zs, &mut acc, &blocks);
                 }
             }

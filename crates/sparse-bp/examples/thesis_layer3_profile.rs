@@ -1,0 +1,251 @@
+//! Where the time of the thesis-size 4096-atom third layer goes (issue 20, `--thesis-sizes`):
+//! the layer-3 dictionary learning of `paper::learn_chain_sized` (the loop of
+//! `train::learn_dictionary`, replicated here step by step so that each step is timed) and the
+//! chain's final coding pass, on the layer-2 codes of the first `n` MNIST training images.
+//!
+//! The three dictionaries and every layer's penalty are read from the chain stage of a stored
+//! quick thesis-size run (`deep-chain-l1-thesis` or `deep-chain-group-thesis`), so the layer-3 input is what that
+//! run's layer 3 saw (images standardised over the quick preset's 2,000 training images).
+//!
+//! Printed per dictionary batch: seconds of `Solver::new` (Gram matrix, Lipschitz constant), of
+//! the coding step and of the dictionary update, and the coding step's iterations per code
+//! (median / max, how many codes missed `code_tol`); then the final coding pass with the
+//! chain's solver (`paper::deep_solver_params`) at the quick (`1e-4`) or full (`1e-5`)
+//! tolerance.
+//!
+//! The environment variable `VARIANT` picks the solver: `gram` (default; FISTA on `G = D^T D`
+//! in the dictionary step as `train::learn_dictionary`, the chain's solver in the final pass,
+//! as before factored products), `factored` (FISTA with `D^T (D y)` products where
+//! `solver::factored_products_pay`), `cd` (coordinate descent in both), `compare` (only the
+//! iteration counts and code difference of `gram` and `factored` on the first 40 codes).
+//!
+//! `STAGE_DIR e2e MODEL n [epochs]` times a thesis-size 3-layer model's end-to-end training
+//! instead (see `end_to_end`).
+//!
+//! `cargo run --release -p sparse-bp --example thesis_layer3_profile -- STAGE_DIR [l1|group] [n]
+//! [dict_epochs] [final_tol] [data dir]` (defaults `l1 500 1 1e-4 ../shared/data/mnist`;
+//! `dict_epochs` 0 skips the dictionary learning, `final_tol` 0 skips the final pass).
+
+use std::path::Path;
+use std::time::Instant;
+
+use sparse_bp::models::CodeKind;
+use sparse_bp::models::deep::Pursuit;
+use sparse_bp::nalgebra::DMatrix;
+use sparse_bp::paper::{self, DeepChainInfo, STAGE_KIND, Scale, StageTime};
+use sparse_bp::train::group_spec;
+use sparse_bp::{Solver, SolverParams};
+
+#[path = "common/mnist_idx.rs"]
+mod mnist_idx;
+use mnist_idx::BoxError;
+
+fn stage<T: serde::de::DeserializeOwned>(dir: &str, name: &str) -> Result<T, BoxError> {
+    let path = Path::new(dir).join(format!("{name}.bin"));
+    let bytes = std::fs::read(&path)?;
+    let (stored, value, _t): (String, T, Vec<StageTime>) = persist::decode(&path, STAGE_KIND, &bytes)?;
+    assert_eq!(stored, name);
+    Ok(value)
+}
+
+fn median_usize(mut v: Vec<usize>) -> usize {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// `STAGE_DIR e2e MODEL n [epochs] [data dir]`: the seconds of building the thesis-size 3-layer
+/// model `MODEL` (`lbp`, `lgbp`, `dp`, `gdp`) on the stored chain with a first classifier on its
+/// codes, and of `epochs` end-to-end epochs (full thesis-size recipe: tolerance, learning rates,
+/// batch of 100, warm starts) on the first `n` images (held-out set: 1 image).
+fn end_to_end(args: &[String]) -> Result<(), BoxError> {
+    use sparse_bp::models::{LinearClassifier, TaskLoss};
+    use sparse_bp::train::task_driven::early_stopping::{EarlyStopping, train_validated};
+    use sparse_bp::train::{FitParams, train_linear};
+    let dir = &args[0];
+    let name = args.get(2).map_or("lgbp", String::as_str);
+    let n: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
+    let epochs: usize = args.get(4).map_or(Ok(1), |s| s.parse())?;
+    let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
+    let full = paper::mnist_thesis_sizes(Scale::Full);
+    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
+    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let s = mnist_idx::load_standardised(data, 2000, 0)?;
+    let (x, labels) = (s.x_train.columns(0, n).into_owned(), s.y_train[..n].to_vec());
+    let t = Instant::now();
+    let nf = paper::deep_features(kind, &dicts, gs);
+    let build = |clf| paper::deep_model(&full.deep, (pursuit, kind), &dicts, gs, &info.weights, clf);
+    let m0 = build(LinearClassifier::zeros(10, nf))?;
+    let t_build = t.elapsed().as_secs_f64();
+    let f0 = m0.features(&x)?;
+    let t_codes = t.elapsed().as_secs_f64() - t_build;
+    let fit = FitParams { epochs: 10, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 1 };
+    let mut m = build(train_linear(&f0, &labels, TaskLoss::CrossEntropy, &fit)?)?;
+    let es = EarlyStopping { patience: epochs + 1, min_delta: 0.0 };
+    let p = sparse_bp::train::task_driven::TaskDrivenParams { epochs, ..full.deep.end_to_end.params_for(kind, 5) };
+    let x_val = x.columns(0, 1).into_owned();
+    let t = Instant::now();
+    let r = train_validated(&mut m, &x, &labels, &x_val, &labels[..1], &p, &es)?;
+    println!(
+        "{name} thesis sizes {:?}, {n} images: build {t_build:.2} s, cold codes {t_codes:.2} s, {} end-to-end epoch(s) \
+         {:.2} s (solver {:?} tol {}, factored products {:?})",
+        dicts.iter().map(|d| d.ncols()).collect::<Vec<_>>(),
+        r.epochs_run,
+        t.elapsed().as_secs_f64(),
+        m.solvers()[0].params().algorithm,
+        m.solvers()[0].params().tol,
+        m.solvers().iter().map(|s| s.factored_products()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// `STAGE_DIR dict FAMILY n epochs warm`: the seconds of `train::learn_dictionary_with` learning
+/// the 4096-atom layer 3 (as `paper::learn_chain_sized`, `paper::wide_layer_code_step`) on the
+/// layer-2 codes of the first `n` images for `epochs` epochs, with (`warm` 1) or without (0)
+/// warm starts from the previous epoch's codes.
+fn dict(args: &[String]) -> Result<(), BoxError> {
+    use sparse_bp::train::{DictParams, learn_dictionary_with};
+    let dir = &args[0];
+    let family = args.get(2).map_or("l1", String::as_str);
+    let n: usize = args.get(3).map_or(Ok(500), |s| s.parse())?;
+    let epochs: usize = args.get(4).map_or(Ok(2), |s| s.parse())?;
+    let warm = args.get(5).map(String::as_str) == Some("1");
+    let setup = paper::mnist_thesis_sizes(Scale::Quick);
+    let (gs, kind) = if family == "group" { (setup.group, CodeKind::Gbp) } else { (1, CodeKind::Bp) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let s = mnist_idx::load_standardised("/work/shared/data/mnist", 2000, 0)?;
+    let x = s.x_train.columns(0, n).into_owned();
+    let sp = paper::deep_solver_params(&setup.deep, Pursuit::Layered, kind);
+    let mut input = x;
+    for (d, &w) in dicts.iter().zip(&info.weights).take(2) {
+        let s = Solver::new(d.clone(), group_spec(d.ncols(), gs, w)?, sp.clone())?;
+        input = s.solve(&input)?.codes;
+    }
+    let p = DictParams {
+        atoms: 4096,
+        group_size: gs,
+        lambda: info.weights[2],
+        epochs,
+        warmup_epochs: 1,
+        lr: 2e-3,
+        batch_size: 250,
+        coherence_weight: 0.0,
+        code_tol: 1e-3,
+        seed: 35,
+    };
+    let step = sparse_bp::train::CodeStep { warm_start: warm, ..paper::wide_layer_code_step(&sp, 256, 4096) };
+    let t = Instant::now();
+    let (_, rec) = learn_dictionary_with(&input, &p, step)?;
+    println!(
+        "{family} dictionary 256 -> 4096, {n} codes, {epochs} epochs, {step:?}: {:.2} s, recon {rec:.4}",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.get(1).map(String::as_str) == Some("e2e") {
+        return end_to_end(&args);
+    }
+    if args.get(1).map(String::as_str) == Some("dict") {
+        return dict(&args);
+    }
+    let dir = args.first().ok_or("usage: STAGE_DIR [l1|group] [n] [dict_epochs] [final_tol] [data dir]")?;
+    let family = args.get(1).map_or("l1", String::as_str);
+    let n: usize = args.get(2).map_or(Ok(500), |s| s.parse())?;
+    let epochs: usize = args.get(3).map_or(Ok(1), |s| s.parse())?;
+    let final_tol: f64 = args.get(4).map_or(Ok(1e-4), |s| s.parse())?;
+    let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
+    let setup = paper::mnist_thesis_sizes(Scale::Quick);
+    let (gs, kind) = if family == "group" { (setup.group, CodeKind::Gbp) } else { (1, CodeKind::Bp) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let s = mnist_idx::load_standardised(data, 2000, 0)?;
+    let x = s.x_train.columns(0, n).into_owned();
+    let sp = paper::deep_solver_params(&setup.deep, Pursuit::Layered, kind);
+    println!(
+        "family {family}, n {n}, chain solver {:?} tol {}, layers {:?}",
+        sp.algorithm,
+        sp.tol,
+        dicts.iter().map(|d| d.shape()).collect::<Vec<_>>()
+    );
+    // VARIANT (environment): `gram` (as the library: FISTA on `G = D^T D` in the dictionary
+    // step, the chain's solver in the final pass), `factored` (FISTA with `D^T (D y)` products
+    // where `2 m < M`), `cd` (coordinate descent in both)
+    let variant = std::env::var("VARIANT").unwrap_or_else(|_| "gram".into());
+    println!("variant {variant}");
+    let solve = |d: &DMatrix<f64>, lam: f64, input: &DMatrix<f64>, sp: &SolverParams| -> Result<_, BoxError> {
+        let t = Instant::now();
+        let mut sp = sp.clone();
+        if variant == "cd" {
+            sp.algorithm = sparse_bp::Algorithm::CoordinateDescent;
+        }
+        let s = Solver::new(d.clone(), group_spec(d.ncols(), gs, lam)?, sp)?.with_factored_products(
+            variant == "factored" && sparse_bp::solver::factored_products_pay(d.nrows(), d.ncols()),
+        );
+        let t_new = t.elapsed().as_secs_f64();
+        let sol = s.solve(input)?;
+        Ok((sol, t_new, t.elapsed().as_secs_f64() - t_new))
+    };
+    let solve0 = |d: &DMatrix<f64>, lam: f64, input: &DMatrix<f64>| -> Result<_, BoxError> {
+        Ok(Solver::new(d.clone(), group_spec(d.ncols(), gs, lam)?, sp.clone())?.solve(input)?)
+    };
+    let c1 = solve0(&dicts[0], info.weights[0], &x)?;
+    let c2 = solve0(&dicts[1], info.weights[1], &c1.codes)?;
+    let input = c2.codes;
+    let lam3 = info.weights[2];
+    println!("layer-3 input {:?}, lambda {lam3}", input.shape());
+
+    if variant == "compare" {
+        let xb = input.columns(0, 40).into_owned();
+        let code_sp = SolverParams { tol: 1e-3, max_iter: 500, ..SolverParams::default() };
+        let s = Solver::new(dicts[2].clone(), group_spec(dicts[2].ncols(), gs, lam3 / 2.0)?, code_sp)?;
+        let a = s.solve(&xb)?;
+        let b = s.clone().with_factored_products(true).solve(&xb)?;
+        println!(
+            "gram     {:?}\nfactored {:?}\nmax diff {:e}",
+            a.iterations,
+            b.iterations,
+            (&a.codes - &b.codes).amax()
+        );
+        println!("gaps gram {:?}\ngaps fact {:?}", &a.gaps[..8], &b.gaps[..8]);
+        return Ok(());
+    }
+    // the layer-3 dictionary step of paper::learn_chain_sized / train::learn_dictionary
+    let d3 = &dicts[2];
+    let mut d = d3.clone();
+    let code_sp = SolverParams { tol: 1e-3, max_iter: 500, ..SolverParams::default() };
+    for epoch in 0..epochs {
+        let lam = lam3 * ((epoch + 1) as f64 / 2.0).min(1.0);
+        for (b, start) in (0..n).step_by(250).enumerate() {
+            let xb = input.columns(start, 250.min(n - start)).into_owned();
+            let (sol, t_new, t_solve) = solve(&d, lam, &xb, &code_sp)?;
+            let t = Instant::now();
+            let r = &xb - &d * &sol.codes;
+            let g = -(&r * sol.codes.transpose()) / xb.ncols() as f64;
+            d -= g * 1e-9; // the update's arithmetic (Adam's cost is elementwise, not timed apart)
+            let t_upd = t.elapsed().as_secs_f64();
+            let missed = sol.converged.iter().filter(|c| !**c).count();
+            println!(
+                "epoch {epoch} batch {b}: new {t_new:.2} s, solve {t_solve:.2} s ({} codes, iterations median {} max {}, {missed} missed tol, max gap {:.2e}), update {t_upd:.2} s",
+                xb.ncols(),
+                median_usize(sol.iterations.clone()),
+                sol.iterations.iter().max().unwrap_or(&0),
+                sol.max_gap()
+            );
+        }
+    }
+    if final_tol > 0.0 {
+        let sp = SolverParams { tol: final_tol, ..sp.clone() };
+        let (sol, t_new, t_solve) = solve(d3, lam3, &input, &sp)?;
+        let nnz = sol.codes.iter().filter(|v| **v != 0.0).count() as f64 / n as f64;
+        println!(
+            "final pass ({:?}, tol {final_tol}): new {t_new:.2} s, solve {t_solve:.2} s, iterations median {} max {}, {} missed, mean nnz {nnz:.1}",
+            sp.algorithm,
+            median_usize(sol.iterations.clone()),
+            sol.iterations.iter().max().unwrap_or(&0),
+            sol.converged.iter().filter(|c| !**c).count()
+        );
+    }
+    Ok(())
+}
