@@ -123,21 +123,21 @@
 //!
 //! Issue 19, backward of the recurrent network (00:20-00:50 UTC; binaries of 6d58991 "old" and of
 //! the commit that skips the input spikes' unused jump sum "new", /work/exp/issue-19-bwd-*;
-//! callgrind as above, `rMODE 16 1 bwd`): p = 0.1 / dense / p = 0 old 751.6 / 3379.8 / 124.5 M,
-//! new 701.6 / 3343.2 / 118.9 M instructions, i.e. per stored input and hidden synapse net of p = 0
+//! callgrind as above, `rMODE 16 1 bwd`): p = 0.1 / dense / p = 0 old 751.6 / 3379.8 / 124.5 M, new
+//! 701.6 / 3343.2 / 118.9 M instructions, i.e. per stored input and hidden synapse net of p = 0
 //! (61,924 and 620,544 of them) 633.0 against 327.9 instructions per sample old, 588.1 against
-//! 324.7 new: 1.93x -> 1.81x dense. CPU (`r0.1 16 30 bwd`, 4 rounds alternating, load 6.1-6.9)
-//! old 4.29 / 4.04 / 4.54 / 4.50, new 4.04 / 4.08 / 4.10 / 4.31 ms per sample. What dominates,
-//! per synaptic event (19.04 M event-synapse reads in the 16 samples; callgrind line counts of the
-//! new binary): the ring read with its wrap test and bounds check, 7 instructions
-//! (`base_off + o`, a compare and subtract for the wrap, `o < rn`), the two gradient
-//! read-modify-writes `dL/dw -= tau_s lambda_I`, `dL/dd -= w (lambda_I - lambda_V)`, 10.7, the
-//! jump sum of a hidden spike 3, the zipped loop ~5.4: 23 per input event and 26 per hidden one,
-//! 30.6 all-in net of p = 0 (the dense deferred sweep: 3343.2 M over 16 x 9.23 M events, 22.6 per
-//! event with its p = 0 work included). The time is not in those instructions but in the memory
-//! they touch: every read is a random 16-byte pair in the 1.29 MB history ring (151 slots x 532 neurons), every gradient entry a read-modify-write in
-//! the gradient arrays (72,164 x 8 bytes = 577 KB for the weights, as much for the delays), at
-//! each event rather than once per synapse.
+//! 324.7 new: 1.93x -> 1.81x dense. CPU (`r0.1 16 30 bwd`, 4 rounds alternating, load 6.1-6.9) old
+//! 4.29 / 4.04 / 4.54 / 4.50, new 4.04 / 4.08 / 4.10 / 4.31 ms per sample. What dominates, per
+//! synaptic event (19.04 M event-synapse reads in the 16 samples; callgrind line counts of the new
+//! binary): the ring read with its wrap test and bounds check, 7 instructions (`base_off + o`, a
+//! compare and subtract for the wrap, `o < rn`), the two gradient read-modify-writes `dL/dw -=
+//! tau_s lambda_I`, `dL/dd -= w (lambda_I - lambda_V)`, 10.7, the jump sum of a hidden spike 3, the
+//! zipped loop ~5.4: 23 per input event and 26 per hidden one, 30.6 all-in net of p = 0 (the dense
+//! deferred sweep: 3343.2 M over 16 x 9.23 M events, 22.6 per event with its p = 0 work included).
+//! The time is not in those instructions but in the memory they touch: every read is a random
+//! 16-byte pair in the 1.29 MB history ring (151 slots x 532 neurons), every gradient entry a
+//! read-modify-write in the gradient arrays (72,164 x 8 bytes = 577 KB for the weights, as much for
+//! the delays), at each event rather than once per synapse.
 //! Three ways to cut the instructions, all bit for bit the per-event gradients
 //! (`tests/clocked_sparse_sweep.rs` pins them), measured and not kept:
 //!
