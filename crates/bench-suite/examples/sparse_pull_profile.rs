@@ -120,6 +120,48 @@
 //! (`rMODE 16 10 bwd`, load 5.4-5.5), 1.47x per synapse. `fan_out_column` (one history read and
 //! two gradient read-modify-writes per synapse and event, ~26 instructions) is 81 % of it at
 //! p = 0.1.
+//!
+//! Issue 19, backward of the recurrent network (00:20-00:50 UTC; binaries of 6d58991 "old" and of
+//! the commit that skips the input spikes' unused jump sum "new", /work/exp/issue-19-bwd-*;
+//! callgrind as above, `rMODE 16 1 bwd`): p = 0.1 / dense / p = 0 old 751.6 / 3379.8 / 124.5 M, new
+//! 701.6 / 3343.2 / 118.9 M instructions, i.e. per stored input and hidden synapse net of p = 0
+//! (61,924 and 620,544 of them) 633.0 against 327.9 instructions per sample old, 588.1 against
+//! 324.7 new: 1.93x -> 1.81x dense. CPU (`r0.1 16 30 bwd`, 4 rounds alternating, load 6.1-6.9) old
+//! 4.29 / 4.04 / 4.54 / 4.50, new 4.04 / 4.08 / 4.10 / 4.31 ms per sample. What dominates, per
+//! synaptic event (19.04 M event-synapse reads in the 16 samples; callgrind line counts of the new
+//! binary): the ring read with its wrap test and bounds check, 7 instructions (`base_off + o`, a
+//! compare and subtract for the wrap, `o < rn`), the two gradient read-modify-writes `dL/dw -=
+//! tau_s lambda_I`, `dL/dd -= w (lambda_I - lambda_V)`, 10.7, the jump sum of a hidden spike 3, the
+//! zipped loop ~5.4: 23 per input event and 26 per hidden one, 30.6 all-in net of p = 0 (the dense
+//! deferred sweep: 3343.2 M over 16 x 9.23 M events, 22.6 per event with its p = 0 work included).
+//! The time is not in those instructions but in the memory they touch: every read is a random
+//! 16-byte pair in the 1.29 MB history ring (151 slots x 532 neurons), every gradient entry a
+//! read-modify-write in the gradient arrays (72,164 x 8 bytes = 577 KB for the weights, as much for
+//! the delays), at each event rather than once per synapse.
+//! Three ways to cut the instructions, all bit for bit the per-event gradients
+//! (`tests/clocked_sparse_sweep.rs` pins them), measured and not kept:
+//!
+//! - a deferred sweep through the fan-outs (the dense sweep's window of adjoints, each synapse
+//!   summing its source's window events latest first from its current gradient, in registers):
+//!   820.1 M instructions (the jump sums still read the ring per event, so hidden spikes read twice;
+//!   storing the 9.9 MB window is 88 M, grouping the events 22 M, against 19 M x ~13 saved) and
+//!   CPU 11.0 / 12.4 against 4.75 / 4.75 ms per sample (`r0.1 16 5 bwd`, 2 rounds, load 6.6-6.8):
+//!   a fan-out's 51 targets scatter its reads over the whole-run window, where the ring kept them
+//!   within the last 151 steps. Blocking by target (the dense sweep's groups of 64 targets) needs
+//!   a target-major view of each sparse projection, which the pushed recurrent one lacks;
+//! - the ring stored twice in a row (no wrap test; each step stored in both copies): 665.3 M, CPU
+//!   5.90 / 6.29 / 5.08 / 5.00 against 4.65 / 5.83 / 5.81 / 4.60 (`r0.1 16 30 bwd`, 4 rounds,
+//!   load 7.1-7.6): no gain, with a 2.6 MB footprint;
+//! - a sliding history of 4 x 151 steps, 5.1 MB (no wrap; the last 150 rows moved up every 453
+//!   steps): 630.6 M (p = 0: 115.2 M), CPU 5.79 / 7.13 / 6.33 / 4.83 against the same old runs
+//!   (the rounds above, a third binary in each): no gain.
+//!
+//! So the per-event sweep at p = 0.1 is bound by its memory traffic, not its instruction count:
+//! what would cut it is fewer touches per event (gradient sums kept in registers across events, as
+//! the deferred sweeps do) without giving up the ring's locality, i.e. a deferred sweep walking
+//! target blocks (a per-block, source-sorted view of each sparse projection, built once per plan,
+//! as the layered sweep's `SparsePull::block`), the jump sums read from an 8-byte
+//! `lambda_V - lambda_I` ring as the dense deferred sweep does.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};

@@ -202,9 +202,10 @@ fn ring_read<T: Copy>(ring: &[T], base_off: usize, o: u32) -> T {
 }
 
 /// Reads the history at the synapses of one presynaptic spike, accumulates the weight and delay
-/// gradients of its column and returns `S = Σ_j w_ji (lambda_V - lambda_I)_j`.
+/// gradients of its column and, if `JUMP`, returns `S = Σ_j w_ji (lambda_V - lambda_I)_j` (0
+/// otherwise: an input spike has no jump, and its sum would go unused).
 #[inline]
-fn fan_out_adjoint(
+fn fan_out_adjoint<const JUMP: bool>(
     hist: &[[f64; 2]],
     base_off: usize,
     tau_s: f64,
@@ -219,15 +220,17 @@ fn fan_out_adjoint(
         let [lv, li] = ring_read(hist, base_off, o);
         *gwj -= tau_s * li;
         *gdj -= wj * (li - lv);
-        s += wj * (lv - li);
+        if JUMP {
+            s += wj * (lv - li);
+        }
     }
     s
 }
 
 /// [`fan_out_adjoint`] of presynaptic neuron `j`'s column of connection `cid`: its weights, ring
-/// offsets and gradient columns, and the postsynaptic `tau_s`. Returns the jump sum `S`.
+/// offsets and gradient columns, and the postsynaptic `tau_s`. Returns the jump sum `S` if `JUMP`.
 #[inline]
-fn fan_out_column(
+fn fan_out_column<const JUMP: bool>(
     net: &Network,
     plan: &ClockedPlan,
     cid: snn_core::ConnectionId,
@@ -240,7 +243,7 @@ fn fan_out_column(
     let conn = net.connection(cid);
     let col = conn.fan_out(j).indices();
     let w = &conn.weight_values()[col.clone()];
-    fan_out_adjoint(
+    fan_out_adjoint::<JUMP>(
         hist,
         base_off,
         plan.pops[cp.post].tau_s,
@@ -724,7 +727,7 @@ pub fn backward_planned_with(
                     let w = &conn.weight_values()[col.clone()];
                     s += fan_out_s(hist_s, base_off, w, &plan.conns[cid.0].offsets[col]);
                 } else {
-                    s += fan_out_column(net, plan, cid, j, hist, base_off, grads);
+                    s += fan_out_column::<true>(net, plan, cid, j, hist, base_off, grads);
                 }
             }
             for &(spike, term) in kink_s.iter() {
@@ -751,7 +754,7 @@ pub fn backward_planned_with(
             next_input -= 1;
             let j = input.neurons[next_input] as usize; // < n_in_neurons, checked above
             for &cid in net.outgoing(net.input()) {
-                fan_out_column(net, plan, cid, j, hist, base_off, grads);
+                fan_out_column::<false>(net, plan, cid, j, hist, base_off, grads);
             }
         }
         // 3c. deferred gradients of the window's events (every step it reads is stored)
