@@ -81,7 +81,7 @@ fn end_to_end(args: &[String]) -> Result<(), BoxError> {
     let t_codes = t.elapsed().as_secs_f64() - t_build;
     let fit = FitParams { epochs: 10, lr: 3e-3, batch_size: 100, weight_decay: 1e-4, seed: 1 };
     let mut m = build(train_linear(&f0, &labels, TaskLoss::CrossEntropy, &fit)?)?;
-    let es = EarlyStopping { patience: epochs + 1, min_delta: 0.0 };
+    let es = EarlyStopping { patience: epochs + 1, min_delta: 0.0, decay: None };
     let p = sparse_bp::train::task_driven::TaskDrivenParams { epochs, ..full.deep.end_to_end.params_for(kind, 5) };
     let x_val = x.columns(0, 1).into_owned();
     let t = Instant::now();
