@@ -371,6 +371,20 @@ mod tests {
         teacher_problem(seed, seed, 60)
     }
 
+    /// The trainers' parameters of the held-out tests: 12 epochs of 3 batches, a warm-up of 2 steps.
+    fn held_out_params() -> TaskDrivenParams {
+        TaskDrivenParams {
+            epochs: 12,
+            lr: 1e-2,
+            clf_lr: Some(5e-2),
+            batch_size: 20,
+            recon_weight: 0.1,
+            warmup_steps: 2,
+            seed: 5,
+            ..TaskDrivenParams::default()
+        }
+    }
+
     /// `n` images of the teacher problem of `teacher_seed` drawn with `sample_seed`, their
     /// labels and the labels shifted by one class.
     fn teacher_problem(teacher_seed: u64, sample_seed: u64, n: usize) -> (DMatrix<f64>, Vec<usize>, Vec<usize>) {
@@ -416,17 +430,8 @@ mod tests {
             let (x, labels, shifted) = shifted_problem(3);
             let (x_fresh, l_fresh, _) = teacher_problem(3, 99, 60);
             let sp = SolverParams { tol: 1e-9, max_iter: 50_000, ..SolverParams::default() };
-            let epochs = 12;
-            let p = TaskDrivenParams {
-                epochs,
-                lr: 1e-2,
-                clf_lr: Some(5e-2),
-                batch_size: 20,
-                recon_weight: 0.1,
-                warmup_steps: 2,
-                seed: 5,
-                ..TaskDrivenParams::default()
-            };
+            let p = held_out_params();
+            let epochs = p.epochs;
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
             let mut d1 = DMatrix::from_fn(8, 12, |_, _| rng.random_range(-1.0..1.0));
             super::super::normalise_columns(&mut d1);
@@ -500,16 +505,7 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         pool.install(|| {
             let (x, labels, shifted) = shifted_problem(3);
-            let p = TaskDrivenParams {
-                epochs: 12,
-                lr: 1e-2,
-                clf_lr: Some(5e-2),
-                batch_size: 20,
-                recon_weight: 0.1,
-                warmup_steps: 2,
-                seed: 5,
-                ..TaskDrivenParams::default()
-            };
+            let p = held_out_params();
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
             let mut d = DMatrix::from_fn(8, 12, |_, _| rng.random_range(-1.0..1.0));
             super::super::normalise_columns(&mut d);
