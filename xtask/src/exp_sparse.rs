@@ -1192,6 +1192,7 @@ fn mnist_run(
                "end_to_end": {"epochs": cfg.end_to_end.epochs, "lr": cfg.end_to_end.lr,
                               "clf_lr": cfg.end_to_end.clf_lr, "recon_weight": cfg.end_to_end.recon_weight,
                               "group_recon_weight": cfg.end_to_end.group_recon_weight,
+                              "pooled_recon_weight": cfg.end_to_end.pooled_recon_weight,
                               "batch_size": cfg.end_to_end.batch_size, "patience": cfg.end_to_end.patience,
                               "lr_decay": cfg.end_to_end.lr_decay, "warm_start": cfg.end_to_end.warm_start},
                "attacks": {"ifgsm-linf-std": "sign-step I-FGSM, eps in standardised units (the thesis's protocol)",
@@ -1253,9 +1254,11 @@ fn mnist_run(
         ),
         None => String::new(),
     };
-    let group_recon = match e2e.group_recon_weight {
-        Some(w) => format!(" ({w} x reconstruction for GBP/PGBP)"),
-        None => String::new(),
+    let group_recon = match (e2e.group_recon_weight, e2e.pooled_recon_weight) {
+        (Some(w), Some(p)) => format!(" ({w} x reconstruction for GBP, {p} x for PGBP)"),
+        (Some(w), None) => format!(" ({w} x reconstruction for GBP/PGBP)"),
+        (None, Some(p)) => format!(" ({p} x reconstruction for PGBP)"),
+        (None, None) => String::new(),
     };
     let check_note = match cfg.check_images {
         Some(n) => format!(

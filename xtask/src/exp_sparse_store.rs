@@ -233,18 +233,21 @@ mod tests {
 
     /// The presets' recipes hash as they did before `--thesis-sizes` existed (the identities of
     /// `/work/exp/quick3`'s and the first full run's training folders, made with the code before
-    /// it): a folder trained by that code resumes. The full preset's one change since is the
-    /// shallow models' learning-rate decay on a plateau (`MnistSetup::end_to_end.lr_decay`):
-    /// without it the full recipe hashes as that run's did, so nothing else changed. The
+    /// it): a folder trained by that code resumes. The full preset's changes since are the
+    /// shallow models' learning-rate decay on a plateau (`MnistSetup::end_to_end.lr_decay`) and
+    /// PGBP's reconstruction weight (`pooled_recon_weight`): without them the full recipe hashes
+    /// as that run's did, so nothing else changed. The
     /// thesis-size variant hashes differently, so its stages are never mixed with a preset's.
     #[test]
     fn preset_recipes_hash_as_before_thesis_sizes() {
         use sparse_bp::paper::{Scale, mnist, mnist_thesis_sizes};
         let recipe = |s: &MnistSetup| Identity::new(s, 0, (&[], &[]), (&[], &[])).recipe;
         assert_eq!(recipe(&mnist(Scale::Quick)), "8841d8a0447e4c068e8454dafa9397f70e8d8a0bcc9264d09f2a444d2c03863d");
-        assert_eq!(recipe(&mnist(Scale::Full)), "0051144bb4817e620eb48c2820dc1f340a56665c5f8cb098037edc6ceab28013");
+        assert_eq!(recipe(&mnist(Scale::Full)), "9fd6dbba72ec847ce4a321eda210867c8124fd6fa5ab8eb45752fbeb701ca60c");
         let mut before_decay = mnist(Scale::Full);
         assert!(before_decay.end_to_end.lr_decay.take().is_some() && before_decay.deep.end_to_end.lr_decay.is_none());
+        assert!(before_decay.end_to_end.pooled_recon_weight.take().is_some());
+        assert!(before_decay.deep.end_to_end.pooled_recon_weight.is_none());
         assert_eq!(recipe(&before_decay), "4fe1e46d8d0782c5c8e555e9f4c428b5944523aa9c54779bd0a0b27db805721d");
         for scale in [Scale::Quick, Scale::Medium, Scale::Full] {
             assert!(!serde_json::to_string(&mnist(scale)).unwrap().contains("thesis"), "{scale:?}");
