@@ -233,6 +233,14 @@ fn singular_hint(active: usize, rows: usize) -> &'static str {
     }
 }
 
+impl SparseBpError {
+    /// `map_err` for one sample's computation in one layer: wraps an error as
+    /// [`SparseBpError::InLayer`] (`layer` 1-based, `None` for the stacked Deep Pursuit problem).
+    pub(crate) fn in_layer(layer: Option<usize>, sample: usize) -> impl FnOnce(SparseBpError) -> SparseBpError {
+        move |e| SparseBpError::InLayer { layer, sample, source: Box::new(e) }
+    }
+}
+
 fn layer_name(layer: Option<usize>) -> String {
     match layer {
         Some(l) => format!("layer {l}"),

@@ -333,9 +333,8 @@ impl MultiLayerClassifier {
                     Pursuit::Layered => {
                         let mut v = v;
                         for (l, (s, z)) in self.solvers.iter().zip(codes).enumerate().rev() {
-                            v = crate::implicit::vjp(s, &z.column(j).into_owned(), &v).map_err(|e| {
-                                SparseBpError::InLayer { layer: Some(l + 1), sample: j, source: Box::new(e) }
-                            })?;
+                            v = crate::implicit::vjp(s, &z.column(j).into_owned(), &v)
+                                .map_err(SparseBpError::in_layer(Some(l + 1), j))?;
                         }
                         Ok(v)
                     }
@@ -350,7 +349,7 @@ impl MultiLayerClassifier {
                         let mut vs = DVector::zeros(total);
                         vs.rows_mut(total - v.len(), v.len()).copy_from(&v);
                         let g = crate::implicit::vjp(&self.solvers[0], &zs, &vs)
-                            .map_err(|e| SparseBpError::InLayer { layer: None, sample: j, source: Box::new(e) })?;
+                            .map_err(SparseBpError::in_layer(None, j))?;
                         Ok(g.rows(0, m).into_owned())
                     }
                 }

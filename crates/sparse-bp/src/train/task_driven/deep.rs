@@ -214,11 +214,7 @@ pub fn multilayer_gradient_warm(
                     }
                 }
                 for l in (0..nl).rev() {
-                    let adj = adjoint(&solvers[l], &z[l], &cot[l]).map_err(|e| SparseBpError::InLayer {
-                        layer: Some(l + 1),
-                        sample: j,
-                        source: Box::new(e),
-                    })?;
+                    let adj = adjoint(&solvers[l], &z[l], &cot[l]).map_err(SparseBpError::in_layer(Some(l + 1), j))?;
                     if let Some((support, y)) = adj {
                         let dy = accumulate_dictionary(
                             &dicts[l],
@@ -248,11 +244,7 @@ pub fn multilayer_gradient_warm(
                 if c > 0.0 {
                     v -= crate::solver::kernels::tr_mul_vec(a, &a_rows, &rs) * c;
                 }
-                let adj = adjoint(&solvers[0], &zs, &v).map_err(|e| SparseBpError::InLayer {
-                    layer: None,
-                    sample: j,
-                    source: Box::new(e),
-                })?;
+                let adj = adjoint(&solvers[0], &zs, &v).map_err(SparseBpError::in_layer(None, j))?;
                 if let Some((support, y)) = adj {
                     accumulate_dictionary(a, &support, &y, &rs, &zs, &mut acc, &blocks);
                 }
