@@ -12,7 +12,10 @@ use snn_core::{
     ClockedEngine, Delivery, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
     Simulator, SparseSynapses, SpikeTrains,
 };
-use snn_eventprop::{Adjoint, ClockedAdjointScratch, GradientSweep, Gradients};
+use snn_eventprop::{GradientSweep, Gradients};
+
+mod common;
+use common::sweep::gradients;
 
 const T_END: f64 = 60.0;
 
@@ -71,23 +74,6 @@ fn network(
     let out = if lif_out { b.lif("out", 3, LifParams::default()) } else { b.li("out", 3, LiParams::default()) };
     b.connect_sparse(last, out, sparse(3, n_last, p, seed + 3, &u[3..], 0.7, 1.0, max_delay));
     b.build().unwrap()
-}
-
-fn gradients(
-    engine: &ClockedEngine,
-    net: &Network,
-    batch: &SpikeTrains,
-    records: &[(ForwardRecord, Vec<f64>)],
-    bias: Option<&[f64]>,
-    sweep: GradientSweep,
-) -> Gradients {
-    let mut scratch: ClockedAdjointScratch = engine.adjoint_scratch(net);
-    scratch.set_sweep(sweep);
-    let mut g = Gradients::zeros(net);
-    for (s, (rec, d)) in records.iter().enumerate() {
-        engine.backward_into_with(net, batch.sample(s), rec, d, bias, &mut scratch, &mut g).unwrap();
-    }
-    g
 }
 
 fn bits(g: &Gradients) -> Vec<Vec<u64>> {

@@ -9,7 +9,10 @@ use snn_core::{
     ClockedEngine, Delivery, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
     Simulator, SpikeTrains,
 };
-use snn_eventprop::{Adjoint, ClockedAdjointScratch, GradientSweep, Gradients};
+use snn_eventprop::{Adjoint, GradientSweep, Gradients};
+
+mod common;
+use common::sweep::gradients;
 
 const T_END: f64 = 60.0;
 
@@ -51,24 +54,6 @@ fn inputs(times: &[f64], chans: &[u32]) -> SpikeTrains {
     let mut s = SpikeTrains::new(4);
     s.push_unsorted(times, chans).unwrap();
     s
-}
-
-fn gradients(
-    engine: &ClockedEngine,
-    net: &Network,
-    batch: &SpikeTrains,
-    records: &[(ForwardRecord, Vec<f64>)],
-    bias: Option<&[f64]>,
-    sweep: GradientSweep,
-) -> Gradients {
-    let mut scratch: ClockedAdjointScratch = engine.adjoint_scratch(net);
-    scratch.set_sweep(sweep);
-    let mut g = Gradients::zeros(net);
-    // Both samples into one sum through one scratch: the window state must not leak between them.
-    for (s, (rec, d)) in records.iter().enumerate() {
-        engine.backward_into_with(net, batch.sample(s), rec, d, bias, &mut scratch, &mut g).unwrap();
-    }
-    g
 }
 
 fn assert_close(a: &Gradients, b: &Gradients, what: &str) -> Result<(), TestCaseError> {

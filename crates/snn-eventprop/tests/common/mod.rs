@@ -1,12 +1,15 @@
 //! The finite-difference gradient check shared by `gradcheck_exact.rs` (dense networks) and
 //! `sparse.rs` (sparse ones): central differences (one-sided at zero delays), retried with smaller
 //! steps before a mismatch is reported; cases whose perturbations change the spike pattern are
-//! skipped.
+//! skipped. [`sweep`]: the clocked backward pass of a batch under a chosen gradient sweep.
 
-// Each test crate that includes this module reads a part of it (`sparse.rs` not the kink flag).
+// Each test crate that includes this module reads a part of it (`sparse.rs` not the kink flag, the
+// sweep tests only `sweep`).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+pub mod sweep;
 
 use snn_core::{ConnectionId, ExactEngine, ForwardRecord, Network, Simulator, SpikeTrains};
 use snn_eventprop::{Adjoint, Gradients, Loss};
