@@ -162,6 +162,49 @@
 //! target blocks (a per-block, source-sorted view of each sparse projection, built once per plan,
 //! as the layered sweep's `SparsePull::block`), the jump sums read from an 8-byte
 //! `lambda_V - lambda_I` ring as the dense deferred sweep does.
+//!
+//! That sweep, measured and not kept (issue 19, 02:30-03:00 UTC 2026-12-05; binaries under
+//! /work/exp/issue-19-block-*, "base" = c646df2): every sparse projection got its per-target view
+//! in the plan (a `SparsePull` also for the pushed recurrent one), the default deferred sweep stored
+//! its whole-run window (9.9 MB: 1152 rows x 536 neurons x 16 bytes, blocks of 8 targets of
+//! `len x 128` bytes = 147 KB) and then walked each projection block by block, each synapse
+//! chaining `dL/dw -= tau_s lambda_I`, `dL/dd -= w (lambda_I - lambda_V)` over its source's events
+//! latest first from its current gradient (the dense readout the same per lane): bit for bit the
+//! per-event gradients (`tests/clocked_sparse_sweep.rs` passed, default == `PerEvent`). CPU,
+//! `r0.1 16 10 bwd`, ms per sample, alternating with base:
+//!
+//! | variant | CPU (load) | base in the same rounds |
+//! | --- | --- | --- |
+//! | block walk | 10.38 / 9.19 (5.3-5.5) | 4.06 / 3.75 |
+//! | + prefetching the next block's region while one is summed | 5.69 / 6.00 (3.5) | 3.81 / 3.69 |
+//! | + prefetching the gradient and weight entries 8 synapses ahead and the window rows stored 8 steps later | 4.19 / 4.06 (3.1); 4.94 / 4.56 / 4.88 (4.0) | 3.81 / 3.81; 3.94 / 4.06 / 3.88 |
+//! | the last, windows of 151 steps (2.6 MB) / 315 steps | 10.6 / 9.5, 6.8 / 7.8 (4.3-4.5) | 4.4 / 4.1 |
+//! | the last at p = 0.5 (`r0.5 16 5 bwd`) | 13.38 / 14.00 / 13.75 (3.9-4.0) | 12.75 / 13.63 / 12.75 |
+//!
+//! Callgrind (`r0.1 16 1 bwd`): 883.6 M instructions against 701.6 M. Without the prefetches 54 %
+//! of the perf samples (`r0.1 16 20 bwd`) sat on the reads of the window: each block's 147 KB
+//! region comes from L3 or memory, at random addresses. With them (perf, same command), per sample
+//! ~1.65 ms go to the chains (1.4 ns per read, ~15 instructions per event), ~1.2 ms
+//! to the jump sums of the hidden spikes (the same reads as before, now 8 bytes), 0.56 ms to storing
+//! the window; shorter windows visit every synapse again per window. The per-event sweep's reads
+//! hit a 1.29 MB ring that stays hot in the 1 MiB L2 and L3 at ~3.3 ns per read all-in; the block
+//! walk trades its two gradient read-modify-writes per read for a register chain at ~1.4 ns, but
+//! pays 9.9 MB written and read back per sample: 10-25 % slower at p = 0.1, 3-8 % at p = 0.5.
+//! Prefetching the next event's fan-out in the per-event sweep (its ring entries): 4.94 / 4.63 /
+//! 4.94 ms in the same rounds as the last base figures, slower too.
+//!
+//! The forward's tile copy (`forward_ring`: the pulled input arrivals, target-major per block, into
+//! the step-major tiles) as 8 x 8 AVX transposes (four 4 x 4 unpack-and-swap in registers), bit for
+//! bit a copy: callgrind forward (`rMODE 16 1`) p = 0.1 547.0 -> 477.7 M (475.8 M with the tiles of
+//! a block in one AVX call, the version timed below), p = 0.5 1231.5 -> 1162.1 M, dense 2094.2 ->
+//! 2024.8 M (instructions per synapse against dense at p = 0.1 2.28 -> 2.06, p = 0.5 1.16 -> 1.13), but
+//! the same CPU time: `r0.1 16 60`, 5 rounds alternating, load 4.3-4.9, 2.93 / 3.09 / 3.16 / 3.08 /
+//! 3.20 before, 2.84 / 3.09 / 3.03 / 3.07 / 2.83 after; `rdense 16 15`, 4 rounds, load 4.0-4.2,
+//! 11.42 / 11.33 / 11.42 / 11.08 before, 11.63 / 11.00 / 11.42 / 11.92 after; perf puts 6-8 % of
+//! the samples on the copy before and 7-9 % after: it is bound by its stores into the 4.1 MB tile
+//! buffer (126 tiles x 64 blocks x 512 bytes per sample), not by its instructions. Not kept; what
+//! would cut that traffic is filling and running the step loop window by window (a tile buffer that
+//! stays in L2), which needs per-synapse cursors in the sparse pull kernel.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
