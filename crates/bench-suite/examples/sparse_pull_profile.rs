@@ -204,7 +204,21 @@
 //! the samples on the copy before and 7-9 % after: it is bound by its stores into the 4.1 MB tile
 //! buffer (126 tiles x 64 blocks x 512 bytes per sample), not by its instructions. Not kept; what
 //! would cut that traffic is filling and running the step loop window by window (a tile buffer that
-//! stays in L2), which needs per-synapse cursors in the sparse pull kernel.
+//! stays in L2), which needs per-synapse cursors in the sparse pull kernel. Reading the tiles with
+//! a non-temporal prefetch (`_MM_HINT_NTA`, to keep the ring in L2): `r0.1 16 60`, 4 rounds, load
+//! 3.4-3.8, 3.07 / 3.46 / 3.22 / 3.01 ms against 3.40 / 3.10 / 3.24 / 2.98, no change.
+//!
+//! Kept (881c8c4): the per-event sweep's synapse-independent work, the backward propagation of
+//! every population but the output (`lambda_I <- b lambda_I + q lambda_V`, `lambda_V <- a
+//! lambda_V`), stores its result as the next step's history pairs at once, 4 neurons at a time
+//! with AVX (multiplies and adds apart), instead of a scalar loop and a second pass storing the
+//! history at the next step (only the output's readout forcing comes in between): bit for bit.
+//! Callgrind backward (`rMODE 16 1 bwd`), p = 0.1 / 0.5 / 0 / dense: 701.6 / 2228.0 / 118.9 /
+//! 3343.2 M -> 651.7 / 2178.2 / 69.4 / 3343.3 M (dense takes the deferred sweep, unchanged): per
+//! synapse against dense 1.83 -> 1.70 at p = 0.1, 1.31 -> 1.28 at p = 0.5. CPU per sample, 4 rounds
+//! alternating with c646df2's binary: `r0 16 60 bwd` (load 4.4-4.5) 0.406 / 0.406 / 0.406 / 0.396
+//! -> 0.313 / 0.323 / 0.313 / 0.313 ms; `r0.1 16 20 bwd` (load 4.5-4.8) 4.250 / 4.062 / 4.000 /
+//! 4.094 -> 4.031 / 4.125 / 4.094 / 4.062 ms: the 0.09 ms saved are below that noise.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
