@@ -218,7 +218,10 @@
 //! synapse against dense 1.83 -> 1.70 at p = 0.1, 1.31 -> 1.28 at p = 0.5. CPU per sample, 4 rounds
 //! alternating with c646df2's binary: `r0 16 60 bwd` (load 4.4-4.5) 0.406 / 0.406 / 0.406 / 0.396
 //! -> 0.313 / 0.323 / 0.313 / 0.313 ms; `r0.1 16 20 bwd` (load 4.5-4.8) 4.250 / 4.062 / 4.000 /
-//! 4.094 -> 4.031 / 4.125 / 4.094 / 4.062 ms: the 0.09 ms saved are below that noise.
+//! 4.094 -> 4.031 / 4.125 / 4.094 / 4.062 ms, and over 18 such rounds (6 in swapped order, load
+//! 4.0-4.8) mean 4.13 -> 4.20 ms, paired differences -0.75 to +0.56 (mean +0.07 +- 0.07): no gain
+//! measurable at p = 0.1, where the per-event reads are memory-bound and hide the propagation's
+//! instructions; the gain is the p = 0 floor's.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
