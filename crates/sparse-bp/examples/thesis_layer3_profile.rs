@@ -71,7 +71,9 @@ fn end_to_end(args: &[String]) -> Result<(), BoxError> {
     let n: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let epochs: usize = args.get(4).map_or(Ok(1), |s| s.parse())?;
     let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
-    let full = paper::mnist_thesis_sizes(Scale::Full);
+    // SCALE=quick: the quick thesis-size recipe (tolerance 1e-4) instead of the full one
+    let scale = if std::env::var("SCALE").as_deref() == Ok("quick") { Scale::Quick } else { Scale::Full };
+    let full = paper::mnist_thesis_sizes(scale);
     let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
     let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
     let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
