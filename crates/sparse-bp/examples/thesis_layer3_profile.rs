@@ -16,8 +16,13 @@
 //! The environment variable `VARIANT` picks the solver: `gram` (default; FISTA on `G = D^T D`
 //! in the dictionary step as `train::learn_dictionary`, the chain's solver in the final pass,
 //! as before factored products), `factored` (FISTA with `D^T (D y)` products where
-//! `solver::factored_products_pay`), `cd` (coordinate descent in both), `compare` (only the
-//! iteration counts and code difference of `gram` and `factored` on the first 40 codes).
+//! `solver::factored_products_pay`), `free` (Gram-free working-set solves there,
+//! `Solver::new_for_shape`, what the library's chains and models use now), `cd` (coordinate
+//! descent in both), `compare` (only the iteration counts and code difference of `gram` and
+//! `factored` on the first 40 codes).
+//!
+//! `STAGE_DIR step MODEL n` splits one end-to-end step into its parts in process CPU seconds
+//! (see `step`).
 //!
 //! `STAGE_DIR e2e MODEL n [epochs]` times a thesis-size 3-layer model's end-to-end training
 //! instead (see `end_to_end`).
@@ -66,7 +71,9 @@ fn end_to_end(args: &[String]) -> Result<(), BoxError> {
     let n: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let epochs: usize = args.get(4).map_or(Ok(1), |s| s.parse())?;
     let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
-    let full = paper::mnist_thesis_sizes(Scale::Full);
+    // SCALE=quick: the quick thesis-size recipe (tolerance 1e-4) instead of the full one
+    let scale = if std::env::var("SCALE").as_deref() == Ok("quick") { Scale::Quick } else { Scale::Full };
+    let full = paper::mnist_thesis_sizes(scale);
     let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
     let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
     let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
@@ -143,8 +150,107 @@ fn dict(args: &[String]) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Process CPU seconds (user + system, all threads) from `/proc/self/stat`, in clock ticks of
+/// 1/100 s: load-independent, unlike wall clock on shared cores.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the command name (in parentheses): utime and stime are the 12th and 13th
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// `STAGE_DIR step MODEL n [data dir]`: one end-to-end step of a thesis-size 3-layer model
+/// (`lbp`, `lgbp`, `dp`, `gdp`; full thesis-size recipe) on the first `n` images, split into its
+/// parts, each in process CPU seconds (and wall): building the model (every `Solver::new`), the
+/// cold pursuit, the whole gradient (pursuit + adjoint solves + sums), the same gradient
+/// warm-started from the cold codes after one Adam step of the dictionaries (the warm start
+/// of the next epoch, under a dictionary moved by one step only: a lower bound on its cost).
+fn step(args: &[String]) -> Result<(), BoxError> {
+    use sparse_bp::models::LinearClassifier;
+    use sparse_bp::train::task_driven::deep::multilayer_gradient_warm;
+    let dir = &args[0];
+    let name = args.get(2).map_or("lgbp", String::as_str);
+    let n: usize = args.get(3).map_or(Ok(100), |s| s.parse())?;
+    let data = args.get(4).map_or("../shared/data/mnist", String::as_str);
+    let full = paper::mnist_thesis_sizes(Scale::Full);
+    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
+    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let s = mnist_idx::load_standardised(data, 2000, 0)?;
+    let (x, labels) = (s.x_train.columns(0, n).into_owned(), s.y_train[..n].to_vec());
+    let nf = paper::deep_features(kind, &dicts, gs);
+    let clf = LinearClassifier {
+        w: DMatrix::from_fn(10, nf, |i, j| (((i * 31 + j * 17) % 13) as f64 - 6.0) * 1e-2),
+        b: sparse_bp::nalgebra::DVector::zeros(10),
+    };
+    let timed = |what: &str, f: &mut dyn FnMut() -> Result<(), BoxError>| -> Result<(), BoxError> {
+        let (c, t) = (cpu_seconds(), Instant::now());
+        f()?;
+        println!("{name} {what}: {:.2} s cpu, {:.2} s wall", cpu_seconds() - c, t.elapsed().as_secs_f64());
+        Ok(())
+    };
+    let mut m = None;
+    timed("build", &mut || {
+        m = Some(paper::deep_model(&full.deep, (pursuit, kind), &dicts, gs, &info.weights, clf.clone())?);
+        Ok(())
+    })?;
+    let m = m.ok_or("model")?;
+    let mut codes = None;
+    timed("cold pursuit", &mut || {
+        codes = Some(m.codes(&x)?);
+        Ok(())
+    })?;
+    let p = full.deep.end_to_end.params_for(kind, 5);
+    let mut z = None;
+    let mut g = None;
+    timed("cold gradient (pursuit + adjoint + sums)", &mut || {
+        let (gr, zz) = multilayer_gradient_warm(&m, &x, &labels, &p, None)?;
+        z = Some(zz);
+        g = Some(gr);
+        Ok(())
+    })?;
+    let (z, g) = (z.ok_or("codes")?, g.ok_or("gradient")?);
+    // one Adam step: every entry moves by about lr against its gradient's sign
+    let moved: Vec<DMatrix<f64>> = dicts
+        .iter()
+        .zip(&g.dictionaries)
+        .map(|(d, gd)| {
+            let mut d = d - gd.map(|v| p.lr * v.signum());
+            d.column_iter_mut().for_each(|mut c| {
+                let nrm = c.norm();
+                c /= nrm;
+            });
+            d
+        })
+        .collect();
+    let mut m2 = None;
+    timed("rebuild", &mut || {
+        m2 = Some(paper::deep_model(&full.deep, (pursuit, kind), &moved, gs, &info.weights, clf.clone())?);
+        Ok(())
+    })?;
+    let m2 = m2.ok_or("model")?;
+    timed("warm gradient after one step", &mut || {
+        multilayer_gradient_warm(&m2, &x, &labels, &p, Some(&z))?;
+        Ok(())
+    })?;
+    let nnz: Vec<f64> =
+        m.codes(&x)?.iter().map(|c| c.iter().filter(|v| **v != 0.0).count() as f64 / n as f64).collect();
+    println!(
+        "{name}: solver {:?} tol {}, factored {:?}, mean non-zeros per layer {nnz:.1?}",
+        m.solvers()[0].params().algorithm,
+        m.solvers()[0].params().tol,
+        m.solvers().iter().map(|s| s.factored_products()).collect::<Vec<_>>()
+    );
+    drop(codes);
+    Ok(())
+}
+
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.get(1).map(String::as_str) == Some("step") {
+        return step(&args);
+    }
     if args.get(1).map(String::as_str) == Some("e2e") {
         return end_to_end(&args);
     }
@@ -169,9 +275,10 @@ fn main() -> Result<(), BoxError> {
         sp.tol,
         dicts.iter().map(|d| d.shape()).collect::<Vec<_>>()
     );
-    // VARIANT (environment): `gram` (as the library: FISTA on `G = D^T D` in the dictionary
-    // step, the chain's solver in the final pass), `factored` (FISTA with `D^T (D y)` products
-    // where `2 m < M`), `cd` (coordinate descent in both)
+    // VARIANT (environment): `gram` (FISTA on `G = D^T D` in the dictionary step, the chain's
+    // solver in the final pass), `factored` (FISTA with `D^T (D y)` products where `2 m < M`),
+    // `free` (Gram-free working sets where `2 m < M`, `Solver::new_for_shape`, as the library
+    // now), `cd` (coordinate descent in both)
     let variant = std::env::var("VARIANT").unwrap_or_else(|_| "gram".into());
     println!("variant {variant}");
     let solve = |d: &DMatrix<f64>, lam: f64, input: &DMatrix<f64>, sp: &SolverParams| -> Result<_, BoxError> {
@@ -180,9 +287,14 @@ fn main() -> Result<(), BoxError> {
         if variant == "cd" {
             sp.algorithm = sparse_bp::Algorithm::CoordinateDescent;
         }
-        let s = Solver::new(d.clone(), group_spec(d.ncols(), gs, lam)?, sp)?.with_factored_products(
-            variant == "factored" && sparse_bp::solver::factored_products_pay(d.nrows(), d.ncols()),
-        );
+        let groups = group_spec(d.ncols(), gs, lam)?;
+        let s = if variant == "free" {
+            Solver::new_for_shape(d.clone(), groups, sp)?
+        } else {
+            Solver::new(d.clone(), groups, sp)?.with_factored_products(
+                variant == "factored" && sparse_bp::solver::factored_products_pay(d.nrows(), d.ncols()),
+            )
+        };
         let t_new = t.elapsed().as_secs_f64();
         let sol = s.solve(input)?;
         Ok((sol, t_new, t.elapsed().as_secs_f64() - t_new))

@@ -180,12 +180,11 @@ pub fn certified_radius_l2(model: &PursuitClassifier, x: &DMatrix<f64>, labels: 
     }
     let solver = model.solver();
     let d = solver.dictionary();
-    let gram = solver.gram();
     let groups = solver.groups().groups();
     let op_norms: Vec<f64> = groups
         .iter()
         .map(|g| {
-            let sub = DMatrix::from_fn(g.atoms.len(), g.atoms.len(), |i, j| gram[(g.atoms[i], g.atoms[j])]);
+            let sub = solver.gram_block(&g.atoms);
             sub.symmetric_eigenvalues().max().max(0.0).sqrt()
         })
         .collect();
@@ -234,7 +233,7 @@ pub fn certified_radius_l2(model: &PursuitClassifier, x: &DMatrix<f64>, labels: 
             } else if s0.len() > d.nrows() {
                 0.0
             } else {
-                let sub = DMatrix::from_fn(s0.len(), s0.len(), |a, b| gram[(s0[a], s0[b])]);
+                let sub = solver.gram_block(&s0);
                 sub.symmetric_eigenvalues().min().max(0.0).sqrt()
             };
             let f = logits.column(j);

@@ -48,8 +48,7 @@ fn active_system(solver: &Solver, z: &[f64]) -> (Vec<usize>, DMatrix<f64>) {
             curv.push((start, vals, w));
         }
     }
-    let gram = solver.gram();
-    let mut a = DMatrix::from_fn(support.len(), support.len(), |i, j| gram[(support[i], support[j])]);
+    let mut a = solver.gram_block(&support);
     for (start, vals, w) in curv {
         let n = vals.iter().map(|v| v * v).sum::<f64>().sqrt();
         let c = w / n;
@@ -239,7 +238,8 @@ pub fn unrolled_fista_jacobian(
     }
     check_finite("signal", x.as_slice())?;
     let (m, big_m) = d.shape();
-    let gram = solver.gram();
+    let gram = solver.gram_or_computed();
+    let gram = gram.as_ref();
     let step = 1.0 / solver.lipschitz();
     let groups = solver.groups();
     let b = d.tr_mul(x);

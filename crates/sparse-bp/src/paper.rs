@@ -1679,8 +1679,7 @@ pub fn learn_chain_sized(
 ) -> Result<(Vec<DMatrix<f64>>, DeepChainInfo)> {
     let sp = deep_solver_params(cfg, Pursuit::Layered, if group_size == 1 { CodeKind::Bp } else { CodeKind::Gbp });
     let solve = |d: &DMatrix<f64>, lam: f64, input: &DMatrix<f64>| -> Result<DMatrix<f64>> {
-        let s = crate::Solver::new(d.clone(), group_spec(d.ncols(), group_size, lam)?, sp.clone())?
-            .with_factored_products(factored_products_pay(d.nrows(), d.ncols()));
+        let s = crate::Solver::new_for_shape(d.clone(), group_spec(d.ncols(), group_size, lam)?, sp.clone())?;
         Ok(s.solve(input)?.codes)
     };
     let mut dicts = vec![d1.clone()];
@@ -1743,11 +1742,7 @@ pub fn wide_layer_code_step(sp: &SolverParams, m: usize, atoms: usize) -> CodeSt
     if !factored_products_pay(m, atoms) {
         return CodeStep::default();
     }
-    CodeStep {
-        algorithm: sp.algorithm,
-        factored: matches!(sp.algorithm, Algorithm::Fista | Algorithm::Ista),
-        warm_start: true,
-    }
+    CodeStep { algorithm: sp.algorithm, factored: false, warm_start: true, gram_free: true }
 }
 
 /// Trains the six 3-layer models (`lbp`, `lgbp`, `lpgbp` layered; `dp`, `gdp`, `pgdp` Deep
@@ -2153,12 +2148,17 @@ mod tests {
             // the shallow models' dictionaries (784 x 256) never
             assert!(!factored_products_pay(784, mnist(scale).atoms));
         }
-        // the wide layer's dictionary step: coordinate descent for l1 chains, factored FISTA for groups
+        // the wide layer's dictionary step: Gram-free working sets, coordinate descent on them for
+        // l1 chains, FISTA for groups
         let t = mnist_thesis_sizes(Scale::Full);
         let step = |kind| wide_layer_code_step(&deep_solver_params(&t.deep, Pursuit::Layered, kind), 256, 4096);
-        let cd = CodeStep { algorithm: Algorithm::CoordinateDescent, factored: false, warm_start: true };
+        let cd =
+            CodeStep { algorithm: Algorithm::CoordinateDescent, factored: false, warm_start: true, gram_free: true };
         assert_eq!(step(CodeKind::Bp), cd);
-        assert_eq!(step(CodeKind::Gbp), CodeStep { algorithm: Algorithm::Fista, factored: true, warm_start: true });
+        assert_eq!(
+            step(CodeKind::Gbp),
+            CodeStep { algorithm: Algorithm::Fista, factored: false, warm_start: true, gram_free: true }
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SparseBpError, check_finite};
-use crate::groups::{GroupNorm, GroupSpec, gather};
+use crate::groups::{Group, GroupNorm, GroupSpec, gather};
 
 mod homotopy;
 pub(crate) mod kernels;
@@ -255,7 +255,9 @@ impl Solution {
 }
 
 /// A group-BP solver for a fixed dictionary and group structure. Holds `D`, `G = D^T D`
-/// and `L`; `Send + Sync`, so one solver can serve many threads.
+/// and `L`; `Send + Sync`, so one solver can serve many threads. A Gram-free solver
+/// ([`Solver::new_gram_free`], for dictionaries more than twice overcomplete) holds no `G`
+/// and solves by working sets (see there).
 ///
 /// ```
 /// use nalgebra::DMatrix;
@@ -272,6 +274,8 @@ impl Solution {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Solver {
     d: DMatrix<f64>,
+    /// `D^T D`, or an empty `0 x 0` matrix for a Gram-free solver ([`Solver::new_gram_free`]):
+    /// the serialised form is the same either way.
     gram: DMatrix<f64>,
     groups: GroupSpec,
     params: SolverParams,
@@ -281,7 +285,18 @@ pub struct Solver {
     /// not serialised (a decoded solver multiplies by `G`), so model files keep their format.
     #[serde(skip)]
     dt: Option<DMatrix<f64>>,
+    /// The non-zero rows of every column of `D` ([`kernels::column_ranges`]) of a Gram-free
+    /// solver (empty otherwise, and after decoding: computed again where needed).
+    #[serde(skip)]
+    col_rows: Vec<(usize, usize)>,
 }
+
+/// Most rounds of a working-set solve ([`Solver::new_gram_free`]); each round at least doubles
+/// the working set or ends the solve, so this is never reached in practice.
+const WORKING_SET_ROUNDS: usize = 64;
+
+/// Fewest groups a working-set round adds (when that many violate the optimality condition).
+const WORKING_SET_MIN_ADD: usize = 16;
 
 /// Whether `D^T (D y)` (`2 m M` multiply-adds per signal) is cheaper than `G y` (`M^2`) for an
 /// `m x M` dictionary: `2 m < M`, a dictionary more than twice overcomplete (the thesis-size
@@ -326,6 +341,26 @@ pub fn power_iteration(a: &DMatrix<f64>, max_iter: usize, tol: f64) -> f64 {
     lambda.max((a * &v).norm())
 }
 
+/// Each group's block constant `lambda_max(D_g^T D_g)` (`||d_a||^2` for a single atom) from the
+/// columns of `D` (non-zero rows `rows`), as [`Solver::new`] takes them from `G`.
+fn block_lipschitz_from_d(d: &DMatrix<f64>, rows: &[(usize, usize)], groups: &GroupSpec) -> Vec<f64> {
+    let m = d.nrows();
+    let s = d.as_slice();
+    groups
+        .groups()
+        .iter()
+        .map(|g| {
+            if g.atoms.len() == 1 {
+                let a = g.atoms[0];
+                let col = &s[a * m..(a + 1) * m];
+                kernels::dot_in(col, col, rows[a].0, rows[a].1)
+            } else {
+                kernels::gram(&d.select_columns(&g.atoms)).symmetric_eigenvalues().max() * (1.0 + 1e-12)
+            }
+        })
+        .collect()
+}
+
 impl Solver {
     /// Check `D` (finite, non-empty, `M` columns matching the groups) and the params,
     /// precompute `G = D^T D` and `L` (power iteration on the smaller of `D D^T`, `D^T D`).
@@ -341,6 +376,11 @@ impl Solver {
         }
         // bit for bit `d.tr_mul(&d)`, without the zero blocks of a stacked dictionary
         let gram = kernels::gram(&d);
+        Ok(Self::with_gram(d, gram, groups, params))
+    }
+
+    /// [`Solver::new`]'s solver from `D`, its Gram matrix `gram` and checked parts.
+    fn with_gram(d: DMatrix<f64>, gram: DMatrix<f64>, groups: GroupSpec, params: SolverParams) -> Self {
         let lipschitz = match params.lipschitz {
             Some(l) => l,
             None => {
@@ -360,7 +400,92 @@ impl Solver {
                 }
             })
             .collect();
-        Ok(Self { d, gram, groups, params, lipschitz, block_lipschitz, dt: None })
+        Self { d, gram, groups, params, lipschitz, block_lipschitz, dt: None, col_rows: Vec::new() }
+    }
+
+    /// [`Solver::new`] without the Gram matrix `G = D^T D` (`M x M`: 134 MB for 4096 atoms),
+    /// for dictionaries more than twice overcomplete ([`factored_products_pay`]; the thesis-size
+    /// 4096-atom layer and the stacked Deep Pursuit dictionaries built on it).
+    ///
+    /// **Working sets.** A Gram-free solver solves each signal on a small working set `W` of
+    /// groups: `W` starts as the groups active in the warm start (none from 0); each round adds
+    /// the groups that violate the optimality condition `l_g^*(D_g^T r) <= gamma_g` at the
+    /// current code (the most violating first, at least as many as `W` holds or 16, all of them
+    /// if fewer), solves the problem restricted to `W` with [`SolverParams::algorithm`] on the
+    /// restricted dictionary's Gram matrix (`|W| x |W|`, grown by the new atoms' entries;
+    /// warm-started from the current code, to a tenth of the current full gap while groups still
+    /// join, to `tol` once none violates), and stops when the **full** problem's relative
+    /// duality gap (module docs, from `D^T r` with `r = x - D z`) meets `tol`. Outside `W` the
+    /// code is zero, so when no group outside `W` violates, the full gap is the restricted
+    /// problem's and the acceptance rule is the one of [`Solver::new`]'s solvers; the codes
+    /// differ from theirs only within the tolerance. `iterations` adds up the rounds' iterations
+    /// (each round bounded by `max_iter`). With [`StoppingRule::ProxGradient`] a signal is
+    /// accepted when its last restricted solve met that rule and no group outside `W` violates.
+    ///
+    /// The step constant `L` comes from power iteration on `D D^T` (`m < M`) built without its
+    /// zero blocks; each group's block constant from `D_g^T D_g`. Uses of `G` elsewhere
+    /// ([`crate::implicit`], [`Solver::gram_block`]) compute the entries they need from `D`.
+    /// [`Solver::gram`] is then the empty matrix, and so is the `gram` field of the serialised
+    /// solver (model files of such dictionaries are smaller, the format is the same).
+    pub fn new_gram_free(d: DMatrix<f64>, groups: GroupSpec, params: SolverParams) -> Result<Self> {
+        params.check()?;
+        check_matrix("dictionary", &d)?;
+        if d.ncols() != groups.n_atoms() {
+            return Err(SparseBpError::ShapeMismatch {
+                what: "dictionary columns vs group atoms",
+                expected: (d.nrows(), groups.n_atoms()),
+                got: d.shape(),
+            });
+        }
+        let lipschitz = match params.lipschitz {
+            Some(l) => l,
+            None => {
+                // D D^T (m x m) as the Gram matrix of D^T, without the zero blocks of a stacked D
+                let small = if d.nrows() < d.ncols() { kernels::gram(&d.transpose()) } else { kernels::gram(&d) };
+                power_iteration(&small, params.power_iter_max, params.power_iter_tol) * params.lipschitz_safety
+            }
+        };
+        let col_rows = kernels::column_ranges(&d);
+        let block_lipschitz = block_lipschitz_from_d(&d, &col_rows, &groups);
+        Ok(Self { d, gram: DMatrix::zeros(0, 0), groups, params, lipschitz, block_lipschitz, dt: None, col_rows })
+    }
+
+    /// [`Solver::new_gram_free`] for a dictionary more than twice overcomplete
+    /// ([`factored_products_pay`]), else [`Solver::new`]: the choice follows from the
+    /// dictionary's shape alone, so a model rebuilt from its dictionaries makes the same one.
+    pub fn new_for_shape(d: DMatrix<f64>, groups: GroupSpec, params: SolverParams) -> Result<Self> {
+        if factored_products_pay(d.nrows(), d.ncols()) {
+            Self::new_gram_free(d, groups, params)
+        } else {
+            Self::new(d, groups, params)
+        }
+    }
+
+    /// Whether this solver holds no Gram matrix ([`Solver::new_gram_free`]).
+    #[must_use]
+    pub fn gram_free(&self) -> bool {
+        self.gram.nrows() != self.d.ncols()
+    }
+
+    /// The `k x k` block `D_S^T D_S` of the Gram matrix for the atoms `atoms` (`S`, in that
+    /// order): read from `G`, or for a Gram-free solver computed from `D`'s columns (without
+    /// their zero rows).
+    #[must_use]
+    pub fn gram_block(&self, atoms: &[usize]) -> DMatrix<f64> {
+        if self.gram_free() {
+            kernels::gram(&self.d.select_columns(atoms))
+        } else {
+            DMatrix::from_fn(atoms.len(), atoms.len(), |i, j| self.gram[(atoms[i], atoms[j])])
+        }
+    }
+
+    /// `D^T D` itself: [`Solver::gram`], or computed for a Gram-free solver.
+    pub(crate) fn gram_or_computed(&self) -> std::borrow::Cow<'_, DMatrix<f64>> {
+        if self.gram_free() {
+            std::borrow::Cow::Owned(kernels::gram(&self.d))
+        } else {
+            std::borrow::Cow::Borrowed(&self.gram)
+        }
     }
 
     /// This solver with FISTA / ISTA forming the gradient's `G y = D^T D y` as `D^T (D y)`:
@@ -378,9 +503,11 @@ impl Solver {
     }
 
     /// Whether FISTA / ISTA use `D^T (D y)` ([`Solver::with_factored_products`]).
+    /// A Gram-free solver ([`Solver::new_gram_free`]) counts as factored: it only ever
+    /// multiplies by `D` and `D^T`.
     #[must_use]
     pub fn factored_products(&self) -> bool {
-        self.dt.is_some()
+        self.dt.is_some() || self.gram_free()
     }
 
     /// `out = G y`, as `D^T (D y)` in factored mode (`tmp` holds `D y`).
@@ -412,6 +539,11 @@ impl Solver {
     }
 
     fn new_unchecked_parts(base: &Self, groups: GroupSpec) -> Self {
+        if base.gram_free() {
+            let col_rows = kernels::column_ranges(&base.d);
+            let block_lipschitz = block_lipschitz_from_d(&base.d, &col_rows, &groups);
+            return Self { groups, block_lipschitz, col_rows, ..base.clone() };
+        }
         let block_lipschitz = groups
             .groups()
             .iter()
@@ -433,6 +565,7 @@ impl Solver {
             lipschitz: base.lipschitz,
             block_lipschitz,
             dt: base.dt.clone(),
+            col_rows: Vec::new(),
         }
     }
 
@@ -452,7 +585,8 @@ impl Solver {
     pub fn dictionary(&self) -> &DMatrix<f64> {
         &self.d
     }
-    /// The Gram matrix `D^T D`.
+    /// The Gram matrix `D^T D` (the empty matrix for a Gram-free solver,
+    /// [`Solver::new_gram_free`]; [`Solver::gram_block`] gives its blocks either way).
     #[must_use]
     pub fn gram(&self) -> &DMatrix<f64> {
         &self.gram
@@ -494,7 +628,7 @@ impl Solver {
     pub fn duality_gap(&self, x: &DVector<f64>, z: &DVector<f64>) -> Result<f64> {
         self.check_pair(x, z)?;
         let b = self.d.tr_mul(x);
-        let v = &b - &self.gram * z;
+        let v = if self.gram_free() { &b - self.d.tr_mul(&(&self.d * z)) } else { &b - &self.gram * z };
         let mut scratch = Vec::new();
         Ok(self.gap_abs(z.as_slice(), v.as_slice(), b.as_slice(), x.norm_squared(), &mut scratch))
     }
@@ -571,22 +705,14 @@ impl Solver {
         let b_all = self.d.transpose() * x;
         let xx: Vec<f64> = x.column_iter().map(|c| c.norm_squared()).collect();
         let ranges = chunk_ranges(n, self.params.chunk_size, min_chunk_signals(self.params.algorithm));
+        let gram_free = self.gram_free();
         let run = |&(s, e): &(usize, usize)| {
             let b = b_all.columns(s, e - s).into_owned();
             let z0 = init.map(|i| i.columns(s, e - s).into_owned());
-            match self.params.algorithm {
-                Algorithm::Fista => self.prox_grad_chunk(&b, &xx[s..e], z0, true),
-                Algorithm::Ista => self.prox_grad_chunk(&b, &xx[s..e], z0, false),
-                Algorithm::CoordinateDescent => self.cd_chunk(&b, &xx[s..e], z0),
-                Algorithm::Homotopy => self.homotopy_chunk(&b, &xx[s..e]),
-                Algorithm::Auto => {
-                    if z0.is_none() && self.groups.singleton_thresholds().is_some() {
-                        self.homotopy_chunk(&b, &xx[s..e])
-                    } else {
-                        self.cd_chunk(&b, &xx[s..e], z0)
-                    }
-                }
+            if gram_free {
+                return self.working_set_chunk(&x.columns(s, e - s).into_owned(), &b, &xx[s..e], z0);
             }
+            self.solve_chunk(&b, &xx[s..e], z0)
         };
         let parts: Vec<ChunkOut> = if self.params.parallel && ranges.len() > 1 {
             ranges.par_iter().map(run).collect()
@@ -608,6 +734,193 @@ impl Solver {
             tracing::warn!(n_fail, "gbp_solve: signals did not reach the tolerance");
         }
         Ok(Solution { codes, iterations, gaps, converged })
+    }
+
+    /// One chunk with [`SolverParams::algorithm`] on `G`; `b = D^T X_chunk`, `xx` the signals'
+    /// squared norms, `init` the warm start.
+    fn solve_chunk(&self, b: &DMatrix<f64>, xx: &[f64], z0: Option<DMatrix<f64>>) -> ChunkOut {
+        match self.params.algorithm {
+            Algorithm::Fista => self.prox_grad_chunk(b, xx, z0, true),
+            Algorithm::Ista => self.prox_grad_chunk(b, xx, z0, false),
+            Algorithm::CoordinateDescent => self.cd_chunk(b, xx, z0),
+            Algorithm::Homotopy => self.homotopy_chunk(b, xx),
+            Algorithm::Auto => {
+                if z0.is_none() && self.groups.singleton_thresholds().is_some() {
+                    self.homotopy_chunk(b, xx)
+                } else {
+                    self.cd_chunk(b, xx, z0)
+                }
+            }
+        }
+    }
+
+    /// The working-set solve of a Gram-free solver ([`Solver::new_gram_free`]) on one chunk,
+    /// signal by signal; `x` the chunk's signals, `b = D^T x`.
+    fn working_set_chunk(
+        &self,
+        x: &DMatrix<f64>,
+        b: &DMatrix<f64>,
+        xx: &[f64],
+        init: Option<DMatrix<f64>>,
+    ) -> ChunkOut {
+        let (big_m, c) = b.shape();
+        let mut out = ChunkOut::new(big_m, c, self.params.max_iter);
+        let computed;
+        let rows = if self.col_rows.len() == big_m {
+            &self.col_rows
+        } else {
+            computed = kernels::column_ranges(&self.d);
+            &computed
+        };
+        for (j, &xxj) in xx.iter().enumerate().take(c) {
+            let z0 = init.as_ref().map(|i| i.column(j).into_owned());
+            let cold = z0.is_none();
+            let z0 = z0.unwrap_or_else(|| DVector::zeros(big_m));
+            let (z, it, gap, ok) =
+                self.working_set_column(&x.column(j).into_owned(), b.column(j).as_slice(), xxj, z0, cold, rows);
+            out.codes.column_mut(j).copy_from(&z);
+            out.iterations[j] = it;
+            out.gaps[j] = gap;
+            out.converged[j] = ok;
+        }
+        out
+    }
+
+    /// One signal's working-set solve (see [`Solver::new_gram_free`]): code, iterations, final
+    /// relative gap, converged.
+    fn working_set_column(
+        &self,
+        x: &DVector<f64>,
+        b: &[f64],
+        xx: f64,
+        mut z: DVector<f64>,
+        cold: bool,
+        rows: &[(usize, usize)],
+    ) -> (DVector<f64>, usize, f64, bool) {
+        let p = &self.params;
+        let groups = self.groups.groups();
+        let nonneg = self.groups.nonneg();
+        // v = D^T (x - D z) = b - G z, from the non-zero rows of D's columns
+        let v_at = |z: &DVector<f64>| -> DVector<f64> {
+            let mut r = x.clone();
+            for (a, &za) in z.iter().enumerate() {
+                if za != 0.0 {
+                    let (lo, hi) = rows[a];
+                    r.rows_mut(lo, hi - lo).axpy(-za, &self.d.column(a).rows(lo, hi - lo), 1.0);
+                }
+            }
+            kernels::tr_mul_vec(&self.d, rows, &r)
+        };
+        let cold_auto = cold && p.algorithm == Algorithm::Auto && self.groups.singleton_thresholds().is_some();
+        let mut in_w = vec![false; groups.len()];
+        // W's groups in the order they joined (warm start's active groups first), their atoms,
+        // and the restricted Gram matrix, grown by the new atoms' columns each round
+        let mut w_groups: Vec<usize> = Vec::new();
+        let mut atoms: Vec<usize> = Vec::new();
+        let mut gw = DMatrix::zeros(0, 0);
+        let mut v = v_at(&z);
+        let mut scratch = Vec::new();
+        let mut iterations = 0;
+        let mut inner_ok = false;
+        let mut gap = f64::INFINITY;
+        let mut inner_tol = p.tol;
+        let sub_params = SolverParams {
+            parallel: false,
+            // coordinate descent needs no L: skip the power iteration
+            lipschitz: match p.algorithm {
+                Algorithm::Fista | Algorithm::Ista => p.lipschitz,
+                _ => Some(self.lipschitz),
+            },
+            power_iter_tol: p.power_iter_tol.max(1e-9),
+            ..p.clone()
+        };
+        for round in 0..WORKING_SET_ROUNDS {
+            gap = self.gap_rel(z.as_slice(), v.as_slice(), b, xx, &mut scratch);
+            // groups outside W: active ones (a warm start's) join first, then the violating
+            // ones, the most violating first
+            let mut viol: Vec<(f64, usize)> = groups
+                .iter()
+                .enumerate()
+                .filter(|(gi, _)| !in_w[*gi])
+                .filter_map(|(gi, g)| {
+                    if g.atoms.iter().any(|&a| z[a] != 0.0) {
+                        return Some((f64::INFINITY, gi));
+                    }
+                    gather(v.as_slice(), &g.atoms, &mut scratch);
+                    let ratio = g.norm.dual(&scratch, nonneg) / g.weight;
+                    (ratio > 1.0).then_some((ratio, gi))
+                })
+                .collect();
+            let done = match p.stopping {
+                StoppingRule::DualityGap => gap <= p.tol,
+                StoppingRule::ProxGradient => round > 0 && inner_ok && viol.is_empty(),
+            };
+            if done {
+                return (z, iterations, gap, true);
+            }
+            if viol.is_empty() && round > 0 {
+                if inner_tol <= p.tol {
+                    // the restricted solve missed its tolerance (max_iter): nothing to add
+                    return (z, iterations, gap, false);
+                }
+                inner_tol = p.tol;
+            } else {
+                // a loose restricted solve while W still grows (a tenth of the full gap), the
+                // tolerance itself once nothing violates
+                inner_tol = (0.1 * gap).max(p.tol);
+            }
+            // the warm start's active groups all join, violating ones at least doubling W
+            let forced = viol.iter().filter(|v| v.0 == f64::INFINITY).count();
+            let add = viol.len().min(forced.max(w_groups.len()).max(WORKING_SET_MIN_ADD));
+            viol.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let n_old = atoms.len();
+            for &(_, gi) in &viol[..add] {
+                in_w[gi] = true;
+                w_groups.push(gi);
+                atoms.extend_from_slice(&groups[gi].atoms);
+            }
+            let n = atoms.len();
+            if n > n_old {
+                gw = kernels::gram_extend(&self.d, rows, &atoms, &gw);
+            }
+            let mut sub_groups = Vec::with_capacity(w_groups.len());
+            let mut start = 0;
+            for &gi in &w_groups {
+                let g = &groups[gi];
+                sub_groups.push(Group::new((start..start + g.atoms.len()).collect(), g.weight, g.norm.clone()));
+                start += g.atoms.len();
+            }
+            let Ok(spec) = GroupSpec::new(n, sub_groups) else {
+                return (z, iterations, gap, false);
+            };
+            let sub = Solver::with_gram(
+                self.d.select_columns(&atoms),
+                gw.clone(),
+                spec.with_nonneg(nonneg),
+                SolverParams { tol: inner_tol, ..sub_params.clone() },
+            );
+            // D_W^T x is b on W's atoms
+            let bw = DMatrix::from_fn(n, 1, |k, _| b[atoms[k]]);
+            // `Auto` without a warm start: the exact homotopy path on a lasso's working set
+            let zw = (!cold_auto).then(|| DMatrix::from_fn(n, 1, |k, _| z[atoms[k]]));
+            let sol = sub.solve_chunk(&bw, &[xx], zw);
+            iterations += sol.iterations[0];
+            inner_ok = sol.converged[0];
+            for (k, &a) in atoms.iter().enumerate() {
+                z[a] = sol.codes[(k, 0)];
+            }
+            v = v_at(&z);
+            tracing::trace!(
+                round,
+                groups = w_groups.len(),
+                atoms = n,
+                iterations = sol.iterations[0],
+                gap,
+                inner_tol,
+                "working set"
+            );
+        }
+        (z, iterations, gap, false)
     }
 
     /// FISTA / ISTA on one chunk; `b = D^T X_chunk`.

@@ -275,6 +275,7 @@ fn normalise_columns(d: &mut DMatrix<f64>) {
 /// | `algorithm` | `Fista` | the [`Algorithm`] |
 /// | `factored` | `false` | FISTA / ISTA products `D^T (D y)` instead of `G y` ([`Solver::with_factored_products`]) |
 /// | `warm_start` | `false` | start each signal's pursuit from its code of the previous epoch (kept sparse: its non-zeros); a batch with a signal not yet coded starts from zero |
+/// | `gram_free` | `false` | no Gram matrix: working-set solves ([`Solver::new_gram_free`]) with `algorithm` on each working set (`factored` is then moot) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodeStep {
     /// Which solver.
@@ -283,11 +284,13 @@ pub struct CodeStep {
     pub factored: bool,
     /// Warm starts from the previous epoch's codes.
     pub warm_start: bool,
+    /// Gram-free working-set solves ([`Solver::new_gram_free`]).
+    pub gram_free: bool,
 }
 
 impl Default for CodeStep {
     fn default() -> Self {
-        Self { algorithm: Algorithm::Fista, factored: false, warm_start: false }
+        Self { algorithm: Algorithm::Fista, factored: false, warm_start: false, gram_free: false }
     }
 }
 
@@ -332,8 +335,12 @@ pub fn learn_dictionary_with(x: &DMatrix<f64>, p: &DictParams, code: CodeStep) -
         let mut total = 0.0;
         for chunk in order.chunks(p.batch_size) {
             let xb = columns(x, chunk);
-            let solver = Solver::new(d.clone(), group_spec(p.atoms, p.group_size, lam)?, sp.clone())?
-                .with_factored_products(code.factored);
+            let groups = group_spec(p.atoms, p.group_size, lam)?;
+            let solver = if code.gram_free {
+                Solver::new_gram_free(d.clone(), groups, sp.clone())?
+            } else {
+                Solver::new(d.clone(), groups, sp.clone())?.with_factored_products(code.factored)
+            };
             let z = match warm.as_ref().filter(|w| chunk.iter().all(|&i| !w[i].is_empty())) {
                 Some(w) => {
                     let mut init = DMatrix::zeros(p.atoms, chunk.len());
@@ -491,7 +498,7 @@ mod tests {
 
     /// The coding step's solver ([`learn_dictionary_with`]) on an overcomplete toy problem (6 x
     /// 20, `l1` and groups of 2): the default is [`learn_dictionary`] bit for bit; coordinate
-    /// descent, factored FISTA and warm starts learn as well (error falls from epoch 2 to 12, unit
+    /// descent, factored FISTA, Gram-free working sets and warm starts learn as well (error falls from epoch 2 to 12, unit
     /// atoms, final error within 10 % of the default's: the codes differ only within `code_tol`).
     #[test]
     fn every_code_step_learns_the_dictionary() {
@@ -514,10 +521,15 @@ mod tests {
             let (d0, e0) = learn_dictionary(&x, &p).unwrap();
             let (dd, ed) = learn_dictionary_with(&x, &p, CodeStep::default()).unwrap();
             assert_eq!(bits(&d0, e0), bits(&dd, ed), "group size {gs}");
+            let step =
+                |algorithm, factored, warm_start, gram_free| CodeStep { algorithm, factored, warm_start, gram_free };
             let steps = [
-                CodeStep { algorithm: Algorithm::CoordinateDescent, factored: false, warm_start: true },
-                CodeStep { algorithm: Algorithm::Fista, factored: true, warm_start: false },
-                CodeStep { algorithm: Algorithm::Fista, factored: true, warm_start: true },
+                step(Algorithm::CoordinateDescent, false, true, false),
+                step(Algorithm::Fista, true, false, false),
+                step(Algorithm::Fista, true, true, false),
+                step(Algorithm::CoordinateDescent, false, true, true),
+                step(Algorithm::Fista, false, true, true),
+                step(Algorithm::Fista, false, false, true),
             ];
             for step in steps {
                 // after the warm-up epoch (penalty lambda / 2) the error is at the full penalty

@@ -48,7 +48,7 @@ use super::{Classifier, CodeKind, LinearClassifier, TaskLoss, WarmCodes, default
 use crate::error::{Result, SparseBpError};
 use crate::groups::{Group, GroupNorm, GroupSpec};
 use crate::multilayer::MultiLayer;
-use crate::solver::{Solver, SolverParams, factored_products_pay};
+use crate::solver::{Solver, SolverParams};
 
 /// How the layers' codes are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,10 +129,10 @@ impl MultiLayerClassifier {
 
     /// [`MultiLayerClassifier::new`] with explicit solver parameters. A solver whose dictionary
     /// (a layer's, or the stacked one) is more than twice overcomplete
-    /// ([`factored_products_pay`]: the thesis-size 4096-atom layer, never a preset's) forms
-    /// FISTA / ISTA products as `D^T (D y)` ([`Solver::with_factored_products`]); the choice
-    /// follows from the dictionaries, so a model decoded from a file and rebuilt here
-    /// ([`crate::train::ModelFile::validated`]) makes the same one.
+    /// ([`crate::solver::factored_products_pay`]: the thesis-size 4096-atom layer, never a preset's) is
+    /// Gram-free and solves by working sets ([`Solver::new_for_shape`],
+    /// [`Solver::new_gram_free`]); the choice follows from the dictionaries, so a model decoded
+    /// from a file and rebuilt here ([`crate::train::ModelFile::validated`]) makes the same one.
     #[allow(clippy::too_many_arguments)]
     pub fn with_solver_params(
         pursuit: Pursuit,
@@ -168,8 +168,7 @@ impl MultiLayerClassifier {
                 .zip(&weights)
                 .map(|(d, &w)| {
                     let g = GroupSpec::new(d.ncols(), layer_groups(kind, 0, d.ncols(), gs, w))?;
-                    let s = Solver::new(d.clone(), g, params.clone())?;
-                    Ok(s.with_factored_products(factored_products_pay(d.nrows(), d.ncols())))
+                    Solver::new_for_shape(d.clone(), g, params.clone())
                 })
                 .collect::<Result<Vec<_>>>()?,
             Pursuit::Deep => {
@@ -181,8 +180,7 @@ impl MultiLayerClassifier {
                 }
                 let spec = GroupSpec::new(start, groups)?;
                 let a = layers.stacked_dictionary();
-                let pay = factored_products_pay(a.nrows(), a.ncols());
-                vec![Solver::new(a, spec, params)?.with_factored_products(pay)]
+                vec![Solver::new_for_shape(a, spec, params)?]
             }
         };
         Ok(Self { pursuit, kind, group_size: gs, weights, classifier, task, layers, solvers })
@@ -424,6 +422,49 @@ mod tests {
         for (s, pursuit) in [(10, Pursuit::Layered), (20, Pursuit::Deep)] {
             for (k, kind) in [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp].into_iter().enumerate() {
                 fd_check(&model(pursuit, kind, s + k as u64), s + k as u64 + 100);
+            }
+        }
+    }
+
+    /// A layer more than twice overcomplete (12 -> 40 atoms; stacked 22 x 52 for Deep Pursuit)
+    /// gets a Gram-free working-set solver (the thesis-size 4096-atom layer's case), the others
+    /// keep `G`; the attack gradients still match central finite differences (cold and
+    /// warm-started), and a model file round trip (no Gram matrix stored) gives the same logits
+    /// bit for bit.
+    #[test]
+    fn wide_layers_are_gram_free_and_differentiate_as_before() {
+        for (s, pursuit) in [(40u64, Pursuit::Layered), (50, Pursuit::Deep)] {
+            for (k, kind) in [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp].into_iter().enumerate() {
+                let seed = s + k as u64;
+                let mut rng = StdRng::seed_from_u64(seed);
+                let dicts = vec![unit_cols(rand_mat(10, 12, &mut rng)), unit_cols(rand_mat(12, 40, &mut rng))];
+                let nf = if kind == CodeKind::Pgbp { 20 } else { 40 };
+                let clf = LinearClassifier { w: rand_mat(3, nf, &mut rng), b: DVector::from_element(3, 0.1) };
+                let m = MultiLayerClassifier::with_solver_params(
+                    pursuit,
+                    kind,
+                    dicts,
+                    2,
+                    vec![0.2, 0.1],
+                    clf,
+                    TaskLoss::CrossEntropy,
+                    tight(),
+                )
+                .unwrap();
+                let free: Vec<bool> = m.solvers().iter().map(Solver::gram_free).collect();
+                match pursuit {
+                    Pursuit::Layered => assert_eq!(free, [false, true]),
+                    Pursuit::Deep => assert_eq!(free, [true]),
+                }
+                fd_check(&m, seed + 100);
+                let bytes = crate::train::encode_model(&m).unwrap();
+                let back: MultiLayerClassifier =
+                    crate::train::decode_model(std::path::Path::new("wide.bin"), &bytes).unwrap();
+                assert!(back.solvers().iter().zip(&free).all(|(s, &f)| s.gram_free() == f));
+                let x = rand_mat(10, 3, &mut rng);
+                let bits =
+                    |m: &MultiLayerClassifier| m.logits(&x).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&back), bits(&m), "{}", m.name());
             }
         }
     }

@@ -122,6 +122,34 @@ fn gram_body(a: &DMatrix<f64>) -> DMatrix<f64> {
 }
 
 avx2_dispatch! {
+    /// The Gram matrix of the columns `atoms` of `d` (non-zero rows `rows` of every column of
+    /// `d`), the first `old.nrows()` of whose entries are `old` (kept) and the others computed,
+    /// each entry as [`gram`] computes it (over the rows where both columns can be non-zero).
+    fn gram_extend / gram_extend_avx2(d: &DMatrix<f64>, rows: &[(usize, usize)], atoms: &[usize], old: &DMatrix<f64>) -> DMatrix<f64> = gram_extend_body
+}
+
+#[inline(always)]
+fn gram_extend_body(d: &DMatrix<f64>, rows: &[(usize, usize)], atoms: &[usize], old: &DMatrix<f64>) -> DMatrix<f64> {
+    let (m, n, n_old) = (d.nrows(), atoms.len(), old.nrows());
+    let s = d.as_slice();
+    let mut g = DMatrix::zeros(n, n);
+    g.view_mut((0, 0), (n_old, n_old)).copy_from(old);
+    for j in n_old..n {
+        let aj = atoms[j];
+        let cj = &s[aj * m..(aj + 1) * m];
+        for i in 0..=j {
+            let ai = atoms[i];
+            let lo = rows[ai].0.max(rows[aj].0);
+            let hi = rows[ai].1.min(rows[aj].1);
+            let v = dot_in(&s[ai * m..(ai + 1) * m], cj, lo, hi);
+            g[(i, j)] = v;
+            g[(j, i)] = v;
+        }
+    }
+    g
+}
+
+avx2_dispatch! {
     /// `a^T r` for a vector `r`, bit for bit `a.tr_mul(r)`, each entry over the non-zero rows
     /// `ranges` of `a`'s columns ([`column_ranges`]).
     fn tr_mul_vec / tr_mul_vec_avx2(a: &DMatrix<f64>, ranges: &[(usize, usize)], r: &DVector<f64>) -> DVector<f64> = tr_mul_vec_body

@@ -377,6 +377,61 @@ mod tests {
         .unwrap()
     }
 
+    /// The end-to-end gradient through a layer more than twice overcomplete (10 -> 40 atoms,
+    /// Gram-free working-set solves; for Deep Pursuit the stacked 18 x 50 problem): central
+    /// differences of `task + recon_weight * recon` in every tenth dictionary entry of both layers.
+    #[test]
+    fn gradient_through_a_gram_free_layer_matches_finite_differences() {
+        let p = TaskDrivenParams { recon_weight: 0.7, ..TaskDrivenParams::default() };
+        for (seed, pursuit, kind) in [
+            (61u64, Pursuit::Layered, CodeKind::Bp),
+            (62, Pursuit::Layered, CodeKind::Gbp),
+            (63, Pursuit::Deep, CodeKind::Bp),
+            (64, Pursuit::Deep, CodeKind::Pgbp),
+        ] {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut dicts = vec![rand_mat(8, 10, &mut rng), rand_mat(10, 40, &mut rng)];
+            dicts.iter_mut().for_each(normalise_columns);
+            let nf = if kind == CodeKind::Pgbp { 20 } else { 40 };
+            let clf = LinearClassifier { w: rand_mat(3, nf, &mut rng), b: DVector::from_element(3, 0.1) };
+            let m = MultiLayerClassifier::with_solver_params(
+                pursuit,
+                kind,
+                dicts,
+                2,
+                vec![0.15, 0.05],
+                clf,
+                TaskLoss::CrossEntropy,
+                tight(),
+            )
+            .unwrap();
+            assert!(m.solvers().last().unwrap().gram_free(), "{}", m.name());
+            let x = rand_mat(8, 3, &mut rng) * 2.0;
+            let labels = vec![0, 1, 2];
+            assert!(m.codes(&x).unwrap()[1].iter().any(|v| *v != 0.0), "{}: layer 2 empty", m.name());
+            let g = multilayer_gradient(&m, &x, &labels, &p).unwrap();
+            let total = |m: &MultiLayerClassifier| {
+                let l = multilayer_loss(m, &x, &labels).unwrap();
+                l.task + p.recon_weight * l.recon
+            };
+            let h = 1e-6;
+            for l in 0..2 {
+                assert!(g.dictionaries[l].norm() > 0.0, "{} layer {l}: zero gradient", m.name());
+                // every 10th entry (each one re-solves the pursuit twice at tolerance 1e-15)
+                for i in (l..m.dictionaries()[l].len()).step_by(10) {
+                    let (mut dp, mut dm) = (m.dictionaries().to_vec(), m.dictionaries().to_vec());
+                    dp[l][i] += h;
+                    dm[l][i] -= h;
+                    let fd = (total(&rebuilt(&m, dp, m.classifier.clone()))
+                        - total(&rebuilt(&m, dm, m.classifier.clone())))
+                        / (2.0 * h);
+                    let an = g.dictionaries[l][i];
+                    assert!((fd - an).abs() < 1e-5 * (1.0 + fd.abs()), "{} D_{l}[{i}]: fd {fd} vs {an}", m.name());
+                }
+            }
+        }
+    }
+
     /// Central differences of `task + recon_weight * recon` in every dictionary entry of
     /// every layer (re-solving the pursuit) and every classifier entry, for all six models.
     #[test]
