@@ -977,7 +977,7 @@ struct SparseSources<'a> {
 }
 
 /// The backward reads of sparse pull delivery for block `b` of targets (`LANES b ..`, the
-/// counterpart of [`read_one`] for a sparse projection), walking the block's synapses as the
+/// counterpart of [`read_columns`] for a sparse projection), walking the block's synapses as the
 /// forward pass does ([`snn_core::clocked::SparsePull::block`]: target by target, so one
 /// target's trajectory is read at a time; `w` the projection's weights in that order): each
 /// synapse (source `i`, target lane `l`, delay `D`, value index `v`) reads
