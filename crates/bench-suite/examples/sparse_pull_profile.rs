@@ -222,6 +222,22 @@
 //! 4.0-4.8) mean 4.13 -> 4.20 ms, paired differences -0.75 to +0.56 (mean +0.07 +- 0.07): no gain
 //! measurable at p = 0.1, where the per-event reads are memory-bound and hide the propagation's
 //! instructions; the gain is the p = 0 floor's.
+//!
+//! The LI readout's input out of the ring loop, measured and not kept (issue 19, 03:30-03:45 UTC
+//! 2026-12-05, against e210868; binaries and patch under /work/exp/issue-19-readout): with pull
+//! delivery, an LI output population fed only by integrating populations (the 700-512r-20's
+//! readout, 219,324 of the ring's 740,877 arrivals per sample at p = 0.1) skipped the ring: its
+//! scatters and its neuron pass left the step loop, the recorded spikes were added after the loop
+//! in the ring's order into a step-major `(steps + slots) x 20` timeline (offsets `D n_out + j`
+//! per synapse, built per pass), copied target-major and run block by block with the layered
+//! path's `simulate_block` and readout lanes (snn-core and snn-eventprop tests passed). Callgrind
+//! forward (`r0.1 16 1`, `--toggle-collect='snn_core::clocked::ClockedEngine::run_planned'`):
+//! 546.95 M before, 546.25 M after (570.7 M with a first version indexing through `fan_out`'s
+//! iterator). CPU, `r0.1 16 20` (6 rounds) and `r0.1 16 40` (6 rounds), alternating, every second
+//! round in swapped order, load 7.4-8.6: mean 3.173 -> 3.236 ms per sample, paired differences
+//! -0.125 to +0.437 (mean +0.062, standard error 0.052): no gain. A likely reason (not measured):
+//! the readout's ring scatters are a 20-target dense fan-out into a 151 x 20 corner of the ring
+//! (24 KB) that stays in cache, so they add little to the recurrent scatters' memory traffic.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
