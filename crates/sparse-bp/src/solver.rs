@@ -361,19 +361,26 @@ fn block_lipschitz_from_d(d: &DMatrix<f64>, rows: &[(usize, usize)], groups: &Gr
         .collect()
 }
 
+/// [`Solver::new`]'s and [`Solver::new_gram_free`]'s checks: the params, `D` finite and
+/// non-empty, its columns matching the groups' atoms.
+fn check_parts(d: &DMatrix<f64>, groups: &GroupSpec, params: &SolverParams) -> Result<()> {
+    params.check()?;
+    check_matrix("dictionary", d)?;
+    if d.ncols() != groups.n_atoms() {
+        return Err(SparseBpError::ShapeMismatch {
+            what: "dictionary columns vs group atoms",
+            expected: (d.nrows(), groups.n_atoms()),
+            got: d.shape(),
+        });
+    }
+    Ok(())
+}
+
 impl Solver {
     /// Check `D` (finite, non-empty, `M` columns matching the groups) and the params,
     /// precompute `G = D^T D` and `L` (power iteration on the smaller of `D D^T`, `D^T D`).
     pub fn new(d: DMatrix<f64>, groups: GroupSpec, params: SolverParams) -> Result<Self> {
-        params.check()?;
-        check_matrix("dictionary", &d)?;
-        if d.ncols() != groups.n_atoms() {
-            return Err(SparseBpError::ShapeMismatch {
-                what: "dictionary columns vs group atoms",
-                expected: (d.nrows(), groups.n_atoms()),
-                got: d.shape(),
-            });
-        }
+        check_parts(&d, &groups, &params)?;
         // bit for bit `d.tr_mul(&d)`, without the zero blocks of a stacked dictionary
         let gram = kernels::gram(&d);
         Ok(Self::with_gram(d, gram, groups, params))
@@ -428,15 +435,7 @@ impl Solver {
     /// [`Solver::gram`] is then the empty matrix, and so is the `gram` field of the serialised
     /// solver (model files of such dictionaries are smaller, the format is the same).
     pub fn new_gram_free(d: DMatrix<f64>, groups: GroupSpec, params: SolverParams) -> Result<Self> {
-        params.check()?;
-        check_matrix("dictionary", &d)?;
-        if d.ncols() != groups.n_atoms() {
-            return Err(SparseBpError::ShapeMismatch {
-                what: "dictionary columns vs group atoms",
-                expected: (d.nrows(), groups.n_atoms()),
-                got: d.shape(),
-            });
-        }
+        check_parts(&d, &groups, &params)?;
         let lipschitz = match params.lipschitz {
             Some(l) => l,
             None => {

@@ -374,9 +374,14 @@ mod tests {
     }
 
     fn model(pursuit: Pursuit, kind: CodeKind, seed: u64) -> MultiLayerClassifier {
+        model_sized(pursuit, kind, seed, 8)
+    }
+
+    /// A 10 -> 12 -> `width` model (pooled codes in pairs) with random unit-norm dictionaries.
+    fn model_sized(pursuit: Pursuit, kind: CodeKind, seed: u64, width: usize) -> MultiLayerClassifier {
         let mut rng = StdRng::seed_from_u64(seed);
-        let dicts = vec![unit_cols(rand_mat(10, 12, &mut rng)), unit_cols(rand_mat(12, 8, &mut rng))];
-        let nf = if kind == CodeKind::Pgbp { 4 } else { 8 };
+        let dicts = vec![unit_cols(rand_mat(10, 12, &mut rng)), unit_cols(rand_mat(12, width, &mut rng))];
+        let nf = if kind == CodeKind::Pgbp { width / 2 } else { width };
         let clf = LinearClassifier { w: rand_mat(3, nf, &mut rng), b: DVector::from_element(3, 0.1) };
         MultiLayerClassifier::with_solver_params(
             pursuit,
@@ -436,21 +441,8 @@ mod tests {
         for (s, pursuit) in [(40u64, Pursuit::Layered), (50, Pursuit::Deep)] {
             for (k, kind) in [CodeKind::Bp, CodeKind::Gbp, CodeKind::Pgbp].into_iter().enumerate() {
                 let seed = s + k as u64;
-                let mut rng = StdRng::seed_from_u64(seed);
-                let dicts = vec![unit_cols(rand_mat(10, 12, &mut rng)), unit_cols(rand_mat(12, 40, &mut rng))];
-                let nf = if kind == CodeKind::Pgbp { 20 } else { 40 };
-                let clf = LinearClassifier { w: rand_mat(3, nf, &mut rng), b: DVector::from_element(3, 0.1) };
-                let m = MultiLayerClassifier::with_solver_params(
-                    pursuit,
-                    kind,
-                    dicts,
-                    2,
-                    vec![0.2, 0.1],
-                    clf,
-                    TaskLoss::CrossEntropy,
-                    tight(),
-                )
-                .unwrap();
+                // layer 2 more than twice overcomplete (12 -> 40): Gram-free
+                let m = model_sized(pursuit, kind, seed, 40);
                 let free: Vec<bool> = m.solvers().iter().map(Solver::gram_free).collect();
                 match pursuit {
                     Pursuit::Layered => assert_eq!(free, [false, true]),
@@ -461,7 +453,7 @@ mod tests {
                 let back: MultiLayerClassifier =
                     crate::train::decode_model(std::path::Path::new("wide.bin"), &bytes).unwrap();
                 assert!(back.solvers().iter().zip(&free).all(|(s, &f)| s.gram_free() == f));
-                let x = rand_mat(10, 3, &mut rng);
+                let x = rand_mat(10, 3, &mut StdRng::seed_from_u64(seed + 200));
                 let bits =
                     |m: &MultiLayerClassifier| m.logits(&x).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&back), bits(&m), "{}", m.name());

@@ -377,6 +377,21 @@ mod tests {
         .unwrap()
     }
 
+    /// The central difference of `total` in entry `i` (column-major) of layer `l`'s dictionary,
+    /// each side a model rebuilt with the moved dictionary (its pursuit solved again).
+    fn fd_dictionary_entry(
+        m: &MultiLayerClassifier,
+        l: usize,
+        i: usize,
+        h: f64,
+        total: &dyn Fn(&MultiLayerClassifier) -> f64,
+    ) -> f64 {
+        let (mut dp, mut dm) = (m.dictionaries().to_vec(), m.dictionaries().to_vec());
+        dp[l][i] += h;
+        dm[l][i] -= h;
+        (total(&rebuilt(m, dp, m.classifier.clone())) - total(&rebuilt(m, dm, m.classifier.clone()))) / (2.0 * h)
+    }
+
     /// The end-to-end gradient through a layer more than twice overcomplete (10 -> 40 atoms,
     /// Gram-free working-set solves; for Deep Pursuit the stacked 18 x 50 problem): central
     /// differences of `task + recon_weight * recon` in every tenth dictionary entry of both layers.
@@ -419,12 +434,7 @@ mod tests {
                 assert!(g.dictionaries[l].norm() > 0.0, "{} layer {l}: zero gradient", m.name());
                 // every 10th entry (each one re-solves the pursuit twice at tolerance 1e-15)
                 for i in (l..m.dictionaries()[l].len()).step_by(10) {
-                    let (mut dp, mut dm) = (m.dictionaries().to_vec(), m.dictionaries().to_vec());
-                    dp[l][i] += h;
-                    dm[l][i] -= h;
-                    let fd = (total(&rebuilt(&m, dp, m.classifier.clone()))
-                        - total(&rebuilt(&m, dm, m.classifier.clone())))
-                        / (2.0 * h);
+                    let fd = fd_dictionary_entry(&m, l, i, h, &total);
                     let an = g.dictionaries[l][i];
                     assert!((fd - an).abs() < 1e-5 * (1.0 + fd.abs()), "{} D_{l}[{i}]: fd {fd} vs {an}", m.name());
                 }
@@ -458,12 +468,7 @@ mod tests {
                 let tol = |fd: f64| 1e-5 * (1.0 + fd.abs());
                 for l in 0..2 {
                     for i in 0..m.dictionaries()[l].len() {
-                        let (mut dp, mut dm) = (m.dictionaries().to_vec(), m.dictionaries().to_vec());
-                        dp[l][i] += h;
-                        dm[l][i] -= h;
-                        let fd = (total(&rebuilt(&m, dp, m.classifier.clone()))
-                            - total(&rebuilt(&m, dm, m.classifier.clone())))
-                            / (2.0 * h);
+                        let fd = fd_dictionary_entry(&m, l, i, h, &total);
                         let an = g.dictionaries[l][i];
                         assert!((fd - an).abs() < tol(fd), "{} D_{l}[{i}]: fd {fd} vs {an}", m.name());
                         checked += 1;
