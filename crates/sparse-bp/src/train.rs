@@ -498,8 +498,9 @@ mod tests {
 
     /// The coding step's solver ([`learn_dictionary_with`]) on an overcomplete toy problem (6 x
     /// 20, `l1` and groups of 2): the default is [`learn_dictionary`] bit for bit; coordinate
-    /// descent, factored FISTA, Gram-free working sets and warm starts learn as well (error falls from epoch 2 to 12, unit
-    /// atoms, final error within 10 % of the default's: the codes differ only within `code_tol`).
+    /// descent, factored FISTA, Gram-free working sets and warm starts learn as well (error
+    /// falls from epoch 2 to 12, unit atoms, final error within 10 % of the default's: the codes
+    /// differ only within `code_tol`).
     #[test]
     fn every_code_step_learns_the_dictionary() {
         let mut rng = StdRng::seed_from_u64(4);
