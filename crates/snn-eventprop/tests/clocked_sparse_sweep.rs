@@ -9,13 +9,13 @@
 //! synapse of each input spike fails it: tried by hand).
 
 use snn_core::{
-    ClockedEngine, Delivery, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, ReadoutKind, SimConfig,
-    Simulator, SparseSynapses, SpikeTrains,
+    ClockedEngine, Delivery, ForwardRecord, LiParams, LifParams, Network, NetworkBuilder, SimConfig, Simulator,
+    SparseSynapses, SpikeTrains,
 };
 use snn_eventprop::{GradientSweep, Gradients};
 
 mod common;
-use common::sweep::gradients;
+use common::sweep::{gradients, readout_for};
 
 const T_END: f64 = 60.0;
 
@@ -110,14 +110,7 @@ const CASES: [Case; 8] = [
 fn case_hashes(case: usize) -> (Vec<u64>, u64, usize) {
     let (h1, h2, recurrent, readout, dt, max_delay, p, seed) = CASES[case];
     let u: Vec<f64> = (0..19).map(|k| ((k * 7 + case * 3) % 19) as f64 / 19.0).collect();
-    let readout_kind = match readout {
-        0 => ReadoutKind::ExpIntegral,
-        1 => ReadoutKind::MaxVoltage,
-        2 => ReadoutKind::VoltageAt(vec![10.0, 33.3, 59.0]),
-        _ => ReadoutKind::FirstSpike,
-    };
-    let lif_out = matches!(readout_kind, ReadoutKind::FirstSpike);
-    let n_readout = if let ReadoutKind::VoltageAt(ts) = &readout_kind { 3 * ts.len() } else { 3 };
+    let (readout_kind, lif_out, n_readout) = readout_for(readout);
     let net = network(h1, h2, recurrent, lif_out, p, seed, &u, max_delay);
     assert!(net.has_sparse());
     let engine = ClockedEngine::new(SimConfig::new(T_END, readout_kind), dt).unwrap();

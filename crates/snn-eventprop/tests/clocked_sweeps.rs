@@ -12,7 +12,7 @@ use snn_core::{
 use snn_eventprop::{Adjoint, GradientSweep, Gradients};
 
 mod common;
-use common::sweep::gradients;
+use common::sweep::{gradients, readout_for};
 
 const T_END: f64 = 60.0;
 
@@ -86,14 +86,7 @@ proptest! {
         chans in prop::collection::vec(0u32..4, 30),
         with_bias in any::<bool>(),
     ) {
-        let readout_kind = match readout {
-            0 => ReadoutKind::ExpIntegral,
-            1 => ReadoutKind::MaxVoltage,
-            2 => ReadoutKind::VoltageAt(vec![10.0, 33.3, 59.0]),
-            _ => ReadoutKind::FirstSpike,
-        };
-        let lif_out = matches!(readout_kind, ReadoutKind::FirstSpike);
-        let n_readout = if let ReadoutKind::VoltageAt(ts) = &readout_kind { 3 * ts.len() } else { 3 };
+        let (readout_kind, lif_out, n_readout) = readout_for(readout);
         let net = network(h1, h2, recurrent, lif_out, &w, &d, max_delay);
         let engine = ClockedEngine::new(SimConfig::new(T_END, readout_kind), dt).unwrap();
         let batch = {

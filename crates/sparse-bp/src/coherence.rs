@@ -97,7 +97,8 @@ fn spectral(a: &DMatrix<f64>) -> f64 {
     a.singular_values().max()
 }
 
-fn check_groups(d: &DMatrix<f64>, groups: &GroupSpec) -> Result<()> {
+/// `D`'s columns match the groups' atoms (a typed [`SparseBpError::ShapeMismatch`] if not).
+pub(crate) fn check_groups(d: &DMatrix<f64>, groups: &GroupSpec) -> Result<()> {
     if d.ncols() != groups.n_atoms() {
         return Err(SparseBpError::ShapeMismatch {
             what: "dictionary columns vs group atoms",

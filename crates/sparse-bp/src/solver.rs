@@ -366,14 +366,7 @@ fn block_lipschitz_from_d(d: &DMatrix<f64>, rows: &[(usize, usize)], groups: &Gr
 fn check_parts(d: &DMatrix<f64>, groups: &GroupSpec, params: &SolverParams) -> Result<()> {
     params.check()?;
     check_matrix("dictionary", d)?;
-    if d.ncols() != groups.n_atoms() {
-        return Err(SparseBpError::ShapeMismatch {
-            what: "dictionary columns vs group atoms",
-            expected: (d.nrows(), groups.n_atoms()),
-            got: d.shape(),
-        });
-    }
-    Ok(())
+    crate::coherence::check_groups(d, groups)
 }
 
 impl Solver {

@@ -1,7 +1,7 @@
 //! The clocked backward pass of a batch under a chosen gradient sweep, shared by
 //! `clocked_sweeps.rs` and `clocked_sparse_sweep.rs`.
 
-use snn_core::{ClockedEngine, ForwardRecord, Network, SpikeTrains};
+use snn_core::{ClockedEngine, ForwardRecord, Network, ReadoutKind, SpikeTrains};
 use snn_eventprop::{Adjoint, ClockedAdjointScratch, GradientSweep, Gradients};
 
 /// The gradients of `records` (forward record and `d_readout` of each sample of `batch`) summed
@@ -22,4 +22,19 @@ pub fn gradients(
         engine.backward_into_with(net, batch.sample(s), rec, d, bias, &mut scratch, &mut g).unwrap();
     }
     g
+}
+
+/// The sweep tests' readout for code `c` (0 exp-integral, 1 max-voltage, 2 voltage at three
+/// times, else first spike), whether the output population is LIF (first spike only), and the
+/// number of readout values of a 3-neuron output.
+pub fn readout_for(c: usize) -> (ReadoutKind, bool, usize) {
+    let kind = match c {
+        0 => ReadoutKind::ExpIntegral,
+        1 => ReadoutKind::MaxVoltage,
+        2 => ReadoutKind::VoltageAt(vec![10.0, 33.3, 59.0]),
+        _ => ReadoutKind::FirstSpike,
+    };
+    let lif_out = matches!(kind, ReadoutKind::FirstSpike);
+    let n_readout = if let ReadoutKind::VoltageAt(ts) = &kind { 3 * ts.len() } else { 3 };
+    (kind, lif_out, n_readout)
 }
