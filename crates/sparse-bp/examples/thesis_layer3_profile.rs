@@ -25,7 +25,13 @@
 //! (see `step`).
 //!
 //! `STAGE_DIR e2e MODEL n [epochs]` times a thesis-size 3-layer model's end-to-end training
-//! instead (see `end_to_end`).
+//! instead (see `end_to_end`; `VAL=200` holds out the 200 images `xtask reproduce sparse-mnist
+//! --quick` holds out, instead of one training image).
+//!
+//! `STAGE_DIR images MODEL n [offset]` codes `n` images from `offset` one at a time and lists the
+//! slowest (see `per_image`). The quick chains' 4096-atom layer was learned on the first 500
+//! training images (its atoms start as copies of them): those code far more sparsely, and
+//! faster, than any other image (held-out, test), so profile both.
 //!
 //! `cargo run --release -p sparse-bp --example thesis_layer3_profile -- STAGE_DIR [l1|group] [n]
 //! [dict_epochs] [final_tol] [data dir]` (defaults `l1 500 1 1e-4 ../shared/data/mnist`;
@@ -77,7 +83,10 @@ fn end_to_end(args: &[String]) -> Result<(), BoxError> {
     let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
     let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
     let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
-    let s = mnist_idx::load_standardised(data, 2000, 0)?;
+    // VAL=k: the held-out set is the k training-split images after the quick run's 2,000 (as
+    // `xtask reproduce sparse-mnist --quick` holds them out), not the first training image
+    let n_val: usize = std::env::var("VAL").ok().map_or(Ok(0), |v| v.parse())?;
+    let (s, x_held, l_held) = mnist_idx::load_standardised_held_out(data, 2000, n_val, 0)?;
     let (x, labels) = (s.x_train.columns(0, n).into_owned(), s.y_train[..n].to_vec());
     let t = Instant::now();
     let nf = paper::deep_features(kind, &dicts, gs);
@@ -90,9 +99,10 @@ fn end_to_end(args: &[String]) -> Result<(), BoxError> {
     let mut m = build(train_linear(&f0, &labels, TaskLoss::CrossEntropy, &fit)?)?;
     let es = EarlyStopping { patience: epochs + 1, min_delta: 0.0, decay: None };
     let p = sparse_bp::train::task_driven::TaskDrivenParams { epochs, ..full.deep.end_to_end.params_for(kind, 5) };
-    let x_val = x.columns(0, 1).into_owned();
+    let (x_val, l_val) =
+        if n_val == 0 { (x.columns(0, 1).into_owned(), labels[..1].to_vec()) } else { (x_held, l_held) };
     let t = Instant::now();
-    let r = train_validated(&mut m, &x, &labels, &x_val, &labels[..1], &p, &es)?;
+    let r = train_validated(&mut m, &x, &labels, &x_val, &l_val, &p, &es)?;
     println!(
         "{name} thesis sizes {:?}, {n} images: build {t_build:.2} s, cold codes {t_codes:.2} s, {} end-to-end epoch(s) \
          {:.2} s (solver {:?} tol {}, factored products {:?})",
@@ -246,6 +256,62 @@ fn step(args: &[String]) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `STAGE_DIR images MODEL n [offset] [data dir]`: each of `n` training-split images from
+/// `offset` (default 2000: the quick run's held-out images) coded alone by the chain's model
+/// (`SCALE=quick`: the quick tolerance), one at a time: total seconds, the slowest images with
+/// each layer's iterations, whether it converged and its non-zeros.
+fn per_image(args: &[String]) -> Result<(), BoxError> {
+    use sparse_bp::models::LinearClassifier;
+    let dir = &args[0];
+    let name = args.get(2).map_or("lgbp", String::as_str);
+    let n: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
+    let offset: usize = args.get(4).map_or(Ok(2000), |s| s.parse())?;
+    let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
+    let scale = if std::env::var("SCALE").as_deref() == Ok("quick") { Scale::Quick } else { Scale::Full };
+    let full = paper::mnist_thesis_sizes(scale);
+    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
+    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let (s, x_val, _) = mnist_idx::load_standardised_held_out(data, 2000, (offset + n).saturating_sub(2000), 0)?;
+    let all = if offset >= 2000 {
+        x_val.columns(offset - 2000, n).into_owned()
+    } else {
+        s.x_train.columns(offset, n).into_owned()
+    };
+    let nf = paper::deep_features(kind, &dicts, gs);
+    let m = paper::deep_model(&full.deep, (pursuit, kind), &dicts, gs, &info.weights, LinearClassifier::zeros(10, nf))?;
+    let mut rows = Vec::new();
+    let t0 = Instant::now();
+    for j in 0..n {
+        let xj = all.columns(j, 1).into_owned();
+        let t = Instant::now();
+        // Deep Pursuit: one stacked problem on `[x; 0; 0]`
+        let stacked_rows: usize = dicts.iter().map(|d| d.nrows()).sum();
+        let mut prev = if pursuit == Pursuit::Deep {
+            DMatrix::from_fn(stacked_rows, 1, |i, _| if i < xj.nrows() { xj[(i, 0)] } else { 0.0 })
+        } else {
+            xj
+        };
+        let mut per_layer = Vec::new();
+        for sv in m.solvers() {
+            let sol = sv.solve(&prev)?;
+            let nnz = sol.codes.iter().filter(|v| **v != 0.0).count();
+            per_layer.push((sol.iterations[0], sol.converged[0], nnz, sol.gaps[0]));
+            prev = sol.codes;
+        }
+        rows.push((t.elapsed().as_secs_f64(), offset + j, per_layer));
+    }
+    let total = t0.elapsed().as_secs_f64();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!("{name}: {n} images from {offset} one at a time: {total:.2} s wall; slowest:");
+    for r in rows.iter().take(12) {
+        println!("  image {}: {:.3} s, layers (iterations, converged, non-zeros, gap) {:?}", r.1, r.0, r.2);
+    }
+    let med = rows[rows.len() / 2].0;
+    println!("  median {med:.4} s");
+    Ok(())
+}
+
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.get(1).map(String::as_str) == Some("step") {
@@ -253,6 +319,9 @@ fn main() -> Result<(), BoxError> {
     }
     if args.get(1).map(String::as_str) == Some("e2e") {
         return end_to_end(&args);
+    }
+    if args.get(1).map(String::as_str) == Some("images") {
+        return per_image(&args);
     }
     if args.get(1).map(String::as_str) == Some("dict") {
         return dict(&args);
