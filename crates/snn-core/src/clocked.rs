@@ -416,6 +416,16 @@ pub struct SparsePull {
     recs: Vec<PullRec>,
     /// Largest [`PullRec::off`] in `recs` (0 if none): the bound [`pull_sparse_block`] checks once.
     max_off: u32,
+    /// Recurrent networks (the windows of [`forward_ring`]; empty otherwise): the synapses source
+    /// by source, `push_starts[i]..push_starts[i + 1]` source `i`'s, each source's by increasing
+    /// delay ([`push_window`]).
+    push_starts: Vec<u32>,
+    /// Per synapse in that order, `D n_post + j` for delay steps `D` and target `j` (increasing
+    /// within a source's run): a spike at step `t` arrives at step `t + off / n_post` of target
+    /// `off % n_post`.
+    push: Vec<u32>,
+    /// Per synapse in that order, its value index (into [`crate::Connection::weight_values`]).
+    push_value: Vec<u32>,
 }
 
 /// One synapse of a block of [`SparsePull::LANES`] targets of a [`SparsePull`]: its presynaptic
@@ -431,7 +441,7 @@ pub struct PullRec {
 
 impl SparsePull {
     /// Builds the view of sparse connection `c` from its fan-outs and delay steps.
-    fn build(c: usize, conn: &crate::Connection, cp: &ConnPlan) -> Self {
+    fn build(c: usize, conn: &crate::Connection, cp: &ConnPlan, push: bool) -> Self {
         let (n_post, n_pre) = conn.shape();
         let mut starts = vec![0u32; n_post + 1];
         for i in 0..n_pre {
@@ -464,7 +474,36 @@ impl SparsePull {
             }
         }
         let max_off = recs.iter().map(|r| r.off).max().unwrap_or(0);
-        Self { conn: c, pre: cp.pre, starts, src, delay, value, recs, max_off }
+        let (mut push_starts, mut push_recs, mut push_value) = (Vec::new(), Vec::new(), Vec::new());
+        if push {
+            push_starts.reserve(n_pre + 1);
+            push_starts.push(0u32);
+            let mut fan = Vec::new();
+            for i in 0..n_pre {
+                fan.clear();
+                // Fits: `rebuild` checks `slots * n_state < u32::MAX`, `D < slots`, `j < n_post`.
+                fan.extend(conn.fan_out(i).iter().map(|(j, k)| (cp.delay_steps[k] * n_post as u32 + j as u32, k)));
+                fan.sort_unstable();
+                for &(off, k) in &fan {
+                    push_recs.push(off);
+                    push_value.push(k as u32);
+                }
+                push_starts.push(push_recs.len() as u32);
+            }
+        }
+        Self {
+            conn: c,
+            pre: cp.pre,
+            starts,
+            src,
+            delay,
+            value,
+            recs,
+            max_off,
+            push_starts,
+            push: push_recs,
+            push_value,
+        }
     }
 
     /// The connection index.
@@ -863,7 +902,7 @@ impl ClockedPlan {
                 }
                 let conn = net.connection(cid);
                 if conn.is_sparse() {
-                    pp.sparse.push(SparsePull::build(cid.0, conn, cp));
+                    pp.sparse.push(SparsePull::build(cid.0, conn, cp, !layered));
                 } else {
                     pp.conns.push((cid.0, pp.row_len));
                     pp.row_len += self.pops[cp.pre].size;
@@ -999,8 +1038,8 @@ struct PullBuffers {
     spk_merged: Vec<(u32, u32, f64)>,
     /// Layered: the groups of `spk_new` by step.
     by_step: crate::Buckets,
-    /// Recurrent networks: the pulled input arrivals, per pulled population its blocks of
-    /// [`LANES`] targets, each `(steps + 1) x LANES` step-major (see [`forward_ring`]).
+    /// Recurrent networks: the pulled input arrivals per pulled population, the whole run's in
+    /// tiles or one window's step-major (see [`forward_ring_in`]).
     pre: Vec<f64>,
     /// Recurrent networks: per population, its first entry in `pre` if it has pulled arrivals.
     pre_off: Vec<Option<usize>>,
@@ -1017,6 +1056,13 @@ struct PullBuffers {
     sources: SourceSpikes,
     /// Sparse pull: the weights in block order when the plan has none cached for the network.
     sparse_w: Vec<f64>,
+    /// Recurrent networks, windows of [`forward_ring`]: the weights of every pulled sparse
+    /// projection in push order, and per projection and spike of `sources` the first synapse
+    /// of its source's fan-out not yet delivered, per projection and source its first spike not
+    /// yet done (see [`push_window`]).
+    push_w: Vec<f64>,
+    spike_cur: Vec<u32>,
+    src_first: Vec<u32>,
     /// Layered: the steps with spikes of the block being simulated (see [`simulate_lanes`]).
     spike_steps: Vec<SpikeStep>,
 }
@@ -1091,6 +1137,86 @@ fn pull_sparse_block(
             // above and `at + t < (off % LANES + 1) line_len <= LANES line_len == block.len()`;
             // `base` is the only live access to `block` here.
             unsafe { *base.add(at + t as usize) += w };
+        }
+    }
+}
+
+/// Sparse pull delivery into one window of [`forward_ring`]: the arrivals at steps `n0 .. n0 +
+/// len` of the `n_post` targets of `sp` into `rows` (the window's arrivals of its population,
+/// step-major: step `n`, target `j` at `(n - n0) n_post + j`), pushed from the spikes source by
+/// source (increasing), each source's spikes in emission order, each spike through its fan-out by
+/// increasing delay (`w` the weights in that order). `spike_cur` (per spike of `sources`) holds
+/// the first synapse of the spike's fan-out not yet delivered and `src_first` (per source of `sp`)
+/// the source's first spike not yet done; the windows of one pass come in order of their steps,
+/// each resuming where the last stopped, and the first (`n0 == 0`) starts them.
+///
+/// The sum at a target and step is that of [`pull_sparse_block`] bit for bit: a source has at most
+/// one synapse into a target, so the target's additions at the step come source by source
+/// (increasing) and for one source spike by spike in emission order, as there, from the zero the
+/// caller clears `rows` to, and all in the window that holds the step.
+fn push_window(
+    sp: &SparsePull,
+    w: &[f64],
+    (sources, src_off): (&SourceSpikes, usize),
+    (spike_cur, src_first): (&mut [u32], &mut [u32]),
+    (n0, len): (usize, usize),
+    rows: &mut [f64],
+) {
+    let n_pre = sp.push_starts.len().saturating_sub(1);
+    let n_post = sp.starts.len() - 1;
+    let ends = sources.by_neuron.starts();
+    assert!(
+        w.len() == sp.push.len()
+            && spike_cur.len() == sources.steps.len()
+            && src_first.len() == n_pre
+            && src_off + n_pre < ends.len()
+            && len * n_post <= rows.len(),
+        "sparse pull delivery: window buffers"
+    );
+    let span = len * n_post;
+    let base = rows.as_mut_ptr();
+    for (i, first) in src_first.iter_mut().enumerate() {
+        let fan = sp.push_starts[i] as usize..sp.push_starts[i + 1] as usize;
+        if fan.is_empty() {
+            continue;
+        }
+        let (offs, ws) = (&sp.push[fan.clone()], &w[fan]);
+        let g = src_off + i;
+        let s_end = ends[g + 1] as usize;
+        let mut s = if n0 == 0 { ends[g] } else { *first } as usize;
+        *first = s as u32;
+        let mut done = true;
+        while s < s_end {
+            let t = sources.steps[s] as usize;
+            if t >= n0 + len {
+                break;
+            }
+            // A spike's first window is the one that holds its step.
+            let mut c = if t >= n0 { 0 } else { spike_cur[s] as usize };
+            // `(t - n0) n_post`, wrapping when `t < n0`: the arrivals left have `t + D >= n0`.
+            let shift = (t * n_post).wrapping_sub(n0 * n_post);
+            while c < offs.len() {
+                // The arrival's place in the window: below `span` exactly when its step is in
+                // `n0 .. n0 + len`; one before `n0` (none: the windows before delivered those)
+                // would wrap to a large value and stop the spike too.
+                let at = (offs[c] as usize).wrapping_add(shift);
+                if at >= span {
+                    break;
+                }
+                // SAFETY: `at < span <= rows.len()` (asserted); `base` is the only live access
+                // to `rows` here.
+                unsafe { *base.add(at) += ws[c] };
+                c += 1;
+            }
+            spike_cur[s] = c as u32;
+            if done {
+                if c == offs.len() {
+                    *first = s as u32 + 1;
+                } else {
+                    done = false;
+                }
+            }
+            s += 1;
         }
     }
 }
@@ -1331,6 +1457,8 @@ impl ClockedState {
             + self.pull.lane_rows.w.capacity()
             + self.pull.sparse_w.capacity())
             + 4 * self.pull.lane_rows.d.capacity()
+            + 8 * self.pull.push_w.capacity()
+            + 4 * (self.pull.spike_cur.capacity() + self.pull.src_first.capacity())
             + 4 * (self.pull.sources.steps.capacity() + self.pull.events.cols.capacity())
             + 16 * (self.pull.events.pre.capacity() + self.pull.pre_off.capacity())
             + 8 * self.pull.fired.capacity()
@@ -1476,9 +1604,10 @@ fn forward_with(
 }
 
 /// The step-by-step loop over all populations with the ring buffer; with `pull`, the input
-/// projections are pulled into per-target timelines first (`pre`, per pulled population its blocks
-/// of [`LANES`] targets, each `(steps + 1) x LANES` step-major) and added after each step's ring
-/// slot.
+/// projections are pulled into `pre` and added after each step's ring slot: with dense pulled
+/// projections the whole run's arrivals first, in tiles of [`RING_TILE`] steps; when all are
+/// sparse, window by window of [`RING_WINDOW`] steps just before the loop absorbs them, pushed from
+/// the input spikes into one window's step-major rows ([`fill_window`]), bit for bit the same sums.
 ///
 /// Each step `n > 0` starts with one pass over the neurons, population by population in blocks of
 /// [`LANES`] side by side ([`ring_pass`]): absorb step `n - 1`'s arrivals (its ring slot, cleared,
@@ -1490,7 +1619,7 @@ fn forward_with(
 /// after the whole pass, so none lands in slot `n - 1` before it is absorbed (a delay of
 /// `slots - 1` steps wraps onto it): the same states, spikes and readouts, bit for bit. Step
 /// `steps`' arrivals are not absorbed: nothing reads `I` after the last step.
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[allow(clippy::too_many_arguments)]
 fn forward_ring(
     engine: &ClockedEngine,
     net: &Network,
@@ -1501,6 +1630,31 @@ fn forward_ring(
     st: &mut ClockedState,
     out: &mut ForwardRecord,
 ) -> Result<()> {
+    forward_ring_in::<RING_WINDOW>(engine, net, plan, input, n_input, pull, st, out)
+}
+
+/// Steps per window of [`forward_ring`] when every pulled projection is sparse: the pulled
+/// arrivals are pushed window by window, just before the step loop absorbs them, into one
+/// window's step-major rows (`RING_WINDOW x size`, 512 KiB for 512 targets, which stay in L2)
+/// instead of the whole run's tiles (4.1 MB for 1001 steps). 128 steps: the fastest of 32, 64,
+/// 128 and 256 on the 700-512r-20 network at p = 0.1 (shorter windows visit each spike's
+/// fan-out more often: a spike delivers in every window its delays reach).
+const RING_WINDOW: usize = 128;
+
+/// [`forward_ring`] with windows of `W` steps (the tests use short ones) when every pulled projection is sparse ([`push_window`]); with dense pulled projections
+/// the whole run is one window, filled block by block ([`fill_block`]).
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+fn forward_ring_in<const W: usize>(
+    engine: &ClockedEngine,
+    net: &Network,
+    plan: &ClockedPlan,
+    input: SpikeTrain<'_>,
+    n_input: usize,
+    pull: bool,
+    st: &mut ClockedState,
+    out: &mut ForwardRecord,
+) -> Result<()> {
+    const { assert!(W > 0, "windows of at least one step") };
     let cfg = &engine.config;
     let in_pop = net.input().0;
     let out_pop = net.output().0;
@@ -1511,29 +1665,64 @@ fn forward_ring(
     let t_end = cfg.t_end;
     let n_state = plan.n_state;
     let mut next_readout = 0usize;
-    // `pre` holds the pulled arrivals in tiles of `RING_TILE` steps: per tile, each block's
-    // `RING_TILE x LANES` values (step-major), block after block.
+    // `pre` holds the pulled arrivals of one window of `window` steps in tiles of `RING_TILE`
+    // steps: per tile, each block's `RING_TILE x LANES` values (step-major), block after block.
     let tiles = (steps + 1).div_ceil(RING_TILE);
     let tile_row = RING_TILE * LANES;
+    let windowed =
+        pull && plan.pull.iter().all(|pp| pp.conns.is_empty()) && plan.pull.iter().any(|pp| !pp.sparse.is_empty());
+    let window = if windowed { W.min(tiles * RING_TILE) } else { tiles * RING_TILE };
     {
-        let PullBuffers { pre, pre_off, line, w_row, events, in_events, block, lane_rows, sources, sparse_w, .. } =
-            &mut *st.pull;
+        let PullBuffers {
+            pre,
+            pre_off,
+            line,
+            w_row,
+            events,
+            in_events,
+            block,
+            lane_rows,
+            sources,
+            sparse_w,
+            push_w,
+            spike_cur,
+            src_first,
+            ..
+        } = &mut *st.pull;
         pre_off.clear();
         let mut len = 0;
         for (p, pp) in plan.pull.iter().enumerate() {
             if pull && !pp.is_empty() {
                 pre_off.push(Some(len));
-                len += tiles * plan.pops[p].size.div_ceil(LANES) * tile_row;
+                let size = plan.pops[p].size;
+                // Windows: `window` rows of `size` (and `LANES` more for the last row's partial
+                // block, whose lanes past the population `ring_pass` reads and ignores).
+                len += if windowed { window * size + LANES } else { tiles * size.div_ceil(LANES) * tile_row };
             } else {
                 pre_off.push(None);
             }
         }
-        // Every entry that is read is written below: no clearing.
+        // Whole run: every entry that is read is written below, no clearing. Windows: each is
+        // cleared before its arrivals are pushed.
         pre.resize(len, 0.0);
-        if pull {
-            if plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
-                sources.group(plan.num_neurons(), in_events, &[]);
+        if pull && plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
+            sources.group(plan.num_neurons(), in_events, &[]);
+        }
+        if windowed {
+            // Pushed in the step loop, from the weights in push order.
+            push_w.clear();
+            let (mut n_sp, mut n_src) = (0, 0);
+            for sp in plan.pull.iter().flat_map(|pp| &pp.sparse) {
+                let w = net.connection(crate::ConnectionId(sp.conn)).weight_values();
+                push_w.extend(sp.push_value.iter().map(|&v| w[v as usize]));
+                n_sp += 1;
+                n_src += sp.push_starts.len().saturating_sub(1);
             }
+            spike_cur.clear();
+            spike_cur.resize(n_sp * sources.steps.len(), 0);
+            src_first.clear();
+            src_first.resize(n_src, 0);
+        } else if pull {
             for (p, pp) in plan.pull.iter().enumerate() {
                 let Some(first) = pre_off[p] else { continue };
                 pull_events(net, plan, pp, in_events, &[], events);
@@ -1561,7 +1750,7 @@ fn forward_ring(
     }
 
     let ClockedState { v, i, ring, acc, acc_t, readout_steps, pull: bufs } = st;
-    let PullBuffers { pre, pre_off, fired, .. } = &mut **bufs;
+    let PullBuffers { pre, pre_off, fired, sources, push_w, spike_cur, src_first, .. } = &mut **bufs;
     // With pull delivery the input spikes still go through the ring for the pushed (sparse)
     // input projections, if any.
     let in_conns = net.outgoing(PopulationId(in_pop));
@@ -1572,6 +1761,11 @@ fn forward_ring(
     for n in 0..=steps {
         let base_off = (n % plan.slots) * n_state;
         if n > 0 {
+            if windowed && (n - 1) % window == 0 {
+                // The pulled arrivals of the next window, steps `n - 1 ..`, as the loop reads them.
+                let win = (n - 1, window.min(steps - (n - 1)));
+                fill_window(plan, (pre, pre_off, window), (sources, push_w), (spike_cur, src_first), win);
+            }
             // 4. of step n - 1, then 1.-2.: absorb, propagate, spike test and reset.
             let prev_off = ((n - 1) % plan.slots) * n_state;
             let t = n as f64 * dt;
@@ -1587,11 +1781,16 @@ fn forward_ring(
                     c: p.coupling,
                     theta: p.theta.filter(|_| n < steps),
                     pulled: pre_off[pi].map(|o| {
-                        let blocks = p.size.div_ceil(LANES);
-                        let row = ((n - 1) / RING_TILE) * blocks * tile_row + ((n - 1) % RING_TILE) * LANES;
-                        (&pre[o..o + tiles * blocks * tile_row], row)
+                        if windowed {
+                            (&pre[o..o + window * p.size + LANES], ((n - 1) % window) * p.size)
+                        } else {
+                            let blocks = p.size.div_ceil(LANES);
+                            let row = ((n - 1) / RING_TILE) * blocks * tile_row + ((n - 1) % RING_TILE) * LANES;
+                            (&pre[o..o + tiles * blocks * tile_row], row)
+                        }
                     }),
-                    stride: tile_row,
+                    // Windows: the blocks of a step side by side; the whole run: a tile apart.
+                    stride: if windowed { LANES } else { tile_row },
                 };
                 let mut sink = RingSink {
                     spikes: &mut out.spikes,
@@ -1660,6 +1859,35 @@ fn forward_ring(
     }
 
     Ok(())
+}
+
+/// The pulled arrivals of steps `n0 .. n0 + len` (one window of [`forward_ring_in`], every pulled
+/// projection sparse) into `pre`, step-major per population (`window x size` from `pre_off[p]`),
+/// cleared first, then each sparse projection pushed in plan order ([`push_window`]; `push_w`
+/// their weights in push order one after the other, `spike_cur` and `src_first` their cursors
+/// one projection after the other).
+fn fill_window(
+    plan: &ClockedPlan,
+    (pre, pre_off, window): (&mut [f64], &[Option<usize>], usize),
+    (sources, push_w): (&SourceSpikes, &[f64]),
+    (spike_cur, src_first): (&mut [u32], &mut [u32]),
+    (n0, len): (usize, usize),
+) {
+    let n_spikes = sources.steps.len();
+    let (mut w_off, mut c_off, mut f_off) = (0, 0, 0);
+    for (p, pp) in plan.pull.iter().enumerate() {
+        let size = plan.pops[p].size;
+        let Some(first) = pre_off[p] else { continue };
+        let rows = &mut pre[first..first + window * size];
+        rows[..len * size].fill(0.0);
+        for sp in &pp.sparse {
+            let (nnz, n_pre) = (sp.push.len(), sp.push_starts.len().saturating_sub(1));
+            let src = (sources, plan.pops[sp.pre].global_off);
+            let cur = (&mut spike_cur[c_off..c_off + n_spikes], &mut src_first[f_off..f_off + n_pre]);
+            push_window(sp, &push_w[w_off..w_off + nnz], src, cur, (n0, len), rows);
+            (w_off, c_off, f_off) = (w_off + nnz, c_off + n_spikes, f_off + n_pre);
+        }
+    }
 }
 
 /// The constants of one population's part of a step of [`forward_ring`] ([`ring_pass`]).
@@ -3255,6 +3483,55 @@ mod tests {
             }
         }
         assert!(spikes > 5000, "too few spikes to test: {spikes}");
+    }
+
+    /// The windows of the ring path (sparse pulled input projections pushed window by window with
+    /// cursors) give the five loops' spikes and readouts bit for bit for any window length: one
+    /// step, 7 and 24 (shorter than the delays, so spikes deliver over several windows), the
+    /// default, and one past the run (a single window).
+    #[test]
+    fn ring_windows_of_any_length_equal_the_five_loops_bit_for_bit() {
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let loops: [(usize, RingLoop); 5] = [
+            (1, forward_ring_in::<1>),
+            (7, forward_ring_in::<7>),
+            (24, forward_ring_in::<24>),
+            (RING_WINDOW, forward_ring_in::<RING_WINDOW>),
+            (1024, forward_ring_in::<1024>),
+        ];
+        for seed in [1u64, 3, 5] {
+            let net = ring_net(seed, true, seed != 3);
+            let mut input = SpikeTrains::new(9);
+            // Three spikes of one source within one step, and spikes at the first and last steps.
+            let mut spikes: Vec<(f64, u32)> =
+                (0..90).map(|k| (k as f64 * 0.7 + 0.1 * (seed as f64), ((k * 7 + seed as usize) % 9) as u32)).collect();
+            spikes.splice(10..10, [(6.9, 4), (6.9, 4), (6.95, 4)]);
+            spikes.insert(0, (0.0, 2));
+            spikes.push((62.9, 5));
+            let (times, neurons): (Vec<f64>, Vec<u32>) = spikes.into_iter().unzip();
+            input.push_sample(&times, &neurons).unwrap();
+            for readout in [ReadoutKind::ExpIntegral, ReadoutKind::MaxVoltage] {
+                let e = engine(63.0, readout.clone(), 0.5);
+                let plan = e.plan(&net).unwrap();
+                assert!(
+                    plan.pull.iter().all(|pp| pp.conns.is_empty()) && plan.pull.iter().any(|pp| !pp.sparse.is_empty())
+                );
+                let mut st = ClockedState::default();
+                let mut want = ForwardRecord::default();
+                forward_with(&e, &net, &plan, input.sample(0), &mut st, &mut want, forward_ring_five_loops).unwrap();
+                assert!(want.spikes.len() > 100, "seed {seed}: too few spikes");
+                for (w, ring) in loops {
+                    let mut got = ForwardRecord::default();
+                    forward_with(&e, &net, &plan, input.sample(0), &mut st, &mut got, ring).unwrap();
+                    let what = format!("seed {seed}, {readout:?}, windows of {w}");
+                    assert_eq!(got.spikes.neurons, want.spikes.neurons, "{what}");
+                    assert_eq!(bits(&got.spikes.times), bits(&want.spikes.times), "{what}");
+                    assert_eq!(bits(&got.spikes.i_minus_v), bits(&want.spikes.i_minus_v), "{what}");
+                    assert_eq!(bits(&got.readout.values), bits(&want.readout.values), "{what}");
+                    assert_eq!(bits(&got.readout.times), bits(&want.readout.times), "{what}");
+                }
+            }
+        }
     }
 
     #[test]
