@@ -286,7 +286,12 @@
 //! (`fill_block` 713.6 M instructions in both binaries) and is still slower: so is a build that
 //! never takes the windows and builds no push view (4 rounds: 11.09 / 11.02 / 11.09 / 10.55
 //! against base 10.39 / 10.78 / 10.39 / 10.63), and perf (`r1 16 20`, load 6.7) puts 19.9 % of the
-//! samples in `fill_block` before and 23.9 % after: likely code placement, not verified.
+//! samples in `fill_block` before and 23.9 % after: likely code placement, not verified. In
+//! `sparse_connectivity 32 2` (4 rounds alternating, 06:11-06:16 UTC, load 4.6-6.2) sparse p = 1
+//! shows no loss (forward per synapse against dense 1.00-1.05 before, 0.99-1.05 after), and the
+//! 700-512r-20 ratios per synapse against dense, forward / training, went from 2.46-2.58 /
+//! 1.81-2.22 to 2.11-2.63 / 1.61-1.70 at p = 0.1 and from 1.38-1.47 / 1.18-1.30 to 1.14-1.17 /
+//! 1.07-1.23 at p = 0.5 (README, issue 19, for the rounds).
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
