@@ -74,7 +74,12 @@
 //! steps and 150 delay slots). A step's arrivals at a target are then summed source by source
 //! rather than in emission order,
 //! so sparse pull equals sparse push up to rounding (spikes identical in the tests, everything
-//! else to 1e-12), not bit for bit.
+//! else to 1e-12), not bit for bit. In recurrent networks whose pulled projections are all sparse
+//! (and not too dense), the input arrivals are instead pushed from the input spikes window by
+//! window of 128 steps, just before the step loop absorbs them (a source's fan-out sorted by delay,
+//! a cursor per spike): the same additions in the same order per target and step, so the same sums
+//! bit for bit, in a window that stays in L2 (512 KiB for 512 targets) rather than the whole
+//! run's tiles.
 //!
 //! `tests/clocked_delivery.rs` (in `snn-eventprop`) compares the two on random networks.
 //!
