@@ -238,6 +238,60 @@
 //! -0.125 to +0.437 (mean +0.062, standard error 0.052): no gain. A likely reason (not measured):
 //! the readout's ring scatters are a 20-target dense fan-out into a 151 x 20 corner of the ring
 //! (24 KB) that stays in cache, so they add little to the recurrent scatters' memory traffic.
+//!
+//! The ring path's pulled input arrivals filled and consumed window by window (issue 19, 05:15-06:10
+//! UTC 2026-12-05, against 582f9e2 "base"; binaries, callgrind files and round logs under
+//! /work/exp/issue-19-window). Callgrind forward as above (`rMODE 16 1`,
+//! `--toggle-collect='snn_core::clocked::ClockedEngine::run_planned'`); CPU `rMODE 16 N`,
+//! alternating with base, every second round in swapped order, ms per sample:
+//!
+//! - per-synapse cursors in the target-major kernel (each window of W steps re-walks every
+//!   synapse of a block from its cursor into an L1-sized block, then copies the block into the
+//!   window's tiles): p = 0.1 925.8 M (W = 64) and 630.9 M (W = 256) against 547.0 M; CPU W = 64
+//!   8.55 / 7.95 against 3.73 / 3.72 (load 4.0-4.9), W = 256 4.48 / 4.52 / 4.55 against 3.20 /
+//!   3.45 / 3.47 (load 3.4-3.6). A synapse has ~11 spikes over 1001 steps, so most window visits
+//!   deliver 0-1 of them and end on a mispredicted branch. Not kept.
+//! - pushed from the spikes instead (source by source, each spike through its fan-out sorted by
+//!   delay, with a cursor per spike and per source; the same sums bit for bit, since a source has
+//!   at most one synapse per target and a target's additions still come source by source) straight
+//!   into the window's tiles: 526.1 M, CPU 3.22 / 3.89 / 3.64 against 3.56 / 3.78 / 3.73 (load
+//!   4.1-4.2): 13.3 instructions per arrival, most in the tile address arithmetic;
+//! - the same into a step-major window (`W x 512` rows, one 4 KB row read per step, an arrival's
+//!   address one add from its `D n_post + j`): 9.3 instructions per arrival; p = 0.1 490.2 /
+//!   474.5 / 466.9 / 463.3 M for W = 32 / 64 / 128 / 256 (of which ~65 M are the windows' clearing,
+//!   which valgrind counts per byte of `rep stosb`); CPU `r0.1 16 40`, 6 rounds (load 3.5-3.9),
+//!   means base 3.18, W = 64 2.89, W = 128 2.64, W = 256 2.68. W = 128 (512 KiB) kept. But at high
+//!   density the pushes lose: they miss L1 (a spike's fan-out spreads over the window's rows)
+//!   where the whole-run fill sums in an L1-resident timeline. Input arrivals per step and target
+//!   are 0.77 / 3.9 / 5.4 / 6.6 / 7.8 at p = 0.1 / 0.5 / 0.7 / 0.85 / 1, and with windows at every
+//!   density (6 rounds, load 4.7-6.0; 3 rounds for 0.7 and 0.85, load 4.4) the means were p = 0.1
+//!   3.04 -> 2.60, 0.5 7.26 -> 6.24, 0.7 8.88 -> 8.15, 0.85 9.95 -> 10.57, 1 10.27 -> 12.15.
+//!
+//! Kept (snn-core `forward_ring_in`): windows of 128 steps when every pulled projection of the ring
+//! is sparse and at most 5 synapse-events are pushed per step and target (`PUSH_MAX_PER_CELL`;
+//! denser ones, and dense projections, keep the whole-run fill). Callgrind, base -> kept: p = 0.1
+//! 547.0 -> 468.0 M, 0.5 1231.5 -> 1170.4 M, 1 2108.9 -> 2110.5 M, dense 2094.2 -> 2095.7 M, p = 0
+//! 241.5 -> 156.6 M; instructions per synapse against dense 2.28 -> 1.95 at p = 0.1, 1.16 -> 1.10 at
+//! 0.5. CPU, 6 rounds (05:57-05:59 UTC, load 4.0-5.1), means (paired difference, standard error):
+//!
+//! | ms per sample | p = 0.1 (`16 40`) | p = 0.5 (`16 15`) | p = 1 (`16 8`) | dense (`16 8`) | p = 0 (`16 80`) |
+//! | --- | --- | --- | --- | --- | --- |
+//! | base | 3.00 | 7.09 | 10.17 | 10.70 | 0.740 |
+//! | windows | 2.63 | 6.45 | 10.83 | 10.69 | 0.395 |
+//! | paired | -0.37 +- 0.02 | -0.64 +- 0.15 | +0.66 +- 0.05 | -0.01 +- 0.20 | -0.35 +- 0.03 |
+//!
+//! Time per synapse against dense in these rounds: p = 0.1 2.45 -> 2.15 (net of each binary's p =
+//! 0 floor 1.98 -> 1.90), p = 0.5 1.30 -> 1.19, p = 1 0.95 -> 1.01. The gain is mostly the floor's:
+//! p = 0 no longer fills and copies 4.1 MB of zero tiles. p = 1 takes the unchanged whole-run fill
+//! (`fill_block` 713.6 M instructions in both binaries) and is still slower: so is a build that
+//! never takes the windows and builds no push view (4 rounds: 11.09 / 11.02 / 11.09 / 10.55
+//! against base 10.39 / 10.78 / 10.39 / 10.63), and perf (`r1 16 20`, load 6.7) puts 19.9 % of the
+//! samples in `fill_block` before and 23.9 % after: likely code placement, not verified. In
+//! `sparse_connectivity 32 2` (4 rounds alternating, 06:11-06:16 UTC, load 4.6-6.2) sparse p = 1
+//! shows no loss (forward per synapse against dense 1.00-1.05 before, 0.99-1.05 after), and the
+//! 700-512r-20 ratios per synapse against dense, forward / training, went from 2.46-2.58 /
+//! 1.81-2.22 to 2.11-2.63 / 1.61-1.70 at p = 0.1 and from 1.38-1.47 / 1.18-1.30 to 1.14-1.17 /
+//! 1.07-1.23 at p = 0.5 (README, issue 19, for the rounds).
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};

@@ -74,7 +74,12 @@
 //! steps and 150 delay slots). A step's arrivals at a target are then summed source by source
 //! rather than in emission order,
 //! so sparse pull equals sparse push up to rounding (spikes identical in the tests, everything
-//! else to 1e-12), not bit for bit.
+//! else to 1e-12), not bit for bit. In recurrent networks whose pulled projections are all sparse
+//! (and not too dense), the input arrivals are instead pushed from the input spikes window by
+//! window of 128 steps, just before the step loop absorbs them (a source's fan-out sorted by delay,
+//! a cursor per spike): the same additions in the same order per target and step, so the same sums
+//! bit for bit, in a window that stays in L2 (512 KiB for 512 targets) rather than the whole
+//! run's tiles.
 //!
 //! `tests/clocked_delivery.rs` (in `snn-eventprop`) compares the two on random networks.
 //!
@@ -1630,7 +1635,7 @@ fn forward_ring(
     st: &mut ClockedState,
     out: &mut ForwardRecord,
 ) -> Result<()> {
-    forward_ring_in::<RING_WINDOW>(engine, net, plan, input, n_input, pull, st, out)
+    forward_ring_in::<RING_WINDOW, PUSH_MAX_PER_CELL>(engine, net, plan, input, n_input, pull, st, out)
 }
 
 /// Steps per window of [`forward_ring`] when every pulled projection is sparse: the pulled
@@ -1641,10 +1646,33 @@ fn forward_ring(
 /// fan-out more often: a spike delivers in every window its delays reach).
 const RING_WINDOW: usize = 128;
 
-/// [`forward_ring`] with windows of `W` steps (the tests use short ones) when every pulled projection is sparse ([`push_window`]); with dense pulled projections
+/// Windows of [`forward_ring`] only while at most this many synapse-events are pushed per step
+/// and target of a population (all its pulled projections sparse): the pushes miss L1 (a spike's
+/// fan-out spreads over the window's rows), where the whole-run fill sums each target's arrivals
+/// in an L1-resident timeline and pays per step and target (a copy, and the tiles' traffic)
+/// instead. On the 700-512r-20 network (`sparse_pull_profile rMODE 16 N`, input arrivals per
+/// step and target 0.77 / 3.9 / 5.4 / 6.6 / 7.8 at p = 0.1 / 0.5 / 0.7 / 0.85 / 1) the windows
+/// cut the forward CPU time at p = 0.1, 0.5 and 0.7 and lost at 1 (mixed at 0.85).
+const PUSH_MAX_PER_CELL: usize = 5;
+
+/// The synapse-events that [`push_window`] pushes for `sp` over a pass: each spike of a source
+/// (in `sources`, the presynaptic population at global offset `src_off`) times its fan-out.
+fn push_events(sp: &SparsePull, sources: &SourceSpikes, src_off: usize) -> usize {
+    let ends = sources.by_neuron.starts();
+    sp.push_starts
+        .windows(2)
+        .enumerate()
+        .map(|(i, f)| {
+            (f[1] - f[0]) as usize * ends.get(src_off + i + 1).map_or(0, |&e| (e - ends[src_off + i]) as usize)
+        })
+        .sum()
+}
+
+/// [`forward_ring`] with windows of `W` steps while at most `MAX_PER_CELL` synapse-events are
+/// pushed per step and target (the tests use short windows, and 0 for the whole-run fill) when every pulled projection is sparse ([`push_window`]); with dense pulled projections
 /// the whole run is one window, filled block by block ([`fill_block`]).
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-fn forward_ring_in<const W: usize>(
+fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
     engine: &ClockedEngine,
     net: &Network,
     plan: &ClockedPlan,
@@ -1665,13 +1693,12 @@ fn forward_ring_in<const W: usize>(
     let t_end = cfg.t_end;
     let n_state = plan.n_state;
     let mut next_readout = 0usize;
-    // `pre` holds the pulled arrivals of one window of `window` steps in tiles of `RING_TILE`
-    // steps: per tile, each block's `RING_TILE x LANES` values (step-major), block after block.
+    // `pre` holds the pulled arrivals: the whole run's in tiles of `RING_TILE` steps (per tile,
+    // each block's `RING_TILE x LANES` values, step-major, block after block), or, `windowed`,
+    // those of one window of `window` steps, step-major.
     let tiles = (steps + 1).div_ceil(RING_TILE);
     let tile_row = RING_TILE * LANES;
-    let windowed =
-        pull && plan.pull.iter().all(|pp| pp.conns.is_empty()) && plan.pull.iter().any(|pp| !pp.sparse.is_empty());
-    let window = if windowed { W.min(tiles * RING_TILE) } else { tiles * RING_TILE };
+    let (windowed, window);
     {
         let PullBuffers {
             pre,
@@ -1689,6 +1716,19 @@ fn forward_ring_in<const W: usize>(
             src_first,
             ..
         } = &mut *st.pull;
+        if pull && plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
+            sources.group(plan.num_neurons(), in_events, &[]);
+        }
+        windowed = pull
+            && plan.pull.iter().all(|pp| pp.conns.is_empty())
+            && plan.pull.iter().any(|pp| !pp.sparse.is_empty())
+            && plan.pull.iter().enumerate().all(|(p, pp)| {
+                // Synapse-events pushed into the population, against its steps x targets.
+                let pushed: usize =
+                    pp.sparse.iter().map(|sp| push_events(sp, sources, plan.pops[sp.pre].global_off)).sum();
+                pushed <= MAX_PER_CELL * steps * plan.pops[p].size
+            });
+        window = if windowed { W.min(tiles * RING_TILE) } else { tiles * RING_TILE };
         pre_off.clear();
         let mut len = 0;
         for (p, pp) in plan.pull.iter().enumerate() {
@@ -1705,9 +1745,6 @@ fn forward_ring_in<const W: usize>(
         // Whole run: every entry that is read is written below, no clearing. Windows: each is
         // cleared before its arrivals are pushed.
         pre.resize(len, 0.0);
-        if pull && plan.pull.iter().any(|pp| !pp.sparse.is_empty()) {
-            sources.group(plan.num_neurons(), in_events, &[]);
-        }
         if windowed {
             // Pushed in the step loop, from the weights in push order.
             push_w.clear();
@@ -3488,16 +3525,19 @@ mod tests {
     /// The windows of the ring path (sparse pulled input projections pushed window by window with
     /// cursors) give the five loops' spikes and readouts bit for bit for any window length: one
     /// step, 7 and 24 (shorter than the delays, so spikes deliver over several windows), the
-    /// default, and one past the run (a single window).
+    /// default, and one past the run (a single window); and so does the whole-run fill of the
+    /// same sparse projections (`0` below), which denser ones take.
     #[test]
     fn ring_windows_of_any_length_equal_the_five_loops_bit_for_bit() {
         let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let loops: [(usize, RingLoop); 5] = [
-            (1, forward_ring_in::<1>),
-            (7, forward_ring_in::<7>),
-            (24, forward_ring_in::<24>),
-            (RING_WINDOW, forward_ring_in::<RING_WINDOW>),
-            (1024, forward_ring_in::<1024>),
+        let loops: [(usize, RingLoop); 6] = [
+            (1, forward_ring_in::<1, PUSH_MAX_PER_CELL>),
+            (7, forward_ring_in::<7, PUSH_MAX_PER_CELL>),
+            (24, forward_ring_in::<24, PUSH_MAX_PER_CELL>),
+            (RING_WINDOW, forward_ring_in::<RING_WINDOW, PUSH_MAX_PER_CELL>),
+            (1024, forward_ring_in::<1024, PUSH_MAX_PER_CELL>),
+            // Too many events per step and target for windows: the whole-run fill.
+            (0, forward_ring_in::<RING_WINDOW, 0>),
         ];
         for seed in [1u64, 3, 5] {
             let net = ring_net(seed, true, seed != 3);
@@ -3516,6 +3556,15 @@ mod tests {
                 assert!(
                     plan.pull.iter().all(|pp| pp.conns.is_empty()) && plan.pull.iter().any(|pp| !pp.sparse.is_empty())
                 );
+                // Sparse enough for the windows (else the ring takes the whole-run fill).
+                let mut sources = SourceSpikes::default();
+                let in_events: Vec<(u32, u32)> =
+                    times.iter().zip(&neurons).map(|(&t, &j)| (e.step_of(t) as u32, j)).collect();
+                sources.group(plan.num_neurons(), &in_events, &[]);
+                for (p, pp) in plan.pull.iter().enumerate().filter(|(_, pp)| !pp.is_empty()) {
+                    let pushed: usize = pp.sparse.iter().map(|sp| push_events(sp, &sources, 0)).sum();
+                    assert!(pushed > 0 && pushed <= PUSH_MAX_PER_CELL * e.steps * plan.pops[p].size);
+                }
                 let mut st = ClockedState::default();
                 let mut want = ForwardRecord::default();
                 forward_with(&e, &net, &plan, input.sample(0), &mut st, &mut want, forward_ring_five_loops).unwrap();
