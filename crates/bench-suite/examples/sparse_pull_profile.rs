@@ -291,7 +291,12 @@
 //! shows no loss (forward per synapse against dense 1.00-1.05 before, 0.99-1.05 after), and the
 //! 700-512r-20 ratios per synapse against dense, forward / training, went from 2.46-2.58 /
 //! 1.81-2.22 to 2.11-2.63 / 1.61-1.70 at p = 0.1 and from 1.38-1.47 / 1.18-1.30 to 1.14-1.17 /
-//! 1.07-1.23 at p = 0.5 (README, issue 19, for the rounds).
+//! 1.07-1.23 at p = 0.5 (README, issue 19, for the rounds). The plan holds the push view (each
+//! source's synapses by delay, 8 bytes per synapse) of every sparse pulled projection of a
+//! recurrent network: plan rebuild (`valgrind --tool=callgrind
+//! --toggle-collect=snn_core::clocked::ClockedPlan::rebuild`, `rMODE 1 1`) p = 0.1 8.27 -> 11.89
+//! M, p = 1 73.5 -> 94.4 M instructions (153.6 M with a comparison sort per source instead of the
+//! counting sort by source and delay).
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};

@@ -481,19 +481,26 @@ impl SparsePull {
         let max_off = recs.iter().map(|r| r.off).max().unwrap_or(0);
         let (mut push_starts, mut push_recs, mut push_value) = (Vec::new(), Vec::new(), Vec::new());
         if push {
-            push_starts.reserve(n_pre + 1);
-            push_starts.push(0u32);
-            let mut fan = Vec::new();
-            for i in 0..n_pre {
-                fan.clear();
-                // Fits: `rebuild` checks `slots * n_state < u32::MAX`, `D < slots`, `j < n_post`.
-                fan.extend(conn.fan_out(i).iter().map(|(j, k)| (cp.delay_steps[k] * n_post as u32 + j as u32, k)));
-                fan.sort_unstable();
-                for &(off, k) in &fan {
-                    push_recs.push(off);
-                    push_value.push(k as u32);
+            // Grouped by source and delay (a counting sort, linear in the synapses: the plan is
+            // rebuilt whenever the delays change), each group's targets increasing.
+            let d_slots = delay.iter().copied().max().map_or(1, |m| m as usize + 1);
+            let mut fill = vec![0u32; n_pre * d_slots + 1];
+            for (&i, &d) in src.iter().zip(&delay) {
+                fill[i as usize * d_slots + d as usize + 1] += 1;
+            }
+            for k in 1..fill.len() {
+                fill[k] += fill[k - 1];
+            }
+            push_starts.extend((0..=n_pre).map(|i| fill[i * d_slots]));
+            (push_recs, push_value) = (vec![0u32; nnz], vec![0u32; nnz]);
+            for j in 0..n_post {
+                for at in starts[j] as usize..starts[j + 1] as usize {
+                    let slot = &mut fill[src[at] as usize * d_slots + delay[at] as usize];
+                    // Fits: `rebuild` checks `slots * n_state < u32::MAX`, `D < slots`, `j < n_post`.
+                    push_recs[*slot as usize] = delay[at] * n_post as u32 + j as u32;
+                    push_value[*slot as usize] = value[at];
+                    *slot += 1;
                 }
-                push_starts.push(push_recs.len() as u32);
             }
         }
         Self {
