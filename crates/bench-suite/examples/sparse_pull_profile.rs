@@ -286,7 +286,10 @@
 //! (`fill_block` 713.6 M instructions in both binaries) and is still slower: so is a build that
 //! never takes the windows and builds no push view (4 rounds: 11.09 / 11.02 / 11.09 / 10.55
 //! against base 10.39 / 10.78 / 10.39 / 10.63), and perf (`r1 16 20`, load 6.7) puts 19.9 % of the
-//! samples in `fill_block` before and 23.9 % after: likely code placement, not verified. In
+//! samples in `fill_block` before and 23.9 % after: likely code placement, not verified. The
+//! final binary (9e56981, whose only further change is in the plan build), 4 rounds alternating
+//! (06:29-06:30 UTC, load 5.4-5.6), means: p = 1 10.04 -> 10.18 ms (rounds 9.84-10.31 -> 9.84-10.63,
+//! within their spread), p = 0.1 2.98 -> 2.57, dense 10.68 -> 10.53. In
 //! `sparse_connectivity 32 2` (4 rounds alternating, 06:11-06:16 UTC, load 4.6-6.2) sparse p = 1
 //! shows no loss (forward per synapse against dense 1.00-1.05 before, 0.99-1.05 after), and the
 //! 700-512r-20 ratios per synapse against dense, forward / training, went from 2.46-2.58 /
