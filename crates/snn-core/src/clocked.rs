@@ -1676,8 +1676,9 @@ fn push_events(sp: &SparsePull, sources: &SourceSpikes, src_off: usize) -> usize
 }
 
 /// [`forward_ring`] with windows of `W` steps while at most `MAX_PER_CELL` synapse-events are
-/// pushed per step and target (the tests use short windows, and 0 for the whole-run fill) when every pulled projection is sparse ([`push_window`]); with dense pulled projections
-/// the whole run is one window, filled block by block ([`fill_block`]).
+/// pushed per step and target (the tests use short windows, and 0 for the whole-run fill) when
+/// every pulled projection is sparse ([`push_window`]); with dense pulled projections the whole
+/// run is one window, filled block by block ([`fill_block`]).
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
     engine: &ClockedEngine,

@@ -59,6 +59,26 @@ fn stage<T: serde::de::DeserializeOwned>(dir: &str, name: &str) -> Result<T, Box
     Ok(value)
 }
 
+/// The thesis-size model `name` (`lbp`, `lgbp`, `dp`, `gdp`): its pursuit, code kind and group
+/// size under `setup`, and the stored chain (`deep-chain-{l1|group}-thesis` in `dir`) it reads.
+#[allow(clippy::type_complexity)]
+fn model_chain(
+    dir: &str,
+    name: &str,
+    setup: &paper::MnistSetup,
+) -> Result<(Pursuit, CodeKind, usize, Vec<DMatrix<f64>>, DeepChainInfo), BoxError> {
+    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
+    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", setup.group) };
+    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    Ok((pursuit, kind, gs, dicts, info))
+}
+
+/// The recipe `SCALE=quick` asks for (the quick thesis-size recipe, tolerance 1e-4), else the
+/// full one.
+fn scale_from_env() -> Scale {
+    if std::env::var("SCALE").as_deref() == Ok("quick") { Scale::Quick } else { Scale::Full }
+}
+
 fn median_usize(mut v: Vec<usize>) -> usize {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or(0)
@@ -77,12 +97,8 @@ fn end_to_end(args: &[String]) -> Result<(), BoxError> {
     let n: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let epochs: usize = args.get(4).map_or(Ok(1), |s| s.parse())?;
     let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
-    // SCALE=quick: the quick thesis-size recipe (tolerance 1e-4) instead of the full one
-    let scale = if std::env::var("SCALE").as_deref() == Ok("quick") { Scale::Quick } else { Scale::Full };
-    let full = paper::mnist_thesis_sizes(scale);
-    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
-    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
-    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let full = paper::mnist_thesis_sizes(scale_from_env());
+    let (pursuit, kind, gs, dicts, info) = model_chain(dir, name, &full)?;
     // VAL=k: the held-out set is the k training-split images after the quick run's 2,000 (as
     // `xtask reproduce sparse-mnist --quick` holds them out), not the first training image
     let n_val: usize = std::env::var("VAL").ok().map_or(Ok(0), |v| v.parse())?;
@@ -116,7 +132,7 @@ fn end_to_end(args: &[String]) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `STAGE_DIR dict FAMILY n epochs warm`: the seconds of `train::learn_dictionary_with` learning
+/// `STAGE_DIR dict FAMILY n epochs warm [data dir]`: the seconds of `train::learn_dictionary_with` learning
 /// the 4096-atom layer 3 (as `paper::learn_chain_sized`, `paper::wide_layer_code_step`) on the
 /// layer-2 codes of the first `n` images for `epochs` epochs, with (`warm` 1) or without (0)
 /// warm starts from the previous epoch's codes.
@@ -130,7 +146,8 @@ fn dict(args: &[String]) -> Result<(), BoxError> {
     let setup = paper::mnist_thesis_sizes(Scale::Quick);
     let (gs, kind) = if family == "group" { (setup.group, CodeKind::Gbp) } else { (1, CodeKind::Bp) };
     let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
-    let s = mnist_idx::load_standardised("/work/shared/data/mnist", 2000, 0)?;
+    let data = args.get(6).map_or("../shared/data/mnist", String::as_str);
+    let s = mnist_idx::load_standardised(data, 2000, 0)?;
     let x = s.x_train.columns(0, n).into_owned();
     let sp = paper::deep_solver_params(&setup.deep, Pursuit::Layered, kind);
     let mut input = x;
@@ -184,9 +201,7 @@ fn step(args: &[String]) -> Result<(), BoxError> {
     let n: usize = args.get(3).map_or(Ok(100), |s| s.parse())?;
     let data = args.get(4).map_or("../shared/data/mnist", String::as_str);
     let full = paper::mnist_thesis_sizes(Scale::Full);
-    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
-    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
-    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let (pursuit, kind, gs, dicts, info) = model_chain(dir, name, &full)?;
     let s = mnist_idx::load_standardised(data, 2000, 0)?;
     let (x, labels) = (s.x_train.columns(0, n).into_owned(), s.y_train[..n].to_vec());
     let nf = paper::deep_features(kind, &dicts, gs);
@@ -267,11 +282,8 @@ fn per_image(args: &[String]) -> Result<(), BoxError> {
     let n: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let offset: usize = args.get(4).map_or(Ok(2000), |s| s.parse())?;
     let data = args.get(5).map_or("../shared/data/mnist", String::as_str);
-    let scale = if std::env::var("SCALE").as_deref() == Ok("quick") { Scale::Quick } else { Scale::Full };
-    let full = paper::mnist_thesis_sizes(scale);
-    let (pursuit, kind) = paper::deep_model_kind(name).ok_or("model: lbp, lgbp, dp or gdp")?;
-    let (family, gs) = if kind == CodeKind::Bp { ("l1", 1) } else { ("group", full.group) };
-    let (dicts, info): (Vec<DMatrix<f64>>, DeepChainInfo) = stage(dir, &format!("deep-chain-{family}-thesis"))?;
+    let full = paper::mnist_thesis_sizes(scale_from_env());
+    let (pursuit, kind, gs, dicts, info) = model_chain(dir, name, &full)?;
     let (s, x_val, _) = mnist_idx::load_standardised_held_out(data, 2000, (offset + n).saturating_sub(2000), 0)?;
     let all = if offset >= 2000 {
         x_val.columns(offset - 2000, n).into_owned()
