@@ -354,6 +354,12 @@ fn arrivals(net: &Network, batch: &SpikeTrains, recs: &[ForwardRecord]) -> (f64,
     (hidden as f64 / n, readout as f64 / n, from_input as f64 / n)
 }
 
+/// FNV-1a over 64-bit words: the hashes this driver prints of the records and gradients, to check
+/// that a change leaves them bit for bit the same.
+fn fnv(words: impl Iterator<Item = u64>) -> u64 {
+    words.fold(0xcbf2_9ce4_8422_2325, |h, x| (h ^ x).wrapping_mul(0x0100_0000_01b3))
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "0.1".into());
@@ -386,6 +392,12 @@ fn main() {
     }
     let cpu = workload::cpu_seconds() - t0;
     let (hidden, readout, from_input) = arrivals(&net, &batch, &recs);
+    let record_hash = fnv(recs.iter().flat_map(|r| {
+        let s = &r.spikes;
+        let spikes = s.times.iter().zip(&s.neurons).zip(&s.i_minus_v);
+        let spikes = spikes.flat_map(|((t, &g), x)| [t.to_bits(), u64::from(g), x.to_bits()]);
+        spikes.chain(r.readout.values.iter().map(|v| v.to_bits()))
+    }));
     let passes = (iters * batch.len()) as f64;
     println!(
         "{mode}: {} synapses, {samples} samples x {iters}; arrivals per sample: input + hidden {hidden:.0} (input \
@@ -394,6 +406,7 @@ fn main() {
         1e3 * cpu / passes,
         1e9 * cpu / passes / (hidden + readout),
     );
+    println!("{mode}: record hash {record_hash:016x}");
     if bwd {
         let loss = Loss::ExpIntegralCrossEntropy;
         let d: Vec<Vec<f64>> = recs
@@ -412,5 +425,7 @@ fn main() {
         }
         let cpu = workload::cpu_seconds() - t0;
         println!("{mode}: backward CPU {:.3} ms per sample", 1e3 * cpu / passes);
+        let g = grads.weights.iter().chain(&grads.delays).flat_map(|m| m.iter().map(|x| x.to_bits()));
+        println!("{mode}: gradient hash {:016x} (summed over the {iters} passes)", fnv(g));
     }
 }

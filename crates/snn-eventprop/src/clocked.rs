@@ -959,9 +959,27 @@ struct Layered {
     /// Scratch of the counting sort into `pop_spikes`.
     pop_fill: Vec<usize>,
     /// The current population's spikes by block of [`LANES`] neurons (CSR: block `b`'s are
-    /// `block_spikes[by_block.range(b)]`), `(step, lane, record index)` in record order.
+    /// `block_spikes[by_block.range(b)]`), in record order.
     by_block: Buckets,
-    block_spikes: Vec<(u32, u32, u32)>,
+    block_spikes: Vec<BlockSpike>,
+}
+
+/// A spike of the block being swept ([`Layered::block`]), with what its jump needs gathered in
+/// record order beforehand (not read at random from the step loop, whose adjoint chain waited on
+/// those reads).
+#[derive(Debug, Clone, Copy, Default)]
+struct BlockSpike {
+    /// Grid step.
+    step: u32,
+    /// Lane in the block.
+    lane: u32,
+    /// Record index.
+    k: u32,
+    /// The jump sum `S`: the partial sums of the spike's outgoing connections in outgoing order,
+    /// then its readout-kink terms in order (the order the step loop summed them in).
+    s: f64,
+    /// `I - V` just before the spike (from the record).
+    imv: f64,
 }
 
 /// The presynaptic events of one sparse projection, for [`read_sparse_block`].
@@ -1043,7 +1061,7 @@ impl Layered {
             + 4 * self.pop_of.capacity()
             + self.by_block.heap_bytes()
             + 8 * self.pop_fill.capacity()
-            + 12 * self.block_spikes.capacity()
+            + std::mem::size_of::<BlockSpike>() * self.block_spikes.capacity()
             + self.by_src.heap_bytes()
             + 8 * self.src_ev.capacity()
     }
@@ -1156,16 +1174,27 @@ impl Layered {
             }
             let row_len: usize = conns.iter().map(|&(c, _)| plan.pops[plan.conns[c].pre].size).sum();
             let own_spikes = &self.pop_spikes[self.pop_start[p]..self.pop_start[p + 1]];
-            // Spikes of this population by block of LANES neurons: (step, lane, record index),
-            // record order.
+            // Spikes of this population by block of LANES neurons, record order, with their jump
+            // sums `S` (complete: every later population has been swept) and `I - V`.
             // (CSR over blocks, a stable counting sort: block `b`'s spikes are
             // `by_block[self.by_block.range(b)]`.)
             let n_blocks = pp.size.div_ceil(LANES);
             let mut by_block = std::mem::take(&mut self.block_spikes);
-            let step_of = &self.spike_step;
+            let (step_of, s_part, s_base, rank) = (&self.spike_step, &self.s_part, &self.s_base, &self.rank);
+            let outgoing = net.outgoing(snn_core::PopulationId(p));
             let own = own_spikes.iter().map(|&k| {
                 let j = spikes.neurons[k as usize] as usize - pp.global_off;
-                (j / LANES, (step_of[k as usize], (j % LANES) as u32, k))
+                let mut s = 0.0;
+                for &cid in outgoing {
+                    s += s_part[s_base[cid.0] + rank[k as usize] as usize];
+                }
+                for &(spike, term) in kink_s {
+                    if spike == k as usize {
+                        s += term;
+                    }
+                }
+                let imv = spikes.i_minus_v[k as usize];
+                (j / LANES, BlockSpike { step: step_of[k as usize], lane: (j % LANES) as u32, k, s, imv })
             });
             self.by_block.sort(n_blocks, own, &mut by_block);
             let line_len = steps + plan.slots;
@@ -1189,7 +1218,7 @@ impl Layered {
             for j0 in (0..pp.size).step_by(LANES) {
                 let j1 = (j0 + LANES).min(pp.size);
                 let own = &by_block[self.by_block.range(j0 / LANES)];
-                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, kink_s, own);
+                self.block(ctx, p, j0, j1 - j0, first_spike, readout_steps, own);
                 // 2. Every event into a target reads its trajectory: up to four targets per pass
                 // over the events (see `read_columns`), column by column, their delays, weights
                 // and sums interleaved by column.
@@ -1368,8 +1397,8 @@ impl Layered {
     /// The adjoints of targets `j0 .. j0 + lanes` (`lanes <= LANES`) of population `p` over the
     /// run, from the end, side by side (independent chains of arithmetic), into `line`: target
     /// `j0 + l`'s timeline at `l * (steps + slots)`. For each neuron these are the step-by-step
-    /// sweep's operations; `own` are the block's spikes `(step, lane, record index)` in record
-    /// order, taken from the end as that sweep does.
+    /// sweep's operations; `own` are the block's spikes in record order, taken from the end as
+    /// that sweep does.
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     fn block(
         &mut self,
@@ -1379,15 +1408,13 @@ impl Layered {
         lanes: usize,
         first_spike: &[usize],
         readout_steps: &[usize],
-        kink_s: &[(usize, f64)],
-        own: &[(u32, u32, u32)],
+        own: &[BlockSpike],
     ) {
-        let LayeredCtx { engine, net, plan, record, d_readout, jump_bias, .. } = *ctx;
+        let LayeredCtx { engine, net, plan, d_readout, jump_bias, .. } = *ctx;
         let cfg = engine.config();
         let steps = engine.num_steps();
         let dt = engine.dt();
         let t_end = cfg.t_end;
-        let spikes = &record.spikes;
         let op = plan.pops[net.output().0];
         let is_out = p == net.output().0;
         let pp = plan.pops[p];
@@ -1400,6 +1427,9 @@ impl Layered {
         for tail in self.line.chunks_exact_mut(line_len) {
             tail[steps + 1..].fill([0.0; 2]);
         }
+        // Each lane's timeline, written below without a bounds test per step.
+        assert!(self.line.len() >= LANES * line_len && steps < line_len, "layered sweep: the block's timelines");
+        let lines: [*mut [f64; 2]; LANES] = std::array::from_fn(|l| self.line[l * line_len..].as_mut_ptr());
         let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
         let mut next_spike = own.len();
         let mut next_readout = nt;
@@ -1433,28 +1463,21 @@ impl Layered {
                     ReadoutKind::FirstSpike => {}
                 }
             }
-            for l in 0..LANES {
-                self.line[l * line_len + n] = [lv[l], li[l]];
+            for (l, line) in lines.iter().enumerate() {
+                // SAFETY: `lines[l] + n` is `self.line[l line_len + n]`, in range for `l < LANES`
+                // and `n <= steps < line_len` (assertion above); nothing else accesses
+                // `self.line` in this loop.
+                unsafe { *line.add(n) = [lv[l], li[l]] };
             }
-            while next_spike > 0 && own[next_spike - 1].0 as usize == n {
+            while next_spike > 0 && own[next_spike - 1].step as usize == n {
                 next_spike -= 1;
-                let (_, l, k) = own[next_spike];
+                let BlockSpike { lane: l, k, s, imv, .. } = own[next_spike];
                 let (l, k) = (l as usize, k as usize);
                 let j = j0 + l;
-                let mut s = 0.0;
-                for &cid in net.outgoing(snn_core::PopulationId(p)) {
-                    s += self.s_part[self.s_base[cid.0] + self.rank[k] as usize];
-                }
-                for &(spike, term) in kink_s {
-                    if spike == k {
-                        s += term;
-                    }
-                }
                 let mut dlp = 0.0;
                 if is_out && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
                     dlp = d_readout[j];
                 }
-                let imv = spikes.i_minus_v[k];
                 if imv > MIN_I_MINUS_V {
                     let theta = pp.theta.unwrap_or(1.0);
                     lv[l] += (theta * lv[l] + dlp + s) / imv;
