@@ -7,10 +7,11 @@
 //! arrivals are dropped by both paths), split into the input and hidden projections (the sparse
 //! kernel's when sparse) and the dense readout, and the CPU time per arrival of the whole forward.
 //!
-//! `cargo run --release -p bench-suite --example sparse_pull_profile -- <dense|P> [samples] [iters] [bwd]`
-//! (`P` a connection probability, as in `sparse_connectivity`; defaults 16 and 20; `r` before the
-//! mode, `rdense` or `r0.1`, runs the recurrent 700-512r-20 network of `sparse_connectivity`, the
-//! ring path with its input projection pulled, instead). With `bwd` it
+//! `cargo run --release -p bench-suite --example sparse_pull_profile -- <dense|P> [samples] [iters] [bwd]
+//! [shape=HxO]` (`P` a connection probability, as in `sparse_connectivity`; defaults 16 and 20; `r`
+//! before the mode, `rdense` or `r0.1`, runs the recurrent 700-512r-20 network of
+//! `sparse_connectivity`, the ring path with its input projection pulled, instead; `shape=HxO`
+//! makes that network 700-Hr-O, drawn the same way, `workload::recurrent_net_sized`). With `bwd` it
 //! then runs the clocked backward pass (`backward_planned`, the layered sweep; loss
 //! `ExpIntegralCrossEntropy`, label `sample % 20`) on the records, `iters` times, and prints its
 //! CPU time per sample too: `valgrind --tool=callgrind
@@ -365,11 +366,20 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "0.1".into());
     let samples: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
     let iters: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
-    let bwd = args.next().is_some_and(|a| a == "bwd");
+    let (mut bwd, mut shape) = (false, (512, 20));
+    for a in args {
+        if a == "bwd" {
+            bwd = true;
+        } else if let Some((h, o)) = a.strip_prefix("shape=").and_then(|s| s.split_once('x')) {
+            shape = (h.parse().expect("shape=HIDDENxOUT"), o.parse().expect("shape=HIDDENxOUT"));
+        } else {
+            panic!("unknown argument {a:?} (bwd, shape=HIDDENxOUT)");
+        }
+    }
     // The rng sequence of `sparse_connectivity`: the batch, the recurrent net, then this one.
     let mut rng = Rng(19);
     let batch = workload::shd_like_batch(samples, &mut rng);
-    let recurrent = workload::recurrent_net(&mut rng, 150.0);
+    let recurrent = workload::recurrent_net_sized(&mut rng, shape.0, shape.1, 150.0);
     let feedforward = workload::feedforward_net(&mut rng, 150.0);
     // `r` before the mode: the recurrent 700-512r-20 network (the ring path) instead.
     let (dense, which) = match mode.strip_prefix('r') {
@@ -412,7 +422,11 @@ fn main() {
         let d: Vec<Vec<f64>> = recs
             .iter()
             .enumerate()
-            .map(|(s, r)| loss.evaluate(&r.readout, s % 20, s, workload::T_END).expect("loss").d_readout)
+            .map(|(s, r)| {
+                loss.evaluate(&r.readout, s % 20.min(r.readout.values.len()), s, workload::T_END)
+                    .expect("loss")
+                    .d_readout
+            })
             .collect();
         let mut scratch = engine.adjoint_scratch(&net);
         let mut grads = Gradients::zeros(&net);

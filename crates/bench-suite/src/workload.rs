@@ -101,18 +101,30 @@ pub fn shd_like_batch(n: usize, rng: &mut Rng) -> SpikeTrains {
 
 /// 700 -> 512 LIF (recurrent) -> 20 LI; input->hidden and recurrent delays U(0, max_delay).
 pub fn recurrent_net(rng: &mut Rng, max_delay: f64) -> Network {
+    recurrent_net_sized(rng, 512, 20, max_delay)
+}
+
+/// 700 -> `hidden` LIF (recurrent) -> `n_out` LI, drawn as [`recurrent_net`] draws its 512 and 20
+/// (the same weight and delay distributions, the same order of draws): e.g. 256 and 20, or an
+/// SSC-like 1024 and 35.
+pub fn recurrent_net_sized(rng: &mut Rng, hidden: usize, n_out: usize, max_delay: f64) -> Network {
     let mut b = NetworkBuilder::new();
     let i = b.input("in", N_IN);
-    let h = b.lif("hidden", 512, LifParams::default());
-    let o = b.li("out", 20, LiParams::default());
+    let h = b.lif("hidden", hidden, LifParams::default());
+    let o = b.li("out", n_out, LiParams::default());
     b.connect(
         i,
         h,
-        rng.matrix(512, N_IN, |r| r.normal(W_IN, 0.01)),
-        rng.matrix(512, N_IN, |r| r.uniform() * max_delay),
+        rng.matrix(hidden, N_IN, |r| r.normal(W_IN, 0.01)),
+        rng.matrix(hidden, N_IN, |r| r.uniform() * max_delay),
     );
-    b.connect(h, h, rng.matrix(512, 512, |r| r.normal(0.0, 0.02)), rng.matrix(512, 512, |r| r.uniform() * max_delay));
-    b.connect(h, o, rng.matrix(20, 512, |r| r.normal(0.0, 0.03)), DMatrix::zeros(20, 512));
+    b.connect(
+        h,
+        h,
+        rng.matrix(hidden, hidden, |r| r.normal(0.0, 0.02)),
+        rng.matrix(hidden, hidden, |r| r.uniform() * max_delay),
+    );
+    b.connect(h, o, rng.matrix(n_out, hidden, |r| r.normal(0.0, 0.03)), DMatrix::zeros(n_out, hidden));
     b.build().unwrap()
 }
 

@@ -346,6 +346,9 @@ struct WeightRows {
     /// Per population, the weights of its pulled sparse projections in block order
     /// ([`ClockedPlan::pull_sparse_weights`]).
     sparse: Vec<Vec<f64>>,
+    /// Recurrent networks: the weights of every pulled sparse projection in push order, one
+    /// after the other ([`ClockedPlan::push_weights`]; empty for layered networks).
+    push: Vec<f64>,
 }
 
 impl PartialEq for WeightRows {
@@ -799,6 +802,7 @@ impl ClockedPlan {
             gather_rows(&self.conns, pop.size, pp, net, out);
             gather_sparse(pp, net, sparse);
         }
+        gather_push(&self.pull, net, &mut cache.push);
         cache.stamp = Some(net.weight_stamp());
         Ok(true)
     }
@@ -852,6 +856,18 @@ impl ClockedPlan {
         if let Some(pp) = self.pull.get(p) {
             gather_sparse(pp, net, scratch);
         }
+        scratch
+    }
+
+    /// The weights of every pulled sparse projection in push order ([`push_window`]), population
+    /// after population and projection after projection: the cached copy if
+    /// [`ClockedPlan::weights_cached_for`] `net`, otherwise gathered into `scratch`. Empty unless
+    /// the network is recurrent (only the windows of [`forward_ring`] push).
+    fn push_weights<'a>(&'a self, net: &Network, scratch: &'a mut Vec<f64>) -> &'a [f64] {
+        if self.weights_cached_for(net) {
+            return &self.weight_rows.push;
+        }
+        gather_push(&self.pull, net, scratch);
         scratch
     }
 
@@ -992,6 +1008,16 @@ fn gather_sparse(pp: &PullPop, net: &Network, out: &mut Vec<f64>) {
     }
 }
 
+/// The weights of every pulled sparse projection in push order into `out`, one projection after
+/// the other (see [`ClockedPlan::push_weights`]).
+fn gather_push(pull: &[PullPop], net: &Network, out: &mut Vec<f64>) {
+    out.clear();
+    for sp in pull.iter().flat_map(|pp| &pp.sparse) {
+        let w = net.connection(crate::ConnectionId(sp.conn)).weight_values();
+        out.extend(sp.push_value.iter().map(|&v| w[v as usize]));
+    }
+}
+
 /// Adds `w` into the ring at `base_off + offs` (wrapping once): the fan-out of one spike.
 ///
 /// Requires `base_off < ring.len()` and every offset `< ring.len()` (true for offsets of a
@@ -1051,9 +1077,16 @@ struct PullBuffers {
     /// Layered: the groups of `spk_new` by step.
     by_step: crate::Buckets,
     /// Recurrent networks: the pulled input arrivals per pulled population, the whole run's in
-    /// tiles or one window's step-major (see [`forward_ring_in`]).
+    /// tiles (see [`forward_ring_in`]).
     pre: Vec<f64>,
-    /// Recurrent networks: per population, its first entry in `pre` if it has pulled arrivals.
+    /// Recurrent networks, windows of [`forward_ring`]: one window's pulled input arrivals per
+    /// pulled population, step-major.
+    win: Vec<f64>,
+    /// Whether `win` is all zero: the step loop clears each row it absorbs, so a run that
+    /// completes leaves it so (one stopped by the spike cap does not).
+    win_zero: bool,
+    /// Recurrent networks: per population, its first entry in `pre` (or `win`) if it has pulled
+    /// arrivals.
     pre_off: Vec<Option<usize>>,
     /// Recurrent networks: `(population, neuron)` of the spikes of the current step.
     fired: Vec<(u32, u32)>,
@@ -1069,7 +1102,8 @@ struct PullBuffers {
     /// Sparse pull: the weights in block order when the plan has none cached for the network.
     sparse_w: Vec<f64>,
     /// Recurrent networks, windows of [`forward_ring`]: the weights of every pulled sparse
-    /// projection in push order, and per projection and spike of `sources` the first synapse
+    /// projection in push order when the plan has none cached for the network
+    /// ([`ClockedPlan::push_weights`]), and per projection and spike of `sources` the first synapse
     /// of its source's fan-out not yet delivered, per projection and source its first spike not
     /// yet done (see [`push_window`]).
     push_w: Vec<f64>,
@@ -1165,7 +1199,7 @@ fn pull_sparse_block(
 /// The sum at a target and step is that of [`pull_sparse_block`] bit for bit: a source has at most
 /// one synapse into a target, so the target's additions at the step come source by source
 /// (increasing) and for one source spike by spike in emission order, as there, from the zero the
-/// caller clears `rows` to, and all in the window that holds the step.
+/// caller keeps `rows` at, and all in the window that holds the step.
 fn push_window(
     sp: &SparsePull,
     w: &[f64],
@@ -1464,6 +1498,7 @@ impl ClockedState {
             + self.pull.events.list.capacity()
             + self.pull.in_events.capacity()
             + self.pull.pre.capacity()
+            + self.pull.win.capacity()
             + self.pull.fac.capacity()
             + self.pull.block.capacity()
             + self.pull.lane_rows.w.capacity()
@@ -1619,7 +1654,8 @@ fn forward_with(
 /// projections are pulled into `pre` and added after each step's ring slot: with dense pulled
 /// projections the whole run's arrivals first, in tiles of [`RING_TILE`] steps; when all are
 /// sparse, window by window of [`RING_WINDOW`] steps just before the loop absorbs them, pushed from
-/// the input spikes into one window's step-major rows ([`fill_window`]), bit for bit the same sums.
+/// the input spikes into one window's step-major rows ([`fill_window`]), bit for bit the same sums;
+/// the loop clears each row as it absorbs it, so the rows are clear for the next window's pushes.
 ///
 /// Each step `n > 0` starts with one pass over the neurons, population by population in blocks of
 /// [`LANES`] side by side ([`ring_pass`]): absorb step `n - 1`'s arrivals (its ring slot, cleared,
@@ -1703,13 +1739,15 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
     let mut next_readout = 0usize;
     // `pre` holds the pulled arrivals: the whole run's in tiles of `RING_TILE` steps (per tile,
     // each block's `RING_TILE x LANES` values, step-major, block after block), or, `windowed`,
-    // those of one window of `window` steps, step-major.
+    // `win` those of one window of `window` steps, step-major.
     let tiles = (steps + 1).div_ceil(RING_TILE);
     let tile_row = RING_TILE * LANES;
     let (windowed, window);
     {
         let PullBuffers {
             pre,
+            win,
+            win_zero,
             pre_off,
             line,
             w_row,
@@ -1719,7 +1757,6 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
             lane_rows,
             sources,
             sparse_w,
-            push_w,
             spike_cur,
             src_first,
             ..
@@ -1750,16 +1787,29 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
                 pre_off.push(None);
             }
         }
-        // Whole run: every entry that is read is written below, no clearing. Windows: each is
-        // cleared before its arrivals are pushed.
-        pre.resize(len, 0.0);
+        // Whole run: every entry that is read is written below, no clearing. Windows: all zero
+        // before the first is pushed (cleared here unless the last run left them so), and the
+        // step loop clears each row as it absorbs it, so the next window's pushes find it clear.
         if windowed {
-            // Pushed in the step loop, from the weights in push order.
-            push_w.clear();
+            if !*win_zero {
+                win.clear();
+            }
+            // `LANES` more, to start the windows on a cache line (rows of a multiple of `LANES`
+            // targets then stay on whole lines, and so do the loop's loads and clearing stores).
+            win.resize(len + LANES, 0.0);
+            let skew = win.as_ptr().align_offset(LANES * 8).min(LANES);
+            for o in pre_off.iter_mut().flatten() {
+                *o += skew;
+            }
+            // Until the step loop is done (it may stop at a spike cap, mid-window).
+            *win_zero = false;
+        } else {
+            pre.resize(len, 0.0);
+        }
+        if windowed {
+            // Pushed in the step loop, from the weights in push order (`push_weights` below).
             let (mut n_sp, mut n_src) = (0, 0);
             for sp in plan.pull.iter().flat_map(|pp| &pp.sparse) {
-                let w = net.connection(crate::ConnectionId(sp.conn)).weight_values();
-                push_w.extend(sp.push_value.iter().map(|&v| w[v as usize]));
                 n_sp += 1;
                 n_src += sp.push_starts.len().saturating_sub(1);
             }
@@ -1795,7 +1845,9 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
     }
 
     let ClockedState { v, i, ring, acc, acc_t, readout_steps, pull: bufs } = st;
-    let PullBuffers { pre, pre_off, fired, sources, push_w, spike_cur, src_first, .. } = &mut **bufs;
+    let PullBuffers { pre, win, win_zero, pre_off, fired, sources, push_w, spike_cur, src_first, .. } = &mut **bufs;
+    let pre = if windowed { win } else { pre };
+    let push_w = if windowed { plan.push_weights(net, push_w) } else { &[] };
     // With pull delivery the input spikes still go through the ring for the pushed (sparse)
     // input projections, if any.
     let in_conns = net.outgoing(PopulationId(in_pop));
@@ -1820,22 +1872,26 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
                     continue;
                 }
                 let r = p.state_off..p.state_off + p.size;
-                let step = RingStep {
+                let pulled = match pre_off[pi] {
+                    None => None,
+                    Some(o) if windowed => {
+                        Some((&mut pre[o..o + window * p.size + LANES], ((n - 1) % window) * p.size))
+                    }
+                    Some(o) => {
+                        let blocks = p.size.div_ceil(LANES);
+                        let row = ((n - 1) / RING_TILE) * blocks * tile_row + ((n - 1) % RING_TILE) * LANES;
+                        Some((&mut pre[o..o + tiles * blocks * tile_row], row))
+                    }
+                };
+                let mut step = RingStep {
                     a: p.alpha,
                     b: p.beta,
                     c: p.coupling,
                     theta: p.theta.filter(|_| n < steps),
-                    pulled: pre_off[pi].map(|o| {
-                        if windowed {
-                            (&pre[o..o + window * p.size + LANES], ((n - 1) % window) * p.size)
-                        } else {
-                            let blocks = p.size.div_ceil(LANES);
-                            let row = ((n - 1) / RING_TILE) * blocks * tile_row + ((n - 1) % RING_TILE) * LANES;
-                            (&pre[o..o + tiles * blocks * tile_row], row)
-                        }
-                    }),
+                    pulled,
                     // Windows: the blocks of a step side by side; the whole run: a tile apart.
                     stride: if windowed { LANES } else { tile_row },
+                    clear: windowed,
                 };
                 let mut sink = RingSink {
                     spikes: &mut out.spikes,
@@ -1847,7 +1903,7 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
                     first: (pi == out_pop && first_spike).then_some(&mut acc[..]),
                 };
                 let slot = &mut ring[prev_off + p.state_off..prev_off + p.state_off + p.size];
-                ring_pass(&step, &mut v[r.clone()], &mut i[r], slot, &mut sink)?;
+                ring_pass(&mut step, &mut v[r.clone()], &mut i[r], slot, &mut sink)?;
             }
             // 3. the step's spikes through the ring, in the order found.
             for &(pi, j) in fired.iter() {
@@ -1902,15 +1958,20 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
             }
         }
     }
+    // Every row of the windows was absorbed, and cleared (rows past the last window's steps were
+    // cleared by the window before, or never written).
+    if windowed {
+        *win_zero = true;
+    }
 
     Ok(())
 }
 
 /// The pulled arrivals of steps `n0 .. n0 + len` (one window of [`forward_ring_in`], every pulled
 /// projection sparse) into `pre`, step-major per population (`window x size` from `pre_off[p]`),
-/// cleared first, then each sparse projection pushed in plan order ([`push_window`]; `push_w`
-/// their weights in push order one after the other, `spike_cur` and `src_first` their cursors
-/// one projection after the other).
+/// which must be zero (the step loop clears each row it absorbs): each sparse projection pushed in
+/// plan order ([`push_window`]; `push_w` their weights in push order one after the other,
+/// `spike_cur` and `src_first` their cursors one projection after the other).
 fn fill_window(
     plan: &ClockedPlan,
     (pre, pre_off, window): (&mut [f64], &[Option<usize>], usize),
@@ -1924,7 +1985,6 @@ fn fill_window(
         let size = plan.pops[p].size;
         let Some(first) = pre_off[p] else { continue };
         let rows = &mut pre[first..first + window * size];
-        rows[..len * size].fill(0.0);
         for sp in &pp.sparse {
             let (nnz, n_pre) = (sp.push.len(), sp.push_starts.len().saturating_sub(1));
             let src = (sources, plan.pops[sp.pre].global_off);
@@ -1945,8 +2005,11 @@ struct RingStep<'a> {
     theta: Option<f64>,
     /// The population's pulled arrivals and the offset of the absorbed step's row of its first
     /// block: block `k`'s is `stride k` further (see [`forward_ring`]).
-    pulled: Option<(&'a [f64], usize)>,
+    pulled: Option<(&'a mut [f64], usize)>,
     stride: usize,
+    /// Whether to zero the population's entries of the absorbed row (the windows of
+    /// [`forward_ring`], which the next window's pushes then find clear).
+    clear: bool,
 }
 
 /// Where [`ring_pass`] puts a step's spikes: the record (at most `cap` spikes), `(population,
@@ -1983,12 +2046,13 @@ impl RingSink<'_> {
 }
 
 /// One population's part of a step of [`forward_ring`], neurons `j` in blocks of [`LANES`]:
-/// `I += slot[j]`, `slot[j] = 0`, `I += pulled` (the absorbed step's arrivals), then `V <- a V +
-/// c I`, `I <- b I`, and with a threshold, for each neuron with `!(V < theta)` (a NaN voltage
-/// counts) in neuron order, the spike with `I - V` into `sink` and `V = 0`. The operations of the
-/// scalar loops, each rounded on its own (SSE2 pairs, or AVX quads without FMA): the same bits.
+/// `I += slot[j]`, `slot[j] = 0`, `I += pulled` (the absorbed step's arrivals; with
+/// [`RingStep::clear`] then `pulled = 0`), then `V <- a V + c I`, `I <- b I`, and with a
+/// threshold, for each neuron with `!(V < theta)` (a NaN voltage counts) in neuron order, the
+/// spike with `I - V` into `sink` and `V = 0`. The operations of the scalar loops, each rounded on
+/// its own (SSE2 pairs, or AVX quads without FMA): the same bits.
 fn ring_pass(
-    step: &RingStep<'_>,
+    step: &mut RingStep<'_>,
     v: &mut [f64],
     i: &mut [f64],
     slot: &mut [f64],
@@ -2006,7 +2070,7 @@ fn ring_pass(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 fn ring_pass_avx(
-    step: &RingStep<'_>,
+    step: &mut RingStep<'_>,
     v: &mut [f64],
     i: &mut [f64],
     slot: &mut [f64],
@@ -2017,7 +2081,7 @@ fn ring_pass_avx(
 
 #[inline(always)]
 fn ring_pass_with<B: Block8>(
-    step: &RingStep<'_>,
+    step: &mut RingStep<'_>,
     v: &mut [f64],
     i: &mut [f64],
     slot: &mut [f64],
@@ -2028,7 +2092,7 @@ fn ring_pass_with<B: Block8>(
     assert!(
         i.len() == size
             && slot.len() == size
-            && step.pulled.is_none_or(|(pre, row)| row + (blocks - 1) * step.stride + LANES <= pre.len()),
+            && step.pulled.as_ref().is_none_or(|(pre, row)| row + (blocks - 1) * step.stride + LANES <= pre.len()),
         "ring pass: state, slot and pulled arrivals of one population"
     );
     let k = RingLanes {
@@ -2038,31 +2102,40 @@ fn ring_pass_with<B: Block8>(
         th: B::splat(step.theta.unwrap_or(0.0)),
         theta: step.theta,
     };
-    // The pulled row of block `bk`.
-    let pulled = |bk: usize| step.pulled.map(|(pre, row)| pre[row + bk * step.stride..][..LANES].as_ptr());
+    let stride = step.stride;
+    // The pulled row of block `bk`: `LANES` values from `pulled.add(bk * stride)` (asserted).
+    let pulled = step.pulled.as_mut().map(|(pre, row)| pre[*row..].as_mut_ptr());
     let full = size / LANES;
     for bk in 0..full {
         let j0 = bk * LANES;
         // SAFETY: `j0 + LANES <= size`, the length of `v`, `i` and `slot` (asserted), and the pulled
-        // row is a slice of `LANES` values.
+        // row is `LANES` values in `pre`, the only live access to it here.
         unsafe {
-            let at = (v.as_mut_ptr().add(j0), i.as_mut_ptr().add(j0), slot.as_mut_ptr().add(j0), pulled(bk));
-            if let Some(p) = at.3 {
-                // The block's row `RING_TILE` steps later (the next tile), if any.
-                prefetch(p.wrapping_add(blocks * step.stride));
+            let p = pulled.map(|p| p.add(bk * stride));
+            let at = (v.as_mut_ptr().add(j0), i.as_mut_ptr().add(j0), slot.as_mut_ptr().add(j0), p);
+            if let Some(p) = p {
+                // The block's next row (the next tile's, or the window's next step), if any.
+                prefetch(p.wrapping_add(blocks * stride));
             }
-            k.block(at, j0, LANES, sink)?;
+            k.block(at, (step.clear, LANES), j0, sink)?;
         }
     }
     if full < blocks {
-        // The last, partial block through copies (lanes past the population's zero).
+        // The last, partial block through copies (lanes past the population's zero); its pulled
+        // row's lanes past the population may be another row's, so only `lanes` are cleared.
         let (j0, lanes) = (full * LANES, size - full * LANES);
         let (mut tv, mut ti, mut ts) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
         tv[..lanes].copy_from_slice(&v[j0..]);
         ti[..lanes].copy_from_slice(&i[j0..]);
         ts[..lanes].copy_from_slice(&slot[j0..]);
-        // SAFETY: the copies are `LANES` long, the pulled row is a slice of `LANES` values.
-        unsafe { k.block((tv.as_mut_ptr(), ti.as_mut_ptr(), ts.as_mut_ptr(), pulled(full)), j0, lanes, sink)? };
+        // SAFETY: the copies are `LANES` long, the pulled row is `LANES` values in `pre`.
+        unsafe {
+            let p = pulled.map(|p| p.add(full * stride));
+            k.block((tv.as_mut_ptr(), ti.as_mut_ptr(), ts.as_mut_ptr(), p), (false, lanes), j0, sink)?;
+            if let (Some(p), true) = (p, step.clear) {
+                std::slice::from_raw_parts_mut(p, lanes).fill(0.0);
+            }
+        }
         v[j0..].copy_from_slice(&tv[..lanes]);
         i[j0..].copy_from_slice(&ti[..lanes]);
         slot[j0..].copy_from_slice(&ts[..lanes]);
@@ -2094,16 +2167,17 @@ struct RingLanes<B> {
 
 impl<B: Block8> RingLanes<B> {
     /// One block of [`ring_pass`]: neurons `j0 + l` for lanes `l < lanes` (the others computed
-    /// and ignored).
+    /// and ignored); with `clear`, the pulled values are zeroed once read.
     ///
     /// # Safety
-    /// `v`, `i` and `slot` valid for reads and writes of [`LANES`] `f64`, `pulled` for reads.
+    /// `v`, `i` and `slot` valid for reads and writes of [`LANES`] `f64`, `pulled` for reads (and
+    /// writes with `clear`).
     #[inline(always)]
     unsafe fn block(
         &self,
-        (v, i, slot, pulled): (*mut f64, *mut f64, *mut f64, Option<*const f64>),
+        (v, i, slot, pulled): (*mut f64, *mut f64, *mut f64, Option<*mut f64>),
+        (clear, lanes): (bool, usize),
         j0: usize,
-        lanes: usize,
         sink: &mut RingSink<'_>,
     ) -> Result<()> {
         // SAFETY (every access): the caller's.
@@ -2112,6 +2186,9 @@ impl<B: Block8> RingLanes<B> {
             B::splat(0.0).storeu(slot);
             if let Some(p) = pulled {
                 ib = ib.add(B::loadu(p));
+                if clear {
+                    B::splat(0.0).storeu(p);
+                }
             }
             let mut vb = self.a.mul(B::loadu(v)).add(self.c.mul(ib));
             ib = ib.mul(self.b);
@@ -3604,12 +3681,16 @@ mod tests {
         let (stride, row) = (4 * LANES, 2 * LANES);
         for size in [21usize, 16, 3] {
             let blocks = size.div_ceil(LANES);
-            for (with_theta, with_pulled) in [(true, true), (true, false), (false, true)] {
+            for (with_theta, with_pulled, clear) in
+                [(true, true, false), (true, false, false), (false, true, false), (true, true, true)]
+            {
                 let mut v: Vec<f64> = (0..size).map(|_| 2.4 * rnd() - 0.2).collect();
                 let i: Vec<f64> = (0..size).map(|_| rnd() - 0.3).collect();
                 let slot: Vec<f64> = (0..size).map(|_| rnd() - 0.5).collect();
                 v[size - 1] = f64::NAN; // NaN voltages count as spikes
                 let pre: Vec<f64> = (0..blocks * stride).map(|_| rnd() - 0.5).collect();
+                // With `clear`, the population's entries of the pulled row zeroed, nothing else.
+                let mut want_pre = pre.clone();
                 // The scalar loops of the five-part step.
                 let (mut wv, mut wi, mut wslot, mut want) = (v.clone(), i.clone(), slot.clone(), Vec::new());
                 for j in 0..size {
@@ -3617,6 +3698,9 @@ mod tests {
                     wslot[j] = 0.0;
                     if with_pulled {
                         wi[j] += pre[j / LANES * stride + row + j % LANES];
+                        if clear {
+                            want_pre[j / LANES * stride + row + j % LANES] = 0.0;
+                        }
                     }
                     wv[j] = a * wv[j] + c * wi[j];
                     wi[j] *= b;
@@ -3627,14 +3711,6 @@ mod tests {
                     wv[j] = 0.0;
                 }
                 assert!(!with_theta || want.len() >= size / 4, "too few spikes to test: {}", want.len());
-                let step = RingStep {
-                    a,
-                    b,
-                    c,
-                    theta: with_theta.then_some(theta),
-                    pulled: with_pulled.then_some((&pre[..], row)),
-                    stride,
-                };
                 let mut kernels: Vec<(&str, RingPassFn)> = vec![("SSE2 pairs", ring_pass_with::<Pairs>)];
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx") {
@@ -3653,13 +3729,16 @@ mod tests {
                         g0: 40,
                         first: None,
                     };
-                    kernel(&step, &mut gv, &mut gi, &mut gslot, &mut sink).unwrap();
-                    let what = format!("{name}, size {size}, theta {with_theta}, pulled {with_pulled}");
+                    let mut gpre = pre.clone();
+                    let pulled = with_pulled.then_some((&mut gpre[..], row));
+                    let mut step = RingStep { a, b, c, theta: with_theta.then_some(theta), pulled, stride, clear };
+                    kernel(&mut step, &mut gv, &mut gi, &mut gslot, &mut sink).unwrap();
+                    let what = format!("{name}, size {size}, theta {with_theta}, pulled {with_pulled}, clear {clear}");
                     let got: Vec<(u32, u64)> =
                         spikes.neurons.iter().zip(&spikes.i_minus_v).map(|(&g, x)| (g - 40, x.to_bits())).collect();
                     assert_eq!(got, want, "{what}");
                     assert_eq!(fired, want.iter().map(|&(j, _)| (2, j)).collect::<Vec<_>>(), "{what}");
-                    for (got, want) in [(&gv, &wv), (&gi, &wi), (&gslot, &wslot)] {
+                    for (got, want) in [(&gv, &wv), (&gi, &wi), (&gslot, &wslot), (&gpre, &want_pre)] {
                         assert_eq!(
                             got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                             want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
@@ -3673,7 +3752,7 @@ mod tests {
 
     /// A ring pass kernel as the test calls it.
     type RingPassFn = for<'a, 'b, 'c> fn(
-        &'a RingStep<'b>,
+        &'a mut RingStep<'b>,
         &'a mut [f64],
         &'a mut [f64],
         &'a mut [f64],
