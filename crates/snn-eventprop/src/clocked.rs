@@ -1180,23 +1180,27 @@ impl Layered {
             // `by_block[self.by_block.range(b)]`.)
             let n_blocks = pp.size.div_ceil(LANES);
             let mut by_block = std::mem::take(&mut self.block_spikes);
-            let (step_of, s_part, s_base, rank) = (&self.spike_step, &self.s_part, &self.s_base, &self.rank);
-            let outgoing = net.outgoing(snn_core::PopulationId(p));
+            let step_of = &self.spike_step;
             let own = own_spikes.iter().map(|&k| {
                 let j = spikes.neurons[k as usize] as usize - pp.global_off;
+                (j / LANES, BlockSpike { step: step_of[k as usize], lane: (j % LANES) as u32, k, s: 0.0, imv: 0.0 })
+            });
+            self.by_block.sort(n_blocks, own, &mut by_block);
+            let (s_part, s_base, rank) = (&self.s_part, &self.s_base, &self.rank);
+            let outgoing = net.outgoing(snn_core::PopulationId(p));
+            for x in &mut by_block {
+                let k = x.k as usize;
                 let mut s = 0.0;
                 for &cid in outgoing {
-                    s += s_part[s_base[cid.0] + rank[k as usize] as usize];
+                    s += s_part[s_base[cid.0] + rank[k] as usize];
                 }
                 for &(spike, term) in kink_s {
-                    if spike == k as usize {
+                    if spike == k {
                         s += term;
                     }
                 }
-                let imv = spikes.i_minus_v[k as usize];
-                (j / LANES, BlockSpike { step: step_of[k as usize], lane: (j % LANES) as u32, k, s, imv })
-            });
-            self.by_block.sort(n_blocks, own, &mut by_block);
+                (x.s, x.imv) = (s, spikes.i_minus_v[k]);
+            }
             let line_len = steps + plan.slots;
             // Columns with events (the same for every target).
             self.seen.clear();
@@ -1430,6 +1434,16 @@ impl Layered {
         // Each lane's timeline, written below without a bounds test per step.
         assert!(self.line.len() >= LANES * line_len && steps < line_len, "layered sweep: the block's timelines");
         let lines: [*mut [f64; 2]; LANES] = std::array::from_fn(|l| self.line[l * line_len..].as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        if !is_out && std::arch::is_x86_feature_detected!("avx") {
+            let theta = pp.theta.unwrap_or(1.0);
+            let bias = jump_bias.map(|bias| &bias[pp.global_off + j0..pp.global_off + j0 + lanes]);
+            // SAFETY: the CPU has AVX (checked just above); `lines[l] + n` is `self.line[l line_len
+            // + n]` for `n <= steps < line_len` (assertion above), and nothing else accesses
+            // `self.line` meanwhile.
+            unsafe { hidden_block_avx(&lines, steps, own, (a, b, q, theta), bias) };
+            return;
+        }
         let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
         let mut next_spike = own.len();
         let mut next_readout = nt;
@@ -1491,6 +1505,99 @@ impl Layered {
                     li[l] = b * li[l] + q * lv[l];
                     lv[l] *= a;
                 }
+            }
+        }
+    }
+}
+
+/// The step loop of [`Layered::block`] for a block of a hidden population (no readout forcing, no
+/// `FirstSpike` term), with AVX: `lambda_V` and `lambda_I` of the 8 lanes in two quads each, in
+/// registers over the whole run (the scalar loop kept them in memory, and every step's
+/// propagation waited on a store and a reload). Per step `n` from `steps` down: store every lane's
+/// `[lambda_V, lambda_I]` at `lines[l] + n`; then the spikes of the block at `n` (`own`, taken
+/// from the end): in their lanes `lambda_V += (theta lambda_V + 0 + S) / (I - V)` where `I - V >
+/// MIN_I_MINUS_V`, then `lambda_V += bias[l]` with a jump bias, applied to all lanes at once and
+/// kept only in the spiking lanes (a lane with two spikes at one step gets them one after the
+/// other); then, above step 0, `lambda_I <- b lambda_I + q lambda_V`, `lambda_V <- a lambda_V`.
+/// The scalar loop's operations in its order per lane, each rounded on its own (no FMA): the same
+/// bits.
+///
+/// # Safety
+/// The CPU has AVX; `lines[l].add(n)` valid for writes for every lane `l` and `n <= steps`, and not
+/// accessed otherwise meanwhile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[allow(clippy::needless_range_loop)] // the quads `k` of `v` and `i` and the arrays' lanes `4k ..`
+unsafe fn hidden_block_avx(
+    lines: &[*mut [f64; 2]; LANES],
+    steps: usize,
+    own: &[BlockSpike],
+    (a, b, q, theta): (f64, f64, f64, f64),
+    bias: Option<&[f64]>,
+) {
+    use std::arch::x86_64::{
+        __m256d, _mm_storeu_pd, _mm256_add_pd, _mm256_blendv_pd, _mm256_castpd256_pd128, _mm256_div_pd,
+        _mm256_extractf128_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_unpackhi_pd,
+        _mm256_unpacklo_pd,
+    };
+    let (va, vb, vq, vth) = (_mm256_set1_pd(a), _mm256_set1_pd(b), _mm256_set1_pd(q), _mm256_set1_pd(theta));
+    let zero = _mm256_setzero_pd();
+    let (mut v, mut i): ([__m256d; 2], [__m256d; 2]) = ([zero; 2], [zero; 2]);
+    let all = f64::from_bits(u64::MAX);
+    // The spikes of one step, per lane: `S`, `I - V` (1 where none), whether the jump applies and
+    // whether the lane spiked (all bits set or zero), the lane's bias.
+    let (mut sv, mut imv, mut jump, mut spiked, mut bv) =
+        ([0.0; LANES], [1.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    let mut next = own.len();
+    for n in (0..=steps).rev() {
+        for k in 0..2 {
+            // [v0 i0 v2 i2] and [v1 i1 v3 i3] of lanes 4k ..
+            let (even, odd) = (_mm256_unpacklo_pd(v[k], i[k]), _mm256_unpackhi_pd(v[k], i[k]));
+            // SAFETY: the caller's (`lines[4k + j] + n` valid for a write of `[f64; 2]`).
+            unsafe {
+                _mm_storeu_pd(lines[4 * k].add(n).cast(), _mm256_castpd256_pd128(even));
+                _mm_storeu_pd(lines[4 * k + 1].add(n).cast(), _mm256_castpd256_pd128(odd));
+                _mm_storeu_pd(lines[4 * k + 2].add(n).cast(), _mm256_extractf128_pd::<1>(even));
+                _mm_storeu_pd(lines[4 * k + 3].add(n).cast(), _mm256_extractf128_pd::<1>(odd));
+            }
+        }
+        let mut pending = 0u32;
+        loop {
+            let more = next > 0 && own[next - 1].step as usize == n;
+            let repeat = more && pending & (1 << own[next - 1].lane) != 0;
+            if pending != 0 && (!more || repeat) {
+                for k in 0..2 {
+                    // SAFETY: every array holds `LANES` = 8 `f64`.
+                    unsafe {
+                        let at = |x: &[f64; LANES]| _mm256_loadu_pd(x.as_ptr().add(4 * k));
+                        let t = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(vth, v[k]), zero), at(&sv));
+                        let jumped = _mm256_add_pd(v[k], _mm256_div_pd(t, at(&imv)));
+                        v[k] = _mm256_blendv_pd(v[k], jumped, at(&jump));
+                        if bias.is_some() {
+                            v[k] = _mm256_blendv_pd(v[k], _mm256_add_pd(v[k], at(&bv)), at(&spiked));
+                        }
+                    }
+                }
+                (sv, imv, jump, spiked, bv) = ([0.0; LANES], [1.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+                pending = 0;
+            }
+            if !more {
+                break;
+            }
+            next -= 1;
+            let x = own[next];
+            let l = x.lane as usize;
+            pending |= 1 << l;
+            (sv[l], imv[l], spiked[l]) = (x.s, x.imv, all);
+            jump[l] = if x.imv > MIN_I_MINUS_V { all } else { 0.0 };
+            if let Some(bias) = bias {
+                bv[l] = bias[l];
+            }
+        }
+        if n > 0 {
+            for k in 0..2 {
+                i[k] = _mm256_add_pd(_mm256_mul_pd(vb, i[k]), _mm256_mul_pd(vq, v[k]));
+                v[k] = _mm256_mul_pd(va, v[k]);
             }
         }
     }
