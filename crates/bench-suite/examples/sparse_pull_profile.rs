@@ -305,7 +305,7 @@
 //! counting sort by source and delay).
 
 //!
-//! The layered path at p = 0.1 (issue 19, 07:50-09:00 UTC 2026-12-05; binaries of 1269f0b "old"
+//! The layered path at p = 0.1 (issue 19, 07:50-08:45 UTC 2026-12-05; binaries of 1269f0b "old"
 //! and later under /work/exp/issue-19-ff*, with the forward patches that were not kept; README,
 //! issue 19, "The layered path at p = 0.1", for the rounds). Forward, perf of `0.1 16 60` (old,
 //! load 1.8): per sample the sparse pull kernel 0.39 ms (1.2 ns per arrival added), the readout's
