@@ -15,7 +15,10 @@
 //! then runs the clocked backward pass (`backward_planned`, the layered sweep; loss
 //! `ExpIntegralCrossEntropy`, label `sample % 20`) on the records, `iters` times, and prints its
 //! CPU time per sample too: `valgrind --tool=callgrind
-//! --toggle-collect=snn_eventprop::clocked::backward_planned` counts its instructions. The build has
+//! --toggle-collect=snn_eventprop::clocked::backward_planned` counts its instructions. It prints an
+//! FNV-1a hash of the records (spike times, neurons, `I - V`, readouts; after the last pass) and,
+//! with `bwd`, of the gradients summed over the `iters` passes: a change meant to be bit for bit
+//! leaves both unchanged for the same arguments. The build has
 //! line tables (`debug = "line-tables-only"` in the release profile), so `valgrind --tool=cachegrind`
 //! and `perf annotate` attribute the inlined kernel to its source lines.
 //!
@@ -301,6 +304,28 @@
 //! --toggle-collect=snn_core::clocked::ClockedPlan::rebuild`, `rMODE 1 1`) p = 0.1 8.27 -> 11.89
 //! M, p = 1 73.5 -> 94.4 M instructions (153.6 M with a comparison sort per source instead of the
 //! counting sort by source and delay).
+
+//!
+//! The layered path at p = 0.1 (issue 19, 07:50-08:45 UTC 2026-12-05; binaries of 1269f0b "old"
+//! and later under /work/exp/issue-19-ff*, with the forward patches that were not kept; README,
+//! issue 19, "The layered path at p = 0.1", for the rounds). Forward, perf of `0.1 16 60` (old,
+//! load 1.8): per sample the sparse pull kernel 0.39 ms (1.2 ns per arrival added), the readout's
+//! dense `pull_lanes` 0.11 ms (0.7 ns), `simulate_block` 20 % of the samples, the per-spike
+//! bookkeeping (`forward`'s spike output and merge, `SpikeSink::emit`, `pull_events`,
+//! `Buckets::sort`) 27 %, `memset` 4-5 %. Measured and not kept (no CPU gain beyond the rounds'
+//! spread): two hidden blocks side by side in the neuron loop (its latency chain is not what
+//! binds: its share fell 19.7 -> 18.0 %, `fill_block`'s rose 40.5 -> 44.2 %), the kernel's spike
+//! loop unrolled by two (273.5 -> 266.5 M), grouping only the spikes the sparse projections read,
+//! the spike output by `extend`, lane-by-lane clearing of the block, 72-byte spike records (all
+//! together 262.6 M). Backward (`bwd`, `--toggle-collect=snn_eventprop::clocked::backward_planned`):
+//! 21 % of the old `0.1 16 60 bwd` run (forward and backward) sat in `Layered::block`'s scalar
+//! adjoint step loop, which kept `lambda_V`, `lambda_I` in memory (each step's propagation waited on
+//! a store and a reload) and read each spike's `S` and `I - V` at random inside that chain. Kept:
+//! the spikes' `S` and `I - V` gathered per block beforehand, the hidden blocks' step loop with
+//! AVX in registers (`hidden_block_avx`). Instructions, old -> gathered -> AVX: p = 0.1 401.9 ->
+//! 347.1 -> 288.7 M, dense 1030.4 -> 975.8 -> 913.9 M, p = 0 172.2 -> 103.8 -> 67.1 M; CPU per
+//! sample old -> AVX (`MODE 16 N bwd`, alternating, load 1.8-2.0) p = 0.1 1.964 -> 1.448 ms, dense
+//! 4.250 -> 3.859, p = 0 0.613 -> 0.268; hashes unchanged for p = 0.1, 0.5, 1, dense and 0.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
