@@ -3686,6 +3686,41 @@ mod tests {
         }
     }
 
+    /// The windows push with the plan's cached push-order weights only while they are the
+    /// network's: after a weight change a plan built before (and a state that ran with it) gives
+    /// exactly what a fresh plan gives, which differs from the first run; and after a run stopped
+    /// by the spike cap mid-window, the next run clears the window first.
+    #[test]
+    fn ring_windows_never_push_stale_weights_or_stale_arrivals() {
+        let mut net = ring_net(5, true, true);
+        let (times, neurons): (Vec<f64>, Vec<u32>) =
+            (0..90).map(|k| (k as f64 * 0.7 + 0.3, ((k * 7 + 5) % 9) as u32)).unzip();
+        let input = train(&times, &neurons, 9);
+        let e = engine(63.0, ReadoutKind::ExpIntegral, 0.5);
+        let plan = e.plan(&net).unwrap();
+        assert!(plan.weights_cached_for(&net) && !plan.weight_rows.push.is_empty());
+        let mut st = ClockedState::default();
+        let mut before = ForwardRecord::default();
+        forward(&e, &net, &plan, input.sample(0), &mut st, &mut before).unwrap();
+        assert!(st.pull.win_zero && st.pull.win.iter().all(|&x| x == 0.0), "windows left clear");
+        for x in net.weight_values_mut(crate::ConnectionId(0)).iter_mut().step_by(3) {
+            *x += 0.5;
+        }
+        assert!(!plan.weights_cached_for(&net));
+        let (mut stale, mut fresh) = (ForwardRecord::default(), ForwardRecord::default());
+        forward(&e, &net, &plan, input.sample(0), &mut st, &mut stale).unwrap();
+        forward(&e, &net, &e.plan(&net).unwrap(), input.sample(0), &mut ClockedState::default(), &mut fresh).unwrap();
+        assert!(stale == fresh && fresh != before);
+        // Stopped by the spike cap: the window holds arrivals not yet absorbed.
+        let mut cfg = e.config.clone();
+        cfg.max_spikes = fresh.spikes.len() / 2;
+        let capped = ClockedEngine::new(cfg, 0.5).unwrap();
+        assert!(forward(&capped, &net, &plan, input.sample(0), &mut st, &mut stale).is_err());
+        assert!(!st.pull.win_zero);
+        forward(&e, &net, &plan, input.sample(0), &mut st, &mut stale).unwrap();
+        assert!(stale == fresh);
+    }
+
     #[test]
     fn ring_pass_matches_the_scalar_loops_bit_for_bit() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
