@@ -1699,9 +1699,9 @@ const RING_WINDOW: usize = 128;
 /// wider than [`PUSH_WIDE`] targets count as that wide ([`windows_pay`]).
 const PUSH_MAX_PER_CELL: usize = 5;
 
-/// The widest population [`PUSH_MAX_PER_CELL`] holds for per target: a wider one's window
-/// (`RING_WINDOW x size` values, 1 MiB for 1024 targets) no longer stays in L2 next to the ring,
-/// and its pushes cost more. On a 700-1024r-35 network (`sparse_pull_profile rMODE 16 N
+/// The widest population [`PUSH_MAX_PER_CELL`] holds for per target: a wider one's pushes cost
+/// more (likely because its window, `RING_WINDOW x size` values, 1 MiB for 1024 targets, no longer
+/// stays in L2 next to the ring; not checked). On a 700-1024r-35 network (`sparse_pull_profile rMODE 16 N
 /// shape=1024x35`, same arrivals per step and target as above) the windows cut the forward CPU
 /// time at p = 0.1 and 0.2 (0.77 and 1.5 per step and target), were even at 0.3 (2.3) and lost
 /// at 0.4 and 0.5 (3.1 and 3.9), so its bound is `5 x 512 / 1024 = 2.5` per target; on
