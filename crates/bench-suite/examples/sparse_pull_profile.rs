@@ -304,6 +304,26 @@
 //! --toggle-collect=snn_core::clocked::ClockedPlan::rebuild`, `rMODE 1 1`) p = 0.1 8.27 -> 11.89
 //! M, p = 1 73.5 -> 94.4 M instructions (153.6 M with a comparison sort per source instead of the
 //! counting sort by source and delay).
+//!
+//! The windows' clearing folded into the step loop (issue 19, 07:50-08:45 UTC 2026-12-05, against
+//! 1269f0b "old"; binaries, callgrind files and round logs under /work/exp/issue-19-ringfold-*):
+//! `ring_pass` zeroes each window row it absorbs instead of `fill_window` clearing the whole window
+//! (`memset`, 65.5 M of the 468.0 M instructions of `r0.1 16 1`, 128 calls; valgrind counts its
+//! `rep stosb` per byte), the windows in their own buffer (zero between runs) from a 64-byte line,
+//! and the push-order weights cached by `ClockedPlan::refresh_weights`. Callgrind forward, old ->
+//! kept: p = 0.1 468.0 -> 388.6 M (the weight cache alone 463.2 M, the clearing alone 393.5 M),
+//! 0.5 1169.8 -> 1072.1 M, p = 0 156.6 -> 82.2 M, dense 2095.7 -> 2085.0 M. But `memset` was only
+//! 1.9 % of the p = 0.1 pass's perf samples (`perf record -e cpu-clock`, `r0.1 16 40`), and the CPU
+//! time moved little: means of 16 rounds alternating (load 2.2-2.8) p = 0.1 2.715 -> 2.691 ms, 0.5
+//! 6.76 -> 6.56, p = 0 0.509 -> 0.421, dense 11.98 -> 11.36. Without the line alignment p = 0 was
+//! slower in 12 of 12 rounds (+0.05 to +0.09 ms; perf: `ring_pass` 67 % + `memset` 9 % of the
+//! samples before, 77 % + 1 % after): likely the clearing stores splitting cache lines (a buffer
+//! this large comes from `mmap`, 16 bytes past a page boundary; not checked).
+//!
+//! With `shape=HxO` the density bound of the windows was checked on 700-256r-20 and 700-1024r-35
+//! (binaries that always / never window, README, issue 19): per step and target, the windows pay up
+//! to 6.6 synapse-events (p = 0.85) at 256 targets, ~5.4 at 512, and ~2.3 (p = 0.3) at 1024, where
+//! a window is 1 MiB; the bound now counts at most 512 targets per population (`windows_pay`).
 
 //!
 //! The layered path at p = 0.1 (issue 19, 07:50-08:45 UTC 2026-12-05; binaries of 1269f0b "old"

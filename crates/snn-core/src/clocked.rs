@@ -1695,8 +1695,26 @@ const RING_WINDOW: usize = 128;
 /// in an L1-resident timeline and pays per step and target (a copy, and the tiles' traffic)
 /// instead. On the 700-512r-20 network (`sparse_pull_profile rMODE 16 N`, input arrivals per
 /// step and target 0.77 / 3.9 / 5.4 / 6.6 / 7.8 at p = 0.1 / 0.5 / 0.7 / 0.85 / 1) the windows
-/// cut the forward CPU time at p = 0.1, 0.5 and 0.7 and lost at 1 (mixed at 0.85).
+/// cut the forward CPU time at p = 0.1, 0.5 and 0.7 and lost at 1 (mixed at 0.85). Populations
+/// wider than [`PUSH_WIDE`] targets count as that wide ([`windows_pay`]).
 const PUSH_MAX_PER_CELL: usize = 5;
+
+/// The widest population [`PUSH_MAX_PER_CELL`] holds for per target: a wider one's pushes cost
+/// more (likely because its window, `RING_WINDOW x size` values, 1 MiB for 1024 targets, no longer
+/// stays in L2 next to the ring; not checked). On a 700-1024r-35 network (`sparse_pull_profile rMODE 16 N
+/// shape=1024x35`, same arrivals per step and target as above) the windows cut the forward CPU
+/// time at p = 0.1 and 0.2 (0.77 and 1.5 per step and target), were even at 0.3 (2.3) and lost
+/// at 0.4 and 0.5 (3.1 and 3.9), so its bound is `5 x 512 / 1024 = 2.5` per target; on
+/// 700-256r-20 they won up to p = 0.85 (6.6) and were even at 1 (7.8), so 5 is conservative
+/// there.
+const PUSH_WIDE: usize = 512;
+
+/// Whether a population of `size` targets into which `pushed` synapse-events are pushed over
+/// `steps` steps takes the windows of [`forward_ring`]: at most `max_per_cell` per step and target,
+/// counting at most [`PUSH_WIDE`] targets.
+fn windows_pay(pushed: usize, steps: usize, size: usize, max_per_cell: usize) -> bool {
+    pushed <= max_per_cell * steps * size.min(PUSH_WIDE)
+}
 
 /// The synapse-events that [`push_window`] pushes for `sp` over a pass: each spike of a source
 /// (in `sources`, the presynaptic population at global offset `src_off`) times its fan-out.
@@ -1771,7 +1789,7 @@ fn forward_ring_in<const W: usize, const MAX_PER_CELL: usize>(
                 // Synapse-events pushed into the population, against its steps x targets.
                 let pushed: usize =
                     pp.sparse.iter().map(|sp| push_events(sp, sources, plan.pops[sp.pre].global_off)).sum();
-                pushed <= MAX_PER_CELL * steps * plan.pops[p].size
+                windows_pay(pushed, steps, plan.pops[p].size, MAX_PER_CELL)
             });
         window = if windowed { W.min(tiles * RING_TILE) } else { tiles * RING_TILE };
         pre_off.clear();
@@ -3648,7 +3666,7 @@ mod tests {
                 sources.group(plan.num_neurons(), &in_events, &[]);
                 for (p, pp) in plan.pull.iter().enumerate().filter(|(_, pp)| !pp.is_empty()) {
                     let pushed: usize = pp.sparse.iter().map(|sp| push_events(sp, &sources, 0)).sum();
-                    assert!(pushed > 0 && pushed <= PUSH_MAX_PER_CELL * e.steps * plan.pops[p].size);
+                    assert!(pushed > 0 && windows_pay(pushed, e.steps, plan.pops[p].size, PUSH_MAX_PER_CELL));
                 }
                 let mut st = ClockedState::default();
                 let mut want = ForwardRecord::default();
@@ -3666,6 +3684,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The windows push with the plan's cached push-order weights only while they are the
+    /// network's: after a weight change a plan built before (and a state that ran with it) gives
+    /// exactly what a fresh plan gives, which differs from the first run; and after a run stopped
+    /// by the spike cap mid-window, the next run clears the window first.
+    #[test]
+    fn ring_windows_never_push_stale_weights_or_stale_arrivals() {
+        let mut net = ring_net(5, true, true);
+        let (times, neurons): (Vec<f64>, Vec<u32>) =
+            (0..90).map(|k| (k as f64 * 0.7 + 0.3, ((k * 7 + 5) % 9) as u32)).unzip();
+        let input = train(&times, &neurons, 9);
+        let e = engine(63.0, ReadoutKind::ExpIntegral, 0.5);
+        let plan = e.plan(&net).unwrap();
+        assert!(plan.weights_cached_for(&net) && !plan.weight_rows.push.is_empty());
+        let mut st = ClockedState::default();
+        let mut before = ForwardRecord::default();
+        forward(&e, &net, &plan, input.sample(0), &mut st, &mut before).unwrap();
+        assert!(st.pull.win_zero && st.pull.win.iter().all(|&x| x == 0.0), "windows left clear");
+        for x in net.weight_values_mut(crate::ConnectionId(0)).iter_mut().step_by(3) {
+            *x += 0.5;
+        }
+        assert!(!plan.weights_cached_for(&net));
+        let (mut stale, mut fresh) = (ForwardRecord::default(), ForwardRecord::default());
+        forward(&e, &net, &plan, input.sample(0), &mut st, &mut stale).unwrap();
+        forward(&e, &net, &e.plan(&net).unwrap(), input.sample(0), &mut ClockedState::default(), &mut fresh).unwrap();
+        assert!(stale == fresh && fresh != before);
+        // Stopped by the spike cap: the window holds arrivals not yet absorbed.
+        let mut cfg = e.config.clone();
+        cfg.max_spikes = fresh.spikes.len() / 2;
+        let capped = ClockedEngine::new(cfg, 0.5).unwrap();
+        assert!(forward(&capped, &net, &plan, input.sample(0), &mut st, &mut stale).is_err());
+        assert!(!st.pull.win_zero);
+        forward(&e, &net, &plan, input.sample(0), &mut st, &mut stale).unwrap();
+        assert!(stale == fresh);
     }
 
     #[test]
