@@ -1434,77 +1434,104 @@ impl Layered {
         // Each lane's timeline, written below without a bounds test per step.
         assert!(self.line.len() >= LANES * line_len && steps < line_len, "layered sweep: the block's timelines");
         let lines: [*mut [f64; 2]; LANES] = std::array::from_fn(|l| self.line[l * line_len..].as_mut_ptr());
-        #[cfg(target_arch = "x86_64")]
-        if !is_out && std::arch::is_x86_feature_detected!("avx") {
-            let theta = pp.theta.unwrap_or(1.0);
-            let bias = jump_bias.map(|bias| &bias[pp.global_off + j0..pp.global_off + j0 + lanes]);
-            // SAFETY: the CPU has AVX (checked just above); `lines[l] + n` is `self.line[l line_len
-            // + n]` for `n <= steps < line_len` (assertion above), and nothing else accesses
-            // `self.line` meanwhile.
-            unsafe { hidden_block_avx(&lines, steps, own, (a, b, q, theta), bias) };
+        let theta = pp.theta.unwrap_or(1.0);
+        let bias = jump_bias.map(|bias| &bias[pp.global_off + j0..pp.global_off + j0 + lanes]);
+        if !is_out {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx") {
+                // SAFETY: the CPU has AVX (checked just above); `lines[l] + n` is `self.line[l
+                // line_len + n]` for `n <= steps < line_len` (assertion above), and nothing else
+                // accesses `self.line` meanwhile.
+                unsafe { hidden_block_avx(&lines, steps, own, (a, b, q, theta), bias) };
+                return;
+            }
+            // SAFETY: as for `hidden_block_avx` above.
+            unsafe { block_steps(&lines, steps, own, (a, b, q, theta), bias, |_, _| {}, |_, _| 0.0) };
             return;
         }
-        let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
-        let mut next_spike = own.len();
         let mut next_readout = nt;
-        for n in (0..=steps).rev() {
-            if is_out {
-                match &cfg.readout {
-                    ReadoutKind::ExpIntegral => {
-                        let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
+        let force = |n: usize, lv: &mut [f64; LANES]| match &cfg.readout {
+            ReadoutKind::ExpIntegral => {
+                let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
+                for l in 0..lanes {
+                    lv[l] -= d_readout[j0 + l] * f;
+                }
+            }
+            ReadoutKind::MaxVoltage => {
+                for l in 0..lanes {
+                    if readout_steps[j0 + l] == n {
+                        lv[l] -= d_readout[j0 + l] / op.tau_m;
+                    }
+                }
+            }
+            ReadoutKind::VoltageAt(_) => {
+                while next_readout > 0 && readout_steps[next_readout - 1] >= n {
+                    let q = next_readout - 1;
+                    if readout_steps[q] == n {
                         for l in 0..lanes {
-                            lv[l] -= d_readout[j0 + l] * f;
+                            lv[l] -= d_readout[(j0 + l) * nt + q] / op.tau_m;
                         }
                     }
-                    ReadoutKind::MaxVoltage => {
-                        for l in 0..lanes {
-                            if readout_steps[j0 + l] == n {
-                                lv[l] -= d_readout[j0 + l] / op.tau_m;
-                            }
-                        }
-                    }
-                    ReadoutKind::VoltageAt(_) => {
-                        while next_readout > 0 && readout_steps[next_readout - 1] >= n {
-                            let q = next_readout - 1;
-                            if readout_steps[q] == n {
-                                for l in 0..lanes {
-                                    lv[l] -= d_readout[(j0 + l) * nt + q] / op.tau_m;
-                                }
-                            }
-                            next_readout -= 1;
-                        }
-                    }
-                    ReadoutKind::FirstSpike => {}
+                    next_readout -= 1;
                 }
             }
-            for (l, line) in lines.iter().enumerate() {
-                // SAFETY: `lines[l] + n` is `self.line[l line_len + n]`, in range for `l < LANES`
-                // and `n <= steps < line_len` (assertion above); nothing else accesses
-                // `self.line` in this loop.
-                unsafe { *line.add(n) = [lv[l], li[l]] };
+            ReadoutKind::FirstSpike => {}
+        };
+        let first = matches!(cfg.readout, ReadoutKind::FirstSpike);
+        let dlp = |l: usize, k: usize| if first && first_spike[j0 + l] == k { d_readout[j0 + l] } else { 0.0 };
+        // SAFETY: `lines[l] + n` is `self.line[l line_len + n]`, in range for `l < LANES` and
+        // `n <= steps < line_len` (assertion above); nothing else accesses `self.line` meanwhile.
+        unsafe { block_steps(&lines, steps, own, (a, b, q, theta), bias, force, dlp) };
+    }
+}
+
+/// The scalar step loop of [`Layered::block`]: per step `n` from `steps` down, `force(n, lambda_V)`
+/// (the readout forcing of an output block), store every lane's `[lambda_V, lambda_I]` at
+/// `lines[l] + n`, the spikes of the block at `n` (`own`, taken from the end, one after the
+/// other): `lambda_V += (theta lambda_V + dlp(lane, k) + S) / (I - V)` where `I - V >
+/// MIN_I_MINUS_V` (`dlp` the `FirstSpike` term), then `lambda_V += bias[lane]` with a jump bias;
+/// then, above step 0, `lambda_I <- b lambda_I + q lambda_V`, `lambda_V <- a lambda_V`. Hidden
+/// blocks (no forcing, `dlp` zero) run [`hidden_block_avx`] instead where the CPU has AVX, which
+/// must give the same bits (unit test `hidden_block_avx_matches_scalar`).
+///
+/// # Safety
+/// `lines[l].add(n)` valid for writes for every lane `l` and `n <= steps`, and not accessed
+/// otherwise meanwhile.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn block_steps(
+    lines: &[*mut [f64; 2]; LANES],
+    steps: usize,
+    own: &[BlockSpike],
+    (a, b, q, theta): (f64, f64, f64, f64),
+    bias: Option<&[f64]>,
+    mut force: impl FnMut(usize, &mut [f64; LANES]),
+    mut dlp: impl FnMut(usize, usize) -> f64,
+) {
+    let (mut lv, mut li) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let mut next_spike = own.len();
+    for n in (0..=steps).rev() {
+        force(n, &mut lv);
+        for (l, line) in lines.iter().enumerate() {
+            // SAFETY: the caller's (`lines[l] + n` valid for a write of `[f64; 2]`).
+            unsafe { *line.add(n) = [lv[l], li[l]] };
+        }
+        while next_spike > 0 && own[next_spike - 1].step as usize == n {
+            next_spike -= 1;
+            let BlockSpike { lane: l, k, s, imv, .. } = own[next_spike];
+            let (l, k) = (l as usize, k as usize);
+            let dlp = dlp(l, k);
+            if imv > MIN_I_MINUS_V {
+                lv[l] += (theta * lv[l] + dlp + s) / imv;
             }
-            while next_spike > 0 && own[next_spike - 1].step as usize == n {
-                next_spike -= 1;
-                let BlockSpike { lane: l, k, s, imv, .. } = own[next_spike];
-                let (l, k) = (l as usize, k as usize);
-                let j = j0 + l;
-                let mut dlp = 0.0;
-                if is_out && matches!(cfg.readout, ReadoutKind::FirstSpike) && first_spike[j] == k {
-                    dlp = d_readout[j];
-                }
-                if imv > MIN_I_MINUS_V {
-                    let theta = pp.theta.unwrap_or(1.0);
-                    lv[l] += (theta * lv[l] + dlp + s) / imv;
-                }
-                if let Some(bias) = jump_bias {
-                    lv[l] += bias[pp.global_off + j];
-                }
+            if let Some(bias) = bias {
+                lv[l] += bias[l];
             }
-            if n > 0 {
-                for l in 0..LANES {
-                    li[l] = b * li[l] + q * lv[l];
-                    lv[l] *= a;
-                }
+        }
+        if n > 0 {
+            for l in 0..LANES {
+                li[l] = b * li[l] + q * lv[l];
+                lv[l] *= a;
             }
         }
     }
@@ -1758,4 +1785,135 @@ fn grid_kinks(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64: the test's own random numbers (no dependency, fixed seeds).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        /// Uniform in `[lo, hi)`.
+        fn unif(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// A random block: spikes in record order (steps non-decreasing, lanes `< lanes` in any order,
+    /// several in one lane at one step), with steps 0 and `steps` frequent, `S` of both signs
+    /// (and signed zeros), `I - V` below, at and just above `MIN_I_MINUS_V` as well as ordinary.
+    fn random_spikes(rng: &mut Rng, steps: usize, lanes: usize) -> Vec<BlockSpike> {
+        let count = rng.below(6 * lanes + 2);
+        let mut spikes: Vec<BlockSpike> = (0..count)
+            .map(|k| {
+                let step = match rng.below(6) {
+                    0 => 0,
+                    1 => steps,
+                    _ => rng.below(steps + 1),
+                };
+                let s = match rng.below(10) {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => rng.unif(-2.0, 2.0),
+                };
+                let imv = match rng.below(12) {
+                    0 => MIN_I_MINUS_V,
+                    1 => 2.0 * MIN_I_MINUS_V,
+                    2 => 0.0,
+                    3 => -rng.unif(0.0, 1.0),
+                    4 => 0.5 * MIN_I_MINUS_V,
+                    _ => rng.unif(0.2, 2.0),
+                };
+                BlockSpike { step: step as u32, lane: rng.below(lanes) as u32, k: k as u32, s, imv }
+            })
+            .collect();
+        // Several spikes of one lane at one step: repeat some spikes' lane and step.
+        for _ in 0..rng.below(6) {
+            if let Some(&x) = spikes.get(rng.below(count.max(1))) {
+                let s = rng.unif(-2.0, 2.0);
+                spikes.push(BlockSpike { s, imv: rng.unif(0.2, 2.0), ..x });
+            }
+        }
+        spikes.sort_by_key(|x| x.step);
+        spikes
+    }
+
+    /// `hidden_block_avx` writes the same `[lambda_V, lambda_I]`, bit for bit, as the scalar step
+    /// loop `block_steps` of a hidden block (no readout forcing, no `FirstSpike` term) over random
+    /// blocks: full and partial, with and without jump bias.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn hidden_block_avx_matches_scalar() {
+        if !std::arch::is_x86_feature_detected!("avx") {
+            eprintln!("no AVX on this CPU: hidden_block_avx is not used, nothing to compare");
+            return;
+        }
+        let mut rng = Rng(0x5eed_0019);
+        let (mut compared, mut jumped, mut largest) = (0usize, 0usize, 0.0f64);
+        for case in 0..400 {
+            let steps = match case % 4 {
+                0 => rng.below(3),
+                _ => rng.below(300),
+            };
+            let lanes = if case % 3 == 0 { LANES } else { 1 + rng.below(LANES) };
+            let own = random_spikes(&mut rng, steps, lanes);
+            let tau_m = rng.unif(5.0, 40.0);
+            let tau_s = rng.unif(2.0, 10.0);
+            let a = (-1.0 / tau_m).exp();
+            let b = (-1.0 / tau_s).exp();
+            let q = rng.unif(0.1, 3.0) * tau_m / tau_s * (a - b);
+            let theta = rng.unif(0.5, 1.5);
+            let bias: Option<Vec<f64>> = (case % 2 == 1).then(|| (0..lanes).map(|_| rng.unif(-0.5, 0.5)).collect());
+            let line_len = steps + 1 + rng.below(4);
+            // Same sentinel in both: writes outside `0..=steps` would show too.
+            let fresh = || vec![[f64::from_bits(0x7ff8_dead_beef_0001), -7.25]; LANES * line_len];
+            let (mut avx, mut scalar) = (fresh(), fresh());
+            let ptrs = |v: &mut Vec<[f64; 2]>| -> [*mut [f64; 2]; LANES] {
+                std::array::from_fn(|l| v[l * line_len..].as_mut_ptr())
+            };
+            let (pa, ps) = (ptrs(&mut avx), ptrs(&mut scalar));
+            // SAFETY: AVX checked above; `lines[l] + n` for `n <= steps < line_len` are in the
+            // vectors, which nothing else touches meanwhile.
+            unsafe {
+                hidden_block_avx(&pa, steps, &own, (a, b, q, theta), bias.as_deref());
+                block_steps(&ps, steps, &own, (a, b, q, theta), bias.as_deref(), |_, _| {}, |_, _| 0.0);
+            }
+            for (x, (u, v)) in avx.iter().zip(&scalar).enumerate() {
+                let (l, n) = (x / line_len, x % line_len);
+                for c in 0..2 {
+                    assert_eq!(
+                        u[c].to_bits(),
+                        v[c].to_bits(),
+                        "case {case}: lane {l} step {n} {}: AVX {} scalar {} (steps {steps}, lanes {lanes}, {} spikes)",
+                        ["lambda_V", "lambda_I"][c],
+                        u[c],
+                        v[c],
+                        own.len()
+                    );
+                }
+                compared += 1;
+                if n <= steps {
+                    jumped += (v[0] != 0.0) as usize;
+                    largest = largest.max(v[0].abs()).max(v[1].abs());
+                }
+            }
+        }
+        // The random blocks did exercise the jumps (not only zeros compared).
+        assert!(compared > 100_000 && jumped > compared / 4, "compared {compared}, nonzero {jumped}");
+        // ... and stayed finite (a comparison of infinities or NaNs would say little).
+        assert!(largest.is_finite(), "largest |lambda| {largest}");
+        eprintln!("compared {compared} pairs, lambda_V nonzero in {jumped}, largest |lambda| {largest:e}");
+    }
 }
