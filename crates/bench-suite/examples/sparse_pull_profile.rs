@@ -320,10 +320,43 @@
 //! samples before, 77 % + 1 % after): likely the clearing stores splitting cache lines (a buffer
 //! this large comes from `mmap`, 16 bytes past a page boundary; not checked).
 //!
-//! With `shape=HxO` the density bound of the windows was checked on 700-256r-20 and 700-1024r-35
-//! (binaries that always / never window, README, issue 19): per step and target, the windows pay up
-//! to 6.6 synapse-events (p = 0.85) at 256 targets, ~5.4 at 512, and ~2.3 (p = 0.3) at 1024, where
-//! a window is 1 MiB; the bound now counts at most 512 targets per population (`windows_pay`).
+//! `sparse_connectivity 32 2`, runs alternating with old (08:21-08:45 UTC, load 2.0-3.6),
+//! 700-512r-20 time per synapse against dense, forward / training, p = 0.1: old 2.12 / 2.03, 2.07 /
+//! 1.94, 2.81 / 1.45, 1.72 / 1.89, 2.02 / 1.97, 2.10 / 1.74 against ede4484 2.47 / 1.94, 2.25 /
+//! 1.75, 2.23 / 1.45, 2.35 / 1.74, 2.02 / 1.75, 1.97 / 1.87; then old 2.25 / 2.02, 2.01 / 1.77
+//! against 428982d 2.15 / 1.59, 2.06 / 1.57. p = 0.5: old 1.16 / 1.14, 1.09 / 1.21, 1.53 / 0.98,
+//! 1.15 / 1.17, 1.16 / 1.14, 1.12 / 1.10 against 1.11 / 1.11, 1.22 / 1.21, 1.60 / 1.06, 0.98 /
+//! 0.98, 1.43 / 1.75, 1.15 / 1.08; then 1.17 / 1.17, 1.10 / 2.03 against 1.32 / 1.28, 1.07 / 1.17.
+//! Forward samples/s p = 0.1 367-402 against 366-411, p = 0 2095-2551 against 2433-2639, dense
+//! 76.3-94.9 against 85.1-94.8.
+//!
+//! The density bound, with `shape=HxO` (700-Hr-O drawn as `workload::recurrent_net` draws its
+//! own): binaries that never / always window (`PUSH_MAX_PER_CELL` 0 and 10^6, under
+//! /work/exp/issue-19-ringfold-never and -always), `rMODE 16 N`, rounds alternating (08:28-08:35
+//! UTC, load 1.9-2.9), forward ms per sample, means (rounds in which the windows were faster).
+//! Input arrivals per step and target are the same at every width: 0.77 / 1.5 / 2.3 / 3.1 / 3.9 /
+//! 5.4 / 6.6 / 7.8 at p = 0.1 / 0.2 / 0.3 / 0.4 / 0.5 / 0.7 / 0.85 / 1.
+//!
+//! | p | 700-256r-20 never / always | 700-512r-20 | 700-1024r-35 |
+//! | --- | --- | --- | --- |
+//! | 0.1 | 1.28 / 1.30 (4 of 6) | 3.08 / 2.73 (5 of 6) | 9.81 / 7.48 (6 of 6) |
+//! | 0.2 | | | 15.66 / 10.47 (4 of 4) |
+//! | 0.3 | | | 17.92 / 17.88 (4 of 6) |
+//! | 0.4 | | | 21.67 / 24.27 (2 of 6) |
+//! | 0.5 | 2.70 / 2.35 (6 of 6) | 7.67 / 6.19 (6 of 6) | 23.70 / 26.67 (1 of 6) |
+//! | 0.7 | 3.31 / 2.88 (6 of 6) | 9.54 / 8.91 (5 of 6) | 31.56 / 35.99 (0 of 6) |
+//! | 0.85 | 3.46 / 3.31 (5 of 6) | 10.43 / 10.85 (3 of 6) | 38.80 / 46.77 (0 of 6) |
+//! | 1 | 4.11 / 4.35 (1 of 6) | | |
+//!
+//! So 5 per target holds at 512, is conservative at 256 and too high at 1024 (a 1 MiB window);
+//! the bound now counts at most 512 targets per population (`windows_pay`): 700-1024r-35 at p =
+//! 0.5 takes the whole-run fill (callgrind `r0.5 2 1 shape=1024x35`: never 443.80 M, always 397.82
+//! M, 428982d 443.80 M) and at 0.2 the windows (196.89 M, always 196.90 M). Windows of 64 steps at
+//! 1024 (4 rounds): 0.1 7.63, 0.2 11.84, 0.3 14.69, 0.5 23.36 ms against 7.47, 10.47, 17.34, 28.67
+//! at 128 steps and 9.53, 15.66, 17.34, 24.14 never: better from 0.3, worse below; not kept. Nor
+//! kept: the whole-run tiles from a 64-byte line too (12 rounds alternating with 428982d,
+//! 08:47-08:48 UTC, load 1.6-2.2): `rdense 16 4` 10.91 -> 11.09 ms (3 of 12 rounds faster), `r1 16
+//! 4` 10.63 -> 10.51, `r0.7 16 6` 9.12 -> 9.10; callgrind `rdense 4 1` 526.56 -> 526.54 M.
 
 //!
 //! The layered path at p = 0.1 (issue 19, 07:50-08:45 UTC 2026-12-05; binaries of 1269f0b "old"
