@@ -962,6 +962,14 @@ struct Layered {
     /// `block_spikes[by_block.range(b)]`), in record order.
     by_block: Buckets,
     block_spikes: Vec<BlockSpike>,
+    /// Population of each global neuron (`u32::MAX` for none), the lookup of
+    /// [`ClockedPlan::locate`] as a table built once per sweep.
+    pop_at: Vec<u32>,
+    /// Grid step of each input spike before `t_end`.
+    in_step: Vec<u32>,
+    /// `ExpIntegral` readout: the forcing factor `exp(-n dt / t_end) / (steps tau_m)` of each step
+    /// `n`, computed once per sweep by the step loop's expression.
+    readout_f: Vec<f64>,
 }
 
 /// A spike of the block being swept ([`Layered::block`]), with what its jump needs gathered in
@@ -1064,6 +1072,8 @@ impl Layered {
             + std::mem::size_of::<BlockSpike>() * self.block_spikes.capacity()
             + self.by_src.heap_bytes()
             + 8 * self.src_ev.capacity()
+            + 4 * (self.pop_at.capacity() + self.in_step.capacity())
+            + 8 * self.readout_f.capacity()
     }
 
     /// The whole backward pass (see the type's docs); validation and the readout set-up
@@ -1083,6 +1093,12 @@ impl Layered {
         let spikes = &record.spikes;
         let np = plan.pops.len();
 
+        // Population of each global neuron: the first that holds it, as `plan.locate`.
+        self.pop_at.clear();
+        self.pop_at.resize(plan.pops.iter().map(|p| p.global_off + p.size).max().unwrap_or(0), u32::MAX);
+        for (p, pp) in plan.pops.iter().enumerate().rev() {
+            self.pop_at[pp.global_off..pp.global_off + pp.size].fill(p as u32);
+        }
         // Spikes: grid steps (sorted, <= steps, as the step-by-step sweep requires) and populations.
         self.spike_step.clear();
         let mut pop_of = std::mem::take(&mut self.pop_of);
@@ -1098,7 +1114,8 @@ impl Layered {
             }
             last = ks;
             let g = spikes.neurons[k] as usize;
-            let Some(p) = plan.locate(g).filter(|&p| plan.pops[p].theta.is_some()) else {
+            let p = self.pop_at.get(g).map_or(usize::MAX, |&p| p as usize);
+            let Some(p) = (p != u32::MAX as usize).then_some(p).filter(|&p| plan.pops[p].theta.is_some()) else {
                 return Err(mismatch("spikes of LIF neurons", format!("neuron {g}")));
             };
             self.spike_step.push(ks as u32);
@@ -1139,13 +1156,15 @@ impl Layered {
         }
         self.s_part.clear();
         self.s_part.resize(total, 0.0);
+        // Grid steps of the input spikes.
+        self.in_step.clear();
+        self.in_step.extend(input.times[..n_input].iter().map(|&t| engine.step_of(t) as u32));
         // Sparse projections read per source: every neuron's events `(step, rank)` (CSR over
         // global neurons; input events with rank `u32::MAX`), each neuron's in record order.
         if layers.iter().any(|&p| !plan.pull_sparse(p).is_empty()) {
             let n = plan.num_neurons();
             let inputs = input.neurons[..n_input].iter().map(|&i| i as usize);
-            let in_ev =
-                input.times[..n_input].iter().zip(inputs).map(|(&t, g)| (g, (engine.step_of(t) as u32, u32::MAX)));
+            let in_ev = self.in_step.iter().zip(inputs).map(|(&t, g)| (g, (t, u32::MAX)));
             let (steps_of, rank) = (&self.spike_step, &self.rank);
             let sp_ev = spikes.neurons.iter().zip(steps_of).zip(rank).map(|((&g, &t), &r)| (g as usize, (t, r)));
             self.by_src.sort(n, in_ev.chain(sp_ev), &mut self.src_ev);
@@ -1160,8 +1179,8 @@ impl Layered {
             for &(c, first) in conns {
                 let pre = plan.conns[c].pre;
                 if plan.pops[pre].is_input {
-                    let evs = input.times[..n_input].iter().zip(input.neurons);
-                    self.events.extend(evs.map(|(&t, &i)| (engine.step_of(t) as u32, first as u32 + i, u32::MAX)));
+                    let evs = self.in_step.iter().zip(input.neurons);
+                    self.events.extend(evs.map(|(&t, &i)| (t, first as u32 + i, u32::MAX)));
                 } else {
                     let off = plan.pops[pre].global_off;
                     let base = self.s_base[c];
@@ -1449,10 +1468,15 @@ impl Layered {
             unsafe { block_steps(&lines, steps, own, (a, b, q, theta), bias, |_, _| {}, |_, _| 0.0) };
             return;
         }
+        if j0 == 0 && matches!(cfg.readout, ReadoutKind::ExpIntegral) {
+            self.readout_f.clear();
+            self.readout_f.extend((0..=steps).map(|n| (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m));
+        }
+        let readout_f = &self.readout_f;
         let mut next_readout = nt;
         let force = |n: usize, lv: &mut [f64; LANES]| match &cfg.readout {
             ReadoutKind::ExpIntegral => {
-                let f = (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m;
+                let f = readout_f[n];
                 for l in 0..lanes {
                     lv[l] -= d_readout[j0 + l] * f;
                 }
