@@ -1114,8 +1114,8 @@ impl Layered {
             }
             last = ks;
             let g = spikes.neurons[k] as usize;
-            let p = self.pop_at.get(g).map_or(usize::MAX, |&p| p as usize);
-            let Some(p) = (p != u32::MAX as usize).then_some(p).filter(|&p| plan.pops[p].theta.is_some()) else {
+            let pop = self.pop_at.get(g).copied().filter(|&p| p != u32::MAX).map(|p| p as usize);
+            let Some(p) = pop.filter(|&p| plan.pops[p].theta.is_some()) else {
                 return Err(mismatch("spikes of LIF neurons", format!("neuron {g}")));
             };
             self.spike_step.push(ks as u32);
