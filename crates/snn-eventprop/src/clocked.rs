@@ -968,7 +968,7 @@ struct Layered {
     /// Grid step of each input spike before `t_end`.
     in_step: Vec<u32>,
     /// `ExpIntegral` readout: the forcing factor `exp(-n dt / t_end) / (steps tau_m)` of each step
-    /// `n`, computed once per sweep by the step loop's expression.
+    /// `n`, computed once per sweep ([`Layered::sweep`]).
     readout_f: Vec<f64>,
 }
 
@@ -1098,6 +1098,13 @@ impl Layered {
         self.pop_at.resize(plan.pops.iter().map(|p| p.global_off + p.size).max().unwrap_or(0), u32::MAX);
         for (p, pp) in plan.pops.iter().enumerate().rev() {
             self.pop_at[pp.global_off..pp.global_off + pp.size].fill(p as u32);
+        }
+        // `ExpIntegral` readout: each step's forcing factor for the output blocks ([`Layered::block`]).
+        self.readout_f.clear();
+        if matches!(engine.config().readout, ReadoutKind::ExpIntegral) {
+            let (dt, t_end, tau_m) = (engine.dt(), engine.config().t_end, plan.pops[net.output().0].tau_m);
+            let inv_n = 1.0 / steps as f64;
+            self.readout_f.extend((0..=steps).map(|n| (-(n as f64 * dt) / t_end).exp() * inv_n / tau_m));
         }
         // Spikes: grid steps (sorted, <= steps, as the step-by-step sweep requires) and populations.
         self.spike_step.clear();
@@ -1436,13 +1443,10 @@ impl Layered {
         let LayeredCtx { engine, net, plan, d_readout, jump_bias, .. } = *ctx;
         let cfg = engine.config();
         let steps = engine.num_steps();
-        let dt = engine.dt();
-        let t_end = cfg.t_end;
         let op = plan.pops[net.output().0];
         let is_out = p == net.output().0;
         let pp = plan.pops[p];
         let (a, b, q) = (pp.alpha, pp.beta, pp.coupling * pp.tau_m / pp.tau_s);
-        let inv_n = 1.0 / steps as f64;
         let nt = readout_steps.len();
         let line_len = steps + plan.slots;
         // Steps `0..=steps` of every lane are written below; only the tails are cleared.
@@ -1467,10 +1471,6 @@ impl Layered {
             // SAFETY: as for `hidden_block_avx` above.
             unsafe { block_steps(&lines, steps, own, (a, b, q, theta), bias, |_, _| {}, |_, _| 0.0) };
             return;
-        }
-        if j0 == 0 && matches!(cfg.readout, ReadoutKind::ExpIntegral) {
-            self.readout_f.clear();
-            self.readout_f.extend((0..=steps).map(|n| (-(n as f64 * dt) / t_end).exp() * inv_n / op.tau_m));
         }
         let readout_f = &self.readout_f;
         let mut next_readout = nt;
