@@ -1690,30 +1690,32 @@ fn forward_ring(
 const RING_WINDOW: usize = 128;
 
 /// Windows of [`forward_ring`] only while at most this many synapse-events are pushed per step
-/// and target of a population (all its pulled projections sparse): the pushes miss L1 (a spike's
-/// fan-out spreads over the window's rows), where the whole-run fill sums each target's arrivals
-/// in an L1-resident timeline and pays per step and target (a copy, and the tiles' traffic)
-/// instead. On the 700-512r-20 network (`sparse_pull_profile rMODE 16 N`, input arrivals per
-/// step and target 0.77 / 3.9 / 5.4 / 6.6 / 7.8 at p = 0.1 / 0.5 / 0.7 / 0.85 / 1) the windows
-/// cut the forward CPU time at p = 0.1, 0.5 and 0.7 and lost at 1 (mixed at 0.85). Populations
-/// wider than [`PUSH_WIDE`] targets count as that wide ([`windows_pay`]).
-const PUSH_MAX_PER_CELL: usize = 5;
+/// and target of a population (all its pulled projections sparse), and at most
+/// [`PUSH_MAX_PER_STEP`] per step over its targets: the pushes miss L1 (a spike's fan-out spreads
+/// over the window's rows), where the whole-run fill sums each target's arrivals in an
+/// L1-resident timeline and pays per step and target (a copy, and the tiles' traffic) instead.
+/// Measured with `sparse_pull_profile rMODE 16 N shape=HxO` (700-Hr-O, input arrivals per step and
+/// target 0.77 / 1.5 / 2.3 / 3.1 / 3.9 / 5.4 / 6.6 / 7.8 at p = 0.1 / 0.2 / 0.3 / 0.4 / 0.5 / 0.7
+/// / 0.85 / 1 at every width; rounds alternating binaries that window or not): on 700-256r-20 the
+/// windows cut the forward CPU time up to p = 0.7 (5.4 per target: `r0.7 16 10 shape=256x20`, 6
+/// rounds, 3.20 -> 2.78 ms per sample, faster in 6 of 6), were mixed at 0.85 (6.6: 5 of 6 rounds
+/// faster in one session, 3.36 -> 3.44 ms and 2 of 6 in another) and lost at 1 (7.8), hence 6
+/// ([`windows_pay`]).
+const PUSH_MAX_PER_CELL: usize = 6;
 
-/// The widest population [`PUSH_MAX_PER_CELL`] holds for per target: a wider one's pushes cost
-/// more (likely because its window, `RING_WINDOW x size` values, 1 MiB for 1024 targets, no longer
-/// stays in L2 next to the ring; not checked). On a 700-1024r-35 network (`sparse_pull_profile rMODE 16 N
-/// shape=1024x35`, same arrivals per step and target as above) the windows cut the forward CPU
-/// time at p = 0.1 and 0.2 (0.77 and 1.5 per step and target), were even at 0.3 (2.3) and lost
-/// at 0.4 and 0.5 (3.1 and 3.9), so its bound is `5 x 512 / 1024 = 2.5` per target; on
-/// 700-256r-20 they won up to p = 0.85 (6.6) and were even at 1 (7.8), so 5 is conservative
-/// there.
-const PUSH_WIDE: usize = 512;
+/// The most synapse-events pushed per step into one population for which its windows pay: a
+/// wider population's window (`RING_WINDOW x size` values, 1 MiB for 1024 targets) no longer stays
+/// in L2 next to the ring (likely; not checked), so its pushes cost more. On 700-512r-20 the
+/// windows won up to p = 0.7 (2765 per step), were mixed at 0.85 (3379) and lost at 1; on
+/// 700-1024r-35 they won at 0.1 and 0.2 (1570), were even at 0.3 (2355) and lost from 0.4 (3174):
+/// `5 x 512` lies between the two widths' limits (512 wide: up to p = 0.5 windowed).
+const PUSH_MAX_PER_STEP: usize = 5 * 512;
 
 /// Whether a population of `size` targets into which `pushed` synapse-events are pushed over
-/// `steps` steps takes the windows of [`forward_ring`]: at most `max_per_cell` per step and target,
-/// counting at most [`PUSH_WIDE`] targets.
+/// `steps` steps takes the windows of [`forward_ring`]: at most `max_per_cell` per step and
+/// target, and at most [`PUSH_MAX_PER_STEP`] per step.
 fn windows_pay(pushed: usize, steps: usize, size: usize, max_per_cell: usize) -> bool {
-    pushed <= max_per_cell * steps * size.min(PUSH_WIDE)
+    pushed <= steps * (max_per_cell * size).min(PUSH_MAX_PER_STEP)
 }
 
 /// The synapse-events that [`push_window`] pushes for `sp` over a pass: each spike of a source
