@@ -39,10 +39,9 @@ impl Buckets {
     ) {
         self.starts.clear();
         self.starts.resize(n + 1, 0);
-        // Internal iteration (`for_each`): a `Chain` of the callers' parts runs as one loop per
-        // part, with no per-item test of which part is current.
-        let counts = &mut self.starts[1..];
-        items.clone().for_each(|(k, _)| counts[k] += 1);
+        for (k, _) in items.clone() {
+            self.starts[k + 1] += 1;
+        }
         for k in 0..n {
             self.starts[k + 1] += self.starts[k];
         }
@@ -50,12 +49,11 @@ impl Buckets {
         self.fill.extend_from_slice(&self.starts[..n]);
         out.clear();
         out.resize(self.starts[n] as usize, T::default());
-        let (fill, dst) = (&mut self.fill[..], &mut out[..]);
-        items.for_each(|(k, v)| {
-            let at = &mut fill[k];
-            dst[*at as usize] = v;
+        for (k, v) in items {
+            let at = &mut self.fill[k];
+            out[*at as usize] = v;
             *at += 1;
-        });
+        }
     }
 
     /// The group offsets of the last [`Buckets::sort`]: key `k`'s items are
