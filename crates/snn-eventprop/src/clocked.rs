@@ -970,6 +970,8 @@ struct Layered {
     /// `ExpIntegral` readout: the forcing factor `exp(-n dt / t_end) / (steps tau_m)` of each step
     /// `n`, computed once per sweep ([`Layered::sweep`]).
     readout_f: Vec<f64>,
+    /// The spikes of the hidden block being swept, grouped by step for [`hidden_block_avx`].
+    groups: Vec<SpikeGroup>,
 }
 
 /// A spike of the block being swept ([`Layered::block`]), with what its jump needs gathered in
@@ -1074,6 +1076,7 @@ impl Layered {
             + 8 * self.src_ev.capacity()
             + 4 * (self.pop_at.capacity() + self.in_step.capacity())
             + 8 * self.readout_f.capacity()
+            + std::mem::size_of::<SpikeGroup>() * self.groups.capacity()
     }
 
     /// The whole backward pass (see the type's docs); validation and the readout set-up
@@ -1465,7 +1468,7 @@ impl Layered {
                 // SAFETY: the CPU has AVX (checked just above); `lines[l] + n` is `self.line[l
                 // line_len + n]` for `n <= steps < line_len` (assertion above), and nothing else
                 // accesses `self.line` meanwhile.
-                unsafe { hidden_block_avx(&lines, steps, own, (a, b, q, theta), bias) };
+                unsafe { hidden_block_avx(&lines, steps, own, &mut self.groups, (a, b, q, theta), bias) };
                 return;
             }
             // SAFETY: as for `hidden_block_avx` above.
@@ -1567,11 +1570,16 @@ unsafe fn block_steps(
 /// propagation waited on a store and a reload). Per step `n` from `steps` down: store every lane's
 /// `[lambda_V, lambda_I]` at `lines[l] + n`; then the spikes of the block at `n` (`own`, taken
 /// from the end): in their lanes `lambda_V += (theta lambda_V + 0 + S) / (I - V)` where `I - V >
-/// MIN_I_MINUS_V`, then `lambda_V += bias[l]` with a jump bias, applied to all lanes at once and
-/// kept only in the spiking lanes (a lane with two spikes at one step gets them one after the
-/// other); then, above step 0, `lambda_I <- b lambda_I + q lambda_V`, `lambda_V <- a lambda_V`.
-/// The scalar loop's operations in its order per lane, each rounded on its own (no FMA): the same
-/// bits.
+/// MIN_I_MINUS_V`, then `lambda_V += bias[l]` with a jump bias, applied to all lanes of a quad
+/// with a spike at once and kept only in the spiking lanes (a lane with two spikes at one step gets
+/// them one after the other); then, above step 0, `lambda_I <- b lambda_I + q lambda_V`,
+/// `lambda_V <- a lambda_V`. The scalar loop's operations in its order per lane, each rounded on
+/// its own (no FMA): the same bits.
+///
+/// The spikes' `S` and `I - V` are laid out per step beforehand ([`SpikeGroup`], in `groups`) and
+/// read as quads: setting them lane by lane inside the step loop (scalar stores into arrays then
+/// read as quads, the former version) stalled every step with spikes on a failed store-to-load
+/// forwarding, on the `lambda_V` chain.
 ///
 /// # Safety
 /// The CPU has AVX; `lines[l].add(n)` valid for writes for every lane `l` and `n <= steps`, and not
@@ -1583,23 +1591,39 @@ unsafe fn hidden_block_avx(
     lines: &[*mut [f64; 2]; LANES],
     steps: usize,
     own: &[BlockSpike],
+    groups: &mut Vec<SpikeGroup>,
     (a, b, q, theta): (f64, f64, f64, f64),
     bias: Option<&[f64]>,
 ) {
     use std::arch::x86_64::{
-        __m256d, _mm_storeu_pd, _mm256_add_pd, _mm256_blendv_pd, _mm256_castpd256_pd128, _mm256_div_pd,
-        _mm256_extractf128_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_unpackhi_pd,
-        _mm256_unpacklo_pd,
+        __m256d, _CMP_GT_OQ, _mm_storeu_pd, _mm256_add_pd, _mm256_and_pd, _mm256_blendv_pd, _mm256_castpd256_pd128,
+        _mm256_cmp_pd, _mm256_div_pd, _mm256_extractf128_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_set1_pd,
+        _mm256_setzero_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd,
     };
+    // The spikes as groups, built before the step loop (see `SpikeGroup`).
+    groups.clear();
+    for x in own.iter().rev() {
+        let l = x.lane as usize;
+        if groups.last().is_none_or(|g| g.step != x.step || g.mask & (1 << l) != 0) {
+            groups.push(SpikeGroup { step: x.step, mask: 0, s: [0.0; LANES], imv: [1.0; LANES] });
+        }
+        let g = groups.last_mut().expect("a group was pushed");
+        g.mask |= 1 << l;
+        (g.s[l], g.imv[l]) = (x.s, x.imv);
+    }
+    let mut bias_lanes = [0.0; LANES];
+    if let Some(bias) = bias {
+        bias_lanes[..bias.len()].copy_from_slice(bias);
+    }
+    // SAFETY (the loads here and below): every array read holds `LANES` = 8 `f64`, read from `4k`.
+    let bq = [0, 1].map(|k| unsafe { _mm256_loadu_pd(bias_lanes.as_ptr().add(4 * k)) });
     let (va, vb, vq, vth) = (_mm256_set1_pd(a), _mm256_set1_pd(b), _mm256_set1_pd(q), _mm256_set1_pd(theta));
-    let zero = _mm256_setzero_pd();
+    let (zero, vmin) = (_mm256_setzero_pd(), _mm256_set1_pd(MIN_I_MINUS_V));
     let (mut v, mut i): ([__m256d; 2], [__m256d; 2]) = ([zero; 2], [zero; 2]);
-    let all = f64::from_bits(u64::MAX);
-    // The spikes of one step, per lane: `S`, `I - V` (1 where none), whether the jump applies and
-    // whether the lane spiked (all bits set or zero), the lane's bias.
-    let (mut sv, mut imv, mut jump, mut spiked, mut bv) =
-        ([0.0; LANES], [1.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
-    let mut next = own.len();
+    // The next group and its step (`usize::MAX` past the last): one compare per step.
+    let mut next = 0;
+    let step_at = |next: usize| groups.get(next).map_or(usize::MAX, |g| g.step as usize);
+    let mut next_step = step_at(0);
     for n in (0..=steps).rev() {
         for k in 0..2 {
             // [v0 i0 v2 i2] and [v1 i1 v3 i3] of lanes 4k ..
@@ -1612,37 +1636,27 @@ unsafe fn hidden_block_avx(
                 _mm_storeu_pd(lines[4 * k + 3].add(n).cast(), _mm256_extractf128_pd::<1>(odd));
             }
         }
-        let mut pending = 0u32;
-        loop {
-            let more = next > 0 && own[next - 1].step as usize == n;
-            let repeat = more && pending & (1 << own[next - 1].lane) != 0;
-            if pending != 0 && (!more || repeat) {
-                for k in 0..2 {
-                    // SAFETY: every array holds `LANES` = 8 `f64`.
-                    unsafe {
-                        let at = |x: &[f64; LANES]| _mm256_loadu_pd(x.as_ptr().add(4 * k));
-                        let t = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(vth, v[k]), zero), at(&sv));
-                        let jumped = _mm256_add_pd(v[k], _mm256_div_pd(t, at(&imv)));
-                        v[k] = _mm256_blendv_pd(v[k], jumped, at(&jump));
-                        if bias.is_some() {
-                            v[k] = _mm256_blendv_pd(v[k], _mm256_add_pd(v[k], at(&bv)), at(&spiked));
-                        }
-                    }
+        while next_step == n {
+            let g = &groups[next];
+            next += 1;
+            next_step = step_at(next);
+            for k in 0..2 {
+                let quad = (g.mask >> (4 * k)) & 0xf;
+                if quad == 0 {
+                    continue; // no spike in this quad: every blend below would keep `v[k]`
                 }
-                (sv, imv, jump, spiked, bv) = ([0.0; LANES], [1.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
-                pending = 0;
-            }
-            if !more {
-                break;
-            }
-            next -= 1;
-            let x = own[next];
-            let l = x.lane as usize;
-            pending |= 1 << l;
-            (sv[l], imv[l], spiked[l]) = (x.s, x.imv, all);
-            jump[l] = if x.imv > MIN_I_MINUS_V { all } else { 0.0 };
-            if let Some(bias) = bias {
-                bv[l] = bias[l];
+                // SAFETY: `QUAD_MASKS` has 16 rows of 4 `f64`, `quad < 16`.
+                let (spiked, sv, imv) = unsafe {
+                    let at = |x: &[f64; LANES]| _mm256_loadu_pd(x.as_ptr().add(4 * k));
+                    (_mm256_loadu_pd(QUAD_MASKS[quad as usize].as_ptr()), at(&g.s), at(&g.imv))
+                };
+                let jump = _mm256_and_pd(spiked, _mm256_cmp_pd::<_CMP_GT_OQ>(imv, vmin));
+                let t = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(vth, v[k]), zero), sv);
+                let jumped = _mm256_add_pd(v[k], _mm256_div_pd(t, imv));
+                v[k] = _mm256_blendv_pd(v[k], jumped, jump);
+                if bias.is_some() {
+                    v[k] = _mm256_blendv_pd(v[k], _mm256_add_pd(v[k], bq[k]), spiked);
+                }
             }
         }
         if n > 0 {
@@ -1652,6 +1666,37 @@ unsafe fn hidden_block_avx(
             }
         }
     }
+}
+
+/// Lane masks of a quad (bit `j` of the row's index set: lane `j` all bits set, else zero).
+#[cfg(target_arch = "x86_64")]
+const QUAD_MASKS: [[f64; 4]; 16] = {
+    let mut m = [[0.0; 4]; 16];
+    let mut r = 0;
+    while r < 16 {
+        let mut j = 0;
+        while j < 4 {
+            if r & (1 << j) != 0 {
+                m[r][j] = f64::from_bits(u64::MAX);
+            }
+            j += 1;
+        }
+        r += 1;
+    }
+    m
+};
+
+/// The spikes of a hidden block at one step in distinct lanes, as [`hidden_block_avx`] applies
+/// them at once: the block's spikes taken from the end of its list, a group ending where the step
+/// changes or a lane would repeat (so a lane with two spikes at one step gets them one after the
+/// other). `S` and `I - V` per lane (0 and 1 in the lanes without a spike), the lanes as bits.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct SpikeGroup {
+    step: u32,
+    mask: u32,
+    s: [f64; LANES],
+    imv: [f64; LANES],
 }
 
 /// An arrival at an output's arg-max step (see [`grid_kinks`]).
@@ -1911,7 +1956,7 @@ mod tests {
             // SAFETY: AVX checked above; `lines[l] + n` for `n <= steps < line_len` are in the
             // vectors, which nothing else touches meanwhile.
             unsafe {
-                hidden_block_avx(&pa, steps, &own, (a, b, q, theta), bias.as_deref());
+                hidden_block_avx(&pa, steps, &own, &mut Vec::new(), (a, b, q, theta), bias.as_deref());
                 block_steps(&ps, steps, &own, (a, b, q, theta), bias.as_deref(), |_, _| {}, |_, _| 0.0);
             }
             for (x, (u, v)) in avx.iter().zip(&scalar).enumerate() {
