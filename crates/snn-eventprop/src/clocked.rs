@@ -1570,11 +1570,11 @@ unsafe fn block_steps(
 /// propagation waited on a store and a reload). Per step `n` from `steps` down: store every lane's
 /// `[lambda_V, lambda_I]` at `lines[l] + n`; then the spikes of the block at `n` (`own`, taken
 /// from the end): in their lanes `lambda_V += (theta lambda_V + 0 + S) / (I - V)` where `I - V >
-/// MIN_I_MINUS_V`, then `lambda_V += bias[l]` with a jump bias, applied to all lanes of a quad
-/// with a spike at once and kept only in the spiking lanes (a lane with two spikes at one step gets
-/// them one after the other); then, above step 0, `lambda_I <- b lambda_I + q lambda_V`,
-/// `lambda_V <- a lambda_V`. The scalar loop's operations in its order per lane, each rounded on
-/// its own (no FMA): the same bits.
+/// MIN_I_MINUS_V`, then `lambda_V += bias[l]` with a jump bias, applied to all lanes at once and
+/// kept only in the spiking lanes (a lane with two spikes at one step gets them one after the
+/// other); then, above step 0, `lambda_I <- b lambda_I + q lambda_V`, `lambda_V <- a lambda_V`.
+/// The scalar loop's operations in its order per lane, each rounded on its own (no FMA): the same
+/// bits.
 ///
 /// The spikes' `S` and `I - V` are laid out per step beforehand ([`SpikeGroup`], in `groups`) and
 /// read as quads: setting them lane by lane inside the step loop (scalar stores into arrays then
@@ -1642,9 +1642,6 @@ unsafe fn hidden_block_avx(
             next_step = step_at(next);
             for k in 0..2 {
                 let quad = (g.mask >> (4 * k)) & 0xf;
-                if quad == 0 {
-                    continue; // no spike in this quad: every blend below would keep `v[k]`
-                }
                 // SAFETY: `QUAD_MASKS` has 16 rows of 4 `f64`, `quad < 16`.
                 let (spiked, sv, imv) = unsafe {
                     let at = |x: &[f64; LANES]| _mm256_loadu_pd(x.as_ptr().add(4 * k));
