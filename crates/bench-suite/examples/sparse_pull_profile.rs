@@ -379,6 +379,60 @@
 //! 347.1 -> 288.7 M, dense 1030.4 -> 975.8 -> 913.9 M, p = 0 172.2 -> 103.8 -> 67.1 M; CPU per
 //! sample old -> AVX (`MODE 16 N bwd`, alternating, load 1.8-2.0) p = 0.1 1.964 -> 1.448 ms, dense
 //! 4.250 -> 3.859, p = 0 0.613 -> 0.268; hashes unchanged for p = 0.1, 0.5, 1, dense and 0.
+//!
+//! The recurrent network's per-event backward sweep window by window, measured and not kept
+//! (issue 19, 10:15-10:45 UTC 2026-12-05, against ad2a504 "base"; binaries, patches, callgrind
+//! files and round logs under /work/exp/issue-19-wbwd). The history rows were cut into windows of
+//! W steps (`[k W, (k + 1) W)`, the last one open above) and each synaptic event (a spike at step
+//! `m` through a synapse of `D` steps, reading row `m + D`) was made once the sweep had stored its
+//! row's whole window: at step `m` if the spike lies in that window, else right after the window's
+//! first step was stored, for the spikes of the `slots - 1` steps before it, latest first, each
+//! walking its fan-out sorted by delay down from a cursor. Each sparse projection had a view
+//! (rebuilt only when the plan's offsets change; the dense readout stayed per event: its 20
+//! targets' rows are 48 KB) holding per synapse its weight, ring offset and both gradients, gathered from the
+//! gradient arrays before the pass and scattered back after it, so that a window's events of one
+//! spike are contiguous; a hidden spike's jump-sum terms went to a circular buffer at their places
+//! in the view and were summed at its step in fan-out order. Bit for bit: `tests/
+//! clocked_sparse_sweep.rs` passed with it as the default for sparse networks (default ==
+//! `PerEvent`), and the `bwd` record and gradient hashes equal base's for `r0.1`, `r0.5`,
+//! `r0` and `r0.1 shape=256x20` (W = 32; `r0.1 16 10` also for W = 8 to 1000; `rdense`, without
+//! sparse projections, does not take it). Callgrind
+//! (`valgrind --tool=callgrind --cache-sim=yes --D1=32768,8,64 --LL=1048576,16,64
+//! --toggle-collect=snn_eventprop::clocked::backward_planned`, `r0.1 16 1 bwd`), instructions /
+//! simulated last-level read misses / write misses:
+//!
+//! | r0.1 16 1 bwd | instructions | LL read misses | LL write misses |
+//! | --- | --- | --- | --- |
+//! | base | 651.8 M | 16.78 M | 1.43 M |
+//! | W = 32 | 927.5 M | 12.56 M | 4.79 M |
+//! | W = 128 | 854.3 M | 15.94 M | 4.19 M |
+//! | W = 1000 (one window start, step 1000: nearly every event at its spike's step) | 808.4 M | 19.70 M | 3.36 M |
+//!
+//! In base, 8.6 M of the read misses sit on the fan-out loop's column streams (weights, offsets,
+//! gradients) and 8.0 M on lines callgrind leaves unattributed (the inlined ring read among
+//! them). The windows cut the read misses, but each spike's fan-out is walked in up to 6 pieces
+//! at different times (151 delay steps over windows of 32), `Windowed::reset` and `store`
+//! (views checked, events set up, gradients gathered and scattered) take 29.9 M instructions
+//! and 1.6 M misses, and the history stores miss more (`propagate_and_store_avx`: 2.05 M write
+//! misses at W = 32, 1.36 M at W = 1000, 1.14 M in base). CPU
+//! (`r0.1 16 10 bwd`, one run each, load 2.5-3.0): W = 8 / 16 / 32 / 64 / 128 / 1000 9.31 /
+//! 6.69 / 6.25 / 5.13 / 4.63 / 4.50 ms per sample against base 3.63: slower at every W, and the
+//! more so the shorter the window. W = 32 against base, 6 rounds alternating, every second round
+//! in swapped order (10:31-10:33 UTC, load 1.0-2.3), ms per sample, means (paired difference,
+//! standard error):
+//!
+//! | `bwd` | base | W = 32 | paired |
+//! | --- | --- | --- | --- |
+//! | `r0.1 16 20` | 3.828 | 5.443 | +1.615 +- 0.072 |
+//! | `r0.5 16 4` | 12.11 | 20.05 | +7.94 +- 0.55 |
+//! | `r0 16 60` | 0.316 | 0.382 | +0.066 +- 0.002 |
+//!
+//! The jump sums in delay order instead (no term buffer, one running sum per spike; other bits,
+//! measured only): `r0.1 16 10 bwd`, 2 rounds (load 2.7-2.8), W = 32 5.38 / 5.31, W = 128 5.81 /
+//! 4.88, W = 1000 4.56 / 4.94 against the term buffer's W = 32 5.75 / 5.69 and base 3.75 / 3.94:
+//! the buffer costs ~0.4 ms per sample, the windows the rest. At p = 0.1 the per-event sweep's
+//! column streams and ring reads both miss a simulated 1 MiB cache; trading ring misses for
+//! fan-outs walked piecewise, with more instructions, does not pay.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
