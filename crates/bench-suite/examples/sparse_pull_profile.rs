@@ -433,6 +433,54 @@
 //! the buffer costs ~0.4 ms per sample, the windows the rest. At p = 0.1 the per-event sweep's
 //! column streams and ring reads both miss a simulated 1 MiB cache; trading ring misses for
 //! fan-outs walked piecewise, with more instructions, does not pay.
+//!
+//! The layered backward's fixed costs (issue 19, 10:10-10:50 UTC 2026-12-05, against ad2a504
+//! "old"; binaries, callgrind files and round logs under /work/exp/issue-19-lsort; CPU rounds of
+//! `MODE 16 N bwd` alternating the binaries, every second round in swapped order; hashes of `MODE
+//! 16 1 bwd` unchanged for p = 0.1, 0.5, 1, dense and 0 in every variant below). perf of `0.1 16
+//! 60 bwd` (old): `Layered::sweep` 35.7 % of the samples (most on the sparse reads), `fill_block`
+//! 18.1 %, `hidden_block_avx` 13.9 %, `simulate_block_avx` 8.7 %, the five `Buckets::sort`
+//! instances 7.8 %. In `hidden_block_avx`, 44 % of its samples sat on its two `vdivpd` and the
+//! adds after them: a step's spikes were set lane by lane (`S`, `I - V`, the masks) by scalar
+//! stores into arrays that the division read back as quads a few instructions later, a failed
+//! store-to-load forwarding on the `lambda_V` chain at every step with a spike (11.5 k of the 64 k
+//! block-steps of a sample at p = 0.1). Kept: the spikes laid out per step before the step loop
+//! (`SpikeGroup`: `S` and `I - V` per lane, 0 and 1 where none, the lanes as bits), read as quads,
+//! the masks from a table and `I - V > MIN_I_MINUS_V` as a compare. Callgrind of `backward_planned`
+//! (`MODE 16 1 bwd`): p = 0.1 279.1 -> 278.8 M, 0.5 644.4 -> 644.0 M, dense 897.7 -> 916.3 M, p = 0
+//! 64.4 -> 61.3 M. CPU, backward ms per sample, means: p = 0.1 (`16 60`, 10 rounds, load 2.8-2.9)
+//! 1.424 -> 1.335, paired -0.089 +- 0.024 (8 of 10 faster; an earlier build with the quad skip
+//! and the `for_each` sort below, 12 rounds at load 3.0-3.2: 1.416 -> 1.340, -0.076 +- 0.015, 12
+//! of 12); dense (`16 15`, 8
+//! rounds, load 3.1) 3.776 -> 3.563, -0.213 +- 0.126; p = 0 (`16 200`, 8 rounds) 0.238 -> 0.234,
+//! -0.004 +- 0.005. The forward (same code) moved by -0.008 +- 0.018 / +0.034 +- 0.019 ms in the
+//! p = 0.1 rounds of two builds of it: code placement alone shifts a pass by up to ~4 % here.
+//! Measured and not kept (CPU rounds of `0.1 16 60 bwd`):
+//!
+//! - `Buckets::sort` walking its items with `for_each` (a `Chain` of parts as one loop each):
+//!   its instructions 31.0 -> 24.0 M in the backward, 22.9 -> 17.3 M in the forward (279.1 -> 272.1
+//!   M and 274.0 -> 268.4 M in all), but no time: 8 rounds (load 2.6-2.9), backward 1.419 -> 1.426
+//!   ms, paired +0.007 +- 0.022, forward +0.003 +- 0.014;
+//! - in addition, the blocks' spikes with their `S` and `I - V` gathered in record order as they are
+//!   placed (a keyed counting sort, the values computed once; `s_part` read in rank order instead of
+//!   at random): 270.8 -> 273.1 M, 8 rounds (load 2.2-2.5) 1.320 -> 1.350 ms, +0.030 +- 0.025;
+//! - the sparse reads two synapses side by side (of different sources, events in lock step, so each
+//!   synapse's sums and each `S` slot keep their order): 277.8 -> 288.6 M, 8 rounds (load 1.5-1.9)
+//!   1.339 -> 1.397 ms, +0.059 +- 0.029, and perf's samples of `Layered::sweep` 3668 -> 3774: the
+//!   input reads' loop is not bound by its chain of additions;
+//! - skipping the quads without a spike in `hidden_block_avx` (as measured before, README): 10
+//!   rounds 1.364 with against 1.335 without, -0.028 +- 0.016 for leaving it out;
+//! - the spikes set into quads in registers by blends on a lane compare (instead of the arrays):
+//!   `hidden_block_avx` 58.7 -> 73.1 M instructions (more quads live than the 16 registers hold),
+//!   not timed beyond a few noisy rounds.
+//!
+//! `sparse_connectivity 32 2`, 6 rounds alternating ad2a504 and abef71e (the kept change with the
+//! quad skip; 10:33-10:38 UTC, load 1.6-2.7), 700-256-256-20 training samples/s: p = 0.1 413.0 /
+//! 420.3 / 417.7 / 426.5 / 419.3 / 390.2 -> 426.0 / 423.8 / 411.1 / 435.0 / 419.3 / 425.6 (paired
+//! +8.9 +- 5.9), dense 155.3 / 155.1 / 156.7 / 163.8 / 161.0 / 145.2 -> 162.9 / 159.8 / 157.3 / 163.8 /
+//! 152.5 / 152.5; time per synapse at p = 0.1 against dense, training, 3.18 / 3.13 / 3.21 / 3.25 /
+//! 3.27 / 3.24 -> 3.23 / 3.19 / 3.25 / 3.27 / 3.25 / 3.48: the step loop is the same work dense and
+//! sparse, so the ratio does not move beyond its spread.
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};
