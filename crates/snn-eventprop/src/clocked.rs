@@ -91,6 +91,10 @@ use snn_core::{
 use crate::error::{EventPropError, Result};
 use crate::gradients::{Adjoint, Gradients, check_jump_bias};
 
+/// Shortest fan-out that the per-event sweep walks with AVX ([`fan_out_adjoint_avx`]); shorter
+/// ones take the inlined scalar loop (the call and its set-up would cost more than the quads save).
+const AVX_MIN_FAN_OUT: usize = 16;
+
 /// Recorded `I - V` at or below this gets no adjoint jump.
 const MIN_I_MINUS_V: f64 = 1e-9;
 
@@ -184,18 +188,6 @@ impl ClockedAdjointScratch {
     }
 }
 
-/// `(base_off + o) mod rn` for `base_off < rn`, `rn > 0`: one wrap when `o < rn` (always, for
-/// offsets of a [`ClockedPlan`]), the remainder otherwise; the index [`ring_read`] reads.
-#[inline(always)]
-fn ring_index(rn: usize, base_off: usize, o: u32) -> usize {
-    let o = o as usize;
-    let mut idx = base_off + o;
-    if idx >= rn {
-        idx -= rn;
-    }
-    if o < rn { idx } else { idx % rn }
-}
-
 /// `ring[(base_off + o) mod ring.len()]` for `base_off < ring.len()` (the callers assert it):
 /// one wrap, unchecked, when `o < ring.len()` (always, for offsets of a [`ClockedPlan`]).
 #[inline(always)]
@@ -259,13 +251,22 @@ unsafe fn fan_out_adjoint_avx<const JUMP: bool>(
     assert!(base_off < hist.len() || w.is_empty(), "history base out of range");
     let n = w.len().min(offs.len()).min(gw.len()).min(gd.len());
     let mut s = 0.0;
-    let quads = n / 4 * 4;
+    let rn = hist.len();
+    // Quads when every offset is below `rn` (always, for a plan's offsets); the scalar loop
+    // below (`ring_read`) otherwise.
+    let max_off = offs[..n].iter().fold(0, |m, &o| m.max(o));
+    let quads = if (max_off as usize) < rn { n / 4 * 4 } else { 0 };
     let tau = _mm256_set1_pd(tau_s);
     let mut k = 0;
     while k < quads {
-        let at = |q: usize| ring_index(hist.len(), base_off, offs[k + q]);
+        // SAFETY: k + 4 <= n <= offs.len(); every offset is below `rn` (checked above), and
+        // `base_off < rn`, so the wrapped index is below `rn` too.
+        let at = |q: usize| unsafe {
+            let idx = base_off + *offs.get_unchecked(k + q) as usize;
+            if idx >= rn { idx - rn } else { idx }
+        };
         let (i0, i1, i2, i3) = (at(0), at(1), at(2), at(3));
-        // SAFETY: `ring_index` returns indices below `hist.len()`, each of a pair of f64.
+        // SAFETY: the indices are below `hist.len()` (above), each of a pair of f64.
         let (lv, li) = unsafe {
             let pair = |i: usize| _mm_loadu_pd(hist.as_ptr().add(i).cast());
             let a02 = _mm256_set_m128d(pair(i2), pair(i0)); // lv0 li0 | lv2 li2
@@ -325,7 +326,7 @@ fn fan_out_column<const JUMP: bool>(
     let gw = &mut grads.weights[cid.0].as_mut_slice()[col.clone()];
     let gd = &mut grads.delays[cid.0].as_mut_slice()[col];
     #[cfg(target_arch = "x86_64")]
-    if avx {
+    if avx && w.len() >= AVX_MIN_FAN_OUT {
         // SAFETY: the caller checked that the CPU has AVX.
         return unsafe { fan_out_adjoint_avx::<JUMP>(hist, base_off, tau_s, w, offs, gw, gd) };
     }
@@ -1962,7 +1963,8 @@ mod tests {
     /// blocks: full and partial, with and without jump bias.
     #[cfg(target_arch = "x86_64")]
     /// The AVX fan-out kernel against the scalar one, bit for bit: fan-outs of 0 to 13 synapses
-    /// (quads and tails), offsets that wrap around the ring and some that do not, adjoints and
+    /// (quads and tails), offsets that wrap around the ring and some that do not (and a few beyond
+    /// the ring, which no plan has), adjoints and
     /// weights of both signs with signed zeros, and gradients that start nonzero.
     #[test]
     fn fan_out_adjoint_avx_matches_scalar() {
@@ -1982,7 +1984,16 @@ mod tests {
             let rn = slots * n_state;
             let hist: Vec<[f64; 2]> = (0..rn).map(|_| [value(&mut rng), value(&mut rng)]).collect();
             let len = case % 14;
-            let offs: Vec<u32> = (0..len).map(|_| (rng.below(slots) * n_state + rng.below(n_state)) as u32).collect();
+            // Offsets of a plan are below `rn`; a few beyond it take the remainder path.
+            let offs: Vec<u32> = (0..len)
+                .map(|_| {
+                    if case % 5 == 4 && rng.below(4) == 0 {
+                        rng.below(3 * rn) as u32
+                    } else {
+                        (rng.below(slots) * n_state + rng.below(n_state)) as u32
+                    }
+                })
+                .collect();
             let w: Vec<f64> = (0..len).map(|_| value(&mut rng)).collect();
             let g0: Vec<f64> = (0..len).map(|_| value(&mut rng)).collect();
             let d0: Vec<f64> = (0..len).map(|_| value(&mut rng)).collect();
