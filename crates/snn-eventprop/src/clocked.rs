@@ -1056,6 +1056,9 @@ struct Layered {
     readout_f: Vec<f64>,
     /// The spikes of the hidden block being swept, grouped by step for [`hidden_block_avx`].
     groups: Vec<SpikeGroup>,
+    /// `(line_len, steps)` of `line` when its timelines' tails (steps past `steps`) were last
+    /// cleared ([`Layered::block`]), if they were.
+    line_tails: Option<(usize, usize)>,
 }
 
 /// A spike of the block being swept ([`Layered::block`]), with what its jump needs gathered in
@@ -1538,8 +1541,13 @@ impl Layered {
         let line_len = steps + plan.slots;
         // Steps `0..=steps` of every lane are written below; only the tails are cleared.
         self.line.resize(LANES * line_len, [0.0; 2]);
-        for tail in self.line.chunks_exact_mut(line_len) {
-            tail[steps + 1..].fill([0.0; 2]);
+        // Nothing writes the tails but this (the step loops write steps `0..=steps`, the reads only
+        // read): cleared when the geometry changes, and zero since.
+        if self.line_tails != Some((line_len, steps)) {
+            for tail in self.line.chunks_exact_mut(line_len) {
+                tail[steps + 1..].fill([0.0; 2]);
+            }
+            self.line_tails = Some((line_len, steps));
         }
         // Each lane's timeline, written below without a bounds test per step.
         assert!(self.line.len() >= LANES * line_len && steps < line_len, "layered sweep: the block's timelines");
