@@ -381,7 +381,7 @@
 //! 4.250 -> 3.859, p = 0 0.613 -> 0.268; hashes unchanged for p = 0.1, 0.5, 1, dense and 0.
 //!
 //! The recurrent network's per-event backward sweep window by window, measured and not kept
-//! (issue 19, 10:15-10:45 UTC 2026-12-05, against ad2a504 "base"; binaries, patches, callgrind
+//! (issue 19, 10:10-10:35 UTC 2026-12-05, against ad2a504 "base"; binaries, patches, callgrind
 //! files and round logs under /work/exp/issue-19-wbwd). The history rows were cut into windows of
 //! W steps (`[k W, (k + 1) W)`, the last one open above) and each synaptic event (a spike at step
 //! `m` through a synapse of `D` steps, reading row `m + D`) was made once the sweep had stored its
@@ -481,6 +481,37 @@
 //! 152.5 / 152.5; time per synapse at p = 0.1 against dense, training, 3.18 / 3.13 / 3.21 / 3.25 /
 //! 3.27 / 3.24 -> 3.23 / 3.19 / 3.25 / 3.27 / 3.25 / 3.48: the step loop is the same work dense and
 //! sparse, so the ratio does not move beyond its spread.
+//!
+//! Kept instead of the recurrent backward's windows above (issue 19, 10:36-10:55 UTC 2026-12-05, against ad2a504 "base"; binaries and round
+//! logs under /work/exp/issue-19-wbwd): the per-event sweep's fan-out kernel with AVX, 4 synapses
+//! at a time (`fan_out_adjoint_avx`: the four ring indices in scalar registers, the four pairs
+//! loaded and split into `lambda_V` and `lambda_I` quads, `dL/dw` and `dL/dd` updated with the same
+//! multiplies and subtractions, no FMA, the four terms of `S` added one by one in fan-out order),
+//! for fan-outs of at least 16 synapses whose offsets are all below the ring length (checked once
+//! per fan-out; always so for a plan's offsets); shorter ones keep the inlined scalar loop. The
+//! windowed sweep's CPU time had risen with its instruction count (W = 32: 1.42x the
+//! instructions, 1.42x the CPU time), which pointed at instructions. Bit for bit: the `bwd` hashes
+//! equal base's for `r0.1`, `r0.5`, `rdense`, `r0` and `r0.1 shape=256x20`, `tests/
+//! clocked_sparse_sweep.rs` passes, and a unit test compares the kernel with the scalar one on
+//! random fan-outs (a reordered sum fails it). Callgrind (`--toggle-collect=snn_eventprop::clocked
+//! ::backward_planned`, `rMODE 16 1 bwd`): p = 0.1 651.8 -> 504.4 M, 0.5 2178.2 -> 1422.4 M, p = 0
+//! 69.38 -> 69.83 M (74.71 M when empty fan-outs also called the kernel). CPU, 8 rounds
+//! alternating, every second round in swapped order (10:52-10:54 UTC, load 2.5-3.1), ms per
+//! sample, means (paired difference, standard error):
+//!
+//! | `bwd` | base | AVX kernel | paired | faster in |
+//! | --- | --- | --- | --- | --- |
+//! | `r0.1 16 20` | 4.188 | 3.148 | -1.039 +- 0.101 | 8 of 8 |
+//! | `r0.5 16 4` | 13.03 | 10.23 | -2.79 +- 0.46 | 8 of 8 |
+//! | `r0 16 100` | 0.319 | 0.326 | +0.007 +- 0.007 | 2 of 8 |
+//! | `rdense 16 2` (the deferred sweep, unchanged) | 26.5 | 25.5 | -1.1 +- 1.5 | 3 of 8 |
+//!
+//! Not kept: the four indices computed in SSE lanes (unsigned compares by flipped sign bits, then
+//! four extracts): `r0.1 16 20` 3.687 / 3.688 ms against 3.344 / 3.375 with scalar indices and
+//! 3.781 / 3.875 for base (2 rounds, load 2.2-2.5; a likely reason, not measured: the loads wait
+//! on the extracts). Prefetching the
+//! next event's fan-out lines (weights, offsets, gradients; not its ring entries, tried before) in
+//! the scalar sweep: 4.219 / 4.125 against base 3.687 / 3.750 (2 rounds, load 2.4-2.6).
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};

@@ -48,7 +48,11 @@
 //! goes, keeps the adjoints it stores there for a longer window as well, and once per window
 //! sums each synapse's reads over the window's events in registers: one update per synapse and
 //! window rather than one per event, and nothing at all per input spike inside the sweep.
-//! [`GradientSweep::PerEvent`] updates the gradients at each event instead (3 as written above).
+//! [`GradientSweep::PerEvent`] updates the gradients at each event instead (3 as written above),
+//! as does every sweep of a network with a sparse projection that the layered sweep below does
+//! not take: it walks each fan-out of at least 16 synapses 4 at a time with AVX when the CPU has
+//! it (each synapse's operations as above, rounded one by one, no FMA; the terms of `S` added one
+//! by one in fan-out order), the same bits as the scalar loop.
 //!
 //! Cost: per synaptic event one random 16-byte read of the adjoint window (plus, for LIF spikes,
 //! an 8-byte read of `lambda_V - lambda_I` for `S`); the reads are memory-bound. On the SHD
