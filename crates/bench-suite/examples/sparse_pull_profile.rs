@@ -482,7 +482,8 @@
 //! 3.27 / 3.24 -> 3.23 / 3.19 / 3.25 / 3.27 / 3.25 / 3.48: the step loop is the same work dense and
 //! sparse, so the ratio does not move beyond its spread.
 //!
-//! Kept instead of the recurrent backward's windows above (issue 19, 10:36-10:55 UTC 2026-12-05, against ad2a504 "base"; binaries and round
+//! Kept instead of the recurrent backward's windows above (issue 19, 10:36-10:55 UTC 2026-12-05,
+//! against ad2a504 "base"; binaries and round
 //! logs under /work/exp/issue-19-wbwd): the per-event sweep's fan-out kernel with AVX, 4 synapses
 //! at a time (`fan_out_adjoint_avx`: the four ring indices in scalar registers, the four pairs
 //! loaded and split into `lambda_V` and `lambda_I` quads, `dL/dw` and `dL/dd` updated with the same
