@@ -474,6 +474,20 @@
 //!   `hidden_block_avx` 58.7 -> 73.1 M instructions (more quads live than the 16 registers hold),
 //!   not timed beyond a few noisy rounds.
 //!
+//! Also kept (ddb86ef): the blocks' timelines' tails (the steps past the last, which arrivals after
+//! it read; 8 x `slots - 1` pairs per block) cleared only when the timeline geometry changes rather
+//! than by every block (4.5 % of `Layered::sweep`'s perf samples sat on that loop): callgrind
+//! p = 0.1 278.8 -> 272.2 M, dense 916.3 -> 905.6 M; CPU `0.1 16 60 bwd`, 24 rounds alternating with
+//! the previous binary (load 1.8-3.0), backward 1.360 -> 1.331 ms, paired -0.029 +- 0.018, but the
+//! unchanged forward moved -0.010 +- 0.009 in the same rounds: the instruction count is the firmer
+//! figure. Dense (`16 15`, 6 rounds) -0.049 +- 0.051, p = 0 (`16 200`, 6 rounds) +0.004 +- 0.007 ms.
+//! `sparse_connectivity 32 2`, 8 rounds alternating ad2a504 and ddb86ef (both kept changes;
+//! 11:00-11:08 UTC, load 2.7-3.7), 700-256-256-20 training samples/s: p = 0.1 395.7 / 407.1 /
+//! 413.8 / 413.9 / 419.7 / 410.3 / 355.7 / 401.7 -> 416.9 / 407.5 / 431.9 / 411.5 / 406.7 / 433.3 /
+//! 399.6 / 431.8 (paired +15.1 +- 6.6), dense paired -1.3 +- 1.8 (140.8-154.4 -> 146.6-154.3), p = 0
+//! -1.1 +- 14.2; time per synapse at p = 0.1 against dense, training, median 3.23 (3.06-4.35) ->
+//! 3.085 (2.87-3.44), forward 3.075 (2.94-3.96) -> 3.02 (2.88-3.19).
+//!
 //! `sparse_connectivity 32 2`, 6 rounds alternating ad2a504 and abef71e (the kept change with the
 //! quad skip; 10:33-10:38 UTC, load 1.6-2.7), 700-256-256-20 training samples/s: p = 0.1 413.0 /
 //! 420.3 / 417.7 / 426.5 / 419.3 / 390.2 -> 426.0 / 423.8 / 411.1 / 435.0 / 419.3 / 425.6 (paired
