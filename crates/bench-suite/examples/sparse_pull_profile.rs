@@ -527,6 +527,8 @@
 //! on the extracts). Prefetching the
 //! next event's fan-out lines (weights, offsets, gradients; not its ring entries, tried before) in
 //! the scalar sweep: 4.219 / 4.125 against base 3.687 / 3.750 (2 rounds, load 2.4-2.6).
+//! Prefetching the next quad's four ring pairs in the AVX loop: 3.906 / 3.812 / 4.062 against
+//! 3.062 / 3.062 / 3.125 without (`r0.1 16 20`, 3 rounds, 11:04 UTC, load 2.8-3.2).
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ForwardRecord, Network, SpikeTrains};

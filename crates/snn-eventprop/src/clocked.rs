@@ -2012,14 +2012,11 @@ mod tests {
         spikes
     }
 
-    /// `hidden_block_avx` writes the same `[lambda_V, lambda_I]`, bit for bit, as the scalar step
-    /// loop `block_steps` of a hidden block (no readout forcing, no `FirstSpike` term) over random
-    /// blocks: full and partial, with and without jump bias.
-    #[cfg(target_arch = "x86_64")]
     /// The AVX fan-out kernel against the scalar one, bit for bit: fan-outs of 0 to 13 synapses
     /// (quads and tails), offsets that wrap around the ring and some that do not (and a few beyond
-    /// the ring, which no plan has), adjoints and
-    /// weights of both signs with signed zeros, and gradients that start nonzero.
+    /// the ring, which no plan has), adjoints and weights of both signs with signed zeros, and
+    /// gradients that start nonzero.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn fan_out_adjoint_avx_matches_scalar() {
         if !std::arch::is_x86_feature_detected!("avx") {
@@ -2079,6 +2076,10 @@ mod tests {
         assert!(compared > 5000, "{compared} synapses compared");
     }
 
+    /// `hidden_block_avx` writes the same `[lambda_V, lambda_I]`, bit for bit, as the scalar step
+    /// loop `block_steps` of a hidden block (no readout forcing, no `FirstSpike` term) over random
+    /// blocks: full and partial, with and without jump bias.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn hidden_block_avx_matches_scalar() {
         if !std::arch::is_x86_feature_detected!("avx") {
