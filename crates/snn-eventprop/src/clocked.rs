@@ -223,7 +223,23 @@ fn fan_out_adjoint<const JUMP: bool>(
     gd: &mut [f64],
 ) -> f64 {
     assert!(base_off < hist.len() || w.is_empty(), "history base out of range");
-    let mut s = 0.0;
+    fan_out_adjoint_from::<JUMP>(0.0, hist, base_off, tau_s, w, offs, gw, gd)
+}
+
+/// The loop of [`fan_out_adjoint`], adding the terms of `S` to `s` (it returns the sum): also
+/// the tail of [`fan_out_adjoint_avx`]. Requires `base_off < hist.len()` unless `w` is empty.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fan_out_adjoint_from<const JUMP: bool>(
+    mut s: f64,
+    hist: &[[f64; 2]],
+    base_off: usize,
+    tau_s: f64,
+    w: &[f64],
+    offs: &[u32],
+    gw: &mut [f64],
+    gd: &mut [f64],
+) -> f64 {
     for (((&wj, &o), gwj), gdj) in w.iter().zip(offs).zip(gw.iter_mut()).zip(gd.iter_mut()) {
         let [lv, li] = ring_read(hist, base_off, o);
         *gwj -= tau_s * li;
@@ -295,15 +311,7 @@ unsafe fn fan_out_adjoint_avx<const JUMP: bool>(
         }
         k += 4;
     }
-    for (((&wj, &o), gwj), gdj) in w[k..n].iter().zip(&offs[k..n]).zip(&mut gw[k..n]).zip(&mut gd[k..n]) {
-        let [lv, li] = ring_read(hist, base_off, o);
-        *gwj -= tau_s * li;
-        *gdj -= wj * (li - lv);
-        if JUMP {
-            s += wj * (lv - li);
-        }
-    }
-    s
+    fan_out_adjoint_from::<JUMP>(s, hist, base_off, tau_s, &w[k..n], &offs[k..n], &mut gw[k..n], &mut gd[k..n])
 }
 
 /// [`fan_out_adjoint`] of presynaptic neuron `j`'s column of connection `cid`: its weights, ring
