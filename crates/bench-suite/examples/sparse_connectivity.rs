@@ -30,12 +30,29 @@
 //! projection (sparse ones through `SparsePull`) and trains with the layered sweep; the
 //! recurrent one pulls its input projection and pushes the others.
 //!
+//! Training is timed through the trainer's own batch step (`BatchWorkspace::compute` with the
+//! default chunks of 8 samples, whose workers keep their buffers from batch to batch, and an Adam
+//! step on weights and delays): one untimed step, then two timed ones on the same batch, per
+//! configuration and repetition. Until 2026-12-05 it was one cold step of
+//! `workload::train_step` (a fresh plan and fresh per-thread buffers, half the batch per thread):
+//! its p = 0.1 training ratio of 700-512r-20 spread over 1.44-2.44 in 4 runs, this one's over
+//! 1.55-1.63 in the same sitting (medians 1.61 and 1.56). The trainer's step is the slower of the
+//! two at p = 0.1 (159 against 175 training samples/s in those runs; dense 28.8 both): each
+//! worker rebuilds its own plan after every Adam step (0.11 against 0.02 ms per sample), and the
+//! forward and backward kernels take 4-12 % longer in it (`perf record -e cpu-clock` of 12 steps
+//! of 32 samples each way: 7.41 against 6.53 ms per sample; not explained).
+//!
 //! `cargo run --release -p bench-suite --example sparse_connectivity [samples] [repetitions]`
 //! (default 16 and 3).
 
 use bench_suite::workload::{self, Rng, sparsify};
 use snn_core::{ClockedState, ConnectionId, ForwardRecord, Network, SpikeTrains};
+use snn_eventprop::Loss;
 use snn_eventprop::optim::LrSchedule;
+use snn_eventprop::train::{BatchWorkspace, DEFAULT_CHUNK_SIZE};
+
+/// Timed training steps per configuration and repetition, after one untimed step.
+const TRAIN_STEPS: usize = 2;
 
 /// Synaptic events delivered per sample: each presynaptic spike (input or recorded) times the
 /// number of its stored synapses, over every connection.
@@ -77,14 +94,26 @@ fn measure(config: &Config, batch: &SpikeTrains) -> Row {
         engine.run_planned(net, &plan, batch.sample(s), &mut state, r).expect("forward");
     }
     let forward_cpu = (workload::process_cpu_seconds() - t0) / batch.len() as f64;
-    // Training: forward + backward of the batch and one optimiser step.
+    // Training: the trainer's batch step (`BatchWorkspace::compute`, its workers and their
+    // buffers kept from batch to batch as `Trainer` keeps them, the plan refreshed as the delays
+    // move) and an Adam step on weights and delays; one step untimed, then `TRAIN_STEPS` timed.
     let mut trained = net.clone();
     let mut opt = workload::paper_optimiser(&trained, LrSchedule::constant(), 150.0);
+    let mut ws = BatchWorkspace::new(&trained, DEFAULT_CHUNK_SIZE).expect("workspace");
+    let n_out = trained.population(trained.output()).size();
+    let labels: Vec<usize> = (0..batch.len()).map(|s| s % n_out).collect();
+    let idx: Vec<usize> = (0..batch.len()).collect();
+    let mut step = |trained: &mut Network| {
+        let loss = Loss::ExpIntegralCrossEntropy;
+        ws.compute(&engine, trained, batch, &labels, &idx, &loss, Some(&workload::TRAINABLE)).expect("batch");
+        opt.step(trained, ws.gradients(), 0).expect("optimiser step");
+    };
+    step(&mut trained);
     let t0 = workload::process_cpu_seconds();
-    let mut g = workload::train_step(&engine, &trained, batch);
-    g.scale_mut(1.0 / batch.len() as f64);
-    opt.step(&mut trained, &g, 0).expect("optimiser step");
-    let train_cpu = (workload::process_cpu_seconds() - t0) / batch.len() as f64;
+    for _ in 0..TRAIN_STEPS {
+        step(&mut trained);
+    }
+    let train_cpu = (workload::process_cpu_seconds() - t0) / (TRAIN_STEPS * batch.len()) as f64;
     let spikes = recs.iter().map(|r| r.spikes.len()).sum::<usize>() as f64 / recs.len() as f64;
     Row { label: label.clone(), synapses: *synapses, events: events(net, batch, &recs), spikes, forward_cpu, train_cpu }
 }
@@ -118,10 +147,13 @@ fn workload_nets(dense: &Network, ps: &[f64], masked: &[f64]) -> Vec<Config> {
 /// A quantity of a measured row.
 type Of = fn(&Row) -> f64;
 
-/// Median, minimum and maximum of `x` as `m (lo-hi)`.
+/// Median (of an even count, the mean of the middle two), minimum and maximum of `x` as `m
+/// (lo-hi)`.
 fn spread(mut x: Vec<f64>) -> String {
     x.sort_by(f64::total_cmp);
-    format!("{:.2} ({:.2}-{:.2})", x[x.len() / 2], x[0], x[x.len() - 1])
+    let n = x.len();
+    let median = if n % 2 == 0 { 0.5 * (x[n / 2 - 1] + x[n / 2]) } else { x[n / 2] };
+    format!("{median:.2} ({:.2}-{:.2})", x[0], x[n - 1])
 }
 
 fn main() {
