@@ -152,7 +152,7 @@ type Of = fn(&Row) -> f64;
 fn spread(mut x: Vec<f64>) -> String {
     x.sort_by(f64::total_cmp);
     let n = x.len();
-    let median = if n % 2 == 0 { 0.5 * (x[n / 2 - 1] + x[n / 2]) } else { x[n / 2] };
+    let median = if n.is_multiple_of(2) { 0.5 * (x[n / 2 - 1] + x[n / 2]) } else { x[n / 2] };
     format!("{median:.2} ({:.2}-{:.2})", x[0], x[n - 1])
 }
 
