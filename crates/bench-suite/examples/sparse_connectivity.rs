@@ -36,11 +36,13 @@
 //! configuration and repetition. Until 2026-12-05 it was one cold step of
 //! `workload::train_step` (a fresh plan and fresh per-thread buffers, half the batch per thread):
 //! its p = 0.1 training ratio of 700-512r-20 spread over 1.44-2.44 in 4 runs, this one's over
-//! 1.55-1.63 in the same sitting (medians 1.61 and 1.56). The trainer's step is the slower of the
-//! two at p = 0.1 (159 against 175 training samples/s in those runs; dense 28.8 both): each
-//! worker rebuilds its own plan after every Adam step (0.11 against 0.02 ms per sample), and the
-//! forward and backward kernels take 4-12 % longer in it (`perf record -e cpu-clock` of 12 steps
-//! of 32 samples each way: 7.41 against 6.53 ms per sample; not explained).
+//! 1.55-1.63 in the same sitting (medians 1.61 and 1.56). The trainer's step was the slower of
+//! the two at p = 0.1 in those runs (159 against 175 training samples/s; dense 28.8 both). A
+//! closer look on 700-512r-20 at p = 0.1 (a throwaway driver, 2 rounds of 8 warm steps each way,
+//! load 1.1-1.4): 6.55 / 6.00 ms per sample against 5.97 / 5.71 for `train_step`, 5.85 / 5.99 with
+//! chunks of 16, 5.99 / 5.88 without the Adam step (the plan then stays); each worker rebuilds
+//! its own plan after every Adam step (`perf`: 0.11 against 0.02 ms per sample). So up to ~10 %,
+//! within the rounds' spread.
 //!
 //! `cargo run --release -p bench-suite --example sparse_connectivity [samples] [repetitions]`
 //! (default 16 and 3).
