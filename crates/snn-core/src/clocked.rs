@@ -1699,8 +1699,8 @@ const RING_WINDOW: usize = 128;
 /// / 0.85 / 1 at every width; rounds alternating binaries that window or not): on 700-256r-20 the
 /// windows cut the forward CPU time up to p = 0.7 (5.4 per target: `r0.7 16 10 shape=256x20`, 6
 /// rounds, 3.20 -> 2.78 ms per sample, faster in 6 of 6), were mixed at 0.85 (6.6: 5 of 6 rounds
-/// faster in one session, 3.36 -> 3.44 ms and 2 of 6 in another) and lost at 1 (7.8), hence 6
-/// ([`windows_pay`]).
+/// faster in one session, 3.36 -> 3.44 ms and 1 of 6, one even, in another) and lost at 1 (7.8),
+/// hence 6 ([`windows_pay`]).
 const PUSH_MAX_PER_CELL: usize = 6;
 
 /// The most synapse-events pushed per step into one population for which its windows pay: a

@@ -222,12 +222,12 @@ fn fan_out_adjoint<const JUMP: bool>(
     gw: &mut [f64],
     gd: &mut [f64],
 ) -> f64 {
-    assert!(base_off < hist.len() || w.is_empty(), "history base out of range");
     fan_out_adjoint_from::<JUMP>(0.0, hist, base_off, tau_s, w, offs, gw, gd)
 }
 
 /// The loop of [`fan_out_adjoint`], adding the terms of `S` to `s` (it returns the sum): also
-/// the tail of [`fan_out_adjoint_avx`]. Requires `base_off < hist.len()` unless `w` is empty.
+/// the tail of [`fan_out_adjoint_avx`]. Panics if `base_off` is out of the history (and `w` is
+/// not empty): [`ring_read`]'s unchecked read relies on it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fan_out_adjoint_from<const JUMP: bool>(
@@ -240,6 +240,7 @@ fn fan_out_adjoint_from<const JUMP: bool>(
     gw: &mut [f64],
     gd: &mut [f64],
 ) -> f64 {
+    assert!(base_off < hist.len() || w.is_empty(), "history base out of range");
     for (((&wj, &o), gwj), gdj) in w.iter().zip(offs).zip(gw.iter_mut()).zip(gd.iter_mut()) {
         let [lv, li] = ring_read(hist, base_off, o);
         *gwj -= tau_s * li;
